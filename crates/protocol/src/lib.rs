@@ -1,0 +1,291 @@
+//! The client protocol, defined once.
+//!
+//! Clients send JSON text frames `{"action": "...", "data": ...}`; API Gateway
+//! picks the route with `$request.body.action`. Everything the function sends
+//! back is a [`ServerFrame`]. The function, the local stack and the tests all
+//! use these types, so the wire format has a single definition.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Route keys of the WebSocket API. A new route is one more constant here,
+/// one handler in the function and one route block in `Pulumi.yaml`.
+pub mod routes {
+    pub const CONNECT: &str = "$connect";
+    pub const DISCONNECT: &str = "$disconnect";
+    pub const DEFAULT: &str = "$default";
+    pub const SEND_MESSAGE: &str = "sendmessage";
+    pub const PING: &str = "ping";
+}
+
+/// The actions a client may send, in the order the error frame lists them.
+pub const ACTIONS: &[&str] = &[routes::SEND_MESSAGE, routes::PING];
+
+/// Largest `data` payload, in bytes of its JSON encoding, that `sendmessage` accepts.
+pub const MAX_DATA_BYTES: usize = 32 * 1024;
+
+/// API Gateway WebSocket limits, which the local stack enforces as AWS does.
+pub mod limits {
+    use std::time::Duration;
+    /// Largest WebSocket frame API Gateway accepts.
+    pub const MAX_FRAME_BYTES: usize = 32 * 1024;
+    /// Largest message (all frames of one message) API Gateway accepts.
+    pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
+    /// A connection with no traffic for this long is closed.
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+    /// No connection lives longer than this.
+    pub const MAX_CONNECTION_LIFE: Duration = Duration::from_secs(2 * 60 * 60);
+}
+
+/// A frame a client sends. `data` is any JSON value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientFrame {
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+}
+
+impl ClientFrame {
+    pub fn ping() -> Self {
+        ClientFrame { action: routes::PING.into(), data: None }
+    }
+
+    pub fn send_message(data: Value) -> Self {
+        ClientFrame { action: routes::SEND_MESSAGE.into(), data: Some(data) }
+    }
+
+    pub fn to_text(&self) -> String {
+        // Serialising a struct of a String and a Value cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Every frame the function sends to a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ServerFrame {
+    /// A message another connection sent with `sendmessage`.
+    Message {
+        from: String,
+        data: Value,
+        #[serde(rename = "sentAt")]
+        sent_at: String,
+    },
+    /// To the sender of `sendmessage`: how many connections it reached.
+    Sent { recipients: usize },
+    /// The answer to `ping`.
+    Pong,
+    /// The request could not be served; `code` says why.
+    Error { code: ErrorCode, message: String },
+}
+
+impl ServerFrame {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerFrame::Error { code, message: message.into() }
+    }
+
+    pub fn to_text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Parses a frame a client received; `None` when it is not one of ours
+    /// (for instance an API Gateway error frame, see [`GatewayFrame`]).
+    pub fn parse(text: &str) -> Option<Self> {
+        serde_json::from_str(text).ok()
+    }
+}
+
+/// Why a request was refused; sent as the `code` of an error frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame is not valid JSON.
+    InvalidJson,
+    /// The frame is JSON but not an object.
+    NotAnObject,
+    /// The object has no `action`, or it is not a string.
+    MissingAction,
+    /// `action` names no route.
+    UnknownAction,
+    /// `sendmessage` without `data`.
+    MissingData,
+    /// `data` is larger than [`MAX_DATA_BYTES`].
+    DataTooLarge,
+    /// A binary (or base64-encoded) frame; the API speaks JSON text.
+    BinaryFrame,
+    /// The event is missing fields the route needs.
+    BadRequest,
+    /// The server failed; the request may be retried.
+    Internal,
+}
+
+/// The frame API Gateway itself sends when it cannot serve a message, for
+/// instance when the integration fails: `{"message": "Internal server error",
+/// "connectionId": "...", "requestId": "..."}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayFrame {
+    pub message: String,
+    pub connection_id: String,
+    pub request_id: String,
+}
+
+impl GatewayFrame {
+    pub const INTERNAL_SERVER_ERROR: &'static str = "Internal server error";
+    pub const TOO_MANY_REQUESTS: &'static str = "Too Many Requests";
+
+    pub fn to_text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// A client frame that could not be turned into a request, with the error
+/// frame the sender gets for it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ProtocolError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ProtocolError {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ProtocolError { code, message: message.into() }
+    }
+
+    pub fn frame(&self) -> ServerFrame {
+        ServerFrame::error(self.code, self.message.clone())
+    }
+}
+
+fn valid_actions() -> String {
+    ACTIONS.join(", ")
+}
+
+/// Parses a client text frame into its action and data, with a precise error
+/// for each way it can be wrong. Never panics, whatever the input.
+pub fn parse_client_frame(body: &str) -> Result<ClientFrame, ProtocolError> {
+    let value: Value = serde_json::from_str(body).map_err(|e| {
+        ProtocolError::new(
+            ErrorCode::InvalidJson,
+            format!(
+                "frame is not valid JSON ({e}); send {{\"action\": \"<{}>\", \"data\": ...}}",
+                ACTIONS.join("|")
+            ),
+        )
+    })?;
+    let Value::Object(mut object) = value else {
+        return Err(ProtocolError::new(
+            ErrorCode::NotAnObject,
+            format!("frame must be a JSON object with an \"action\" field; valid actions: {}", valid_actions()),
+        ));
+    };
+    let action = match object.remove("action") {
+        Some(Value::String(action)) => action,
+        Some(_) => {
+            return Err(ProtocolError::new(
+                ErrorCode::MissingAction,
+                format!("\"action\" must be a string; valid actions: {}", valid_actions()),
+            ));
+        }
+        None => {
+            return Err(ProtocolError::new(
+                ErrorCode::MissingAction,
+                format!("frame has no \"action\"; valid actions: {}", valid_actions()),
+            ));
+        }
+    };
+    Ok(ClientFrame { action, data: object.remove("data") })
+}
+
+/// The error for an action that names no route.
+pub fn unknown_action(action: &str) -> ProtocolError {
+    // The action is client input: it is quoted only when short, so a huge or
+    // hostile value never ends up in a reply verbatim.
+    let shown = if action.len() <= 64 && !action.chars().any(char::is_control) {
+        format!("\"{action}\"")
+    } else {
+        "the given action".to_string()
+    };
+    ProtocolError::new(
+        ErrorCode::UnknownAction,
+        format!("unknown action {shown}; valid actions: {}", valid_actions()),
+    )
+}
+
+/// Checks the `data` of a `sendmessage` frame: present and at most [`MAX_DATA_BYTES`].
+pub fn check_message_data(data: Option<&Value>) -> Result<&Value, ProtocolError> {
+    let data = data.ok_or_else(|| {
+        ProtocolError::new(ErrorCode::MissingData, "sendmessage needs a \"data\" field (any JSON value)")
+    })?;
+    let size = serde_json::to_string(data).map(|s| s.len()).unwrap_or(usize::MAX);
+    if size > MAX_DATA_BYTES {
+        return Err(ProtocolError::new(
+            ErrorCode::DataTooLarge,
+            format!("\"data\" is {size} bytes; the limit is {MAX_DATA_BYTES} bytes"),
+        ));
+    }
+    Ok(data)
+}
+
+/// The error for a binary frame.
+pub fn binary_frame() -> ProtocolError {
+    ProtocolError::new(
+        ErrorCode::BinaryFrame,
+        "binary frames are not supported; send JSON text frames",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_an_action_with_data() {
+        let frame = parse_client_frame(r#"{"action":"sendmessage","data":{"a":1}}"#).unwrap();
+        assert_eq!(frame, ClientFrame::send_message(json!({"a": 1})));
+    }
+
+    #[test]
+    fn each_bad_frame_has_its_own_code() {
+        let code = |body: &str| parse_client_frame(body).unwrap_err().code;
+        assert_eq!(code("{not json"), ErrorCode::InvalidJson);
+        assert_eq!(code("[1,2]"), ErrorCode::NotAnObject);
+        assert_eq!(code("\"ping\""), ErrorCode::NotAnObject);
+        assert_eq!(code(r#"{"data":1}"#), ErrorCode::MissingAction);
+        assert_eq!(code(r#"{"action":7}"#), ErrorCode::MissingAction);
+    }
+
+    #[test]
+    fn errors_name_the_valid_actions() {
+        let err = unknown_action("nope");
+        assert!(err.message.contains("sendmessage, ping"), "{}", err.message);
+        assert!(err.message.contains("\"nope\""));
+        let long = "x".repeat(1000);
+        assert!(!unknown_action(&long).message.contains(&long));
+    }
+
+    #[test]
+    fn data_is_required_and_bounded() {
+        assert_eq!(check_message_data(None).unwrap_err().code, ErrorCode::MissingData);
+        let big = json!("x".repeat(MAX_DATA_BYTES));
+        assert_eq!(check_message_data(Some(&big)).unwrap_err().code, ErrorCode::DataTooLarge);
+        let ok = json!("x".repeat(MAX_DATA_BYTES - 2));
+        assert!(check_message_data(Some(&ok)).is_ok());
+    }
+
+    #[test]
+    fn server_frames_have_the_documented_shape() {
+        let sent = ServerFrame::Message { from: "abc".into(), data: json!([1]), sent_at: "2026-01-01T00:00:00Z".into() };
+        assert_eq!(
+            serde_json::to_value(&sent).unwrap(),
+            json!({"type":"message","from":"abc","data":[1],"sentAt":"2026-01-01T00:00:00Z"})
+        );
+        assert_eq!(ServerFrame::Pong.to_text(), r#"{"type":"pong"}"#);
+        assert_eq!(ServerFrame::Sent { recipients: 3 }.to_text(), r#"{"type":"sent","recipients":3}"#);
+        let err = ServerFrame::error(ErrorCode::UnknownAction, "m");
+        assert_eq!(err.to_text(), r#"{"type":"error","code":"unknown_action","message":"m"}"#);
+        assert_eq!(ServerFrame::parse(&err.to_text()), Some(err));
+    }
+}

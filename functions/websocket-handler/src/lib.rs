@@ -1,1 +1,17 @@
-//! placeholder
+//! The Lambda function behind the WebSocket API.
+//!
+//! API Gateway invokes it for `$connect`, `$disconnect`, `$default` and the
+//! message routes (`sendmessage`, `ping`); [`handler::handle`] serves one
+//! event over two small traits, [`registry::ConnectionRegistry`] (who is
+//! connected) and [`messenger::Messenger`] (how replies reach clients), so
+//! the same code runs in AWS, in the local stack and in the tests.
+
+pub mod broadcast;
+pub mod event;
+pub mod handler;
+pub mod messenger;
+pub mod registry;
+pub mod routes;
+pub mod settings;
+
+pub use handler::handle;

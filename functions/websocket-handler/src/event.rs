@@ -1,0 +1,221 @@
+//! The event API Gateway sends, checked once.
+//!
+//! The function receives raw JSON so that an event of the wrong shape still
+//! gets a response. This module turns it into the aws_lambda_events type and
+//! pulls out the request-context fields the routes need, each missing field
+//! becoming a clear [`EventError`] instead of a panic.
+
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use serde_json::Value;
+
+/// Why an event cannot be served. Messages name fields, never their values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    /// The JSON does not fit `ApiGatewayWebsocketProxyRequest`.
+    #[error("event is not an API Gateway WebSocket event: {0}")]
+    Shape(String),
+    /// A request-context field the function needs is absent or empty.
+    #[error("event has no requestContext.{0}")]
+    MissingField(&'static str),
+}
+
+/// Where the management API of the API that sent the event lives.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApiAddress {
+    /// `requestContext.domainName`, e.g. `abc123.execute-api.eu-west-1.amazonaws.com`.
+    pub domain_name: Option<String>,
+    /// `requestContext.stage`, e.g. `prod`.
+    pub stage: Option<String>,
+}
+
+impl ApiAddress {
+    /// `https://{domainName}/{stage}`, the management endpoint API Gateway
+    /// documents, when both parts are known.
+    pub fn management_endpoint(&self) -> Option<String> {
+        match (self.domain_name.as_deref(), self.stage.as_deref()) {
+            (Some(domain), Some(stage)) if !domain.is_empty() && !stage.is_empty() => {
+                Some(format!("https://{domain}/{stage}"))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A WebSocket event with the fields every route relies on checked.
+#[derive(Debug, Clone)]
+pub struct WebsocketEvent {
+    pub route_key: String,
+    pub connection_id: String,
+    pub api: ApiAddress,
+    /// When the connection was opened, epoch milliseconds (`connectedAt`).
+    pub connected_at_ms: i64,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// The frame text for message routes.
+    pub body: Option<String>,
+    /// True for a binary frame (API Gateway base64-encodes it).
+    pub is_base64_encoded: bool,
+}
+
+impl WebsocketEvent {
+    /// Checks a raw event. Never panics, whatever the JSON.
+    pub fn parse(raw: Value) -> Result<Self, EventError> {
+        let request: ApiGatewayWebsocketProxyRequest =
+            serde_path_to_error::deserialize(raw).map_err(|e| EventError::Shape(describe_shape_error(&e)))?;
+        Self::from_request(request)
+    }
+
+    /// Checks the request-context fields of an already typed event.
+    pub fn from_request(request: ApiGatewayWebsocketProxyRequest) -> Result<Self, EventError> {
+        let context = request.request_context;
+        let route_key = non_empty(context.route_key).ok_or(EventError::MissingField("routeKey"))?;
+        let connection_id = non_empty(context.connection_id).ok_or(EventError::MissingField("connectionId"))?;
+        Ok(WebsocketEvent {
+            route_key,
+            connection_id,
+            api: ApiAddress { domain_name: non_empty(context.domain_name), stage: non_empty(context.stage) },
+            connected_at_ms: context.connected_at,
+            source_ip: non_empty(context.identity.source_ip),
+            user_agent: non_empty(context.identity.user_agent),
+            body: request.body,
+            is_base64_encoded: request.is_base64_encoded,
+        })
+    }
+}
+
+/// What can still be learnt from an event that did not parse: enough to send
+/// its sender an error frame, when the event names the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyTarget {
+    pub route_key: Option<String>,
+    pub connection_id: String,
+    pub api: ApiAddress,
+}
+
+impl ReplyTarget {
+    /// Reads `requestContext.{connectionId,routeKey,domainName,stage}` from
+    /// raw JSON, ignoring everything else.
+    pub fn from_raw(raw: &Value) -> Option<Self> {
+        let context = raw.get("requestContext")?;
+        let text = |field: &str| context.get(field).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+        Some(ReplyTarget {
+            route_key: text("routeKey"),
+            connection_id: text("connectionId")?,
+            api: ApiAddress { domain_name: text("domainName"), stage: text("stage") },
+        })
+    }
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.is_empty())
+}
+
+/// Describes a deserialisation error by the path of the offending field and
+/// the kind of problem, without the input's text: serde's messages quote the
+/// offending value, and header values carry the API key.
+fn describe_shape_error(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let path = error.path().to_string();
+    let inner = error.inner();
+    let kind = inner.to_string();
+    // "missing field `x`" and "invalid type: string \"...\", expected y" — keep
+    // the field name or the expectation, drop any quoted input.
+    let problem = if let Some(rest) = kind.strip_prefix("missing field ") {
+        format!("missing field {rest}")
+    } else if let Some((_, expected)) = kind.split_once(", expected ") {
+        format!("wrong type, expected {expected}")
+    } else {
+        "invalid value".to_string()
+    };
+    if path == "." || path.is_empty() {
+        problem
+    } else {
+        format!("{problem} at `{path}`")
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A message event as API Gateway sends it.
+    pub(crate) fn event(route_key: &str, connection_id: &str, body: Option<&str>) -> Value {
+        json!({
+            "requestContext": {
+                "routeKey": route_key,
+                "eventType": if route_key == "$connect" { "CONNECT" } else if route_key == "$disconnect" { "DISCONNECT" } else { "MESSAGE" },
+                "messageId": "msg-1",
+                "extendedRequestId": "ext-1",
+                "requestTime": "25/Nov/2026:15:00:00 +0000",
+                "messageDirection": "IN",
+                "stage": "prod",
+                "connectedAt": 1_795_000_000_000i64,
+                "requestTimeEpoch": 1_795_000_000_500i64,
+                "identity": { "sourceIp": "192.0.2.10", "userAgent": "wscat/6" },
+                "requestId": "req-1",
+                "domainName": "abc123.execute-api.eu-west-1.amazonaws.com",
+                "connectionId": connection_id,
+                "apiId": "abc123"
+            },
+            "headers": { "x-api-key": "secret-key", "Host": "abc123.execute-api.eu-west-1.amazonaws.com" },
+            "body": body,
+            "isBase64Encoded": false
+        })
+    }
+
+    #[test]
+    fn a_real_event_parses_with_its_context() {
+        let parsed = WebsocketEvent::parse(event("sendmessage", "c1", Some("{}"))).expect("parse");
+        assert_eq!(parsed.route_key, "sendmessage");
+        assert_eq!(parsed.connection_id, "c1");
+        assert_eq!(parsed.connected_at_ms, 1_795_000_000_000);
+        assert_eq!(parsed.source_ip.as_deref(), Some("192.0.2.10"));
+        assert_eq!(parsed.user_agent.as_deref(), Some("wscat/6"));
+        assert_eq!(
+            parsed.api.management_endpoint().as_deref(),
+            Some("https://abc123.execute-api.eu-west-1.amazonaws.com/prod")
+        );
+    }
+
+    #[test]
+    fn missing_context_fields_are_named() {
+        let mut raw = event("ping", "c1", None);
+        raw["requestContext"].as_object_mut().map(|c| c.remove("connectionId"));
+        assert_eq!(WebsocketEvent::parse(raw).unwrap_err(), EventError::MissingField("connectionId"));
+
+        let mut raw = event("ping", "c1", None);
+        raw["requestContext"]["routeKey"] = json!("");
+        assert_eq!(WebsocketEvent::parse(raw).unwrap_err(), EventError::MissingField("routeKey"));
+
+        let raw = json!({"body": "x"});
+        let err = WebsocketEvent::parse(raw).unwrap_err();
+        assert_eq!(err, EventError::Shape("missing field `requestContext`".into()));
+    }
+
+    #[test]
+    fn shape_errors_never_quote_the_input() {
+        let mut raw = event("ping", "c1", None);
+        raw["requestContext"]["connectedAt"] = json!("secret-key-in-a-wrong-place");
+        let err = WebsocketEvent::parse(raw).unwrap_err().to_string();
+        assert!(err.contains("requestContext.connectedAt"), "{err}");
+        assert!(!err.contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn a_reply_target_survives_a_broken_event() {
+        let mut raw = event("ping", "c9", None);
+        raw["requestContext"]["connectedAt"] = json!("nope");
+        assert!(WebsocketEvent::parse(raw.clone()).is_err());
+        let target = ReplyTarget::from_raw(&raw).expect("target");
+        assert_eq!(target.connection_id, "c9");
+        assert_eq!(target.route_key.as_deref(), Some("ping"));
+        assert!(ReplyTarget::from_raw(&json!([1, 2])).is_none());
+        assert!(ReplyTarget::from_raw(&json!({"requestContext": {"connectionId": 5}})).is_none());
+    }
+
+    #[test]
+    fn the_endpoint_needs_domain_and_stage() {
+        let api = ApiAddress { domain_name: Some("d".into()), stage: None };
+        assert_eq!(api.management_endpoint(), None);
+    }
+}

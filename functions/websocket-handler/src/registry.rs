@@ -1,0 +1,228 @@
+//! Who is connected: the connection registry.
+//!
+//! API Gateway does not tell a function which connections exist, so `$connect`
+//! records each one and `$disconnect` (or a 410 from the management API)
+//! removes it; broadcast reads the list. [`ConnectionRegistry`] is the small
+//! trait the routes use; [`DynamoDbRegistry`] is the deployed implementation
+//! and [`MemoryRegistry`] the one the route tests use.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
+
+/// Partition key of the connections table.
+pub const CONNECTION_ID: &str = "connectionId";
+/// When the connection opened, RFC 3339.
+pub const CONNECTED_AT: &str = "connectedAt";
+pub const SOURCE_IP: &str = "sourceIp";
+pub const USER_AGENT: &str = "userAgent";
+/// The table's TTL attribute: epoch seconds after which DynamoDB may delete
+/// the item. API Gateway closes every connection after 2 hours, so a
+/// connection whose `$disconnect` was lost still leaves the table.
+pub const EXPIRES_AT: &str = "expiresAt";
+
+/// One open WebSocket connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    pub connection_id: String,
+    pub connected_at: DateTime<Utc>,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl Connection {
+    /// When the registry may forget this connection: connect time plus API
+    /// Gateway's maximum connection life, in epoch seconds.
+    pub fn expires_at(&self) -> i64 {
+        let life = i64::try_from(protocol::limits::MAX_CONNECTION_LIFE.as_secs()).unwrap_or(i64::MAX);
+        self.connected_at.timestamp().saturating_add(life)
+    }
+}
+
+/// A registry operation failed; the message says which and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("connection registry: {operation} failed: {message}")]
+pub struct RegistryError {
+    pub operation: &'static str,
+    pub message: String,
+}
+
+impl RegistryError {
+    pub fn new(operation: &'static str, message: impl Into<String>) -> Self {
+        RegistryError { operation, message: message.into() }
+    }
+}
+
+/// The connections the function can reach.
+#[async_trait]
+pub trait ConnectionRegistry: Send + Sync {
+    /// Records an open connection (replacing any record with the same id).
+    async fn register(&self, connection: &Connection) -> Result<(), RegistryError>;
+    /// Forgets a connection; forgetting an unknown one is not an error.
+    async fn remove(&self, connection_id: &str) -> Result<(), RegistryError>;
+    /// The ids of every registered connection.
+    async fn list(&self) -> Result<Vec<String>, RegistryError>;
+}
+
+/// An in-process registry, for tests and for running the routes without AWS.
+#[derive(Debug, Default)]
+pub struct MemoryRegistry {
+    connections: Mutex<BTreeMap<String, Connection>>,
+}
+
+impl MemoryRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The record for one connection, if registered.
+    pub fn get(&self, connection_id: &str) -> Option<Connection> {
+        self.lock().get(connection_id).cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Connection>> {
+        // A poisoned map is still a consistent map: every write is one insert or remove.
+        self.connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[async_trait]
+impl ConnectionRegistry for MemoryRegistry {
+    async fn register(&self, connection: &Connection) -> Result<(), RegistryError> {
+        self.lock().insert(connection.connection_id.clone(), connection.clone());
+        Ok(())
+    }
+
+    async fn remove(&self, connection_id: &str) -> Result<(), RegistryError> {
+        self.lock().remove(connection_id);
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<String>, RegistryError> {
+        Ok(self.lock().keys().cloned().collect())
+    }
+}
+
+/// The registry in a DynamoDB table keyed by [`CONNECTION_ID`], with TTL on
+/// [`EXPIRES_AT`].
+#[derive(Debug, Clone)]
+pub struct DynamoDbRegistry {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    page_size: Option<i32>,
+}
+
+impl DynamoDbRegistry {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        DynamoDbRegistry { client, table: table.into(), page_size: None }
+    }
+
+    /// Caps the items each Scan page returns (DynamoDB's `Limit`); the scan
+    /// still reads every page. Without it a page is up to 1 MB.
+    pub fn with_page_size(mut self, page_size: i32) -> Self {
+        self.page_size = Some(page_size);
+        self
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+}
+
+fn sdk_error<E, R>(operation: &'static str, error: SdkError<E, R>) -> RegistryError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    RegistryError::new(operation, DisplayErrorContext(error).to_string())
+}
+
+#[async_trait]
+impl ConnectionRegistry for DynamoDbRegistry {
+    async fn register(&self, connection: &Connection) -> Result<(), RegistryError> {
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(CONNECTION_ID, AttributeValue::S(connection.connection_id.clone()))
+            .item(CONNECTED_AT, AttributeValue::S(connection.connected_at.to_rfc3339()))
+            .item(EXPIRES_AT, AttributeValue::N(connection.expires_at().to_string()));
+        if let Some(ip) = &connection.source_ip {
+            put = put.item(SOURCE_IP, AttributeValue::S(ip.clone()));
+        }
+        if let Some(agent) = &connection.user_agent {
+            put = put.item(USER_AGENT, AttributeValue::S(agent.clone()));
+        }
+        put.send().await.map_err(|e| sdk_error("PutItem", e))?;
+        Ok(())
+    }
+
+    async fn remove(&self, connection_id: &str) -> Result<(), RegistryError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(CONNECTION_ID, AttributeValue::S(connection_id.to_string()))
+            .send()
+            .await
+            .map_err(|e| sdk_error("DeleteItem", e))?;
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<String>, RegistryError> {
+        let mut ids = Vec::new();
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .projection_expression("#id")
+            .expression_attribute_names("#id", CONNECTION_ID)
+            .set_limit(self.page_size)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error("Scan", e))?;
+            for item in page.items() {
+                if let Some(AttributeValue::S(id)) = item.get(CONNECTION_ID) {
+                    ids.push(id.clone());
+                }
+            }
+        }
+        Ok(ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    pub(crate) fn connection(id: &str) -> Connection {
+        Connection {
+            connection_id: id.to_string(),
+            connected_at: Utc.timestamp_opt(1_795_000_000, 0).single().unwrap_or_default(),
+            source_ip: Some("192.0.2.1".into()),
+            user_agent: Some("test".into()),
+        }
+    }
+
+    #[test]
+    fn a_connection_expires_two_hours_after_it_opened() {
+        assert_eq!(connection("a").expires_at(), 1_795_000_000 + 7200);
+    }
+
+    #[tokio::test]
+    async fn memory_registry_registers_lists_and_removes() {
+        let registry = MemoryRegistry::new();
+        registry.register(&connection("b")).await.unwrap();
+        registry.register(&connection("a")).await.unwrap();
+        assert_eq!(registry.list().await.unwrap(), ["a", "b"]);
+        registry.remove("a").await.unwrap();
+        registry.remove("never-there").await.unwrap();
+        assert_eq!(registry.list().await.unwrap(), ["b"]);
+        assert_eq!(registry.get("b"), Some(connection("b")));
+    }
+}

@@ -1093,6 +1093,130 @@ async fn bench_stack(args: &BenchArgs, env: &BenchEnv) -> anyhow::Result<StackRe
     Ok(report)
 }
 
+/// Stack config for the bench: the repository's program with limits high
+/// enough for 1,000 connections and thousands of messages a second, so the
+/// figures measure the stack rather than its WAF rule and throttling.
+const BENCH_STACK: &str = "bench";
+const BENCH_CONFIG: &[(&str, u64)] = &[
+    ("rateLimit", 2_000_000_000),
+    ("stageBurstLimit", 100_000),
+    ("stageRateLimit", 100_000),
+    ("usagePlanBurstLimit", 100_000),
+    ("usagePlanRateLimit", 100_000),
+];
+
+/// The project name: the top-level `name:` of Pulumi.yaml.
+pub fn project_name(pulumi_yaml: &str) -> Option<String> {
+    pulumi_yaml.lines().find_map(|line| {
+        let value = line.strip_prefix("name:")?.trim();
+        let value = value.trim_matches(|c| c == '"' || c == '\'');
+        (!value.is_empty()).then(|| value.to_string())
+    })
+}
+
+/// `Pulumi.bench.yaml`: the bench's limits under the project's namespace
+/// (JSON, which is YAML).
+pub fn bench_stack_config(project: &str) -> String {
+    let mut config = serde_json::Map::new();
+    config.insert("aws:region".into(), Value::from("us-east-1"));
+    for (key, value) in BENCH_CONFIG {
+        config.insert(format!("{project}:{key}"), Value::from(*value));
+    }
+    serde_json::json!({ "config": config }).to_string()
+}
+
+/// The URLs `devstack up --ready-file` writes.
+#[derive(Debug, serde::Deserialize)]
+struct ReadyFile {
+    edge: String,
+}
+
+/// `devstack up` as a child process (this same executable), configured
+/// from a copy of the repository's Pulumi.yaml and a Pulumi.bench.yaml.
+struct BenchStack {
+    child: tokio::process::Child,
+    edge: SocketAddr,
+    path: String,
+}
+
+impl BenchStack {
+    async fn start(env: &BenchEnv) -> anyhow::Result<BenchStack> {
+        let dir = env.scratch.join("stack");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let source = env.root.join("Pulumi.yaml");
+        let program = std::fs::read_to_string(&source).with_context(|| format!("reading {}", source.display()))?;
+        let project = project_name(&program).with_context(|| format!("{} has no top-level name", source.display()))?;
+        std::fs::write(dir.join("Pulumi.yaml"), &program).context("copying Pulumi.yaml")?;
+        std::fs::write(dir.join(format!("Pulumi.{BENCH_STACK}.yaml")), bench_stack_config(&project))
+            .context("writing the bench stack's config")?;
+        let ready = dir.join("ready.json");
+        let _ = std::fs::remove_file(&ready);
+        let log_path = dir.join("devstack.log");
+        let log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+        let exe = std::env::current_exe().context("locating the devstack executable")?;
+        let mut child = Command::new(exe)
+            .arg("up")
+            .arg("--program-dir")
+            .arg(&dir)
+            .args(["--stack", BENCH_STACK, "--edge-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"])
+            .arg("--ready-file")
+            .arg(&ready)
+            .current_dir(&env.root)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().context("opening the stack's log")?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting `devstack up`")?;
+        eprintln!("bench: starting the local stack (log: {})", log_path.display());
+        let deadline = Instant::now() + STACK_START_TIMEOUT;
+        let edge = loop {
+            if let Some(status) = child.try_wait().context("watching devstack up")? {
+                bail!("`devstack up` exited with {status} before it was ready; see {}", log_path.display());
+            }
+            if let Some(edge) = std::fs::read_to_string(&ready)
+                .ok()
+                .and_then(|text| serde_json::from_str::<ReadyFile>(&text).ok())
+            {
+                break edge.edge;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill().await;
+                bail!("`devstack up` was not ready within {STACK_START_TIMEOUT:?}; see {}", log_path.display());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let (edge, path) = parse_ws_url(&edge).with_context(|| format!("the stack's edge URL {edge:?}"))?;
+        Ok(BenchStack { child, edge, path })
+    }
+
+    /// Ctrl-C, as a user stops it, then a bounded wait.
+    async fn shutdown(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status().await;
+        }
+        if tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.is_err() {
+            eprintln!("bench: the local stack did not stop within 20 s; killing it");
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// How long `devstack up` may take to start (it may build the function and
+/// install the DynamoDB-compatible server on first use).
+const STACK_START_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// `ws://127.0.0.1:8080/path` → (address, "/path"); loopback IPv4 only.
+pub fn parse_ws_url(url: &str) -> Option<(SocketAddr, String)> {
+    let rest = url.strip_prefix("ws://")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr: SocketAddr = authority.parse().ok()?;
+    addr.ip().is_loopback().then(|| (addr, path.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1260,6 +1384,33 @@ mod tests {
             assert!(source_address(i).is_loopback());
             assert_ne!(source_address(i), Ipv4Addr::new(127, 0, 0, 0));
         }
+    }
+
+    #[test]
+    fn the_project_name_is_the_top_level_name() {
+        assert_eq!(project_name("name: websocket-waf\nruntime: yaml\n"), Some("websocket-waf".into()));
+        assert_eq!(project_name("runtime: yaml\nname: \"quoted\"\n"), Some("quoted".into()));
+        assert_eq!(project_name("runtime: yaml\n  name: nested\n"), None);
+        assert_eq!(project_name("name:\n"), None);
+    }
+
+    #[test]
+    fn the_bench_config_raises_every_limit_under_the_project_namespace() {
+        let config: Value = serde_json::from_str(&bench_stack_config("p")).unwrap_or(Value::Null);
+        assert_eq!(config["config"]["p:rateLimit"], 2_000_000_000u64);
+        assert_eq!(config["config"]["p:stageBurstLimit"], 100_000);
+        assert_eq!(config["config"]["p:usagePlanRateLimit"], 100_000);
+        assert_eq!(config["config"]["aws:region"], "us-east-1");
+    }
+
+    #[test]
+    fn edge_urls_are_parsed_and_must_be_loopback() {
+        let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        assert_eq!(parse_ws_url("ws://127.0.0.1:8080"), Some((addr, "/".into())));
+        assert_eq!(parse_ws_url("ws://127.0.0.1:8080/prod"), Some((addr, "/prod".into())));
+        assert_eq!(parse_ws_url("ws://10.0.0.1:8080"), None);
+        assert_eq!(parse_ws_url("wss://127.0.0.1:8080"), None);
+        assert_eq!(parse_ws_url("ws://localhost:8080"), None);
     }
 
     #[tokio::test]

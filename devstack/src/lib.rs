@@ -5,6 +5,7 @@
 //! API, running the real function binary) → DynamoDB (a local server).
 //! [`stack`] wires them from the Pulumi program.
 
+pub mod bench;
 pub mod check;
 pub mod edge;
 pub mod gateway;

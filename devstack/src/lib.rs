@@ -12,3 +12,4 @@ pub mod gateway;
 pub mod invoke;
 pub mod lambda;
 pub mod stack;
+pub mod websocket;

@@ -1,0 +1,171 @@
+//! Tests of the edge in front of a real API layer with a fake function.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use aws_sdk_apigatewaymanagement::primitives::Blob;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use super::*;
+use crate::gateway::tests::{
+    KEY, Running, close_code, config, connect, next_text, ok, refused_status, start, start_with,
+};
+use crate::invoke::InvokeError;
+
+fn waf(limit: u64) -> WafSpec {
+    WafSpec { rate_rule_name: "dev-rate-limit".into(), rate_limit: limit, evaluation_window_secs: 300 }
+}
+
+/// An edge in front of `gateway`, with the stack key [`KEY`].
+async fn edge_for(gateway: &Running, limit: u64) -> String {
+    let edge = Edge::new(EdgeConfig {
+        origin: format!("ws://{}/prod", gateway.addr),
+        origin_api_key_header: "x-api-key".into(),
+        api_key: KEY.into(),
+        waf: waf(limit),
+    })
+    .expect("valid edge config");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(edge.serve(listener));
+    format!("ws://{addr}/")
+}
+
+#[test]
+fn the_rate_rule_counts_per_ip_within_the_window() {
+    let mut rule = RateRule::new(2, Duration::from_secs(60));
+    let (a, b) = (IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
+    let t0 = Instant::now();
+    assert!(rule.allow(a, t0));
+    assert!(rule.allow(a, t0 + Duration::from_secs(1)));
+    assert!(!rule.allow(a, t0 + Duration::from_secs(2)), "third in the window is blocked");
+    assert!(rule.allow(b, t0 + Duration::from_secs(2)), "another client has its own count");
+    assert!(!rule.allow(a, t0 + Duration::from_secs(59)));
+    assert!(rule.allow(a, t0 + Duration::from_secs(60)), "the first request left the window");
+}
+
+#[tokio::test]
+async fn the_edge_replaces_the_client_key_and_adds_forwarding_headers() {
+    let mut gateway = start().await;
+    let edge = edge_for(&gateway, 100).await;
+    // The client's own x-api-key (right or wrong) never reaches the origin.
+    let _client = connect(&edge, Some("client-supplied")).await.expect("accepted through the edge");
+    let event = gateway.next_event_of("CONNECT").await;
+    let headers = &event["headers"];
+    assert_eq!(headers["x-api-key"], KEY);
+    assert_eq!(event["multiValueHeaders"]["x-api-key"], json!([KEY]));
+    assert_eq!(headers["x-forwarded-for"], "127.0.0.1, 127.0.0.1");
+    assert!(headers["via"].as_str().is_some_and(|v| v.ends_with(".cloudfront.net (CloudFront)")), "{headers}");
+    assert!(headers["x-amz-cf-id"].is_string());
+    assert_eq!(headers["user-agent"], "gateway-test/1.0");
+}
+
+#[tokio::test]
+async fn frames_are_relayed_both_ways() {
+    let mut gateway = start().await;
+    let edge = edge_for(&gateway, 100).await;
+    let mut client = connect(&edge, None).await.expect("accepted through the edge");
+    let id = gateway.next_event_of("CONNECT").await["requestContext"]["connectionId"]
+        .as_str()
+        .expect("connection id")
+        .to_string();
+    client.send(Message::text(r#"{"action":"ping"}"#)).await.expect("send");
+    let event = gateway.next_event_of("MESSAGE").await;
+    assert_eq!(event["body"], r#"{"action":"ping"}"#);
+    gateway
+        .management()
+        .post_to_connection()
+        .connection_id(&id)
+        .data(Blob::new(r#"{"type":"pong"}"#))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(next_text(&mut client).await, r#"{"type":"pong"}"#);
+    client.close(Some(CloseFrame { code: CloseCode::Normal, reason: "done".into() })).await.expect("close");
+    let disconnect = gateway.next_event_of("DISCONNECT").await;
+    assert_eq!(disconnect["requestContext"]["disconnectStatusCode"], 1000);
+    assert_eq!(disconnect["requestContext"]["disconnectReason"], "done");
+}
+
+#[tokio::test]
+async fn the_waf_rule_blocks_handshakes_after_the_limit() {
+    let mut gateway = start().await;
+    let edge = edge_for(&gateway, 3).await;
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(connect(&edge, None).await.expect("under the limit"));
+        gateway.next_event_of("CONNECT").await;
+    }
+    assert_eq!(refused_status(connect(&edge, None).await), 403);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let invoked: Vec<Value> = std::iter::from_fn(|| gateway.events.try_recv().ok()).collect();
+    assert!(
+        invoked.iter().all(|e| e["requestContext"]["eventType"] != "CONNECT"),
+        "a blocked handshake never reaches the API"
+    );
+}
+
+#[tokio::test]
+async fn origin_refusals_reach_the_client_with_their_status() {
+    let respond = |event: &Value| match event["queryStringParameters"]["answer"].as_str() {
+        Some("401") => Ok(json!({"statusCode": 401})),
+        Some("error") => Err(InvokeError::Crashed("exit 1".into())),
+        _ => Ok(json!({"statusCode": 200})),
+    };
+    let gateway = start_with(config(), Box::new(respond)).await;
+    let edge = edge_for(&gateway, 100).await;
+    assert_eq!(refused_status(connect(&format!("{edge}?answer=401"), None).await), 401);
+    assert_eq!(refused_status(connect(&format!("{edge}?answer=error"), None).await), 500);
+
+    // An edge holding the wrong key is refused by the API layer: 403.
+    let mut wrong = config();
+    wrong.api_keys = vec!["another-key".into()];
+    let gateway = start_with(wrong, Box::new(ok)).await;
+    let edge = edge_for(&gateway, 100).await;
+    assert_eq!(refused_status(connect(&edge, None).await), 403);
+}
+
+#[tokio::test]
+async fn oversize_messages_close_with_1009_through_the_edge() {
+    let mut gateway = start().await;
+    let edge = edge_for(&gateway, 100).await;
+    let mut client = connect(&edge, None).await.expect("accepted");
+    gateway.next_event_of("CONNECT").await;
+    let big = format!(r#"{{"action":"sendmessage","data":"{}"}}"#, "x".repeat(40 * 1024));
+    client.send(Message::text(big)).await.expect("send");
+    assert_eq!(close_code(&mut client).await, Some(CloseCode::Size));
+    let disconnect = gateway.next_event_of("DISCONNECT").await;
+    assert_eq!(disconnect["requestContext"]["disconnectStatusCode"], 1009);
+}
+
+#[tokio::test]
+async fn gateway_shutdown_reaches_clients_of_the_edge() {
+    let mut gateway = start().await;
+    let edge = edge_for(&gateway, 100).await;
+    let mut client = connect(&edge, None).await.expect("accepted");
+    gateway.next_event_of("CONNECT").await;
+    let shutdown = {
+        let gateway = gateway.gateway.clone();
+        tokio::spawn(async move { gateway.shutdown(Duration::from_secs(10)).await })
+    };
+    assert_eq!(close_code(&mut client).await, Some(CloseCode::Away));
+    assert!(shutdown.await.expect("shutdown task"));
+    gateway.next_event_of("DISCONNECT").await;
+}
+
+#[tokio::test]
+async fn plain_http_gets_upgrade_required() {
+    let gateway = start().await;
+    let edge = edge_for(&gateway, 100).await;
+    let addr = edge.trim_start_matches("ws://").trim_end_matches('/');
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let request = "GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(10), tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response))
+        .await
+        .expect("response within the timeout")
+        .expect("read");
+    assert!(response.starts_with("HTTP/1.1 426"), "{response}");
+}

@@ -1,0 +1,410 @@
+//! One running local stack: `devstack up` as a process, for one test.
+//!
+//! The stack reads its configuration from a Pulumi program directory. With no
+//! overrides that is the repository's own `Pulumi.yaml` and `Pulumi.dev.yaml`;
+//! with overrides, `Pulumi.yaml` is copied into a temporary directory next to
+//! a `Pulumi.e2e.yaml` holding the dev stack's config plus the overrides, so
+//! tests also prove the stack is configured from the Pulumi files.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use rustix::process::Signal;
+use serde::Deserialize;
+
+use crate::process::{self, ProcessInfo};
+
+/// First start on a fresh machine builds the binaries and installs the
+/// DynamoDB-compatible server; later starts take seconds.
+pub const START_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long the stack may take to shut down after Ctrl-C (SIGINT).
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Bound on `cargo build` of the stack and the function (the target
+/// directory is shared, so this may wait for other builds' locks).
+const BUILD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// The stack's URLs and key, as `devstack up --ready-file` writes them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoints {
+    /// The edge (CloudFront + WAF): `ws://127.0.0.1:P`.
+    pub edge: String,
+    /// The API layer (execute-api): `ws://127.0.0.1:Q/<stage>`.
+    pub api: String,
+    /// The @connections management API: `http://127.0.0.1:Q/<stage>`.
+    pub management: String,
+    /// The key the edge adds as `x-api-key`.
+    pub api_key: String,
+    pub stage: String,
+}
+
+/// Stack config overrides (`<project>:<key>: value`), on top of the dev stack's.
+#[derive(Debug, Clone, Default)]
+pub struct StackConfig {
+    overrides: BTreeMap<String, serde_yaml::Value>,
+}
+
+impl StackConfig {
+    pub fn new() -> Self {
+        StackConfig::default()
+    }
+
+    /// Sets a config key of `Pulumi.yaml`'s `config` block, e.g. `rateLimit`.
+    pub fn set(mut self, key: &str, value: impl Into<serde_yaml::Value>) -> Self {
+        self.overrides.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// Throttling that lets a test send thousands of messages in seconds.
+    pub fn generous_throttling(self) -> Self {
+        self.set("stageBurstLimit", 100_000)
+            .set("stageRateLimit", 100_000)
+            .set("usagePlanBurstLimit", 100_000)
+            .set("usagePlanRateLimit", 100_000)
+    }
+}
+
+/// The workspace root, where `Pulumi.yaml` lives.
+pub fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(Path::to_path_buf).unwrap_or_else(|| manifest.to_path_buf())
+}
+
+/// The directory cargo puts this profile's binaries in (`target/debug`):
+/// this test binary lives in its `deps/`.
+fn binary_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the test binary")?;
+    exe.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .ok_or_else(|| anyhow!("the test binary {} is not in a cargo target directory", exe.display()))
+}
+
+/// Builds `devstack` and `websocket-handler` once per test process, with the
+/// cargo that runs the tests, into the same target directory and profile.
+fn ensure_built() -> anyhow::Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow!("building the stack failed: {e}"))
+}
+
+/// The `devstack` binary, built if needed.
+pub fn devstack_binary() -> anyhow::Result<PathBuf> {
+    Ok(ensure_built()?.join("devstack"))
+}
+
+fn build() -> anyhow::Result<PathBuf> {
+    let bin = binary_dir()?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(&cargo);
+    command.args(["build", "-p", "devstack", "-p", "websocket-handler"]);
+    if bin.file_name().is_some_and(|n| n == "release") {
+        command.arg("--release");
+    }
+    let log_path = std::env::temp_dir().join(format!("e2e-build-{}.log", std::process::id()));
+    let log = File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    command
+        .current_dir(workspace_root())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().context("opening the build log")?)
+        .stderr(log);
+    let mut child = command.spawn().with_context(|| format!("running {cargo:?} build"))?;
+    let status = wait_bounded(&mut child, BUILD_TIMEOUT)?;
+    let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&log_path);
+    match status {
+        Some(status) if status.success() => Ok(bin),
+        Some(status) => bail!("cargo build exited with {status}:\n{}", tail(&output, 60)),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("cargo build did not finish within {BUILD_TIMEOUT:?}:\n{}", tail(&output, 60))
+        }
+    }
+}
+
+/// Waits for `child` to exit for at most `limit`; `None` if it did not.
+fn wait_bounded(child: &mut Child, limit: Duration) -> anyhow::Result<Option<ExitStatus>> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().context("waiting for a child process")? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// How the stack ended when asked to stop with Ctrl-C.
+#[derive(Debug)]
+pub struct Shutdown {
+    /// `None` when it had not exited within [`STOP_TIMEOUT`] (it was killed).
+    pub status: Option<ExitStatus>,
+    /// Processes the stack started that were still alive after it exited
+    /// (they are killed afterwards).
+    pub leftovers: Vec<ProcessInfo>,
+}
+
+/// A running `devstack up`. Dropping it stops the stack.
+pub struct Stack {
+    child: Option<Child>,
+    endpoints: Endpoints,
+    log_path: PathBuf,
+    /// Holds the ready file, the log and any copied program; removed on drop.
+    _dir: tempfile::TempDir,
+}
+
+impl Stack {
+    /// The stack of the repository's Pulumi program, dev stack.
+    pub async fn start() -> anyhow::Result<Stack> {
+        Stack::start_with(StackConfig::new()).await
+    }
+
+    /// The repository's Pulumi program with the dev stack's config and `config`'s overrides.
+    pub async fn start_with(config: StackConfig) -> anyhow::Result<Stack> {
+        let bin = ensure_built()?;
+        let dir = tempfile::Builder::new().prefix("e2e-stack-").tempdir().context("creating a temporary directory")?;
+        let (program_dir, stack) = if config.overrides.is_empty() {
+            (workspace_root(), "dev".to_string())
+        } else {
+            (write_program(dir.path(), &config)?, "e2e".to_string())
+        };
+        let ready_file = dir.path().join("ready.json");
+        let log_path = dir.path().join("devstack.log");
+        let log = File::create(&log_path).context("creating the stack's log file")?;
+
+        let mut command = Command::new(bin.join("devstack"));
+        command
+            .arg("up")
+            .arg("--program-dir")
+            .arg(&program_dir)
+            .args(["--stack", &stack, "--edge-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"])
+            .arg("--ready-file")
+            .arg(&ready_file)
+            .current_dir(workspace_root())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().context("opening the stack's log file")?)
+            .stderr(log);
+        if std::env::var_os("RUST_LOG").is_none() {
+            command.env("RUST_LOG", "info");
+        }
+        let child = process::spawn_guarded(command).context("starting devstack up")?;
+        let mut stack = Stack {
+            child: Some(child),
+            endpoints: Endpoints {
+                edge: String::new(),
+                api: String::new(),
+                management: String::new(),
+                api_key: String::new(),
+                stage: String::new(),
+            },
+            log_path,
+            _dir: dir,
+        };
+        stack.endpoints = stack.wait_ready(&ready_file).await?;
+        Ok(stack)
+    }
+
+    async fn wait_ready(&mut self, ready_file: &Path) -> anyhow::Result<Endpoints> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Some(status) = child.try_wait().context("watching devstack")? {
+                    bail!("devstack up exited with {status} before it was ready; its log:\n{}", tail(&self.log(), 80));
+                }
+            }
+            // The file may be caught half-written: only a complete document counts.
+            if let Ok(text) = std::fs::read_to_string(ready_file) {
+                if let Ok(endpoints) = serde_json::from_str::<Endpoints>(&text) {
+                    return Ok(endpoints);
+                }
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "devstack up wrote no ready file within {START_TIMEOUT:?}; its log:\n{}",
+                    tail(&self.log(), 80)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    /// `ws://127.0.0.1:P`: the edge, as clients of CloudFront see it.
+    pub fn edge(&self) -> &str {
+        &self.endpoints.edge
+    }
+
+    /// `ws://127.0.0.1:Q/<stage>`: the API layer, which needs the key.
+    pub fn api(&self) -> &str {
+        &self.endpoints.api
+    }
+
+    pub fn api_key(&self) -> &str {
+        &self.endpoints.api_key
+    }
+
+    /// The devstack process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// A client of the @connections management API, built as the function
+    /// builds its own (aws-sdk-apigatewaymanagement, endpoint override).
+    pub fn management_client(&self) -> aws_sdk_apigatewaymanagement::Client {
+        use aws_sdk_apigatewaymanagement::config::{BehaviorVersion, Credentials, Region};
+        let config = aws_sdk_apigatewaymanagement::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("local", "local", None, None, "e2e"))
+            .endpoint_url(self.endpoints.management.clone())
+            .build();
+        aws_sdk_apigatewaymanagement::Client::from_conf(config)
+    }
+
+    /// Everything the stack printed so far (stdout and stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Adds the end of the stack's log to a failed test's error.
+    pub fn explain<T>(&self, result: anyhow::Result<T>) -> anyhow::Result<T> {
+        result.with_context(|| format!("devstack log (last lines):\n{}", self.log_tail()))
+    }
+
+    /// The last lines of the stack's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        tail(&self.log(), 60)
+    }
+
+    /// The function processes the stack runs now: its child processes
+    /// whose executable is `websocket-handler`.
+    pub fn function_pids(&self) -> Vec<u32> {
+        let Some(pid) = self.pid() else { return Vec::new() };
+        process::children(pid)
+            .into_iter()
+            .filter(|&child| {
+                ProcessInfo::read(child).and_then(|p| p.exe()).is_some_and(|exe| {
+                    exe.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("websocket-handler"))
+                })
+            })
+            .collect()
+    }
+
+    /// Every living process of the stack's process group, the stack included.
+    pub fn processes(&self) -> Vec<ProcessInfo> {
+        self.pid().map(process::group_members).unwrap_or_default()
+    }
+
+    /// Stops the stack as Ctrl-C would and reports how it ended. Processes
+    /// still alive afterwards are killed (and reported).
+    pub fn interrupt(&mut self) -> Shutdown {
+        let Some(mut child) = self.child.take() else { return Shutdown { status: None, leftovers: Vec::new() } };
+        let group = child.id();
+        let _ = process::signal(child.id(), Signal::INT);
+        let status = wait_bounded(&mut child, STOP_TIMEOUT).ok().flatten();
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Children get a moment to notice their parent is gone.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut leftovers = process::group_members(group);
+        while !leftovers.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            leftovers = process::group_members(group);
+        }
+        if !leftovers.is_empty() {
+            let _ = process::signal_group(group, Signal::KILL);
+        }
+        Shutdown { status, leftovers }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let shutdown = self.interrupt();
+        if !shutdown.leftovers.is_empty() {
+            eprintln!("e2e: the stack left processes behind (killed): {:?}", shutdown.leftovers);
+        }
+    }
+}
+
+/// Copies `Pulumi.yaml` into `dir` and writes `Pulumi.e2e.yaml`: the dev
+/// stack's config with `config`'s overrides.
+fn write_program(dir: &Path, config: &StackConfig) -> anyhow::Result<PathBuf> {
+    let root = workspace_root();
+    let program_path = root.join("Pulumi.yaml");
+    let program = std::fs::read_to_string(&program_path).with_context(|| format!("reading {}", program_path.display()))?;
+    let project = serde_yaml::from_str::<serde_yaml::Value>(&program)
+        .with_context(|| format!("parsing {}", program_path.display()))?
+        .get("name")
+        .and_then(serde_yaml::Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("{} has no project name", program_path.display()))?;
+    std::fs::write(dir.join("Pulumi.yaml"), &program).context("copying Pulumi.yaml")?;
+
+    let dev_path = root.join("Pulumi.dev.yaml");
+    let mut values = match std::fs::read_to_string(&dev_path) {
+        Ok(text) => serde_yaml::from_str::<serde_yaml::Value>(&text)
+            .with_context(|| format!("parsing {}", dev_path.display()))?
+            .get("config")
+            .and_then(serde_yaml::Value::as_mapping)
+            .cloned()
+            .unwrap_or_default(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_yaml::Mapping::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dev_path.display())),
+    };
+    for (key, value) in &config.overrides {
+        values.insert(format!("{project}:{key}").into(), value.clone());
+    }
+    let mut document = serde_yaml::Mapping::new();
+    document.insert("config".into(), serde_yaml::Value::Mapping(values));
+    let text = serde_yaml::to_string(&document).context("writing the stack config")?;
+    std::fs::write(dir.join("Pulumi.e2e.yaml"), text).context("writing Pulumi.e2e.yaml")?;
+    Ok(dir.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_are_written_under_the_project_namespace_over_the_dev_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StackConfig::new().set("rateLimit", 10).set("stageName", "v1");
+        let program_dir = write_program(dir.path(), &config).unwrap();
+        let program = std::fs::read_to_string(program_dir.join("Pulumi.yaml")).unwrap();
+        assert_eq!(program, std::fs::read_to_string(workspace_root().join("Pulumi.yaml")).unwrap());
+        let project = serde_yaml::from_str::<serde_yaml::Value>(&program).unwrap()["name"].as_str().unwrap().to_string();
+
+        let written: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(program_dir.join("Pulumi.e2e.yaml")).unwrap()).unwrap();
+        let config = &written["config"];
+        assert_eq!(config[format!("{project}:rateLimit").as_str()], serde_yaml::Value::from(10));
+        assert_eq!(config[format!("{project}:stageName").as_str()], serde_yaml::Value::from("v1"));
+        if let Ok(dev) = std::fs::read_to_string(workspace_root().join("Pulumi.dev.yaml")) {
+            let dev: serde_yaml::Value = serde_yaml::from_str(&dev).unwrap();
+            if let Some(region) = dev["config"].get("aws:region") {
+                assert_eq!(&config["aws:region"], region, "the dev stack's settings are kept");
+            }
+        }
+    }
+}

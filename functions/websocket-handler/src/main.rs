@@ -12,7 +12,7 @@ use websocket_handler::settings::Settings;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_tracing();
-    let settings = Settings::from_env()?;
+    let settings = Settings::from_env().inspect_err(|error| tracing::error!(%error, "cannot start"))?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let registry = DynamoDbRegistry::new(aws_sdk_dynamodb::Client::new(&sdk), &settings.connections_table);
     let messengers = ManagementApi::new(&sdk, settings.management_endpoint.as_deref());

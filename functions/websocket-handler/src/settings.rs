@@ -17,9 +17,17 @@ pub struct Settings {
     pub management_endpoint: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{CONNECTIONS_TABLE} is not set: it must name the DynamoDB table of open connections (the Pulumi program and the local stack set it)")]
 pub struct MissingTable;
+
+/// `main` returns this error, and Rust prints an error returned from `main`
+/// with `Debug`: make that the readable message.
+impl std::fmt::Debug for MissingTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
 
 impl Settings {
     /// Reads the process environment.

@@ -1,0 +1,71 @@
+//! A loopback stand-in for API Gateway's management API, enough for
+//! `PostToConnection`: it records what it is sent and answers 410
+//! `GoneException` (as API Gateway does) for connections marked gone.
+
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+
+#[derive(Debug, Clone, Default)]
+pub struct Posts {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    delivered: Vec<(String, String, Vec<u8>)>,
+    gone: HashSet<String>,
+}
+
+impl Posts {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn mark_gone(&self, id: &str) {
+        self.lock().gone.insert(id.to_string());
+    }
+
+    /// (stage, connection id, body) of every accepted post.
+    pub fn delivered(&self) -> Vec<(String, String, Vec<u8>)> {
+        self.lock().delivered.clone()
+    }
+
+    pub fn texts_to(&self, id: &str) -> Vec<String> {
+        self.delivered()
+            .into_iter()
+            .filter(|(_, to, _)| to == id)
+            .map(|(_, _, body)| String::from_utf8_lossy(&body).into_owned())
+            .collect()
+    }
+}
+
+async fn post_to_connection(State(posts): State<Posts>, Path((stage, id)): Path<(String, String)>, body: Bytes) -> Response {
+    let mut inner = posts.lock();
+    if inner.gone.contains(&id) {
+        return (StatusCode::GONE, [("x-amzn-ErrorType", "GoneException")], r#"{"message":null}"#).into_response();
+    }
+    inner.delivered.push((stage, id, body.to_vec()));
+    StatusCode::OK.into_response()
+}
+
+/// Serves `POST /{stage}/@connections/{id}` on a free loopback port; returns
+/// the base URL (`http://127.0.0.1:PORT`) and the record of posts.
+pub async fn management_api() -> (String, Posts) {
+    let posts = Posts::default();
+    let app = Router::new().route("/{stage}/@connections/{id}", post(post_to_connection)).with_state(posts.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), posts)
+}

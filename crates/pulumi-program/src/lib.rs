@@ -5,9 +5,22 @@
 //! stack needs to behave as the deployed one does (routes and which need the
 //! API key, the stage, the WAF rate limit, throttling, the function's settings
 //! and environment, the connections table).
+//!
+//! [`check::check`] proves the same files offline against pulumi-aws's types
+//! and the invariants of the scheme, since the Pulumi CLI is not available
+//! where this project is built.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+
+pub mod check;
+mod eval;
+mod interpolation;
+mod program;
+mod schema;
+mod topology;
+
+pub use check::Diagnostic;
 
 /// What the local stack needs to know of the program, for one stack.
 #[derive(Debug, Clone, PartialEq)]
@@ -118,8 +131,13 @@ pub enum Error {
     Unresolved { reference: String, resource_type: String },
 }
 
-/// Reads `dir/Pulumi.yaml` and `dir/Pulumi.<stack>.yaml`.
+/// Reads `dir/Pulumi.yaml` and `dir/Pulumi.<stack>.yaml` (the stack file may
+/// be absent when the project's defaults and config cover everything).
 pub fn load(dir: &Path, stack: &str) -> Result<Topology, Error> {
-    let _ = (dir, stack, BTreeMap::<(), ()>::new());
-    todo!("implemented by the pulumi-program work")
+    topology::build(&program::Program::read(dir, stack)?)
+}
+
+/// [`load`] from the documents' text.
+pub fn load_sources(project_yaml: &str, stack_yaml: Option<&str>, stack: &str) -> Result<Topology, Error> {
+    topology::build(&program::Program::parse(project_yaml, stack_yaml, stack)?)
 }

@@ -1,0 +1,350 @@
+//! Builds the [`Topology`] the local stack runs from the evaluated program.
+//!
+//! Every fact is read from the resource that defines it in AWS (routes from
+//! the `Route`s of the API, the stage's throttling from the `Stage`, the rate
+//! limit from the web ACL's rate-based rule...), so the local stack cannot
+//! drift from what `pulumi up` deploys. Anything missing or not knowable
+//! offline is an [`Error::Invalid`] naming the path in `Pulumi.yaml`.
+
+use std::collections::BTreeMap;
+
+use serde_yaml::{Mapping, Value};
+
+use crate::eval::{Evaluated, Evaluator};
+use crate::interpolation::{self, Segment};
+use crate::program::{Program, Resource};
+use crate::{
+    ApiSpec, Error, FunctionSpec, Part, RouteSpec, StageSpec, TableSpec, Template, Topology, WafSpec,
+};
+
+pub(crate) const API: &str = "aws:apigatewayv2/api:Api";
+pub(crate) const ROUTE: &str = "aws:apigatewayv2/route:Route";
+pub(crate) const STAGE: &str = "aws:apigatewayv2/stage:Stage";
+pub(crate) const WEB_ACL: &str = "aws:wafv2/webAcl:WebAcl";
+pub(crate) const FUNCTION: &str = "aws:lambda/function:Function";
+pub(crate) const TABLE: &str = "aws:dynamodb/table:Table";
+pub(crate) const DISTRIBUTION: &str = "aws:cloudfront/distribution:Distribution";
+pub(crate) const API_KEY: &str = "aws:apigateway/apiKey:ApiKey";
+
+/// AWS's defaults for what the program may leave out.
+const DEFAULT_MEMORY_MB: u32 = 128;
+const DEFAULT_TIMEOUT_SECS: u32 = 3;
+const DEFAULT_EVALUATION_WINDOW_SECS: u64 = 300;
+
+pub(crate) fn build(program: &Program) -> Result<Topology, Error> {
+    let (config, problems) = program.config();
+    if let Some(problem) = problems.into_iter().next() {
+        return Err(Error::Invalid { path: problem.path, message: problem.message });
+    }
+    let eval = Evaluator::new(program, &config);
+    let region = eval
+        .region()
+        .ok_or_else(|| invalid(format!("{}#config.aws:region", program.stack_file), "the stack sets no region"))?
+        .to_string();
+    let resources = program.resources();
+    let reader = Reader { eval: &eval };
+
+    let api = only(&resources, API)?;
+    let api_spec = ApiSpec {
+        route_selection_expression: reader.string(&api, "routeSelectionExpression")?,
+        api_key_selection_expression: reader.optional_string(&api, "apiKeySelectionExpression")?,
+    };
+
+    let mut routes = Vec::new();
+    for route in resources.iter().filter(|r| r.token == ROUTE) {
+        if !refers_to(route.properties.and_then(|p| p.get("apiId")), api.name, "id") {
+            continue;
+        }
+        routes.push(RouteSpec {
+            route_key: reader.string(route, "routeKey")?,
+            api_key_required: reader.optional_bool(route, "apiKeyRequired")?.unwrap_or(false),
+        });
+    }
+    if routes.is_empty() {
+        return Err(invalid(format!("resources.{}", api.name), "the API has no routes"));
+    }
+
+    let stage = only_of_api(&resources, STAGE, api.name)?;
+    let settings = property_mapping(&stage, "defaultRouteSettings");
+    let stage_spec = StageSpec {
+        name: reader.string(&stage, "name")?,
+        throttling_burst_limit: match settings.and_then(|s| s.get("throttlingBurstLimit")) {
+            Some(v) => Some(reader.number::<u32>(v, &format!("{}.defaultRouteSettings.throttlingBurstLimit", at(&stage)))?),
+            None => None,
+        },
+        throttling_rate_limit: match settings.and_then(|s| s.get("throttlingRateLimit")) {
+            Some(v) => Some(reader.float(v, &format!("{}.defaultRouteSettings.throttlingRateLimit", at(&stage)))?),
+            None => None,
+        },
+    };
+
+    let acl = only(&resources, WEB_ACL)?;
+    let waf = waf_spec(&reader, &acl)?;
+
+    let function = only(&resources, FUNCTION)?;
+    let mut environment = BTreeMap::new();
+    if let Some(variables) = property_mapping(&function, "environment")
+        .and_then(|e| e.get("variables"))
+        .and_then(Value::as_mapping)
+    {
+        for (name, value) in variables {
+            let path = format!("{}.environment.variables", at(&function));
+            let name = name
+                .as_str()
+                .ok_or_else(|| invalid(&path, "has a name that is not a string"))?;
+            environment.insert(name.to_string(), reader.template(value, &format!("{path}.{name}"))?);
+        }
+    }
+    let function_spec = FunctionSpec {
+        memory_mb: reader.optional_number(&function, "memorySize")?.unwrap_or(DEFAULT_MEMORY_MB),
+        timeout_secs: reader.optional_number(&function, "timeout")?.unwrap_or(DEFAULT_TIMEOUT_SECS),
+        environment,
+    };
+
+    let table = only(&resources, TABLE)?;
+    let ttl = property_mapping(&table, "ttl");
+    let ttl_enabled = match ttl.and_then(|t| t.get("enabled")) {
+        Some(v) => reader.bool(v, &format!("{}.ttl.enabled", at(&table)))?,
+        None => false,
+    };
+    let table_spec = TableSpec {
+        name: reader.string(&table, "name")?,
+        hash_key: reader.string(&table, "hashKey")?,
+        ttl_attribute: match ttl.and_then(|t| t.get("attributeName")) {
+            Some(v) if ttl_enabled => Some(reader.known_string(v, &format!("{}.ttl.attributeName", at(&table)))?),
+            _ => None,
+        },
+    };
+
+    let distribution = only(&resources, DISTRIBUTION)?;
+    let origin_api_key_header = origin_key_header(program, &reader, &distribution)?;
+
+    Ok(Topology {
+        project: program.project.clone(),
+        stack: program.stack.clone(),
+        region,
+        api: api_spec,
+        stage: stage_spec,
+        routes,
+        waf,
+        function: function_spec,
+        table: table_spec,
+        origin_api_key_header,
+    })
+}
+
+/// The web ACL's rate-based rule: its name, limit and window.
+fn waf_spec(reader: &Reader<'_>, acl: &Resource<'_>) -> Result<WafSpec, Error> {
+    let rules = acl
+        .properties
+        .and_then(|p| p.get("rules"))
+        .and_then(Value::as_sequence)
+        .ok_or_else(|| invalid(format!("{}.rules", at(acl)), "the web ACL has no rules"))?;
+    for (i, rule) in rules.iter().enumerate() {
+        let path = format!("{}.rules[{i}]", at(acl));
+        let Some(rate) = rule
+            .get("statement")
+            .and_then(|s| s.get("rateBasedStatement"))
+            .and_then(Value::as_mapping)
+        else {
+            continue;
+        };
+        let name = rule
+            .get("name")
+            .ok_or_else(|| invalid(format!("{path}.name"), "is missing"))?;
+        let limit = rate
+            .get("limit")
+            .ok_or_else(|| invalid(format!("{path}.statement.rateBasedStatement.limit"), "is missing"))?;
+        return Ok(WafSpec {
+            rate_rule_name: reader.known_string(name, &format!("{path}.name"))?,
+            rate_limit: reader.number(limit, &format!("{path}.statement.rateBasedStatement.limit"))?,
+            evaluation_window_secs: match rate.get("evaluationWindowSec") {
+                Some(v) => reader.number(v, &format!("{path}.statement.rateBasedStatement.evaluationWindowSec"))?,
+                None => DEFAULT_EVALUATION_WINDOW_SECS,
+            },
+        });
+    }
+    Err(invalid(format!("{}.rules", at(acl)), "no rule has a rateBasedStatement"))
+}
+
+/// The name of the origin custom header whose value is an API key's `value`.
+fn origin_key_header(program: &Program, reader: &Reader<'_>, distribution: &Resource<'_>) -> Result<String, Error> {
+    let origins = distribution
+        .properties
+        .and_then(|p| p.get("origins"))
+        .and_then(Value::as_sequence)
+        .ok_or_else(|| invalid(format!("{}.origins", at(distribution)), "the distribution has no origins"))?;
+    for (i, origin) in origins.iter().enumerate() {
+        let Some(headers) = origin.get("customHeaders").and_then(Value::as_sequence) else { continue };
+        for (j, header) in headers.iter().enumerate() {
+            let Some(Value::String(value)) = header.get("value") else { continue };
+            let is_key = interpolation::parse(value).ok().is_some_and(|segments| {
+                interpolation::sole_access(&segments).is_some_and(|access| {
+                    access.first_property() == Some("value")
+                        && access.path.len() == 1
+                        && program.resource(&access.root).is_some_and(|r| r.token == API_KEY)
+                })
+            });
+            if is_key {
+                let path = format!("{}.origins[{i}].customHeaders[{j}].name", at(distribution));
+                let name = header.get("name").ok_or_else(|| invalid(&path, "is missing"))?;
+                return reader.known_string(name, &path);
+            }
+        }
+    }
+    Err(invalid(
+        format!("{}.origins", at(distribution)),
+        "no origin custom header carries an API key's value",
+    ))
+}
+
+struct Reader<'a> {
+    eval: &'a Evaluator<'a>,
+}
+
+impl Reader<'_> {
+    fn known(&self, value: &Value, path: &str) -> Result<Value, Error> {
+        match self.eval.eval(value) {
+            Evaluated::Known(value) => Ok(value),
+            Evaluated::Template(parts) => Err(invalid(
+                path,
+                format!("depends on resource outputs ({}), unknown before deployment", refs(&parts)),
+            )),
+            Evaluated::Unknown(why) => Err(invalid(path, why)),
+        }
+    }
+
+    fn known_string(&self, value: &Value, path: &str) -> Result<String, Error> {
+        match self.known(value, path)? {
+            Value::String(s) => Ok(s),
+            other => Err(invalid(path, format!("expected a string, found {other:?}"))),
+        }
+    }
+
+    fn bool(&self, value: &Value, path: &str) -> Result<bool, Error> {
+        match self.known(value, path)? {
+            Value::Bool(b) => Ok(b),
+            other => Err(invalid(path, format!("expected a boolean, found {other:?}"))),
+        }
+    }
+
+    fn number<T: TryFrom<u64>>(&self, value: &Value, path: &str) -> Result<T, Error> {
+        let value = self.known(value, path)?;
+        value
+            .as_u64()
+            .and_then(|n| T::try_from(n).ok())
+            .ok_or_else(|| invalid(path, format!("expected a non-negative integer in range, found {value:?}")))
+    }
+
+    fn float(&self, value: &Value, path: &str) -> Result<f64, Error> {
+        let value = self.known(value, path)?;
+        value.as_f64().ok_or_else(|| invalid(path, format!("expected a number, found {value:?}")))
+    }
+
+    fn template(&self, value: &Value, path: &str) -> Result<Template, Error> {
+        match self.eval.eval(value) {
+            Evaluated::Known(value) => match crate::eval::scalar_text(&value) {
+                Some(text) => Ok(Template(vec![Part::Text(text)])),
+                None => Err(invalid(path, "is not a string")),
+            },
+            Evaluated::Template(parts) => Ok(Template(parts)),
+            Evaluated::Unknown(why) => Err(invalid(path, why)),
+        }
+    }
+
+    fn property<'r>(&self, resource: &'r Resource<'_>, name: &str) -> Result<&'r Value, Error> {
+        resource
+            .properties
+            .and_then(|p| p.get(name))
+            .ok_or_else(|| invalid(format!("{}.{name}", at(resource)), "is missing"))
+    }
+
+    fn string(&self, resource: &Resource<'_>, name: &str) -> Result<String, Error> {
+        self.known_string(self.property(resource, name)?, &format!("{}.{name}", at(resource)))
+    }
+
+    fn optional_string(&self, resource: &Resource<'_>, name: &str) -> Result<Option<String>, Error> {
+        match resource.properties.and_then(|p| p.get(name)) {
+            Some(v) => self.known_string(v, &format!("{}.{name}", at(resource))).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn optional_bool(&self, resource: &Resource<'_>, name: &str) -> Result<Option<bool>, Error> {
+        match resource.properties.and_then(|p| p.get(name)) {
+            Some(v) => self.bool(v, &format!("{}.{name}", at(resource))).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn optional_number<T: TryFrom<u64>>(&self, resource: &Resource<'_>, name: &str) -> Result<Option<T>, Error> {
+        match resource.properties.and_then(|p| p.get(name)) {
+            Some(v) => self.number(v, &format!("{}.{name}", at(resource))).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The single resource of a type.
+pub(crate) fn only<'a>(resources: &[Resource<'a>], token: &str) -> Result<Resource<'a>, Error> {
+    let found: Vec<&Resource<'a>> = resources.iter().filter(|r| r.token == token).collect();
+    match found.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(invalid("resources", format!("no {token} resource"))),
+        many => Err(invalid(
+            "resources",
+            format!(
+                "expected one {token}, found {}: {}",
+                many.len(),
+                many.iter().map(|r| r.name).collect::<Vec<_>>().join(", ")
+            ),
+        )),
+    }
+}
+
+/// The single resource of a type whose `apiId` is `${api.id}`.
+fn only_of_api<'a>(resources: &[Resource<'a>], token: &str, api: &str) -> Result<Resource<'a>, Error> {
+    let of_api: Vec<Resource<'a>> = resources
+        .iter()
+        .filter(|r| r.token == token && refers_to(r.properties.and_then(|p| p.get("apiId")), api, "id"))
+        .cloned()
+        .collect();
+    only(&of_api, token).map_err(|_| {
+        invalid("resources", format!("expected one {token} with apiId: ${{{api}.id}}, found {}", of_api.len()))
+    })
+}
+
+/// Whether `value` is exactly `${resource.property}`.
+pub(crate) fn refers_to(value: Option<&Value>, resource: &str, property: &str) -> bool {
+    let Some(Value::String(s)) = value else { return false };
+    match interpolation::parse(s) {
+        Ok(segments) => matches!(
+            segments.as_slice(),
+            [Segment::Access(a)] if a.root == resource && a.path.len() == 1 && a.first_property() == Some(property)
+        ),
+        Err(_) => false,
+    }
+}
+
+fn property_mapping<'r>(resource: &'r Resource<'_>, name: &str) -> Option<&'r Mapping> {
+    resource.properties.and_then(|p| p.get(name)).and_then(Value::as_mapping)
+}
+
+fn at(resource: &Resource<'_>) -> String {
+    format!("resources.{}.properties", resource.name)
+}
+
+fn refs(parts: &[Part]) -> String {
+    parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Ref { resource, property, .. } => Some(format!("${{{resource}.{property}}}")),
+            Part::Text(_) => None,
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn invalid(path: impl Into<String>, message: impl Into<String>) -> Error {
+    Error::Invalid { path: path.into(), message: message.into() }
+}

@@ -1,0 +1,70 @@
+//! The repository's own Pulumi program: it passes the offline check, and the
+//! local stack's view of it is what the program says.
+
+use std::path::{Path, PathBuf};
+
+use pulumi_program::{Part, Template, check, load};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[test]
+fn the_program_and_dev_stack_pass_the_offline_check() {
+    let diagnostics = check::check(&repo_root(), "dev");
+    let listed: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+    assert!(listed.is_empty(), "findings:\n{}", listed.join("\n"));
+}
+
+#[test]
+fn the_dev_topology_is_what_the_program_declares() {
+    let topology = load(&repo_root(), "dev").expect("loads");
+    assert_eq!(topology.project, "websocket-waf");
+    assert_eq!(topology.stack, "dev");
+    assert_eq!(topology.region, "eu-west-1");
+    assert_eq!(topology.api.route_selection_expression, "$request.body.action");
+    assert_eq!(topology.api.api_key_selection_expression.as_deref(), Some("$request.header.x-api-key"));
+    let routes: Vec<(&str, bool)> =
+        topology.routes.iter().map(|r| (r.route_key.as_str(), r.api_key_required)).collect();
+    assert_eq!(
+        routes,
+        vec![("$connect", true), ("$disconnect", false), ("$default", false), ("sendmessage", false), ("ping", false)]
+    );
+    assert_eq!(topology.stage.name, "prod");
+    assert_eq!(topology.stage.throttling_burst_limit, Some(500));
+    assert_eq!(topology.stage.throttling_rate_limit, Some(1000.0));
+    assert_eq!(topology.waf.rate_rule_name, "rate-limit-per-ip");
+    assert_eq!(topology.waf.rate_limit, 2000);
+    assert_eq!(topology.waf.evaluation_window_secs, 300);
+    assert_eq!(topology.function.memory_mb, 256);
+    assert_eq!(topology.function.timeout_secs, 10);
+    assert_eq!(topology.table.name, "websocket-waf-dev-connections");
+    assert_eq!(topology.table.hash_key, "connectionId");
+    assert_eq!(topology.table.ttl_attribute.as_deref(), Some("expiresAt"));
+    assert_eq!(topology.origin_api_key_header, "x-api-key");
+}
+
+#[test]
+fn the_function_environment_resolves_with_local_values() {
+    let topology = load(&repo_root(), "dev").expect("loads");
+    let env = &topology.function.environment;
+    assert_eq!(env.keys().collect::<Vec<_>>(), vec!["CONNECTIONS_TABLE", "MANAGEMENT_ENDPOINT"]);
+    assert_eq!(env["CONNECTIONS_TABLE"], Template(vec![Part::Text("websocket-waf-dev-connections".into())]));
+    assert_eq!(
+        env["MANAGEMENT_ENDPOINT"],
+        Template(vec![
+            Part::Text("https://".into()),
+            Part::Ref {
+                resource: "api".into(),
+                resource_type: "aws:apigatewayv2/api:Api".into(),
+                property: "id".into(),
+            },
+            Part::Text(".execute-api.eu-west-1.amazonaws.com/prod".into()),
+        ])
+    );
+    let endpoint = env["MANAGEMENT_ENDPOINT"]
+        .resolve(|ty, property| (ty == "aws:apigatewayv2/api:Api" && property == "id").then(|| "local123".to_string()))
+        .expect("resolves");
+    assert_eq!(endpoint, "https://local123.execute-api.eu-west-1.amazonaws.com/prod");
+    assert!(env["MANAGEMENT_ENDPOINT"].resolve(|_, _| None).is_err());
+}

@@ -21,12 +21,17 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::header::USER_AGENT as USER_AGENT_HEADER;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, Uri};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// The header API Gateway selects the API key from (`apiKeySelectionExpression`).
 const API_KEY_HEADER: &str = "x-api-key";
+
+/// Sent on every handshake: the web ACL's AWSManagedRulesCommonRuleSet
+/// (rule NoUserAgent_HEADER) blocks requests without a User-Agent.
+const USER_AGENT: &str = concat!("devstack-check/", env!("CARGO_PKG_VERSION"));
 
 /// Arguments of `devstack check`.
 #[derive(Debug, Clone, clap::Args)]
@@ -512,6 +517,7 @@ impl Connector {
             .as_str()
             .into_client_request()
             .map_err(|e| ConnectError::MalformedUrl { url: endpoint.url.clone(), reason: e.to_string() })?;
+        request.headers_mut().insert(USER_AGENT_HEADER, HeaderValue::from_static(USER_AGENT));
         if let Some(key) = api_key {
             let value = HeaderValue::from_str(key)
                 .map_err(|_| ConnectError::Handshake("the API key is not a valid header value".into()))?;
@@ -854,9 +860,10 @@ mod tests {
         let (listener, endpoint, _) = listener().await;
         let server = tokio::spawn(async move {
             let (stream, _) = listener.accept().await.unwrap();
-            let mut seen = None;
+            let mut seen = (None, None);
             let record = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
-                seen = request.headers().get(API_KEY_HEADER).map(|v| v.as_bytes().to_vec());
+                let header = |name| request.headers().get(name).map(|v: &HeaderValue| v.as_bytes().to_vec());
+                seen = (header(API_KEY_HEADER), header(USER_AGENT_HEADER.as_str()));
                 Ok(response)
             };
             let ws = tokio_tungstenite::accept_hdr_async(stream, record).await.unwrap();
@@ -866,8 +873,10 @@ mod tests {
         let connected = Connector::new(LIMIT).connect(&endpoint, Some("k3y")).await.unwrap();
         assert!(connected.timings.tls.is_none());
         assert!(connected.timings.total() >= connected.timings.upgrade);
-        let seen = tokio::time::timeout(LIMIT, server).await.unwrap().unwrap();
-        assert_eq!(seen.as_deref(), Some(&b"k3y"[..]));
+        let (key, agent) = tokio::time::timeout(LIMIT, server).await.unwrap().unwrap();
+        assert_eq!(key.as_deref(), Some(&b"k3y"[..]));
+        let agent = String::from_utf8(agent.expect("no User-Agent: WAF's common rule set would block it")).unwrap();
+        assert!(agent.starts_with("devstack-check/"), "{agent}");
     }
 
     #[tokio::test]

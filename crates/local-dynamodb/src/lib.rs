@@ -27,8 +27,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
 };
 
 /// The moto release this crate installs. Bump it here and the next start
@@ -277,12 +276,13 @@ pub fn target_dir() -> Result<PathBuf, Error> {
             std::env::current_dir().map_err(io_err("reading the current directory"))?.join(dir)
         });
     }
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(dir) = exe.ancestors().skip(1).find(|d| d.join("CACHEDIR.TAG").is_file()) {
-            return Ok(dir.to_path_buf());
-        }
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.ancestors().skip(1).find(|d| d.join("CACHEDIR.TAG").is_file())
+    {
+        return Ok(dir.to_path_buf());
     }
-    let manifest_dirs = [std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from), Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")))];
+    let manifest_dirs =
+        [std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from), Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")))];
     for manifest in manifest_dirs.into_iter().flatten() {
         if let Some(dir) = manifest.ancestors().map(|d| d.join("target")).find(|t| t.join("CACHEDIR.TAG").is_file()) {
             return Ok(dir);

@@ -101,8 +101,12 @@ mod tests {
     async fn registry_with(ids: &[String]) -> MemoryRegistry {
         let registry = MemoryRegistry::new();
         for id in ids {
-            let connection =
-                Connection { connection_id: id.clone(), connected_at: chrono::Utc::now(), source_ip: None, user_agent: None };
+            let connection = Connection {
+                connection_id: id.clone(),
+                connected_at: chrono::Utc::now(),
+                source_ip: None,
+                user_agent: None,
+            };
             registry.register(&connection).await.expect("register");
         }
         registry
@@ -120,9 +124,8 @@ mod tests {
         messenger.mark_gone("c3");
         messenger.mark_gone("c7");
         messenger.mark_failing("c5");
-        let delivery = tokio::time::timeout(LIMIT, broadcast(&registry, &messenger, &recipients, b"hi"))
-            .await
-            .expect("timed out");
+        let delivery =
+            tokio::time::timeout(LIMIT, broadcast(&registry, &messenger, &recipients, b"hi")).await.expect("timed out");
         assert_eq!(delivery, Delivery { delivered: 7, gone: 2, failed: 1 });
         assert_eq!(messenger.posts().len(), 7);
         let left = registry.list().await.expect("list");

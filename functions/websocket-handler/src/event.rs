@@ -97,7 +97,8 @@ impl ReplyTarget {
     /// raw JSON, ignoring everything else.
     pub fn from_raw(raw: &Value) -> Option<Self> {
         let context = raw.get("requestContext")?;
-        let text = |field: &str| context.get(field).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+        let text =
+            |field: &str| context.get(field).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
         Some(ReplyTarget {
             route_key: text("routeKey"),
             connection_id: text("connectionId")?,
@@ -126,11 +127,7 @@ fn describe_shape_error(error: &serde_path_to_error::Error<serde_json::Error>) -
     } else {
         "invalid value".to_string()
     };
-    if path == "." || path.is_empty() {
-        problem
-    } else {
-        format!("{problem} at `{path}`")
-    }
+    if path == "." || path.is_empty() { problem } else { format!("{problem} at `{path}`") }
 }
 
 #[cfg(test)]

@@ -14,7 +14,11 @@ use crate::registry::ConnectionRegistry;
 use crate::routes::{bad_input, response};
 
 /// Serves one event. Never panics, whatever the JSON.
-pub async fn handle(raw: Value, registry: &dyn ConnectionRegistry, messengers: &dyn Messengers) -> ApiGatewayProxyResponse {
+pub async fn handle(
+    raw: Value,
+    registry: &dyn ConnectionRegistry,
+    messengers: &dyn Messengers,
+) -> ApiGatewayProxyResponse {
     let reply_target = ReplyTarget::from_raw(&raw);
     let event = match WebsocketEvent::parse(raw) {
         Ok(event) => event,
@@ -36,7 +40,11 @@ pub async fn handle(raw: Value, registry: &dyn ConnectionRegistry, messengers: &
     result
 }
 
-async fn dispatch(event: &WebsocketEvent, registry: &dyn ConnectionRegistry, messengers: &dyn Messengers) -> ApiGatewayProxyResponse {
+async fn dispatch(
+    event: &WebsocketEvent,
+    registry: &dyn ConnectionRegistry,
+    messengers: &dyn Messengers,
+) -> ApiGatewayProxyResponse {
     match event.route_key.as_str() {
         routes::CONNECT => return crate::routes::connect(registry, event).await,
         routes::DISCONNECT => return crate::routes::disconnect(registry, event).await,
@@ -71,7 +79,10 @@ async fn tell_unparsed_sender(target: &ReplyTarget, messengers: &dyn Messengers)
     if matches!(target.route_key.as_deref(), Some(routes::CONNECT | routes::DISCONNECT)) {
         return;
     }
-    let frame = ServerFrame::error(ErrorCode::BadRequest, "the request could not be read; it is missing required fields");
+    let frame = ServerFrame::error(
+        ErrorCode::BadRequest,
+        "the request could not be read: its requestContext is missing fields or has fields of the wrong type",
+    );
     match messengers.for_api(&target.api) {
         Ok(messenger) => {
             if let Err(error) = send_frame(messenger.as_ref(), &target.connection_id, &frame).await {
@@ -163,7 +174,9 @@ mod tests {
     #[tokio::test]
     async fn a_registry_failure_refuses_the_handshake_and_fails_loudly_elsewhere() {
         let messenger = MemoryMessenger::new();
-        let run = |raw| async { tokio::time::timeout(LIMIT, handle(raw, &BrokenRegistry, &messenger)).await.expect("timed out") };
+        let run = |raw| async {
+            tokio::time::timeout(LIMIT, handle(raw, &BrokenRegistry, &messenger)).await.expect("timed out")
+        };
         assert_eq!(run(event("$connect", "a", None)).await.status_code, 500);
         assert_eq!(run(event("$disconnect", "a", None)).await.status_code, 500);
         let sent = run(event("sendmessage", "a", Some(r#"{"action":"sendmessage","data":1}"#))).await;
@@ -195,7 +208,10 @@ mod tests {
         assert_eq!(f.messenger.frames_to("a"), [ServerFrame::Sent { recipients: 2 }]);
         // The management endpoint is asked for the API the event came from.
         let api = f.messenger.apis().pop().expect("asked");
-        assert_eq!(api.management_endpoint().as_deref(), Some("https://abc123.execute-api.eu-west-1.amazonaws.com/prod"));
+        assert_eq!(
+            api.management_endpoint().as_deref(),
+            Some("https://abc123.execute-api.eu-west-1.amazonaws.com/prod")
+        );
     }
 
     #[tokio::test]
@@ -266,7 +282,11 @@ mod tests {
             ("$default", r#"{"action":"nope"}"#.into(), ErrorCode::UnknownAction),
             ("sendmessage", r#"{"action":"sendmessage"}"#.into(), ErrorCode::MissingData),
             ("sendmessage", oversize, ErrorCode::DataTooLarge),
-            ("some-route-without-a-handler", r#"{"action":"some-route-without-a-handler"}"#.into(), ErrorCode::UnknownAction),
+            (
+                "some-route-without-a-handler",
+                r#"{"action":"some-route-without-a-handler"}"#.into(),
+                ErrorCode::UnknownAction,
+            ),
         ];
         for (route, body, expected) in cases {
             let f = Fixture::with(&["a", "b"]).await;

@@ -137,13 +137,7 @@ impl ManagementApiMessenger {
 #[async_trait]
 impl Messenger for ManagementApiMessenger {
     async fn post(&self, connection_id: &str, data: &[u8]) -> Result<(), PostError> {
-        let result = self
-            .client
-            .post_to_connection()
-            .connection_id(connection_id)
-            .data(Blob::new(data))
-            .send()
-            .await;
+        let result = self.client.post_to_connection().connection_id(connection_id).data(Blob::new(data)).send().await;
         match result {
             Ok(_) => Ok(()),
             Err(SdkError::ServiceError(context))
@@ -222,7 +216,6 @@ impl ManagementApi {
         let config = aws_sdk_apigatewaymanagement::config::Builder::from(sdk).endpoint_url(endpoint).build();
         ManagementApiMessenger::new(aws_sdk_apigatewaymanagement::Client::from_conf(config))
     }
-
 }
 
 impl Messengers for ManagementApi {
@@ -299,7 +292,10 @@ mod tests {
         let api = ManagementApi::new(&config, Some(""));
         assert_eq!(api.source(), &EndpointSource::FromEvents);
         assert!(matches!(api.for_api(&ApiAddress::default()), Err(PostError::Other(_))));
-        let address = ApiAddress { domain_name: Some("abc.execute-api.eu-west-1.amazonaws.com".into()), stage: Some("prod".into()) };
+        let address = ApiAddress {
+            domain_name: Some("abc.execute-api.eu-west-1.amazonaws.com".into()),
+            stage: Some("prod".into()),
+        };
         let first = api.for_api(&address).expect("derived");
         let second = api.for_api(&address).expect("cached");
         assert!(Arc::ptr_eq(&first, &second), "the derived client is built once");

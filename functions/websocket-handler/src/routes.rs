@@ -95,11 +95,17 @@ pub async fn send_message(
         failed = delivery.failed,
         "sendmessage"
     );
-    reply_status(reply(registry, messenger, &event.connection_id, &ServerFrame::Sent { recipients: delivery.delivered }).await)
+    reply_status(
+        reply(registry, messenger, &event.connection_id, &ServerFrame::Sent { recipients: delivery.delivered }).await,
+    )
 }
 
 /// `ping`: answer `pong` to the sender only.
-pub async fn ping(registry: &dyn ConnectionRegistry, messenger: &dyn Messenger, event: &WebsocketEvent) -> ApiGatewayProxyResponse {
+pub async fn ping(
+    registry: &dyn ConnectionRegistry,
+    messenger: &dyn Messenger,
+    event: &WebsocketEvent,
+) -> ApiGatewayProxyResponse {
     reply_status(reply(registry, messenger, &event.connection_id, &ServerFrame::Pong).await)
 }
 

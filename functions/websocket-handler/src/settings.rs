@@ -18,7 +18,9 @@ pub struct Settings {
 }
 
 #[derive(Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{CONNECTIONS_TABLE} is not set: it must name the DynamoDB table of open connections (the Pulumi program and the local stack set it)")]
+#[error(
+    "{CONNECTIONS_TABLE} is not set: it must name the DynamoDB table of open connections (the Pulumi program and the local stack set it)"
+)]
 pub struct MissingTable;
 
 /// `main` returns this error, and Rust prints an error returned from `main`
@@ -65,7 +67,8 @@ mod tests {
         let settings = Settings::from_lookup(lookup(&[(CONNECTIONS_TABLE, "t"), (MANAGEMENT_ENDPOINT, "")])).unwrap();
         assert_eq!(settings, Settings { connections_table: "t".into(), management_endpoint: None });
         let settings =
-            Settings::from_lookup(lookup(&[(CONNECTIONS_TABLE, "t"), (MANAGEMENT_ENDPOINT, "https://x/prod")])).unwrap();
+            Settings::from_lookup(lookup(&[(CONNECTIONS_TABLE, "t"), (MANAGEMENT_ENDPOINT, "https://x/prod")]))
+                .unwrap();
         assert_eq!(settings.management_endpoint.as_deref(), Some("https://x/prod"));
     }
 }

@@ -39,9 +39,11 @@ async fn registers_lists_across_pages_and_removes() {
     }
 
     // The item has the attributes the table and its TTL expect.
-    let item = within(client.get_item().table_name("connections").key(CONNECTION_ID, AttributeValue::S("conn-3".into())).send())
-        .await
-        .expect("get item");
+    let item = within(
+        client.get_item().table_name("connections").key(CONNECTION_ID, AttributeValue::S("conn-3".into())).send(),
+    )
+    .await
+    .expect("get item");
     let item = item.item().expect("item exists");
     assert_eq!(item.get(EXPIRES_AT), Some(&AttributeValue::N((1_795_000_000 + 7200).to_string())));
     assert_eq!(item.get(SOURCE_IP), Some(&AttributeValue::S("192.0.2.7".into())));

@@ -30,7 +30,10 @@ async fn posts_reach_the_configured_endpoint_and_410_is_gone() {
     assert_eq!(api.source(), &EndpointSource::Configured(format!("{base}/prod")));
     let messenger = api.for_api(&ApiAddress::default()).expect("messenger");
 
-    tokio::time::timeout(LIMIT, messenger.post("conn-1", br#"{"type":"pong"}"#)).await.expect("timed out").expect("post");
+    tokio::time::timeout(LIMIT, messenger.post("conn-1", br#"{"type":"pong"}"#))
+        .await
+        .expect("timed out")
+        .expect("post");
     assert_eq!(posts.delivered(), [("prod".to_string(), "conn-1".to_string(), br#"{"type":"pong"}"#.to_vec())]);
 
     let gone = tokio::time::timeout(LIMIT, messenger.post("left", b"x")).await.expect("timed out");

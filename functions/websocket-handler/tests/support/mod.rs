@@ -48,7 +48,11 @@ impl Posts {
     }
 }
 
-async fn post_to_connection(State(posts): State<Posts>, Path((stage, id)): Path<(String, String)>, body: Bytes) -> Response {
+async fn post_to_connection(
+    State(posts): State<Posts>,
+    Path((stage, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
     let mut inner = posts.lock();
     if inner.gone.contains(&id) {
         return (StatusCode::GONE, [("x-amzn-ErrorType", "GoneException")], r#"{"message":null}"#).into_response();

@@ -17,8 +17,10 @@ type" from "type outside the extracted subset".
 Usage:
     pip install pulumi-aws==7.51.1
     python3 crates/pulumi-program/schema/extract.py > crates/pulumi-program/schema/pulumi-aws-7.51.1.json
+    # CI: fail if the committed file is not what this script produces
+    python3 crates/pulumi-program/schema/extract.py --check crates/pulumi-program/schema/pulumi-aws-7.51.1.json
 
-The output is deterministic (sorted keys), so CI can regenerate and diff it.
+The output is deterministic (sorted keys and files), so it can be diffed.
 """
 
 import ast
@@ -374,8 +376,15 @@ def main():
                     }
     schema["otherResources"].sort()
     schema["otherFunctions"].sort()
-    json.dump(schema, sys.stdout, sort_keys=True, separators=(",", ":"))
-    sys.stdout.write("\n")
+    text = json.dumps(schema, sort_keys=True, separators=(",", ":")) + "\n"
+    if len(sys.argv) == 3 and sys.argv[1] == "--check":
+        with open(sys.argv[2], encoding="utf-8") as f:
+            committed = f.read()
+        if committed != text:
+            sys.exit(f"{sys.argv[2]} is not what extract.py produces from pulumi-aws {version}; regenerate it")
+        print(f"{sys.argv[2]}: matches pulumi-aws {version}")
+        return
+    sys.stdout.write(text)
 
 
 if __name__ == "__main__":

@@ -359,6 +359,23 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_python_is_named_as_the_prerequisite() {
+        let missing = Command::new("python3-that-does-not-exist");
+        let error = run_install_step(missing, "python3 -m venv", Path::new("/nonexistent")).unwrap_err();
+        assert!(matches!(error, Error::PythonMissing), "{error}");
+        assert!(error.to_string().contains("python3") && error.to_string().contains("venv"));
+    }
+
+    #[test]
+    fn a_failed_install_step_reports_its_output() {
+        let mut failing = Command::new("sh");
+        failing.args(["-c", "echo 'No matching distribution found for moto' >&2; exit 1"]);
+        let error = run_install_step(failing, "pip install", Path::new("/tmp/venv")).unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("No matching distribution") && text.contains("pip install"), "{text}");
+    }
+
+    #[test]
     fn the_target_dir_is_found_from_the_test_executable() {
         let dir = target_dir().expect("target dir");
         assert!(dir.join("CACHEDIR.TAG").is_file(), "{}", dir.display());

@@ -95,7 +95,13 @@ const RESOURCE_OPTIONS: &[&str] = &[
 ];
 
 const INVOKE_KEYS: &[&str] = &["function", "arguments", "return", "options"];
-const INVOKE_OPTIONS: &[&str] = &["dependsOn", "parent", "pluginDownloadURL", "provider", "version"];
+const INVOKE_OPTIONS: &[&str] = &[
+    "dependsOn",
+    "parent",
+    "pluginDownloadURL",
+    "provider",
+    "version",
+];
 
 /// What an expression is known to produce.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -136,10 +142,20 @@ impl Shape {
 fn check_program(program: &Program) -> Vec<Diagnostic> {
     let schema = match schema::schema() {
         Ok(schema) => schema,
-        Err(message) => return vec![Diagnostic { path: "schema".into(), message }],
+        Err(message) => {
+            return vec![Diagnostic {
+                path: "schema".into(),
+                message,
+            }];
+        }
     };
     let (config, problems) = program.config();
-    let mut checker = Checker { program, config, schema, diags: Vec::new() };
+    let mut checker = Checker {
+        program,
+        config,
+        schema,
+        diags: Vec::new(),
+    };
     for problem in problems {
         checker.report(problem.path, problem.message);
     }
@@ -167,14 +183,23 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn report(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.diags.push(Diagnostic { path: path.into(), message: message.into() });
+        self.diags.push(Diagnostic {
+            path: path.into(),
+            message: message.into(),
+        });
     }
 
     fn top_level(&mut self) {
         for key in self.program.doc.keys() {
             match key.as_str() {
                 Some(k) if program::TOP_LEVEL_KEYS.contains(&k) => {}
-                Some(k) => self.report(k, format!("not a Pulumi.yaml key{}", suggest(k, program::TOP_LEVEL_KEYS.iter().copied()))),
+                Some(k) => self.report(
+                    k,
+                    format!(
+                        "not a Pulumi.yaml key{}",
+                        suggest(k, program::TOP_LEVEL_KEYS.iter().copied())
+                    ),
+                ),
                 None => self.report("", "a top-level key is not a string"),
             }
         }
@@ -197,7 +222,9 @@ impl Checker<'_> {
 
     /// Every tunable says what it is: a type and a description.
     fn config_declarations(&mut self) {
-        let Some(section) = self.program.section("config") else { return };
+        let Some(section) = self.program.section("config") else {
+            return;
+        };
         let prefix = format!("{}:", self.program.project);
         for (key, decl) in section {
             let Some(key) = key.as_str() else { continue };
@@ -211,7 +238,8 @@ impl Checker<'_> {
                 continue;
             };
             for field in decl.keys().filter_map(Value::as_str) {
-                if !["type", "default", "description", "secret", "items", "value"].contains(&field) {
+                if !["type", "default", "description", "secret", "items", "value"].contains(&field)
+                {
                     self.report(format!("{path}.{field}"), "not a config declaration field");
                 }
             }
@@ -230,15 +258,24 @@ impl Checker<'_> {
         let variables: BTreeSet<&str> = self.program.variables().map(|(k, _)| k).collect();
         for resource in self.program.resources() {
             if variables.contains(resource.name) {
-                self.report(format!("resources.{}", resource.name), "a variable has the same name");
+                self.report(
+                    format!("resources.{}", resource.name),
+                    "a variable has the same name",
+                );
             }
             if self.config.lookup(resource.name).is_some() {
-                self.report(format!("resources.{}", resource.name), "a config key has the same name");
+                self.report(
+                    format!("resources.{}", resource.name),
+                    "a config key has the same name",
+                );
             }
         }
         for name in variables {
             if self.config.lookup(name).is_some() {
-                self.report(format!("variables.{name}"), "a config key has the same name");
+                self.report(
+                    format!("variables.{name}"),
+                    "a config key has the same name",
+                );
             }
         }
     }
@@ -278,7 +315,13 @@ impl Checker<'_> {
             };
             for key in body.keys().filter_map(Value::as_str) {
                 if !RESOURCE_KEYS.contains(&key) {
-                    self.report(format!("{path}.{key}"), format!("not a resource field{}", suggest(key, RESOURCE_KEYS.iter().copied())));
+                    self.report(
+                        format!("{path}.{key}"),
+                        format!(
+                            "not a resource field{}",
+                            suggest(key, RESOURCE_KEYS.iter().copied())
+                        ),
+                    );
                 }
             }
             let Some(written) = body.get("type").and_then(Value::as_str) else {
@@ -301,7 +344,12 @@ impl Checker<'_> {
                     self.any(&Value::Mapping(props.clone()), &props_path);
                 }
             } else if let Some(resource) = self.schema.resources.get(&token) {
-                self.object(properties.unwrap_or(&empty), &resource.inputs, &token, &props_path);
+                self.object(
+                    properties.unwrap_or(&empty),
+                    &resource.inputs,
+                    &token,
+                    &props_path,
+                );
                 self.pinned(body.get("options"), &format!("{path}.options.version"));
             } else {
                 let message = self.unknown_token(&token, written, false);
@@ -332,7 +380,11 @@ impl Checker<'_> {
             } else {
                 self.schema.resources.keys().map(String::as_str).collect()
             };
-            format!("no {kind} {written} in pulumi-aws {}{}", self.schema.version, suggest(token, known.into_iter()))
+            format!(
+                "no {kind} {written} in pulumi-aws {}{}",
+                self.schema.version,
+                suggest(token, known.into_iter())
+            )
         }
     }
 
@@ -342,9 +394,15 @@ impl Checker<'_> {
             Some(Value::String(v)) if *v == self.schema.version => {}
             Some(other) => self.report(
                 path,
-                format!("pins pulumi-aws {other:?}; the checked schema is {}", self.schema.version),
+                format!(
+                    "pins pulumi-aws {other:?}; the checked schema is {}",
+                    self.schema.version
+                ),
             ),
-            None => self.report(path, format!("is missing: pin pulumi-aws to {}", self.schema.version)),
+            None => self.report(
+                path,
+                format!("is missing: pin pulumi-aws to {}", self.schema.version),
+            ),
         }
     }
 
@@ -357,7 +415,13 @@ impl Checker<'_> {
             let Some(key) = key.as_str() else { continue };
             let at = format!("{path}.{key}");
             if !RESOURCE_OPTIONS.contains(&key) {
-                self.report(&at, format!("not a resource option{}", suggest(key, RESOURCE_OPTIONS.iter().copied())));
+                self.report(
+                    &at,
+                    format!(
+                        "not a resource option{}",
+                        suggest(key, RESOURCE_OPTIONS.iter().copied())
+                    ),
+                );
                 continue;
             }
             match key {
@@ -382,17 +446,26 @@ impl Checker<'_> {
     /// A `${resource}` reference to a whole resource.
     fn resource_ref(&mut self, value: &Value, path: &str) {
         let shape = self.any(value, path);
-        let whole = value.as_str().and_then(|s| interpolation::parse(s).ok()).is_some_and(|segments| {
-            interpolation::sole_access(&segments)
-                .is_some_and(|a| a.path.is_empty() && self.program.resource(&a.root).is_some())
-        });
+        let whole = value
+            .as_str()
+            .and_then(|s| interpolation::parse(s).ok())
+            .is_some_and(|segments| {
+                interpolation::sole_access(&segments)
+                    .is_some_and(|a| a.path.is_empty() && self.program.resource(&a.root).is_some())
+            });
         if !whole && shape != Shape::Any {
             self.report(path, "expected a resource, written `${name}`");
         }
     }
 
     /// Checks a mapping against an object type's properties.
-    fn object(&mut self, value: &Mapping, properties: &BTreeMap<String, Property>, owner: &str, path: &str) {
+    fn object(
+        &mut self,
+        value: &Mapping,
+        properties: &BTreeMap<String, Property>,
+        owner: &str,
+        path: &str,
+    ) {
         for (key, v) in value {
             let Some(key) = key.as_str() else {
                 self.report(path, "has a key that is not a string");
@@ -404,7 +477,10 @@ impl Checker<'_> {
                 None => {
                     self.report(
                         &at,
-                        format!("{owner} has no property `{key}`{}", suggest(key, properties.keys().map(String::as_str))),
+                        format!(
+                            "{owner} has no property `{key}`{}",
+                            suggest(key, properties.keys().map(String::as_str))
+                        ),
                     );
                     self.any(v, &at);
                 }
@@ -412,7 +488,10 @@ impl Checker<'_> {
         }
         for (name, property) in properties {
             if property.required && !value.contains_key(name.as_str()) {
-                self.report(format!("{path}.{name}"), format!("required property of {owner} is missing"));
+                self.report(
+                    format!("{path}.{name}"),
+                    format!("required property of {owner} is missing"),
+                );
             }
         }
     }
@@ -423,10 +502,18 @@ impl Checker<'_> {
             Value::Mapping(m) if builtin(m).is_none() => match ty {
                 TypeSpec::Ref { reference } => match self.schema.types.get(reference) {
                     Some(properties) => {
-                        let owner = reference.rsplit('.').next().unwrap_or(reference).trim_end_matches("Args").to_string();
+                        let owner = reference
+                            .rsplit('.')
+                            .next()
+                            .unwrap_or(reference)
+                            .trim_end_matches("Args")
+                            .to_string();
                         self.object(m, properties, &owner, path);
                     }
-                    None => self.report(path, format!("type {reference} is not in the extracted schema")),
+                    None => self.report(
+                        path,
+                        format!("type {reference} is not in the extracted schema"),
+                    ),
                 },
                 TypeSpec::Map { map } => {
                     for (key, v) in m {
@@ -438,7 +525,10 @@ impl Checker<'_> {
                     self.any(value, path);
                 }
                 other => {
-                    self.report(path, format!("expected {}, found an object", describe(other)));
+                    self.report(
+                        path,
+                        format!("expected {}, found an object", describe(other)),
+                    );
                     self.any(value, path);
                 }
             },
@@ -467,7 +557,9 @@ impl Checker<'_> {
         let fits = match (shape, ty) {
             (Shape::Any | Shape::Null, _) => true,
             (_, TypeSpec::Named(n)) if n == "any" => true,
-            (Shape::Scalar, TypeSpec::Named(n)) => matches!(n.as_str(), "string" | "integer" | "number" | "boolean"),
+            (Shape::Scalar, TypeSpec::Named(n)) => {
+                matches!(n.as_str(), "string" | "integer" | "number" | "boolean")
+            }
             (Shape::String, TypeSpec::Named(n)) => n == "string",
             (Shape::Integer, TypeSpec::Named(n)) => n == "integer" || n == "number",
             (Shape::Number, TypeSpec::Named(n)) => n == "number",
@@ -480,7 +572,10 @@ impl Checker<'_> {
             _ => false,
         };
         if !fits {
-            self.report(path, format!("expected {}, found {}", describe(ty), shape.describe()));
+            self.report(
+                path,
+                format!("expected {}, found {}", describe(ty), shape.describe()),
+            );
         }
     }
 
@@ -541,8 +636,15 @@ impl Checker<'_> {
     fn access(&mut self, access: &Access, path: &str) {
         let root = access.root.as_str();
         if root == "pulumi" {
-            if !matches!(access.first_property(), Some("project" | "stack" | "organization")) || access.path.len() != 1 {
-                self.report(path, format!("{access}: pulumi has only project, stack and organization"));
+            if !matches!(
+                access.first_property(),
+                Some("project" | "stack" | "organization")
+            ) || access.path.len() != 1
+            {
+                self.report(
+                    path,
+                    format!("{access}: pulumi has only project, stack and organization"),
+                );
             }
             return;
         }
@@ -557,7 +659,10 @@ impl Checker<'_> {
                 return;
             }
             let Some(property) = access.first_property() else {
-                self.report(path, format!("{access}: a resource's outputs are read by name"));
+                self.report(
+                    path,
+                    format!("{access}: a resource's outputs are read by name"),
+                );
                 return;
             };
             if let Some(schema) = self.schema.resources.get(&resource.token)
@@ -610,14 +715,21 @@ impl Checker<'_> {
             };
         }
         if self.config.lookup(root).is_some() {
-            return if access.path.is_empty() { Shape::String } else { Shape::Any };
+            return if access.path.is_empty() {
+                Shape::String
+            } else {
+                Shape::Any
+            };
         }
         if let Some(resource) = self.program.resource(root) {
             if access.path.is_empty() {
                 return Shape::Object;
             }
             if access.path.len() == 1
-                && let (Some(schema), Some(property)) = (self.schema.resources.get(&resource.token), access.first_property())
+                && let (Some(schema), Some(property)) = (
+                    self.schema.resources.get(&resource.token),
+                    access.first_property(),
+                )
                 && let Some(ty) = schema.outputs.get(property)
             {
                 return shape_of(ty);
@@ -628,7 +740,11 @@ impl Checker<'_> {
 
     fn builtin(&mut self, name: &str, args: &Value, path: &str) -> Shape {
         let at = format!("{path}.{name}");
-        let Some(canonical) = BUILTINS.iter().copied().find(|b| b.eq_ignore_ascii_case(name)) else {
+        let Some(canonical) = BUILTINS
+            .iter()
+            .copied()
+            .find(|b| b.eq_ignore_ascii_case(name))
+        else {
             // `fn::aws:getRegion` is the short form of an invoke.
             let token = full_token(&name[4..]);
             if name[4..].contains(':') && self.schema.functions.contains_key(&token) {
@@ -639,7 +755,13 @@ impl Checker<'_> {
                 }
                 return self.invoke(&Value::Mapping(call), &at, false);
             }
-            self.report(&at, format!("unknown builtin `{name}`{}", suggest(name, BUILTINS.iter().copied())));
+            self.report(
+                &at,
+                format!(
+                    "unknown builtin `{name}`{}",
+                    suggest(name, BUILTINS.iter().copied())
+                ),
+            );
             self.any(args, &at);
             return Shape::Any;
         };
@@ -668,13 +790,18 @@ impl Checker<'_> {
                 self.any(args, &at);
                 Shape::String
             }
-            "fn::fileAsset" | "fn::stringAsset" | "fn::remoteAsset" | "fn::fileArchive" | "fn::remoteArchive" => {
+            "fn::fileAsset" | "fn::stringAsset" | "fn::remoteAsset" | "fn::fileArchive"
+            | "fn::remoteArchive" => {
                 if !args.is_string() {
                     self.report(&at, format!("{canonical} takes a string"));
                 } else {
                     self.any(args, &at);
                 }
-                if canonical.ends_with("Asset") { Shape::Asset } else { Shape::Archive }
+                if canonical.ends_with("Asset") {
+                    Shape::Asset
+                } else {
+                    Shape::Archive
+                }
             }
             "fn::assetArchive" => {
                 match args.as_mapping() {
@@ -683,7 +810,10 @@ impl Checker<'_> {
                             let key = key.as_str().unwrap_or("?");
                             let shape = self.any(v, &format!("{at}.{key}"));
                             if !matches!(shape, Shape::Asset | Shape::Archive) {
-                                self.report(format!("{at}.{key}"), "expected an asset or an archive");
+                                self.report(
+                                    format!("{at}.{key}"),
+                                    "expected an asset or an archive",
+                                );
                             }
                         }
                     }
@@ -697,12 +827,21 @@ impl Checker<'_> {
 
     fn invoke(&mut self, args: &Value, path: &str, pin: bool) -> Shape {
         let Some(call) = args.as_mapping() else {
-            self.report(path, "fn::invoke takes a mapping with function, arguments and return");
+            self.report(
+                path,
+                "fn::invoke takes a mapping with function, arguments and return",
+            );
             return Shape::Any;
         };
         for key in call.keys().filter_map(Value::as_str) {
             if !INVOKE_KEYS.contains(&key) {
-                self.report(format!("{path}.{key}"), format!("not an fn::invoke field{}", suggest(key, INVOKE_KEYS.iter().copied())));
+                self.report(
+                    format!("{path}.{key}"),
+                    format!(
+                        "not an fn::invoke field{}",
+                        suggest(key, INVOKE_KEYS.iter().copied())
+                    ),
+                );
             }
         }
         let Some(written) = call.get("function").and_then(Value::as_str) else {
@@ -717,8 +856,18 @@ impl Checker<'_> {
         };
         let empty = Mapping::new();
         match call.get("arguments") {
-            None | Some(Value::Null) => self.object(&empty, &function.inputs, &token, &format!("{path}.arguments")),
-            Some(Value::Mapping(arguments)) => self.object(arguments, &function.inputs, &token, &format!("{path}.arguments")),
+            None | Some(Value::Null) => self.object(
+                &empty,
+                &function.inputs,
+                &token,
+                &format!("{path}.arguments"),
+            ),
+            Some(Value::Mapping(arguments)) => self.object(
+                arguments,
+                &function.inputs,
+                &token,
+                &format!("{path}.arguments"),
+            ),
             Some(_) => self.report(format!("{path}.arguments"), "is not a mapping"),
         }
         if let Some(options) = call.get("options") {
@@ -745,7 +894,10 @@ impl Checker<'_> {
                 None => {
                     self.report(
                         format!("{path}.return"),
-                        format!("{token} returns no `{field}`{}", suggest(field, function.outputs.keys().map(String::as_str))),
+                        format!(
+                            "{token} returns no `{field}`{}",
+                            suggest(field, function.outputs.keys().map(String::as_str))
+                        ),
                     );
                     Shape::Any
                 }
@@ -763,12 +915,17 @@ impl Checker<'_> {
         let config = self.config.clone();
         let eval = Evaluator::new(program, &config);
         let resources = program.resources();
-        let of = |token: &str| -> Vec<&Resource<'_>> { resources.iter().filter(|r| r.token == token).collect() };
+        let of = |token: &str| -> Vec<&Resource<'_>> {
+            resources.iter().filter(|r| r.token == token).collect()
+        };
 
         // $connect requires the key, and the API reads it from x-api-key.
         let apis = of(API);
         let [api] = apis.as_slice() else {
-            self.report("resources", format!("expected exactly one {API}, found {}", apis.len()));
+            self.report(
+                "resources",
+                format!("expected exactly one {API}, found {}", apis.len()),
+            );
             return;
         };
         let api_at = format!("resources.{}.properties", api.name);
@@ -802,14 +959,24 @@ impl Checker<'_> {
 
         // The function's environment is the contract with its code.
         if let [function] = of(FUNCTION).as_slice() {
-            let at = format!("resources.{}.properties.environment.variables", function.name);
+            let at = format!(
+                "resources.{}.properties.environment.variables",
+                function.name
+            );
             let variables = prop(function, "environment").and_then(|e| e.get("variables"));
             let tables = of(TABLE);
-            let table_ok = tables
-                .iter()
-                .any(|t| topology::refers_to(variables.and_then(|v| v.get("CONNECTIONS_TABLE")), t.name, "name"));
+            let table_ok = tables.iter().any(|t| {
+                topology::refers_to(
+                    variables.and_then(|v| v.get("CONNECTIONS_TABLE")),
+                    t.name,
+                    "name",
+                )
+            });
             if !table_ok {
-                self.report(format!("{at}.CONNECTIONS_TABLE"), "must be the connections table's ${table.name}");
+                self.report(
+                    format!("{at}.CONNECTIONS_TABLE"),
+                    "must be the connections table's ${table.name}",
+                );
             }
             let endpoint_ok = variables
                 .and_then(|v| v.get("MANAGEMENT_ENDPOINT"))
@@ -818,7 +985,10 @@ impl Checker<'_> {
             if !endpoint_ok {
                 self.report(
                     format!("{at}.MANAGEMENT_ENDPOINT"),
-                    format!("must be https://${{{}.id}}.execute-api.<region>.amazonaws.com/<stage>", api.name),
+                    format!(
+                        "must be https://${{{}.id}}.execute-api.<region>.amazonaws.com/<stage>",
+                        api.name
+                    ),
                 );
             }
         }
@@ -826,10 +996,16 @@ impl Checker<'_> {
         // Only this API may invoke the function.
         let permissions: Vec<&Resource<'_>> = of("aws:lambda/permission:Permission")
             .into_iter()
-            .filter(|p| known(&eval, prop(p, "principal")) == Some(Value::String("apigateway.amazonaws.com".into())))
+            .filter(|p| {
+                known(&eval, prop(p, "principal"))
+                    == Some(Value::String("apigateway.amazonaws.com".into()))
+            })
             .collect();
         if permissions.is_empty() {
-            self.report("resources", "no aws:lambda/permission:Permission lets API Gateway invoke the function");
+            self.report(
+                "resources",
+                "no aws:lambda/permission:Permission lets API Gateway invoke the function",
+            );
         }
         for permission in permissions {
             let scoped = prop(permission, "sourceArn")
@@ -837,14 +1013,19 @@ impl Checker<'_> {
                 .and_then(|s| interpolation::parse(s).ok())
                 .is_some_and(|segments| match segments.as_slice() {
                     [Segment::Access(a), Segment::Text(rest), ..] => {
-                        a.root == api.name && a.path_text() == "executionArn" && rest.starts_with('/')
+                        a.root == api.name
+                            && a.path_text() == "executionArn"
+                            && rest.starts_with('/')
                     }
                     _ => false,
                 });
             if !scoped {
                 self.report(
                     format!("resources.{}.properties.sourceArn", permission.name),
-                    format!("must be scoped to this API: ${{{}.executionArn}}/...", api.name),
+                    format!(
+                        "must be scoped to this API: ${{{}.executionArn}}/...",
+                        api.name
+                    ),
                 );
             }
         }
@@ -852,19 +1033,40 @@ impl Checker<'_> {
         // CloudFront: the API origin, its key header, https both sides, the web ACL.
         let distributions = of(DISTRIBUTION);
         let [distribution] = distributions.as_slice() else {
-            self.report("resources", format!("expected exactly one {DISTRIBUTION}, found {}", distributions.len()));
+            self.report(
+                "resources",
+                format!(
+                    "expected exactly one {DISTRIBUTION}, found {}",
+                    distributions.len()
+                ),
+            );
             return;
         };
         let at = format!("resources.{}.properties", distribution.name);
-        let origins = prop(distribution, "origins").and_then(Value::as_sequence).cloned().unwrap_or_default();
+        let origins = prop(distribution, "origins")
+            .and_then(Value::as_sequence)
+            .cloned()
+            .unwrap_or_default();
         let api_origin = origins.iter().enumerate().find(|(_, o)| {
-            o.get("domainName").and_then(Value::as_str).is_some_and(|d| mentions(d, api.name, "id"))
+            o.get("domainName")
+                .and_then(Value::as_str)
+                .is_some_and(|d| mentions(d, api.name, "id"))
         });
         match api_origin {
-            None => self.report(format!("{at}.origins"), format!("no origin is the API (domainName with ${{{}.id}})", api.name)),
+            None => self.report(
+                format!("{at}.origins"),
+                format!(
+                    "no origin is the API (domainName with ${{{}.id}})",
+                    api.name
+                ),
+            ),
             Some((i, origin)) => {
                 let origin_at = format!("{at}.origins[{i}]");
-                let headers = origin.get("customHeaders").and_then(Value::as_sequence).cloned().unwrap_or_default();
+                let headers = origin
+                    .get("customHeaders")
+                    .and_then(Value::as_sequence)
+                    .cloned()
+                    .unwrap_or_default();
                 let key_header = headers.iter().any(|h| {
                     let name_ok = h
                         .get("name")
@@ -884,31 +1086,61 @@ impl Checker<'_> {
                     );
                 }
                 let custom = origin.get("customOriginConfig");
-                if known(&eval, custom.and_then(|c| c.get("originProtocolPolicy"))) != Some(Value::String("https-only".into())) {
-                    self.report(format!("{origin_at}.customOriginConfig.originProtocolPolicy"), "must be https-only");
+                if known(&eval, custom.and_then(|c| c.get("originProtocolPolicy")))
+                    != Some(Value::String("https-only".into()))
+                {
+                    self.report(
+                        format!("{origin_at}.customOriginConfig.originProtocolPolicy"),
+                        "must be https-only",
+                    );
                 }
                 if known(&eval, custom.and_then(|c| c.get("originSslProtocols")))
                     != Some(Value::Sequence(vec![Value::String("TLSv1.2".into())]))
                 {
-                    self.report(format!("{origin_at}.customOriginConfig.originSslProtocols"), "must be [TLSv1.2]");
+                    self.report(
+                        format!("{origin_at}.customOriginConfig.originSslProtocols"),
+                        "must be [TLSv1.2]",
+                    );
                 }
             }
         }
-        let mut behaviors = vec![(format!("{at}.defaultCacheBehavior"), prop(distribution, "defaultCacheBehavior").cloned())];
-        if let Some(ordered) = prop(distribution, "orderedCacheBehaviors").and_then(Value::as_sequence) {
+        let mut behaviors = vec![(
+            format!("{at}.defaultCacheBehavior"),
+            prop(distribution, "defaultCacheBehavior").cloned(),
+        )];
+        if let Some(ordered) =
+            prop(distribution, "orderedCacheBehaviors").and_then(Value::as_sequence)
+        {
             for (i, b) in ordered.iter().enumerate() {
                 behaviors.push((format!("{at}.orderedCacheBehaviors[{i}]"), Some(b.clone())));
             }
         }
         for (path, behavior) in behaviors {
-            let policy = known(&eval, behavior.as_ref().and_then(|b| b.get("viewerProtocolPolicy")));
-            if !matches!(policy.as_ref().and_then(Value::as_str), Some("redirect-to-https" | "https-only")) {
-                self.report(format!("{path}.viewerProtocolPolicy"), "viewers must use https: redirect-to-https or https-only");
+            let policy = known(
+                &eval,
+                behavior
+                    .as_ref()
+                    .and_then(|b| b.get("viewerProtocolPolicy")),
+            );
+            if !matches!(
+                policy.as_ref().and_then(Value::as_str),
+                Some("redirect-to-https" | "https-only")
+            ) {
+                self.report(
+                    format!("{path}.viewerProtocolPolicy"),
+                    "viewers must use https: redirect-to-https or https-only",
+                );
             }
         }
-        let acl = resources.iter().filter(|r| r.token == WEB_ACL).find(|a| topology::refers_to(prop(distribution, "webAclId"), a.name, "arn"));
+        let acl = resources
+            .iter()
+            .filter(|r| r.token == WEB_ACL)
+            .find(|a| topology::refers_to(prop(distribution, "webAclId"), a.name, "arn"));
         match acl {
-            None => self.report(format!("{at}.webAclId"), "must be ${<web ACL>.arn} of this program's wafv2 WebAcl"),
+            None => self.report(
+                format!("{at}.webAclId"),
+                "must be ${<web ACL>.arn} of this program's wafv2 WebAcl",
+            ),
             Some(acl) => {
                 let acl_at = format!("resources.{}.properties", acl.name);
                 if known(&eval, prop(acl, "scope")) != Some(Value::String("CLOUDFRONT".into())) {
@@ -928,7 +1160,9 @@ impl Checker<'_> {
             .and_then(|s| interpolation::parse(s).ok())
             .is_some_and(|segments| match segments.as_slice() {
                 [Segment::Text(scheme), Segment::Access(a)] => {
-                    scheme == "wss://" && a.root == distribution.name && a.path_text() == "domainName"
+                    scheme == "wss://"
+                        && a.root == distribution.name
+                        && a.path_text() == "domainName"
                 }
                 _ => false,
             });
@@ -989,7 +1223,10 @@ fn describe(ty: &TypeSpec) -> String {
         },
         TypeSpec::Array { .. } => "a list".into(),
         TypeSpec::Map { .. } => "a map".into(),
-        TypeSpec::Ref { reference } => format!("an object ({})", reference.rsplit('.').next().unwrap_or(reference)),
+        TypeSpec::Ref { reference } => format!(
+            "an object ({})",
+            reference.rsplit('.').next().unwrap_or(reference)
+        ),
     }
 }
 
@@ -1013,7 +1250,9 @@ fn distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let above = row[j + 1];
-            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
             diagonal = above;
         }
     }
@@ -1023,7 +1262,10 @@ fn distance(a: &str, b: &str) -> usize {
 fn from_error(err: crate::Error) -> Diagnostic {
     match err {
         crate::Error::Invalid { path, message } => Diagnostic { path, message },
-        other => Diagnostic { path: String::new(), message: other.to_string() },
+        other => Diagnostic {
+            path: String::new(),
+            message: other.to_string(),
+        },
     }
 }
 
@@ -1033,7 +1275,13 @@ mod tests {
 
     #[test]
     fn suggestions_find_near_misses_only() {
-        assert_eq!(suggest("originProtocolPolcy", ["originProtocolPolicy", "httpPort"].into_iter()), "; did you mean `originProtocolPolicy`?");
+        assert_eq!(
+            suggest(
+                "originProtocolPolcy",
+                ["originProtocolPolicy", "httpPort"].into_iter()
+            ),
+            "; did you mean `originProtocolPolicy`?"
+        );
         assert_eq!(suggest("zzz", ["originProtocolPolicy"].into_iter()), "");
     }
 }

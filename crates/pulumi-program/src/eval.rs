@@ -9,9 +9,9 @@ use std::cell::RefCell;
 
 use serde_yaml::{Mapping, Value};
 
+use crate::Part;
 use crate::interpolation::{self, Access, Accessor, Segment};
 use crate::program::{Config, Program, full_token};
-use crate::Part;
 
 pub(crate) const GET_REGION: &str = "aws:index/getRegion:getRegion";
 
@@ -33,11 +33,18 @@ pub(crate) struct Evaluator<'a> {
 
 impl<'a> Evaluator<'a> {
     pub fn new(program: &'a Program, config: &'a Config) -> Self {
-        Evaluator { program, config, active: RefCell::new(Vec::new()) }
+        Evaluator {
+            program,
+            config,
+            active: RefCell::new(Vec::new()),
+        }
     }
 
     pub fn region(&self) -> Option<&str> {
-        self.config.provider.get("aws:region").and_then(Value::as_str)
+        self.config
+            .provider
+            .get("aws:region")
+            .and_then(Value::as_str)
     }
 
     pub fn eval(&self, value: &Value) -> Evaluated {
@@ -177,7 +184,9 @@ impl<'a> Evaluator<'a> {
                     Ok(json) => Evaluated::Known(Value::String(json)),
                     Err(err) => Evaluated::Unknown(format!("fn::toJSON: {err}")),
                 },
-                Evaluated::Template(_) => Evaluated::Unknown("fn::toJSON of resource outputs".into()),
+                Evaluated::Template(_) => {
+                    Evaluated::Unknown("fn::toJSON of resource outputs".into())
+                }
                 unknown => unknown,
             },
             "fn::join" => {
@@ -210,12 +219,17 @@ impl<'a> Evaluator<'a> {
                     return Evaluated::Unknown("fn::select takes [index, list]".into());
                 };
                 match (self.eval(index), self.eval(values)) {
-                    (Evaluated::Known(Value::Number(n)), Evaluated::Known(Value::Sequence(items))) => n
+                    (
+                        Evaluated::Known(Value::Number(n)),
+                        Evaluated::Known(Value::Sequence(items)),
+                    ) => n
                         .as_u64()
                         .and_then(|i| usize::try_from(i).ok())
                         .and_then(|i| items.get(i).cloned())
                         .map(Evaluated::Known)
-                        .unwrap_or_else(|| Evaluated::Unknown("fn::select index out of range".into())),
+                        .unwrap_or_else(|| {
+                            Evaluated::Unknown("fn::select index out of range".into())
+                        }),
                     _ => Evaluated::Unknown("fn::select of values not known offline".into()),
                 }
             }
@@ -224,9 +238,13 @@ impl<'a> Evaluator<'a> {
                     return Evaluated::Unknown("fn::split takes [delimiter, string]".into());
                 };
                 match (self.eval(delimiter), self.eval(source)) {
-                    (Evaluated::Known(Value::String(d)), Evaluated::Known(Value::String(s))) if !d.is_empty() => {
+                    (Evaluated::Known(Value::String(d)), Evaluated::Known(Value::String(s)))
+                        if !d.is_empty() =>
+                    {
                         Evaluated::Known(Value::Sequence(
-                            s.split(d.as_str()).map(|p| Value::String(p.to_string())).collect(),
+                            s.split(d.as_str())
+                                .map(|p| Value::String(p.to_string()))
+                                .collect(),
                         ))
                     }
                     _ => Evaluated::Unknown("fn::split of values not known offline".into()),
@@ -250,7 +268,11 @@ impl<'a> Evaluator<'a> {
         let region = match args.get("arguments").and_then(|a| a.get("region")) {
             Some(region) => match self.eval(region) {
                 Evaluated::Known(Value::String(region)) => region,
-                _ => return Evaluated::Unknown("aws:getRegion's region argument is not known".into()),
+                _ => {
+                    return Evaluated::Unknown(
+                        "aws:getRegion's region argument is not known".into(),
+                    );
+                }
             },
             None => match self.region() {
                 Some(region) => region.to_string(),
@@ -264,7 +286,9 @@ impl<'a> Evaluator<'a> {
         match args.get("return").and_then(Value::as_str) {
             Some(field) => match result.get(field) {
                 Some(value) => Evaluated::Known(value.clone()),
-                None => Evaluated::Unknown(format!("aws:getRegion's `{field}` is known only at deployment")),
+                None => Evaluated::Unknown(format!(
+                    "aws:getRegion's `{field}` is known only at deployment"
+                )),
             },
             None => Evaluated::Known(Value::Mapping(result)),
         }
@@ -293,7 +317,9 @@ fn two(args: &Value) -> Option<[&Value; 2]> {
 fn walk(mut value: Value, path: &[Accessor], access: &Access) -> Evaluated {
     for accessor in path {
         let next = match (accessor, &value) {
-            (Accessor::Property(name) | Accessor::Key(name), Value::Mapping(m)) => m.get(name.as_str()).cloned(),
+            (Accessor::Property(name) | Accessor::Key(name), Value::Mapping(m)) => {
+                m.get(name.as_str()).cloned()
+            }
             (Accessor::Index(i), Value::Sequence(items)) => items.get(*i).cloned(),
             _ => None,
         };

@@ -135,9 +135,9 @@ fn parse_access(inner: &str) -> Result<Access, String> {
             if let Some(key) = body.strip_prefix('"').and_then(|b| b.strip_suffix('"')) {
                 path.push(Accessor::Key(key.to_string()));
             } else {
-                let index = body
-                    .parse::<usize>()
-                    .map_err(|_| format!("`${{{inner}}}`: `[{body}]` is not an index or a quoted key"))?;
+                let index = body.parse::<usize>().map_err(|_| {
+                    format!("`${{{inner}}}`: `[{body}]` is not an index or a quoted key")
+                })?;
                 path.push(Accessor::Index(index));
             }
             rest = &after[end + 1..];
@@ -145,7 +145,10 @@ fn parse_access(inner: &str) -> Result<Access, String> {
             return Err(format!("`${{{inner}}}` is not a property access"));
         }
     }
-    Ok(Access { root: root.to_string(), path })
+    Ok(Access {
+        root: root.to_string(),
+        path,
+    })
 }
 
 #[cfg(test)]
@@ -153,7 +156,10 @@ mod tests {
     use super::*;
 
     fn access(root: &str, path: Vec<Accessor>) -> Segment {
-        Segment::Access(Access { root: root.into(), path })
+        Segment::Access(Access {
+            root: root.into(),
+            path,
+        })
     }
 
     #[test]
@@ -179,16 +185,24 @@ mod tests {
             parse("$request.body.action").expect("valid"),
             vec![Segment::Text("$request.body.action".into())]
         );
-        assert_eq!(parse("a$${b}").expect("valid"), vec![Segment::Text("a${b}".into())]);
+        assert_eq!(
+            parse("a$${b}").expect("valid"),
+            vec![Segment::Text("a${b}".into())]
+        );
     }
 
     #[test]
     fn indexes_and_keys() {
         let parts = parse("${distribution.origins[0][\"x\"].domainName}").expect("valid");
-        let Some(access) = sole_access(&parts) else { panic!("one access expected: {parts:?}") };
+        let Some(access) = sole_access(&parts) else {
+            panic!("one access expected: {parts:?}")
+        };
         assert_eq!(access.root, "distribution");
         assert_eq!(access.path_text(), "origins[0][\"x\"].domainName");
-        assert_eq!(access.to_string(), "${distribution.origins[0][\"x\"].domainName}");
+        assert_eq!(
+            access.to_string(),
+            "${distribution.origins[0][\"x\"].domainName}"
+        );
     }
 
     #[test]

@@ -95,7 +95,11 @@ pub struct Template(pub Vec<Part>);
 pub enum Part {
     Text(String),
     /// `${resource.property}`, with the resource's type token.
-    Ref { resource: String, resource_type: String, property: String },
+    Ref {
+        resource: String,
+        resource_type: String,
+        property: String,
+    },
 }
 
 impl Template {
@@ -108,11 +112,16 @@ impl Template {
         for part in &self.0 {
             match part {
                 Part::Text(text) => out.push_str(text),
-                Part::Ref { resource, resource_type, property } => {
-                    let value = lookup(resource_type, property).ok_or_else(|| Error::Unresolved {
-                        reference: format!("${{{resource}.{property}}}"),
-                        resource_type: resource_type.clone(),
-                    })?;
+                Part::Ref {
+                    resource,
+                    resource_type,
+                    property,
+                } => {
+                    let value =
+                        lookup(resource_type, property).ok_or_else(|| Error::Unresolved {
+                            reference: format!("${{{resource}.{property}}}"),
+                            resource_type: resource_type.clone(),
+                        })?;
                     out.push_str(&value);
                 }
             }
@@ -124,11 +133,17 @@ impl Template {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("reading {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },
     #[error("cannot resolve {reference} (a {resource_type} output) locally")]
-    Unresolved { reference: String, resource_type: String },
+    Unresolved {
+        reference: String,
+        resource_type: String,
+    },
 }
 
 /// Reads `dir/Pulumi.yaml` and `dir/Pulumi.<stack>.yaml` (the stack file may
@@ -138,6 +153,10 @@ pub fn load(dir: &Path, stack: &str) -> Result<Topology, Error> {
 }
 
 /// [`load`] from the documents' text.
-pub fn load_sources(project_yaml: &str, stack_yaml: Option<&str>, stack: &str) -> Result<Topology, Error> {
+pub fn load_sources(
+    project_yaml: &str,
+    stack_yaml: Option<&str>,
+    stack: &str,
+) -> Result<Topology, Error> {
     topology::build(&program::Program::parse(project_yaml, stack_yaml, stack)?)
 }

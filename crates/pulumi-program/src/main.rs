@@ -22,7 +22,10 @@ fn main() -> ExitCode {
     }
     let findings = pulumi_program::check::check(&dir, &stack);
     if findings.is_empty() {
-        println!("{}: Pulumi.yaml + Pulumi.{stack}.yaml pass the offline check", dir.display());
+        println!(
+            "{}: Pulumi.yaml + Pulumi.{stack}.yaml pass the offline check",
+            dir.display()
+        );
         return ExitCode::SUCCESS;
     }
     for finding in &findings {
@@ -37,5 +40,9 @@ fn usage(problem: &str) -> ExitCode {
         eprintln!("{problem}");
     }
     eprintln!("usage: pulumi-program [--stack NAME] [DIR]");
-    if problem.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) }
+    if problem.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
 }

@@ -44,7 +44,10 @@ pub(crate) struct Problem {
 
 impl Problem {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Problem { path: path.into(), message: message.into() }
+        Problem {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -98,13 +101,20 @@ impl Program {
             Ok(src) => Some(src),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
             Err(source) => {
-                return Err(Error::Io { path: stack_path.display().to_string(), source });
+                return Err(Error::Io {
+                    path: stack_path.display().to_string(),
+                    source,
+                });
             }
         };
         Program::parse(&project_src, stack_src.as_deref(), stack)
     }
 
-    pub fn parse(project_src: &str, stack_src: Option<&str>, stack: &str) -> Result<Program, Error> {
+    pub fn parse(
+        project_src: &str,
+        stack_src: Option<&str>,
+        stack: &str,
+    ) -> Result<Program, Error> {
         let stack_file = format!("Pulumi.{stack}.yaml");
         let doc = match serde_yaml::from_str::<Value>(project_src) {
             Ok(Value::Mapping(doc)) => doc,
@@ -121,14 +131,22 @@ impl Program {
                 Ok(Value::Mapping(file)) => match file.get("config") {
                     None | Some(Value::Null) => Mapping::new(),
                     Some(Value::Mapping(config)) => config.clone(),
-                    Some(_) => return Err(invalid(format!("{stack_file}#config"), "is not a mapping")),
+                    Some(_) => {
+                        return Err(invalid(format!("{stack_file}#config"), "is not a mapping"));
+                    }
                 },
                 Ok(Value::Null) => Mapping::new(),
                 Ok(_) => return Err(invalid(&stack_file, "is not a mapping")),
                 Err(err) => return Err(invalid(&stack_file, format!("is not valid YAML: {err}"))),
             },
         };
-        Ok(Program { project, stack: stack.to_string(), stack_file, doc, stack_config })
+        Ok(Program {
+            project,
+            stack: stack.to_string(),
+            stack_file,
+            doc,
+            stack_config,
+        })
     }
 
     pub fn section(&self, key: &str) -> Option<&Mapping> {
@@ -152,7 +170,9 @@ impl Program {
     /// The resources, in program order. Entries that are not mappings or have no
     /// string `type` are skipped here; the check reports them.
     pub fn resources(&self) -> Vec<Resource<'_>> {
-        let Some(section) = self.section("resources") else { return Vec::new() };
+        let Some(section) = self.section("resources") else {
+            return Vec::new();
+        };
         section
             .iter()
             .filter_map(|(name, body)| {
@@ -207,7 +227,8 @@ impl Program {
                         let ty = match m.get("type") {
                             Some(Value::String(ty)) => Some(ty.clone()),
                             Some(_) => {
-                                problems.push(Problem::new(format!("{path}.type"), "is not a string"));
+                                problems
+                                    .push(Problem::new(format!("{path}.type"), "is not a string"));
                                 None
                             }
                             None => m.get("default").map(type_of).map(str::to_string),
@@ -223,7 +244,10 @@ impl Program {
                 if !CONFIG_TYPES.contains(&ty.as_str()) {
                     problems.push(Problem::new(
                         format!("{path}.type"),
-                        format!("`{ty}` is not a config type (one of {})", CONFIG_TYPES.join(", ")),
+                        format!(
+                            "`{ty}` is not a config type (one of {})",
+                            CONFIG_TYPES.join(", ")
+                        ),
                     ));
                     continue;
                 }
@@ -232,7 +256,9 @@ impl Program {
                         Ok(value) => {
                             config.project.insert(bare.to_string(), value);
                         }
-                        Err(message) => problems.push(Problem::new(format!("{path}.default"), message)),
+                        Err(message) => {
+                            problems.push(Problem::new(format!("{path}.default"), message))
+                        }
                     }
                 }
                 config.declared.insert(bare.to_string(), ty);
@@ -241,7 +267,10 @@ impl Program {
 
         for (key, value) in &self.stack_config {
             let Some(key) = key.as_str() else {
-                problems.push(Problem::new(format!("{}#config", self.stack_file), "has a key that is not a string"));
+                problems.push(Problem::new(
+                    format!("{}#config", self.stack_file),
+                    "has a key that is not a string",
+                ));
                 continue;
             };
             let path = format!("{}#config.{key}", self.stack_file);
@@ -334,7 +363,10 @@ fn coerce(value: &Value, ty: &str) -> Result<Value, String> {
 }
 
 fn invalid(path: impl Into<String>, message: impl Into<String>) -> Error {
-    Error::Invalid { path: path.into(), message: message.into() }
+    Error::Invalid {
+        path: path.into(),
+        message: message.into(),
+    }
 }
 
 #[cfg(test)]
@@ -358,7 +390,10 @@ config:
         assert_eq!(problems, vec![]);
         assert_eq!(config.lookup("limit"), Some(&Value::Number(25.into())));
         assert_eq!(config.lookup("label"), Some(&Value::String("hi".into())));
-        assert_eq!(config.lookup("aws:region"), Some(&Value::String("eu-west-1".into())));
+        assert_eq!(
+            config.lookup("aws:region"),
+            Some(&Value::String("eu-west-1".into()))
+        );
     }
 
     #[test]
@@ -369,15 +404,25 @@ config:
         let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(
             paths,
-            vec!["Pulumi.dev.yaml#config.demo:limt", "Pulumi.dev.yaml#config.demo:limit", "config.label"]
+            vec![
+                "Pulumi.dev.yaml#config.demo:limt",
+                "Pulumi.dev.yaml#config.demo:limit",
+                "config.label"
+            ]
         );
     }
 
     #[test]
     fn short_tokens_expand_like_pulumi_does() {
-        assert_eq!(full_token("aws:apigatewayv2:Route"), "aws:apigatewayv2/route:Route");
+        assert_eq!(
+            full_token("aws:apigatewayv2:Route"),
+            "aws:apigatewayv2/route:Route"
+        );
         assert_eq!(full_token("aws:getRegion"), "aws:index/getRegion:getRegion");
-        assert_eq!(full_token("aws:lambda/function:Function"), "aws:lambda/function:Function");
+        assert_eq!(
+            full_token("aws:lambda/function:Function"),
+            "aws:lambda/function:Function"
+        );
         assert_eq!(full_token("pulumi:providers:aws"), "pulumi:providers:aws");
     }
 }

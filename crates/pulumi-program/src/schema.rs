@@ -48,8 +48,12 @@ pub(crate) enum TypeSpec {
     /// `string`, `integer`, `number`, `boolean`, `any`, `object` (an output
     /// object whose fields are not extracted), `archive`, `asset`, `assetOrArchive`.
     Named(String),
-    Array { array: Box<TypeSpec> },
-    Map { map: Box<TypeSpec> },
+    Array {
+        array: Box<TypeSpec>,
+    },
+    Map {
+        map: Box<TypeSpec>,
+    },
     Ref {
         #[serde(rename = "ref")]
         reference: String,
@@ -61,7 +65,8 @@ pub(crate) fn schema() -> Result<&'static Schema, String> {
     static SCHEMA: OnceLock<Result<Schema, String>> = OnceLock::new();
     SCHEMA
         .get_or_init(|| {
-            serde_json::from_str(SCHEMA_JSON).map_err(|err| format!("the embedded pulumi-aws schema is corrupt: {err}"))
+            serde_json::from_str(SCHEMA_JSON)
+                .map_err(|err| format!("the embedded pulumi-aws schema is corrupt: {err}"))
         })
         .as_ref()
         .map_err(Clone::clone)
@@ -86,9 +91,26 @@ mod tests {
         assert!(route.inputs["routeKey"].required);
         assert!(!route.inputs["apiKeyRequired"].required);
         assert!(matches!(&route.inputs["apiKeyRequired"].ty, TypeSpec::Named(t) if t == "boolean"));
-        assert!(schema.resources["aws:cloudfront/distribution:Distribution"].outputs.contains_key("domainName"));
-        assert!(schema.types.contains_key("cloudfront.DistributionOriginCustomOriginConfigArgs"));
-        assert!(schema.functions.contains_key("aws:index/getRegion:getRegion"));
-        assert!(schema.other_resources.iter().any(|t| t == "aws:s3/bucket:Bucket"));
+        assert!(
+            schema.resources["aws:cloudfront/distribution:Distribution"]
+                .outputs
+                .contains_key("domainName")
+        );
+        assert!(
+            schema
+                .types
+                .contains_key("cloudfront.DistributionOriginCustomOriginConfigArgs")
+        );
+        assert!(
+            schema
+                .functions
+                .contains_key("aws:index/getRegion:getRegion")
+        );
+        assert!(
+            schema
+                .other_resources
+                .iter()
+                .any(|t| t == "aws:s3/bucket:Bucket")
+        );
     }
 }

@@ -14,7 +14,8 @@ use crate::eval::{Evaluated, Evaluator};
 use crate::interpolation::{self, Segment};
 use crate::program::{Program, Resource};
 use crate::{
-    ApiSpec, Error, FunctionSpec, Part, RouteSpec, StageSpec, TableSpec, Template, Topology, WafSpec,
+    ApiSpec, Error, FunctionSpec, Part, RouteSpec, StageSpec, TableSpec, Template, Topology,
+    WafSpec,
 };
 
 pub(crate) const API: &str = "aws:apigatewayv2/api:Api";
@@ -34,12 +35,20 @@ const DEFAULT_EVALUATION_WINDOW_SECS: u64 = 300;
 pub(crate) fn build(program: &Program) -> Result<Topology, Error> {
     let (config, problems) = program.config();
     if let Some(problem) = problems.into_iter().next() {
-        return Err(Error::Invalid { path: problem.path, message: problem.message });
+        return Err(Error::Invalid {
+            path: problem.path,
+            message: problem.message,
+        });
     }
     let eval = Evaluator::new(program, &config);
     let region = eval
         .region()
-        .ok_or_else(|| invalid(format!("{}#config.aws:region", program.stack_file), "the stack sets no region"))?
+        .ok_or_else(|| {
+            invalid(
+                format!("{}#config.aws:region", program.stack_file),
+                "the stack sets no region",
+            )
+        })?
         .to_string();
     let resources = program.resources();
     let reader = Reader { eval: &eval };
@@ -52,16 +61,25 @@ pub(crate) fn build(program: &Program) -> Result<Topology, Error> {
 
     let mut routes = Vec::new();
     for route in resources.iter().filter(|r| r.token == ROUTE) {
-        if !refers_to(route.properties.and_then(|p| p.get("apiId")), api.name, "id") {
+        if !refers_to(
+            route.properties.and_then(|p| p.get("apiId")),
+            api.name,
+            "id",
+        ) {
             continue;
         }
         routes.push(RouteSpec {
             route_key: reader.string(route, "routeKey")?,
-            api_key_required: reader.optional_bool(route, "apiKeyRequired")?.unwrap_or(false),
+            api_key_required: reader
+                .optional_bool(route, "apiKeyRequired")?
+                .unwrap_or(false),
         });
     }
     if routes.is_empty() {
-        return Err(invalid(format!("resources.{}", api.name), "the API has no routes"));
+        return Err(invalid(
+            format!("resources.{}", api.name),
+            "the API has no routes",
+        ));
     }
 
     let stage = only_of_api(&resources, STAGE, api.name)?;
@@ -69,11 +87,17 @@ pub(crate) fn build(program: &Program) -> Result<Topology, Error> {
     let stage_spec = StageSpec {
         name: reader.string(&stage, "name")?,
         throttling_burst_limit: match settings.and_then(|s| s.get("throttlingBurstLimit")) {
-            Some(v) => Some(reader.number::<u32>(v, &format!("{}.defaultRouteSettings.throttlingBurstLimit", at(&stage)))?),
+            Some(v) => Some(reader.number::<u32>(
+                v,
+                &format!("{}.defaultRouteSettings.throttlingBurstLimit", at(&stage)),
+            )?),
             None => None,
         },
         throttling_rate_limit: match settings.and_then(|s| s.get("throttlingRateLimit")) {
-            Some(v) => Some(reader.float(v, &format!("{}.defaultRouteSettings.throttlingRateLimit", at(&stage)))?),
+            Some(v) => Some(reader.float(
+                v,
+                &format!("{}.defaultRouteSettings.throttlingRateLimit", at(&stage)),
+            )?),
             None => None,
         },
     };
@@ -92,12 +116,19 @@ pub(crate) fn build(program: &Program) -> Result<Topology, Error> {
             let name = name
                 .as_str()
                 .ok_or_else(|| invalid(&path, "has a name that is not a string"))?;
-            environment.insert(name.to_string(), reader.template(value, &format!("{path}.{name}"))?);
+            environment.insert(
+                name.to_string(),
+                reader.template(value, &format!("{path}.{name}"))?,
+            );
         }
     }
     let function_spec = FunctionSpec {
-        memory_mb: reader.optional_number(&function, "memorySize")?.unwrap_or(DEFAULT_MEMORY_MB),
-        timeout_secs: reader.optional_number(&function, "timeout")?.unwrap_or(DEFAULT_TIMEOUT_SECS),
+        memory_mb: reader
+            .optional_number(&function, "memorySize")?
+            .unwrap_or(DEFAULT_MEMORY_MB),
+        timeout_secs: reader
+            .optional_number(&function, "timeout")?
+            .unwrap_or(DEFAULT_TIMEOUT_SECS),
         environment,
     };
 
@@ -111,7 +142,9 @@ pub(crate) fn build(program: &Program) -> Result<Topology, Error> {
         name: reader.string(&table, "name")?,
         hash_key: reader.string(&table, "hashKey")?,
         ttl_attribute: match ttl.and_then(|t| t.get("attributeName")) {
-            Some(v) if ttl_enabled => Some(reader.known_string(v, &format!("{}.ttl.attributeName", at(&table)))?),
+            Some(v) if ttl_enabled => {
+                Some(reader.known_string(v, &format!("{}.ttl.attributeName", at(&table)))?)
+            }
             _ => None,
         },
     };
@@ -152,42 +185,69 @@ fn waf_spec(reader: &Reader<'_>, acl: &Resource<'_>) -> Result<WafSpec, Error> {
         let name = rule
             .get("name")
             .ok_or_else(|| invalid(format!("{path}.name"), "is missing"))?;
-        let limit = rate
-            .get("limit")
-            .ok_or_else(|| invalid(format!("{path}.statement.rateBasedStatement.limit"), "is missing"))?;
+        let limit = rate.get("limit").ok_or_else(|| {
+            invalid(
+                format!("{path}.statement.rateBasedStatement.limit"),
+                "is missing",
+            )
+        })?;
         return Ok(WafSpec {
             rate_rule_name: reader.known_string(name, &format!("{path}.name"))?,
-            rate_limit: reader.number(limit, &format!("{path}.statement.rateBasedStatement.limit"))?,
+            rate_limit: reader
+                .number(limit, &format!("{path}.statement.rateBasedStatement.limit"))?,
             evaluation_window_secs: match rate.get("evaluationWindowSec") {
-                Some(v) => reader.number(v, &format!("{path}.statement.rateBasedStatement.evaluationWindowSec"))?,
+                Some(v) => reader.number(
+                    v,
+                    &format!("{path}.statement.rateBasedStatement.evaluationWindowSec"),
+                )?,
                 None => DEFAULT_EVALUATION_WINDOW_SECS,
             },
         });
     }
-    Err(invalid(format!("{}.rules", at(acl)), "no rule has a rateBasedStatement"))
+    Err(invalid(
+        format!("{}.rules", at(acl)),
+        "no rule has a rateBasedStatement",
+    ))
 }
 
 /// The name of the origin custom header whose value is an API key's `value`.
-fn origin_key_header(program: &Program, reader: &Reader<'_>, distribution: &Resource<'_>) -> Result<String, Error> {
+fn origin_key_header(
+    program: &Program,
+    reader: &Reader<'_>,
+    distribution: &Resource<'_>,
+) -> Result<String, Error> {
     let origins = distribution
         .properties
         .and_then(|p| p.get("origins"))
         .and_then(Value::as_sequence)
-        .ok_or_else(|| invalid(format!("{}.origins", at(distribution)), "the distribution has no origins"))?;
+        .ok_or_else(|| {
+            invalid(
+                format!("{}.origins", at(distribution)),
+                "the distribution has no origins",
+            )
+        })?;
     for (i, origin) in origins.iter().enumerate() {
-        let Some(headers) = origin.get("customHeaders").and_then(Value::as_sequence) else { continue };
+        let Some(headers) = origin.get("customHeaders").and_then(Value::as_sequence) else {
+            continue;
+        };
         for (j, header) in headers.iter().enumerate() {
-            let Some(Value::String(value)) = header.get("value") else { continue };
+            let Some(Value::String(value)) = header.get("value") else {
+                continue;
+            };
             let is_key = interpolation::parse(value).ok().is_some_and(|segments| {
                 interpolation::sole_access(&segments).is_some_and(|access| {
                     access.first_property() == Some("value")
                         && access.path.len() == 1
-                        && program.resource(&access.root).is_some_and(|r| r.token == API_KEY)
+                        && program
+                            .resource(&access.root)
+                            .is_some_and(|r| r.token == API_KEY)
                 })
             });
             if is_key {
                 let path = format!("{}.origins[{i}].customHeaders[{j}].name", at(distribution));
-                let name = header.get("name").ok_or_else(|| invalid(&path, "is missing"))?;
+                let name = header
+                    .get("name")
+                    .ok_or_else(|| invalid(&path, "is missing"))?;
                 return reader.known_string(name, &path);
             }
         }
@@ -208,7 +268,10 @@ impl Reader<'_> {
             Evaluated::Known(value) => Ok(value),
             Evaluated::Template(parts) => Err(invalid(
                 path,
-                format!("depends on resource outputs ({}), unknown before deployment", refs(&parts)),
+                format!(
+                    "depends on resource outputs ({}), unknown before deployment",
+                    refs(&parts)
+                ),
             )),
             Evaluated::Unknown(why) => Err(invalid(path, why)),
         }
@@ -224,7 +287,10 @@ impl Reader<'_> {
     fn bool(&self, value: &Value, path: &str) -> Result<bool, Error> {
         match self.known(value, path)? {
             Value::Bool(b) => Ok(b),
-            other => Err(invalid(path, format!("expected a boolean, found {other:?}"))),
+            other => Err(invalid(
+                path,
+                format!("expected a boolean, found {other:?}"),
+            )),
         }
     }
 
@@ -233,12 +299,19 @@ impl Reader<'_> {
         value
             .as_u64()
             .and_then(|n| T::try_from(n).ok())
-            .ok_or_else(|| invalid(path, format!("expected a non-negative integer in range, found {value:?}")))
+            .ok_or_else(|| {
+                invalid(
+                    path,
+                    format!("expected a non-negative integer in range, found {value:?}"),
+                )
+            })
     }
 
     fn float(&self, value: &Value, path: &str) -> Result<f64, Error> {
         let value = self.known(value, path)?;
-        value.as_f64().ok_or_else(|| invalid(path, format!("expected a number, found {value:?}")))
+        value
+            .as_f64()
+            .ok_or_else(|| invalid(path, format!("expected a number, found {value:?}")))
     }
 
     fn template(&self, value: &Value, path: &str) -> Result<Template, Error> {
@@ -260,12 +333,21 @@ impl Reader<'_> {
     }
 
     fn string(&self, resource: &Resource<'_>, name: &str) -> Result<String, Error> {
-        self.known_string(self.property(resource, name)?, &format!("{}.{name}", at(resource)))
+        self.known_string(
+            self.property(resource, name)?,
+            &format!("{}.{name}", at(resource)),
+        )
     }
 
-    fn optional_string(&self, resource: &Resource<'_>, name: &str) -> Result<Option<String>, Error> {
+    fn optional_string(
+        &self,
+        resource: &Resource<'_>,
+        name: &str,
+    ) -> Result<Option<String>, Error> {
         match resource.properties.and_then(|p| p.get(name)) {
-            Some(v) => self.known_string(v, &format!("{}.{name}", at(resource))).map(Some),
+            Some(v) => self
+                .known_string(v, &format!("{}.{name}", at(resource)))
+                .map(Some),
             None => Ok(None),
         }
     }
@@ -277,9 +359,15 @@ impl Reader<'_> {
         }
     }
 
-    fn optional_number<T: TryFrom<u64>>(&self, resource: &Resource<'_>, name: &str) -> Result<Option<T>, Error> {
+    fn optional_number<T: TryFrom<u64>>(
+        &self,
+        resource: &Resource<'_>,
+        name: &str,
+    ) -> Result<Option<T>, Error> {
         match resource.properties.and_then(|p| p.get(name)) {
-            Some(v) => self.number(v, &format!("{}.{name}", at(resource))).map(Some),
+            Some(v) => self
+                .number(v, &format!("{}.{name}", at(resource)))
+                .map(Some),
             None => Ok(None),
         }
     }
@@ -303,20 +391,34 @@ pub(crate) fn only<'a>(resources: &[Resource<'a>], token: &str) -> Result<Resour
 }
 
 /// The single resource of a type whose `apiId` is `${api.id}`.
-fn only_of_api<'a>(resources: &[Resource<'a>], token: &str, api: &str) -> Result<Resource<'a>, Error> {
+fn only_of_api<'a>(
+    resources: &[Resource<'a>],
+    token: &str,
+    api: &str,
+) -> Result<Resource<'a>, Error> {
     let of_api: Vec<Resource<'a>> = resources
         .iter()
-        .filter(|r| r.token == token && refers_to(r.properties.and_then(|p| p.get("apiId")), api, "id"))
+        .filter(|r| {
+            r.token == token && refers_to(r.properties.and_then(|p| p.get("apiId")), api, "id")
+        })
         .cloned()
         .collect();
     only(&of_api, token).map_err(|_| {
-        invalid("resources", format!("expected one {token} with apiId: ${{{api}.id}}, found {}", of_api.len()))
+        invalid(
+            "resources",
+            format!(
+                "expected one {token} with apiId: ${{{api}.id}}, found {}",
+                of_api.len()
+            ),
+        )
     })
 }
 
 /// Whether `value` is exactly `${resource.property}`.
 pub(crate) fn refers_to(value: Option<&Value>, resource: &str, property: &str) -> bool {
-    let Some(Value::String(s)) = value else { return false };
+    let Some(Value::String(s)) = value else {
+        return false;
+    };
     match interpolation::parse(s) {
         Ok(segments) => matches!(
             segments.as_slice(),
@@ -327,7 +429,10 @@ pub(crate) fn refers_to(value: Option<&Value>, resource: &str, property: &str) -
 }
 
 fn property_mapping<'r>(resource: &'r Resource<'_>, name: &str) -> Option<&'r Mapping> {
-    resource.properties.and_then(|p| p.get(name)).and_then(Value::as_mapping)
+    resource
+        .properties
+        .and_then(|p| p.get(name))
+        .and_then(Value::as_mapping)
 }
 
 fn at(resource: &Resource<'_>) -> String {
@@ -338,7 +443,9 @@ fn refs(parts: &[Part]) -> String {
     parts
         .iter()
         .filter_map(|p| match p {
-            Part::Ref { resource, property, .. } => Some(format!("${{{resource}.{property}}}")),
+            Part::Ref {
+                resource, property, ..
+            } => Some(format!("${{{resource}.{property}}}")),
             Part::Text(_) => None,
         })
         .collect::<Vec<_>>()
@@ -346,5 +453,8 @@ fn refs(parts: &[Part]) -> String {
 }
 
 fn invalid(path: impl Into<String>, message: impl Into<String>) -> Error {
-    Error::Invalid { path: path.into(), message: message.into() }
+    Error::Invalid {
+        path: path.into(),
+        message: message.into(),
+    }
 }

@@ -9,7 +9,11 @@ const DEV: &str = include_str!("../../../Pulumi.dev.yaml");
 
 /// The program with `from` (which must occur exactly once) replaced by `to`.
 fn mutated(from: &str, to: &str) -> String {
-    assert_eq!(PROGRAM.matches(from).count(), 1, "{from:?} must occur once in Pulumi.yaml");
+    assert_eq!(
+        PROGRAM.matches(from).count(),
+        1,
+        "{from:?} must occur once in Pulumi.yaml"
+    );
     PROGRAM.replacen(from, to, 1)
 }
 
@@ -21,9 +25,15 @@ fn findings(program: &str) -> Vec<Diagnostic> {
 fn expect(program: &str, path: &str, needle: &str) {
     let found = findings(program);
     assert!(
-        found.iter().any(|d| d.path == path && d.message.contains(needle)),
+        found
+            .iter()
+            .any(|d| d.path == path && d.message.contains(needle)),
         "expected `{path}: ...{needle}...`, found:\n{}",
-        found.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+        found
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 
@@ -34,34 +44,62 @@ fn the_unmutated_program_has_no_findings() {
 
 #[test]
 fn a_misspelt_property_is_caught_with_a_suggestion() {
-    let program = mutated("originProtocolPolicy: https-only", "originProtocolPolcy: https-only");
+    let program = mutated(
+        "originProtocolPolicy: https-only",
+        "originProtocolPolcy: https-only",
+    );
     expect(
         &program,
         "resources.distribution.properties.origins[0].customOriginConfig.originProtocolPolcy",
         "did you mean `originProtocolPolicy`?",
     );
-    let program = mutated("      billingMode: PAY_PER_REQUEST", "      billingMod: PAY_PER_REQUEST");
-    expect(&program, "resources.connections.properties.billingMod", "has no property `billingMod`");
+    let program = mutated(
+        "      billingMode: PAY_PER_REQUEST",
+        "      billingMod: PAY_PER_REQUEST",
+    );
+    expect(
+        &program,
+        "resources.connections.properties.billingMod",
+        "has no property `billingMod`",
+    );
 }
 
 #[test]
 fn a_missing_required_property_is_caught_at_any_depth() {
     let program = mutated("      role: ${role.arn}\n", "");
-    expect(&program, "resources.handler.properties.role", "required property");
+    expect(
+        &program,
+        "resources.handler.properties.role",
+        "required property",
+    );
     let program = mutated("        targetOriginId: websocket-api\n", "");
-    expect(&program, "resources.distribution.properties.defaultCacheBehavior.targetOriginId", "required property");
+    expect(
+        &program,
+        "resources.distribution.properties.defaultCacheBehavior.targetOriginId",
+        "required property",
+    );
 }
 
 #[test]
 fn dangling_references_are_caught() {
-    let program = mutated("CONNECTIONS_TABLE: ${connections.name}", "CONNECTIONS_TABLE: ${conections.name}");
+    let program = mutated(
+        "CONNECTIONS_TABLE: ${connections.name}",
+        "CONNECTIONS_TABLE: ${conections.name}",
+    );
     expect(
         &program,
         "resources.handler.properties.environment.variables.CONNECTIONS_TABLE",
         "refers to no resource, variable or config key; did you mean `connections`?",
     );
-    let program = mutated("integrationUri: ${handler.invokeArn}", "integrationUri: ${handler.invokeUrl}");
-    expect(&program, "resources.integration.properties.integrationUri", "has no output `invokeUrl`");
+    let program = mutated(
+        "integrationUri: ${handler.invokeArn}",
+        "integrationUri: ${handler.invokeUrl}",
+    );
+    expect(
+        &program,
+        "resources.integration.properties.integrationUri",
+        "has no output `invokeUrl`",
+    );
     let program = mutated("limit: ${rateLimit}", "limit: ${rateLimt}");
     expect(
         &program,
@@ -72,42 +110,101 @@ fn dangling_references_are_caught() {
 
 #[test]
 fn an_unknown_builtin_is_caught() {
-    let program = mutated("      assumeRolePolicy:\n        fn::toJSON:", "      assumeRolePolicy:\n        fn::toYAML:");
-    expect(&program, "resources.role.properties.assumeRolePolicy.fn::toYAML", "unknown builtin `fn::toYAML`");
+    let program = mutated(
+        "      assumeRolePolicy:\n        fn::toJSON:",
+        "      assumeRolePolicy:\n        fn::toYAML:",
+    );
+    expect(
+        &program,
+        "resources.role.properties.assumeRolePolicy.fn::toYAML",
+        "unknown builtin `fn::toYAML`",
+    );
 }
 
 #[test]
 fn an_unknown_data_source_or_return_field_is_caught() {
-    let program = mutated("function: aws:index/getRegion:getRegion", "function: aws:index/getRegoin:getRegoin");
-    expect(&program, "variables.region.fn::invoke.function", "no data source");
+    let program = mutated(
+        "function: aws:index/getRegion:getRegion",
+        "function: aws:index/getRegoin:getRegoin",
+    );
+    expect(
+        &program,
+        "variables.region.fn::invoke.function",
+        "no data source",
+    );
     let program = mutated("      return: region\n", "      return: regionName\n");
-    expect(&program, "variables.region.fn::invoke.return", "returns no `regionName`");
+    expect(
+        &program,
+        "variables.region.fn::invoke.return",
+        "returns no `regionName`",
+    );
 }
 
 #[test]
 fn values_of_the_wrong_shape_are_caught() {
     let program = mutated("memorySize: ${functionMemory}", "memorySize: lots");
-    expect(&program, "resources.handler.properties.memorySize", "expected an integer, found a string");
-    let program = mutated("      enabled: true\n      comment:", "      enabled: [true]\n      comment:");
-    expect(&program, "resources.distribution.properties.enabled", "expected a boolean, found a list");
-    let program = mutated("        fn::fileArchive: ./target", "        fn::fileAsset: ./target");
-    expect(&program, "resources.handler.properties.code", "expected an archive");
-    let program = mutated("      ttl:\n        attributeName: expiresAt\n        enabled: true\n", "      ttl: [expiresAt]\n");
-    expect(&program, "resources.connections.properties.ttl", "found a list");
+    expect(
+        &program,
+        "resources.handler.properties.memorySize",
+        "expected an integer, found a string",
+    );
+    let program = mutated(
+        "      enabled: true\n      comment:",
+        "      enabled: [true]\n      comment:",
+    );
+    expect(
+        &program,
+        "resources.distribution.properties.enabled",
+        "expected a boolean, found a list",
+    );
+    let program = mutated(
+        "        fn::fileArchive: ./target",
+        "        fn::fileAsset: ./target",
+    );
+    expect(
+        &program,
+        "resources.handler.properties.code",
+        "expected an archive",
+    );
+    let program = mutated(
+        "      ttl:\n        attributeName: expiresAt\n        enabled: true\n",
+        "      ttl: [expiresAt]\n",
+    );
+    expect(
+        &program,
+        "resources.connections.properties.ttl",
+        "found a list",
+    );
     let dev = DEV.replace("logRetentionDays: 3", "logRetentionDays: three");
     let found = check_sources(PROGRAM, Some(&dev), "dev");
     assert!(
-        found.iter().any(|d| d.path == "Pulumi.dev.yaml#config.websocket-waf:logRetentionDays"),
+        found
+            .iter()
+            .any(|d| d.path == "Pulumi.dev.yaml#config.websocket-waf:logRetentionDays"),
         "{found:?}"
     );
 }
 
 #[test]
 fn unknown_resource_types_are_caught() {
-    let program = mutated("type: aws:dynamodb/table:Table", "type: aws:dynamodb/tabel:Tabel");
-    expect(&program, "resources.connections.type", "no resource type aws:dynamodb/tabel:Tabel");
-    let program = mutated("type: aws:dynamodb/table:Table", "type: aws:s3/bucket:Bucket");
-    expect(&program, "resources.connections.type", "outside the extracted modules");
+    let program = mutated(
+        "type: aws:dynamodb/table:Table",
+        "type: aws:dynamodb/tabel:Tabel",
+    );
+    expect(
+        &program,
+        "resources.connections.type",
+        "no resource type aws:dynamodb/tabel:Tabel",
+    );
+    let program = mutated(
+        "type: aws:dynamodb/table:Table",
+        "type: aws:s3/bucket:Bucket",
+    );
+    expect(
+        &program,
+        "resources.connections.type",
+        "outside the extracted modules",
+    );
 }
 
 #[test]
@@ -116,50 +213,88 @@ fn the_provider_version_must_be_pinned() {
         "        enabled: true\n    options:\n      version: 7.51.1",
         "        enabled: true\n    options:\n      version: 6.0.0",
     );
-    expect(&program, "resources.connections.options.version", "the checked schema is 7.51.1");
+    expect(
+        &program,
+        "resources.connections.options.version",
+        "the checked schema is 7.51.1",
+    );
 }
 
 #[test]
 fn connect_must_require_the_key() {
     let program = mutated("apiKeyRequired: true", "apiKeyRequired: false");
-    expect(&program, "resources.connectRoute.properties.apiKeyRequired", "$connect must require the API key");
+    expect(
+        &program,
+        "resources.connectRoute.properties.apiKeyRequired",
+        "$connect must require the API key",
+    );
     let program = mutated(
         "apiKeySelectionExpression: $request.header.x-api-key",
         "apiKeySelectionExpression: $request.header.x-other",
     );
-    expect(&program, "resources.api.properties.apiKeySelectionExpression", "x-api-key");
+    expect(
+        &program,
+        "resources.api.properties.apiKeySelectionExpression",
+        "x-api-key",
+    );
 }
 
 #[test]
 fn cloudfront_must_send_the_api_key_header() {
     let program = mutated("- name: x-api-key", "- name: x-api-secret");
-    expect(&program, "resources.distribution.properties.origins[0].customHeaders", "x-api-key");
+    expect(
+        &program,
+        "resources.distribution.properties.origins[0].customHeaders",
+        "x-api-key",
+    );
     let program = mutated("value: ${apiKey.value}", "value: ${apiKey.id}");
-    expect(&program, "resources.distribution.properties.origins[0].customHeaders", "apiKey.value");
+    expect(
+        &program,
+        "resources.distribution.properties.origins[0].customHeaders",
+        "apiKey.value",
+    );
 }
 
 #[test]
 fn the_distribution_must_be_behind_this_programs_cloudfront_acl_in_us_east_1() {
     let program = mutated("scope: CLOUDFRONT", "scope: REGIONAL");
-    expect(&program, "resources.webAcl.properties.scope", "must be CLOUDFRONT");
+    expect(
+        &program,
+        "resources.webAcl.properties.scope",
+        "must be CLOUDFRONT",
+    );
     let program = mutated(
         "      region: us-east-1\n      name: ${pulumi.project}-${pulumi.stack}\n      scope",
         "      name: ${pulumi.project}-${pulumi.stack}\n      scope",
     );
-    expect(&program, "resources.webAcl.properties.region", "must be us-east-1");
+    expect(
+        &program,
+        "resources.webAcl.properties.region",
+        "must be us-east-1",
+    );
     let program = mutated("webAclId: ${webAcl.arn}", "webAclId: ${wafLogs.arn}");
-    expect(&program, "resources.distribution.properties.webAclId", "wafv2 WebAcl");
+    expect(
+        &program,
+        "resources.distribution.properties.webAclId",
+        "wafv2 WebAcl",
+    );
 }
 
 #[test]
 fn the_origin_must_be_https_only_with_tls_1_2() {
-    let program = mutated("originProtocolPolicy: https-only", "originProtocolPolicy: match-viewer");
+    let program = mutated(
+        "originProtocolPolicy: https-only",
+        "originProtocolPolicy: match-viewer",
+    );
     expect(
         &program,
         "resources.distribution.properties.origins[0].customOriginConfig.originProtocolPolicy",
         "must be https-only",
     );
-    let program = mutated("              - TLSv1.2", "              - TLSv1.1\n              - TLSv1.2");
+    let program = mutated(
+        "              - TLSv1.2",
+        "              - TLSv1.1\n              - TLSv1.2",
+    );
     expect(
         &program,
         "resources.distribution.properties.origins[0].customOriginConfig.originSslProtocols",
@@ -169,36 +304,62 @@ fn the_origin_must_be_https_only_with_tls_1_2() {
 
 #[test]
 fn viewers_must_use_https() {
-    let program = mutated("viewerProtocolPolicy: redirect-to-https", "viewerProtocolPolicy: allow-all");
-    expect(&program, "resources.distribution.properties.defaultCacheBehavior.viewerProtocolPolicy", "https");
+    let program = mutated(
+        "viewerProtocolPolicy: redirect-to-https",
+        "viewerProtocolPolicy: allow-all",
+    );
+    expect(
+        &program,
+        "resources.distribution.properties.defaultCacheBehavior.viewerProtocolPolicy",
+        "https",
+    );
 }
 
 #[test]
 fn the_invoke_permission_must_be_scoped_to_this_api() {
-    let program = mutated("sourceArn: ${api.executionArn}/${stageName}/*", "sourceArn: arn:aws:execute-api:*");
-    expect(&program, "resources.invokePermission.properties.sourceArn", "must be scoped to this API");
+    let program = mutated(
+        "sourceArn: ${api.executionArn}/${stageName}/*",
+        "sourceArn: arn:aws:execute-api:*",
+    );
+    expect(
+        &program,
+        "resources.invokePermission.properties.sourceArn",
+        "must be scoped to this API",
+    );
     let program = mutated("      sourceArn: ${api.executionArn}/${stageName}/*\n", "");
-    expect(&program, "resources.invokePermission.properties.sourceArn", "must be scoped to this API");
+    expect(
+        &program,
+        "resources.invokePermission.properties.sourceArn",
+        "must be scoped to this API",
+    );
 }
 
 #[test]
 fn distribution_url_must_be_wss_to_the_distribution() {
-    let program = mutated("DistributionURL: wss://${distribution.domainName}", "DistributionURL: https://${distribution.domainName}");
-    expect(&program, "outputs.DistributionURL", "must be wss://${distribution.domainName}");
+    let program = mutated(
+        "DistributionURL: wss://${distribution.domainName}",
+        "DistributionURL: https://${distribution.domainName}",
+    );
+    expect(
+        &program,
+        "outputs.DistributionURL",
+        "must be wss://${distribution.domainName}",
+    );
 }
 
 #[test]
 fn the_function_environment_is_the_contract_with_its_code() {
     let program = mutated("          CONNECTIONS_TABLE: ${connections.name}\n", "");
-    expect(&program, "resources.handler.properties.environment.variables.CONNECTIONS_TABLE", "table");
+    expect(
+        &program,
+        "resources.handler.properties.environment.variables.CONNECTIONS_TABLE",
+        "table",
+    );
 }
 
 #[test]
 fn every_tunable_is_documented() {
-    let program = mutated(
-        "    description: Lambda memory in MB.\n",
-        "",
-    );
+    let program = mutated("    description: Lambda memory in MB.\n", "");
     expect(&program, "config.functionMemory", "has no description");
 }
 
@@ -230,5 +391,8 @@ fn stack_config_overrides_defaults_with_or_without_the_project_namespace() {
     let endpoint = topology.function.environment["MANAGEMENT_ENDPOINT"]
         .resolve(|_, property| (property == "id").then(|| "abc".to_string()))
         .expect("resolves");
-    assert_eq!(endpoint, "https://abc.execute-api.ap-southeast-2.amazonaws.com/live");
+    assert_eq!(
+        endpoint,
+        "https://abc.execute-api.ap-southeast-2.amazonaws.com/live"
+    );
 }

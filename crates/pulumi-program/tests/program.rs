@@ -22,13 +22,28 @@ fn the_dev_topology_is_what_the_program_declares() {
     assert_eq!(topology.project, "websocket-waf");
     assert_eq!(topology.stack, "dev");
     assert_eq!(topology.region, "eu-west-1");
-    assert_eq!(topology.api.route_selection_expression, "$request.body.action");
-    assert_eq!(topology.api.api_key_selection_expression.as_deref(), Some("$request.header.x-api-key"));
-    let routes: Vec<(&str, bool)> =
-        topology.routes.iter().map(|r| (r.route_key.as_str(), r.api_key_required)).collect();
+    assert_eq!(
+        topology.api.route_selection_expression,
+        "$request.body.action"
+    );
+    assert_eq!(
+        topology.api.api_key_selection_expression.as_deref(),
+        Some("$request.header.x-api-key")
+    );
+    let routes: Vec<(&str, bool)> = topology
+        .routes
+        .iter()
+        .map(|r| (r.route_key.as_str(), r.api_key_required))
+        .collect();
     assert_eq!(
         routes,
-        vec![("$connect", true), ("$disconnect", false), ("$default", false), ("sendmessage", false), ("ping", false)]
+        vec![
+            ("$connect", true),
+            ("$disconnect", false),
+            ("$default", false),
+            ("sendmessage", false),
+            ("ping", false)
+        ]
     );
     assert_eq!(topology.stage.name, "prod");
     assert_eq!(topology.stage.throttling_burst_limit, Some(500));
@@ -48,8 +63,14 @@ fn the_dev_topology_is_what_the_program_declares() {
 fn the_function_environment_resolves_with_local_values() {
     let topology = load(&repo_root(), "dev").expect("loads");
     let env = &topology.function.environment;
-    assert_eq!(env.keys().collect::<Vec<_>>(), vec!["CONNECTIONS_TABLE", "MANAGEMENT_ENDPOINT"]);
-    assert_eq!(env["CONNECTIONS_TABLE"], Template(vec![Part::Text("websocket-waf-dev-connections".into())]));
+    assert_eq!(
+        env.keys().collect::<Vec<_>>(),
+        vec!["CONNECTIONS_TABLE", "MANAGEMENT_ENDPOINT"]
+    );
+    assert_eq!(
+        env["CONNECTIONS_TABLE"],
+        Template(vec![Part::Text("websocket-waf-dev-connections".into())])
+    );
     assert_eq!(
         env["MANAGEMENT_ENDPOINT"],
         Template(vec![
@@ -63,8 +84,13 @@ fn the_function_environment_resolves_with_local_values() {
         ])
     );
     let endpoint = env["MANAGEMENT_ENDPOINT"]
-        .resolve(|ty, property| (ty == "aws:apigatewayv2/api:Api" && property == "id").then(|| "local123".to_string()))
+        .resolve(|ty, property| {
+            (ty == "aws:apigatewayv2/api:Api" && property == "id").then(|| "local123".to_string())
+        })
         .expect("resolves");
-    assert_eq!(endpoint, "https://local123.execute-api.eu-west-1.amazonaws.com/prod");
+    assert_eq!(
+        endpoint,
+        "https://local123.execute-api.eu-west-1.amazonaws.com/prod"
+    );
     assert!(env["MANAGEMENT_ENDPOINT"].resolve(|_, _| None).is_err());
 }

@@ -1,1 +1,113 @@
-fn main() {}
+//! `devstack`: the deployed topology on one machine (`devstack up`, the
+//! default) and the deployment checker (`devstack check`). Only wiring: the
+//! behaviour lives in the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use devstack::stack::{self, UpOptions};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "devstack",
+    version,
+    about = "Run the CloudFront + WAF + WebSocket API + Lambda stack locally, from the same Pulumi files `pulumi up` deploys",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    up: UpArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the local stack (the default when no command is given).
+    Up(UpArgs),
+    /// Check that a deployment answers through CloudFront and refuses direct clients without the key.
+    Check(devstack::check::CheckArgs),
+}
+
+#[derive(Args, Clone)]
+struct UpArgs {
+    /// The Pulumi stack whose config to use (Pulumi.<stack>.yaml).
+    #[arg(long, default_value = "dev")]
+    stack: String,
+    /// The directory holding Pulumi.yaml [default: found walking up from the current directory].
+    #[arg(long)]
+    program_dir: Option<PathBuf>,
+    /// Where the edge (CloudFront + WAF) listens; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    edge_addr: SocketAddr,
+    /// Where the API layer (execute-api + @connections) listens; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    api_addr: SocketAddr,
+    /// A prebuilt function binary [default: built with cargo].
+    #[arg(long)]
+    function_bin: Option<PathBuf>,
+    /// The stack's API key [default: a random one].
+    #[arg(long, env = "DEVSTACK_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Write the endpoints as JSON to this file once the stack accepts connections.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+    /// The most function processes at once (Lambda concurrency).
+    #[arg(long, default_value_t = 16)]
+    max_concurrency: usize,
+}
+
+fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let program_dir = match args.program_dir {
+        Some(dir) => dir,
+        None => {
+            let cwd = std::env::current_dir()?;
+            stack::find_program_dir(&cwd).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no Pulumi.yaml in {} or any parent directory; run from the repository or pass --program-dir",
+                    cwd.display()
+                )
+            })?
+        }
+    };
+    stack::run(UpOptions {
+        program_dir,
+        stack: args.stack,
+        edge_addr: args.edge_addr,
+        api_addr: args.api_addr,
+        function_bin: args.function_bin,
+        api_key: args.api_key,
+        ready_file: args.ready_file,
+        max_concurrency: args.max_concurrency,
+    })
+    .await
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command {
+        Some(Command::Check(args)) => devstack::check::run(args).await,
+        Some(Command::Up(args)) => report(up(args).await),
+        None => report(up(cli.up).await),
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("devstack: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -396,3 +396,19 @@ fn stack_config_overrides_defaults_with_or_without_the_project_namespace() {
         "https://abc.execute-api.ap-southeast-2.amazonaws.com/live"
     );
 }
+
+#[test]
+fn a_dependency_cycle_is_caught() {
+    // The stage depends on the function (through routes and integration), so
+    // the function cannot read the stage's name: that is why it uses config.
+    let program = mutated("amazonaws.com/${stageName}", "amazonaws.com/${stage.name}");
+    let found = findings(&program);
+    assert!(
+        found
+            .iter()
+            .any(|d| d.message.starts_with("dependency cycle:")
+                && d.message.contains("handler")
+                && d.message.contains("stage")),
+        "{found:?}"
+    );
+}

@@ -115,7 +115,10 @@ impl LambdaPool {
     /// cannot start (missing binary, init error, exit or timeout during init).
     pub async fn start(config: FunctionConfig) -> anyhow::Result<Arc<Self>> {
         if config.max_concurrency == 0 {
-            bail!("function {}: max_concurrency must be at least 1", config.name);
+            bail!(
+                "function {}: max_concurrency must be at least 1",
+                config.name
+            );
         }
         if !config.binary.is_file() {
             bail!(
@@ -419,7 +422,8 @@ impl LambdaPool {
     fn function_env(&self, api_addr: SocketAddr, worker_id: u64) -> Vec<(String, String)> {
         let config = &self.config;
         let mut env: Vec<(String, String)> = Vec::new();
-        let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".to_owned());
+        let path =
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".to_owned());
         env.push(("PATH".to_owned(), path));
         env.push(("LANG".to_owned(), "en_US.UTF-8".to_owned()));
         env.push(("TZ".to_owned(), ":UTC".to_owned()));
@@ -438,9 +442,15 @@ impl LambdaPool {
         let reserved = [
             ("AWS_LAMBDA_RUNTIME_API", api_addr.to_string()),
             ("AWS_LAMBDA_FUNCTION_NAME", config.name.clone()),
-            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", config.memory_mb.to_string()),
+            (
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+                config.memory_mb.to_string(),
+            ),
             ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
-            ("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", config.name)),
+            (
+                "AWS_LAMBDA_LOG_GROUP_NAME",
+                format!("/aws/lambda/{}", config.name),
+            ),
             ("AWS_LAMBDA_LOG_STREAM_NAME", log_stream),
             ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_owned()),
             ("AWS_REGION", self.region.clone()),
@@ -448,7 +458,11 @@ impl LambdaPool {
             ("LAMBDA_TASK_ROOT", task_root),
             ("_HANDLER", "bootstrap".to_owned()),
         ];
-        env.extend(reserved.into_iter().map(|(key, value)| (key.to_owned(), value)));
+        env.extend(
+            reserved
+                .into_iter()
+                .map(|(key, value)| (key.to_owned(), value)),
+        );
         env
     }
 
@@ -520,15 +534,19 @@ impl Invoke for LambdaPool {
             let Some(pool) = self.me.upgrade() else {
                 return Err(shutting_down());
             };
-            let event = serde_json::to_vec(&event)
-                .map(Bytes::from)
-                .map_err(|err| InvokeError::Unavailable(format!("event not serializable: {err}")))?;
+            let event = serde_json::to_vec(&event).map(Bytes::from).map_err(|err| {
+                InvokeError::Unavailable(format!("event not serializable: {err}"))
+            })?;
             // Its own task: an invocation runs to its end, and its process
             // returns to the pool, even if the caller stops waiting.
             self.tasks
                 .spawn(async move { pool.run_invocation(event).await })
                 .await
-                .unwrap_or_else(|err| Err(InvokeError::Unavailable(format!("invocation task failed: {err}"))))
+                .unwrap_or_else(|err| {
+                    Err(InvokeError::Unavailable(format!(
+                        "invocation task failed: {err}"
+                    )))
+                })
         })
     }
 }
@@ -606,7 +624,12 @@ impl Worker {
 
     /// Hands one event to the process and waits for its answer, its exit or
     /// the timeout, whichever comes first.
-    async fn invoke(&self, request_id: &str, event: Bytes, timeout: Duration) -> Result<Bytes, InvokeError> {
+    async fn invoke(
+        &self,
+        request_id: &str,
+        event: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, InvokeError> {
         let (reply, answer) = oneshot::channel();
         let invocation = Invocation {
             request_id: request_id.to_owned(),
@@ -696,7 +719,9 @@ async fn supervise(mut process: Supervised) {
         let _ = tokio::time::timeout(Duration::from_millis(500), forwarder).await;
     }
     let _ = process.exited.send(Some(reason.clone()));
-    process.api.fail_in_flight(InvokeError::Crashed(reason.clone()));
+    process
+        .api
+        .fail_in_flight(InvokeError::Crashed(reason.clone()));
     process.api.close();
     drop(process.slot);
     if let Some(pool) = process.pool.upgrade() {
@@ -798,8 +823,9 @@ fn peak_rss_mib(pid: u32) -> Option<u64> {
 }
 
 fn epoch_ms(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+    time.duration_since(UNIX_EPOCH).map_or(0, |since| {
+        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+    })
 }
 
 /// An X-Ray trace header: `Root=1-{epoch seconds hex}-{96 random bits}`.
@@ -909,7 +935,10 @@ fn serve_runtime_api(listener: tokio::net::TcpListener, api: Arc<RuntimeApi>) {
             &format!("{RUNTIME_API_PREFIX}/invocation/{{request_id}}/error"),
             post(invocation_error),
         )
-        .route(&format!("{RUNTIME_API_PREFIX}/init/error"), post(init_error))
+        .route(
+            &format!("{RUNTIME_API_PREFIX}/init/error"),
+            post(init_error),
+        )
         .layer(DefaultBodyLimit::max(MAX_PAYLOAD_BYTES))
         .with_state(api);
     tokio::spawn(async move {
@@ -961,7 +990,8 @@ async fn next_invocation(State(api): State<Arc<RuntimeApi>>) -> Response {
             if let Some(previous) = previous {
                 let _ = previous.reply.send(Err(InvokeError::Function {
                     error_type: "Runtime.Unknown".to_owned(),
-                    message: "the runtime asked for the next event without answering this one".to_owned(),
+                    message: "the runtime asked for the next event without answering this one"
+                        .to_owned(),
                 }));
             }
             response
@@ -970,7 +1000,11 @@ async fn next_invocation(State(api): State<Arc<RuntimeApi>>) -> Response {
             let _ = invocation.reply.send(Err(InvokeError::Unavailable(format!(
                 "the event could not be handed to the runtime: {err}"
             ))));
-            api_error(StatusCode::INTERNAL_SERVER_ERROR, "ServiceException", "bad invocation headers")
+            api_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ServiceException",
+                "bad invocation headers",
+            )
         }
     }
 }
@@ -1000,7 +1034,11 @@ async fn invocation_response(
             if !api.complete(&request_id, Err(error)) {
                 return unknown_request_id();
             }
-            api_error(StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", &message)
+            api_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLarge",
+                &message,
+            )
         }
         Err(rejection) => api_error(rejection.status(), "InvalidRequest", &rejection.body_text()),
     }
@@ -1015,7 +1053,13 @@ async fn invocation_error(
 ) -> Response {
     let body = body.unwrap_or_default();
     let (error_type, message) = error_report(&headers, &body);
-    if api.complete(&request_id, Err(InvokeError::Function { error_type, message })) {
+    if api.complete(
+        &request_id,
+        Err(InvokeError::Function {
+            error_type,
+            message,
+        }),
+    ) {
         accepted()
     } else {
         unknown_request_id()
@@ -1213,7 +1257,8 @@ while True:
     /// Writes the test function into its own directory.
     fn script_function() -> PathBuf {
         use std::os::unix::fs::PermissionsExt as _;
-        let dir = std::env::temp_dir().join(format!("devstack-lambda-test-{}", Uuid::new_v4().simple()));
+        let dir =
+            std::env::temp_dir().join(format!("devstack-lambda-test-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("create the test function's directory");
         let path = dir.join("bootstrap");
         std::fs::write(&path, SCRIPT).expect("write the test function");
@@ -1256,7 +1301,9 @@ while True:
     }
 
     fn pid_of(response: &Value) -> u32 {
-        let pid = response["pid"].as_u64().expect("the response names its pid");
+        let pid = response["pid"]
+            .as_u64()
+            .expect("the response names its pid");
         u32::try_from(pid).expect("a pid fits u32")
     }
 
@@ -1292,26 +1339,48 @@ while True:
         let context = &response["context"];
         assert!(Uuid::parse_str(context["requestId"].as_str().unwrap_or_default()).is_ok());
         let deadline = context["deadlineMs"].as_u64().unwrap_or_default();
-        assert!(deadline >= before + 19_000 && deadline <= before + 21_000 + WAIT.as_millis() as u64);
+        assert!(
+            deadline >= before + 19_000 && deadline <= before + 21_000 + WAIT.as_millis() as u64
+        );
         assert_eq!(
             context["arn"],
             "arn:aws:lambda:eu-west-1:000000000000:function:test-function"
         );
-        assert!(context["traceId"].as_str().unwrap_or_default().starts_with("Root=1-"));
+        assert!(
+            context["traceId"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("Root=1-")
+        );
 
         let env = &response["env"];
         assert_eq!(env["AWS_LAMBDA_FUNCTION_NAME"], "test-function");
         assert_eq!(env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"], "256");
         assert_eq!(env["AWS_LAMBDA_FUNCTION_VERSION"], "$LATEST");
-        assert_eq!(env["AWS_LAMBDA_LOG_GROUP_NAME"], "/aws/lambda/test-function");
-        assert!(env["AWS_LAMBDA_LOG_STREAM_NAME"].as_str().unwrap_or_default().contains("[$LATEST]"));
-        assert!(env["AWS_LAMBDA_RUNTIME_API"].as_str().unwrap_or_default().starts_with("127.0.0.1:"));
+        assert_eq!(
+            env["AWS_LAMBDA_LOG_GROUP_NAME"],
+            "/aws/lambda/test-function"
+        );
+        assert!(
+            env["AWS_LAMBDA_LOG_STREAM_NAME"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("[$LATEST]")
+        );
+        assert!(
+            env["AWS_LAMBDA_RUNTIME_API"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("127.0.0.1:")
+        );
         assert_eq!(env["AWS_REGION"], "eu-west-1");
         assert_eq!(env["TEST_SETTING"], "from the program");
         assert_eq!(pool.process_ids(), vec![pid_of(&response)]);
 
         // A warm process serves the next invocation.
-        let again = invoke(&pool, json!({ "action": "echo" })).await.expect("second answer");
+        let again = invoke(&pool, json!({ "action": "echo" }))
+            .await
+            .expect("second answer");
         assert_eq!(pid_of(&again), pid_of(&response));
         assert_ne!(again["context"]["requestId"], context["requestId"]);
         shutdown(&pool).await;
@@ -1322,13 +1391,18 @@ while True:
         let pool = start(config(1, Duration::from_secs(20))).await;
         let pids = pool.process_ids();
         match invoke(&pool, json!({ "action": "error" })).await {
-            Err(InvokeError::Function { error_type, message }) => {
+            Err(InvokeError::Function {
+                error_type,
+                message,
+            }) => {
                 assert_eq!(error_type, "TestError");
                 assert_eq!(message, "failed on purpose");
             }
             other => panic!("expected a function error, got {other:?}"),
         }
-        let response = invoke(&pool, json!({ "action": "echo" })).await.expect("answer after the error");
+        let response = invoke(&pool, json!({ "action": "echo" }))
+            .await
+            .expect("answer after the error");
         assert_eq!(vec![pid_of(&response)], pids);
         shutdown(&pool).await;
     }
@@ -1337,20 +1411,29 @@ while True:
     async fn a_response_that_is_not_json_is_a_function_error() {
         let pool = start(config(1, Duration::from_secs(20))).await;
         match invoke(&pool, json!({ "action": "not json" })).await {
-            Err(InvokeError::Function { error_type, .. }) => assert_eq!(error_type, "Runtime.InvalidResponse"),
+            Err(InvokeError::Function { error_type, .. }) => {
+                assert_eq!(error_type, "Runtime.InvalidResponse")
+            }
             other => panic!("expected a function error, got {other:?}"),
         }
-        invoke(&pool, json!({ "action": "echo" })).await.expect("answer after the bad response");
+        invoke(&pool, json!({ "action": "echo" }))
+            .await
+            .expect("answer after the bad response");
         shutdown(&pool).await;
     }
 
     #[tokio::test]
     async fn a_process_killed_mid_invocation_fails_that_invocation_and_is_replaced() {
         let pool = start(config(1, Duration::from_secs(60))).await;
-        let [pid] = pool.process_ids()[..] else { panic!("one warm process expected") };
+        let [pid] = pool.process_ids()[..] else {
+            panic!("one warm process expected")
+        };
         let busy = {
             let pool = Arc::clone(&pool);
-            tokio::spawn(async move { pool.invoke(json!({ "action": "sleep", "seconds": 60 })).await })
+            tokio::spawn(async move {
+                pool.invoke(json!({ "action": "sleep", "seconds": 60 }))
+                    .await
+            })
         };
         // Let the process take the event before it is killed.
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -1360,7 +1443,9 @@ while True:
             .expect("the invocation ended in time")
             .expect("the invocation task ran");
         match outcome {
-            Err(InvokeError::Crashed(reason)) => assert!(reason.contains(&format!("pid {pid}")), "{reason}"),
+            Err(InvokeError::Crashed(reason)) => {
+                assert!(reason.contains(&format!("pid {pid}")), "{reason}")
+            }
             other => panic!("expected a crash, got {other:?}"),
         }
         eventually("the process is replaced", || {
@@ -1368,7 +1453,9 @@ while True:
             pids.len() == 1 && !pids.contains(&pid)
         })
         .await;
-        let response = invoke(&pool, json!({ "action": "echo" })).await.expect("answer after the crash");
+        let response = invoke(&pool, json!({ "action": "echo" }))
+            .await
+            .expect("answer after the crash");
         assert_ne!(pid_of(&response), pid);
         shutdown(&pool).await;
     }
@@ -1377,10 +1464,14 @@ while True:
     async fn a_function_that_exits_mid_invocation_is_reported_as_crashed() {
         let pool = start(config(1, Duration::from_secs(20))).await;
         match invoke(&pool, json!({ "action": "crash" })).await {
-            Err(InvokeError::Crashed(reason)) => assert!(reason.contains("exited with status 3"), "{reason}"),
+            Err(InvokeError::Crashed(reason)) => {
+                assert!(reason.contains("exited with status 3"), "{reason}")
+            }
             other => panic!("expected a crash, got {other:?}"),
         }
-        invoke(&pool, json!({ "action": "echo" })).await.expect("answer after the crash");
+        invoke(&pool, json!({ "action": "echo" }))
+            .await
+            .expect("answer after the crash");
         shutdown(&pool).await;
     }
 
@@ -1388,13 +1479,17 @@ while True:
     async fn an_invocation_past_the_timeout_kills_and_replaces_the_process() {
         let timeout = Duration::from_millis(700);
         let pool = start(config(1, timeout)).await;
-        let [pid] = pool.process_ids()[..] else { panic!("one warm process expected") };
+        let [pid] = pool.process_ids()[..] else {
+            panic!("one warm process expected")
+        };
         match invoke(&pool, json!({ "action": "sleep", "seconds": 60 })).await {
             Err(InvokeError::Timeout(after)) => assert_eq!(after, timeout),
             other => panic!("expected a timeout, got {other:?}"),
         }
         eventually("the timed-out process is gone", || !process_exists(pid)).await;
-        let response = invoke(&pool, json!({ "action": "echo" })).await.expect("answer after the timeout");
+        let response = invoke(&pool, json!({ "action": "echo" }))
+            .await
+            .expect("answer after the timeout");
         assert_ne!(pid_of(&response), pid);
         eventually("one process is left", || pool.process_ids().len() == 1).await;
         shutdown(&pool).await;
@@ -1403,7 +1498,9 @@ while True:
     #[tokio::test]
     async fn an_idle_process_that_dies_is_replaced() {
         let pool = start(config(1, Duration::from_secs(20))).await;
-        let [pid] = pool.process_ids()[..] else { panic!("one warm process expected") };
+        let [pid] = pool.process_ids()[..] else {
+            panic!("one warm process expected")
+        };
         kill(pid);
         eventually("the idle process is replaced", || {
             let pids = pool.process_ids();
@@ -1411,7 +1508,9 @@ while True:
         })
         .await;
         let replacement = pool.process_ids();
-        let response = invoke(&pool, json!({ "action": "echo" })).await.expect("answer after the death");
+        let response = invoke(&pool, json!({ "action": "echo" }))
+            .await
+            .expect("answer after the death");
         assert_eq!(vec![pid_of(&response)], replacement);
         shutdown(&pool).await;
     }
@@ -1423,7 +1522,10 @@ while True:
         let invocations: Vec<_> = (0..7)
             .map(|_| {
                 let pool = Arc::clone(&pool);
-                tokio::spawn(async move { pool.invoke(json!({ "action": "sleep", "seconds": 0.5 })).await })
+                tokio::spawn(async move {
+                    pool.invoke(json!({ "action": "sleep", "seconds": 0.5 }))
+                        .await
+                })
             })
             .collect();
         let mut pids = std::collections::BTreeSet::new();
@@ -1436,7 +1538,11 @@ while True:
             pids.insert(pid_of(&response));
         }
         // Seven half-second invocations on three processes take three rounds.
-        assert!(started.elapsed() >= Duration::from_millis(1500), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() >= Duration::from_millis(1500),
+            "{:?}",
+            started.elapsed()
+        );
         assert_eq!(pids.len(), 3, "{pids:?}");
         assert_eq!(pool.process_ids(), pids.iter().copied().collect::<Vec<_>>());
 
@@ -1457,7 +1563,10 @@ while True:
         let busy: Vec<_> = (0..2)
             .map(|_| {
                 let pool = Arc::clone(&pool);
-                tokio::spawn(async move { pool.invoke(json!({ "action": "sleep", "seconds": 60 })).await })
+                tokio::spawn(async move {
+                    pool.invoke(json!({ "action": "sleep", "seconds": 60 }))
+                        .await
+                })
             })
             .collect();
         eventually("two processes run", || pool.process_ids().len() == 2).await;
@@ -1481,7 +1590,86 @@ while True:
         let pool = start(config(1, Duration::from_secs(20))).await;
         let pids = pool.process_ids();
         drop(pool);
-        eventually("the processes are gone", || pids.iter().all(|pid| !process_exists(*pid))).await;
+        eventually("the processes are gone", || {
+            pids.iter().all(|pid| !process_exists(*pid))
+        })
+        .await;
+    }
+
+    /// Set in the copy of this test binary that plays a devstack to be SIGKILLed.
+    const ORPHAN_PARENT: &str = "DEVSTACK_LAMBDA_TEST_ORPHAN_PARENT";
+
+    #[tokio::test]
+    async fn function_processes_die_with_a_sigkilled_parent() {
+        if std::env::var_os(ORPHAN_PARENT).is_some() {
+            // The parent: start two processes, name them, wait to be killed.
+            let pool = start(config(2, Duration::from_secs(60))).await;
+            let _busy: Vec<_> = (0..2)
+                .map(|_| {
+                    let pool = Arc::clone(&pool);
+                    tokio::spawn(async move {
+                        pool.invoke(json!({ "action": "sleep", "seconds": 60 }))
+                            .await
+                    })
+                })
+                .collect();
+            eventually("two processes run", || pool.process_ids().len() == 2).await;
+            let pids: Vec<String> = pool.process_ids().iter().map(u32::to_string).collect();
+            println!("FUNCTION-PIDS {}", pids.join(" "));
+            tokio::time::sleep(WAIT).await;
+            return;
+        }
+        use std::io::BufRead as _;
+        let mut parent =
+            std::process::Command::new(std::env::current_exe().expect("the test binary's path"))
+                .args([
+                    "--exact",
+                    "lambda::tests::function_processes_die_with_a_sigkilled_parent",
+                    "--nocapture",
+                ])
+                .env(ORPHAN_PARENT, "1")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start the parent");
+        let stdout = parent.stdout.take().expect("the parent's stdout");
+        let (pids_tx, pids_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(pids) = line.strip_prefix("FUNCTION-PIDS ") {
+                    let pids: Vec<u32> =
+                        pids.split(' ').filter_map(|pid| pid.parse().ok()).collect();
+                    let _ = pids_tx.send(pids);
+                }
+            }
+        });
+        let pids = pids_rx
+            .recv_timeout(WAIT)
+            .expect("the parent named its function processes");
+        assert_eq!(pids.len(), 2, "{pids:?}");
+        assert!(pids.iter().all(|pid| process_exists(*pid)));
+        parent.kill().expect("SIGKILL the parent");
+        parent.wait().expect("reap the parent");
+        // Orphans are reparented and reaped by init (or a subreaper), so a
+        // killed one leaves no process behind, only possibly a brief zombie.
+        eventually("the function processes died with their parent", || {
+            pids.iter()
+                .all(|pid| !process_exists(*pid) || is_zombie(*pid))
+        })
+        .await;
+    }
+
+    fn is_zombie(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                stat.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(false)
     }
 
     async fn start_error(config: FunctionConfig) -> String {
@@ -1504,9 +1692,14 @@ while True:
     #[tokio::test]
     async fn an_init_error_is_a_clear_start_error() {
         let mut config = config(1, Duration::from_secs(5));
-        config.env.push(("TEST_INIT".to_owned(), "error".to_owned()));
+        config
+            .env
+            .push(("TEST_INIT".to_owned(), "error".to_owned()));
         let error = start_error(config).await;
-        assert!(error.contains("Runtime.TestInitError: init failed on purpose"), "{error}");
+        assert!(
+            error.contains("Runtime.TestInitError: init failed on purpose"),
+            "{error}"
+        );
         assert!(error.contains("test-function"), "{error}");
     }
 
@@ -1530,18 +1723,30 @@ while True:
             function_executable(messages),
             Some(PathBuf::from("/w/target/debug/websocket-handler"))
         );
-        assert_eq!(function_executable(b"{\"reason\":\"build-finished\"}\nnot json\n"), None);
+        assert_eq!(
+            function_executable(b"{\"reason\":\"build-finished\"}\nnot json\n"),
+            None
+        );
     }
 
     #[test]
     fn error_reports_prefer_the_body_then_the_header() {
         let mut headers = HeaderMap::new();
-        headers.insert("Lambda-Runtime-Function-Error-Type", "Unhandled".parse().expect("header value"));
+        headers.insert(
+            "Lambda-Runtime-Function-Error-Type",
+            "Unhandled".parse().expect("header value"),
+        );
         assert_eq!(
             error_report(&headers, br#"{"errorType":"Oops","errorMessage":"bad"}"#),
             ("Oops".to_owned(), "bad".to_owned())
         );
-        assert_eq!(error_report(&headers, b"garbage"), ("Unhandled".to_owned(), String::new()));
-        assert_eq!(error_report(&HeaderMap::new(), b""), ("Unhandled".to_owned(), String::new()));
+        assert_eq!(
+            error_report(&headers, b"garbage"),
+            ("Unhandled".to_owned(), String::new())
+        );
+        assert_eq!(
+            error_report(&HeaderMap::new(), b""),
+            ("Unhandled".to_owned(), String::new())
+        );
     }
 }

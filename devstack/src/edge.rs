@@ -93,7 +93,7 @@ impl RateRule {
         let window = self.window;
         let fresh = |t: &Instant| now.saturating_duration_since(*t) < window;
         self.checks += 1;
-        if self.checks % 1024 == 0 {
+        if self.checks.is_multiple_of(1024) {
             // Forget clients with nothing left in the window.
             self.seen.retain(|_, times| times.back().is_some_and(fresh));
         }

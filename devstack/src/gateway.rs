@@ -786,15 +786,14 @@ fn with_request_id(mut response: Response) -> Response {
 }
 
 fn gone() -> Response {
-    management_error(StatusCode::GONE, "GoneException", "")
+    management_error(StatusCode::GONE, "GoneException", "Gone")
 }
 
-fn check_stage(shared: &Shared, stage: &str) -> Result<(), Response> {
-    if stage == shared.config.stage {
-        Ok(())
-    } else {
-        Err(management_error(StatusCode::FORBIDDEN, "ForbiddenException", "Forbidden"))
-    }
+/// The management API's answer for another stage's path: 403, as for any
+/// path the API does not serve.
+fn wrong_stage(shared: &Shared, stage: &str) -> Option<Response> {
+    (stage != shared.config.stage)
+        .then(|| management_error(StatusCode::FORBIDDEN, "ForbiddenException", "Forbidden"))
 }
 
 /// `POST /{stage}/@connections/{id}`: sends the raw body to the client.
@@ -803,7 +802,7 @@ async fn post_to_connection(
     Path((stage, connection_id)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    if let Err(response) = check_stage(&shared, &stage) {
+    if let Some(response) = wrong_stage(&shared, &stage) {
         return response;
     }
     if body.len() > shared.config.limits.max_message_bytes {
@@ -831,7 +830,7 @@ async fn get_connection(
     State(shared): State<Arc<Shared>>,
     Path((stage, connection_id)): Path<(String, String)>,
 ) -> Response {
-    if let Err(response) = check_stage(&shared, &stage) {
+    if let Some(response) = wrong_stage(&shared, &stage) {
         return response;
     }
     let Some((info, _)) = shared.outbound(&connection_id) else {
@@ -860,7 +859,7 @@ async fn delete_connection(
     State(shared): State<Arc<Shared>>,
     Path((stage, connection_id)): Path<(String, String)>,
 ) -> Response {
-    if let Err(response) = check_stage(&shared, &stage) {
+    if let Some(response) = wrong_stage(&shared, &stage) {
         return response;
     }
     let Some(handle) = lock(&shared.connections).remove(&connection_id) else {

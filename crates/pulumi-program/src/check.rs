@@ -166,6 +166,7 @@ fn check_program(program: &Program) -> Vec<Diagnostic> {
     checker.resources();
     checker.outputs();
     checker.cycles();
+    checker.unused_config();
     checker.invariants();
     if checker.diags.is_empty()
         && let Err(err) = topology::build(program)
@@ -627,7 +628,7 @@ impl Checker<'_> {
             }
         }
         match interpolation::sole_access(&segments) {
-            Some(access) => self.access_shape(access),
+            Some(access) => self.access_shape(access, 0),
             None if has_access => Shape::Scalar,
             None => Shape::String,
         }
@@ -697,7 +698,7 @@ impl Checker<'_> {
         );
     }
 
-    fn access_shape(&self, access: &Access) -> Shape {
+    fn access_shape(&self, access: &Access, depth: usize) -> Shape {
         let root = access.root.as_str();
         if root == "pulumi" {
             return Shape::String;
@@ -736,7 +737,95 @@ impl Checker<'_> {
                 return shape_of(ty);
             }
         }
+        if access.path.is_empty()
+            && let Some(expr) = self.program.variable(root)
+        {
+            return self.infer(expr, depth + 1);
+        }
         Shape::Any
+    }
+
+    /// What a variable's expression produces, without reporting anything
+    /// (the variable itself is checked where it is declared).
+    fn infer(&self, value: &Value, depth: usize) -> Shape {
+        // Variables referring to each other in a cycle are reported by `cycles`.
+        if depth > 16 {
+            return Shape::Any;
+        }
+        match value {
+            Value::Null => Shape::Null,
+            Value::Bool(_) => Shape::Boolean,
+            Value::Number(n) if n.is_i64() || n.is_u64() => Shape::Integer,
+            Value::Number(_) => Shape::Number,
+            Value::Sequence(_) => Shape::List,
+            Value::Tagged(_) => Shape::Any,
+            Value::String(s) => match interpolation::parse(s) {
+                Ok(segments) => match interpolation::sole_access(&segments) {
+                    Some(access) => self.access_shape(access, depth),
+                    None if segments.iter().any(|s| matches!(s, Segment::Access(_))) => {
+                        Shape::Scalar
+                    }
+                    None => Shape::String,
+                },
+                Err(_) => Shape::Any,
+            },
+            Value::Mapping(m) => match builtin(m) {
+                None => Shape::Object,
+                Some((name, args)) => match BUILTINS
+                    .iter()
+                    .copied()
+                    .find(|b| b.eq_ignore_ascii_case(name))
+                {
+                    Some("fn::invoke") => {
+                        let function = args
+                            .get("function")
+                            .and_then(Value::as_str)
+                            .and_then(|f| self.schema.functions.get(&full_token(f)));
+                        match (function, args.get("return")) {
+                            (Some(function), Some(Value::String(field))) => function
+                                .outputs
+                                .get(field)
+                                .map(shape_of)
+                                .unwrap_or(Shape::Any),
+                            (Some(_), None) => Shape::Object,
+                            _ => Shape::Any,
+                        }
+                    }
+                    Some("fn::secret") => self.infer(args, depth + 1),
+                    Some(
+                        "fn::join" | "fn::toJSON" | "fn::toBase64" | "fn::fromBase64"
+                        | "fn::readFile",
+                    ) => Shape::String,
+                    Some("fn::split") => Shape::List,
+                    Some("fn::rfc3339ToUnix") => Shape::Integer,
+                    Some("fn::fileAsset" | "fn::stringAsset" | "fn::remoteAsset") => Shape::Asset,
+                    Some("fn::fileArchive" | "fn::remoteArchive" | "fn::assetArchive") => {
+                        Shape::Archive
+                    }
+                    _ => Shape::Any,
+                },
+            },
+        }
+    }
+
+    /// A declared tunable nothing reads is a knob that does nothing.
+    fn unused_config(&mut self) {
+        let mut roots = BTreeSet::new();
+        for key in ["variables", "resources", "outputs"] {
+            if let Some(section) = self.program.doc.get(key) {
+                references(section, &mut roots);
+            }
+        }
+        let unused: Vec<String> = self
+            .config
+            .declared
+            .keys()
+            .filter(|k| !roots.contains(*k))
+            .cloned()
+            .collect();
+        for key in unused {
+            self.report(format!("config.{key}"), "is declared but nothing uses it");
+        }
     }
 
     fn builtin(&mut self, name: &str, args: &Value, path: &str) -> Shape {

@@ -412,3 +412,23 @@ fn a_dependency_cycle_is_caught() {
         "{found:?}"
     );
 }
+
+#[test]
+fn a_variable_of_the_wrong_shape_is_caught() {
+    // `region` is aws:getRegion's `region`, a string; a list is expected here.
+    let program = mutated(
+        "      logDestinationConfigs:\n        - ${wafLogs.arn}",
+        "      logDestinationConfigs: ${region}",
+    );
+    expect(
+        &program,
+        "resources.wafLogging.properties.logDestinationConfigs",
+        "expected a list, found a string",
+    );
+}
+
+#[test]
+fn an_unused_tunable_is_caught() {
+    let program = mutated("limit: ${rateLimit}", "limit: 2000");
+    expect(&program, "config.rateLimit", "nothing uses it");
+}

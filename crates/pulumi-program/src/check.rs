@@ -19,7 +19,7 @@ use crate::eval::{Evaluated, Evaluator, builtin};
 use crate::interpolation::{self, Access, Segment};
 use crate::program::{self, Config, Program, Resource, full_token};
 use crate::schema::{self, Property, Schema, TypeSpec};
-use crate::topology::{self, API, API_KEY, DISTRIBUTION, FUNCTION, ROUTE, TABLE, WEB_ACL};
+use crate::topology::{self, API, API_KEY, DISTRIBUTION, FUNCTION, ROUTE, STAGE, TABLE, WEB_ACL};
 
 /// One finding: where in the program (`resources.distribution.properties.origins[0]...`)
 /// and what is wrong there.
@@ -93,6 +93,16 @@ const RESOURCE_OPTIONS: &[&str] = &[
     "retainOnDelete",
     "version",
 ];
+
+const MANAGED_RULE_GROUPS: &[&str] = &[
+    "AWSManagedRulesCommonRuleSet",
+    "AWSManagedRulesKnownBadInputsRuleSet",
+    "AWSManagedRulesAmazonIpReputationList",
+];
+
+/// What `cargo lambda build --release --arm64 --output-format zip` writes.
+const FUNCTION_ZIP: &str = "./target/lambda/websocket-handler/bootstrap.zip";
+const LOG_GROUP: &str = "aws:cloudwatch/logGroup:LogGroup";
 
 const INVOKE_KEYS: &[&str] = &["function", "arguments", "return", "options"];
 const INVOKE_OPTIONS: &[&str] = &[
@@ -168,6 +178,7 @@ fn check_program(program: &Program) -> Vec<Diagnostic> {
     checker.cycles();
     checker.unused_config();
     checker.invariants();
+    checker.requirements();
     if checker.diags.is_empty()
         && let Err(err) = topology::build(program)
     {
@@ -1311,6 +1322,185 @@ impl Checker<'_> {
                 "outputs.DistributionURL",
                 format!("must be wss://${{{}.domainName}}", distribution.name),
             );
+        }
+    }
+}
+
+impl Checker<'_> {
+    /// What the project promises beyond the security invariants: WAF rules,
+    /// metrics and logs; the function as cargo-lambda builds it; names that
+    /// let two stacks share an account.
+    fn requirements(&mut self) {
+        let program = self.program;
+        let config = self.config.clone();
+        let eval = Evaluator::new(program, &config);
+        let resources = program.resources();
+        let string =
+            |v: Option<&Value>| known(&eval, v).and_then(|v| v.as_str().map(str::to_string));
+
+        for acl in resources.iter().filter(|r| r.token == WEB_ACL) {
+            let at = format!("resources.{}.properties", acl.name);
+            let rules = prop(acl, "rules")
+                .and_then(Value::as_sequence)
+                .cloned()
+                .unwrap_or_default();
+            let blocks_rate = rules.iter().any(|r| {
+                r.get("statement")
+                    .and_then(|s| s.get("rateBasedStatement"))
+                    .is_some()
+                    && r.get("action").and_then(|a| a.get("block")).is_some()
+            });
+            if !blocks_rate {
+                self.report(
+                    format!("{at}.rules"),
+                    "needs a rate-based rule whose action is block",
+                );
+            }
+            let groups: BTreeSet<String> = rules
+                .iter()
+                .filter_map(|r| r.get("statement")?.get("managedRuleGroupStatement"))
+                .filter(|g| string(g.get("vendorName")).as_deref() == Some("AWS"))
+                .filter_map(|g| string(g.get("name")))
+                .collect();
+            for group in MANAGED_RULE_GROUPS {
+                if !groups.contains(*group) {
+                    self.report(
+                        format!("{at}.rules"),
+                        format!("the AWS managed rule group {group} is missing"),
+                    );
+                }
+            }
+            for (i, rule) in rules.iter().enumerate() {
+                let metrics = known(
+                    &eval,
+                    rule.get("visibilityConfig")
+                        .and_then(|v| v.get("cloudwatchMetricsEnabled")),
+                );
+                if metrics != Some(Value::Bool(true)) {
+                    self.report(
+                        format!("{at}.rules[{i}].visibilityConfig.cloudwatchMetricsEnabled"),
+                        "every rule has metrics",
+                    );
+                }
+            }
+            let logging = resources.iter().find(|l| {
+                l.token == "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration"
+                    && topology::refers_to(prop(l, "resourceArn"), acl.name, "arn")
+            });
+            let Some(logging) = logging else {
+                self.report(
+                    format!("resources.{}", acl.name),
+                    "the web ACL has no WebAclLoggingConfiguration",
+                );
+                continue;
+            };
+            let logging_at = format!("resources.{}.properties", logging.name);
+            if string(prop(logging, "region")).as_deref() != Some("us-east-1") {
+                self.report(
+                    format!("{logging_at}.region"),
+                    "must be us-east-1, with the web ACL",
+                );
+            }
+            let destination = prop(logging, "logDestinationConfigs")
+                .and_then(Value::as_sequence)
+                .and_then(|d| d.first())
+                .and_then(|d| {
+                    resources.iter().find(|g| {
+                        g.token == LOG_GROUP && topology::refers_to(Some(d), g.name, "arn")
+                    })
+                });
+            match destination {
+                None => self.report(
+                    format!("{logging_at}.logDestinationConfigs"),
+                    "must be [${<log group>.arn}] of a CloudWatch log group of this program",
+                ),
+                Some(group) => {
+                    let group_at = format!("resources.{}.properties", group.name);
+                    let name_ok = prop(group, "name")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| n.starts_with("aws-waf-logs-"));
+                    if !name_ok {
+                        self.report(
+                            format!("{group_at}.name"),
+                            "WAF logs only to groups named aws-waf-logs-...",
+                        );
+                    }
+                    if string(prop(group, "region")).as_deref() != Some("us-east-1") {
+                        self.report(
+                            format!("{group_at}.region"),
+                            "must be us-east-1, with the web ACL",
+                        );
+                    }
+                    if prop(group, "retentionInDays").is_none() {
+                        self.report(
+                            format!("{group_at}.retentionInDays"),
+                            "logs need a retention",
+                        );
+                    }
+                }
+            }
+        }
+
+        for function in resources.iter().filter(|r| r.token == FUNCTION) {
+            let at = format!("resources.{}.properties", function.name);
+            if string(prop(function, "runtime")).as_deref() != Some("provided.al2023") {
+                self.report(
+                    format!("{at}.runtime"),
+                    "must be provided.al2023 (a Rust bootstrap)",
+                );
+            }
+            if known(&eval, prop(function, "architectures"))
+                != Some(Value::Sequence(vec![Value::String("arm64".into())]))
+            {
+                self.report(
+                    format!("{at}.architectures"),
+                    "must be [arm64], what cargo lambda build --arm64 produces",
+                );
+            }
+            if string(prop(function, "handler")).as_deref() != Some("bootstrap") {
+                self.report(format!("{at}.handler"), "must be bootstrap");
+            }
+            let archive = prop(function, "code")
+                .and_then(Value::as_mapping)
+                .and_then(builtin)
+                .and_then(|(name, path)| {
+                    name.eq_ignore_ascii_case("fn::fileArchive").then_some(path)
+                })
+                .and_then(Value::as_str);
+            if archive != Some(FUNCTION_ZIP) {
+                self.report(
+                    format!("{at}.code"),
+                    format!("must be fn::fileArchive: {FUNCTION_ZIP}"),
+                );
+            }
+            let log_format = known(
+                &eval,
+                prop(function, "loggingConfig").and_then(|l| l.get("logFormat")),
+            );
+            if log_format != Some(Value::String("JSON".into())) {
+                self.report(format!("{at}.loggingConfig.logFormat"), "must be JSON");
+            }
+        }
+
+        // Account-unique names carry the project and the stack (a stage's name
+        // is unique within its API only).
+        for resource in resources.iter().filter(|r| r.token != STAGE) {
+            let Some(name) = prop(resource, "name") else {
+                continue;
+            };
+            let scoped = name.as_str().and_then(|n| interpolation::parse(n).ok()).is_some_and(|segments| {
+                ["project", "stack"].iter().all(|field| {
+                    segments.iter().any(|s| {
+                        matches!(s, Segment::Access(a) if a.root == "pulumi" && a.first_property() == Some(field))
+                    })
+                })
+            });
+            if !scoped {
+                self.report(
+                    format!("resources.{}.properties.name", resource.name),
+                    "must include ${pulumi.project} and ${pulumi.stack}, so stacks can share an account",
+                );
+            }
         }
     }
 }

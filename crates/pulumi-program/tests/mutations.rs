@@ -432,3 +432,90 @@ fn an_unused_tunable_is_caught() {
     let program = mutated("limit: ${rateLimit}", "limit: 2000");
     expect(&program, "config.rateLimit", "nothing uses it");
 }
+
+#[test]
+fn the_waf_keeps_its_rules_metrics_and_logs() {
+    let program = mutated(
+        "              name: AWSManagedRulesKnownBadInputsRuleSet",
+        "              name: AWSManagedRulesSQLiRuleSet",
+    );
+    expect(
+        &program,
+        "resources.webAcl.properties.rules",
+        "AWSManagedRulesKnownBadInputsRuleSet is missing",
+    );
+    let program = mutated(
+        "            cloudwatchMetricsEnabled: true\n            metricName: aws-ip-reputation",
+        "            cloudwatchMetricsEnabled: false\n            metricName: aws-ip-reputation",
+    );
+    expect(
+        &program,
+        "resources.webAcl.properties.rules[3].visibilityConfig.cloudwatchMetricsEnabled",
+        "metrics",
+    );
+    let program = mutated(
+        "          action:\n            block: {}",
+        "          action:\n            count: {}",
+    );
+    expect(
+        &program,
+        "resources.webAcl.properties.rules",
+        "rate-based rule whose action is block",
+    );
+    let program = mutated(
+        "name: aws-waf-logs-${pulumi.project}",
+        "name: waf-${pulumi.project}",
+    );
+    expect(
+        &program,
+        "resources.wafLogs.properties.name",
+        "aws-waf-logs-",
+    );
+    let program = mutated(
+        "      region: us-east-1\n      resourceArn: ${webAcl.arn}",
+        "      resourceArn: ${webAcl.arn}",
+    );
+    expect(
+        &program,
+        "resources.wafLogging.properties.region",
+        "us-east-1",
+    );
+}
+
+#[test]
+fn the_function_is_the_cargo_lambda_artifact() {
+    let program = mutated("        - arm64", "        - x86_64");
+    expect(
+        &program,
+        "resources.handler.properties.architectures",
+        "arm64",
+    );
+    let program = mutated("runtime: provided.al2023", "runtime: nodejs20.x");
+    expect(
+        &program,
+        "resources.handler.properties.runtime",
+        "provided.al2023",
+    );
+    let program = mutated(
+        "fn::fileArchive: ./target/lambda/websocket-handler/bootstrap.zip",
+        "fn::fileArchive: ./bootstrap.zip",
+    );
+    expect(
+        &program,
+        "resources.handler.properties.code",
+        "bootstrap.zip",
+    );
+}
+
+#[test]
+fn names_carry_the_project_and_stack() {
+    let program = mutated(
+        "name: ${pulumi.project}-${pulumi.stack}-connections",
+        "name: connections",
+    );
+    expect(
+        &program,
+        "resources.connections.properties.name",
+        "${pulumi.stack}",
+    );
+}

@@ -1196,7 +1196,8 @@ fn function_executable(messages: &[u8]) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     //! The pool's mechanics, with a small Python function speaking the
-    //! Runtime API (crash, timeout and init failures on demand). The real
+    //! Runtime API (`tests/fixtures/runtime-api-function.py`: crash, timeout
+    //! and init failures on demand). The real
     //! function under this Runtime API is tested in `tests/lambda.rs`.
 
     use super::*;
@@ -1204,67 +1205,10 @@ mod tests {
     /// Every wait in these tests is bounded by this.
     const WAIT: Duration = Duration::from_secs(30);
 
-    const SCRIPT: &str = r#"#!/usr/bin/env python3
-# A function for testing the pool: speaks the Lambda Runtime API with urllib.
-import json, os, sys, time, urllib.request
-
-API = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2018-06-01/runtime"
-
-def post(path, body, headers={}):
-    request = urllib.request.Request(API + path, data=json.dumps(body).encode(), method="POST", headers=headers)
-    with urllib.request.urlopen(request) as response:
-        response.read()
-
-print("function starting", flush=True)
-if os.environ.get("TEST_INIT") == "error":
-    post("/init/error", {"errorType": "Runtime.TestInitError", "errorMessage": "init failed on purpose"})
-    sys.exit(1)
-if os.environ.get("TEST_INIT") == "exit":
-    print("giving up during init", file=sys.stderr, flush=True)
-    sys.exit(7)
-if os.environ.get("TEST_INIT") == "hang":
-    time.sleep(3600)
-
-while True:
-    with urllib.request.urlopen(API + "/invocation/next") as response:
-        request_id = response.headers["Lambda-Runtime-Aws-Request-Id"]
-        context = {
-            "requestId": request_id,
-            "deadlineMs": int(response.headers["Lambda-Runtime-Deadline-Ms"]),
-            "arn": response.headers["Lambda-Runtime-Invoked-Function-Arn"],
-            "traceId": response.headers["Lambda-Runtime-Trace-Id"],
-        }
-        event = json.loads(response.read())
-    action = event.get("action")
-    if action == "crash":
-        os._exit(3)
-    if action == "sleep":
-        time.sleep(event["seconds"])
-    if action == "error":
-        post("/invocation/" + request_id + "/error",
-             {"errorType": "TestError", "errorMessage": "failed on purpose"},
-             {"Lambda-Runtime-Function-Error-Type": "Unhandled"})
-        continue
-    if action == "not json":
-        request = urllib.request.Request(API + "/invocation/" + request_id + "/response", data=b"not json", method="POST")
-        urllib.request.urlopen(request).read()
-        continue
-    env = {key: value for key, value in os.environ.items() if key.startswith(("AWS_", "TEST_", "_HANDLER", "LAMBDA_"))}
-    post("/invocation/" + request_id + "/response",
-         {"pid": os.getpid(), "event": event, "context": context, "env": env})
-"#;
-
-    /// Writes the test function into its own directory.
+    /// A function speaking the Runtime API that crashes, hangs or fails on
+    /// demand: it tests the pool, not the function.
     fn script_function() -> PathBuf {
-        use std::os::unix::fs::PermissionsExt as _;
-        let dir =
-            std::env::temp_dir().join(format!("devstack-lambda-test-{}", Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("create the test function's directory");
-        let path = dir.join("bootstrap");
-        std::fs::write(&path, SCRIPT).expect("write the test function");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-            .expect("make the test function executable");
-        path
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runtime-api-function.py")
     }
 
     fn config(max_concurrency: usize, timeout: Duration) -> FunctionConfig {
@@ -1710,6 +1654,17 @@ while True:
         let error = start_error(config).await;
         assert!(error.contains("exited with status 7"), "{error}");
         assert!(error.contains("giving up during init"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_function_that_never_asks_for_an_event_fails_init_after_lambdas_limit() {
+        let mut config = config(1, Duration::from_secs(5));
+        config.env.push(("TEST_INIT".to_owned(), "hang".to_owned()));
+        let started = Instant::now();
+        let error = start_error(config).await;
+        assert!(started.elapsed() >= INIT_TIMEOUT, "{:?}", started.elapsed());
+        assert!(error.contains("did not finish init"), "{error}");
+        assert!(error.contains("function starting"), "{error}");
     }
 
     #[test]

@@ -9,8 +9,11 @@
 //!   client sent under that name; `X-Forwarded-For` and `Via` are added; the
 //!   request goes to the origin path (the stage) with the client's path and
 //!   query string; the origin's refusal (status and body) reaches the client
-//!   unchanged; then frames are relayed both ways, close frames and their
-//!   codes included (e.g. API Gateway's 1009).
+//!   unchanged. Once the origin accepts, the edge relays the connection's
+//!   bytes: the WebSocket is spoken end to end between client and origin, so
+//!   frames keep their boundaries (API Gateway's 32 KB frame limit sees the
+//!   client's own frames), pings reach the origin (and count as activity),
+//!   and close frames and codes (e.g. 1009) pass unchanged.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -20,27 +23,24 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::uri::Authority;
+use axum::http::{HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use futures_util::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
 use pulumi_program::WafSpec;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::{debug, warn};
 
-use crate::websocket::{self, ServerSocket};
+use crate::websocket;
 
 /// How long the edge waits for the origin's handshake (CloudFront's default
 /// origin connection + response timeouts are of this order).
 const ORIGIN_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a relay waits for the second side once one side started closing.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// Largest origin error body passed on to the client.
+const MAX_ERROR_BODY: usize = 64 * 1024;
 /// Request headers that belong to one hop and are not forwarded.
 const HOP_HEADERS: &[&str] = &[
     "host",
@@ -53,15 +53,10 @@ const HOP_HEADERS: &[&str] = &[
     "content-length",
     "proxy-authorization",
     "proxy-connection",
-    "sec-websocket-key",
-    "sec-websocket-version",
-    "sec-websocket-accept",
     "sec-websocket-extensions",
     "x-forwarded-for",
     "via",
 ];
-
-type OriginSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// What the edge needs: the origin and its custom header, and the WAF rule.
 #[derive(Debug, Clone)]
@@ -117,6 +112,9 @@ pub struct Edge {
 
 struct Shared {
     config: EdgeConfig,
+    /// The origin's host:port and path (the stage), from `config.origin`.
+    origin_authority: Authority,
+    origin_path: String,
     key_header: HeaderName,
     api_key: HeaderValue,
     rule: Mutex<RateRule>,
@@ -131,6 +129,8 @@ pub enum EdgeError {
     HeaderName(String),
     #[error("the API key is not a valid header value")]
     ApiKey,
+    #[error("invalid origin {0:?}: expected ws://host:port/path")]
+    Origin(String),
 }
 
 impl Edge {
@@ -138,11 +138,19 @@ impl Edge {
         let key_header = HeaderName::from_bytes(config.origin_api_key_header.as_bytes())
             .map_err(|_| EdgeError::HeaderName(config.origin_api_key_header.clone()))?;
         let api_key = HeaderValue::from_str(&config.api_key).map_err(|_| EdgeError::ApiKey)?;
+        let origin: Uri = config.origin.parse().map_err(|_| EdgeError::Origin(config.origin.clone()))?;
+        let origin_authority = match (origin.scheme_str(), origin.authority()) {
+            (Some("ws"), Some(authority)) => authority.clone(),
+            _ => return Err(EdgeError::Origin(config.origin.clone())),
+        };
+        let origin_path = origin.path().trim_end_matches('/').to_string();
         let rule = RateRule::new(config.waf.rate_limit, Duration::from_secs(config.waf.evaluation_window_secs));
         let id: String = hex(&rand::random::<[u8; 8]>());
         Ok(Edge {
             shared: Arc::new(Shared {
                 config,
+                origin_authority,
+                origin_path,
                 key_header,
                 api_key,
                 rule: Mutex::new(rule),
@@ -216,20 +224,8 @@ async fn edge_handler(
             return plain(StatusCode::BAD_GATEWAY, "Bad Gateway\n");
         }
     };
-    let connect = tokio_tungstenite::connect_async_with_config(origin_request, None, true);
-    let (origin, origin_response) = match tokio::time::timeout(ORIGIN_TIMEOUT, connect).await {
-        Ok(Ok(connected)) => connected,
-        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(refusal))) => {
-            // The origin refused the handshake: its status and body, as CloudFront passes them on.
-            let (parts, body) = refusal.into_parts();
-            debug!(status = parts.status.as_u16(), "origin refused the handshake");
-            let mut response = Response::new(Body::from(body.unwrap_or_default()));
-            *response.status_mut() = parts.status;
-            if let Some(content_type) = parts.headers.get(header::CONTENT_TYPE) {
-                response.headers_mut().insert(header::CONTENT_TYPE, content_type.clone());
-            }
-            return response;
-        }
+    let mut origin_response = match tokio::time::timeout(ORIGIN_TIMEOUT, open_origin(&shared, origin_request)).await {
+        Ok(Ok(response)) => response,
         Ok(Err(error)) => {
             warn!(%error, "origin unreachable");
             return plain(StatusCode::BAD_GATEWAY, "Bad Gateway\n");
@@ -239,35 +235,85 @@ async fn edge_handler(
             return plain(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout\n");
         }
     };
-    let protocol = origin_response.headers().get(header::SEC_WEBSOCKET_PROTOCOL).cloned();
-    let (response, client) = handshake.accept(protocol, WebSocketConfig::default());
-    tokio::spawn(async move {
-        match client.await {
-            Ok(client) => relay(client, origin).await,
-            Err(error) => debug!(%error, "client upgrade failed"),
+    if origin_response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        // The origin refused the handshake: its status and body, as CloudFront passes them on.
+        let status = origin_response.status();
+        debug!(status = status.as_u16(), "origin refused the handshake");
+        let content_type = origin_response.headers().get(header::CONTENT_TYPE).cloned();
+        let body = axum::body::to_bytes(Body::new(origin_response.into_body()), MAX_ERROR_BODY)
+            .await
+            .unwrap_or_default();
+        let mut response = Response::new(Body::from(body));
+        *response.status_mut() = status;
+        if let Some(content_type) = content_type {
+            response.headers_mut().insert(header::CONTENT_TYPE, content_type);
         }
+        return response;
+    }
+    let protocol = origin_response.headers().get(header::SEC_WEBSOCKET_PROTOCOL).cloned();
+    let origin_io = hyper::upgrade::on(&mut origin_response);
+    let (response, client_io) = handshake.accept_io(protocol);
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let (client, origin) = match tokio::join!(client_io, origin_io) {
+            (Ok(client), Ok(origin)) => (client, origin),
+            (Err(error), _) | (_, Err(error)) => {
+                debug!(%error, "upgrade failed");
+                return;
+            }
+        };
+        let (mut client, mut origin) = (client, TokioIo::new(origin));
+        let outcome = tokio::io::copy_bidirectional(&mut client, &mut origin).await;
+        debug!(
+            ?outcome,
+            duration_ms = started.elapsed().as_millis() as u64,
+            "edge relay ended"
+        );
     });
     response
 }
 
-/// The request to the origin: the client's headers minus hop-by-hop ones and
+/// Sends the handshake to the origin over a new connection (HTTP/1.1 with
+/// upgrades) and returns its response.
+async fn open_origin(
+    shared: &Shared,
+    request: axum::http::Request<Body>,
+) -> Result<axum::http::Response<hyper::body::Incoming>, Box<dyn std::error::Error + Send + Sync>> {
+    let stream = TcpStream::connect(shared.origin_authority.as_str()).await?;
+    stream.set_nodelay(true)?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.with_upgrades().await {
+            debug!(%error, "origin connection failed");
+        }
+    });
+    Ok(sender.send_request(request).await?)
+}
+
+/// The request to the origin: the client's handshake (its WebSocket key
+/// included, as the connection is end to end) minus hop-by-hop headers and
 /// minus any client-sent value of the origin custom header; plus that header
-/// with the stack's key, `X-Forwarded-For`, `Via` and `X-Amz-Cf-Id`.
+/// with the stack's key, `X-Forwarded-For`, `Via` and `X-Amz-Cf-Id`, to the
+/// origin path + the client's path and query string.
 fn origin_request(
     shared: &Shared,
     request: &Request,
     peer: SocketAddr,
-) -> Result<axum::http::Request<()>, tokio_tungstenite::tungstenite::Error> {
+) -> Result<axum::http::Request<Body>, axum::http::Error> {
     let path = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let mut origin = format!("{}{path}", shared.config.origin.trim_end_matches('/')).into_client_request()?;
+    let mut origin = axum::http::Request::get(format!("{}{path}", shared.origin_path)).body(Body::empty())?;
     let headers = origin.headers_mut();
     for (name, value) in request.headers() {
-        let name_str = name.as_str();
-        if HOP_HEADERS.contains(&name_str) || *name == shared.key_header {
+        if HOP_HEADERS.contains(&name.as_str()) || *name == shared.key_header {
             continue;
         }
         headers.append(name.clone(), value.clone());
     }
+    if let Ok(host) = HeaderValue::from_str(shared.origin_authority.as_str()) {
+        headers.insert(header::HOST, host);
+    }
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     headers.insert(shared.key_header.clone(), shared.api_key.clone());
     let joined = |name: HeaderName, last: String| {
         let mut values: Vec<String> = request
@@ -289,57 +335,6 @@ fn origin_request(
         }
     }
     Ok(origin)
-}
-
-/// Relays frames both ways until both sides closed (or one vanished).
-/// Pings go to the origin (they count as activity there); pongs stay on
-/// their hop, as each side answers its own pings.
-async fn relay(mut client: ServerSocket, mut origin: OriginSocket) {
-    let started = Instant::now();
-    let mut closing: Option<tokio::time::Instant> = None;
-    let mut close_code = None;
-    loop {
-        let grace = async {
-            match closing {
-                Some(deadline) => tokio::time::sleep_until(deadline).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            message = client.next() => match message {
-                Some(Ok(Message::Pong(_))) => {}
-                Some(Ok(message)) => {
-                    if let Message::Close(frame) = &message {
-                        close_code = close_code.or(frame.as_ref().map(|f| u16::from(f.code)));
-                        closing.get_or_insert_with(|| tokio::time::Instant::now() + CLOSE_GRACE);
-                    }
-                    if origin.send(message).await.is_err() && closing.is_none() {
-                        break;
-                    }
-                }
-                _ => break,
-            },
-            message = origin.next() => match message {
-                Some(Ok(Message::Pong(_) | Message::Ping(_))) => {}
-                Some(Ok(message)) => {
-                    if let Message::Close(frame) = &message {
-                        close_code = close_code.or(frame.as_ref().map(|f| u16::from(f.code)));
-                        closing.get_or_insert_with(|| tokio::time::Instant::now() + CLOSE_GRACE);
-                    }
-                    if client.send(message).await.is_err() && closing.is_none() {
-                        break;
-                    }
-                }
-                _ => break,
-            },
-            () = grace => break,
-        }
-    }
-    debug!(
-        close_code = close_code.unwrap_or(1006),
-        duration_ms = started.elapsed().as_millis() as u64,
-        "edge relay ended"
-    );
 }
 
 #[cfg(test)]

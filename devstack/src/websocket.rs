@@ -8,14 +8,14 @@
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
-use hyper::upgrade::OnUpgrade;
+use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 /// The server side of an accepted WebSocket connection.
-pub type ServerSocket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+pub type ServerSocket = WebSocketStream<TokioIo<Upgraded>>;
 
 /// A valid WebSocket opening handshake, not answered yet.
 pub struct Handshake {
@@ -58,6 +58,20 @@ impl Handshake {
         protocol: Option<HeaderValue>,
         config: WebSocketConfig,
     ) -> (Response<Body>, impl Future<Output = Result<ServerSocket, hyper::Error>> + Send + 'static) {
+        let (response, io) = self.accept_io(protocol);
+        let socket = async move {
+            let io = io.await?;
+            Ok(WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await)
+        };
+        (response, socket)
+    }
+
+    /// Like [`Handshake::accept`], yielding the raw connection: for a relay
+    /// whose frames are spoken end to end by the client and the origin.
+    pub fn accept_io(
+        self,
+        protocol: Option<HeaderValue>,
+    ) -> (Response<Body>, impl Future<Output = Result<TokioIo<Upgraded>, hyper::Error>> + Send + 'static) {
         let mut response = Response::new(Body::empty());
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let headers = response.headers_mut();
@@ -70,11 +84,7 @@ impl Handshake {
             headers.insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);
         }
         let on_upgrade = self.on_upgrade;
-        let socket = async move {
-            let upgraded = on_upgrade.await?;
-            Ok(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await)
-        };
-        (response, socket)
+        (response, async move { Ok(TokioIo::new(on_upgrade.await?)) })
     }
 }
 

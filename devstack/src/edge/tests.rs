@@ -3,7 +3,9 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use aws_sdk_apigatewaymanagement::primitives::Blob;
+use futures_util::SinkExt;
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
@@ -168,4 +170,25 @@ async fn plain_http_gets_upgrade_required() {
         .expect("response within the timeout")
         .expect("read");
     assert!(response.starts_with("HTTP/1.1 426"), "{response}");
+}
+
+#[tokio::test]
+async fn frames_keep_their_boundaries_through_the_edge() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    let mut gateway = start().await;
+    let edge = edge_for(&gateway, 100).await;
+    let mut client = connect(&edge, None).await.expect("accepted");
+    gateway.next_event_of("CONNECT").await;
+    // A 48 KB message in 16 KB frames is within API Gateway's limits.
+    let text = format!(r#"{{"action":"sendmessage","data":"{}"}}"#, "x".repeat(48 * 1024));
+    let chunks: Vec<&[u8]> = text.as_bytes().chunks(16 * 1024).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let opcode = OpCode::Data(if i == 0 { Data::Text } else { Data::Continue });
+        let frame = Frame::message(chunk.to_vec(), opcode, i + 1 == chunks.len());
+        client.send(Message::Frame(frame)).await.expect("send a fragment");
+    }
+    let event = gateway.next_event_of("MESSAGE").await;
+    assert_eq!(event["body"].as_str().map(str::len), Some(text.len()));
+    assert_eq!(event["requestContext"]["routeKey"], "sendmessage");
 }

@@ -121,13 +121,14 @@ impl LocalDynamoDb {
         let log_path = logs.join(format!("moto-{port}.log"));
         let log = File::create(&log_path).map_err(io_err(format!("creating {}", log_path.display())))?;
         let log_err = log.try_clone().map_err(io_err("duplicating the log handle"))?;
-        let child = Command::new(venv_python(venv))
+        let mut command = Command::new(venv_python(venv));
+        command
             .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(log)
-            .stderr(log_err)
-            .spawn()
-            .map_err(io_err("starting moto server"))?;
+            .stderr(log_err);
+        die_with_parent(&mut command);
+        let child = command.spawn().map_err(io_err("starting moto server"))?;
         let client = client(&endpoint, region);
         let mut db = LocalDynamoDb { child, endpoint, region: region.to_string(), log_path, client };
         db.wait_until_ready().await?;
@@ -346,6 +347,27 @@ fn run_install_step(mut command: Command, name: &str, venv: &Path) -> Result<(),
         output: tail(&text, 30),
     })
 }
+
+/// Makes the kernel end the server when the process that started it dies,
+/// even by SIGKILL (where `Drop` never runs), so no server outlives its test
+/// or its local stack.
+#[cfg(target_os = "linux")]
+fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and only calls prctl,
+    // which is async-signal-safe, without allocating.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_command: &mut Command) {}
 
 #[cfg(test)]
 mod tests {

@@ -129,7 +129,7 @@ impl BenchEnv {
             None => root.join("target"),
         };
         let bin_dir = match &args.bin_dir {
-            Some(dir) => dir.clone(),
+            Some(dir) => dir.canonicalize().with_context(|| format!("the binary directory {} does not exist", dir.display()))?,
             None => std::env::current_exe()
                 .context("locating the devstack executable")?
                 .parent()
@@ -714,14 +714,17 @@ impl Drop for ManagementSink {
 }
 
 /// The environment websocket-handler gets: dummy credentials, the sink as
-/// its management endpoint. A ping touches no table.
+/// its management endpoint, the deployed log level. A ping reads no table
+/// (the DynamoDB endpoint is never dialled) and posts one pong.
 fn handler_env(sink: &ManagementSink) -> Vec<(String, String)> {
     [
         ("AWS_REGION", "us-east-1"),
         ("AWS_ACCESS_KEY_ID", "local"),
         ("AWS_SECRET_ACCESS_KEY", "local"),
         ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("RUST_LOG", "warn"),
+        // What the Pulumi program's logging config gives the deployed function.
+        ("AWS_LAMBDA_LOG_LEVEL", "INFO"),
+        ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
         ("CONNECTIONS_TABLE", "bench-connections"),
         ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:9"),
         ("MANAGEMENT_ENDPOINT", sink.endpoint.as_str()),
@@ -1158,6 +1161,8 @@ impl BenchStack {
             .arg("up")
             .arg("--program-dir")
             .arg(&dir)
+            .arg("--function-bin")
+            .arg(env.binary("websocket-handler")?)
             .args(["--stack", BENCH_STACK, "--edge-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"])
             .arg("--ready-file")
             .arg(&ready)

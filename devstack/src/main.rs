@@ -30,6 +30,8 @@ enum Command {
     Up(UpArgs),
     /// Check that a deployment answers through CloudFront and refuses direct clients without the key.
     Check(devstack::check::CheckArgs),
+    /// Benchmark the function and the local stack against their peers (run with --release).
+    Bench(devstack::bench::BenchArgs),
 }
 
 #[derive(Args, Clone)]
@@ -97,6 +99,7 @@ async fn main() -> ExitCode {
     init_tracing();
     match cli.command {
         Some(Command::Check(args)) => devstack::check::run(args).await,
+        Some(Command::Bench(args)) => report(devstack::bench::run(args).await),
         Some(Command::Up(args)) => report(up(args).await),
         None => report(up(cli.up).await),
     }

@@ -1,6 +1,6 @@
 //! `devstack`: the deployed topology on one machine (`devstack up`, the
-//! default) and the deployment checker (`devstack check`). Only wiring: the
-//! behaviour lives in the library.
+//! default), the deployment checker (`devstack check`) and the benchmarks
+//! (`devstack bench`). Only wiring: the behaviour lives in the library.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -486,3 +486,53 @@ fn connect_status_reads_the_proxy_response() {
     assert_eq!(connect_status(&json!({"statusCode": 99999})), StatusCode::BAD_GATEWAY);
     assert_eq!(connect_status(&json!({"statusCode": [1]})), StatusCode::BAD_GATEWAY);
 }
+
+#[tokio::test]
+async fn messages_over_128_kb_close_with_1009_even_in_small_frames() {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let mut running = start().await;
+    let (mut client, _) = running.connected().await;
+    // 160 KB in 16 KB frames: every frame is within 32 KB, the message is not within 128 KB.
+    let text = format!(r#"{{"action":"sendmessage","data":"{}"}}"#, "x".repeat(160 * 1024));
+    let chunks: Vec<&[u8]> = text.as_bytes().chunks(16 * 1024).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let opcode = OpCode::Data(if i == 0 { Data::Text } else { Data::Continue });
+        let frame = Frame::message(chunk.to_vec(), opcode, i + 1 == chunks.len());
+        if client.send(Message::Frame(frame)).await.is_err() {
+            break; // the server may close before the last fragment
+        }
+    }
+    assert_eq!(close_code(&mut client).await, Some(CloseCode::Size));
+    let disconnect = running.next_event_of("DISCONNECT").await;
+    assert_eq!(disconnect["requestContext"]["disconnectStatusCode"], 1009);
+}
+
+#[tokio::test]
+async fn connections_end_at_the_maximum_life_even_when_active() {
+    let mut config = config();
+    config.limits.max_connection_life = Duration::from_millis(600);
+    let mut running = start_with(config, Box::new(ok)).await;
+    let (mut client, _) = running.connected().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    client.send(Message::text(r#"{"action":"ping"}"#)).await.expect("send");
+    running.next_event_of("MESSAGE").await;
+    assert_eq!(close_code(&mut client).await, Some(CloseCode::Away));
+    let disconnect = running.next_event_of("DISCONNECT").await;
+    assert_eq!(disconnect["requestContext"]["disconnectStatusCode"], 1001);
+}
+
+#[tokio::test]
+async fn posts_over_128_kb_are_payload_too_large() {
+    let mut running = start().await;
+    let (_client, id) = running.connected().await;
+    let result = running
+        .management()
+        .post_to_connection()
+        .connection_id(&id)
+        .data(Blob::new(vec![b'x'; 128 * 1024 + 1]))
+        .send()
+        .await;
+    let error = result.expect_err("over the limit");
+    assert!(error.as_service_error().is_some_and(|e| e.is_payload_too_large_exception()), "{error:?}");
+}

@@ -28,6 +28,13 @@ async fn the_rate_rule_blocks_handshakes_over_the_configured_limit() -> anyhow::
             .refused()
             .with_context(|| format!("handshake {} from {source}, over the limit of {LIMIT}", LIMIT + 1))?;
         ensure!(status == 403, "over the limit: expected 403, got {status}");
+        let topology = stack.topology()?;
+        ensure!(topology.waf.rate_limit == LIMIT, "the stack config sets rateLimit {LIMIT}, the program reads {}", topology.waf.rate_limit);
+        let rule = &topology.waf.rate_rule_name;
+        ensure!(
+            stack.log().lines().any(|l| l.contains(rule.as_str()) && l.contains("127.0.0.7")),
+            "no log line names the rule {rule:?} and the blocked client 127.0.0.7"
+        );
 
         let other: IpAddr = "127.0.0.8".parse()?;
         let mut client = Client::handshake(stack.edge(), None, Some(other))

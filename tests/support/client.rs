@@ -247,6 +247,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_fragmented_message_arrives_whole_under_a_frame_limit() {
+        use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let config = WebSocketConfig::default().max_frame_size(Some(1024)).max_message_size(Some(4096));
+            let mut ws = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await.unwrap();
+            match ws.next().await {
+                Some(Ok(Message::Text(text))) => text.to_string(),
+                other => panic!("expected one text message, got {other:?}"),
+            }
+        });
+        let mut client = Client::connect(&url).await.unwrap();
+        let text = "z".repeat(3000);
+        client.send_fragmented(&text, 1000).await.unwrap();
+        let received = tokio::time::timeout(REPLY_TIMEOUT, server).await.unwrap().unwrap();
+        assert_eq!(received, text);
+    }
+
+    #[tokio::test]
     async fn only_loopback_addresses_are_dialled() {
         let error = Client::handshake("ws://192.0.2.1:80/", None, None).await.unwrap_err();
         assert!(error.to_string().contains("loopback"), "{error}");

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use rustix::process::Signal;
-use serde::Deserialize;
 
 use crate::process::{self, ProcessInfo};
 
@@ -29,19 +28,7 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 const BUILD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// The stack's URLs and key, as `devstack up --ready-file` writes them.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Endpoints {
-    /// The edge (CloudFront + WAF): `ws://127.0.0.1:P`.
-    pub edge: String,
-    /// The API layer (execute-api): `ws://127.0.0.1:Q/<stage>`.
-    pub api: String,
-    /// The @connections management API: `http://127.0.0.1:Q/<stage>`.
-    pub management: String,
-    /// The key the edge adds as `x-api-key`.
-    pub api_key: String,
-    pub stage: String,
-}
+pub use devstack::stack::Endpoints;
 
 /// Stack config overrides (`<project>:<key>: value`), on top of the dev stack's.
 #[derive(Debug, Clone, Default)]
@@ -164,6 +151,8 @@ pub struct Stack {
     child: Option<Child>,
     endpoints: Endpoints,
     log_path: PathBuf,
+    program_dir: PathBuf,
+    stack_name: String,
     /// Holds the ready file, the log and any copied program; removed on drop.
     _dir: tempfile::TempDir,
 }
@@ -195,6 +184,8 @@ impl Stack {
             .args(["--stack", &stack, "--edge-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"])
             .arg("--ready-file")
             .arg(&ready_file)
+            .arg("--function-bin")
+            .arg(bin.join("websocket-handler"))
             .current_dir(workspace_root())
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("opening the stack's log file")?)
@@ -213,6 +204,8 @@ impl Stack {
                 stage: String::new(),
             },
             log_path,
+            program_dir: program_dir.clone(),
+            stack_name: stack.clone(),
             _dir: dir,
         };
         stack.endpoints = stack.wait_ready(&ready_file).await?;
@@ -245,6 +238,12 @@ impl Stack {
 
     pub fn endpoints(&self) -> &Endpoints {
         &self.endpoints
+    }
+
+    /// The topology the stack was configured from, read from the same Pulumi files.
+    pub fn topology(&self) -> anyhow::Result<pulumi_program::Topology> {
+        pulumi_program::load(&self.program_dir, &self.stack_name)
+            .with_context(|| format!("loading {} stack {}", self.program_dir.display(), self.stack_name))
     }
 
     /// `ws://127.0.0.1:P`: the edge, as clients of CloudFront see it.
@@ -286,6 +285,10 @@ impl Stack {
 
     /// Adds the end of the stack's log to a failed test's error.
     pub fn explain<T>(&self, result: anyhow::Result<T>) -> anyhow::Result<T> {
+        if result.is_err() {
+            // Lines about the failure may still be on their way to the log.
+            std::thread::sleep(Duration::from_millis(500));
+        }
         result.with_context(|| format!("devstack log (last lines):\n{}", self.log_tail()))
     }
 

@@ -80,7 +80,12 @@ pub struct RateRule {
 
 impl RateRule {
     pub fn new(limit: u64, window: Duration) -> Self {
-        RateRule { limit: usize::try_from(limit).unwrap_or(usize::MAX), window, seen: HashMap::new(), checks: 0 }
+        RateRule {
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            window,
+            seen: HashMap::new(),
+            checks: 0,
+        }
     }
 
     /// Counts a request from `ip` at `now`; false when the rule blocks it.
@@ -138,13 +143,19 @@ impl Edge {
         let key_header = HeaderName::from_bytes(config.origin_api_key_header.as_bytes())
             .map_err(|_| EdgeError::HeaderName(config.origin_api_key_header.clone()))?;
         let api_key = HeaderValue::from_str(&config.api_key).map_err(|_| EdgeError::ApiKey)?;
-        let origin: Uri = config.origin.parse().map_err(|_| EdgeError::Origin(config.origin.clone()))?;
+        let origin: Uri = config
+            .origin
+            .parse()
+            .map_err(|_| EdgeError::Origin(config.origin.clone()))?;
         let origin_authority = match (origin.scheme_str(), origin.authority()) {
             (Some("ws"), Some(authority)) => authority.clone(),
             _ => return Err(EdgeError::Origin(config.origin.clone())),
         };
         let origin_path = origin.path().trim_end_matches('/').to_string();
-        let rule = RateRule::new(config.waf.rate_limit, Duration::from_secs(config.waf.evaluation_window_secs));
+        let rule = RateRule::new(
+            config.waf.rate_limit,
+            Duration::from_secs(config.waf.evaluation_window_secs),
+        );
         let id: String = hex(&rand::random::<[u8; 8]>());
         Ok(Edge {
             shared: Arc::new(Shared {
@@ -161,14 +172,18 @@ impl Edge {
     }
 
     pub fn router(&self) -> Router {
-        Router::new().fallback(edge_handler).with_state(self.shared.clone())
+        Router::new()
+            .fallback(edge_handler)
+            .with_state(self.shared.clone())
     }
 
     /// Serves until [`Edge::stop_accepting`]; relays already open go on
     /// until either side closes.
     pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
         let mut shutdown = self.shared.shutdown.subscribe();
-        let app = self.router().into_make_service_with_connect_info::<SocketAddr>();
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = shutdown.wait_for(|down| *down).await;
@@ -188,7 +203,9 @@ fn hex(bytes: &[u8]) -> String {
 fn plain(status: StatusCode, body: &'static str) -> Response {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     response
 }
 
@@ -214,7 +231,10 @@ async fn edge_handler(
         return plain(StatusCode::FORBIDDEN, "Request blocked by the web ACL.\n");
     }
     let Some(handshake) = websocket::handshake(&mut request) else {
-        return plain(StatusCode::UPGRADE_REQUIRED, "This distribution serves WebSocket connections.\n");
+        return plain(
+            StatusCode::UPGRADE_REQUIRED,
+            "This distribution serves WebSocket connections.\n",
+        );
     };
 
     let origin_request = match origin_request(&shared, &request, peer) {
@@ -224,17 +244,18 @@ async fn edge_handler(
             return plain(StatusCode::BAD_GATEWAY, "Bad Gateway\n");
         }
     };
-    let mut origin_response = match tokio::time::timeout(ORIGIN_TIMEOUT, open_origin(&shared, origin_request)).await {
-        Ok(Ok(response)) => response,
-        Ok(Err(error)) => {
-            warn!(%error, "origin unreachable");
-            return plain(StatusCode::BAD_GATEWAY, "Bad Gateway\n");
-        }
-        Err(_) => {
-            warn!("origin handshake timed out");
-            return plain(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout\n");
-        }
-    };
+    let mut origin_response =
+        match tokio::time::timeout(ORIGIN_TIMEOUT, open_origin(&shared, origin_request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => {
+                warn!(%error, "origin unreachable");
+                return plain(StatusCode::BAD_GATEWAY, "Bad Gateway\n");
+            }
+            Err(_) => {
+                warn!("origin handshake timed out");
+                return plain(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout\n");
+            }
+        };
     if origin_response.status() != StatusCode::SWITCHING_PROTOCOLS {
         // The origin refused the handshake: its status and body, as CloudFront passes them on.
         let status = origin_response.status();
@@ -246,11 +267,16 @@ async fn edge_handler(
         let mut response = Response::new(Body::from(body));
         *response.status_mut() = status;
         if let Some(content_type) = content_type {
-            response.headers_mut().insert(header::CONTENT_TYPE, content_type);
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, content_type);
         }
         return response;
     }
-    let protocol = origin_response.headers().get(header::SEC_WEBSOCKET_PROTOCOL).cloned();
+    let protocol = origin_response
+        .headers()
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .cloned();
     let origin_io = hyper::upgrade::on(&mut origin_response);
     let (response, client_io) = handshake.accept_io(protocol);
     tokio::spawn(async move {
@@ -281,7 +307,8 @@ async fn open_origin(
 ) -> Result<axum::http::Response<hyper::body::Incoming>, Box<dyn std::error::Error + Send + Sync>> {
     let stream = TcpStream::connect(shared.origin_authority.as_str()).await?;
     stream.set_nodelay(true)?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         if let Err(error) = connection.with_upgrades().await {
             debug!(%error, "origin connection failed");
@@ -300,8 +327,13 @@ fn origin_request(
     request: &Request,
     peer: SocketAddr,
 ) -> Result<axum::http::Request<Body>, axum::http::Error> {
-    let path = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let mut origin = axum::http::Request::get(format!("{}{path}", shared.origin_path)).body(Body::empty())?;
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let mut origin =
+        axum::http::Request::get(format!("{}{path}", shared.origin_path)).body(Body::empty())?;
     let headers = origin.headers_mut();
     for (name, value) in request.headers() {
         if HOP_HEADERS.contains(&name.as_str()) || *name == shared.key_header {
@@ -326,10 +358,17 @@ fn origin_request(
         values.push(last);
         values.join(", ")
     };
-    let forwarded = joined(HeaderName::from_static("x-forwarded-for"), peer.ip().to_string());
+    let forwarded = joined(
+        HeaderName::from_static("x-forwarded-for"),
+        peer.ip().to_string(),
+    );
     let via = joined(header::VIA, shared.via.clone());
     let cf_id = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 42]>());
-    for (name, value) in [("x-forwarded-for", forwarded), ("via", via), ("x-amz-cf-id", cf_id)] {
+    for (name, value) in [
+        ("x-forwarded-for", forwarded),
+        ("via", via),
+        ("x-amz-cf-id", cf_id),
+    ] {
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.insert(name, value);
         }

@@ -33,7 +33,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::apigw::{ApiGatewayWebsocketProxyRequest, ApiGatewayWebsocketProxyRequestContext};
+use aws_lambda_events::apigw::{
+    ApiGatewayWebsocketProxyRequest, ApiGatewayWebsocketProxyRequestContext,
+};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
@@ -49,9 +51,9 @@ use pulumi_program::{RouteSpec, Topology};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::{debug, info, warn};
 
@@ -116,7 +118,12 @@ pub struct GatewayConfig {
 }
 
 impl GatewayConfig {
-    pub fn from_topology(topology: &Topology, api_id: &str, domain_name: &str, api_key: &str) -> Self {
+    pub fn from_topology(
+        topology: &Topology,
+        api_id: &str,
+        domain_name: &str,
+        api_key: &str,
+    ) -> Self {
         let stage = &topology.stage;
         let throttle = match (stage.throttling_rate_limit, stage.throttling_burst_limit) {
             (None, None) => None,
@@ -209,7 +216,10 @@ struct Disconnect {
 
 impl Disconnect {
     fn new(status_code: u16, reason: &str) -> Self {
-        Disconnect { status_code, reason: reason.to_string() }
+        Disconnect {
+            status_code,
+            reason: reason.to_string(),
+        }
     }
     fn going_away() -> Self {
         Disconnect::new(1001, "Going away")
@@ -248,7 +258,9 @@ impl Gateway {
         }
         let key_header = api_key_header(config.api_key_selection_expression.as_deref());
         if key_header.is_none() {
-            warn!("unsupported API key selection expression; routes that require a key refuse every client");
+            warn!(
+                "unsupported API key selection expression; routes that require a key refuse every client"
+            );
         }
         Gateway {
             shared: Arc::new(Shared {
@@ -271,7 +283,9 @@ impl Gateway {
             .route("/{stage}/", any(connect_handler))
             .route(
                 "/{stage}/@connections/{connection_id}",
-                post(post_to_connection).get(get_connection).delete(delete_connection),
+                post(post_to_connection)
+                    .get(get_connection)
+                    .delete(delete_connection),
             )
             .fallback(|| async { forbidden() })
             .with_state(self.shared.clone())
@@ -280,7 +294,9 @@ impl Gateway {
     /// Serves until [`Gateway::shutdown`] begins.
     pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
         let mut shutdown = self.shared.shutdown.subscribe();
-        let app = self.router().into_make_service_with_connect_info::<SocketAddr>();
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = shutdown.wait_for(|down| *down).await;
@@ -299,14 +315,18 @@ impl Gateway {
     pub async fn shutdown(&self, grace: Duration) -> bool {
         self.shared.shutdown.send_replace(true);
         let mut live = self.shared.live_connections.subscribe();
-        tokio::time::timeout(grace, live.wait_for(|n| *n == 0)).await.is_ok()
+        tokio::time::timeout(grace, live.wait_for(|n| *n == 0))
+            .await
+            .is_ok()
     }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding these locks cannot leave the maps inconsistent
     // (each operation is a single insert/remove/get), so poisoning is ignored.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn forbidden() -> Response {
@@ -337,18 +357,24 @@ impl Shared {
                 .map(|r| r.route_key.as_str())
                 .filter(|k| *k != routes::CONNECT && *k != routes::DISCONNECT)
         };
-        selected.as_deref().and_then(declared).or_else(|| declared(routes::DEFAULT))
+        selected
+            .as_deref()
+            .and_then(declared)
+            .or_else(|| declared(routes::DEFAULT))
     }
 
     /// Takes a token from the route's bucket; false when throttled.
     fn admit(&self, route_key: &str) -> bool {
-        let Some(throttle) = self.config.throttle else { return true };
+        let Some(throttle) = self.config.throttle else {
+            return true;
+        };
         let now = Instant::now();
         let mut buckets = lock(&self.buckets);
         let capacity = f64::from(throttle.burst);
-        let bucket = buckets
-            .entry(route_key.to_string())
-            .or_insert(TokenBucket { tokens: capacity, last: now });
+        let bucket = buckets.entry(route_key.to_string()).or_insert(TokenBucket {
+            tokens: capacity,
+            last: now,
+        });
         let refill = now.duration_since(bucket.last).as_secs_f64() * throttle.rate_per_sec;
         bucket.tokens = (bucket.tokens + refill).min(capacity);
         bucket.last = now;
@@ -361,7 +387,12 @@ impl Shared {
     }
 
     /// The event fields every event of a connection shares.
-    fn event(&self, info: &ConnectionInfo, route_key: &str, event_type: &str) -> ApiGatewayWebsocketProxyRequest {
+    fn event(
+        &self,
+        info: &ConnectionInfo,
+        route_key: &str,
+        event_type: &str,
+    ) -> ApiGatewayWebsocketProxyRequest {
         let now = Utc::now();
         let mut context = ApiGatewayWebsocketProxyRequestContext::default();
         context.route_key = Some(route_key.to_string());
@@ -387,7 +418,10 @@ impl Shared {
         self.invoke.invoke(to_wire(event)).await
     }
 
-    fn outbound(&self, connection_id: &str) -> Option<(Arc<ConnectionInfo>, mpsc::Sender<Outbound>)> {
+    fn outbound(
+        &self,
+        connection_id: &str,
+    ) -> Option<(Arc<ConnectionInfo>, mpsc::Sender<Outbound>)> {
         lock(&self.connections)
             .get(connection_id)
             .map(|c| (c.info.clone(), c.outbound.clone()))
@@ -451,10 +485,16 @@ async fn connect_handler(
         return forbidden();
     }
     let Some(handshake) = websocket::handshake(&mut request) else {
-        return websocket::json_response(StatusCode::UPGRADE_REQUIRED, &json!({"message": "Upgrade Required"}));
+        return websocket::json_response(
+            StatusCode::UPGRADE_REQUIRED,
+            &json!({"message": "Upgrade Required"}),
+        );
     };
     if *shared.shutdown.borrow() {
-        return websocket::json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"message": "Service Unavailable"}));
+        return websocket::json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"message": "Service Unavailable"}),
+        );
     }
     let refuse = |status: StatusCode, why: &str| {
         info!(status = status.as_u16(), reason = why, source_ip = %peer.ip(), "handshake refused");
@@ -493,7 +533,9 @@ async fn connect_handler(
         let mut event = shared.event(&info, routes::CONNECT, "CONNECT");
         event.multi_value_headers = headers.clone();
         event.headers = headers;
-        let query: Vec<(String, String)> = Query::try_from_uri(request.uri()).map(|q| q.0).unwrap_or_default();
+        let query: Vec<(String, String)> = Query::try_from_uri(request.uri())
+            .map(|q| q.0)
+            .unwrap_or_default();
         let mut params: HashMap<String, Vec<String>> = HashMap::new();
         for (k, v) in query {
             params.entry(k).or_default().push(v);
@@ -514,7 +556,10 @@ async fn connect_handler(
             }
             Err(error) => {
                 warn!(connection_id = %info.id, error = error_kind(&error), "$connect invocation failed");
-                return refuse(StatusCode::INTERNAL_SERVER_ERROR, "$connect invocation failed");
+                return refuse(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "$connect invocation failed",
+                );
             }
         }
     }
@@ -522,7 +567,10 @@ async fn connect_handler(
     let (outbound_tx, outbound_rx) = mpsc::channel(OUTBOUND_QUEUE);
     lock(&shared.connections).insert(
         info.id.clone(),
-        ConnectionHandle { info: info.clone(), outbound: outbound_tx.clone() },
+        ConnectionHandle {
+            info: info.clone(),
+            outbound: outbound_tx.clone(),
+        },
     );
     let limits = shared.config.limits;
     let config = WebSocketConfig::default()
@@ -565,7 +613,11 @@ fn event_headers(request: &HeaderMap, peer: SocketAddr) -> HeaderMap {
         headers.insert("x-forwarded-port", value);
     }
     headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    let trace = format!("Root=1-{:08x}-{}", Utc::now().timestamp(), hex(&rand::random::<[u8; 12]>()));
+    let trace = format!(
+        "Root=1-{:08x}-{}",
+        Utc::now().timestamp(),
+        hex(&rand::random::<[u8; 12]>())
+    );
     if let Ok(value) = HeaderValue::from_str(&trace) {
         headers.insert("x-amzn-trace-id", value);
     }
@@ -660,7 +712,10 @@ async fn run_connection(
 
 /// Sends the close frame for `disconnect` and waits briefly for the peer's.
 async fn close(socket: &mut ServerSocket, disconnect: Disconnect) -> Disconnect {
-    let frame = CloseFrame { code: CloseCode::from(disconnect.status_code), reason: disconnect.reason.clone().into() };
+    let frame = CloseFrame {
+        code: CloseCode::from(disconnect.status_code),
+        reason: disconnect.reason.clone().into(),
+    };
     if socket.send(Message::Close(Some(frame))).await.is_ok() {
         drain(socket).await;
     }
@@ -735,8 +790,12 @@ async fn route_message(
     let request_id = event.request_context.request_id.clone().unwrap_or_default();
     let gateway_frame = |message: &str| {
         Outbound::Frame(Message::text(
-            GatewayFrame { message: message.to_string(), connection_id: info.id.clone(), request_id: request_id.clone() }
-                .to_text(),
+            GatewayFrame {
+                message: message.to_string(),
+                connection_id: info.id.clone(),
+                request_id: request_id.clone(),
+            }
+            .to_text(),
         ))
     };
     let log = |route: &str, outcome: &str| {
@@ -755,7 +814,9 @@ async fn route_message(
     };
     if !shared.admit(&route) {
         log(&route, "throttled");
-        let _ = outbound.send(gateway_frame(GatewayFrame::TOO_MANY_REQUESTS)).await;
+        let _ = outbound
+            .send(gateway_frame(GatewayFrame::TOO_MANY_REQUESTS))
+            .await;
         return;
     }
     event.request_context.message_id = Some(new_id());
@@ -765,7 +826,9 @@ async fn route_message(
         Ok(_) => log(&route, "ok"),
         Err(error) => {
             log(&route, error_kind(&error));
-            let _ = outbound.send(gateway_frame(GatewayFrame::INTERNAL_SERVER_ERROR)).await;
+            let _ = outbound
+                .send(gateway_frame(GatewayFrame::INTERNAL_SERVER_ERROR))
+                .await;
         }
     }
 }
@@ -774,7 +837,9 @@ async fn route_message(
 /// `x-amzn-errortype`, the message in the JSON body.
 fn management_error(status: StatusCode, error_type: &'static str, message: &str) -> Response {
     let mut response = websocket::json_response(status, &json!({"message": message}));
-    response.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static(error_type));
+    response
+        .headers_mut()
+        .insert("x-amzn-errortype", HeaderValue::from_static(error_type));
     with_request_id(response)
 }
 
@@ -836,8 +901,9 @@ async fn get_connection(
     let Some((info, _)) = shared.outbound(&connection_id) else {
         return gone();
     };
-    let last_active = DateTime::<Utc>::from_timestamp_millis(info.last_active_ms.load(Ordering::Relaxed))
-        .unwrap_or(info.connected_at);
+    let last_active =
+        DateTime::<Utc>::from_timestamp_millis(info.last_active_ms.load(Ordering::Relaxed))
+            .unwrap_or(info.connected_at);
     let iso = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let mut identity = json!({"sourceIp": info.source_ip});
     if let Some(user_agent) = &info.user_agent {
@@ -865,7 +931,10 @@ async fn delete_connection(
     let Some(handle) = lock(&shared.connections).remove(&connection_id) else {
         return gone();
     };
-    let frame = CloseFrame { code: CloseCode::Normal, reason: "".into() };
+    let frame = CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    };
     // The connection task may already be ending; the connection is gone either way.
     let _ = handle.outbound.send(Outbound::Close(frame)).await;
     let mut response = with_request_id(Response::new(Body::empty()));

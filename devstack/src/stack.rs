@@ -85,13 +85,18 @@ pub struct Stack {
 
 /// The directory holding `Pulumi.yaml`, walking up from `start`.
 pub fn find_program_dir(start: &Path) -> Option<PathBuf> {
-    start.ancestors().find(|dir| dir.join("Pulumi.yaml").is_file()).map(Path::to_path_buf)
+    start
+        .ancestors()
+        .find(|dir| dir.join("Pulumi.yaml").is_file())
+        .map(Path::to_path_buf)
 }
 
 /// A random key in API Gateway's format: 40 letters and digits.
 pub fn random_api_key() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    (0..40).map(|_| char::from(ALPHABET[rand::random_range(0..ALPHABET.len())])).collect()
+    (0..40)
+        .map(|_| char::from(ALPHABET[rand::random_range(0..ALPHABET.len())]))
+        .collect()
 }
 
 /// Maps an AWS execute-api URL the program gives the function
@@ -129,10 +134,14 @@ fn local_output(
         ("aws:apigatewayv2/stage:Stage", "name" | "id") => endpoints.stage.clone(),
         ("aws:apigatewayv2/stage:Stage", "invokeUrl") => endpoints.api.clone(),
         ("aws:dynamodb/table:Table", "name" | "id") => table.clone(),
-        ("aws:dynamodb/table:Table", "arn") => format!("arn:aws:dynamodb:{region}:{LOCAL_ACCOUNT_ID}:table/{table}"),
-        ("aws:cloudfront/distribution:Distribution", "domainName") => {
-            endpoints.edge.trim_start_matches("ws://").trim_end_matches('/').to_string()
+        ("aws:dynamodb/table:Table", "arn") => {
+            format!("arn:aws:dynamodb:{region}:{LOCAL_ACCOUNT_ID}:table/{table}")
         }
+        ("aws:cloudfront/distribution:Distribution", "domainName") => endpoints
+            .edge
+            .trim_start_matches("ws://")
+            .trim_end_matches('/')
+            .to_string(),
         ("aws:apigateway/apiKey:ApiKey", "value") => endpoints.api_key.clone(),
         _ => return None,
     })
@@ -151,7 +160,9 @@ fn function_env(
     let mut env = Vec::new();
     for (name, template) in &topology.function.environment {
         let value = template
-            .resolve(|resource_type, property| local_output(topology, endpoints, api_addr, resource_type, property))
+            .resolve(|resource_type, property| {
+                local_output(topology, endpoints, api_addr, resource_type, property)
+            })
             .with_context(|| format!("the function's environment variable {name}"))?;
         env.push((name.clone(), localize_url(&value, api_addr)));
     }
@@ -162,7 +173,10 @@ fn function_env(
         ("AWS_SECRET_ACCESS_KEY", "local".to_string()),
         ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
         ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_endpoint.to_string()),
-        ("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", endpoints.management.clone()),
+        (
+            "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI",
+            endpoints.management.clone(),
+        ),
     ];
     env.extend(fixed.into_iter().map(|(k, v)| (k.to_string(), v)));
     for name in PASSTHROUGH_ENV {
@@ -174,10 +188,14 @@ fn function_env(
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} for the {what} (is another devstack running? try another port)"))?;
-    let local = listener.local_addr().with_context(|| format!("the {what}'s local address"))?;
+    let listener = TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "cannot listen on {addr} for the {what} (is another devstack running? try another port)"
+        )
+    })?;
+    let local = listener
+        .local_addr()
+        .with_context(|| format!("the {what}'s local address"))?;
     Ok((listener, local))
 }
 
@@ -185,9 +203,14 @@ impl Stack {
     /// Starts everything; on error, whatever was started is stopped (the
     /// DynamoDB server and function processes end when dropped).
     pub async fn start(options: &UpOptions) -> anyhow::Result<Stack> {
-        let topology = pulumi_program::load(&options.program_dir, &options.stack).with_context(|| {
-            format!("reading the Pulumi program in {} (stack {})", options.program_dir.display(), options.stack)
-        })?;
+        let topology =
+            pulumi_program::load(&options.program_dir, &options.stack).with_context(|| {
+                format!(
+                    "reading the Pulumi program in {} (stack {})",
+                    options.program_dir.display(),
+                    options.stack
+                )
+            })?;
         if options.max_concurrency == 0 {
             bail!("--max-concurrency must be at least 1");
         }
@@ -248,7 +271,16 @@ impl Stack {
             tokio::spawn(edge.clone().serve(edge_listener)),
         ];
         info!(edge = %endpoints.edge, api = %endpoints.api, "local stack ready");
-        Ok(Stack { endpoints, topology, dynamodb, pool, gateway, edge, servers, max_concurrency: options.max_concurrency })
+        Ok(Stack {
+            endpoints,
+            topology,
+            dynamodb,
+            pool,
+            gateway,
+            edge,
+            servers,
+            max_concurrency: options.max_concurrency,
+        })
     }
 
     pub fn endpoints(&self) -> &Endpoints {
@@ -311,7 +343,10 @@ impl Stack {
         self.edge.stop_accepting();
         let open = self.gateway.connection_count();
         if !self.gateway.shutdown(SHUTDOWN_GRACE).await {
-            warn!(grace_secs = SHUTDOWN_GRACE.as_secs(), "some connections did not finish $disconnect in time");
+            warn!(
+                grace_secs = SHUTDOWN_GRACE.as_secs(),
+                "some connections did not finish $disconnect in time"
+            );
         }
         for server in self.servers {
             let _ = tokio::time::timeout(SERVER_STOP, server).await;
@@ -329,7 +364,8 @@ pub fn write_ready_file(path: &Path, endpoints: &Endpoints) -> anyhow::Result<()
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     std::fs::write(&tmp, json).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     Ok(())
 }
 
@@ -378,15 +414,24 @@ mod tests {
     fn execute_api_urls_map_to_the_local_api() {
         let addr: SocketAddr = "127.0.0.1:8081".parse().expect("addr");
         assert_eq!(
-            localize_url("https://abc123defg.execute-api.eu-west-1.amazonaws.com/prod", addr),
+            localize_url(
+                "https://abc123defg.execute-api.eu-west-1.amazonaws.com/prod",
+                addr
+            ),
             "http://127.0.0.1:8081/prod"
         );
         assert_eq!(
-            localize_url("wss://abc123defg.execute-api.us-east-1.amazonaws.com/prod", addr),
+            localize_url(
+                "wss://abc123defg.execute-api.us-east-1.amazonaws.com/prod",
+                addr
+            ),
             "ws://127.0.0.1:8081/prod"
         );
         assert_eq!(localize_url("connections-table", addr), "connections-table");
-        assert_eq!(localize_url("https://example.com/prod", addr), "https://example.com/prod");
+        assert_eq!(
+            localize_url("https://example.com/prod", addr),
+            "https://example.com/prod"
+        );
     }
 
     #[test]
@@ -413,13 +458,20 @@ mod tests {
 
     #[test]
     fn the_program_dir_is_found_walking_up() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
-        assert_eq!(find_program_dir(&root.join("devstack/src")).as_deref(), Some(root));
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root");
+        assert_eq!(
+            find_program_dir(&root.join("devstack/src")).as_deref(),
+            Some(root)
+        );
     }
 
     #[test]
     fn the_dev_stacks_function_environment_resolves_locally() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root");
         let topology = pulumi_program::load(root, "dev").expect("the dev stack loads");
         let addr: SocketAddr = "127.0.0.1:8081".parse().expect("addr");
         let endpoints = Endpoints {
@@ -429,13 +481,20 @@ mod tests {
             api_key: "k".into(),
             stage: topology.stage.name.clone(),
         };
-        let env = function_env(&topology, &endpoints, addr, "http://127.0.0.1:9").expect("resolves");
+        let env =
+            function_env(&topology, &endpoints, addr, "http://127.0.0.1:9").expect("resolves");
         let get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
         assert_eq!(get("AWS_ENDPOINT_URL_DYNAMODB"), Some("http://127.0.0.1:9"));
-        assert_eq!(get("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"), Some(endpoints.management.as_str()));
+        assert_eq!(
+            get("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"),
+            Some(endpoints.management.as_str())
+        );
         assert_eq!(get("AWS_REGION"), Some(topology.region.as_str()));
         for (name, value) in &env {
-            assert!(!value.contains("amazonaws.com"), "{name} still points at AWS: {value}");
+            assert!(
+                !value.contains("amazonaws.com"),
+                "{name} still points at AWS: {value}"
+            );
         }
     }
 }

@@ -38,7 +38,10 @@ pub fn handshake(request: &mut Request<Body>) -> Option<Handshake> {
     }
     let accept_key = derive_accept_key(key.as_bytes());
     let on_upgrade = request.extensions_mut().remove::<OnUpgrade>()?;
-    Some(Handshake { accept_key, on_upgrade })
+    Some(Handshake {
+        accept_key,
+        on_upgrade,
+    })
 }
 
 fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
@@ -57,7 +60,10 @@ impl Handshake {
         self,
         protocol: Option<HeaderValue>,
         config: WebSocketConfig,
-    ) -> (Response<Body>, impl Future<Output = Result<ServerSocket, hyper::Error>> + Send + 'static) {
+    ) -> (
+        Response<Body>,
+        impl Future<Output = Result<ServerSocket, hyper::Error>> + Send + 'static,
+    ) {
         let (response, io) = self.accept_io(protocol);
         let socket = async move {
             let io = io.await?;
@@ -71,7 +77,10 @@ impl Handshake {
     pub fn accept_io(
         self,
         protocol: Option<HeaderValue>,
-    ) -> (Response<Body>, impl Future<Output = Result<TokioIo<Upgraded>, hyper::Error>> + Send + 'static) {
+    ) -> (
+        Response<Body>,
+        impl Future<Output = Result<TokioIo<Upgraded>, hyper::Error>> + Send + 'static,
+    ) {
         let mut response = Response::new(Body::empty());
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let headers = response.headers_mut();
@@ -93,8 +102,9 @@ impl Handshake {
 pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
     let mut response = Response::new(Body::from(body.to_string()));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }

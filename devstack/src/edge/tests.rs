@@ -16,7 +16,11 @@ use crate::gateway::tests::{
 use crate::invoke::InvokeError;
 
 fn waf(limit: u64) -> WafSpec {
-    WafSpec { rate_rule_name: "dev-rate-limit".into(), rate_limit: limit, evaluation_window_secs: 300 }
+    WafSpec {
+        rate_rule_name: "dev-rate-limit".into(),
+        rate_limit: limit,
+        evaluation_window_secs: 300,
+    }
 }
 
 /// An edge in front of `gateway`, with the stack key [`KEY`].
@@ -28,7 +32,9 @@ async fn edge_for(gateway: &Running, limit: u64) -> String {
         waf: waf(limit),
     })
     .expect("valid edge config");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
     tokio::spawn(edge.serve(listener));
     format!("ws://{addr}/")
@@ -37,14 +43,26 @@ async fn edge_for(gateway: &Running, limit: u64) -> String {
 #[test]
 fn the_rate_rule_counts_per_ip_within_the_window() {
     let mut rule = RateRule::new(2, Duration::from_secs(60));
-    let (a, b) = (IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
+    let (a, b) = (
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
+    );
     let t0 = Instant::now();
     assert!(rule.allow(a, t0));
     assert!(rule.allow(a, t0 + Duration::from_secs(1)));
-    assert!(!rule.allow(a, t0 + Duration::from_secs(2)), "third in the window is blocked");
-    assert!(rule.allow(b, t0 + Duration::from_secs(2)), "another client has its own count");
+    assert!(
+        !rule.allow(a, t0 + Duration::from_secs(2)),
+        "third in the window is blocked"
+    );
+    assert!(
+        rule.allow(b, t0 + Duration::from_secs(2)),
+        "another client has its own count"
+    );
     assert!(!rule.allow(a, t0 + Duration::from_secs(59)));
-    assert!(rule.allow(a, t0 + Duration::from_secs(60)), "the first request left the window");
+    assert!(
+        rule.allow(a, t0 + Duration::from_secs(60)),
+        "the first request left the window"
+    );
 }
 
 #[tokio::test]
@@ -52,13 +70,20 @@ async fn the_edge_replaces_the_client_key_and_adds_forwarding_headers() {
     let mut gateway = start().await;
     let edge = edge_for(&gateway, 100).await;
     // The client's own x-api-key (right or wrong) never reaches the origin.
-    let _client = connect(&edge, Some("client-supplied")).await.expect("accepted through the edge");
+    let _client = connect(&edge, Some("client-supplied"))
+        .await
+        .expect("accepted through the edge");
     let event = gateway.next_event_of("CONNECT").await;
     let headers = &event["headers"];
     assert_eq!(headers["x-api-key"], KEY);
     assert_eq!(event["multiValueHeaders"]["x-api-key"], json!([KEY]));
     assert_eq!(headers["x-forwarded-for"], "127.0.0.1, 127.0.0.1");
-    assert!(headers["via"].as_str().is_some_and(|v| v.ends_with(".cloudfront.net (CloudFront)")), "{headers}");
+    assert!(
+        headers["via"]
+            .as_str()
+            .is_some_and(|v| v.ends_with(".cloudfront.net (CloudFront)")),
+        "{headers}"
+    );
     assert!(headers["x-amz-cf-id"].is_string());
     assert_eq!(headers["user-agent"], "gateway-test/1.0");
 }
@@ -67,12 +92,17 @@ async fn the_edge_replaces_the_client_key_and_adds_forwarding_headers() {
 async fn frames_are_relayed_both_ways() {
     let mut gateway = start().await;
     let edge = edge_for(&gateway, 100).await;
-    let mut client = connect(&edge, None).await.expect("accepted through the edge");
+    let mut client = connect(&edge, None)
+        .await
+        .expect("accepted through the edge");
     let id = gateway.next_event_of("CONNECT").await["requestContext"]["connectionId"]
         .as_str()
         .expect("connection id")
         .to_string();
-    client.send(Message::text(r#"{"action":"ping"}"#)).await.expect("send");
+    client
+        .send(Message::text(r#"{"action":"ping"}"#))
+        .await
+        .expect("send");
     let event = gateway.next_event_of("MESSAGE").await;
     assert_eq!(event["body"], r#"{"action":"ping"}"#);
     gateway
@@ -84,7 +114,13 @@ async fn frames_are_relayed_both_ways() {
         .await
         .expect("post");
     assert_eq!(next_text(&mut client).await, r#"{"type":"pong"}"#);
-    client.close(Some(CloseFrame { code: CloseCode::Normal, reason: "done".into() })).await.expect("close");
+    client
+        .close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "done".into(),
+        }))
+        .await
+        .expect("close");
     let disconnect = gateway.next_event_of("DISCONNECT").await;
     assert_eq!(disconnect["requestContext"]["disconnectStatusCode"], 1000);
     assert_eq!(disconnect["requestContext"]["disconnectReason"], "done");
@@ -103,7 +139,9 @@ async fn the_waf_rule_blocks_handshakes_after_the_limit() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let invoked: Vec<Value> = std::iter::from_fn(|| gateway.events.try_recv().ok()).collect();
     assert!(
-        invoked.iter().all(|e| e["requestContext"]["eventType"] != "CONNECT"),
+        invoked
+            .iter()
+            .all(|e| e["requestContext"]["eventType"] != "CONNECT"),
         "a blocked handshake never reaches the API"
     );
 }
@@ -117,8 +155,14 @@ async fn origin_refusals_reach_the_client_with_their_status() {
     };
     let gateway = start_with(config(), Box::new(respond)).await;
     let edge = edge_for(&gateway, 100).await;
-    assert_eq!(refused_status(connect(&format!("{edge}?answer=401"), None).await), 401);
-    assert_eq!(refused_status(connect(&format!("{edge}?answer=error"), None).await), 500);
+    assert_eq!(
+        refused_status(connect(&format!("{edge}?answer=401"), None).await),
+        401
+    );
+    assert_eq!(
+        refused_status(connect(&format!("{edge}?answer=error"), None).await),
+        500
+    );
 
     // An edge holding the wrong key is refused by the API layer: 403.
     let mut wrong = config();
@@ -134,7 +178,10 @@ async fn oversize_messages_close_with_1009_through_the_edge() {
     let edge = edge_for(&gateway, 100).await;
     let mut client = connect(&edge, None).await.expect("accepted");
     gateway.next_event_of("CONNECT").await;
-    let big = format!(r#"{{"action":"sendmessage","data":"{}"}}"#, "x".repeat(40 * 1024));
+    let big = format!(
+        r#"{{"action":"sendmessage","data":"{}"}}"#,
+        "x".repeat(40 * 1024)
+    );
     client.send(Message::text(big)).await.expect("send");
     assert_eq!(close_code(&mut client).await, Some(CloseCode::Size));
     let disconnect = gateway.next_event_of("DISCONNECT").await;
@@ -163,30 +210,41 @@ async fn plain_http_gets_upgrade_required() {
     let addr = edge.trim_start_matches("ws://").trim_end_matches('/');
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     let request = "GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
-    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await.expect("write");
-    let mut response = String::new();
-    tokio::time::timeout(Duration::from_secs(10), tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response))
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
         .await
-        .expect("response within the timeout")
-        .expect("read");
+        .expect("write");
+    let mut response = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response),
+    )
+    .await
+    .expect("response within the timeout")
+    .expect("read");
     assert!(response.starts_with("HTTP/1.1 426"), "{response}");
 }
 
 #[tokio::test]
 async fn frames_keep_their_boundaries_through_the_edge() {
-    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
     use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
     let mut gateway = start().await;
     let edge = edge_for(&gateway, 100).await;
     let mut client = connect(&edge, None).await.expect("accepted");
     gateway.next_event_of("CONNECT").await;
     // A 48 KB message in 16 KB frames is within API Gateway's limits.
-    let text = format!(r#"{{"action":"sendmessage","data":"{}"}}"#, "x".repeat(48 * 1024));
+    let text = format!(
+        r#"{{"action":"sendmessage","data":"{}"}}"#,
+        "x".repeat(48 * 1024)
+    );
     let chunks: Vec<&[u8]> = text.as_bytes().chunks(16 * 1024).collect();
     for (i, chunk) in chunks.iter().enumerate() {
         let opcode = OpCode::Data(if i == 0 { Data::Text } else { Data::Continue });
         let frame = Frame::message(chunk.to_vec(), opcode, i + 1 == chunks.len());
-        client.send(Message::Frame(frame)).await.expect("send a fragment");
+        client
+            .send(Message::Frame(frame))
+            .await
+            .expect("send a fragment");
     }
     let event = gateway.next_event_of("MESSAGE").await;
     assert_eq!(event["body"].as_str().map(str::len), Some(text.len()));

@@ -48,7 +48,10 @@ pub(crate) fn ok(_: &Value) -> Result<Value, InvokeError> {
 }
 
 fn route(key: &str, api_key_required: bool) -> RouteSpec {
-    RouteSpec { route_key: key.to_string(), api_key_required }
+    RouteSpec {
+        route_key: key.to_string(),
+        api_key_required,
+    }
 }
 
 pub(crate) fn config() -> GatewayConfig {
@@ -106,7 +109,10 @@ impl Running {
     async fn connected(&mut self) -> (Client, String) {
         let client = self.connect(Some(KEY)).await.expect("handshake accepted");
         let event = self.next_event_of("CONNECT").await;
-        let id = event["requestContext"]["connectionId"].as_str().expect("connection id").to_string();
+        let id = event["requestContext"]["connectionId"]
+            .as_str()
+            .expect("connection id")
+            .to_string();
         (client, id)
     }
 
@@ -123,12 +129,21 @@ impl Running {
 
 pub(crate) async fn start_with(config: GatewayConfig, respond: Box<Respond>) -> Running {
     let (events_tx, events) = mpsc::unbounded_channel();
-    let function = FakeFunction { events: events_tx, respond };
+    let function = FakeFunction {
+        events: events_tx,
+        respond,
+    };
     let gateway = Gateway::new(config, Arc::new(function));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
     tokio::spawn(gateway.clone().serve(listener));
-    Running { addr, gateway, events }
+    Running {
+        addr,
+        gateway,
+        events,
+    }
 }
 
 pub(crate) async fn start() -> Running {
@@ -137,9 +152,14 @@ pub(crate) async fn start() -> Running {
 
 pub(crate) async fn connect(url: &str, key: Option<&str>) -> Result<Client, WsError> {
     let mut request = url.into_client_request()?;
-    request.headers_mut().insert("user-agent", "gateway-test/1.0".parse().expect("header value"));
+    request.headers_mut().insert(
+        "user-agent",
+        "gateway-test/1.0".parse().expect("header value"),
+    );
     if let Some(key) = key {
-        request.headers_mut().insert("x-api-key", key.parse().expect("header value"));
+        request
+            .headers_mut()
+            .insert("x-api-key", key.parse().expect("header value"));
     }
     let (client, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
         .await
@@ -186,8 +206,14 @@ pub(crate) async fn close_code(client: &mut Client) -> Option<CloseCode> {
 async fn connect_without_the_key_is_refused_without_invoking() {
     let mut running = start().await;
     assert_eq!(refused_status(running.connect(None).await), 403);
-    assert_eq!(refused_status(running.connect(Some("wrong-key")).await), 403);
-    assert!(running.events.try_recv().is_err(), "the function must not be invoked");
+    assert_eq!(
+        refused_status(running.connect(Some("wrong-key")).await),
+        403
+    );
+    assert!(
+        running.events.try_recv().is_err(),
+        "the function must not be invoked"
+    );
     running.connected().await;
 }
 
@@ -213,7 +239,10 @@ async fn connect_non_2xx_or_error_refuses_the_handshake() {
         let query = &event["queryStringParameters"];
         match query["answer"].as_str() {
             Some("401") => Ok(json!({"statusCode": 401})),
-            Some("error") => Err(InvokeError::Function { error_type: "Boom".into(), message: "failed".into() }),
+            Some("error") => Err(InvokeError::Function {
+                error_type: "Boom".into(),
+                message: "failed".into(),
+            }),
             _ => Ok(json!({"statusCode": 200, "body": agent})),
         }
     };
@@ -225,9 +254,16 @@ async fn connect_non_2xx_or_error_refuses_the_handshake() {
     // Refused connections are not registered and get no $disconnect.
     assert_eq!(running.gateway.connection_count(), 0);
     let connects = [running.next_event().await, running.next_event().await];
-    assert!(connects.iter().all(|e| e["requestContext"]["eventType"] == "CONNECT"));
+    assert!(
+        connects
+            .iter()
+            .all(|e| e["requestContext"]["eventType"] == "CONNECT")
+    );
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(running.events.try_recv().is_err(), "no $disconnect for a refused handshake");
+    assert!(
+        running.events.try_recv().is_err(),
+        "no $disconnect for a refused handshake"
+    );
 }
 
 #[tokio::test]
@@ -238,9 +274,16 @@ async fn events_have_api_gateways_shape() {
 
     let raw = running.next_event().await;
     assert!(raw.get("body").is_none() && raw["requestContext"].get("messageId").is_none());
-    assert_eq!(raw["queryStringParameters"], json!({"room": "b", "name": "x"}));
-    assert_eq!(raw["multiValueQueryStringParameters"]["room"], json!(["a", "b"]));
-    let connect: ApiGatewayWebsocketProxyRequest = serde_json::from_value(raw).expect("a websocket event");
+    assert_eq!(
+        raw["queryStringParameters"],
+        json!({"room": "b", "name": "x"})
+    );
+    assert_eq!(
+        raw["multiValueQueryStringParameters"]["room"],
+        json!(["a", "b"])
+    );
+    let connect: ApiGatewayWebsocketProxyRequest =
+        serde_json::from_value(raw).expect("a websocket event");
     let ctx = &connect.request_context;
     assert_eq!(ctx.route_key.as_deref(), Some("$connect"));
     assert_eq!(ctx.event_type.as_deref(), Some("CONNECT"));
@@ -251,15 +294,28 @@ async fn events_have_api_gateways_shape() {
     assert_eq!(ctx.identity.source_ip.as_deref(), Some("127.0.0.1"));
     assert_eq!(ctx.identity.user_agent.as_deref(), Some("gateway-test/1.0"));
     assert!(ctx.connected_at > 0 && ctx.request_time_epoch >= ctx.connected_at);
-    assert!(ctx.request_time.as_deref().is_some_and(|t| t.ends_with("+0000")));
+    assert!(
+        ctx.request_time
+            .as_deref()
+            .is_some_and(|t| t.ends_with("+0000"))
+    );
     assert!(ctx.request_id.is_some() && ctx.extended_request_id.is_some());
     let id = ctx.connection_id.clone().expect("connection id");
     assert_eq!(id.len(), 16, "{id}");
-    assert_eq!(connect.headers.get("x-api-key").map(|v| v.as_bytes()), Some(KEY.as_bytes()));
-    assert_eq!(connect.headers.get("x-forwarded-for").map(|v| v.as_bytes()), Some(&b"127.0.0.1"[..]));
+    assert_eq!(
+        connect.headers.get("x-api-key").map(|v| v.as_bytes()),
+        Some(KEY.as_bytes())
+    );
+    assert_eq!(
+        connect.headers.get("x-forwarded-for").map(|v| v.as_bytes()),
+        Some(&b"127.0.0.1"[..])
+    );
     assert!(connect.multi_value_headers.contains_key("host"));
 
-    client.send(Message::text(r#"{"action":"ping"}"#)).await.expect("send");
+    client
+        .send(Message::text(r#"{"action":"ping"}"#))
+        .await
+        .expect("send");
     let message: ApiGatewayWebsocketProxyRequest =
         serde_json::from_value(running.next_event().await).expect("a websocket event");
     let ctx = &message.request_context;
@@ -272,14 +328,26 @@ async fn events_have_api_gateways_shape() {
     assert!(!message.is_base64_encoded);
     assert!(message.headers.is_empty());
 
-    client.send(Message::binary(vec![0u8, 159, 255])).await.expect("send");
+    client
+        .send(Message::binary(vec![0u8, 159, 255]))
+        .await
+        .expect("send");
     let binary: ApiGatewayWebsocketProxyRequest =
         serde_json::from_value(running.next_event().await).expect("a websocket event");
-    assert_eq!(binary.request_context.route_key.as_deref(), Some("$default"));
+    assert_eq!(
+        binary.request_context.route_key.as_deref(),
+        Some("$default")
+    );
     assert!(binary.is_base64_encoded);
     assert_eq!(binary.body.as_deref(), Some("AJ//"));
 
-    client.close(Some(CloseFrame { code: CloseCode::Normal, reason: "bye".into() })).await.expect("close");
+    client
+        .close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        }))
+        .await
+        .expect("close");
     let disconnect: ApiGatewayWebsocketProxyRequest =
         serde_json::from_value(running.next_event().await).expect("a websocket event");
     let ctx = &disconnect.request_context;
@@ -292,9 +360,18 @@ async fn events_have_api_gateways_shape() {
 
 #[tokio::test]
 async fn route_selection_follows_the_expression() {
-    let gateway = Gateway::new(config(), Arc::new(FakeFunction { events: mpsc::unbounded_channel().0, respond: Box::new(ok) }));
+    let gateway = Gateway::new(
+        config(),
+        Arc::new(FakeFunction {
+            events: mpsc::unbounded_channel().0,
+            respond: Box::new(ok),
+        }),
+    );
     let select = |body: &str| gateway.shared.select_route(body).map(str::to_string);
-    assert_eq!(select(r#"{"action":"sendmessage","data":1}"#).as_deref(), Some("sendmessage"));
+    assert_eq!(
+        select(r#"{"action":"sendmessage","data":1}"#).as_deref(),
+        Some("sendmessage")
+    );
     assert_eq!(select(r#"{"action":"ping"}"#).as_deref(), Some("ping"));
     assert_eq!(select(r#"{"action":"nope"}"#).as_deref(), Some("$default"));
     assert_eq!(select(r#"{"action":7}"#).as_deref(), Some("$default"));
@@ -302,13 +379,25 @@ async fn route_selection_follows_the_expression() {
     assert_eq!(select(r#"["ping"]"#).as_deref(), Some("$default"));
     assert_eq!(select("not json").as_deref(), Some("$default"));
     // The special routes are never selected by a message.
-    assert_eq!(select(r#"{"action":"$connect"}"#).as_deref(), Some("$default"));
+    assert_eq!(
+        select(r#"{"action":"$connect"}"#).as_deref(),
+        Some("$default")
+    );
 
     let mut nested = config();
     nested.route_selection_expression = "$request.body.meta.kind".into();
     nested.routes.retain(|r| r.route_key != "$default");
-    let gateway = Gateway::new(nested, Arc::new(FakeFunction { events: mpsc::unbounded_channel().0, respond: Box::new(ok) }));
-    assert_eq!(gateway.shared.select_route(r#"{"meta":{"kind":"ping"}}"#), Some("ping"));
+    let gateway = Gateway::new(
+        nested,
+        Arc::new(FakeFunction {
+            events: mpsc::unbounded_channel().0,
+            respond: Box::new(ok),
+        }),
+    );
+    assert_eq!(
+        gateway.shared.select_route(r#"{"meta":{"kind":"ping"}}"#),
+        Some("ping")
+    );
     assert_eq!(gateway.shared.select_route(r#"{"action":"ping"}"#), None);
 }
 
@@ -318,12 +407,22 @@ async fn a_message_with_no_route_gets_forbidden() {
     config.routes.retain(|r| r.route_key != "$default");
     let mut running = start_with(config, Box::new(ok)).await;
     let (mut client, id) = running.connected().await;
-    client.send(Message::text(r#"{"action":"nope"}"#)).await.expect("send");
-    let frame: GatewayFrame = serde_json::from_str(&next_text(&mut client).await).expect("a gateway frame");
+    client
+        .send(Message::text(r#"{"action":"nope"}"#))
+        .await
+        .expect("send");
+    let frame: GatewayFrame =
+        serde_json::from_str(&next_text(&mut client).await).expect("a gateway frame");
     assert_eq!(frame.message, "Forbidden");
     assert_eq!(frame.connection_id, id);
-    client.send(Message::text(r#"{"action":"ping"}"#)).await.expect("send");
-    assert_eq!(running.next_event().await["requestContext"]["routeKey"], "ping");
+    client
+        .send(Message::text(r#"{"action":"ping"}"#))
+        .await
+        .expect("send");
+    assert_eq!(
+        running.next_event().await["requestContext"]["routeKey"],
+        "ping"
+    );
 }
 
 #[tokio::test]
@@ -334,18 +433,34 @@ async fn an_invoke_error_sends_the_error_frame_and_keeps_the_connection() {
     };
     let mut running = start_with(config(), Box::new(respond)).await;
     let (mut client, id) = running.connected().await;
-    client.send(Message::text(r#"{"action":"sendmessage","data":"crash"}"#)).await.expect("send");
+    client
+        .send(Message::text(r#"{"action":"sendmessage","data":"crash"}"#))
+        .await
+        .expect("send");
     let message_event = running.next_event().await;
-    let frame: GatewayFrame = serde_json::from_str(&next_text(&mut client).await).expect("a gateway frame");
+    let frame: GatewayFrame =
+        serde_json::from_str(&next_text(&mut client).await).expect("a gateway frame");
     assert_eq!(frame.message, GatewayFrame::INTERNAL_SERVER_ERROR);
     assert_eq!(frame.connection_id, id);
-    assert_eq!(Some(frame.request_id.as_str()), message_event["requestContext"]["requestId"].as_str());
+    assert_eq!(
+        Some(frame.request_id.as_str()),
+        message_event["requestContext"]["requestId"].as_str()
+    );
 
     // Still open; a successful invocation's response body is not sent back.
-    client.send(Message::text(r#"{"action":"ping"}"#)).await.expect("send");
-    assert_eq!(running.next_event().await["requestContext"]["routeKey"], "ping");
+    client
+        .send(Message::text(r#"{"action":"ping"}"#))
+        .await
+        .expect("send");
+    assert_eq!(
+        running.next_event().await["requestContext"]["routeKey"],
+        "ping"
+    );
     let nothing = tokio::time::timeout(Duration::from_millis(300), client.next()).await;
-    assert!(nothing.is_err(), "no frame for a successful route: {nothing:?}");
+    assert!(
+        nothing.is_err(),
+        "no frame for a successful route: {nothing:?}"
+    );
 }
 
 #[tokio::test]
@@ -362,9 +477,17 @@ async fn management_api_works_with_the_aws_sdk() {
         .expect("post to a live connection");
     assert_eq!(next_text(&mut client).await, r#"{"type":"pong"}"#);
 
-    client.send(Message::text(r#"{"action":"ping"}"#)).await.expect("send");
+    client
+        .send(Message::text(r#"{"action":"ping"}"#))
+        .await
+        .expect("send");
     running.next_event().await;
-    let info = sdk.get_connection().connection_id(&id).send().await.expect("get a live connection");
+    let info = sdk
+        .get_connection()
+        .connection_id(&id)
+        .send()
+        .await
+        .expect("get a live connection");
     let identity = info.identity().expect("identity");
     assert_eq!(identity.source_ip(), Some("127.0.0.1"));
     assert_eq!(identity.user_agent(), Some("gateway-test/1.0"));
@@ -372,18 +495,44 @@ async fn management_api_works_with_the_aws_sdk() {
     let last_active = info.last_active_at().expect("lastActiveAt");
     assert!(last_active >= connected_at);
 
-    sdk.delete_connection().connection_id(&id).send().await.expect("delete a live connection");
+    sdk.delete_connection()
+        .connection_id(&id)
+        .send()
+        .await
+        .expect("delete a live connection");
     assert_eq!(close_code(&mut client).await, Some(CloseCode::Normal));
     let disconnect = running.next_event_of("DISCONNECT").await;
     assert_eq!(disconnect["requestContext"]["connectionId"], id.as_str());
 
-    let gone = sdk.post_to_connection().connection_id(&id).data(Blob::new("x")).send().await;
+    let gone = sdk
+        .post_to_connection()
+        .connection_id(&id)
+        .data(Blob::new("x"))
+        .send()
+        .await;
     let error = gone.expect_err("the connection is gone");
-    assert!(error.as_service_error().is_some_and(|e| e.is_gone_exception()), "{error:?}");
-    let gone = sdk.get_connection().connection_id("L0SM9cOFvHcCIhw=").send().await;
-    assert!(gone.expect_err("unknown").as_service_error().is_some_and(|e| e.is_gone_exception()));
+    assert!(
+        error
+            .as_service_error()
+            .is_some_and(|e| e.is_gone_exception()),
+        "{error:?}"
+    );
+    let gone = sdk
+        .get_connection()
+        .connection_id("L0SM9cOFvHcCIhw=")
+        .send()
+        .await;
+    assert!(
+        gone.expect_err("unknown")
+            .as_service_error()
+            .is_some_and(|e| e.is_gone_exception())
+    );
     let gone = sdk.delete_connection().connection_id(&id).send().await;
-    assert!(gone.expect_err("deleted").as_service_error().is_some_and(|e| e.is_gone_exception()));
+    assert!(
+        gone.expect_err("deleted")
+            .as_service_error()
+            .is_some_and(|e| e.is_gone_exception())
+    );
 }
 
 #[tokio::test]
@@ -391,14 +540,24 @@ async fn gone_is_410_with_the_error_type_header() {
     let running = start().await;
     let mut stream = TcpStream::connect(running.addr).await.expect("connect");
     let request = "POST /prod/@connections/L0SM9cOFvHcCIhw%3D HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\nconnection: close\r\n\r\nx";
-    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await.expect("write");
-    let mut response = String::new();
-    tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response))
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
         .await
-        .expect("response within the timeout")
-        .expect("read");
+        .expect("write");
+    let mut response = String::new();
+    tokio::time::timeout(
+        WAIT,
+        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response),
+    )
+    .await
+    .expect("response within the timeout")
+    .expect("read");
     assert!(response.starts_with("HTTP/1.1 410"), "{response}");
-    assert!(response.to_ascii_lowercase().contains("x-amzn-errortype: goneexception"), "{response}");
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("x-amzn-errortype: goneexception"),
+        "{response}"
+    );
     assert!(response.contains(r#"{"message":"#), "{response}");
 }
 
@@ -406,7 +565,10 @@ async fn gone_is_410_with_the_error_type_header() {
 async fn oversize_frames_close_with_1009_and_run_disconnect() {
     let mut running = start().await;
     let (mut client, id) = running.connected().await;
-    let big = format!(r#"{{"action":"sendmessage","data":"{}"}}"#, "x".repeat(33 * 1024));
+    let big = format!(
+        r#"{{"action":"sendmessage","data":"{}"}}"#,
+        "x".repeat(33 * 1024)
+    );
     client.send(Message::text(big)).await.expect("send");
     assert_eq!(close_code(&mut client).await, Some(CloseCode::Size));
     let disconnect = running.next_event_of("DISCONNECT").await;
@@ -417,20 +579,39 @@ async fn oversize_frames_close_with_1009_and_run_disconnect() {
 #[tokio::test]
 async fn throttled_messages_get_too_many_requests() {
     let mut config = config();
-    config.throttle = Some(Throttle { rate_per_sec: 0.001, burst: 3 });
+    config.throttle = Some(Throttle {
+        rate_per_sec: 0.001,
+        burst: 3,
+    });
     let mut running = start_with(config, Box::new(ok)).await;
     // $connect takes a token from its own bucket, not the ping route's.
     let (mut client, _) = running.connected().await;
     for _ in 0..3 {
-        client.send(Message::text(r#"{"action":"ping"}"#)).await.expect("send");
-        assert_eq!(running.next_event().await["requestContext"]["routeKey"], "ping");
+        client
+            .send(Message::text(r#"{"action":"ping"}"#))
+            .await
+            .expect("send");
+        assert_eq!(
+            running.next_event().await["requestContext"]["routeKey"],
+            "ping"
+        );
     }
-    client.send(Message::text(r#"{"action":"ping"}"#)).await.expect("send");
-    let frame: GatewayFrame = serde_json::from_str(&next_text(&mut client).await).expect("a gateway frame");
+    client
+        .send(Message::text(r#"{"action":"ping"}"#))
+        .await
+        .expect("send");
+    let frame: GatewayFrame =
+        serde_json::from_str(&next_text(&mut client).await).expect("a gateway frame");
     assert_eq!(frame.message, GatewayFrame::TOO_MANY_REQUESTS);
     // Another route has its own bucket.
-    client.send(Message::text(r#"{"action":"sendmessage","data":1}"#)).await.expect("send");
-    assert_eq!(running.next_event().await["requestContext"]["routeKey"], "sendmessage");
+    client
+        .send(Message::text(r#"{"action":"sendmessage","data":1}"#))
+        .await
+        .expect("send");
+    assert_eq!(
+        running.next_event().await["requestContext"]["routeKey"],
+        "sendmessage"
+    );
 }
 
 #[tokio::test]
@@ -464,10 +645,16 @@ async fn shutdown_closes_every_client_and_runs_disconnect() {
     let shutdown = tokio::spawn(async move { gateway.shutdown(WAIT).await });
     assert_eq!(close_code(&mut first).await, Some(CloseCode::Away));
     assert_eq!(close_code(&mut second).await, Some(CloseCode::Away));
-    assert!(shutdown.await.expect("shutdown task"), "every connection finished");
+    assert!(
+        shutdown.await.expect("shutdown task"),
+        "every connection finished"
+    );
     running.next_event_of("DISCONNECT").await;
     running.next_event_of("DISCONNECT").await;
-    assert!(running.connect(Some(KEY)).await.is_err(), "no new connections after shutdown");
+    assert!(
+        running.connect(Some(KEY)).await.is_err(),
+        "no new connections after shutdown"
+    );
 }
 
 #[test]
@@ -481,10 +668,19 @@ fn ids_look_like_api_gateways() {
 #[test]
 fn connect_status_reads_the_proxy_response() {
     assert_eq!(connect_status(&json!({"statusCode": 200})), StatusCode::OK);
-    assert_eq!(connect_status(&json!({"statusCode": "403"})), StatusCode::FORBIDDEN);
+    assert_eq!(
+        connect_status(&json!({"statusCode": "403"})),
+        StatusCode::FORBIDDEN
+    );
     assert_eq!(connect_status(&json!({})), StatusCode::OK);
-    assert_eq!(connect_status(&json!({"statusCode": 99999})), StatusCode::BAD_GATEWAY);
-    assert_eq!(connect_status(&json!({"statusCode": [1]})), StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        connect_status(&json!({"statusCode": 99999})),
+        StatusCode::BAD_GATEWAY
+    );
+    assert_eq!(
+        connect_status(&json!({"statusCode": [1]})),
+        StatusCode::BAD_GATEWAY
+    );
 }
 
 #[tokio::test]
@@ -494,7 +690,10 @@ async fn messages_over_128_kb_close_with_1009_even_in_small_frames() {
     let mut running = start().await;
     let (mut client, _) = running.connected().await;
     // 160 KB in 16 KB frames: every frame is within 32 KB, the message is not within 128 KB.
-    let text = format!(r#"{{"action":"sendmessage","data":"{}"}}"#, "x".repeat(160 * 1024));
+    let text = format!(
+        r#"{{"action":"sendmessage","data":"{}"}}"#,
+        "x".repeat(160 * 1024)
+    );
     let chunks: Vec<&[u8]> = text.as_bytes().chunks(16 * 1024).collect();
     for (i, chunk) in chunks.iter().enumerate() {
         let opcode = OpCode::Data(if i == 0 { Data::Text } else { Data::Continue });
@@ -515,7 +714,10 @@ async fn connections_end_at_the_maximum_life_even_when_active() {
     let mut running = start_with(config, Box::new(ok)).await;
     let (mut client, _) = running.connected().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    client.send(Message::text(r#"{"action":"ping"}"#)).await.expect("send");
+    client
+        .send(Message::text(r#"{"action":"ping"}"#))
+        .await
+        .expect("send");
     running.next_event_of("MESSAGE").await;
     assert_eq!(close_code(&mut client).await, Some(CloseCode::Away));
     let disconnect = running.next_event_of("DISCONNECT").await;
@@ -534,5 +736,10 @@ async fn posts_over_128_kb_are_payload_too_large() {
         .send()
         .await;
     let error = result.expect_err("over the limit");
-    assert!(error.as_service_error().is_some_and(|e| e.is_payload_too_large_exception()), "{error:?}");
+    assert!(
+        error
+            .as_service_error()
+            .is_some_and(|e| e.is_payload_too_large_exception()),
+        "{error:?}"
+    );
 }

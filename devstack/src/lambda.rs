@@ -113,7 +113,15 @@ impl LambdaPool {
     /// Starts one warm function process; the pool grows on demand up to
     /// `max_concurrency`. Fails, naming the cause, when that first process
     /// cannot start (missing binary, init error, exit or timeout during init).
-    pub async fn start(config: FunctionConfig) -> anyhow::Result<Arc<Self>> {
+    pub async fn start(mut config: FunctionConfig) -> anyhow::Result<Arc<Self>> {
+        // Processes run in the binary's directory (LAMBDA_TASK_ROOT), so a
+        // relative path would no longer name it there.
+        config.binary = std::path::absolute(&config.binary).with_context(|| {
+            format!(
+                "resolving the function binary path {}",
+                config.binary.display()
+            )
+        })?;
         if config.max_concurrency == 0 {
             bail!(
                 "function {}: max_concurrency must be at least 1",
@@ -1622,6 +1630,25 @@ mod tests {
             Ok(Err(err)) => format!("{err:#}"),
             Err(_) => panic!("the start did not end in time"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_relative_binary_path_runs_from_the_task_root() {
+        let mut config = config(1, Duration::from_secs(20));
+        // Tests run in the package's directory.
+        config.binary = PathBuf::from("tests/fixtures/runtime-api-function.py");
+        let pool = start(config).await;
+        let response = invoke(&pool, json!({ "action": "echo" }))
+            .await
+            .expect("the function answered");
+        assert_eq!(
+            response["env"]["LAMBDA_TASK_ROOT"],
+            script_function()
+                .parent()
+                .map(|dir| dir.display().to_string())
+                .unwrap_or_default()
+        );
+        shutdown(&pool).await;
     }
 
     #[tokio::test]

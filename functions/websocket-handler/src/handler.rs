@@ -66,10 +66,13 @@ async fn dispatch(
         Ok(frame) => frame,
         Err(error) => return bad_input(registry, messenger, event, &error).await,
     };
-    match event.route_key.as_str() {
+    // API Gateway picked the route from the same `action` (route selection
+    // is `$request.body.action`), so the action is the one key to dispatch
+    // on: `$default` then serves a known action exactly as its own route would.
+    match frame.action.as_str() {
         routes::SEND_MESSAGE => crate::routes::send_message(registry, messenger, event, &frame).await,
         routes::PING => crate::routes::ping(registry, messenger, event).await,
-        _ => crate::routes::default(registry, messenger, event, &frame).await,
+        action => bad_input(registry, messenger, event, &protocol::unknown_action(action)).await,
     }
 }
 

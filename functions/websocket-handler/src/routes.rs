@@ -8,7 +8,7 @@
 use aws_lambda_events::apigw::ApiGatewayProxyResponse;
 use aws_lambda_events::encodings::Body;
 use chrono::{DateTime, SecondsFormat, Utc};
-use protocol::{ClientFrame, ErrorCode, ProtocolError, ServerFrame, check_message_data, routes, unknown_action};
+use protocol::{ClientFrame, ErrorCode, ProtocolError, ServerFrame, check_message_data};
 
 use crate::broadcast::broadcast;
 use crate::event::WebsocketEvent;
@@ -107,22 +107,6 @@ pub async fn ping(
     event: &WebsocketEvent,
 ) -> ApiGatewayProxyResponse {
     reply_status(reply(registry, messenger, &event.connection_id, &ServerFrame::Pong).await)
-}
-
-/// `$default` (and any route key this function does not know): a frame whose
-/// action names a route is served by it; anything else gets an error frame
-/// listing the valid actions.
-pub async fn default(
-    registry: &dyn ConnectionRegistry,
-    messenger: &dyn Messenger,
-    event: &WebsocketEvent,
-    frame: &ClientFrame,
-) -> ApiGatewayProxyResponse {
-    match frame.action.as_str() {
-        routes::SEND_MESSAGE => send_message(registry, messenger, event, frame).await,
-        routes::PING => ping(registry, messenger, event).await,
-        action => bad_input(registry, messenger, event, &unknown_action(action)).await,
-    }
 }
 
 /// Bad input: the sender gets the error frame, the log says what was wrong

@@ -14,84 +14,147 @@ async fn expect_error(client: &mut Client, expected: ErrorCode) -> anyhow::Resul
 }
 
 #[tokio::test]
-async fn each_bad_frame_gets_its_error_code_and_the_connection_stays_usable() -> anyhow::Result<()> {
+async fn each_bad_frame_gets_its_error_code_and_the_connection_stays_usable() -> anyhow::Result<()>
+{
     let stack = Stack::start().await?;
-    stack.explain(async {
-        let mut client = Client::connect(stack.edge()).await?;
-        let text_cases: [(&str, String, ErrorCode); 6] = [
-            ("invalid JSON", "{not json".into(), ErrorCode::InvalidJson),
-            ("not an object", "[1, 2]".into(), ErrorCode::NotAnObject),
-            ("missing action", r#"{"data": 1}"#.into(), ErrorCode::MissingAction),
-            ("non-string action", r#"{"action": 7}"#.into(), ErrorCode::MissingAction),
-            ("unknown action", r#"{"action": "nope"}"#.into(), ErrorCode::UnknownAction),
-            ("missing data", r#"{"action": "sendmessage"}"#.into(), ErrorCode::MissingData),
-        ];
-        for (case, text, code) in text_cases {
-            client.send_text(&text).await.with_context(|| case.to_string())?;
-            let message = expect_error(&mut client, code).await.with_context(|| case.to_string())?;
-            ensure!(!message.is_empty(), "{case}: the error frame has no message");
-            client.ping().await.with_context(|| format!("ping after {case}"))?;
+    stack.explain(
+        async {
+            let mut client = Client::connect(stack.edge()).await?;
+            let text_cases: [(&str, String, ErrorCode); 6] = [
+                ("invalid JSON", "{not json".into(), ErrorCode::InvalidJson),
+                ("not an object", "[1, 2]".into(), ErrorCode::NotAnObject),
+                (
+                    "missing action",
+                    r#"{"data": 1}"#.into(),
+                    ErrorCode::MissingAction,
+                ),
+                (
+                    "non-string action",
+                    r#"{"action": 7}"#.into(),
+                    ErrorCode::MissingAction,
+                ),
+                (
+                    "unknown action",
+                    r#"{"action": "nope"}"#.into(),
+                    ErrorCode::UnknownAction,
+                ),
+                (
+                    "missing data",
+                    r#"{"action": "sendmessage"}"#.into(),
+                    ErrorCode::MissingData,
+                ),
+            ];
+            for (case, text, code) in text_cases {
+                client
+                    .send_text(&text)
+                    .await
+                    .with_context(|| case.to_string())?;
+                let message = expect_error(&mut client, code)
+                    .await
+                    .with_context(|| case.to_string())?;
+                ensure!(
+                    !message.is_empty(),
+                    "{case}: the error frame has no message"
+                );
+                client
+                    .ping()
+                    .await
+                    .with_context(|| format!("ping after {case}"))?;
+            }
+            client.close().await
         }
-        client.close().await
-    }.await)
+        .await,
+    )
 }
 
 #[tokio::test]
 async fn too_large_data_and_binary_frames_get_their_error_codes() -> anyhow::Result<()> {
     let stack = Stack::start().await?;
-    stack.explain(async {
-        let mut client = Client::connect(stack.edge()).await?;
+    stack.explain(
+        async {
+            let mut client = Client::connect(stack.edge()).await?;
 
-        // Data over 32 KB in a message under 128 KB, sent as API Gateway
-        // requires, in frames of at most 32 KB.
-        let big = "x".repeat(MAX_DATA_BYTES + 1024);
-        let text = format!(r#"{{"action":"sendmessage","data":"{big}"}}"#);
-        client.send_fragmented(&text, limits::MAX_FRAME_BYTES / 2).await?;
-        expect_error(&mut client, ErrorCode::DataTooLarge).await.context("data over 32 KB")?;
-        client.ping().await.context("ping after too large data")?;
+            // Data over 32 KB in a message under 128 KB, sent as API Gateway
+            // requires, in frames of at most 32 KB.
+            let big = "x".repeat(MAX_DATA_BYTES + 1024);
+            let text = format!(r#"{{"action":"sendmessage","data":"{big}"}}"#);
+            client
+                .send_fragmented(&text, limits::MAX_FRAME_BYTES / 2)
+                .await?;
+            expect_error(&mut client, ErrorCode::DataTooLarge)
+                .await
+                .context("data over 32 KB")?;
+            client.ping().await.context("ping after too large data")?;
 
-        client.send_binary(br#"{"action":"ping"}"#).await?;
-        expect_error(&mut client, ErrorCode::BinaryFrame).await.context("binary frame")?;
-        client.ping().await.context("ping after a binary frame")?;
+            client.send_binary(br#"{"action":"ping"}"#).await?;
+            expect_error(&mut client, ErrorCode::BinaryFrame)
+                .await
+                .context("binary frame")?;
+            client.ping().await.context("ping after a binary frame")?;
 
-        // Data just under the limit is delivered (to nobody: the sender is alone).
-        let fits = "y".repeat(MAX_DATA_BYTES - 2);
-        let text = format!(r#"{{"action":"sendmessage","data":"{fits}"}}"#);
-        client.send_fragmented(&text, limits::MAX_FRAME_BYTES / 2).await?;
-        match client.recv_server().await? {
-            ServerFrame::Sent { recipients: 0 } => {}
-            other => bail!("data of exactly 32 KB: expected sent to 0 recipients, got {other:?}"),
+            // Data just under the limit is delivered (to nobody: the sender is alone).
+            let fits = "y".repeat(MAX_DATA_BYTES - 2);
+            let text = format!(r#"{{"action":"sendmessage","data":"{fits}"}}"#);
+            client
+                .send_fragmented(&text, limits::MAX_FRAME_BYTES / 2)
+                .await?;
+            match client.recv_server().await? {
+                ServerFrame::Sent { recipients: 0 } => {}
+                other => {
+                    bail!("data of exactly 32 KB: expected sent to 0 recipients, got {other:?}")
+                }
+            }
+            client.close().await
         }
-        client.close().await
-    }.await)
+        .await,
+    )
 }
 
 #[tokio::test]
 async fn oversize_frames_and_messages_are_closed_with_1009() -> anyhow::Result<()> {
     let stack = Stack::start().await?;
-    stack.explain(async {
-        // One frame over 32 KB.
-        let mut client = Client::connect(stack.edge()).await?;
-        let frame = format!(r#"{{"action":"ping","data":"{}"}}"#, "f".repeat(limits::MAX_FRAME_BYTES));
-        client.send_text(&frame).await?;
-        let code = client.expect_close().await.context("a frame over 32 KB")?;
-        ensure!(code == Some(1009), "a frame over 32 KB: expected close code 1009, got {code:?}");
+    stack.explain(
+        async {
+            // One frame over 32 KB.
+            let mut client = Client::connect(stack.edge()).await?;
+            let frame = format!(
+                r#"{{"action":"ping","data":"{}"}}"#,
+                "f".repeat(limits::MAX_FRAME_BYTES)
+            );
+            client.send_text(&frame).await?;
+            let code = client.expect_close().await.context("a frame over 32 KB")?;
+            ensure!(
+                code == Some(1009),
+                "a frame over 32 KB: expected close code 1009, got {code:?}"
+            );
 
-        // A message over 128 KB, in frames of 16 KB.
-        let mut client = Client::connect(stack.edge()).await?;
-        let message = format!(r#"{{"action":"ping","data":"{}"}}"#, "m".repeat(limits::MAX_MESSAGE_BYTES));
-        let sent = client.send_fragmented(&message, limits::MAX_FRAME_BYTES / 2).await;
-        match (sent, client.recv().await) {
-            // The server may close before the last frame is written.
-            (_, Ok(Incoming::Close(code))) => {
-                ensure!(code == Some(1009), "a message over 128 KB: expected close code 1009, got {code:?}")
+            // A message over 128 KB, in frames of 16 KB.
+            let mut client = Client::connect(stack.edge()).await?;
+            let message = format!(
+                r#"{{"action":"ping","data":"{}"}}"#,
+                "m".repeat(limits::MAX_MESSAGE_BYTES)
+            );
+            let sent = client
+                .send_fragmented(&message, limits::MAX_FRAME_BYTES / 2)
+                .await;
+            match (sent, client.recv().await) {
+                // The server may close before the last frame is written.
+                (_, Ok(Incoming::Close(code))) => {
+                    ensure!(
+                        code == Some(1009),
+                        "a message over 128 KB: expected close code 1009, got {code:?}"
+                    )
+                }
+                (sent, received) => bail!(
+                    "a message over 128 KB: expected a close frame, sent {sent:?}, got {received:?}"
+                ),
             }
-            (sent, received) => bail!("a message over 128 KB: expected a close frame, sent {sent:?}, got {received:?}"),
-        }
 
-        // Other clients are unaffected.
-        let mut other = Client::connect(stack.edge()).await?;
-        other.ping().await?;
-        other.close().await
-    }.await)
+            // Other clients are unaffected.
+            let mut other = Client::connect(stack.edge()).await?;
+            other.ping().await?;
+            other.close().await
+        }
+        .await,
+    )
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use devstack::check::names;
-use e2e::stack::devstack_binary;
 use e2e::Stack;
+use e2e::stack::devstack_binary;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -107,10 +107,25 @@ async fn check_fails_when_the_direct_endpoint_accepts_keyless_clients() -> anyho
 
 #[tokio::test]
 async fn check_explains_a_malformed_url_and_a_closed_port() -> anyhow::Result<()> {
-    let output = run_check(&["https://d111.cloudfront.net", "--direct", "ws://127.0.0.1:9/prod", "--timeout", "2"]).await?;
+    let output = run_check(&[
+        "https://d111.cloudfront.net",
+        "--direct",
+        "ws://127.0.0.1:9/prod",
+        "--timeout",
+        "2",
+    ])
+    .await?;
     let text = String::from_utf8_lossy(&output.stdout).to_string();
     ensure!(!output.status.success(), "{}", describe(&output));
-    ensure!(text.contains("malformed URL") && text.contains("use wss://"), "{}", describe(&output));
-    ensure!(text.contains("TCP connection to 127.0.0.1 port 9 failed"), "{}", describe(&output));
+    ensure!(
+        text.contains("malformed URL") && text.contains("use wss://"),
+        "{}",
+        describe(&output)
+    );
+    ensure!(
+        text.contains("TCP connection to 127.0.0.1 port 9 failed"),
+        "{}",
+        describe(&output)
+    );
     Ok(())
 }

@@ -11,7 +11,8 @@ use protocol::{ClientFrame, GatewayFrame};
 use rustix::process::Signal;
 
 #[tokio::test]
-async fn a_killed_function_process_fails_that_message_and_the_next_one_works() -> anyhow::Result<()> {
+async fn a_killed_function_process_fails_that_message_and_the_next_one_works() -> anyhow::Result<()>
+{
     let stack = Stack::start().await?;
     stack.explain(async {
         let mut client = Client::connect(stack.edge()).await?;

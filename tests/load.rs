@@ -18,24 +18,44 @@ const FRAME_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound on the whole exchange (99,000 deliveries on a two-core machine).
 const LOAD_TIMEOUT: Duration = Duration::from_secs(600);
 
-async fn run_client(index: usize, mut client: Client, start: Arc<tokio::sync::Barrier>) -> anyhow::Result<Client> {
+async fn run_client(
+    index: usize,
+    mut client: Client,
+    start: Arc<tokio::sync::Barrier>,
+) -> anyhow::Result<Client> {
     start.wait().await;
     for seq in 0..MESSAGES {
-        client.send(&ClientFrame::send_message(json!({"client": index, "seq": seq}))).await?;
+        client
+            .send(&ClientFrame::send_message(
+                json!({"client": index, "seq": seq}),
+            ))
+            .await?;
     }
     let expected = (CLIENTS - 1) * MESSAGES;
     let mut seen = HashSet::with_capacity(expected);
     let mut sent = Vec::with_capacity(MESSAGES);
     while seen.len() < expected || sent.len() < MESSAGES {
         let frame = client.recv_within(FRAME_TIMEOUT).await.with_context(|| {
-            format!("client {index} had {} of {expected} messages and {} of {MESSAGES} sent frames", seen.len(), sent.len())
+            format!(
+                "client {index} had {} of {expected} messages and {} of {MESSAGES} sent frames",
+                seen.len(),
+                sent.len()
+            )
         })?;
         match frame {
             Incoming::Server(ServerFrame::Message { data, .. }) => {
                 let key = (data["client"].as_u64(), data["seq"].as_u64());
-                let (Some(from), Some(seq)) = key else { bail!("client {index}: message with unexpected data {data}") };
-                ensure!(from != index as u64, "client {index} received its own message {seq}");
-                ensure!(seen.insert((from, seq)), "client {index} received message {seq} of client {from} twice");
+                let (Some(from), Some(seq)) = key else {
+                    bail!("client {index}: message with unexpected data {data}")
+                };
+                ensure!(
+                    from != index as u64,
+                    "client {index} received its own message {seq}"
+                );
+                ensure!(
+                    seen.insert((from, seq)),
+                    "client {index} received message {seq} of client {from} twice"
+                );
             }
             Incoming::Server(ServerFrame::Sent { recipients }) => sent.push(recipients),
             other => bail!("client {index}: unexpected {other:?}"),
@@ -52,30 +72,45 @@ async fn run_client(index: usize, mut client: Client, start: Arc<tokio::sync::Ba
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_client_receives_every_message_exactly_once() -> anyhow::Result<()> {
     let stack = Stack::start_with(StackConfig::new().generous_throttling()).await?;
-    stack.explain(async {
-        let mut clients = Vec::with_capacity(CLIENTS);
-        for i in 0..CLIENTS {
-            clients.push(Client::connect(stack.edge()).await.with_context(|| format!("client {i}"))?);
+    stack.explain(
+        async {
+            let mut clients = Vec::with_capacity(CLIENTS);
+            for i in 0..CLIENTS {
+                clients.push(
+                    Client::connect(stack.edge())
+                        .await
+                        .with_context(|| format!("client {i}"))?,
+                );
+            }
+            let start = Arc::new(tokio::sync::Barrier::new(CLIENTS));
+            let tasks: Vec<_> = clients
+                .into_iter()
+                .enumerate()
+                .map(|(i, client)| tokio::spawn(run_client(i, client, start.clone())))
+                .collect();
+            let mut done = Vec::with_capacity(CLIENTS);
+            let results = within(
+                LOAD_TIMEOUT,
+                "every client to receive every message",
+                futures_util::future::join_all(tasks),
+            )
+            .await?;
+            for result in results {
+                done.push(result.context("a client task panicked")??);
+            }
+            // Every expected message has arrived; a duplicate still in flight
+            // would arrive before the pong.
+            for (i, client) in done.iter_mut().enumerate() {
+                client
+                    .ping()
+                    .await
+                    .with_context(|| format!("client {i} after the load (a late duplicate?)"))?;
+            }
+            for client in done {
+                client.close().await?;
+            }
+            Ok(())
         }
-        let start = Arc::new(tokio::sync::Barrier::new(CLIENTS));
-        let tasks: Vec<_> = clients
-            .into_iter()
-            .enumerate()
-            .map(|(i, client)| tokio::spawn(run_client(i, client, start.clone())))
-            .collect();
-        let mut done = Vec::with_capacity(CLIENTS);
-        let results = within(LOAD_TIMEOUT, "every client to receive every message", futures_util::future::join_all(tasks)).await?;
-        for result in results {
-            done.push(result.context("a client task panicked")??);
-        }
-        // Every expected message has arrived; a duplicate still in flight
-        // would arrive before the pong.
-        for (i, client) in done.iter_mut().enumerate() {
-            client.ping().await.with_context(|| format!("client {i} after the load (a late duplicate?)"))?;
-        }
-        for client in done {
-            client.close().await?;
-        }
-        Ok(())
-    }.await)
+        .await,
+    )
 }

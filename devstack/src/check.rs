@@ -69,13 +69,21 @@ pub async fn run(args: CheckArgs) -> ExitCode {
         println!("{}", report.summary());
         report
     };
-    if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// Runs every check; `on_outcome` sees each result as soon as it is known.
 pub async fn check(args: &CheckArgs, mut on_outcome: impl FnMut(&Outcome)) -> Report {
     let limit = Duration::from_secs(args.timeout);
-    let mut report = Report { distribution: args.url.clone(), direct: args.direct.clone(), checks: Vec::new() };
+    let mut report = Report {
+        distribution: args.url.clone(),
+        direct: args.direct.clone(),
+        checks: Vec::new(),
+    };
     let mut record = |outcome: Outcome| {
         on_outcome(&outcome);
         report.checks.push(outcome);
@@ -83,18 +91,31 @@ pub async fn check(args: &CheckArgs, mut on_outcome: impl FnMut(&Outcome)) -> Re
     let connector = Connector::new(limit);
 
     match Endpoint::parse(&args.url) {
-        Ok(edge) => through_distribution(&connector, &edge, args.messages, limit, &mut record).await,
+        Ok(edge) => {
+            through_distribution(&connector, &edge, args.messages, limit, &mut record).await
+        }
         Err(error) => {
             record(Outcome::fail(names::HANDSHAKE, error.to_string()));
-            for name in [names::PING, names::BROADCAST, names::ROUND_TRIP, names::CLOSE] {
-                record(Outcome::skip(name, "no connection through the distribution"));
+            for name in [
+                names::PING,
+                names::BROADCAST,
+                names::ROUND_TRIP,
+                names::CLOSE,
+            ] {
+                record(Outcome::skip(
+                    name,
+                    "no connection through the distribution",
+                ));
             }
         }
     }
 
     let direct = Endpoint::parse(&args.direct);
     let wrong_key = uuid::Uuid::new_v4().simple().to_string();
-    for (name, key) in [(names::DIRECT_WITHOUT_KEY, None), (names::DIRECT_WRONG_KEY, Some(wrong_key.as_str()))] {
+    for (name, key) in [
+        (names::DIRECT_WITHOUT_KEY, None),
+        (names::DIRECT_WRONG_KEY, Some(wrong_key.as_str())),
+    ] {
         let outcome = match &direct {
             Ok(endpoint) => expect_refusal(&connector, endpoint, name, key).await,
             Err(error) => Outcome::fail(name, error.to_string()),
@@ -128,16 +149,29 @@ async fn through_distribution(
             connected.ws
         }
         Err(error) => {
-            record(Outcome::fail(names::HANDSHAKE, format!("through the distribution: {error}")));
-            for name in [names::PING, names::BROADCAST, names::ROUND_TRIP, names::CLOSE] {
-                record(Outcome::skip(name, "no connection through the distribution"));
+            record(Outcome::fail(
+                names::HANDSHAKE,
+                format!("through the distribution: {error}"),
+            ));
+            for name in [
+                names::PING,
+                names::BROADCAST,
+                names::ROUND_TRIP,
+                names::CLOSE,
+            ] {
+                record(Outcome::skip(
+                    name,
+                    "no connection through the distribution",
+                ));
             }
             return;
         }
     };
 
     record(match round_trip(&mut first, limit).await {
-        Ok(took) => Outcome::pass(names::PING, format!("pong in {}", ms(took))).figure("roundTripMs", took),
+        Ok(took) => {
+            Outcome::pass(names::PING, format!("pong in {}", ms(took))).figure("roundTripMs", took)
+        }
         Err(error) => Outcome::fail(names::PING, error),
     });
 
@@ -166,14 +200,21 @@ async fn through_distribution(
 }
 
 fn handshake_outcome(timings: &HandshakeTimings) -> Outcome {
-    let mut steps = vec![format!("dns {}", ms(timings.dns)), format!("tcp {}", ms(timings.tcp))];
+    let mut steps = vec![
+        format!("dns {}", ms(timings.dns)),
+        format!("tcp {}", ms(timings.tcp)),
+    ];
     if let Some(tls) = timings.tls {
         steps.push(format!("tls {}", ms(tls)));
     }
     steps.push(format!("upgrade {}", ms(timings.upgrade)));
     let mut outcome = Outcome::pass(
         names::HANDSHAKE,
-        format!("connected through the distribution in {} ({})", ms(timings.total()), steps.join(", ")),
+        format!(
+            "connected through the distribution in {} ({})",
+            ms(timings.total()),
+            steps.join(", ")
+        ),
     )
     .figure("handshakeMs", timings.total())
     .figure("dnsMs", timings.dns)
@@ -189,7 +230,10 @@ fn handshake_outcome(timings: &HandshakeTimings) -> Outcome {
 async fn round_trip(ws: &mut Ws, limit: Duration) -> Result<Duration, String> {
     let started = Instant::now();
     send(ws, &ClientFrame::ping(), limit).await?;
-    wait_for(ws, limit, "pong", |frame| matches!(frame, ServerFrame::Pong).then_some(())).await?;
+    wait_for(ws, limit, "pong", |frame| {
+        matches!(frame, ServerFrame::Pong).then_some(())
+    })
+    .await?;
     Ok(started.elapsed())
 }
 
@@ -199,7 +243,10 @@ async fn round_trips(ws: &mut Ws, messages: u32, limit: Duration) -> Outcome {
         match round_trip(ws, limit).await {
             Ok(took) => samples.push(took),
             Err(error) => {
-                return Outcome::fail(names::ROUND_TRIP, format!("after {done} of {messages} round trips: {error}"));
+                return Outcome::fail(
+                    names::ROUND_TRIP,
+                    format!("after {done} of {messages} round trips: {error}"),
+                );
             }
         }
     }
@@ -233,10 +280,15 @@ async fn broadcast(sender: &mut Ws, receiver: &mut Ws, limit: Duration) -> Outco
     if let Err(error) = send(sender, &ClientFrame::send_message(nonce.clone()), limit).await {
         return Outcome::fail(names::BROADCAST, error);
     }
-    let received = wait_for(receiver, limit, "the message on the second client", |frame| match frame {
-        ServerFrame::Message { data, from, .. } if *data == nonce => Some(from.clone()),
-        _ => None,
-    })
+    let received = wait_for(
+        receiver,
+        limit,
+        "the message on the second client",
+        |frame| match frame {
+            ServerFrame::Message { data, from, .. } if *data == nonce => Some(from.clone()),
+            _ => None,
+        },
+    )
     .await;
     let delivered = started.elapsed();
     let from = match received {
@@ -244,12 +296,20 @@ async fn broadcast(sender: &mut Ws, receiver: &mut Ws, limit: Duration) -> Outco
         Err(error) => return Outcome::fail(names::BROADCAST, format!("second client: {error}")),
     };
     if from.is_empty() {
-        return Outcome::fail(names::BROADCAST, "the message reached the second client without its sender's id");
+        return Outcome::fail(
+            names::BROADCAST,
+            "the message reached the second client without its sender's id",
+        );
     }
-    let recipients = wait_for(sender, limit, "\"sent\" on the sender", |frame| match frame {
-        ServerFrame::Sent { recipients } => Some(*recipients),
-        _ => None,
-    })
+    let recipients = wait_for(
+        sender,
+        limit,
+        "\"sent\" on the sender",
+        |frame| match frame {
+            ServerFrame::Sent { recipients } => Some(*recipients),
+            _ => None,
+        },
+    )
     .await;
     match recipients {
         Ok(0) => Outcome::fail(
@@ -258,7 +318,10 @@ async fn broadcast(sender: &mut Ws, receiver: &mut Ws, limit: Duration) -> Outco
         ),
         Ok(n) => Outcome::pass(
             names::BROADCAST,
-            format!("the second client received it in {}; the sender reached {n} connection(s)", ms(delivered)),
+            format!(
+                "the second client received it in {}; the sender reached {n} connection(s)",
+                ms(delivered)
+            ),
         )
         .figure("deliveryMs", delivered),
         Err(error) => Outcome::fail(names::BROADCAST, format!("sender: {error}")),
@@ -277,18 +340,33 @@ async fn close(mut ws: Ws, limit: Duration) -> Result<(), String> {
     match tokio::time::timeout(limit, closing).await {
         Ok(Ok(())) | Ok(Err(tungstenite::Error::ConnectionClosed)) => Ok(()),
         Ok(Err(error)) => Err(format!("close did not complete cleanly: {error}")),
-        Err(_) => Err(format!("no close frame from the server within {}s", limit.as_secs())),
+        Err(_) => Err(format!(
+            "no close frame from the server within {}s",
+            limit.as_secs()
+        )),
     }
 }
 
 /// The direct endpoint must refuse the handshake with 403.
-async fn expect_refusal(connector: &Connector, endpoint: &Endpoint, name: &'static str, key: Option<&str>) -> Outcome {
-    let without = if key.is_some() { "with a wrong key" } else { "without a key" };
+async fn expect_refusal(
+    connector: &Connector,
+    endpoint: &Endpoint,
+    name: &'static str,
+    key: Option<&str>,
+) -> Outcome {
+    let without = if key.is_some() {
+        "with a wrong key"
+    } else {
+        "without a key"
+    };
     match connector.connect(endpoint, key).await {
-        Err(ConnectError::Refused { status: 403 }) => Outcome::pass(name, format!("refused {without} with HTTP 403")),
-        Err(ConnectError::Refused { status }) => {
-            Outcome::fail(name, format!("refused {without} with HTTP {status}, but API Gateway refuses with 403"))
+        Err(ConnectError::Refused { status: 403 }) => {
+            Outcome::pass(name, format!("refused {without} with HTTP 403"))
         }
+        Err(ConnectError::Refused { status }) => Outcome::fail(
+            name,
+            format!("refused {without} with HTTP {status}, but API Gateway refuses with 403"),
+        ),
         Err(error) => Outcome::fail(name, format!("direct endpoint: {error}")),
         Ok(connected) => {
             let _ = close(connected.ws, Duration::from_secs(2)).await;
@@ -326,7 +404,11 @@ async fn wait_for<T>(
         loop {
             let message = match ws.next().await {
                 Some(Ok(message)) => message,
-                Some(Err(error)) => return Err(format!("connection failed while waiting for {what}: {error}")),
+                Some(Err(error)) => {
+                    return Err(format!(
+                        "connection failed while waiting for {what}: {error}"
+                    ));
+                }
                 None => return Err(format!("connection ended while waiting for {what}")),
             };
             match message {
@@ -336,19 +418,33 @@ async fn wait_for<T>(
                             return Ok(found);
                         }
                         if let ServerFrame::Error { code, message } = frame {
-                            return Err(format!("error frame while waiting for {what}: {code:?}: {message}"));
+                            return Err(format!(
+                                "error frame while waiting for {what}: {code:?}: {message}"
+                            ));
                         }
                     } else if let Ok(gateway) = serde_json::from_str::<GatewayFrame>(&text) {
-                        return Err(format!("API Gateway answered \"{}\" while waiting for {what}", gateway.message));
+                        return Err(format!(
+                            "API Gateway answered \"{}\" while waiting for {what}",
+                            gateway.message
+                        ));
                     } else {
-                        return Err(format!("unexpected frame while waiting for {what} ({} bytes)", text.len()));
+                        return Err(format!(
+                            "unexpected frame while waiting for {what} ({} bytes)",
+                            text.len()
+                        ));
                     }
                 }
                 Message::Close(frame) => {
-                    let why = frame.map(|f| format!(" (code {})", u16::from(f.code))).unwrap_or_default();
-                    return Err(format!("server closed the connection{why} while waiting for {what}"));
+                    let why = frame
+                        .map(|f| format!(" (code {})", u16::from(f.code)))
+                        .unwrap_or_default();
+                    return Err(format!(
+                        "server closed the connection{why} while waiting for {what}"
+                    ));
                 }
-                Message::Binary(_) => return Err(format!("unexpected binary frame while waiting for {what}")),
+                Message::Binary(_) => {
+                    return Err(format!("unexpected binary frame while waiting for {what}"));
+                }
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
             }
         }
@@ -370,28 +466,51 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn parse(url: &str) -> Result<Self, ConnectError> {
-        let malformed = |reason: String| ConnectError::MalformedUrl { url: url.to_string(), reason };
+        let malformed = |reason: String| ConnectError::MalformedUrl {
+            url: url.to_string(),
+            reason,
+        };
         let uri: Uri = url.trim().parse().map_err(|e| malformed(format!("{e}")))?;
         let tls = match uri.scheme_str() {
             Some("wss") => true,
             Some("ws") => false,
             Some(scheme @ ("https" | "http")) => {
                 let hint = if scheme == "https" { "wss" } else { "ws" };
-                return Err(malformed(format!("the scheme must be ws:// or wss:// (use {hint}://)")));
+                return Err(malformed(format!(
+                    "the scheme must be ws:// or wss:// (use {hint}://)"
+                )));
             }
-            Some(other) => return Err(malformed(format!("unsupported scheme {other:?}; use ws:// or wss://"))),
-            None => return Err(malformed("missing scheme; use wss://host/… or ws://host:port/…".into())),
+            Some(other) => {
+                return Err(malformed(format!(
+                    "unsupported scheme {other:?}; use ws:// or wss://"
+                )));
+            }
+            None => {
+                return Err(malformed(
+                    "missing scheme; use wss://host/… or ws://host:port/…".into(),
+                ));
+            }
         };
-        let authority = uri.authority().ok_or_else(|| malformed("missing host".into()))?;
+        let authority = uri
+            .authority()
+            .ok_or_else(|| malformed("missing host".into()))?;
         if authority.as_str().contains('@') {
             return Err(malformed("credentials in the URL are not supported".into()));
         }
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
         if host.is_empty() {
             return Err(malformed("missing host".into()));
         }
         let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        Ok(Endpoint { url: url.trim().to_string(), tls, host: host.to_string(), port })
+        Ok(Endpoint {
+            url: url.trim().to_string(),
+            tls,
+            host: host.to_string(),
+            port,
+        })
     }
 }
 
@@ -423,7 +542,11 @@ pub enum ConnectError {
     #[error("DNS lookup of {host:?} failed: {detail}")]
     Dns { host: String, detail: String },
     #[error("TCP connection to {host} port {port} failed: {source}")]
-    Tcp { host: String, port: u16, source: std::io::Error },
+    Tcp {
+        host: String,
+        port: u16,
+        source: std::io::Error,
+    },
     #[error("TLS handshake with {host:?} failed: {detail}")]
     Tls { host: String, detail: String },
     #[error("timed out after {}s during {step}", after.as_secs_f64())]
@@ -463,22 +586,38 @@ pub struct Connector {
 impl Connector {
     /// `limit` bounds each step.
     pub fn new(limit: Duration) -> Self {
-        Connector { limit, tls: tls_config().map(Arc::new).map_err(|e| e.to_string()) }
+        Connector {
+            limit,
+            tls: tls_config().map(Arc::new).map_err(|e| e.to_string()),
+        }
     }
 
     /// Connects to `endpoint`, sending `x-api-key: <api_key>` when given.
-    pub async fn connect(&self, endpoint: &Endpoint, api_key: Option<&str>) -> Result<Connected, ConnectError> {
+    pub async fn connect(
+        &self,
+        endpoint: &Endpoint,
+        api_key: Option<&str>,
+    ) -> Result<Connected, ConnectError> {
         let limit = self.limit;
         let timeout = |step| ConnectError::Timeout { step, after: limit };
 
         let started = Instant::now();
-        let addrs: Vec<_> = tokio::time::timeout(limit, tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port)))
-            .await
-            .map_err(|_| timeout(Step::Dns))?
-            .map_err(|e| ConnectError::Dns { host: endpoint.host.clone(), detail: e.to_string() })?
-            .collect();
+        let addrs: Vec<_> = tokio::time::timeout(
+            limit,
+            tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port)),
+        )
+        .await
+        .map_err(|_| timeout(Step::Dns))?
+        .map_err(|e| ConnectError::Dns {
+            host: endpoint.host.clone(),
+            detail: e.to_string(),
+        })?
+        .collect();
         if addrs.is_empty() {
-            return Err(ConnectError::Dns { host: endpoint.host.clone(), detail: "no addresses".into() });
+            return Err(ConnectError::Dns {
+                host: endpoint.host.clone(),
+                detail: "no addresses".into(),
+            });
         }
         let dns = started.elapsed();
 
@@ -486,56 +625,81 @@ impl Connector {
         let tcp = tokio::time::timeout(limit, TcpStream::connect(&addrs[..]))
             .await
             .map_err(|_| timeout(Step::Tcp))?
-            .map_err(|source| ConnectError::Tcp { host: endpoint.host.clone(), port: endpoint.port, source })?;
+            .map_err(|source| ConnectError::Tcp {
+                host: endpoint.host.clone(),
+                port: endpoint.port,
+                source,
+            })?;
         // Small frames (pings) must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
         let tcp_took = started.elapsed();
 
         let (stream, tls_took) = if endpoint.tls {
             let started = Instant::now();
-            let config = self
-                .tls
-                .as_ref()
-                .map_err(|detail| ConnectError::Tls { host: endpoint.host.clone(), detail: detail.clone() })?;
-            let name = rustls::pki_types::ServerName::try_from(endpoint.host.clone()).map_err(|e| ConnectError::Tls {
+            let config = self.tls.as_ref().map_err(|detail| ConnectError::Tls {
                 host: endpoint.host.clone(),
-                detail: format!("not a valid TLS server name: {e}"),
+                detail: detail.clone(),
             })?;
+            let name =
+                rustls::pki_types::ServerName::try_from(endpoint.host.clone()).map_err(|e| {
+                    ConnectError::Tls {
+                        host: endpoint.host.clone(),
+                        detail: format!("not a valid TLS server name: {e}"),
+                    }
+                })?;
             let connector = tokio_rustls::TlsConnector::from(config.clone());
             let stream = tokio::time::timeout(limit, connector.connect(name, tcp))
                 .await
                 .map_err(|_| timeout(Step::Tls))?
-                .map_err(|e| ConnectError::Tls { host: endpoint.host.clone(), detail: e.to_string() })?;
+                .map_err(|e| ConnectError::Tls {
+                    host: endpoint.host.clone(),
+                    detail: e.to_string(),
+                })?;
             (MaybeTlsStream::Rustls(stream), Some(started.elapsed()))
         } else {
             (MaybeTlsStream::Plain(tcp), None)
         };
 
         let started = Instant::now();
-        let mut request = endpoint
-            .url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| ConnectError::MalformedUrl { url: endpoint.url.clone(), reason: e.to_string() })?;
-        request.headers_mut().insert(USER_AGENT_HEADER, HeaderValue::from_static(USER_AGENT));
+        let mut request = endpoint.url.as_str().into_client_request().map_err(|e| {
+            ConnectError::MalformedUrl {
+                url: endpoint.url.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        request
+            .headers_mut()
+            .insert(USER_AGENT_HEADER, HeaderValue::from_static(USER_AGENT));
         if let Some(key) = api_key {
-            let value = HeaderValue::from_str(key)
-                .map_err(|_| ConnectError::Handshake("the API key is not a valid header value".into()))?;
+            let value = HeaderValue::from_str(key).map_err(|_| {
+                ConnectError::Handshake("the API key is not a valid header value".into())
+            })?;
             request.headers_mut().insert(API_KEY_HEADER, value);
         }
-        let (ws, _response) = tokio::time::timeout(limit, tokio_tungstenite::client_async(request, stream))
-            .await
-            .map_err(|_| timeout(Step::Upgrade))?
-            .map_err(classify_handshake_error)?;
+        let (ws, _response) =
+            tokio::time::timeout(limit, tokio_tungstenite::client_async(request, stream))
+                .await
+                .map_err(|_| timeout(Step::Upgrade))?
+                .map_err(classify_handshake_error)?;
         let upgrade = started.elapsed();
-        Ok(Connected { ws, timings: HandshakeTimings { dns, tcp: tcp_took, tls: tls_took, upgrade } })
+        Ok(Connected {
+            ws,
+            timings: HandshakeTimings {
+                dns,
+                tcp: tcp_took,
+                tls: tls_took,
+                upgrade,
+            },
+        })
     }
 }
 
 /// Turns a failed WebSocket upgrade into its [`ConnectError`].
 pub fn classify_handshake_error(error: tungstenite::Error) -> ConnectError {
     match error {
-        tungstenite::Error::Http(response) => ConnectError::Refused { status: response.status().as_u16() },
+        tungstenite::Error::Http(response) => ConnectError::Refused {
+            status: response.status().as_u16(),
+        },
         other => ConnectError::Handshake(other.to_string()),
     }
 }
@@ -544,11 +708,15 @@ pub fn classify_handshake_error(error: tungstenite::Error) -> ConnectError {
 /// CloudFront's certificate; the crypto provider is named explicitly so it
 /// does not depend on which rustls features other crates enable.
 fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
-    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     // The WebSocket upgrade is an HTTP/1.1 request.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
@@ -609,20 +777,36 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn pass(name: &'static str, detail: impl Into<String>) -> Self {
-        Outcome { name, status: Status::Pass, detail: detail.into(), figures: BTreeMap::new() }
+        Outcome {
+            name,
+            status: Status::Pass,
+            detail: detail.into(),
+            figures: BTreeMap::new(),
+        }
     }
 
     pub fn fail(name: &'static str, detail: impl Into<String>) -> Self {
-        Outcome { name, status: Status::Fail, detail: detail.into(), figures: BTreeMap::new() }
+        Outcome {
+            name,
+            status: Status::Fail,
+            detail: detail.into(),
+            figures: BTreeMap::new(),
+        }
     }
 
     pub fn skip(name: &'static str, detail: impl Into<String>) -> Self {
-        Outcome { name, status: Status::Skip, detail: detail.into(), figures: BTreeMap::new() }
+        Outcome {
+            name,
+            status: Status::Skip,
+            detail: detail.into(),
+            figures: BTreeMap::new(),
+        }
     }
 
     fn figure(mut self, name: &'static str, value: Duration) -> Self {
         // Microsecond resolution is plenty, and keeps the JSON readable.
-        self.figures.insert(name, (value.as_secs_f64() * 1e6).round() / 1e3);
+        self.figures
+            .insert(name, (value.as_secs_f64() * 1e6).round() / 1e3);
         self
     }
 
@@ -656,15 +840,26 @@ impl Report {
     }
 
     pub fn summary(&self) -> String {
-        let (passed, failed, skipped) = (self.count(Status::Pass), self.count(Status::Fail), self.count(Status::Skip));
+        let (passed, failed, skipped) = (
+            self.count(Status::Pass),
+            self.count(Status::Fail),
+            self.count(Status::Skip),
+        );
         let verdict = if self.ok() {
             "the API works through the distribution and refuses clients that skip it"
-        } else if self.checks.iter().any(|c| c.name.starts_with("direct-") && c.status != Status::Pass) {
+        } else if self
+            .checks
+            .iter()
+            .any(|c| c.name.starts_with("direct-") && c.status != Status::Pass)
+        {
             "NOT PROVEN: the direct endpoint did not refuse clients without the key as it must"
         } else {
             "NOT PROVEN: see the failed checks above"
         };
-        format!("{} checks: {passed} passed, {failed} failed, {skipped} skipped; {verdict}", self.checks.len())
+        format!(
+            "{} checks: {passed} passed, {failed} failed, {skipped} skipped; {verdict}",
+            self.checks.len()
+        )
     }
 
     pub fn to_json(&self) -> String {
@@ -716,25 +911,53 @@ mod tests {
 
         let few = millis(&[30, 10, 20]);
         let p = Percentiles::of(&few).unwrap();
-        assert_eq!((p.p50, p.p95, p.p99), (Duration::from_millis(20), Duration::from_millis(30), Duration::from_millis(30)));
+        assert_eq!(
+            (p.p50, p.p95, p.p99),
+            (
+                Duration::from_millis(20),
+                Duration::from_millis(30),
+                Duration::from_millis(30)
+            )
+        );
         let one = Percentiles::of(&millis(&[7])).unwrap();
-        assert_eq!((one.p50, one.p99, one.max), (Duration::from_millis(7), Duration::from_millis(7), Duration::from_millis(7)));
+        assert_eq!(
+            (one.p50, one.p99, one.max),
+            (
+                Duration::from_millis(7),
+                Duration::from_millis(7),
+                Duration::from_millis(7)
+            )
+        );
     }
 
     #[test]
     fn percentiles_of_nothing_are_none() {
         assert_eq!(Percentiles::of(&[]), None);
         assert_eq!(percentile(&millis(&[1, 2]), 101.0), None);
-        assert_eq!(percentile(&millis(&[1, 2]), 0.0), Some(Duration::from_millis(1)));
+        assert_eq!(
+            percentile(&millis(&[1, 2]), 0.0),
+            Some(Duration::from_millis(1))
+        );
         assert_eq!(percentile(&millis(&[1, 2]), f64::NAN), None);
     }
 
     #[test]
     fn urls_are_validated_before_connecting() {
         let edge = Endpoint::parse("wss://d111111abcdef8.cloudfront.net").unwrap();
-        assert_eq!((edge.tls, edge.host.as_str(), edge.port), (true, "d111111abcdef8.cloudfront.net", 443));
+        assert_eq!(
+            (edge.tls, edge.host.as_str(), edge.port),
+            (true, "d111111abcdef8.cloudfront.net", 443)
+        );
         let local = Endpoint::parse(" ws://127.0.0.1:8081/prod ").unwrap();
-        assert_eq!((local.tls, local.host.as_str(), local.port, local.url.as_str()), (false, "127.0.0.1", 8081, "ws://127.0.0.1:8081/prod"));
+        assert_eq!(
+            (
+                local.tls,
+                local.host.as_str(),
+                local.port,
+                local.url.as_str()
+            ),
+            (false, "127.0.0.1", 8081, "ws://127.0.0.1:8081/prod")
+        );
         let v6 = Endpoint::parse("ws://[::1]:9000/").unwrap();
         assert_eq!((v6.host.as_str(), v6.port), ("::1", 9000));
 
@@ -754,29 +977,57 @@ mod tests {
     #[test]
     fn each_connection_failure_has_its_own_message() {
         let messages = [
-            ConnectError::MalformedUrl { url: "x".into(), reason: "missing scheme".into() }.to_string(),
-            ConnectError::Dns { host: "nowhere.invalid".into(), detail: "not found".into() }.to_string(),
+            ConnectError::MalformedUrl {
+                url: "x".into(),
+                reason: "missing scheme".into(),
+            }
+            .to_string(),
+            ConnectError::Dns {
+                host: "nowhere.invalid".into(),
+                detail: "not found".into(),
+            }
+            .to_string(),
             ConnectError::Tcp {
                 host: "127.0.0.1".into(),
                 port: 1,
                 source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
             }
             .to_string(),
-            ConnectError::Tls { host: "h".into(), detail: "bad certificate".into() }.to_string(),
-            ConnectError::Timeout { step: Step::Tls, after: Duration::from_secs(3) }.to_string(),
+            ConnectError::Tls {
+                host: "h".into(),
+                detail: "bad certificate".into(),
+            }
+            .to_string(),
+            ConnectError::Timeout {
+                step: Step::Tls,
+                after: Duration::from_secs(3),
+            }
+            .to_string(),
             ConnectError::Refused { status: 403 }.to_string(),
         ];
-        let starts: Vec<&str> = messages.iter().map(|m| m.split_whitespace().next().unwrap_or("")).collect();
-        assert_eq!(starts, ["malformed", "DNS", "TCP", "TLS", "timed", "handshake"]);
+        let starts: Vec<&str> = messages
+            .iter()
+            .map(|m| m.split_whitespace().next().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            starts,
+            ["malformed", "DNS", "TCP", "TLS", "timed", "handshake"]
+        );
         assert_eq!(messages[4], "timed out after 3s during the TLS handshake");
         assert_eq!(messages[5], "handshake refused with HTTP 403");
     }
 
     #[test]
     fn http_refusals_keep_their_status() {
-        let response = tungstenite::http::Response::builder().status(403).body(None).unwrap();
+        let response = tungstenite::http::Response::builder()
+            .status(403)
+            .body(None)
+            .unwrap();
         let error = classify_handshake_error(tungstenite::Error::Http(Box::new(response)));
-        assert!(matches!(error, ConnectError::Refused { status: 403 }), "{error:?}");
+        assert!(
+            matches!(error, ConnectError::Refused { status: 403 }),
+            "{error:?}"
+        );
         let error = classify_handshake_error(tungstenite::Error::ConnectionClosed);
         assert!(matches!(error, ConnectError::Handshake(_)), "{error:?}");
     }
@@ -786,8 +1037,12 @@ mod tests {
             distribution: "wss://d1.cloudfront.net".into(),
             direct: "wss://a.execute-api.eu-west-1.amazonaws.com/prod".into(),
             checks: vec![
-                Outcome::pass(names::PING, "pong in 1.5 ms").figure("roundTripMs", Duration::from_micros(1500)),
-                Outcome::fail(names::DIRECT_WITHOUT_KEY, "the direct endpoint ACCEPTED a client without a key"),
+                Outcome::pass(names::PING, "pong in 1.5 ms")
+                    .figure("roundTripMs", Duration::from_micros(1500)),
+                Outcome::fail(
+                    names::DIRECT_WITHOUT_KEY,
+                    "the direct endpoint ACCEPTED a client without a key",
+                ),
                 Outcome::skip(names::CLOSE, "no connection"),
             ],
         }
@@ -803,7 +1058,10 @@ mod tests {
         assert!(lines[2].starts_with("SKIP  close "));
         assert!(!report.ok());
         let summary = report.summary();
-        assert!(summary.starts_with("3 checks: 1 passed, 1 failed, 1 skipped;"), "{summary}");
+        assert!(
+            summary.starts_with("3 checks: 1 passed, 1 failed, 1 skipped;"),
+            "{summary}"
+        );
         assert!(summary.contains("direct endpoint"), "{summary}");
     }
 
@@ -812,7 +1070,14 @@ mod tests {
         let report = sample_report();
         let document: Value = serde_json::from_str(&report.to_json()).unwrap();
         assert_eq!(document["ok"], json!(false));
-        assert_eq!((document["passed"].clone(), document["failed"].clone(), document["skipped"].clone()), (json!(1), json!(1), json!(1)));
+        assert_eq!(
+            (
+                document["passed"].clone(),
+                document["failed"].clone(),
+                document["skipped"].clone()
+            ),
+            (json!(1), json!(1), json!(1))
+        );
         assert_eq!(document["checks"][0]["name"], json!("ping"));
         assert_eq!(document["checks"][0]["status"], json!("pass"));
         assert_eq!(document["checks"][0]["figures"]["roundTripMs"], json!(1.5));
@@ -850,8 +1115,14 @@ mod tests {
             };
             let _ = tokio_tungstenite::accept_hdr_async(stream, refuse).await;
         });
-        let result = Connector::new(LIMIT).connect(&endpoint, Some("wrong")).await;
-        assert!(matches!(result, Err(ConnectError::Refused { status: 403 })), "{:?}", result.err());
+        let result = Connector::new(LIMIT)
+            .connect(&endpoint, Some("wrong"))
+            .await;
+        assert!(
+            matches!(result, Err(ConnectError::Refused { status: 403 })),
+            "{:?}",
+            result.err()
+        );
         tokio::time::timeout(LIMIT, server).await.unwrap().unwrap();
     }
 
@@ -861,21 +1132,34 @@ mod tests {
         let server = tokio::spawn(async move {
             let (stream, _) = listener.accept().await.unwrap();
             let mut seen = (None, None);
-            let record = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
-                let header = |name| request.headers().get(name).map(|v: &HeaderValue| v.as_bytes().to_vec());
-                seen = (header(API_KEY_HEADER), header(USER_AGENT_HEADER.as_str()));
-                Ok(response)
-            };
-            let ws = tokio_tungstenite::accept_hdr_async(stream, record).await.unwrap();
+            let record =
+                |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
+                    let header = |name| {
+                        request
+                            .headers()
+                            .get(name)
+                            .map(|v: &HeaderValue| v.as_bytes().to_vec())
+                    };
+                    seen = (header(API_KEY_HEADER), header(USER_AGENT_HEADER.as_str()));
+                    Ok(response)
+                };
+            let ws = tokio_tungstenite::accept_hdr_async(stream, record)
+                .await
+                .unwrap();
             drop(ws);
             seen
         });
-        let connected = Connector::new(LIMIT).connect(&endpoint, Some("k3y")).await.unwrap();
+        let connected = Connector::new(LIMIT)
+            .connect(&endpoint, Some("k3y"))
+            .await
+            .unwrap();
         assert!(connected.timings.tls.is_none());
         assert!(connected.timings.total() >= connected.timings.upgrade);
         let (key, agent) = tokio::time::timeout(LIMIT, server).await.unwrap().unwrap();
         assert_eq!(key.as_deref(), Some(&b"k3y"[..]));
-        let agent = String::from_utf8(agent.expect("no User-Agent: WAF's common rule set would block it")).unwrap();
+        let agent =
+            String::from_utf8(agent.expect("no User-Agent: WAF's common rule set would block it"))
+                .unwrap();
         assert!(agent.starts_with("devstack-check/"), "{agent}");
     }
 
@@ -889,9 +1173,17 @@ mod tests {
             let _ = stream.read(&mut buffer).await;
             tokio::time::sleep(Duration::from_secs(3)).await;
         });
-        let result = Connector::new(Duration::from_millis(300)).connect(&endpoint, None).await;
+        let result = Connector::new(Duration::from_millis(300))
+            .connect(&endpoint, None)
+            .await;
         assert!(
-            matches!(result, Err(ConnectError::Timeout { step: Step::Upgrade, .. })),
+            matches!(
+                result,
+                Err(ConnectError::Timeout {
+                    step: Step::Upgrade,
+                    ..
+                })
+            ),
             "{:?}",
             result.err()
         );
@@ -903,7 +1195,9 @@ mod tests {
         let (listener, _, endpoint) = listener().await;
         let server = tokio::spawn(async move {
             let (mut stream, _) = listener.accept().await.unwrap();
-            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n").await;
+            let _ = stream
+                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                .await;
             let _ = stream.shutdown().await;
         });
         let result = Connector::new(LIMIT).connect(&endpoint, None).await;
@@ -919,7 +1213,11 @@ mod tests {
         let (listener, endpoint, _) = listener().await;
         drop(listener);
         let result = Connector::new(LIMIT).connect(&endpoint, None).await;
-        assert!(matches!(result, Err(ConnectError::Tcp { port, .. }) if port == endpoint.port), "{:?}", result.err());
+        assert!(
+            matches!(result, Err(ConnectError::Tcp { port, .. }) if port == endpoint.port),
+            "{:?}",
+            result.err()
+        );
     }
 
     #[tokio::test]
@@ -932,9 +1230,15 @@ mod tests {
             timeout: 1,
         };
         let mut seen = Vec::new();
-        let report = tokio::time::timeout(LIMIT, check(&args, |o| seen.push(o.name))).await.unwrap();
-        assert_eq!(seen, report.checks.iter().map(|c| c.name).collect::<Vec<_>>());
-        let statuses: Vec<(&str, Status)> = report.checks.iter().map(|c| (c.name, c.status)).collect();
+        let report = tokio::time::timeout(LIMIT, check(&args, |o| seen.push(o.name)))
+            .await
+            .unwrap();
+        assert_eq!(
+            seen,
+            report.checks.iter().map(|c| c.name).collect::<Vec<_>>()
+        );
+        let statuses: Vec<(&str, Status)> =
+            report.checks.iter().map(|c| (c.name, c.status)).collect();
         assert_eq!(
             statuses,
             [
@@ -947,7 +1251,11 @@ mod tests {
                 (names::DIRECT_WRONG_KEY, Status::Fail),
             ]
         );
-        assert!(report.checks[0].detail.starts_with("malformed URL"), "{}", report.checks[0].detail);
+        assert!(
+            report.checks[0].detail.starts_with("malformed URL"),
+            "{}",
+            report.checks[0].detail
+        );
         assert!(!report.ok());
     }
 }

@@ -38,7 +38,7 @@ pub enum Incoming {
 /// The outcome of a handshake.
 #[derive(Debug)]
 pub enum Handshake {
-    Accepted(Client),
+    Accepted(Box<Client>),
     /// Refused with this HTTP status.
     Refused(u16),
 }
@@ -46,7 +46,7 @@ pub enum Handshake {
 impl Handshake {
     pub fn accepted(self) -> anyhow::Result<Client> {
         match self {
-            Handshake::Accepted(client) => Ok(client),
+            Handshake::Accepted(client) => Ok(*client),
             Handshake::Refused(status) => bail!("handshake refused with HTTP {status}"),
         }
     }
@@ -68,27 +68,52 @@ pub struct Client {
 impl Client {
     /// Connects to a `ws://127.x.x.x:port/…` URL; an error if the handshake is refused.
     pub async fn connect(url: &str) -> anyhow::Result<Client> {
-        Client::handshake(url, None, None).await?.accepted().with_context(|| format!("connecting to {url}"))
+        Client::handshake(url, None, None)
+            .await?
+            .accepted()
+            .with_context(|| format!("connecting to {url}"))
     }
 
     /// Opens a connection from `source` (a loopback address; `None` for the
     /// system's choice), sending `x-api-key` when `api_key` is given.
-    pub async fn handshake(url: &str, api_key: Option<&str>, source: Option<IpAddr>) -> anyhow::Result<Handshake> {
-        let mut request = url.into_client_request().with_context(|| format!("bad URL {url}"))?;
+    pub async fn handshake(
+        url: &str,
+        api_key: Option<&str>,
+        source: Option<IpAddr>,
+    ) -> anyhow::Result<Handshake> {
+        let mut request = url
+            .into_client_request()
+            .with_context(|| format!("bad URL {url}"))?;
         if let Some(key) = api_key {
-            request.headers_mut().insert("x-api-key", HeaderValue::from_str(key).context("API key header")?);
+            request.headers_mut().insert(
+                "x-api-key",
+                HeaderValue::from_str(key).context("API key header")?,
+            );
         }
-        let host = request.uri().host().ok_or_else(|| anyhow!("no host in {url}"))?;
-        let ip: IpAddr = host.trim_matches(|c| c == '[' || c == ']').parse().with_context(|| {
-            format!("the tests only connect to loopback IP addresses, not {host}")
-        })?;
+        let host = request
+            .uri()
+            .host()
+            .ok_or_else(|| anyhow!("no host in {url}"))?;
+        let ip: IpAddr = host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse()
+            .with_context(|| {
+                format!("the tests only connect to loopback IP addresses, not {host}")
+            })?;
         if !ip.is_loopback() {
             bail!("the tests only connect to loopback addresses, not {ip}");
         }
         let port = request.uri().port_u16().unwrap_or(80);
-        let socket = if ip.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.context("creating a socket")?;
+        let socket = if ip.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .context("creating a socket")?;
         if let Some(source) = source {
-            socket.bind(SocketAddr::new(source, 0)).with_context(|| format!("binding to {source}"))?;
+            socket
+                .bind(SocketAddr::new(source, 0))
+                .with_context(|| format!("binding to {source}"))?;
         }
         let stream = tokio::time::timeout(REPLY_TIMEOUT, socket.connect(SocketAddr::new(ip, port)))
             .await
@@ -96,12 +121,17 @@ impl Client {
             .with_context(|| format!("TCP connect to {url}"))?;
         stream.set_nodelay(true).context("TCP_NODELAY")?;
         let local = stream.local_addr().context("local address")?;
-        let handshake = tokio::time::timeout(REPLY_TIMEOUT, tokio_tungstenite::client_async(request, stream))
-            .await
-            .map_err(|_| anyhow!("WebSocket handshake with {url} timed out after {REPLY_TIMEOUT:?}"))?;
+        let handshake = tokio::time::timeout(
+            REPLY_TIMEOUT,
+            tokio_tungstenite::client_async(request, stream),
+        )
+        .await
+        .map_err(|_| anyhow!("WebSocket handshake with {url} timed out after {REPLY_TIMEOUT:?}"))?;
         match handshake {
-            Ok((ws, _response)) => Ok(Handshake::Accepted(Client { ws, local })),
-            Err(tungstenite::Error::Http(response)) => Ok(Handshake::Refused(response.status().as_u16())),
+            Ok((ws, _response)) => Ok(Handshake::Accepted(Box::new(Client { ws, local }))),
+            Err(tungstenite::Error::Http(response)) => {
+                Ok(Handshake::Refused(response.status().as_u16()))
+            }
             Err(error) => Err(error).with_context(|| format!("WebSocket handshake with {url}")),
         }
     }
@@ -130,7 +160,8 @@ impl Client {
         for (i, chunk) in chunks.iter().enumerate() {
             let opcode = OpCode::Data(if i == 0 { Data::Text } else { Data::Continue });
             let last = i + 1 == chunks.len();
-            self.send_message(Message::Frame(Frame::message(chunk.to_vec(), opcode, last))).await?;
+            self.send_message(Message::Frame(Frame::message(chunk.to_vec(), opcode, last)))
+                .await?;
         }
         Ok(())
     }
@@ -152,11 +183,15 @@ impl Client {
         let reading = async {
             loop {
                 let message = match self.ws.next().await {
-                    None | Some(Err(tungstenite::Error::ConnectionClosed)) => return Ok(Incoming::Ended),
+                    None | Some(Err(tungstenite::Error::ConnectionClosed)) => {
+                        return Ok(Incoming::Ended);
+                    }
                     Some(Err(tungstenite::Error::Protocol(
                         tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
                     ))) => return Ok(Incoming::Ended),
-                    Some(Err(tungstenite::Error::Io(e))) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    Some(Err(tungstenite::Error::Io(e)))
+                        if e.kind() == std::io::ErrorKind::ConnectionReset =>
+                    {
                         return Ok(Incoming::Ended);
                     }
                     Some(Err(error)) => return Err(anyhow!(error).context("reading a frame")),
@@ -165,7 +200,9 @@ impl Client {
                 return Ok(match message {
                     Message::Text(text) => classify_text(text.as_str()),
                     Message::Binary(bytes) => Incoming::Binary(bytes.to_vec()),
-                    Message::Close(frame) => Incoming::Close(frame.map(|f: CloseFrame| u16::from(f.code))),
+                    Message::Close(frame) => {
+                        Incoming::Close(frame.map(|f: CloseFrame| u16::from(f.code)))
+                    }
                     Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
                 });
             }
@@ -238,11 +275,22 @@ mod tests {
 
     #[test]
     fn text_frames_are_told_apart() {
-        assert_eq!(classify_text(r#"{"type":"pong"}"#), Incoming::Server(ServerFrame::Pong));
+        assert_eq!(
+            classify_text(r#"{"type":"pong"}"#),
+            Incoming::Server(ServerFrame::Pong)
+        );
         let gateway = r#"{"message":"Internal server error","connectionId":"c1","requestId":"r1"}"#;
-        assert!(matches!(classify_text(gateway), Incoming::Gateway(g) if g.message == GatewayFrame::INTERNAL_SERVER_ERROR));
+        assert!(
+            matches!(classify_text(gateway), Incoming::Gateway(g) if g.message == GatewayFrame::INTERNAL_SERVER_ERROR)
+        );
         let error = ServerFrame::error(ErrorCode::InvalidJson, "x").to_text();
-        assert!(matches!(classify_text(&error), Incoming::Server(ServerFrame::Error { code: ErrorCode::InvalidJson, .. })));
+        assert!(matches!(
+            classify_text(&error),
+            Incoming::Server(ServerFrame::Error {
+                code: ErrorCode::InvalidJson,
+                ..
+            })
+        ));
         assert_eq!(classify_text("hello"), Incoming::Text("hello".into()));
     }
 
@@ -253,8 +301,12 @@ mod tests {
         let url = format!("ws://{}/", listener.local_addr().unwrap());
         let server = tokio::spawn(async move {
             let (stream, _) = listener.accept().await.unwrap();
-            let config = WebSocketConfig::default().max_frame_size(Some(1024)).max_message_size(Some(4096));
-            let mut ws = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await.unwrap();
+            let config = WebSocketConfig::default()
+                .max_frame_size(Some(1024))
+                .max_message_size(Some(4096));
+            let mut ws = tokio_tungstenite::accept_async_with_config(stream, Some(config))
+                .await
+                .unwrap();
             match ws.next().await {
                 Some(Ok(Message::Text(text))) => text.to_string(),
                 other => panic!("expected one text message, got {other:?}"),
@@ -263,15 +315,22 @@ mod tests {
         let mut client = Client::connect(&url).await.unwrap();
         let text = "z".repeat(3000);
         client.send_fragmented(&text, 1000).await.unwrap();
-        let received = tokio::time::timeout(REPLY_TIMEOUT, server).await.unwrap().unwrap();
+        let received = tokio::time::timeout(REPLY_TIMEOUT, server)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(received, text);
     }
 
     #[tokio::test]
     async fn only_loopback_addresses_are_dialled() {
-        let error = Client::handshake("ws://192.0.2.1:80/", None, None).await.unwrap_err();
+        let error = Client::handshake("ws://192.0.2.1:80/", None, None)
+            .await
+            .unwrap_err();
         assert!(error.to_string().contains("loopback"), "{error}");
-        let error = Client::handshake("ws://example.com/", None, None).await.unwrap_err();
+        let error = Client::handshake("ws://example.com/", None, None)
+            .await
+            .unwrap_err();
         assert!(error.to_string().contains("loopback"), "{error}");
     }
 }

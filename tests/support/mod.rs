@@ -19,7 +19,11 @@ use std::future::Future;
 use std::time::Duration;
 
 /// Awaits `future` for at most `limit`; the error names what was awaited.
-pub async fn within<T>(limit: Duration, what: &str, future: impl Future<Output = T>) -> anyhow::Result<T> {
+pub async fn within<T>(
+    limit: Duration,
+    what: &str,
+    future: impl Future<Output = T>,
+) -> anyhow::Result<T> {
     tokio::time::timeout(limit, future)
         .await
         .map_err(|_| anyhow::anyhow!("timed out after {limit:?} waiting for {what}"))

@@ -55,16 +55,27 @@ pub fn parse_stat(stat: &str) -> Option<ProcessInfo> {
     let state = rest.next()?.chars().next()?;
     let parent = rest.next()?.parse().ok()?;
     let group = rest.next()?.parse().ok()?;
-    Some(ProcessInfo { pid, name, state, parent, group })
+    Some(ProcessInfo {
+        pid,
+        name,
+        state,
+        parent,
+        group,
+    })
 }
 
 /// The direct children of `pid`, from `/proc/<pid>/task/*/children`.
 pub fn children(pid: u32) -> Vec<u32> {
     let mut found = Vec::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return found };
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return found;
+    };
     for task in tasks.flatten() {
         if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
-            found.extend(list.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            found.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
         }
     }
     found.sort_unstable();
@@ -74,7 +85,9 @@ pub fn children(pid: u32) -> Vec<u32> {
 
 /// Every living (non-zombie) process in process group `group`.
 pub fn group_members(group: u32) -> Vec<ProcessInfo> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     let mut members: Vec<ProcessInfo> = entries
         .flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
@@ -89,7 +102,12 @@ fn pid(raw: u32) -> io::Result<Pid> {
     i32::try_from(raw)
         .ok()
         .and_then(Pid::from_raw)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("not a process id: {raw}")))
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("not a process id: {raw}"),
+            )
+        })
 }
 
 pub fn signal(raw: u32, signal: Signal) -> io::Result<()> {
@@ -118,7 +136,8 @@ pub fn spawn_guarded(mut command: Command) -> io::Result<Child> {
     // one system call (prctl), which is async-signal-safe; it allocates nothing.
     unsafe {
         command.pre_exec(|| {
-            rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).map_err(io::Error::from)
+            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
+                .map_err(io::Error::from)
         });
     }
     let spawner = SPAWNER.get_or_init(|| {
@@ -135,9 +154,15 @@ pub fn spawn_guarded(mut command: Command) -> io::Result<Child> {
         Mutex::new(jobs)
     });
     let (reply, result) = mpsc::channel();
-    let jobs = spawner.lock().map_err(|_| io::Error::other("spawner lock poisoned"))?.clone();
-    jobs.send((command, reply)).map_err(|_| io::Error::other("the spawner thread is gone"))?;
-    result.recv().map_err(|_| io::Error::other("the spawner thread is gone"))?
+    let jobs = spawner
+        .lock()
+        .map_err(|_| io::Error::other("spawner lock poisoned"))?
+        .clone();
+    jobs.send((command, reply))
+        .map_err(|_| io::Error::other("the spawner thread is gone"))?;
+    result
+        .recv()
+        .map_err(|_| io::Error::other("the spawner thread is gone"))?
 }
 
 #[cfg(test)]
@@ -147,7 +172,16 @@ mod tests {
     #[test]
     fn stat_lines_are_parsed_from_the_last_parenthesis() {
         let info = parse_stat("4242 (web (socket) x) S 17 4240 4240 0 -1 4194560 …").unwrap();
-        assert_eq!(info, ProcessInfo { pid: 4242, name: "web (socket) x".into(), state: 'S', parent: 17, group: 4240 });
+        assert_eq!(
+            info,
+            ProcessInfo {
+                pid: 4242,
+                name: "web (socket) x".into(),
+                state: 'S',
+                parent: 17,
+                group: 4240
+            }
+        );
         assert!(parse_stat("garbage").is_none());
         assert!(parse_stat("12 (x) Z").is_none());
     }

@@ -59,7 +59,10 @@ impl StackConfig {
 /// The workspace root, where `Pulumi.yaml` lives.
 pub fn workspace_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().map(Path::to_path_buf).unwrap_or_else(|| manifest.to_path_buf())
+    manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| manifest.to_path_buf())
 }
 
 /// The directory cargo puts this profile's binaries in (`target/debug`):
@@ -69,7 +72,12 @@ fn binary_dir() -> anyhow::Result<PathBuf> {
     exe.parent()
         .and_then(Path::parent)
         .map(Path::to_path_buf)
-        .ok_or_else(|| anyhow!("the test binary {} is not in a cargo target directory", exe.display()))
+        .ok_or_else(|| {
+            anyhow!(
+                "the test binary {} is not in a cargo target directory",
+                exe.display()
+            )
+        })
 }
 
 /// Builds `devstack` and `websocket-handler` once per test process, with the
@@ -96,13 +104,16 @@ fn build() -> anyhow::Result<PathBuf> {
         command.arg("--release");
     }
     let log_path = std::env::temp_dir().join(format!("e2e-build-{}.log", std::process::id()));
-    let log = File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    let log =
+        File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
     command
         .current_dir(workspace_root())
         .stdin(Stdio::null())
         .stdout(log.try_clone().context("opening the build log")?)
         .stderr(log);
-    let mut child = command.spawn().with_context(|| format!("running {cargo:?} build"))?;
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("running {cargo:?} build"))?;
     let status = wait_bounded(&mut child, BUILD_TIMEOUT)?;
     let output = std::fs::read_to_string(&log_path).unwrap_or_default();
     let _ = std::fs::remove_file(&log_path);
@@ -112,7 +123,10 @@ fn build() -> anyhow::Result<PathBuf> {
         None => {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("cargo build did not finish within {BUILD_TIMEOUT:?}:\n{}", tail(&output, 60))
+            bail!(
+                "cargo build did not finish within {BUILD_TIMEOUT:?}:\n{}",
+                tail(&output, 60)
+            )
         }
     }
 }
@@ -146,85 +160,39 @@ pub struct Shutdown {
     pub leftovers: Vec<ProcessInfo>,
 }
 
-/// A running `devstack up`. Dropping it stops the stack.
-pub struct Stack {
+/// The `devstack up` process; dropping it stops the process and everything
+/// it started.
+struct Running {
     child: Option<Child>,
-    endpoints: Endpoints,
     log_path: PathBuf,
-    program_dir: PathBuf,
-    stack_name: String,
-    /// Holds the ready file, the log and any copied program; removed on drop.
-    _dir: tempfile::TempDir,
 }
 
-impl Stack {
-    /// The stack of the repository's Pulumi program, dev stack.
-    pub async fn start() -> anyhow::Result<Stack> {
-        Stack::start_with(StackConfig::new()).await
+impl Running {
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
-    /// The repository's Pulumi program with the dev stack's config and `config`'s overrides.
-    pub async fn start_with(config: StackConfig) -> anyhow::Result<Stack> {
-        let bin = ensure_built()?;
-        let dir = tempfile::Builder::new().prefix("e2e-stack-").tempdir().context("creating a temporary directory")?;
-        let (program_dir, stack) = if config.overrides.is_empty() {
-            (workspace_root(), "dev".to_string())
-        } else {
-            (write_program(dir.path(), &config)?, "e2e".to_string())
-        };
-        let ready_file = dir.path().join("ready.json");
-        let log_path = dir.path().join("devstack.log");
-        let log = File::create(&log_path).context("creating the stack's log file")?;
-
-        let mut command = Command::new(bin.join("devstack"));
-        command
-            .arg("up")
-            .arg("--program-dir")
-            .arg(&program_dir)
-            .args(["--stack", &stack, "--edge-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"])
-            .arg("--ready-file")
-            .arg(&ready_file)
-            .arg("--function-bin")
-            .arg(bin.join("websocket-handler"))
-            .current_dir(workspace_root())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().context("opening the stack's log file")?)
-            .stderr(log);
-        if std::env::var_os("RUST_LOG").is_none() {
-            command.env("RUST_LOG", "info");
-        }
-        let child = process::spawn_guarded(command).context("starting devstack up")?;
-        let mut stack = Stack {
-            child: Some(child),
-            endpoints: Endpoints {
-                edge: String::new(),
-                api: String::new(),
-                management: String::new(),
-                api_key: String::new(),
-                stage: String::new(),
-            },
-            log_path,
-            program_dir: program_dir.clone(),
-            stack_name: stack.clone(),
-            _dir: dir,
-        };
-        stack.endpoints = stack.wait_ready(&ready_file).await?;
-        Ok(stack)
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// Waits for the ready file: the endpoints, once the stack accepts connections.
     async fn wait_ready(&mut self, ready_file: &Path) -> anyhow::Result<Endpoints> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Some(status) = child.try_wait().context("watching devstack")? {
-                    bail!("devstack up exited with {status} before it was ready; its log:\n{}", tail(&self.log(), 80));
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait().context("watching devstack")?
+            {
+                bail!(
+                    "devstack up exited with {status} before it was ready; its log:\n{}",
+                    tail(&self.log(), 80)
+                );
             }
             // The file may be caught half-written: only a complete document counts.
-            if let Ok(text) = std::fs::read_to_string(ready_file) {
-                if let Ok(endpoints) = serde_json::from_str::<Endpoints>(&text) {
-                    return Ok(endpoints);
-                }
+            if let Ok(text) = std::fs::read_to_string(ready_file)
+                && let Ok(endpoints) = serde_json::from_str::<Endpoints>(&text)
+            {
+                return Ok(endpoints);
             }
             if Instant::now() >= deadline {
                 bail!(
@@ -236,90 +204,15 @@ impl Stack {
         }
     }
 
-    pub fn endpoints(&self) -> &Endpoints {
-        &self.endpoints
-    }
-
-    /// The topology the stack was configured from, read from the same Pulumi files.
-    pub fn topology(&self) -> anyhow::Result<pulumi_program::Topology> {
-        pulumi_program::load(&self.program_dir, &self.stack_name)
-            .with_context(|| format!("loading {} stack {}", self.program_dir.display(), self.stack_name))
-    }
-
-    /// `ws://127.0.0.1:P`: the edge, as clients of CloudFront see it.
-    pub fn edge(&self) -> &str {
-        &self.endpoints.edge
-    }
-
-    /// `ws://127.0.0.1:Q/<stage>`: the API layer, which needs the key.
-    pub fn api(&self) -> &str {
-        &self.endpoints.api
-    }
-
-    pub fn api_key(&self) -> &str {
-        &self.endpoints.api_key
-    }
-
-    /// The devstack process id.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    /// A client of the @connections management API, built as the function
-    /// builds its own (aws-sdk-apigatewaymanagement, endpoint override).
-    pub fn management_client(&self) -> aws_sdk_apigatewaymanagement::Client {
-        use aws_sdk_apigatewaymanagement::config::{BehaviorVersion, Credentials, Region};
-        let config = aws_sdk_apigatewaymanagement::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("local", "local", None, None, "e2e"))
-            .endpoint_url(self.endpoints.management.clone())
-            .build();
-        aws_sdk_apigatewaymanagement::Client::from_conf(config)
-    }
-
-    /// Everything the stack printed so far (stdout and stderr).
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    /// Adds the end of the stack's log to a failed test's error.
-    pub fn explain<T>(&self, result: anyhow::Result<T>) -> anyhow::Result<T> {
-        if result.is_err() {
-            // Lines about the failure may still be on their way to the log.
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        result.with_context(|| format!("devstack log (last lines):\n{}", self.log_tail()))
-    }
-
-    /// The last lines of the stack's log, for failure messages.
-    pub fn log_tail(&self) -> String {
-        tail(&self.log(), 60)
-    }
-
-    /// The function processes the stack runs now: its child processes
-    /// whose executable is `websocket-handler`.
-    pub fn function_pids(&self) -> Vec<u32> {
-        let Some(pid) = self.pid() else { return Vec::new() };
-        process::children(pid)
-            .into_iter()
-            .filter(|&child| {
-                ProcessInfo::read(child).and_then(|p| p.exe()).is_some_and(|exe| {
-                    exe.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("websocket-handler"))
-                })
-            })
-            .collect()
-    }
-
-    /// Every living process of the stack's process group, the stack included.
-    pub fn processes(&self) -> Vec<ProcessInfo> {
-        self.pid().map(process::group_members).unwrap_or_default()
-    }
-
-    /// Stops the stack as Ctrl-C would and reports how it ended. Processes
-    /// still alive afterwards are killed (and reported).
-    pub fn interrupt(&mut self) -> Shutdown {
-        let Some(mut child) = self.child.take() else { return Shutdown { status: None, leftovers: Vec::new() } };
+    /// SIGINT (Ctrl-C), a bounded wait, then SIGKILL for the process and
+    /// whatever is left of its process group.
+    fn interrupt(&mut self) -> Shutdown {
+        let Some(mut child) = self.child.take() else {
+            return Shutdown {
+                status: None,
+                leftovers: Vec::new(),
+            };
+        };
         let group = child.id();
         let _ = process::signal(child.id(), Signal::INT);
         let status = wait_bounded(&mut child, STOP_TIMEOUT).ok().flatten();
@@ -341,12 +234,185 @@ impl Stack {
     }
 }
 
-impl Drop for Stack {
+impl Drop for Running {
     fn drop(&mut self) {
         let shutdown = self.interrupt();
         if !shutdown.leftovers.is_empty() {
-            eprintln!("e2e: the stack left processes behind (killed): {:?}", shutdown.leftovers);
+            eprintln!(
+                "e2e: the stack left processes behind (killed): {:?}",
+                shutdown.leftovers
+            );
         }
+    }
+}
+
+/// A running local stack. Dropping it stops the stack.
+pub struct Stack {
+    // Declared first, so the process stops before its directory is removed.
+    running: Running,
+    endpoints: Endpoints,
+    program_dir: PathBuf,
+    stack_name: String,
+    /// Holds the ready file, the log and any copied program.
+    _dir: tempfile::TempDir,
+}
+
+impl Stack {
+    /// The stack of the repository's Pulumi program, dev stack.
+    pub async fn start() -> anyhow::Result<Stack> {
+        Stack::start_with(StackConfig::new()).await
+    }
+
+    /// The repository's Pulumi program with the dev stack's config and `config`'s overrides.
+    pub async fn start_with(config: StackConfig) -> anyhow::Result<Stack> {
+        let bin = ensure_built()?;
+        let dir = tempfile::Builder::new()
+            .prefix("e2e-stack-")
+            .tempdir()
+            .context("creating a temporary directory")?;
+        let (program_dir, stack_name) = if config.overrides.is_empty() {
+            (workspace_root(), "dev".to_string())
+        } else {
+            (write_program(dir.path(), &config)?, "e2e".to_string())
+        };
+        let ready_file = dir.path().join("ready.json");
+        let log_path = dir.path().join("devstack.log");
+        let log = File::create(&log_path).context("creating the stack's log file")?;
+
+        let mut command = Command::new(bin.join("devstack"));
+        command
+            .arg("up")
+            .arg("--program-dir")
+            .arg(&program_dir)
+            .args([
+                "--stack",
+                &stack_name,
+                "--edge-addr",
+                "127.0.0.1:0",
+                "--api-addr",
+                "127.0.0.1:0",
+            ])
+            .arg("--ready-file")
+            .arg(&ready_file)
+            .arg("--function-bin")
+            .arg(bin.join("websocket-handler"))
+            .current_dir(workspace_root())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().context("opening the stack's log file")?)
+            .stderr(log);
+        if std::env::var_os("RUST_LOG").is_none() {
+            command.env("RUST_LOG", "info");
+        }
+        let child = process::spawn_guarded(command).context("starting devstack up")?;
+        let mut running = Running {
+            child: Some(child),
+            log_path,
+        };
+        let endpoints = running.wait_ready(&ready_file).await?;
+        Ok(Stack {
+            running,
+            endpoints,
+            program_dir,
+            stack_name,
+            _dir: dir,
+        })
+    }
+
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    /// The topology the stack was configured from, read from the same Pulumi files.
+    pub fn topology(&self) -> anyhow::Result<pulumi_program::Topology> {
+        pulumi_program::load(&self.program_dir, &self.stack_name).with_context(|| {
+            format!(
+                "loading {} stack {}",
+                self.program_dir.display(),
+                self.stack_name
+            )
+        })
+    }
+
+    /// `ws://127.0.0.1:P`: the edge, as clients of CloudFront see it.
+    pub fn edge(&self) -> &str {
+        &self.endpoints.edge
+    }
+
+    /// `ws://127.0.0.1:Q/<stage>`: the API layer, which needs the key.
+    pub fn api(&self) -> &str {
+        &self.endpoints.api
+    }
+
+    pub fn api_key(&self) -> &str {
+        &self.endpoints.api_key
+    }
+
+    /// The devstack process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.running.pid()
+    }
+
+    /// A client of the @connections management API, built as the function
+    /// builds its own (aws-sdk-apigatewaymanagement, endpoint override).
+    pub fn management_client(&self) -> aws_sdk_apigatewaymanagement::Client {
+        use aws_sdk_apigatewaymanagement::config::{BehaviorVersion, Credentials, Region};
+        let config = aws_sdk_apigatewaymanagement::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("local", "local", None, None, "e2e"))
+            .endpoint_url(self.endpoints.management.clone())
+            .build();
+        aws_sdk_apigatewaymanagement::Client::from_conf(config)
+    }
+
+    /// Everything the stack printed so far (stdout and stderr).
+    pub fn log(&self) -> String {
+        self.running.log()
+    }
+
+    /// Adds the end of the stack's log to a failed test's error.
+    pub fn explain<T>(&self, result: anyhow::Result<T>) -> anyhow::Result<T> {
+        if result.is_err() {
+            // Lines about the failure may still be on their way to the log.
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        result.with_context(|| format!("devstack log (last lines):\n{}", self.log_tail()))
+    }
+
+    /// The last lines of the stack's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        tail(&self.log(), 60)
+    }
+
+    /// The function processes the stack runs now: its child processes
+    /// whose executable is `websocket-handler`.
+    pub fn function_pids(&self) -> Vec<u32> {
+        let Some(pid) = self.pid() else {
+            return Vec::new();
+        };
+        process::children(pid)
+            .into_iter()
+            .filter(|&child| {
+                ProcessInfo::read(child)
+                    .and_then(|p| p.exe())
+                    .is_some_and(|exe| {
+                        exe.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with("websocket-handler"))
+                    })
+            })
+            .collect()
+    }
+
+    /// Every living process of the stack's process group, the stack included.
+    pub fn processes(&self) -> Vec<ProcessInfo> {
+        self.pid().map(process::group_members).unwrap_or_default()
+    }
+
+    /// Stops the stack as Ctrl-C would and reports how it ended. Processes
+    /// still alive afterwards are killed (and reported).
+    pub fn interrupt(&mut self) -> Shutdown {
+        self.running.interrupt()
     }
 }
 
@@ -355,7 +421,8 @@ impl Drop for Stack {
 fn write_program(dir: &Path, config: &StackConfig) -> anyhow::Result<PathBuf> {
     let root = workspace_root();
     let program_path = root.join("Pulumi.yaml");
-    let program = std::fs::read_to_string(&program_path).with_context(|| format!("reading {}", program_path.display()))?;
+    let program = std::fs::read_to_string(&program_path)
+        .with_context(|| format!("reading {}", program_path.display()))?;
     let project = serde_yaml::from_str::<serde_yaml::Value>(&program)
         .with_context(|| format!("parsing {}", program_path.display()))?
         .get("name")
@@ -392,21 +459,40 @@ mod tests {
     #[test]
     fn overrides_are_written_under_the_project_namespace_over_the_dev_config() {
         let dir = tempfile::tempdir().unwrap();
-        let config = StackConfig::new().set("rateLimit", 10).set("stageName", "v1");
+        let config = StackConfig::new()
+            .set("rateLimit", 10)
+            .set("stageName", "v1");
         let program_dir = write_program(dir.path(), &config).unwrap();
         let program = std::fs::read_to_string(program_dir.join("Pulumi.yaml")).unwrap();
-        assert_eq!(program, std::fs::read_to_string(workspace_root().join("Pulumi.yaml")).unwrap());
-        let project = serde_yaml::from_str::<serde_yaml::Value>(&program).unwrap()["name"].as_str().unwrap().to_string();
+        assert_eq!(
+            program,
+            std::fs::read_to_string(workspace_root().join("Pulumi.yaml")).unwrap()
+        );
+        let project = serde_yaml::from_str::<serde_yaml::Value>(&program).unwrap()["name"]
+            .as_str()
+            .unwrap()
+            .to_string();
 
-        let written: serde_yaml::Value =
-            serde_yaml::from_str(&std::fs::read_to_string(program_dir.join("Pulumi.e2e.yaml")).unwrap()).unwrap();
+        let written: serde_yaml::Value = serde_yaml::from_str(
+            &std::fs::read_to_string(program_dir.join("Pulumi.e2e.yaml")).unwrap(),
+        )
+        .unwrap();
         let config = &written["config"];
-        assert_eq!(config[format!("{project}:rateLimit").as_str()], serde_yaml::Value::from(10));
-        assert_eq!(config[format!("{project}:stageName").as_str()], serde_yaml::Value::from("v1"));
+        assert_eq!(
+            config[format!("{project}:rateLimit").as_str()],
+            serde_yaml::Value::from(10)
+        );
+        assert_eq!(
+            config[format!("{project}:stageName").as_str()],
+            serde_yaml::Value::from("v1")
+        );
         if let Ok(dev) = std::fs::read_to_string(workspace_root().join("Pulumi.dev.yaml")) {
             let dev: serde_yaml::Value = serde_yaml::from_str(&dev).unwrap();
             if let Some(region) = dev["config"].get("aws:region") {
-                assert_eq!(&config["aws:region"], region, "the dev stack's settings are kept");
+                assert_eq!(
+                    &config["aws:region"], region,
+                    "the dev stack's settings are kept"
+                );
             }
         }
     }

@@ -862,16 +862,28 @@ impl Report {
         )
     }
 
+    /// The report as one JSON document, verdict first.
     pub fn to_json(&self) -> String {
-        let document = json!({
-            "distribution": self.distribution,
-            "direct": self.direct,
-            "ok": self.ok(),
-            "passed": self.count(Status::Pass),
-            "failed": self.count(Status::Fail),
-            "skipped": self.count(Status::Skip),
-            "checks": self.checks,
-        });
+        #[derive(Serialize)]
+        struct Document<'a> {
+            ok: bool,
+            passed: usize,
+            failed: usize,
+            skipped: usize,
+            distribution: &'a str,
+            direct: &'a str,
+            checks: &'a [Outcome],
+        }
+        let document = Document {
+            ok: self.ok(),
+            passed: self.count(Status::Pass),
+            failed: self.count(Status::Fail),
+            skipped: self.count(Status::Skip),
+            distribution: &self.distribution,
+            direct: &self.direct,
+            checks: &self.checks,
+        };
+        // Plain data (strings, numbers, a map with string keys) always serialises.
         serde_json::to_string_pretty(&document).unwrap_or_else(|_| Value::Null.to_string())
     }
 }

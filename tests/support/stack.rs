@@ -34,6 +34,7 @@ pub use devstack::stack::Endpoints;
 #[derive(Debug, Clone, Default)]
 pub struct StackConfig {
     overrides: BTreeMap<String, serde_yaml::Value>,
+    max_concurrency: Option<usize>,
 }
 
 impl StackConfig {
@@ -44,6 +45,12 @@ impl StackConfig {
     /// Sets a config key of `Pulumi.yaml`'s `config` block, e.g. `rateLimit`.
     pub fn set(mut self, key: &str, value: impl Into<serde_yaml::Value>) -> Self {
         self.overrides.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// The most function processes at once (`devstack up --max-concurrency`).
+    pub fn max_concurrency(mut self, processes: usize) -> Self {
+        self.max_concurrency = Some(processes);
         self
     }
 
@@ -300,6 +307,9 @@ impl Stack {
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("opening the stack's log file")?)
             .stderr(log);
+        if let Some(processes) = config.max_concurrency {
+            command.arg("--max-concurrency").arg(processes.to_string());
+        }
         if std::env::var_os("RUST_LOG").is_none() {
             command.env("RUST_LOG", "info");
         }

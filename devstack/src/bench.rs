@@ -940,30 +940,72 @@ async fn echo(ws: &mut Ws, frame: &str) -> anyhow::Result<Duration> {
     Ok(started.elapsed())
 }
 
-/// The floor: a plain tokio-tungstenite server echoing text frames.
-async fn start_echo_server() -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.context("binding the echo server")?;
-    let addr = listener.local_addr().context("reading the echo server's address")?;
-    let task = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let _ = stream.set_nodelay(true);
-                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
-                while let Some(Ok(message)) = ws.next().await {
-                    match message {
-                        Message::Text(_) | Message::Binary(_) => {
-                            if ws.send(message).await.is_err() {
-                                return;
-                            }
-                        }
-                        Message::Close(_) => return,
-                        _ => {}
+/// The floor: a plain tokio-tungstenite server echoing text frames, on its
+/// own thread and runtime. Like any server (the stack runs in its own
+/// process) it is woken across threads; sharing the clients' runtime would
+/// let an echo skip that wake-up and make the floor lower than any real
+/// server can go.
+struct EchoServer {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EchoServer {
+    fn start() -> anyhow::Result<EchoServer> {
+        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("binding the echo server")?;
+        listener.set_nonblocking(true).context("making the echo listener non-blocking")?;
+        let addr = listener.local_addr().context("reading the echo server's address")?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("building the echo server's runtime")?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("echo-floor".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let Ok(listener) = TcpListener::from_std(listener) else { return };
+                    tokio::select! {
+                        _ = stopped => {}
+                        _ = serve_echo(listener) => {}
                     }
-                }
-            });
+                });
+            })
+            .context("starting the echo server's thread")?;
+        Ok(EchoServer { addr, stop: Some(stop), thread: Some(thread) })
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
         }
-    });
-    Ok((addr, task))
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn serve_echo(listener: TcpListener) {
+    while let Ok((stream, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
+            while let Some(Ok(message)) = ws.next().await {
+                match message {
+                    Message::Text(_) | Message::Binary(_) => {
+                        if ws.send(message).await.is_err() {
+                            return;
+                        }
+                    }
+                    Message::Close(_) => return,
+                    _ => {}
+                }
+            }
+        });
+    }
 }
 
 /// Opens `n` connections, at most 32 handshakes at a time.
@@ -1047,7 +1089,8 @@ async fn sustained(addr: SocketAddr, path: &str, clients: usize, messages: usize
 
 async fn bench_stack(args: &BenchArgs, env: &BenchEnv) -> anyhow::Result<StackReport> {
     let mut report = StackReport::default();
-    let (echo_addr, echo_task) = start_echo_server().await?;
+    let echo_server = EchoServer::start()?;
+    let echo_addr = echo_server.addr;
     eprintln!("bench: echo floor on {echo_addr}");
     let floor = async {
         report.echo_handshake = handshakes(echo_addr, "/", args.handshakes).await?;
@@ -1062,7 +1105,7 @@ async fn bench_stack(args: &BenchArgs, env: &BenchEnv) -> anyhow::Result<StackRe
         anyhow::Ok(())
     }
     .await;
-    echo_task.abort();
+    drop(echo_server);
     floor.context("measuring the echo floor")?;
 
     let stack = BenchStack::start(env).await?;
@@ -1421,11 +1464,11 @@ mod tests {
     #[tokio::test]
     async fn the_echo_floor_echoes() {
         let test = async {
-            let (addr, task) = start_echo_server().await?;
-            let mut ws = connect(addr, "/", source_address(0)).await?;
+            let server = EchoServer::start()?;
+            let mut ws = connect(server.addr, "/", source_address(0)).await?;
             let took = echo(&mut ws, "hello").await?;
             close(ws).await;
-            task.abort();
+            drop(server);
             anyhow::Ok(took)
         };
         let result = tokio::time::timeout(Duration::from_secs(20), test).await;

@@ -40,7 +40,12 @@ async fn ctrl_c_closes_every_client_and_ends_every_process() -> anyhow::Result<(
     let before = stack.processes();
     ensure!(
         before.len() >= 2,
-        "expected the stack and the processes it started, found {before:?}"
+        "expected the DynamoDB server and a function process among the stack's children, found {before:?}"
+    );
+
+    ensure!(
+        !stack.function_pids().is_empty(),
+        "no function process among {before:?}"
     );
 
     let closed = tokio::spawn(async move { client.expect_close().await });

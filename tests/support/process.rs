@@ -83,6 +83,32 @@ pub fn children(pid: u32) -> Vec<u32> {
     found
 }
 
+/// Every living descendant of `pid` (children, their children, …).
+pub fn descendants(pid: u32) -> Vec<ProcessInfo> {
+    let mut found = Vec::new();
+    let mut queue = vec![pid];
+    while let Some(parent) = queue.pop() {
+        for child in children(parent) {
+            if let Some(info) = ProcessInfo::read(child).filter(|p| !p.is_zombie()) {
+                queue.push(info.pid);
+                found.push(info);
+            }
+        }
+    }
+    found.sort_by_key(|p| p.pid);
+    found
+}
+
+/// Those of `processes` still alive (same pid and name, not a zombie).
+pub fn still_alive(processes: &[ProcessInfo]) -> Vec<ProcessInfo> {
+    processes
+        .iter()
+        .filter_map(|p| {
+            ProcessInfo::read(p.pid).filter(|now| now.name == p.name && !now.is_zombie())
+        })
+        .collect()
+}
+
 /// Every living (non-zombie) process in process group `group`.
 pub fn group_members(group: u32) -> Vec<ProcessInfo> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -191,6 +217,42 @@ mod tests {
         let me = ProcessInfo::read(std::process::id()).unwrap();
         assert_eq!(me.pid, std::process::id());
         assert!(group_members(me.group).iter().any(|p| p.pid == me.pid));
+    }
+
+    #[test]
+    fn descendants_include_grandchildren_and_end_with_them() {
+        let mut command = Command::new("sh");
+        command.args(["-c", "sleep 30 & wait"]);
+        let mut child = spawn_guarded(command).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut found = descendants(std::process::id());
+        while !found
+            .iter()
+            .any(|p| p.name == "sleep" && p.parent == child.id())
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no grandchild in {found:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            found = descendants(std::process::id());
+        }
+        let family: Vec<ProcessInfo> = found
+            .into_iter()
+            .filter(|p| p.pid == child.id() || p.parent == child.id())
+            .collect();
+        assert_eq!(still_alive(&family).len(), 2);
+        signal_group(child.id(), Signal::KILL).unwrap();
+        child.wait().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !still_alive(&family).is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still alive: {:?}",
+                still_alive(&family)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     #[test]

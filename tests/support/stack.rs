@@ -212,7 +212,7 @@ impl Running {
     }
 
     /// SIGINT (Ctrl-C), a bounded wait, then SIGKILL for the process and
-    /// whatever is left of its process group.
+    /// whatever it started that is still alive.
     fn interrupt(&mut self) -> Shutdown {
         let Some(mut child) = self.child.take() else {
             return Shutdown {
@@ -221,6 +221,9 @@ impl Running {
             };
         };
         let group = child.id();
+        // Function processes may run in process groups of their own: what
+        // the stack started is what descends from it now.
+        let started: Vec<ProcessInfo> = process::descendants(child.id());
         let _ = process::signal(child.id(), Signal::INT);
         let status = wait_bounded(&mut child, STOP_TIMEOUT).ok().flatten();
         if status.is_none() {
@@ -228,15 +231,25 @@ impl Running {
             let _ = child.wait();
         }
         // Children get a moment to notice their parent is gone.
+        let alive = || {
+            let mut alive = process::still_alive(&started);
+            for member in process::group_members(group) {
+                if !alive.iter().any(|p| p.pid == member.pid) {
+                    alive.push(member);
+                }
+            }
+            alive
+        };
         let deadline = Instant::now() + Duration::from_secs(5);
-        let mut leftovers = process::group_members(group);
+        let mut leftovers = alive();
         while !leftovers.is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
-            leftovers = process::group_members(group);
+            leftovers = alive();
         }
-        if !leftovers.is_empty() {
-            let _ = process::signal_group(group, Signal::KILL);
+        for process in &leftovers {
+            let _ = process::signal(process.pid, Signal::KILL);
         }
+        let _ = process::signal_group(group, Signal::KILL);
         Shutdown { status, leftovers }
     }
 }
@@ -414,9 +427,10 @@ impl Stack {
             .collect()
     }
 
-    /// Every living process of the stack's process group, the stack included.
+    /// Every living process the stack started (function processes, the
+    /// DynamoDB server, …), not the stack itself.
     pub fn processes(&self) -> Vec<ProcessInfo> {
-        self.pid().map(process::group_members).unwrap_or_default()
+        self.pid().map(process::descendants).unwrap_or_default()
     }
 
     /// Stops the stack as Ctrl-C would and reports how it ended. Processes

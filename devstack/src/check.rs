@@ -586,9 +586,17 @@ pub struct Connector {
 impl Connector {
     /// `limit` bounds each step.
     pub fn new(limit: Duration) -> Self {
+        let mozilla = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        Connector::with_roots(limit, mozilla)
+    }
+
+    /// A connector that trusts only `roots` (a private CA, a test certificate).
+    pub fn with_roots(limit: Duration, roots: rustls::RootCertStore) -> Self {
         Connector {
             limit,
-            tls: tls_config().map(Arc::new).map_err(|e| e.to_string()),
+            tls: tls_config(roots).map(Arc::new).map_err(|e| e.to_string()),
         }
     }
 
@@ -704,13 +712,11 @@ pub fn classify_handshake_error(error: tungstenite::Error) -> ConnectError {
     }
 }
 
-/// TLS with the Mozilla root certificates, as a browser would verify
-/// CloudFront's certificate; the crypto provider is named explicitly so it
-/// does not depend on which rustls features other crates enable.
-fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
+/// TLS trusting `roots` (the Mozilla root certificates for [`Connector::new`],
+/// so CloudFront's certificate is verified as a browser would); the crypto
+/// provider is named explicitly so it does not depend on which rustls
+/// features other crates enable.
+fn tls_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, rustls::Error> {
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
@@ -1218,6 +1224,78 @@ mod tests {
             other => panic!("expected a TLS failure, got {:?}", other.err()),
         }
         tokio::time::timeout(LIMIT, server).await.unwrap().unwrap();
+    }
+
+    /// A loopback wss:// server with a self-signed certificate for
+    /// `localhost`: accepts one WebSocket, answers one text frame with "ok".
+    async fn tls_server() -> (
+        Endpoint,
+        rustls::pki_types::CertificateDer<'static>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let cert = certified.cert.der().clone();
+        let key =
+            rustls::pki_types::PrivateKeyDer::Pkcs8(certified.key_pair.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    continue;
+                };
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tls).await else {
+                    continue;
+                };
+                if let Some(Ok(Message::Text(_))) = ws.next().await {
+                    let _ = ws.send(Message::text("ok")).await;
+                }
+            }
+        });
+        let endpoint = Endpoint::parse(&format!("wss://localhost:{port}/prod")).unwrap();
+        (endpoint, cert, server)
+    }
+
+    #[tokio::test]
+    async fn a_wss_handshake_is_encrypted_and_verified() {
+        let (endpoint, cert, server) = tls_server().await;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let mut connected = Connector::with_roots(LIMIT, roots)
+            .connect(&endpoint, None)
+            .await
+            .unwrap();
+        assert!(
+            connected.timings.tls.is_some(),
+            "wss:// must time a TLS step"
+        );
+        connected.ws.send(Message::text("hello")).await.unwrap();
+        let reply = tokio::time::timeout(LIMIT, connected.ws.next())
+            .await
+            .unwrap();
+        assert!(
+            matches!(reply, Some(Ok(Message::Text(ref t))) if t.as_str() == "ok"),
+            "{reply:?}"
+        );
+
+        // Not signed by a CA it trusts: a TLS failure, not a handshake one.
+        match Connector::new(LIMIT).connect(&endpoint, None).await {
+            Err(ConnectError::Tls { host, detail }) => {
+                assert_eq!(host, "localhost");
+                assert!(detail.contains("certificate"), "{detail}");
+            }
+            other => panic!("expected a TLS failure, got {:?}", other.err()),
+        }
+        server.abort();
     }
 
     #[tokio::test]

@@ -904,6 +904,8 @@ fn ms(duration: Duration) -> String {
 }
 
 #[cfg(test)]
+// tungstenite's handshake callbacks return its `ErrorResponse` by value.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -253,7 +253,7 @@ impl Stack {
         let env = function_env(&topology, &endpoints, api_addr, dynamodb.endpoint())?;
         let pool = LambdaPool::start(FunctionConfig {
             binary,
-            name: format!("{}-{}-websocket-handler", topology.project, topology.stack),
+            name: topology.function.name.clone(),
             env,
             memory_mb: topology.function.memory_mb,
             timeout: Duration::from_secs(u64::from(topology.function.timeout_secs)),

@@ -72,6 +72,8 @@ pub struct WafSpec {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct FunctionSpec {
+    /// The function's `name` (Lambda's `AWS_LAMBDA_FUNCTION_NAME`).
+    pub name: String,
     pub memory_mb: u32,
     pub timeout_secs: u32,
     /// `environment.variables`, with config and variables already substituted;

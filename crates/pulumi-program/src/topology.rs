@@ -123,6 +123,7 @@ pub(crate) fn build(program: &Program) -> Result<Topology, Error> {
         }
     }
     let function_spec = FunctionSpec {
+        name: reader.string(&function, "name")?,
         memory_mb: reader
             .optional_number(&function, "memorySize")?
             .unwrap_or(DEFAULT_MEMORY_MB),

@@ -51,6 +51,7 @@ fn the_dev_topology_is_what_the_program_declares() {
     assert_eq!(topology.waf.rate_rule_name, "rate-limit-per-ip");
     assert_eq!(topology.waf.rate_limit, 2000);
     assert_eq!(topology.waf.evaluation_window_secs, 300);
+    assert_eq!(topology.function.name, "websocket-waf-dev-handler");
     assert_eq!(topology.function.memory_mb, 256);
     assert_eq!(topology.function.timeout_secs, 10);
     assert_eq!(topology.table.name, "websocket-waf-dev-connections");

@@ -82,8 +82,9 @@ pub struct BenchArgs {
     /// The workspace root (Cargo.toml, Pulumi.yaml, bench/, target/).
     #[arg(long, default_value = ".")]
     pub root: PathBuf,
-    /// Where the host builds of the functions are (default: the directory of
-    /// this executable, i.e. target/release for `cargo run --release`).
+    /// Where the host builds of the functions are [default: the directory of
+    /// this executable, i.e. target/release for `cargo run --release`, after
+    /// building them there with cargo].
     #[arg(long)]
     pub bin_dir: Option<PathBuf>,
 }
@@ -92,6 +93,12 @@ pub struct BenchArgs {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let env = BenchEnv::new(&args)?;
     eprintln!("bench: binaries from {}, scratch in {}", env.bin_dir.display(), env.scratch.display());
+    if cfg!(debug_assertions) {
+        eprintln!("bench: this is a debug build; the figures mean little (use `cargo run --release -p devstack -- bench`)");
+    }
+    if args.bin_dir.is_none() {
+        build_functions(&env).await?;
+    }
     let mut report = Report::default();
     if !args.stack_only {
         if args.build_zips {
@@ -505,7 +512,7 @@ impl Report {
     }
 }
 
-/// "2 CPUs (model), 23.4 GiB RAM, Linux x.y" from /proc; best effort.
+/// "2 CPUs (model), 23.4 GiB RAM, Linux x.y, arch; load average …" from /proc; best effort.
 fn machine_line() -> String {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -522,11 +529,15 @@ fn machine_line() -> String {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    // Other work on the machine moves the figures; the load says how much.
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
     format!(
-        "{cpus} CPUs ({model}), {:.1} GiB RAM, Linux {}, {}",
+        "{cpus} CPUs ({model}), {:.1} GiB RAM, Linux {}, {}; load average at the end {}",
         mem_kib as f64 / (1024.0 * 1024.0),
         kernel.trim(),
-        std::env::consts::ARCH
+        std::env::consts::ARCH,
+        load.join(" ")
     )
 }
 
@@ -808,6 +819,28 @@ async fn run_step(command: &mut Command, what: &str) -> anyhow::Result<()> {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
+    }
+    Ok(())
+}
+
+/// Builds the host binaries of the two Rust functions into this
+/// executable's profile (`cargo` does nothing when they are up to date), so
+/// the command works on a fresh checkout.
+async fn build_functions(env: &BenchEnv) -> anyhow::Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(&cargo);
+    command
+        .current_dir(&env.root)
+        .args(["build", "-p", "websocket-handler", "-p", "hello-lambda"])
+        .stdin(Stdio::null());
+    if !cfg!(debug_assertions) {
+        command.arg("--release");
+    }
+    eprintln!("bench: building websocket-handler and hello-lambda (cargo build -p websocket-handler -p hello-lambda{})",
+        if cfg!(debug_assertions) { "" } else { " --release" });
+    let status = command.status().await.context("running cargo build (is cargo on PATH?)")?;
+    if !status.success() {
+        bail!("building the functions failed ({status}); cargo printed why above");
     }
     Ok(())
 }

@@ -94,20 +94,7 @@ pub async fn check(args: &CheckArgs, mut on_outcome: impl FnMut(&Outcome)) -> Re
         Ok(edge) => {
             through_distribution(&connector, &edge, args.messages, limit, &mut record).await
         }
-        Err(error) => {
-            record(Outcome::fail(names::HANDSHAKE, error.to_string()));
-            for name in [
-                names::PING,
-                names::BROADCAST,
-                names::ROUND_TRIP,
-                names::CLOSE,
-            ] {
-                record(Outcome::skip(
-                    name,
-                    "no connection through the distribution",
-                ));
-            }
-        }
+        Err(error) => no_distribution(error.to_string(), &mut record),
     }
 
     let direct = Endpoint::parse(&args.direct);
@@ -136,6 +123,15 @@ pub mod names {
     pub const DIRECT_WRONG_KEY: &str = "direct-wrong-key";
 }
 
+/// The handshake through the distribution failed: it fails, and the checks
+/// that need that connection are skipped.
+fn no_distribution(why: String, record: &mut impl FnMut(Outcome)) {
+    record(Outcome::fail(names::HANDSHAKE, why));
+    for name in [names::PING, names::BROADCAST, names::ROUND_TRIP, names::CLOSE] {
+        record(Outcome::skip(name, "no connection through the distribution"));
+    }
+}
+
 async fn through_distribution(
     connector: &Connector,
     edge: &Endpoint,
@@ -149,21 +145,7 @@ async fn through_distribution(
             connected.ws
         }
         Err(error) => {
-            record(Outcome::fail(
-                names::HANDSHAKE,
-                format!("through the distribution: {error}"),
-            ));
-            for name in [
-                names::PING,
-                names::BROADCAST,
-                names::ROUND_TRIP,
-                names::CLOSE,
-            ] {
-                record(Outcome::skip(
-                    name,
-                    "no connection through the distribution",
-                ));
-            }
+            no_distribution(format!("through the distribution: {error}"), record);
             return;
         }
     };

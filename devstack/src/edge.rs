@@ -180,15 +180,7 @@ impl Edge {
     /// Serves until [`Edge::stop_accepting`]; relays already open go on
     /// until either side closes.
     pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
-        let mut shutdown = self.shared.shutdown.subscribe();
-        let app = self
-            .router()
-            .into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.wait_for(|down| *down).await;
-            })
-            .await
+        websocket::serve(listener, self.router(), self.shared.shutdown.subscribe()).await
     }
 
     pub fn stop_accepting(&self) {

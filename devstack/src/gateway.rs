@@ -293,15 +293,7 @@ impl Gateway {
 
     /// Serves until [`Gateway::shutdown`] begins.
     pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
-        let mut shutdown = self.shared.shutdown.subscribe();
-        let app = self
-            .router()
-            .into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.wait_for(|down| *down).await;
-            })
-            .await
+        websocket::serve(listener, self.router(), self.shared.shutdown.subscribe()).await
     }
 
     /// Open connections.

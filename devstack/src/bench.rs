@@ -51,7 +51,7 @@ const BROADCAST_TARGET_SIZE: usize = 1000;
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// Cold starts per function (a new process each); the median is reported.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 20)]
     pub cold_starts: usize,
     /// Warm invocations per function, after its cold start.
     #[arg(long, default_value_t = 300)]

@@ -62,8 +62,8 @@ struct UpArgs {
     max_concurrency: usize,
 }
 
-fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+fn init_tracing(default_level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -101,7 +101,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // The bench's own Lambda pools would log every invocation it times.
+    init_tracing(if matches!(cli.command, Some(Command::Bench(_))) { "warn" } else { "info" });
     match cli.command {
         Some(Command::Check(args)) => devstack::check::run(args).await,
         Some(Command::Bench(args)) => report(devstack::bench::run(args).await),

@@ -492,10 +492,10 @@ impl Report {
         let mut notes: Vec<&str> = Vec::new();
         if let Some(f) = &self.functions {
             for zip in [&f.handler.zip, &f.hello.zip, &f.python.zip] {
-                if let ZipSize::Missing(why) = zip {
-                    if !notes.contains(&why.as_str()) {
-                        notes.push(why);
-                    }
+                if let ZipSize::Missing(why) = zip
+                    && !notes.contains(&why.as_str())
+                {
+                    notes.push(why);
                 }
             }
         }
@@ -1027,14 +1027,11 @@ async fn serve_echo(listener: TcpListener) {
             let _ = stream.set_nodelay(true);
             let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
             while let Some(Ok(message)) = ws.next().await {
-                match message {
-                    Message::Text(_) | Message::Binary(_) => {
-                        if ws.send(message).await.is_err() {
-                            return;
-                        }
-                    }
-                    Message::Close(_) => return,
-                    _ => {}
+                if message.is_close() {
+                    return;
+                }
+                if (message.is_text() || message.is_binary()) && ws.send(message).await.is_err() {
+                    return;
                 }
             }
         });

@@ -9,6 +9,7 @@
 pub mod broadcast;
 pub mod event;
 pub mod handler;
+pub mod https_client;
 pub mod messenger;
 pub mod registry;
 pub mod routes;

@@ -1,10 +1,12 @@
-//! The Lambda bootstrap: reads the settings, builds the AWS clients once and
-//! serves events with [`websocket_handler::handle`] until the runtime stops.
+//! The Lambda bootstrap: reads the settings, builds the AWS clients once (over
+//! [`https_client`], which trusts AWS's root CAs only) and serves events with
+//! [`websocket_handler::handle`] until the runtime stops.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
+use websocket_handler::https_client::https_client;
 use websocket_handler::messenger::ManagementApi;
 use websocket_handler::registry::DynamoDbRegistry;
 use websocket_handler::settings::Settings;
@@ -13,7 +15,8 @@ use websocket_handler::settings::Settings;
 async fn main() -> Result<(), Error> {
     init_tracing();
     let settings = Settings::from_env().inspect_err(|error| tracing::error!(%error, "cannot start"))?;
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let http_client = https_client().inspect_err(|error| tracing::error!(%error, "cannot start"))?;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http_client).load().await;
     let registry = DynamoDbRegistry::new(aws_sdk_dynamodb::Client::new(&sdk), &settings.connections_table);
     let messengers = ManagementApi::new(&sdk, settings.management_endpoint.as_deref());
     tracing::info!(table = %settings.connections_table, management_endpoint = ?messengers.source(), "initialised");

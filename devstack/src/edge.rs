@@ -13,9 +13,14 @@
 //!   bytes: the WebSocket is spoken end to end between client and origin, so
 //!   frames keep their boundaries (API Gateway's 32 KB frame limit sees the
 //!   client's own frames), pings reach the origin (and count as activity),
-//!   and close frames and codes (e.g. 1009) pass unchanged.
+//!   and close frames and codes (e.g. 1009) pass unchanged. When one side
+//!   ends its connection, the edge passes that on as a half-close (FIN) and
+//!   keeps relaying — or, once the other side is gone, reading and
+//!   discarding — what the other side still sends, for a bounded time, so a
+//!   close frame is never lost to a reset from the edge.
 
 use std::collections::{HashMap, VecDeque};
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,6 +35,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hyper_util::rt::TokioIo;
 use pulumi_program::WafSpec;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, warn};
@@ -280,15 +286,71 @@ async fn edge_handler(
                 return;
             }
         };
-        let (mut client, mut origin) = (client, TokioIo::new(origin));
-        let outcome = tokio::io::copy_bidirectional(&mut client, &mut origin).await;
+        let (sent, received) = relay(client, TokioIo::new(origin)).await;
         debug!(
-            ?outcome,
+            ?sent,
+            ?received,
             duration_ms = started.elapsed().as_millis() as u64,
             "edge relay ended"
         );
     });
     response
+}
+
+/// Relays bytes between the client and the origin until both directions
+/// end; the bytes each way (client to origin first), or how that direction
+/// failed. When one direction ends, the other gets [`websocket::LINGER`] to
+/// end too: the origin's close frame and FIN reach the client while the
+/// client's last bytes (its close reply, or the rest of an oversize frame)
+/// are still read, instead of both sockets being dropped with bytes unread —
+/// which makes the kernel send a reset that can discard the close frame
+/// before the client reads it.
+async fn relay<C, O>(client: C, origin: O) -> (io::Result<u64>, io::Result<u64>)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    O: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut client_read, mut client_write) = tokio::io::split(client);
+    let (mut origin_read, mut origin_write) = tokio::io::split(origin);
+    let up = pipe(&mut client_read, &mut origin_write);
+    let down = pipe(&mut origin_read, &mut client_write);
+    tokio::pin!(up, down);
+    let lingering = |rest: Result<io::Result<u64>, _>| {
+        rest.unwrap_or_else(|_| Err(io::Error::from(io::ErrorKind::TimedOut)))
+    };
+    tokio::select! {
+        sent = &mut up => (sent, lingering(tokio::time::timeout(websocket::LINGER, down).await)),
+        received = &mut down => (lingering(tokio::time::timeout(websocket::LINGER, up).await), received),
+    }
+}
+
+/// Copies `from` to `to` until `from` ends or fails, then half-closes `to`
+/// (FIN). When `to` fails, the rest of `from` is read and discarded, so
+/// `from`'s bytes never stay unread.
+async fn pipe<R, W>(from: &mut R, to: &mut W) -> io::Result<u64>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buffer = vec![0; 16 * 1024];
+    let mut copied = 0;
+    loop {
+        let n = match from.read(&mut buffer).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(error) => {
+                let _ = to.shutdown().await;
+                return Err(error);
+            }
+        };
+        if let Err(error) = to.write_all(&buffer[..n]).await {
+            websocket::discard(from).await;
+            return Err(error);
+        }
+        copied += n as u64;
+    }
+    to.shutdown().await?;
+    Ok(copied)
 }
 
 /// Sends the handshake to the origin over a new connection (HTTP/1.1 with

@@ -69,8 +69,9 @@ const DEFAULT_API_KEY_HEADER: &str = "x-api-key";
 /// Frames queued for one connection (management API posts, error frames)
 /// before a poster waits.
 const OUTBOUND_QUEUE: usize = 256;
-/// How long a closing connection waits for the peer's close frame.
-const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
+/// How long a closing connection waits for the peer's close frame and reads
+/// what the peer still sends.
+const CLOSE_HANDSHAKE: Duration = websocket::LINGER;
 
 /// API Gateway's WebSocket limits; tests shrink the timeouts.
 #[derive(Debug, Clone, Copy)]
@@ -675,7 +676,7 @@ async fn run_connection(
                     Message::Text(text) => spawn_message(shared, info, text.to_string(), false, &outbound_tx),
                     Message::Binary(bytes) => spawn_message(shared, info, STANDARD.encode(&bytes), true, &outbound_tx),
                     Message::Close(frame) => {
-                        drain(&mut socket).await;
+                        drain(&mut socket, tokio::time::Instant::now() + CLOSE_HANDSHAKE).await;
                         return match frame {
                             Some(frame) => Disconnect { status_code: frame.code.into(), reason: frame.reason.to_string() },
                             None => Disconnect::new(1005, "Client-side close frame status not set"),
@@ -702,25 +703,33 @@ async fn run_connection(
     }
 }
 
-/// Sends the close frame for `disconnect` and waits briefly for the peer's.
+/// Sends the close frame for `disconnect` and ends the connection with
+/// [`drain`]. Also after a frame-size error: tungstenite's stream is over
+/// then, but the socket still writes, and the client may still be sending the
+/// rest of its oversize frame, which `drain` reads.
 async fn close(socket: &mut ServerSocket, disconnect: Disconnect) -> Disconnect {
+    let deadline = tokio::time::Instant::now() + CLOSE_HANDSHAKE;
     let frame = CloseFrame {
         code: CloseCode::from(disconnect.status_code),
         reason: disconnect.reason.clone().into(),
     };
-    if socket.send(Message::Close(Some(frame))).await.is_ok() {
-        drain(socket).await;
-    }
+    // `send` returns once the frame is flushed to the socket; bounded, as a
+    // client that reads nothing can leave no room for it.
+    let _ = tokio::time::timeout_at(deadline, socket.send(Message::Close(Some(frame)))).await;
+    drain(socket, deadline).await;
     disconnect
 }
 
-/// Reads until the peer finishes the close handshake (or a short timeout), so
-/// queued close frames are flushed.
-async fn drain(socket: &mut ServerSocket) {
-    let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+/// Ends a connection whose close frame is sent (ours, or tungstenite's reply
+/// to the client's): reads the client's frames until its close frame (which
+/// also flushes a queued reply), then the lingering close — FIN, and the
+/// client's remaining bytes read and discarded — all by `deadline`.
+async fn drain(socket: &mut ServerSocket, deadline: tokio::time::Instant) {
+    let _ = tokio::time::timeout_at(deadline, async {
         while let Some(Ok(_)) = socket.next().await {}
     })
     .await;
+    websocket::linger(socket.get_mut(), deadline).await;
 }
 
 /// Removes the connection and runs `$disconnect`.

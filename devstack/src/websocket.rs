@@ -5,14 +5,48 @@
 //! handshake's status only after async work (the WAF rule and the upstream
 //! handshake; the `$connect` invocation), and the API layer must see
 //! tungstenite's own frame-size errors to close with 1009 as API Gateway does.
+//!
+//! It also holds the lingering close both use: a server that drops a socket
+//! while the peer's bytes are still unread makes its kernel answer with a TCP
+//! reset instead of a FIN, and the reset makes the peer's kernel discard what
+//! the peer has received but not read yet — such as the close frame (1009)
+//! sent just before. So the side that ends a connection half-closes it and
+//! reads (and discards) what the peer still sends, for a bounded time.
+
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+/// How long a side that ends a connection keeps reading what the peer still
+/// sends (the close handshake included).
+pub const LINGER: Duration = Duration::from_secs(2);
+
+/// Reads and discards `reader`'s bytes until it ends or fails.
+pub async fn discard<R: AsyncRead + Unpin>(reader: &mut R) {
+    let mut buffer = vec![0; 16 * 1024];
+    while let Ok(1..) = reader.read(&mut buffer).await {}
+}
+
+/// The lingering close of a connection whose last bytes (a close frame) are
+/// written: flushes and half-closes `io` (FIN), then discards what the peer
+/// still sends until it closes its side too, or until `deadline`. Dropping
+/// `io` after that sends no reset over bytes the peer sent in the meantime.
+pub async fn linger<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S, deadline: Instant) {
+    let _ = tokio::time::timeout_at(deadline, async {
+        // A failed shutdown means the connection is already gone; reading says so too.
+        let _ = io.shutdown().await;
+        discard(io).await;
+    })
+    .await;
+}
 
 /// Serves `router` on `listener`, with each client's address, until
 /// `shutdown` turns true; connections already upgraded go on.

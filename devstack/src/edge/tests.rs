@@ -3,15 +3,16 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use aws_sdk_apigatewaymanagement::primitives::Blob;
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 
 use super::*;
 use crate::gateway::tests::{
-    KEY, Running, close_code, config, connect, next_text, ok, refused_status, start, start_with,
+    KEY, Running, close_code, config, connect, ends_cleanly, next_text, ok, refused_status, start,
+    start_with,
 };
 use crate::invoke::InvokeError;
 
@@ -186,6 +187,87 @@ async fn oversize_messages_close_with_1009_through_the_edge() {
     assert_eq!(close_code(&mut client).await, Some(CloseCode::Size));
     let disconnect = gateway.next_event_of("DISCONNECT").await;
     assert_eq!(disconnect["requestContext"]["disconnectStatusCode"], 1009);
+}
+
+/// The lingering close through the edge: the API layer's 1009 reaches a
+/// client that is still sending its oversize frame and reads only later —
+/// the edge passes the origin's end on as a half-close and keeps relaying
+/// (or discarding) the client's bytes rather than dropping both sockets.
+#[tokio::test]
+async fn a_client_reading_late_after_an_oversize_frame_gets_1009_through_the_edge() {
+    let mut gateway = start().await;
+    let edge = edge_for(&gateway, 100).await;
+    let mut client = connect(&edge, None).await.expect("accepted");
+    gateway.next_event_of("CONNECT").await;
+    client
+        .send(Message::binary(vec![b'x'; 1024 * 1024]))
+        .await
+        .expect("the whole frame is sent: edge and API layer read what follows the close");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(close_code(&mut client).await, Some(CloseCode::Size));
+    ends_cleanly(&mut client).await;
+    let disconnect = gateway.next_event_of("DISCONNECT").await;
+    assert_eq!(disconnect["requestContext"]["disconnectStatusCode"], 1009);
+}
+
+/// An origin that answers the handshake, sends a 1009 close frame on the
+/// client's first frame and then resets the connection (zero linger) — the
+/// worst an origin can do to a close frame on its way to the client.
+async fn resetting_origin() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let config = WebSocketConfig::default().max_frame_size(Some(1024));
+                let Ok(mut ws) =
+                    tokio_tungstenite::accept_async_with_config(stream, Some(config)).await
+                else {
+                    return;
+                };
+                let _ = ws.next().await;
+                let close = CloseFrame {
+                    code: CloseCode::Size,
+                    reason: "".into(),
+                };
+                let _ = ws.send(Message::Close(Some(close))).await;
+                let _ = ws.get_ref().set_zero_linger();
+            });
+        }
+    });
+    addr
+}
+
+/// The edge's half of the lingering close: when the origin resets the
+/// connection right after its close frame, the edge still passes the close
+/// frame on, then ends the client's connection with a FIN while reading the
+/// rest of what the client sends — no reset reaches the client.
+#[tokio::test]
+async fn an_origin_reset_after_its_close_frame_reaches_the_client_as_close_and_fin() {
+    let edge = Edge::new(EdgeConfig {
+        origin: format!("ws://{}/prod", resetting_origin().await),
+        origin_api_key_header: "x-api-key".into(),
+        api_key: KEY.into(),
+        waf: waf(100),
+    })
+    .expect("valid edge config");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(edge.serve(listener));
+    let mut client = connect(&format!("ws://{addr}/"), None)
+        .await
+        .expect("accepted");
+    client
+        .send(Message::binary(vec![b'x'; 1024 * 1024]))
+        .await
+        .expect("the whole frame is sent: the edge reads what follows the origin's end");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(close_code(&mut client).await, Some(CloseCode::Size));
+    ends_cleanly(&mut client).await;
 }
 
 #[tokio::test]

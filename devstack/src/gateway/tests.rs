@@ -202,6 +202,15 @@ pub(crate) async fn close_code(client: &mut Client) -> Option<CloseCode> {
     }
 }
 
+/// After the server's close frame, the connection ends with the server's FIN
+/// (the stream simply ends), not with a reset.
+pub(crate) async fn ends_cleanly(client: &mut Client) {
+    let next = tokio::time::timeout(WAIT, client.next())
+        .await
+        .expect("the server ends the connection within the timeout");
+    assert!(next.is_none(), "expected the stream to end, got {next:?}");
+}
+
 #[tokio::test]
 async fn connect_without_the_key_is_refused_without_invoking() {
     let mut running = start().await;
@@ -573,6 +582,26 @@ async fn oversize_frames_close_with_1009_and_run_disconnect() {
     assert_eq!(close_code(&mut client).await, Some(CloseCode::Size));
     let disconnect = running.next_event_of("DISCONNECT").await;
     assert_eq!(disconnect["requestContext"]["connectionId"], id.as_str());
+    assert_eq!(disconnect["requestContext"]["disconnectStatusCode"], 1009);
+}
+
+/// The lingering close: a client whose oversize frame is still arriving when
+/// the API layer closes, and which reads only later, still gets the 1009
+/// close frame — the API layer half-closes and reads the rest of the frame
+/// instead of dropping a socket with unread input (which sends an RST that
+/// makes the client's kernel discard the close frame it holds unread).
+#[tokio::test]
+async fn a_client_reading_late_after_an_oversize_frame_still_gets_1009() {
+    let mut running = start().await;
+    let (mut client, _id) = running.connected().await;
+    client
+        .send(Message::binary(vec![b'x'; 1024 * 1024]))
+        .await
+        .expect("the whole frame is sent: the API layer reads what follows its close");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(close_code(&mut client).await, Some(CloseCode::Size));
+    ends_cleanly(&mut client).await;
+    let disconnect = running.next_event_of("DISCONNECT").await;
     assert_eq!(disconnect["requestContext"]["disconnectStatusCode"], 1009);
 }
 

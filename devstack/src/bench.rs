@@ -30,8 +30,8 @@ use protocol::{ClientFrame, ServerFrame};
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::process::Command;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::check::Percentiles;
 use crate::invoke::Invoke;
@@ -92,9 +92,15 @@ pub struct BenchArgs {
 /// Runs the benchmark and prints the table and the targets to stdout.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let env = BenchEnv::new(&args)?;
-    eprintln!("bench: binaries from {}, scratch in {}", env.bin_dir.display(), env.scratch.display());
+    eprintln!(
+        "bench: binaries from {}, scratch in {}",
+        env.bin_dir.display(),
+        env.scratch.display()
+    );
     if cfg!(debug_assertions) {
-        eprintln!("bench: this is a debug build; the figures mean little (use `cargo run --release -p devstack -- bench`)");
+        eprintln!(
+            "bench: this is a debug build; the figures mean little (use `cargo run --release -p devstack -- bench`)"
+        );
     }
     if args.bin_dir.is_none() {
         build_functions(&env).await?;
@@ -124,19 +130,28 @@ struct BenchEnv {
 
 impl BenchEnv {
     fn new(args: &BenchArgs) -> anyhow::Result<Self> {
-        let root = args
-            .root
-            .canonicalize()
-            .with_context(|| format!("the workspace root {} does not exist", args.root.display()))?;
-        if !root.join("bench").join("python-handler").join("app.py").is_file() {
-            bail!("{} is not the project's workspace root (no bench/python-handler/app.py); pass --root", root.display());
+        let root = args.root.canonicalize().with_context(|| {
+            format!("the workspace root {} does not exist", args.root.display())
+        })?;
+        if !root
+            .join("bench")
+            .join("python-handler")
+            .join("app.py")
+            .is_file()
+        {
+            bail!(
+                "{} is not the project's workspace root (no bench/python-handler/app.py); pass --root",
+                root.display()
+            );
         }
         let target = match std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
             Some(dir) => root.join(dir),
             None => root.join("target"),
         };
         let bin_dir = match &args.bin_dir {
-            Some(dir) => dir.canonicalize().with_context(|| format!("the binary directory {} does not exist", dir.display()))?,
+            Some(dir) => dir.canonicalize().with_context(|| {
+                format!("the binary directory {} does not exist", dir.display())
+            })?,
             None => std::env::current_exe()
                 .context("locating the devstack executable")?
                 .parent()
@@ -144,8 +159,14 @@ impl BenchEnv {
                 .context("the devstack executable has no parent directory")?,
         };
         let scratch = target.join("bench");
-        std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
-        Ok(BenchEnv { root, bin_dir, target, scratch })
+        std::fs::create_dir_all(&scratch)
+            .with_context(|| format!("creating {}", scratch.display()))?;
+        Ok(BenchEnv {
+            root,
+            bin_dir,
+            target,
+            scratch,
+        })
     }
 
     fn binary(&self, name: &str) -> anyhow::Result<PathBuf> {
@@ -210,7 +231,11 @@ pub fn format_ratio(a: Option<f64>, b: Option<f64>) -> String {
     match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => {
             let r = a / b;
-            if r < 0.01 { format!("{r:.4}×") } else { format!("{r:.2}×") }
+            if r < 0.01 {
+                format!("{r:.4}×")
+            } else {
+                format!("{r:.2}×")
+            }
         }
         _ => "—".to_string(),
     }
@@ -268,14 +293,23 @@ pub struct Target {
 
 impl Target {
     /// `measured ≤ limit`, both in the same unit.
-    fn at_most(name: &str, measured: Option<f64>, limit: Option<f64>, show: impl Fn(f64) -> String) -> Target {
+    fn at_most(
+        name: &str,
+        measured: Option<f64>,
+        limit: Option<f64>,
+        show: impl Fn(f64) -> String,
+    ) -> Target {
         match (measured, limit) {
             (Some(m), Some(l)) => Target {
                 name: name.to_string(),
                 detail: format!("{} vs limit {}", show(m), show(l)),
                 met: Some(m <= l),
             },
-            _ => Target { name: name.to_string(), detail: "not measured".to_string(), met: None },
+            _ => Target {
+                name: name.to_string(),
+                detail: "not measured".to_string(),
+                met: None,
+            },
         }
     }
 
@@ -357,10 +391,17 @@ pub struct Report {
     pub stack: Option<StackReport>,
 }
 
-const HEADER: [&str; 5] = ["Benchmark", "websocket-handler / devstack", "Floor", "Python (AWS sample)", "Rust ÷ Python"];
+const HEADER: [&str; 5] = [
+    "Benchmark",
+    "websocket-handler / devstack",
+    "Floor",
+    "Python (AWS sample)",
+    "Rust ÷ Python",
+];
 
 fn cell_stats(s: &Option<Percentiles>, pick: fn(&Percentiles) -> Duration) -> String {
-    s.as_ref().map_or("—".to_string(), |s| format_duration(pick(s)))
+    s.as_ref()
+        .map_or("—".to_string(), |s| format_duration(pick(s)))
 }
 
 fn stat_secs(s: &Option<Percentiles>, pick: fn(&Percentiles) -> Duration) -> Option<f64> {
@@ -387,7 +428,10 @@ impl Report {
                 cell_stats(&h.cold_start, p50),
                 cell_stats(&fl.cold_start, p50),
                 cell_stats(&py.cold_start, p50),
-                format_ratio(stat_secs(&h.cold_start, p50), stat_secs(&py.cold_start, p50)),
+                format_ratio(
+                    stat_secs(&h.cold_start, p50),
+                    stat_secs(&py.cold_start, p50),
+                ),
             ]);
             for (label, pick) in [("p50", p50 as fn(&Percentiles) -> Duration), ("p99", p99)] {
                 rows.push(vec![
@@ -411,17 +455,46 @@ impl Report {
                 zip_cell(&h.zip),
                 zip_cell(&fl.zip),
                 zip_cell(&py.zip),
-                format_ratio(h.zip.bytes().map(|b| b as f64), py.zip.bytes().map(|b| b as f64)),
+                format_ratio(
+                    h.zip.bytes().map(|b| b as f64),
+                    py.zip.bytes().map(|b| b as f64),
+                ),
             ]);
         }
         if let Some(s) = &self.stack {
             for (label, edge, echo, pick) in [
-                ("WebSocket handshake, p50", &s.edge_handshake, &s.echo_handshake, (|s: &Percentiles| s.p50) as fn(&Percentiles) -> Duration),
-                ("WebSocket handshake, p99", &s.edge_handshake, &s.echo_handshake, |s: &Percentiles| s.p99),
-                ("Message round trip, p50", &s.edge_round_trip, &s.echo_round_trip, |s: &Percentiles| s.p50),
-                ("Message round trip, p99", &s.edge_round_trip, &s.echo_round_trip, |s: &Percentiles| s.p99),
+                (
+                    "WebSocket handshake, p50",
+                    &s.edge_handshake,
+                    &s.echo_handshake,
+                    (|s: &Percentiles| s.p50) as fn(&Percentiles) -> Duration,
+                ),
+                (
+                    "WebSocket handshake, p99",
+                    &s.edge_handshake,
+                    &s.echo_handshake,
+                    |s: &Percentiles| s.p99,
+                ),
+                (
+                    "Message round trip, p50",
+                    &s.edge_round_trip,
+                    &s.echo_round_trip,
+                    |s: &Percentiles| s.p50,
+                ),
+                (
+                    "Message round trip, p99",
+                    &s.edge_round_trip,
+                    &s.echo_round_trip,
+                    |s: &Percentiles| s.p99,
+                ),
             ] {
-                rows.push(vec![label.into(), cell_stats(edge, pick), cell_stats(echo, pick), "—".into(), "—".into()]);
+                rows.push(vec![
+                    label.into(),
+                    cell_stats(edge, pick),
+                    cell_stats(echo, pick),
+                    "—".into(),
+                    "—".into(),
+                ]);
             }
             for (n, d) in &s.broadcast {
                 rows.push(vec![
@@ -452,8 +525,18 @@ impl Report {
         let hello_cold = f.and_then(|f| stat_secs(&f.hello.cold_start, |s| s.p50));
         let python_cold = f.and_then(|f| stat_secs(&f.python.cold_start, |s| s.p50));
         if f.is_some() {
-            out.push(Target::at_most("cold start ≤ 1/5 of the Python handler", handler_cold, python_cold.map(|p| p / 5.0), show_secs));
-            out.push(Target::at_most("cold start ≤ 2× the lambda_runtime floor", handler_cold, hello_cold.map(|h| h * 2.0), show_secs));
+            out.push(Target::at_most(
+                "cold start ≤ 1/5 of the Python handler",
+                handler_cold,
+                python_cold.map(|p| p / 5.0),
+                show_secs,
+            ));
+            out.push(Target::at_most(
+                "cold start ≤ 2× the lambda_runtime floor",
+                handler_cold,
+                hello_cold.map(|h| h * 2.0),
+                show_secs,
+            ));
             let rss = |x: &FunctionFigures| x.peak_rss.map(|b| b as f64);
             out.push(Target::at_most(
                 "peak RSS ≤ 1/2 of the Python handler",
@@ -462,7 +545,12 @@ impl Report {
                 show_bytes,
             ));
             let zip = f.and_then(|f| f.handler.zip.bytes()).map(|b| b as f64);
-            out.push(Target::at_most("deployment zip ≤ 6 MB", zip, Some(ZIP_LIMIT_BYTES as f64), show_bytes));
+            out.push(Target::at_most(
+                "deployment zip ≤ 6 MB",
+                zip,
+                Some(ZIP_LIMIT_BYTES as f64),
+                show_bytes,
+            ));
         }
         if let Some(s) = &self.stack {
             let edge = stat_secs(&s.edge_round_trip, |s| s.p50);
@@ -472,7 +560,12 @@ impl Report {
                 (Some(e), Some(f)) => Some(3.0 * e + f),
                 _ => None,
             };
-            let mut t = Target::at_most("round trip p50 ≤ 3× the echo floor + the function's warm p50", edge, limit, show_secs);
+            let mut t = Target::at_most(
+                "round trip p50 ≤ 3× the echo floor + the function's warm p50",
+                edge,
+                limit,
+                show_secs,
+            );
             if function.is_none() && edge.is_some() {
                 t.detail = "needs the function half (warm p50 of websocket-handler)".into();
             }
@@ -558,7 +651,11 @@ async fn bench_functions(args: &BenchArgs, env: &BenchEnv) -> anyhow::Result<Fun
     let functions = [
         FunctionUnderTest {
             label: "websocket-handler",
-            config: function_config("websocket-handler", env.binary("websocket-handler")?, handler_env(&sink)),
+            config: function_config(
+                "websocket-handler",
+                env.binary("websocket-handler")?,
+                handler_env(&sink),
+            ),
             event: ping_event(),
         },
         FunctionUnderTest {
@@ -574,22 +671,35 @@ async fn bench_functions(args: &BenchArgs, env: &BenchEnv) -> anyhow::Result<Fun
     ];
     let mut figures = Vec::new();
     for function in &functions {
-        eprintln!("bench: function {} ({} cold starts, {} warm invocations)", function.label, args.cold_starts, args.invocations);
-        figures.push(measure_function(function, args).await.with_context(|| format!("benchmarking {}", function.label))?);
+        eprintln!(
+            "bench: function {} ({} cold starts, {} warm invocations)",
+            function.label, args.cold_starts, args.invocations
+        );
+        figures.push(
+            measure_function(function, args)
+                .await
+                .with_context(|| format!("benchmarking {}", function.label))?,
+        );
     }
     // websocket-handler answers the ping through the management API: it
     // must have posted one pong per invocation, or it did not do its work.
     let expected = args.cold_starts + 1 + args.invocations;
     let posted = sink.posts();
     if posted < expected {
-        bail!("websocket-handler posted {posted} replies to the management API for {expected} pings");
+        bail!(
+            "websocket-handler posted {posted} replies to the management API for {expected} pings"
+        );
     }
     let [mut handler, mut hello, mut python] = <[FunctionFigures; 3]>::try_from(figures)
         .map_err(|_| anyhow::anyhow!("expected figures for three functions"))?;
     handler.zip = lambda_zip(env, "websocket-handler");
     hello.zip = lambda_zip(env, "hello-lambda");
     python.zip = python_zip(env).await?;
-    Ok(FunctionReport { handler, hello, python })
+    Ok(FunctionReport {
+        handler,
+        hello,
+        python,
+    })
 }
 
 fn function_config(name: &str, binary: PathBuf, env: Vec<(String, String)>) -> FunctionConfig {
@@ -605,18 +715,25 @@ fn function_config(name: &str, binary: PathBuf, env: Vec<(String, String)>) -> F
 
 /// Cold starts (a new pool, so a new process, each), then one process kept
 /// warm for `invocations` sequential invocations; its peak RSS at the end.
-async fn measure_function(function: &FunctionUnderTest, args: &BenchArgs) -> anyhow::Result<FunctionFigures> {
+async fn measure_function(
+    function: &FunctionUnderTest,
+    args: &BenchArgs,
+) -> anyhow::Result<FunctionFigures> {
     let mut cold = Vec::new();
     for _ in 0..args.cold_starts.max(1) {
         let started = Instant::now();
-        let pool = LambdaPool::start(function.config.clone()).await.context("starting the function")?;
+        let pool = LambdaPool::start(function.config.clone())
+            .await
+            .context("starting the function")?;
         let response = invoke_once(&pool, &function.event).await;
         let elapsed = started.elapsed();
         pool.shutdown().await;
         response?;
         cold.push(elapsed);
     }
-    let pool = LambdaPool::start(function.config.clone()).await.context("starting the function")?;
+    let pool = LambdaPool::start(function.config.clone())
+        .await
+        .context("starting the function")?;
     let result = async {
         invoke_once(&pool, &function.event).await?;
         let mut warm = Vec::with_capacity(args.invocations);
@@ -656,7 +773,9 @@ async fn invoke_once(pool: &LambdaPool, event: &Value) -> anyhow::Result<()> {
 
 /// A `ping` from a connected client, as API Gateway sends it.
 fn ping_event() -> Value {
-    use aws_lambda_events::apigw::{ApiGatewayWebsocketProxyRequest, ApiGatewayWebsocketProxyRequestContext};
+    use aws_lambda_events::apigw::{
+        ApiGatewayWebsocketProxyRequest, ApiGatewayWebsocketProxyRequestContext,
+    };
     let now = chrono::Utc::now().timestamp_millis();
     let mut context = ApiGatewayWebsocketProxyRequestContext::default();
     context.route_key = Some(protocol::routes::PING.to_string());
@@ -703,14 +822,22 @@ impl ManagementSink {
                 }
             }),
         );
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.context("binding the management sink")?;
-        let addr = listener.local_addr().context("reading the management sink's address")?;
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .context("binding the management sink")?;
+        let addr = listener
+            .local_addr()
+            .context("reading the management sink's address")?;
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 eprintln!("bench: management sink stopped: {e}");
             }
         });
-        Ok(ManagementSink { endpoint: format!("http://{addr}/{SINK_STAGE}"), posts, task })
+        Ok(ManagementSink {
+            endpoint: format!("http://{addr}/{SINK_STAGE}"),
+            posts,
+            task,
+        })
     }
 
     fn posts(&self) -> usize {
@@ -749,14 +876,20 @@ fn python_env(env: &BenchEnv) -> Vec<(String, String)> {
     vec![
         // Keep bytecode out of the source tree, cached across cold starts as
         // in a warm Lambda sandbox image.
-        ("PYTHONPYCACHEPREFIX".to_string(), env.scratch.join("pycache").display().to_string()),
+        (
+            "PYTHONPYCACHEPREFIX".to_string(),
+            env.scratch.join("pycache").display().to_string(),
+        ),
         ("PYTHONUNBUFFERED".to_string(), "1".to_string()),
     ]
 }
 
 /// awslambdaric's pinned version, from bench/python-handler/requirements.txt.
 fn python_requirements(env: &BenchEnv) -> PathBuf {
-    env.root.join("bench").join("python-handler").join("requirements.txt")
+    env.root
+        .join("bench")
+        .join("python-handler")
+        .join("requirements.txt")
 }
 
 /// Installs awslambdaric into `<target>/bench/python-venv` (once; a marker
@@ -764,30 +897,50 @@ fn python_requirements(env: &BenchEnv) -> PathBuf {
 /// sample handler with it, as a custom runtime's bootstrap would.
 async fn python_bootstrap(env: &BenchEnv) -> anyhow::Result<PathBuf> {
     let requirements = python_requirements(env);
-    let wanted = std::fs::read_to_string(&requirements).with_context(|| format!("reading {}", requirements.display()))?;
+    let wanted = std::fs::read_to_string(&requirements)
+        .with_context(|| format!("reading {}", requirements.display()))?;
     let venv = env.scratch.join("python-venv");
     let marker = venv.join(".bench-requirements");
     let installed = std::fs::read_to_string(&marker).unwrap_or_default();
     if installed != wanted {
-        eprintln!("bench: installing awslambdaric into {} (first run)", venv.display());
+        eprintln!(
+            "bench: installing awslambdaric into {} (first run)",
+            venv.display()
+        );
         if venv.exists() {
-            std::fs::remove_dir_all(&venv).with_context(|| format!("removing the stale {}", venv.display()))?;
+            std::fs::remove_dir_all(&venv)
+                .with_context(|| format!("removing the stale {}", venv.display()))?;
         }
-        run_step(Command::new("python3").arg("-m").arg("venv").arg(&venv), "python3 -m venv (needs python3 with venv: apt-get install python3-venv)").await?;
+        run_step(
+            Command::new("python3").arg("-m").arg("venv").arg(&venv),
+            "python3 -m venv (needs python3 with venv: apt-get install python3-venv)",
+        )
+        .await?;
         run_step(
             Command::new(venv.join("bin").join("python"))
-                .args(["-m", "pip", "install", "--disable-pip-version-check", "--quiet", "-r"])
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--disable-pip-version-check",
+                    "--quiet",
+                    "-r",
+                ])
                 .arg(&requirements),
             "pip install awslambdaric (needs PyPI)",
         )
         .await?;
-        std::fs::write(&marker, &wanted).with_context(|| format!("writing {}", marker.display()))?;
+        std::fs::write(&marker, &wanted)
+            .with_context(|| format!("writing {}", marker.display()))?;
     }
     let handler_dir = env.root.join("bench").join("python-handler");
     let python = venv.join("bin").join("python");
     for path in [&handler_dir, &python] {
         if path.to_string_lossy().contains('\'') {
-            bail!("{} contains a single quote; move the checkout", path.display());
+            bail!(
+                "{} contains a single quote; move the checkout",
+                path.display()
+            );
         }
     }
     let bootstrap = env.scratch.join("python-bootstrap");
@@ -796,7 +949,8 @@ async fn python_bootstrap(env: &BenchEnv) -> anyhow::Result<PathBuf> {
         handler_dir.display(),
         python.display()
     );
-    std::fs::write(&bootstrap, script).with_context(|| format!("writing {}", bootstrap.display()))?;
+    std::fs::write(&bootstrap, script)
+        .with_context(|| format!("writing {}", bootstrap.display()))?;
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(0o755))
@@ -836,23 +990,35 @@ async fn build_functions(env: &BenchEnv) -> anyhow::Result<()> {
     if !cfg!(debug_assertions) {
         command.arg("--release");
     }
-    eprintln!("bench: building websocket-handler and hello-lambda (cargo build -p websocket-handler -p hello-lambda{})",
-        if cfg!(debug_assertions) { "" } else { " --release" });
-    let status = command.status().await.context("running cargo build (is cargo on PATH?)")?;
+    eprintln!(
+        "bench: building websocket-handler and hello-lambda (cargo build -p websocket-handler -p hello-lambda{})",
+        if cfg!(debug_assertions) {
+            ""
+        } else {
+            " --release"
+        }
+    );
+    let status = command
+        .status()
+        .await
+        .context("running cargo build (is cargo on PATH?)")?;
     if !status.success() {
         bail!("building the functions failed ({status}); cargo printed why above");
     }
     Ok(())
 }
 
-const ZIP_COMMAND: &str = "cargo lambda build --release --arm64 --output-format zip -p websocket-handler -p hello-lambda";
+const ZIP_COMMAND: &str =
+    "cargo lambda build --release --arm64 --output-format zip -p websocket-handler -p hello-lambda";
 
 /// The cargo-lambda zip of a Rust function, if it was built.
 fn lambda_zip(env: &BenchEnv, name: &str) -> ZipSize {
     let path = env.target.join("lambda").join(name).join("bootstrap.zip");
     match std::fs::metadata(&path) {
         Ok(meta) => ZipSize::Bytes(meta.len()),
-        Err(_) => ZipSize::Missing(format!("not built — run `{ZIP_COMMAND}` (or bench --build-zips)")),
+        Err(_) => ZipSize::Missing(format!(
+            "not built — run `{ZIP_COMMAND}` (or bench --build-zips)"
+        )),
     }
 }
 
@@ -904,8 +1070,13 @@ fn source_address(i: usize) -> Ipv4Addr {
 async fn connect(addr: SocketAddr, path: &str, source: Ipv4Addr) -> anyhow::Result<Ws> {
     let step = async {
         let socket = TcpSocket::new_v4().context("creating a socket")?;
-        socket.bind(SocketAddr::from((source, 0))).with_context(|| format!("binding {source}"))?;
-        let stream = socket.connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+        socket
+            .bind(SocketAddr::from((source, 0)))
+            .with_context(|| format!("binding {source}"))?;
+        let stream = socket
+            .connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
         stream.set_nodelay(true).context("setting TCP_NODELAY")?;
         let url = format!("ws://{addr}{path}");
         let (ws, _) = tokio_tungstenite::client_async(url.as_str(), stream)
@@ -913,13 +1084,18 @@ async fn connect(addr: SocketAddr, path: &str, source: Ipv4Addr) -> anyhow::Resu
             .with_context(|| format!("WebSocket handshake with {url}"))?;
         anyhow::Ok(ws)
     };
-    tokio::time::timeout(STEP_TIMEOUT, step).await.context("the handshake did not finish in time")?
+    tokio::time::timeout(STEP_TIMEOUT, step)
+        .await
+        .context("the handshake did not finish in time")?
 }
 
 async fn close(mut ws: Ws) {
     let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
     // Drain until the server's close frame, so the server sees a clean close.
-    let _ = tokio::time::timeout(Duration::from_secs(2), async { while ws.next().await.is_some() {} }).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while ws.next().await.is_some() {}
+    })
+    .await;
 }
 
 /// Handshake times of `n` sequential connections (each closed after).
@@ -950,17 +1126,25 @@ async fn next_text<T>(ws: &mut Ws, mut accept: impl FnMut(&str) -> Option<T>) ->
         }
         bail!("the connection ended")
     };
-    tokio::time::timeout(STEP_TIMEOUT, step).await.context("no answer in time")?
+    tokio::time::timeout(STEP_TIMEOUT, step)
+        .await
+        .context("no answer in time")?
 }
 
 fn is_pong(text: &str) -> Option<()> {
-    matches!(serde_json::from_str::<ServerFrame>(text), Ok(ServerFrame::Pong)).then_some(())
+    matches!(
+        serde_json::from_str::<ServerFrame>(text),
+        Ok(ServerFrame::Pong)
+    )
+    .then_some(())
 }
 
 /// One ping → pong through the stack.
 async fn ping(ws: &mut Ws) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    ws.send(Message::text(ClientFrame::ping().to_text())).await.context("sending a ping")?;
+    ws.send(Message::text(ClientFrame::ping().to_text()))
+        .await
+        .context("sending a ping")?;
     next_text(ws, is_pong).await?;
     Ok(started.elapsed())
 }
@@ -968,7 +1152,9 @@ async fn ping(ws: &mut Ws) -> anyhow::Result<Duration> {
 /// One frame echoed by the floor server.
 async fn echo(ws: &mut Ws, frame: &str) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    ws.send(Message::text(frame)).await.context("sending a frame")?;
+    ws.send(Message::text(frame))
+        .await
+        .context("sending a frame")?;
     next_text(ws, |t| (t == frame).then_some(())).await?;
     Ok(started.elapsed())
 }
@@ -986,9 +1172,14 @@ struct EchoServer {
 
 impl EchoServer {
     fn start() -> anyhow::Result<EchoServer> {
-        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("binding the echo server")?;
-        listener.set_nonblocking(true).context("making the echo listener non-blocking")?;
-        let addr = listener.local_addr().context("reading the echo server's address")?;
+        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .context("binding the echo server")?;
+        listener
+            .set_nonblocking(true)
+            .context("making the echo listener non-blocking")?;
+        let addr = listener
+            .local_addr()
+            .context("reading the echo server's address")?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -998,7 +1189,9 @@ impl EchoServer {
             .name("echo-floor".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    let Ok(listener) = TcpListener::from_std(listener) else { return };
+                    let Ok(listener) = TcpListener::from_std(listener) else {
+                        return;
+                    };
                     tokio::select! {
                         _ = stopped => {}
                         _ = serve_echo(listener) => {}
@@ -1006,7 +1199,11 @@ impl EchoServer {
                 });
             })
             .context("starting the echo server's thread")?;
-        Ok(EchoServer { addr, stop: Some(stop), thread: Some(thread) })
+        Ok(EchoServer {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
     }
 }
 
@@ -1025,7 +1222,9 @@ async fn serve_echo(listener: TcpListener) {
     while let Ok((stream, _)) = listener.accept().await {
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
+            let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                return;
+            };
             while let Some(Ok(message)) = ws.next().await {
                 if message.is_close() {
                     return;
@@ -1039,7 +1238,12 @@ async fn serve_echo(listener: TcpListener) {
 }
 
 /// Opens `n` connections, at most 32 handshakes at a time.
-async fn connect_many(addr: SocketAddr, path: &str, n: usize, first_source: usize) -> anyhow::Result<Vec<Ws>> {
+async fn connect_many(
+    addr: SocketAddr,
+    path: &str,
+    n: usize,
+    first_source: usize,
+) -> anyhow::Result<Vec<Ws>> {
     futures_util::stream::iter(0..n)
         .map(|i| connect(addr, path, source_address(first_source + i)))
         .buffer_unordered(32)
@@ -1078,9 +1282,11 @@ async fn broadcast(addr: SocketAddr, path: &str, receivers: usize) -> anyhow::Re
         .send(Message::text(ClientFrame::send_message(expected).to_text()))
         .await
         .context("sending the broadcast")?;
-    let recipients = next_text(&mut sender, |t| match serde_json::from_str::<ServerFrame>(t) {
-        Ok(ServerFrame::Sent { recipients }) => Some(recipients),
-        _ => None,
+    let recipients = next_text(&mut sender, |t| {
+        match serde_json::from_str::<ServerFrame>(t) {
+            Ok(ServerFrame::Sent { recipients }) => Some(recipients),
+            _ => None,
+        }
     })
     .await?;
     let mut last = started;
@@ -1097,7 +1303,12 @@ async fn broadcast(addr: SocketAddr, path: &str, receivers: usize) -> anyhow::Re
 
 /// `clients` connections each sending `messages` pings back to back;
 /// returns pongs per second over the whole run.
-async fn sustained(addr: SocketAddr, path: &str, clients: usize, messages: usize) -> anyhow::Result<f64> {
+async fn sustained(
+    addr: SocketAddr,
+    path: &str,
+    clients: usize,
+    messages: usize,
+) -> anyhow::Result<f64> {
     let sockets = connect_many(addr, path, clients, 0).await?;
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(clients);
@@ -1142,7 +1353,9 @@ async fn bench_stack(args: &BenchArgs, env: &BenchEnv) -> anyhow::Result<StackRe
     let (addr, path) = (stack.edge, stack.path.as_str());
     eprintln!("bench: local stack edge on ws://{addr}{path}");
     let measured = async {
-        report.edge_handshake = handshakes(addr, path, args.handshakes).await.context("handshakes through the edge")?;
+        report.edge_handshake = handshakes(addr, path, args.handshakes)
+            .await
+            .context("handshakes through the edge")?;
         let mut ws = connect(addr, path, source_address(0)).await?;
         ping(&mut ws).await?;
         let mut samples = Vec::with_capacity(args.messages);
@@ -1151,14 +1364,25 @@ async fn bench_stack(args: &BenchArgs, env: &BenchEnv) -> anyhow::Result<StackRe
         }
         close(ws).await;
         report.edge_round_trip = Percentiles::of(&samples);
-        eprintln!("bench: sustained, {} clients × {} pings", args.sustained_clients, args.sustained_messages);
-        let rate = sustained(addr, path, args.sustained_clients, args.sustained_messages).await.context("sustained pings")?;
-        report.sustained = Some((rate, args.sustained_clients, args.sustained_clients * args.sustained_messages));
+        eprintln!(
+            "bench: sustained, {} clients × {} pings",
+            args.sustained_clients, args.sustained_messages
+        );
+        let rate = sustained(addr, path, args.sustained_clients, args.sustained_messages)
+            .await
+            .context("sustained pings")?;
+        report.sustained = Some((
+            rate,
+            args.sustained_clients,
+            args.sustained_clients * args.sustained_messages,
+        ));
         for &n in &args.fanout {
             // Let the previous connections' $disconnect finish first.
             tokio::time::sleep(Duration::from_secs(1)).await;
             eprintln!("bench: broadcast to {n}");
-            let took = broadcast(addr, path, n).await.with_context(|| format!("broadcast to {n}"))?;
+            let took = broadcast(addr, path, n)
+                .await
+                .with_context(|| format!("broadcast to {n}"))?;
             report.broadcast.insert(n, took);
         }
         anyhow::Ok(())
@@ -1220,15 +1444,21 @@ impl BenchStack {
         let dir = env.scratch.join("stack");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let source = env.root.join("Pulumi.yaml");
-        let program = std::fs::read_to_string(&source).with_context(|| format!("reading {}", source.display()))?;
-        let project = project_name(&program).with_context(|| format!("{} has no top-level name", source.display()))?;
+        let program = std::fs::read_to_string(&source)
+            .with_context(|| format!("reading {}", source.display()))?;
+        let project = project_name(&program)
+            .with_context(|| format!("{} has no top-level name", source.display()))?;
         std::fs::write(dir.join("Pulumi.yaml"), &program).context("copying Pulumi.yaml")?;
-        std::fs::write(dir.join(format!("Pulumi.{BENCH_STACK}.yaml")), bench_stack_config(&project))
-            .context("writing the bench stack's config")?;
+        std::fs::write(
+            dir.join(format!("Pulumi.{BENCH_STACK}.yaml")),
+            bench_stack_config(&project),
+        )
+        .context("writing the bench stack's config")?;
         let ready = dir.join("ready.json");
         let _ = std::fs::remove_file(&ready);
         let log_path = dir.join("devstack.log");
-        let log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
         let exe = std::env::current_exe().context("locating the devstack executable")?;
         let mut child = Command::new(exe)
             .arg("up")
@@ -1236,7 +1466,14 @@ impl BenchStack {
             .arg(&dir)
             .arg("--function-bin")
             .arg(env.binary("websocket-handler")?)
-            .args(["--stack", BENCH_STACK, "--edge-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"])
+            .args([
+                "--stack",
+                BENCH_STACK,
+                "--edge-addr",
+                "127.0.0.1:0",
+                "--api-addr",
+                "127.0.0.1:0",
+            ])
             .arg("--ready-file")
             .arg(&ready)
             .current_dir(&env.root)
@@ -1246,11 +1483,17 @@ impl BenchStack {
             .kill_on_drop(true)
             .spawn()
             .context("starting `devstack up`")?;
-        eprintln!("bench: starting the local stack (log: {})", log_path.display());
+        eprintln!(
+            "bench: starting the local stack (log: {})",
+            log_path.display()
+        );
         let deadline = Instant::now() + STACK_START_TIMEOUT;
         let edge = loop {
             if let Some(status) = child.try_wait().context("watching devstack up")? {
-                bail!("`devstack up` exited with {status} before it was ready; see {}", log_path.display());
+                bail!(
+                    "`devstack up` exited with {status} before it was ready; see {}",
+                    log_path.display()
+                );
             }
             if let Some(edge) = std::fs::read_to_string(&ready)
                 .ok()
@@ -1260,20 +1503,30 @@ impl BenchStack {
             }
             if Instant::now() > deadline {
                 let _ = child.kill().await;
-                bail!("`devstack up` was not ready within {STACK_START_TIMEOUT:?}; see {}", log_path.display());
+                bail!(
+                    "`devstack up` was not ready within {STACK_START_TIMEOUT:?}; see {}",
+                    log_path.display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        let (edge, path) = parse_ws_url(&edge).with_context(|| format!("the stack's edge URL {edge:?}"))?;
+        let (edge, path) =
+            parse_ws_url(&edge).with_context(|| format!("the stack's edge URL {edge:?}"))?;
         Ok(BenchStack { child, edge, path })
     }
 
     /// Ctrl-C, as a user stops it, then a bounded wait.
     async fn shutdown(mut self) {
         if let Some(pid) = self.child.id() {
-            let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status().await;
+            let _ = Command::new("kill")
+                .args(["-INT", &pid.to_string()])
+                .status()
+                .await;
         }
-        if tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .is_err()
+        {
             eprintln!("bench: the local stack did not stop within 20 s; killing it");
             let _ = self.child.kill().await;
         }
@@ -1338,7 +1591,13 @@ mod tests {
 
     #[test]
     fn the_table_is_aligned_markdown() {
-        let table = render_table(&["Name", "Value"], &[vec!["a".into(), "1 ms".into()], vec!["longer name".into(), "22".into()]]);
+        let table = render_table(
+            &["Name", "Value"],
+            &[
+                vec!["a".into(), "1 ms".into()],
+                vec!["longer name".into(), "22".into()],
+            ],
+        );
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(
             lines,
@@ -1353,7 +1612,13 @@ mod tests {
 
     #[test]
     fn a_short_row_is_padded_and_extra_cells_are_dropped() {
-        let table = render_table(&["A", "B"], &[vec!["x".into()], vec!["y".into(), "z".into(), "extra".into()]]);
+        let table = render_table(
+            &["A", "B"],
+            &[
+                vec!["x".into()],
+                vec!["y".into(), "z".into(), "extra".into()],
+            ],
+        );
         assert_eq!(table.lines().nth(2), Some("| x |   |"));
         assert_eq!(table.lines().nth(3), Some("| y | z |"));
     }
@@ -1363,14 +1628,24 @@ mod tests {
     }
 
     fn figures(cold_ms: u64, warm_ms: u64, rss: u64, zip: ZipSize) -> FunctionFigures {
-        FunctionFigures { cold_start: stats(cold_ms), warm: stats(warm_ms), peak_rss: Some(rss), zip }
+        FunctionFigures {
+            cold_start: stats(cold_ms),
+            warm: stats(warm_ms),
+            peak_rss: Some(rss),
+            zip,
+        }
     }
 
     fn report() -> Report {
         Report {
             functions: Some(FunctionReport {
                 handler: figures(30, 1, 10_000_000, ZipSize::Bytes(5_000_000)),
-                hello: figures(10, 1, 3_000_000, ZipSize::Missing("not built — run `cargo lambda build`".into())),
+                hello: figures(
+                    10,
+                    1,
+                    3_000_000,
+                    ZipSize::Missing("not built — run `cargo lambda build`".into()),
+                ),
                 python: figures(200, 2, 30_000_000, ZipSize::Bytes(500)),
             }),
             stack: Some(StackReport {
@@ -1378,7 +1653,10 @@ mod tests {
                 echo_handshake: stats(1),
                 edge_round_trip: stats(3),
                 echo_round_trip: stats(1),
-                broadcast: BTreeMap::from([(100, Duration::from_millis(50)), (1000, Duration::from_millis(1500))]),
+                broadcast: BTreeMap::from([
+                    (100, Duration::from_millis(50)),
+                    (1000, Duration::from_millis(1500)),
+                ]),
                 sustained: Some((1234.4, 20, 2000)),
             }),
         }
@@ -1386,19 +1664,38 @@ mod tests {
 
     #[test]
     fn targets_compare_the_figures_with_their_limits() {
-        let verdicts: Vec<(String, Option<bool>)> = report().targets().into_iter().map(|t| (t.name, t.met)).collect();
+        let verdicts: Vec<(String, Option<bool>)> = report()
+            .targets()
+            .into_iter()
+            .map(|t| (t.name, t.met))
+            .collect();
         assert_eq!(
             verdicts,
             [
                 // 30 ms ≤ 200/5 = 40 ms
-                ("cold start ≤ 1/5 of the Python handler".to_string(), Some(true)),
+                (
+                    "cold start ≤ 1/5 of the Python handler".to_string(),
+                    Some(true)
+                ),
                 // 30 ms > 2 × 10 ms
-                ("cold start ≤ 2× the lambda_runtime floor".to_string(), Some(false)),
-                ("peak RSS ≤ 1/2 of the Python handler".to_string(), Some(true)),
+                (
+                    "cold start ≤ 2× the lambda_runtime floor".to_string(),
+                    Some(false)
+                ),
+                (
+                    "peak RSS ≤ 1/2 of the Python handler".to_string(),
+                    Some(true)
+                ),
                 ("deployment zip ≤ 6 MB".to_string(), Some(true)),
                 // 3 ms ≤ 3 × 1 ms + 1 ms
-                ("round trip p50 ≤ 3× the echo floor + the function's warm p50".to_string(), Some(true)),
-                ("broadcast to 1,000 connections under 1 s".to_string(), Some(false)),
+                (
+                    "round trip p50 ≤ 3× the echo floor + the function's warm p50".to_string(),
+                    Some(true)
+                ),
+                (
+                    "broadcast to 1,000 connections under 1 s".to_string(),
+                    Some(false)
+                ),
             ]
         );
     }
@@ -1412,12 +1709,32 @@ mod tests {
         if let Some(s) = report.stack.as_mut() {
             s.broadcast.remove(&1000);
         }
-        let na: Vec<String> = report.targets().into_iter().filter(|t| t.met.is_none()).map(|t| t.name).collect();
-        assert_eq!(na, ["deployment zip ≤ 6 MB", "broadcast to 1,000 connections under 1 s"]);
+        let na: Vec<String> = report
+            .targets()
+            .into_iter()
+            .filter(|t| t.met.is_none())
+            .map(|t| t.name)
+            .collect();
+        assert_eq!(
+            na,
+            [
+                "deployment zip ≤ 6 MB",
+                "broadcast to 1,000 connections under 1 s"
+            ]
+        );
         let rendered = report.render("test machine");
-        assert!(rendered.contains("- [n/a] deployment zip ≤ 6 MB: not measured"), "{rendered}");
-        assert!(rendered.contains("\n\nZip not built — run `cargo lambda build`\n"), "{rendered}");
-        assert!(rendered.contains("- [MISSED] cold start ≤ 2× the lambda_runtime floor"), "{rendered}");
+        assert!(
+            rendered.contains("- [n/a] deployment zip ≤ 6 MB: not measured"),
+            "{rendered}"
+        );
+        assert!(
+            rendered.contains("\n\nZip not built — run `cargo lambda build`\n"),
+            "{rendered}"
+        );
+        assert!(
+            rendered.contains("- [MISSED] cold start ≤ 2× the lambda_runtime floor"),
+            "{rendered}"
+        );
     }
 
     #[test]
@@ -1466,8 +1783,14 @@ mod tests {
 
     #[test]
     fn the_project_name_is_the_top_level_name() {
-        assert_eq!(project_name("name: websocket-waf\nruntime: yaml\n"), Some("websocket-waf".into()));
-        assert_eq!(project_name("runtime: yaml\nname: \"quoted\"\n"), Some("quoted".into()));
+        assert_eq!(
+            project_name("name: websocket-waf\nruntime: yaml\n"),
+            Some("websocket-waf".into())
+        );
+        assert_eq!(
+            project_name("runtime: yaml\nname: \"quoted\"\n"),
+            Some("quoted".into())
+        );
         assert_eq!(project_name("runtime: yaml\n  name: nested\n"), None);
         assert_eq!(project_name("name:\n"), None);
     }
@@ -1483,9 +1806,17 @@ mod tests {
 
     #[test]
     fn edge_urls_are_parsed_and_must_be_loopback() {
-        let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        assert_eq!(parse_ws_url("ws://127.0.0.1:8080"), Some((addr, "/".into())));
-        assert_eq!(parse_ws_url("ws://127.0.0.1:8080/prod"), Some((addr, "/prod".into())));
+        let addr: SocketAddr = "127.0.0.1:8080"
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        assert_eq!(
+            parse_ws_url("ws://127.0.0.1:8080"),
+            Some((addr, "/".into()))
+        );
+        assert_eq!(
+            parse_ws_url("ws://127.0.0.1:8080/prod"),
+            Some((addr, "/prod".into()))
+        );
         assert_eq!(parse_ws_url("ws://10.0.0.1:8080"), None);
         assert_eq!(parse_ws_url("wss://127.0.0.1:8080"), None);
         assert_eq!(parse_ws_url("ws://localhost:8080"), None);

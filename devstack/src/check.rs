@@ -127,8 +127,16 @@ pub mod names {
 /// that need that connection are skipped.
 fn no_distribution(why: String, record: &mut impl FnMut(Outcome)) {
     record(Outcome::fail(names::HANDSHAKE, why));
-    for name in [names::PING, names::BROADCAST, names::ROUND_TRIP, names::CLOSE] {
-        record(Outcome::skip(name, "no connection through the distribution"));
+    for name in [
+        names::PING,
+        names::BROADCAST,
+        names::ROUND_TRIP,
+        names::CLOSE,
+    ] {
+        record(Outcome::skip(
+            name,
+            "no connection through the distribution",
+        ));
     }
 }
 

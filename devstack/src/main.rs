@@ -63,7 +63,8 @@ struct UpArgs {
 }
 
 fn init_tracing(default_level: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -102,7 +103,11 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     // The bench's own Lambda pools would log every invocation it times.
-    init_tracing(if matches!(cli.command, Some(Command::Bench(_))) { "warn" } else { "info" });
+    init_tracing(if matches!(cli.command, Some(Command::Bench(_))) {
+        "warn"
+    } else {
+        "info"
+    });
     match cli.command {
         Some(Command::Check(args)) => devstack::check::run(args).await,
         Some(Command::Bench(args)) => report(devstack::bench::run(args).await),

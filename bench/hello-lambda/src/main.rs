@@ -23,7 +23,11 @@ mod tests {
 
     #[tokio::test]
     async fn answers_with_a_200_proxy_response() {
-        let out = handler(LambdaEvent::new(json!({"any": "event"}), Context::default())).await;
+        let out = handler(LambdaEvent::new(
+            json!({"any": "event"}),
+            Context::default(),
+        ))
+        .await;
         let out = out.map_err(|e| e.to_string());
         assert_eq!(out, Ok(json!({ "statusCode": 200, "body": "hello" })));
     }

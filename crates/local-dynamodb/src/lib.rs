@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    TimeToLiveSpecification,
 };
 
 /// The moto release this crate installs. Bump it here and the next start
@@ -62,7 +63,12 @@ pub enum Error {
          access to PyPI to install moto[server]=={version} into {venv}.\n{output}",
         version = MOTO_VERSION
     )]
-    Install { command: String, status: String, venv: PathBuf, output: String },
+    Install {
+        command: String,
+        status: String,
+        venv: PathBuf,
+        output: String,
+    },
     #[error("cannot find the cargo target directory: set CARGO_TARGET_DIR")]
     NoTargetDir,
     #[error("{context}: {source}")]
@@ -70,9 +76,16 @@ pub enum Error {
     #[error("moto server exited before it answered ({status}); its log:\n{log}")]
     Exited { status: String, log: String },
     #[error("moto server on {endpoint} did not answer within {timeout:?}; its log:\n{log}")]
-    StartTimeout { endpoint: String, timeout: Duration, log: String },
+    StartTimeout {
+        endpoint: String,
+        timeout: Duration,
+        log: String,
+    },
     #[error("{operation} failed on the local DynamoDB server: {message}")]
-    DynamoDb { operation: &'static str, message: String },
+    DynamoDb {
+        operation: &'static str,
+        message: String,
+    },
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
@@ -101,7 +114,10 @@ impl LocalDynamoDb {
     pub async fn start_in_region(region: &str) -> Result<Self, Error> {
         let venv = tokio::task::spawn_blocking(ensure_installed)
             .await
-            .map_err(|e| Error::Io { context: "moto install task".into(), source: io::Error::other(e) })??;
+            .map_err(|e| Error::Io {
+                context: "moto install task".into(),
+                source: io::Error::other(e),
+            })??;
         // A free port can be taken by someone else between our probe and
         // moto's bind; try a few ports before giving up.
         let mut attempt = 1;
@@ -119,18 +135,34 @@ impl LocalDynamoDb {
         let logs = venv.with_file_name("local-dynamodb-logs");
         fs::create_dir_all(&logs).map_err(io_err(format!("creating {}", logs.display())))?;
         let log_path = logs.join(format!("moto-{port}.log"));
-        let log = File::create(&log_path).map_err(io_err(format!("creating {}", log_path.display())))?;
-        let log_err = log.try_clone().map_err(io_err("duplicating the log handle"))?;
+        let log =
+            File::create(&log_path).map_err(io_err(format!("creating {}", log_path.display())))?;
+        let log_err = log
+            .try_clone()
+            .map_err(io_err("duplicating the log handle"))?;
         let mut command = Command::new(venv_python(venv));
         command
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
         die_with_parent(&mut command);
         let child = command.spawn().map_err(io_err("starting moto server"))?;
         let client = client(&endpoint, region);
-        let mut db = LocalDynamoDb { child, endpoint, region: region.to_string(), log_path, client };
+        let mut db = LocalDynamoDb {
+            child,
+            endpoint,
+            region: region.to_string(),
+            log_path,
+            client,
+        };
         db.wait_until_ready().await?;
         tracing::debug!(endpoint = %db.endpoint, "local DynamoDB server ready");
         Ok(db)
@@ -140,9 +172,14 @@ impl LocalDynamoDb {
         let started = Instant::now();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(Error::Exited { status: status.to_string(), log: self.log_tail() });
+                return Err(Error::Exited {
+                    status: status.to_string(),
+                    log: self.log_tail(),
+                });
             }
-            let attempt = tokio::time::timeout(Duration::from_secs(5), self.client.list_tables().send()).await;
+            let attempt =
+                tokio::time::timeout(Duration::from_secs(5), self.client.list_tables().send())
+                    .await;
             if let Ok(Ok(_)) = attempt {
                 return Ok(());
             }
@@ -185,17 +222,28 @@ impl LocalDynamoDb {
 
     /// Creates an on-demand table with a string hash key named `hash_key`,
     /// and enables TTL on `ttl_attribute` when given.
-    pub async fn create_table(&self, name: &str, hash_key: &str, ttl_attribute: Option<&str>) -> Result<(), Error> {
+    pub async fn create_table(
+        &self,
+        name: &str,
+        hash_key: &str,
+        ttl_attribute: Option<&str>,
+    ) -> Result<(), Error> {
         let key = KeySchemaElement::builder()
             .attribute_name(hash_key)
             .key_type(KeyType::Hash)
             .build()
-            .map_err(|e| Error::DynamoDb { operation: "CreateTable", message: e.to_string() })?;
+            .map_err(|e| Error::DynamoDb {
+                operation: "CreateTable",
+                message: e.to_string(),
+            })?;
         let attribute = AttributeDefinition::builder()
             .attribute_name(hash_key)
             .attribute_type(ScalarAttributeType::S)
             .build()
-            .map_err(|e| Error::DynamoDb { operation: "CreateTable", message: e.to_string() })?;
+            .map_err(|e| Error::DynamoDb {
+                operation: "CreateTable",
+                message: e.to_string(),
+            })?;
         self.client
             .create_table()
             .table_name(name)
@@ -210,7 +258,10 @@ impl LocalDynamoDb {
                 .attribute_name(ttl_attribute)
                 .enabled(true)
                 .build()
-                .map_err(|e| Error::DynamoDb { operation: "UpdateTimeToLive", message: e.to_string() })?;
+                .map_err(|e| Error::DynamoDb {
+                    operation: "UpdateTimeToLive",
+                    message: e.to_string(),
+                })?;
             self.client
                 .update_time_to_live()
                 .table_name(name)
@@ -236,7 +287,13 @@ fn client(endpoint: &str, region: &str) -> aws_sdk_dynamodb::Client {
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(region.to_string()))
-        .credentials_provider(Credentials::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY, None, None, "local-dynamodb"))
+        .credentials_provider(Credentials::new(
+            ACCESS_KEY_ID,
+            SECRET_ACCESS_KEY,
+            None,
+            None,
+            "local-dynamodb",
+        ))
         .endpoint_url(endpoint)
         .build();
     aws_sdk_dynamodb::Client::from_conf(config)
@@ -246,12 +303,18 @@ fn sdk_error<E: std::error::Error + 'static, R: std::fmt::Debug>(
     operation: &'static str,
     error: aws_sdk_dynamodb::error::SdkError<E, R>,
 ) -> Error {
-    Error::DynamoDb { operation, message: aws_sdk_dynamodb::error::DisplayErrorContext(error).to_string() }
+    Error::DynamoDb {
+        operation,
+        message: aws_sdk_dynamodb::error::DisplayErrorContext(error).to_string(),
+    }
 }
 
 fn free_port() -> Result<u16, Error> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(io_err("binding a loopback port"))?;
-    let port = listener.local_addr().map_err(io_err("reading the bound port"))?.port();
+    let port = listener
+        .local_addr()
+        .map_err(io_err("reading the bound port"))?
+        .port();
     Ok(port)
 }
 
@@ -274,18 +337,29 @@ pub fn target_dir() -> Result<PathBuf, Error> {
         return Ok(if dir.is_absolute() {
             dir
         } else {
-            std::env::current_dir().map_err(io_err("reading the current directory"))?.join(dir)
+            std::env::current_dir()
+                .map_err(io_err("reading the current directory"))?
+                .join(dir)
         });
     }
     if let Ok(exe) = std::env::current_exe()
-        && let Some(dir) = exe.ancestors().skip(1).find(|d| d.join("CACHEDIR.TAG").is_file())
+        && let Some(dir) = exe
+            .ancestors()
+            .skip(1)
+            .find(|d| d.join("CACHEDIR.TAG").is_file())
     {
         return Ok(dir.to_path_buf());
     }
-    let manifest_dirs =
-        [std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from), Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")))];
+    let manifest_dirs = [
+        std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
+    ];
     for manifest in manifest_dirs.into_iter().flatten() {
-        if let Some(dir) = manifest.ancestors().map(|d| d.join("target")).find(|t| t.join("CACHEDIR.TAG").is_file()) {
+        if let Some(dir) = manifest
+            .ancestors()
+            .map(|d| d.join("target"))
+            .find(|t| t.join("CACHEDIR.TAG").is_file())
+        {
             return Ok(dir);
         }
     }
@@ -310,22 +384,36 @@ fn ensure_installed() -> Result<PathBuf, Error> {
         .write(true)
         .open(&lock_path)
         .map_err(io_err(format!("opening {}", lock_path.display())))?;
-    lock.lock().map_err(io_err(format!("locking {}", lock_path.display())))?;
+    lock.lock()
+        .map_err(io_err(format!("locking {}", lock_path.display())))?;
     // Someone else may have finished the install while we waited.
     if marker.is_file() {
         return Ok(venv);
     }
     if venv.exists() {
-        fs::remove_dir_all(&venv).map_err(io_err(format!("removing the incomplete {}", venv.display())))?;
+        fs::remove_dir_all(&venv).map_err(io_err(format!(
+            "removing the incomplete {}",
+            venv.display()
+        )))?;
     }
     tracing::info!(venv = %venv.display(), "installing moto[server]=={MOTO_VERSION} (first use)");
     let mut create = Command::new("python3");
     create.arg("-m").arg("venv").arg(&venv);
     run_install_step(create, "python3 -m venv", &venv)?;
     let mut pip = Command::new(venv_python(&venv));
-    pip.args(["-m", "pip", "install", "--disable-pip-version-check", "--quiet"])
-        .arg(format!("moto[server]=={MOTO_VERSION}"));
-    run_install_step(pip, &format!("pip install moto[server]=={MOTO_VERSION}"), &venv)?;
+    pip.args([
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "--quiet",
+    ])
+    .arg(format!("moto[server]=={MOTO_VERSION}"));
+    run_install_step(
+        pip,
+        &format!("pip install moto[server]=={MOTO_VERSION}"),
+        &venv,
+    )?;
     File::create(&marker).map_err(io_err(format!("creating {}", marker.display())))?;
     Ok(venv)
 }
@@ -334,12 +422,21 @@ fn run_install_step(mut command: Command, name: &str, venv: &Path) -> Result<(),
     let output = match command.stdin(Stdio::null()).output() {
         Ok(output) => output,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Error::PythonMissing),
-        Err(e) => return Err(Error::Io { context: format!("running {name}"), source: e }),
+        Err(e) => {
+            return Err(Error::Io {
+                context: format!("running {name}"),
+                source: e,
+            });
+        }
     };
     if output.status.success() {
         return Ok(());
     }
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     Err(Error::Install {
         command: name.to_string(),
         status: output.status.to_string(),
@@ -383,7 +480,8 @@ mod tests {
     #[test]
     fn a_missing_python_is_named_as_the_prerequisite() {
         let missing = Command::new("python3-that-does-not-exist");
-        let error = run_install_step(missing, "python3 -m venv", Path::new("/nonexistent")).unwrap_err();
+        let error =
+            run_install_step(missing, "python3 -m venv", Path::new("/nonexistent")).unwrap_err();
         assert!(matches!(error, Error::PythonMissing), "{error}");
         assert!(error.to_string().contains("python3") && error.to_string().contains("venv"));
     }
@@ -391,10 +489,16 @@ mod tests {
     #[test]
     fn a_failed_install_step_reports_its_output() {
         let mut failing = Command::new("sh");
-        failing.args(["-c", "echo 'No matching distribution found for moto' >&2; exit 1"]);
+        failing.args([
+            "-c",
+            "echo 'No matching distribution found for moto' >&2; exit 1",
+        ]);
         let error = run_install_step(failing, "pip install", Path::new("/tmp/venv")).unwrap_err();
         let text = error.to_string();
-        assert!(text.contains("No matching distribution") && text.contains("pip install"), "{text}");
+        assert!(
+            text.contains("No matching distribution") && text.contains("pip install"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -10,18 +10,28 @@ const LIMIT: Duration = Duration::from_secs(300);
 
 #[tokio::test]
 async fn serves_dynamodb_and_dies_with_its_handle() {
-    let db = tokio::time::timeout(LIMIT, LocalDynamoDb::start()).await.expect("start timed out").expect("start");
-    assert!(db.endpoint().starts_with("http://127.0.0.1:"), "{}", db.endpoint());
+    let db = tokio::time::timeout(LIMIT, LocalDynamoDb::start())
+        .await
+        .expect("start timed out")
+        .expect("start");
+    assert!(
+        db.endpoint().starts_with("http://127.0.0.1:"),
+        "{}",
+        db.endpoint()
+    );
     tokio::time::timeout(LIMIT, db.create_table("things", "id", Some("expiresAt")))
         .await
         .expect("create timed out")
         .expect("create table");
 
     let client = db.client();
-    let ttl = tokio::time::timeout(LIMIT, client.describe_time_to_live().table_name("things").send())
-        .await
-        .expect("timed out")
-        .expect("describe ttl");
+    let ttl = tokio::time::timeout(
+        LIMIT,
+        client.describe_time_to_live().table_name("things").send(),
+    )
+    .await
+    .expect("timed out")
+    .expect("describe ttl");
     let description = ttl.time_to_live_description().expect("ttl description");
     assert_eq!(description.attribute_name(), Some("expiresAt"));
 
@@ -39,7 +49,11 @@ async fn serves_dynamodb_and_dies_with_its_handle() {
     .expect("put");
     let got = tokio::time::timeout(
         LIMIT,
-        client.get_item().table_name("things").key("id", AttributeValue::S("a".into())).send(),
+        client
+            .get_item()
+            .table_name("things")
+            .key("id", AttributeValue::S("a".into()))
+            .send(),
     )
     .await
     .expect("timed out")
@@ -48,14 +62,19 @@ async fn serves_dynamodb_and_dies_with_its_handle() {
     assert_eq!(item.get("n"), Some(&AttributeValue::N("7".into())));
 
     // A second table with the same name is refused: it is a real server.
-    let again = tokio::time::timeout(LIMIT, db.create_table("things", "id", None)).await.expect("timed out");
+    let again = tokio::time::timeout(LIMIT, db.create_table("things", "id", None))
+        .await
+        .expect("timed out");
     assert!(again.is_err());
 
     let pid = db.pid();
     let endpoint = db.endpoint().to_string();
     assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
     drop(db);
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "moto server {pid} outlived its handle");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "moto server {pid} outlived its handle"
+    );
     let port = endpoint.rsplit(':').next().expect("port");
     let refused = std::net::TcpStream::connect(format!("127.0.0.1:{port}"));
     assert!(refused.is_err(), "port {port} still answers");
@@ -63,12 +82,24 @@ async fn serves_dynamodb_and_dies_with_its_handle() {
 
 #[tokio::test]
 async fn servers_started_in_parallel_are_independent() {
-    let (a, b) = tokio::time::timeout(LIMIT, async { tokio::join!(LocalDynamoDb::start(), LocalDynamoDb::start()) })
-        .await
-        .expect("start timed out");
+    let (a, b) = tokio::time::timeout(LIMIT, async {
+        tokio::join!(LocalDynamoDb::start(), LocalDynamoDb::start())
+    })
+    .await
+    .expect("start timed out");
     let (a, b) = (a.expect("start a"), b.expect("start b"));
     assert_ne!(a.endpoint(), b.endpoint());
-    tokio::time::timeout(LIMIT, a.create_table("only-in-a", "id", None)).await.expect("timed out").expect("create");
-    let tables = tokio::time::timeout(LIMIT, b.client().list_tables().send()).await.expect("timed out").expect("list");
-    assert!(tables.table_names().is_empty(), "{:?}", tables.table_names());
+    tokio::time::timeout(LIMIT, a.create_table("only-in-a", "id", None))
+        .await
+        .expect("timed out")
+        .expect("create");
+    let tables = tokio::time::timeout(LIMIT, b.client().list_tables().send())
+        .await
+        .expect("timed out")
+        .expect("list");
+    assert!(
+        tables.table_names().is_empty(),
+        "{:?}",
+        tables.table_names()
+    );
 }

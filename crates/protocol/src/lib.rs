@@ -47,11 +47,17 @@ pub struct ClientFrame {
 
 impl ClientFrame {
     pub fn ping() -> Self {
-        ClientFrame { action: routes::PING.into(), data: None }
+        ClientFrame {
+            action: routes::PING.into(),
+            data: None,
+        }
     }
 
     pub fn send_message(data: Value) -> Self {
-        ClientFrame { action: routes::SEND_MESSAGE.into(), data: Some(data) }
+        ClientFrame {
+            action: routes::SEND_MESSAGE.into(),
+            data: Some(data),
+        }
     }
 
     pub fn to_text(&self) -> String {
@@ -81,7 +87,10 @@ pub enum ServerFrame {
 
 impl ServerFrame {
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
-        ServerFrame::Error { code, message: message.into() }
+        ServerFrame::Error {
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn to_text(&self) -> String {
@@ -150,7 +159,10 @@ pub struct ProtocolError {
 
 impl ProtocolError {
     fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ProtocolError { code, message: message.into() }
+        ProtocolError {
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn frame(&self) -> ServerFrame {
@@ -177,7 +189,10 @@ pub fn parse_client_frame(body: &str) -> Result<ClientFrame, ProtocolError> {
     let Value::Object(mut object) = value else {
         return Err(ProtocolError::new(
             ErrorCode::NotAnObject,
-            format!("frame must be a JSON object with an \"action\" field; valid actions: {}", valid_actions()),
+            format!(
+                "frame must be a JSON object with an \"action\" field; valid actions: {}",
+                valid_actions()
+            ),
         ));
     };
     let action = match object.remove("action") {
@@ -185,17 +200,26 @@ pub fn parse_client_frame(body: &str) -> Result<ClientFrame, ProtocolError> {
         Some(_) => {
             return Err(ProtocolError::new(
                 ErrorCode::MissingAction,
-                format!("\"action\" must be a string; valid actions: {}", valid_actions()),
+                format!(
+                    "\"action\" must be a string; valid actions: {}",
+                    valid_actions()
+                ),
             ));
         }
         None => {
             return Err(ProtocolError::new(
                 ErrorCode::MissingAction,
-                format!("frame has no \"action\"; valid actions: {}", valid_actions()),
+                format!(
+                    "frame has no \"action\"; valid actions: {}",
+                    valid_actions()
+                ),
             ));
         }
     };
-    Ok(ClientFrame { action, data: object.remove("data") })
+    Ok(ClientFrame {
+        action,
+        data: object.remove("data"),
+    })
 }
 
 /// The error for an action that names no route.
@@ -216,9 +240,14 @@ pub fn unknown_action(action: &str) -> ProtocolError {
 /// Checks the `data` of a `sendmessage` frame: present and at most [`MAX_DATA_BYTES`].
 pub fn check_message_data(data: Option<&Value>) -> Result<&Value, ProtocolError> {
     let data = data.ok_or_else(|| {
-        ProtocolError::new(ErrorCode::MissingData, "sendmessage needs a \"data\" field (any JSON value)")
+        ProtocolError::new(
+            ErrorCode::MissingData,
+            "sendmessage needs a \"data\" field (any JSON value)",
+        )
     })?;
-    let size = serde_json::to_string(data).map(|s| s.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_string(data)
+        .map(|s| s.len())
+        .unwrap_or(usize::MAX);
     if size > MAX_DATA_BYTES {
         return Err(ProtocolError::new(
             ErrorCode::DataTooLarge,
@@ -268,24 +297,40 @@ mod tests {
 
     #[test]
     fn data_is_required_and_bounded() {
-        assert_eq!(check_message_data(None).unwrap_err().code, ErrorCode::MissingData);
+        assert_eq!(
+            check_message_data(None).unwrap_err().code,
+            ErrorCode::MissingData
+        );
         let big = json!("x".repeat(MAX_DATA_BYTES));
-        assert_eq!(check_message_data(Some(&big)).unwrap_err().code, ErrorCode::DataTooLarge);
+        assert_eq!(
+            check_message_data(Some(&big)).unwrap_err().code,
+            ErrorCode::DataTooLarge
+        );
         let ok = json!("x".repeat(MAX_DATA_BYTES - 2));
         assert!(check_message_data(Some(&ok)).is_ok());
     }
 
     #[test]
     fn server_frames_have_the_documented_shape() {
-        let sent = ServerFrame::Message { from: "abc".into(), data: json!([1]), sent_at: "2026-01-01T00:00:00Z".into() };
+        let sent = ServerFrame::Message {
+            from: "abc".into(),
+            data: json!([1]),
+            sent_at: "2026-01-01T00:00:00Z".into(),
+        };
         assert_eq!(
             serde_json::to_value(&sent).unwrap(),
             json!({"type":"message","from":"abc","data":[1],"sentAt":"2026-01-01T00:00:00Z"})
         );
         assert_eq!(ServerFrame::Pong.to_text(), r#"{"type":"pong"}"#);
-        assert_eq!(ServerFrame::Sent { recipients: 3 }.to_text(), r#"{"type":"sent","recipients":3}"#);
+        assert_eq!(
+            ServerFrame::Sent { recipients: 3 }.to_text(),
+            r#"{"type":"sent","recipients":3}"#
+        );
         let err = ServerFrame::error(ErrorCode::UnknownAction, "m");
-        assert_eq!(err.to_text(), r#"{"type":"error","code":"unknown_action","message":"m"}"#);
+        assert_eq!(
+            err.to_text(),
+            r#"{"type":"error","code":"unknown_action","message":"m"}"#
+        );
         assert_eq!(ServerFrame::parse(&err.to_text()), Some(err));
     }
 }

@@ -44,7 +44,15 @@ pub async fn broadcast(
     recipients: &[String],
     data: &[u8],
 ) -> Delivery {
-    broadcast_with(registry, messenger, recipients, data, MAX_IN_FLIGHT, POST_TIMEOUT).await
+    broadcast_with(
+        registry,
+        messenger,
+        recipients,
+        data,
+        MAX_IN_FLIGHT,
+        POST_TIMEOUT,
+    )
+    .await
 }
 
 /// [`broadcast`] with explicit limits.
@@ -125,12 +133,24 @@ mod tests {
         messenger.mark_gone("c7");
         messenger.mark_failing("c5");
         let delivery =
-            tokio::time::timeout(LIMIT, broadcast(&registry, &messenger, &recipients, b"hi")).await.expect("timed out");
-        assert_eq!(delivery, Delivery { delivered: 7, gone: 2, failed: 1 });
+            tokio::time::timeout(LIMIT, broadcast(&registry, &messenger, &recipients, b"hi"))
+                .await
+                .expect("timed out");
+        assert_eq!(
+            delivery,
+            Delivery {
+                delivered: 7,
+                gone: 2,
+                failed: 1
+            }
+        );
         assert_eq!(messenger.posts().len(), 7);
         let left = registry.list().await.expect("list");
         assert!(!left.contains(&"c3".to_string()) && !left.contains(&"c7".to_string()));
-        assert!(left.contains(&"c5".to_string()), "a failed post is not a reason to forget the connection");
+        assert!(
+            left.contains(&"c5".to_string()),
+            "a failed post is not a reason to forget the connection"
+        );
     }
 
     /// Counts how many posts run at once; one recipient never answers.
@@ -158,15 +178,33 @@ mod tests {
     async fn concurrency_is_bounded_and_a_stuck_recipient_only_costs_its_own_post() {
         let recipients = ids(500);
         let registry = registry_with(&recipients).await;
-        let gauge = Gauge { now: AtomicUsize::new(0), peak: AtomicUsize::new(0), inner: MemoryMessenger::new() };
+        let gauge = Gauge {
+            now: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            inner: MemoryMessenger::new(),
+        };
         let post_timeout = Duration::from_millis(300);
         let delivery = tokio::time::timeout(
             LIMIT,
-            broadcast_with(&registry, &gauge, &recipients, b"hi", MAX_IN_FLIGHT, post_timeout),
+            broadcast_with(
+                &registry,
+                &gauge,
+                &recipients,
+                b"hi",
+                MAX_IN_FLIGHT,
+                post_timeout,
+            ),
         )
         .await
         .expect("timed out");
-        assert_eq!(delivery, Delivery { delivered: 499, gone: 0, failed: 1 });
+        assert_eq!(
+            delivery,
+            Delivery {
+                delivered: 499,
+                gone: 0,
+                failed: 1
+            }
+        );
         let peak = gauge.peak.load(Ordering::SeqCst);
         assert!(peak <= MAX_IN_FLIGHT, "peak {peak} posts in flight");
         assert!(peak > 1, "posts ran one at a time");

@@ -60,8 +60,8 @@ pub struct WebsocketEvent {
 impl WebsocketEvent {
     /// Checks a raw event. Never panics, whatever the JSON.
     pub fn parse(raw: Value) -> Result<Self, EventError> {
-        let request: ApiGatewayWebsocketProxyRequest =
-            serde_path_to_error::deserialize(raw).map_err(|e| EventError::Shape(describe_shape_error(&e)))?;
+        let request: ApiGatewayWebsocketProxyRequest = serde_path_to_error::deserialize(raw)
+            .map_err(|e| EventError::Shape(describe_shape_error(&e)))?;
         Self::from_request(request)
     }
 
@@ -69,11 +69,15 @@ impl WebsocketEvent {
     pub fn from_request(request: ApiGatewayWebsocketProxyRequest) -> Result<Self, EventError> {
         let context = request.request_context;
         let route_key = non_empty(context.route_key).ok_or(EventError::MissingField("routeKey"))?;
-        let connection_id = non_empty(context.connection_id).ok_or(EventError::MissingField("connectionId"))?;
+        let connection_id =
+            non_empty(context.connection_id).ok_or(EventError::MissingField("connectionId"))?;
         Ok(WebsocketEvent {
             route_key,
             connection_id,
-            api: ApiAddress { domain_name: non_empty(context.domain_name), stage: non_empty(context.stage) },
+            api: ApiAddress {
+                domain_name: non_empty(context.domain_name),
+                stage: non_empty(context.stage),
+            },
             connected_at_ms: context.connected_at,
             source_ip: non_empty(context.identity.source_ip),
             user_agent: non_empty(context.identity.user_agent),
@@ -97,12 +101,20 @@ impl ReplyTarget {
     /// raw JSON, ignoring everything else.
     pub fn from_raw(raw: &Value) -> Option<Self> {
         let context = raw.get("requestContext")?;
-        let text =
-            |field: &str| context.get(field).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+        let text = |field: &str| {
+            context
+                .get(field)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
         Some(ReplyTarget {
             route_key: text("routeKey"),
             connection_id: text("connectionId")?,
-            api: ApiAddress { domain_name: text("domainName"), stage: text("stage") },
+            api: ApiAddress {
+                domain_name: text("domainName"),
+                stage: text("stage"),
+            },
         })
     }
 }
@@ -127,7 +139,11 @@ fn describe_shape_error(error: &serde_path_to_error::Error<serde_json::Error>) -
     } else {
         "invalid value".to_string()
     };
-    if path == "." || path.is_empty() { problem } else { format!("{problem} at `{path}`") }
+    if path == "." || path.is_empty() {
+        problem
+    } else {
+        format!("{problem} at `{path}`")
+    }
 }
 
 #[cfg(test)]
@@ -177,16 +193,27 @@ pub(crate) mod tests {
     #[test]
     fn missing_context_fields_are_named() {
         let mut raw = event("ping", "c1", None);
-        raw["requestContext"].as_object_mut().map(|c| c.remove("connectionId"));
-        assert_eq!(WebsocketEvent::parse(raw).unwrap_err(), EventError::MissingField("connectionId"));
+        raw["requestContext"]
+            .as_object_mut()
+            .map(|c| c.remove("connectionId"));
+        assert_eq!(
+            WebsocketEvent::parse(raw).unwrap_err(),
+            EventError::MissingField("connectionId")
+        );
 
         let mut raw = event("ping", "c1", None);
         raw["requestContext"]["routeKey"] = json!("");
-        assert_eq!(WebsocketEvent::parse(raw).unwrap_err(), EventError::MissingField("routeKey"));
+        assert_eq!(
+            WebsocketEvent::parse(raw).unwrap_err(),
+            EventError::MissingField("routeKey")
+        );
 
         let raw = json!({"body": "x"});
         let err = WebsocketEvent::parse(raw).unwrap_err();
-        assert_eq!(err, EventError::Shape("missing field `requestContext`".into()));
+        assert_eq!(
+            err,
+            EventError::Shape("missing field `requestContext`".into())
+        );
     }
 
     #[test]
@@ -212,7 +239,10 @@ pub(crate) mod tests {
 
     #[test]
     fn the_endpoint_needs_domain_and_stage() {
-        let api = ApiAddress { domain_name: Some("d".into()), stage: None };
+        let api = ApiAddress {
+            domain_name: Some("d".into()),
+            stage: None,
+        };
         assert_eq!(api.management_endpoint(), None);
     }
 }

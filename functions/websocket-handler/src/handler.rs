@@ -70,16 +70,29 @@ async fn dispatch(
     // is `$request.body.action`), so the action is the one key to dispatch
     // on: `$default` then serves a known action exactly as its own route would.
     match frame.action.as_str() {
-        routes::SEND_MESSAGE => crate::routes::send_message(registry, messenger, event, &frame).await,
+        routes::SEND_MESSAGE => {
+            crate::routes::send_message(registry, messenger, event, &frame).await
+        }
         routes::PING => crate::routes::ping(registry, messenger, event).await,
-        action => bad_input(registry, messenger, event, &protocol::unknown_action(action)).await,
+        action => {
+            bad_input(
+                registry,
+                messenger,
+                event,
+                &protocol::unknown_action(action),
+            )
+            .await
+        }
     }
 }
 
 /// An event that did not parse but names its connection: tell the sender,
 /// unless it is a `$connect`/`$disconnect` (nothing can be posted to those).
 async fn tell_unparsed_sender(target: &ReplyTarget, messengers: &dyn Messengers) {
-    if matches!(target.route_key.as_deref(), Some(routes::CONNECT | routes::DISCONNECT)) {
+    if matches!(
+        target.route_key.as_deref(),
+        Some(routes::CONNECT | routes::DISCONNECT)
+    ) {
         return;
     }
     let frame = ServerFrame::error(
@@ -88,11 +101,14 @@ async fn tell_unparsed_sender(target: &ReplyTarget, messengers: &dyn Messengers)
     );
     match messengers.for_api(&target.api) {
         Ok(messenger) => {
-            if let Err(error) = send_frame(messenger.as_ref(), &target.connection_id, &frame).await {
+            if let Err(error) = send_frame(messenger.as_ref(), &target.connection_id, &frame).await
+            {
                 tracing::warn!(connection_id = %target.connection_id, %error, "could not tell the sender its event was bad");
             }
         }
-        Err(error) => tracing::warn!(connection_id = %target.connection_id, %error, "cannot reach the management API"),
+        Err(error) => {
+            tracing::warn!(connection_id = %target.connection_id, %error, "cannot reach the management API")
+        }
     }
 }
 
@@ -116,7 +132,10 @@ mod tests {
 
     impl Fixture {
         async fn with(ids: &[&str]) -> Self {
-            let fixture = Fixture { registry: MemoryRegistry::new(), messenger: MemoryMessenger::new() };
+            let fixture = Fixture {
+                registry: MemoryRegistry::new(),
+                messenger: MemoryMessenger::new(),
+            };
             for id in ids {
                 let status = fixture.run(event("$connect", id, None)).await.status_code;
                 assert_eq!(status, 200);
@@ -125,7 +144,9 @@ mod tests {
         }
 
         async fn run(&self, raw: Value) -> ApiGatewayProxyResponse {
-            tokio::time::timeout(LIMIT, handle(raw, &self.registry, &self.messenger)).await.expect("handler timed out")
+            tokio::time::timeout(LIMIT, handle(raw, &self.registry, &self.messenger))
+                .await
+                .expect("handler timed out")
         }
 
         async fn send(&self, route: &str, from: &str, body: &str) -> ApiGatewayProxyResponse {
@@ -152,11 +173,17 @@ mod tests {
     async fn connect_registers_with_the_request_details() {
         let f = Fixture::with(&["a"]).await;
         let connection = f.registry.get("a").expect("registered");
-        assert_eq!(connection.connected_at.timestamp_millis(), 1_795_000_000_000);
+        assert_eq!(
+            connection.connected_at.timestamp_millis(),
+            1_795_000_000_000
+        );
         assert_eq!(connection.expires_at(), 1_795_000_000 + 2 * 60 * 60);
         assert_eq!(connection.source_ip.as_deref(), Some("192.0.2.10"));
         assert_eq!(connection.user_agent.as_deref(), Some("wscat/6"));
-        assert!(f.messenger.posts().is_empty(), "nothing can be posted during $connect");
+        assert!(
+            f.messenger.posts().is_empty(),
+            "nothing can be posted during $connect"
+        );
     }
 
     struct BrokenRegistry;
@@ -178,37 +205,72 @@ mod tests {
     async fn a_registry_failure_refuses_the_handshake_and_fails_loudly_elsewhere() {
         let messenger = MemoryMessenger::new();
         let run = |raw| async {
-            tokio::time::timeout(LIMIT, handle(raw, &BrokenRegistry, &messenger)).await.expect("timed out")
+            tokio::time::timeout(LIMIT, handle(raw, &BrokenRegistry, &messenger))
+                .await
+                .expect("timed out")
         };
         assert_eq!(run(event("$connect", "a", None)).await.status_code, 500);
         assert_eq!(run(event("$disconnect", "a", None)).await.status_code, 500);
-        let sent = run(event("sendmessage", "a", Some(r#"{"action":"sendmessage","data":1}"#))).await;
+        let sent = run(event(
+            "sendmessage",
+            "a",
+            Some(r#"{"action":"sendmessage","data":1}"#),
+        ))
+        .await;
         assert_eq!(sent.status_code, 500);
-        assert!(matches!(messenger.frames_to("a").as_slice(), [ServerFrame::Error { code: ErrorCode::Internal, .. }]));
+        assert!(matches!(
+            messenger.frames_to("a").as_slice(),
+            [ServerFrame::Error {
+                code: ErrorCode::Internal,
+                ..
+            }]
+        ));
     }
 
     #[tokio::test]
     async fn disconnect_removes_the_connection() {
         let f = Fixture::with(&["a", "b"]).await;
-        assert_eq!(f.run(event("$disconnect", "a", None)).await.status_code, 200);
+        assert_eq!(
+            f.run(event("$disconnect", "a", None)).await.status_code,
+            200
+        );
         assert_eq!(f.ids().await, ["b"]);
     }
 
     #[tokio::test]
     async fn sendmessage_reaches_every_other_connection_and_counts_them() {
         let f = Fixture::with(&["a", "b", "c"]).await;
-        let result = f.send("sendmessage", "a", r#"{"action":"sendmessage","data":{"text":"hi"}}"#).await;
+        let result = f
+            .send(
+                "sendmessage",
+                "a",
+                r#"{"action":"sendmessage","data":{"text":"hi"}}"#,
+            )
+            .await;
         assert_eq!(result.status_code, 200);
         for other in ["b", "c"] {
             let frames = f.messenger.frames_to(other);
-            let [ServerFrame::Message { from, data, sent_at }] = frames.as_slice() else {
+            let [
+                ServerFrame::Message {
+                    from,
+                    data,
+                    sent_at,
+                },
+            ] = frames.as_slice()
+            else {
                 panic!("{other} got {frames:?}");
             };
             assert_eq!(from, "a");
             assert_eq!(data, &json!({"text": "hi"}));
-            assert!(chrono::DateTime::parse_from_rfc3339(sent_at).is_ok(), "{sent_at}");
+            assert!(
+                chrono::DateTime::parse_from_rfc3339(sent_at).is_ok(),
+                "{sent_at}"
+            );
         }
-        assert_eq!(f.messenger.frames_to("a"), [ServerFrame::Sent { recipients: 2 }]);
+        assert_eq!(
+            f.messenger.frames_to("a"),
+            [ServerFrame::Sent { recipients: 2 }]
+        );
         // The management endpoint is asked for the API the event came from.
         let api = f.messenger.apis().pop().expect("asked");
         assert_eq!(
@@ -222,22 +284,39 @@ mod tests {
         let f = Fixture::with(&["a", "b", "c", "d"]).await;
         f.messenger.mark_gone("b");
         f.messenger.mark_failing("c");
-        f.send("sendmessage", "a", r#"{"action":"sendmessage","data":"x"}"#).await;
-        assert_eq!(f.messenger.frames_to("a"), [ServerFrame::Sent { recipients: 1 }]);
+        f.send("sendmessage", "a", r#"{"action":"sendmessage","data":"x"}"#)
+            .await;
+        assert_eq!(
+            f.messenger.frames_to("a"),
+            [ServerFrame::Sent { recipients: 1 }]
+        );
         assert_eq!(f.ids().await, ["a", "c", "d"]);
     }
 
     #[tokio::test]
     async fn a_lone_sender_reaches_nobody() {
         let f = Fixture::with(&["a"]).await;
-        f.send("sendmessage", "a", r#"{"action":"sendmessage","data":null}"#).await;
-        assert_eq!(f.messenger.frames_to("a"), [ServerFrame::Sent { recipients: 0 }]);
+        f.send(
+            "sendmessage",
+            "a",
+            r#"{"action":"sendmessage","data":null}"#,
+        )
+        .await;
+        assert_eq!(
+            f.messenger.frames_to("a"),
+            [ServerFrame::Sent { recipients: 0 }]
+        );
     }
 
     #[tokio::test]
     async fn ping_answers_pong_to_the_sender_only() {
         let f = Fixture::with(&["a", "b"]).await;
-        assert_eq!(f.send("ping", "a", r#"{"action":"ping"}"#).await.status_code, 200);
+        assert_eq!(
+            f.send("ping", "a", r#"{"action":"ping"}"#)
+                .await
+                .status_code,
+            200
+        );
         assert_eq!(f.messenger.frames_to("a"), [ServerFrame::Pong]);
         assert!(f.messenger.frames_to("b").is_empty());
     }
@@ -246,7 +325,12 @@ mod tests {
     async fn a_gone_sender_is_removed() {
         let f = Fixture::with(&["a", "b"]).await;
         f.messenger.mark_gone("a");
-        assert_eq!(f.send("ping", "a", r#"{"action":"ping"}"#).await.status_code, 200);
+        assert_eq!(
+            f.send("ping", "a", r#"{"action":"ping"}"#)
+                .await
+                .status_code,
+            200
+        );
         assert_eq!(f.ids().await, ["b"]);
     }
 
@@ -254,36 +338,71 @@ mod tests {
     async fn a_reply_that_cannot_be_posted_is_a_500() {
         let f = Fixture::with(&["a"]).await;
         f.messenger.mark_failing("a");
-        assert_eq!(f.send("ping", "a", r#"{"action":"ping"}"#).await.status_code, 500);
+        assert_eq!(
+            f.send("ping", "a", r#"{"action":"ping"}"#)
+                .await
+                .status_code,
+            500
+        );
     }
 
     #[tokio::test]
     async fn default_serves_known_actions_and_names_the_valid_ones_otherwise() {
         let f = Fixture::with(&["a"]).await;
-        assert_eq!(f.send("$default", "a", r#"{"action":"ping"}"#).await.status_code, 200);
+        assert_eq!(
+            f.send("$default", "a", r#"{"action":"ping"}"#)
+                .await
+                .status_code,
+            200
+        );
         assert_eq!(f.messenger.frames_to("a"), [ServerFrame::Pong]);
 
-        assert_eq!(f.send("$default", "a", r#"{"action":"dance"}"#).await.status_code, 400);
+        assert_eq!(
+            f.send("$default", "a", r#"{"action":"dance"}"#)
+                .await
+                .status_code,
+            400
+        );
         let frames = f.messenger.frames_to("a");
-        let Some(ServerFrame::Error { code, message }) = frames.last() else { panic!("{frames:?}") };
+        let Some(ServerFrame::Error { code, message }) = frames.last() else {
+            panic!("{frames:?}")
+        };
         assert_eq!(*code, ErrorCode::UnknownAction);
-        assert!(message.contains("sendmessage") && message.contains("ping"), "{message}");
+        assert!(
+            message.contains("sendmessage") && message.contains("ping"),
+            "{message}"
+        );
     }
 
     /// Every bad frame from the issue: the sender gets its error code, the
     /// function answers 400, and nobody else hears anything.
     #[tokio::test]
     async fn every_bad_input_gets_its_error_frame_and_a_400() {
-        let oversize = format!(r#"{{"action":"sendmessage","data":"{}"}}"#, "x".repeat(MAX_DATA_BYTES));
+        let oversize = format!(
+            r#"{{"action":"sendmessage","data":"{}"}}"#,
+            "x".repeat(MAX_DATA_BYTES)
+        );
         let cases: Vec<(&str, String, ErrorCode)> = vec![
             ("$default", "{not json".into(), ErrorCode::InvalidJson),
             ("$default", "".into(), ErrorCode::InvalidJson),
             ("$default", "[1,2]".into(), ErrorCode::NotAnObject),
             ("$default", "\"ping\"".into(), ErrorCode::NotAnObject),
             ("$default", r#"{"data":1}"#.into(), ErrorCode::MissingAction),
-            ("$default", r#"{"action":42}"#.into(), ErrorCode::MissingAction),
-            ("$default", r#"{"action":"nope"}"#.into(), ErrorCode::UnknownAction),
-            ("sendmessage", r#"{"action":"sendmessage"}"#.into(), ErrorCode::MissingData),
+            (
+                "$default",
+                r#"{"action":42}"#.into(),
+                ErrorCode::MissingAction,
+            ),
+            (
+                "$default",
+                r#"{"action":"nope"}"#.into(),
+                ErrorCode::UnknownAction,
+            ),
+            (
+                "sendmessage",
+                r#"{"action":"sendmessage"}"#.into(),
+                ErrorCode::MissingData,
+            ),
             ("sendmessage", oversize, ErrorCode::DataTooLarge),
             (
                 "some-route-without-a-handler",
@@ -296,7 +415,10 @@ mod tests {
             let result = f.send(route, "a", &body).await;
             assert_eq!(result.status_code, 400, "{route} {expected:?}");
             assert_eq!(f.error_codes_to("a"), [expected], "{route} {expected:?}");
-            assert!(f.messenger.frames_to("b").is_empty(), "{expected:?} leaked to another client");
+            assert!(
+                f.messenger.frames_to("b").is_empty(),
+                "{expected:?} leaked to another client"
+            );
         }
     }
 
@@ -314,19 +436,32 @@ mod tests {
         let f = Fixture::with(&["a"]).await;
         // Unparseable, but names the connection: the sender is told.
         let mut raw = event("ping", "a", Some(r#"{"action":"ping"}"#));
-        raw["requestContext"].as_object_mut().map(|c| c.remove("connectedAt"));
+        raw["requestContext"]
+            .as_object_mut()
+            .map(|c| c.remove("connectedAt"));
         assert_eq!(f.run(raw).await.status_code, 400);
         assert_eq!(f.error_codes_to("a"), [ErrorCode::BadRequest]);
 
         // No connection id: nobody to tell, still a response.
         let mut raw = event("ping", "a", Some(r#"{"action":"ping"}"#));
-        raw["requestContext"].as_object_mut().map(|c| c.remove("connectionId"));
+        raw["requestContext"]
+            .as_object_mut()
+            .map(|c| c.remove("connectionId"));
         assert_eq!(f.run(raw).await.status_code, 400);
         let mut raw = event("ping", "a", None);
-        raw["requestContext"].as_object_mut().map(|c| c.remove("routeKey"));
+        raw["requestContext"]
+            .as_object_mut()
+            .map(|c| c.remove("routeKey"));
         assert_eq!(f.run(raw).await.status_code, 400);
 
-        for raw in [json!(null), json!(7), json!("x"), json!([]), json!({}), json!({"requestContext": 1})] {
+        for raw in [
+            json!(null),
+            json!(7),
+            json!("x"),
+            json!([]),
+            json!({}),
+            json!({"requestContext": 1}),
+        ] {
             assert_eq!(f.run(raw).await.status_code, 400);
         }
         // A bad $connect is refused, not answered.

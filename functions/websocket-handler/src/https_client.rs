@@ -33,7 +33,9 @@ pub enum HttpsClientError {
     Pem(#[source] pem::Error),
     #[error("the compiled-in root certificates (certs/aws-roots.pem) hold no certificate")]
     NoCertificate,
-    #[error("certificate {index} of the compiled-in roots (certs/aws-roots.pem) is not a usable root: {source}")]
+    #[error(
+        "certificate {index} of the compiled-in roots (certs/aws-roots.pem) is not a usable root: {source}"
+    )]
     Root {
         index: usize,
         #[source]
@@ -57,21 +59,31 @@ pub fn https_client() -> Result<SharedHttpClient, HttpsClientError> {
     // The SDK parses the PEM only when it opens its first connection, and
     // panics if it cannot: check it here, as rustls will load it.
     root_store(AWS_ROOTS_PEM)?;
-    let trust_store = TrustStore::empty().with_native_roots(false).with_pem_certificate(AWS_ROOTS_PEM);
-    let tls_context = TlsContext::builder().with_trust_store(trust_store).build()?;
-    Ok(Builder::new().tls_provider(Provider::Rustls(CryptoMode::AwsLc)).tls_context(tls_context).build_https())
+    let trust_store = TrustStore::empty()
+        .with_native_roots(false)
+        .with_pem_certificate(AWS_ROOTS_PEM);
+    let tls_context = TlsContext::builder()
+        .with_trust_store(trust_store)
+        .build()?;
+    Ok(Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
+        .tls_context(tls_context)
+        .build_https())
 }
 
 /// The roots in `pem`, added to a rustls store as the SDK adds them.
 pub fn root_store(pem: &[u8]) -> Result<RootCertStore, HttpsClientError> {
-    let certificates =
-        CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>().map_err(HttpsClientError::Pem)?;
+    let certificates = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(HttpsClientError::Pem)?;
     if certificates.is_empty() {
         return Err(HttpsClientError::NoCertificate);
     }
     let mut roots = RootCertStore::empty();
     for (index, certificate) in certificates.into_iter().enumerate() {
-        roots.add(certificate).map_err(|source| HttpsClientError::Root { index, source })?;
+        roots
+            .add(certificate)
+            .map_err(|source| HttpsClientError::Root { index, source })?;
     }
     Ok(roots)
 }
@@ -94,8 +106,11 @@ mod tests {
     #[test]
     fn the_bundle_holds_exactly_the_amazon_trust_services_roots() {
         let roots = root_store(AWS_ROOTS_PEM).unwrap();
-        let trusted: Vec<String> =
-            roots.subjects().iter().map(|name| X509Name::from_der(name.as_ref()).unwrap().1.to_string()).collect();
+        let trusted: Vec<String> = roots
+            .subjects()
+            .iter()
+            .map(|name| X509Name::from_der(name.as_ref()).unwrap().1.to_string())
+            .collect();
         assert_eq!(trusted, EXPECTED_SUBJECTS);
 
         // Each is a self-issued CA certificate: a root, not an intermediate.
@@ -110,17 +125,27 @@ mod tests {
 
     #[test]
     fn a_broken_bundle_is_an_error_not_a_panic() {
-        assert!(matches!(root_store(b""), Err(HttpsClientError::NoCertificate)));
-        assert!(matches!(root_store(b"# only a comment\n"), Err(HttpsClientError::NoCertificate)));
+        assert!(matches!(
+            root_store(b""),
+            Err(HttpsClientError::NoCertificate)
+        ));
+        assert!(matches!(
+            root_store(b"# only a comment\n"),
+            Err(HttpsClientError::NoCertificate)
+        ));
 
         let bad_base64 = b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n";
         let error = root_store(bad_base64).unwrap_err();
         assert!(matches!(error, HttpsClientError::Pem(_)), "{error}");
 
         // Well-formed PEM whose content is not a certificate.
-        let not_a_certificate = b"-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n";
+        let not_a_certificate =
+            b"-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n";
         let error = root_store(not_a_certificate).unwrap_err();
-        assert!(matches!(error, HttpsClientError::Root { index: 0, .. }), "{error}");
+        assert!(
+            matches!(error, HttpsClientError::Root { index: 0, .. }),
+            "{error}"
+        );
         assert!(error.to_string().contains("certs/aws-roots.pem"));
 
         // A truncated copy of the real bundle.

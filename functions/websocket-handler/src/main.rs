@@ -14,10 +14,18 @@ use websocket_handler::settings::Settings;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_tracing();
-    let settings = Settings::from_env().inspect_err(|error| tracing::error!(%error, "cannot start"))?;
-    let http_client = https_client().inspect_err(|error| tracing::error!(%error, "cannot start"))?;
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http_client).load().await;
-    let registry = DynamoDbRegistry::new(aws_sdk_dynamodb::Client::new(&sdk), &settings.connections_table);
+    let settings =
+        Settings::from_env().inspect_err(|error| tracing::error!(%error, "cannot start"))?;
+    let http_client =
+        https_client().inspect_err(|error| tracing::error!(%error, "cannot start"))?;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http_client)
+        .load()
+        .await;
+    let registry = DynamoDbRegistry::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        &settings.connections_table,
+    );
     let messengers = ManagementApi::new(&sdk, settings.management_endpoint.as_deref());
     tracing::info!(table = %settings.connections_table, management_endpoint = ?messengers.source(), "initialised");
     let (registry, messengers) = (&registry, &messengers);
@@ -40,6 +48,10 @@ fn init_tracing() {
     tracing_subscriber::fmt()
         .json()
         .with_target(false)
-        .with_env_filter(EnvFilter::builder().with_default_directive(level.into()).from_env_lossy())
+        .with_env_filter(
+            EnvFilter::builder()
+                .with_default_directive(level.into())
+                .from_env_lossy(),
+        )
         .init();
 }

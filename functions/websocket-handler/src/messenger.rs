@@ -41,8 +41,14 @@ pub trait Messengers: Send + Sync {
 }
 
 /// Sends a frame as JSON text.
-pub async fn send_frame(messenger: &dyn Messenger, connection_id: &str, frame: &ServerFrame) -> Result<(), PostError> {
-    messenger.post(connection_id, frame.to_text().as_bytes()).await
+pub async fn send_frame(
+    messenger: &dyn Messenger,
+    connection_id: &str,
+    frame: &ServerFrame,
+) -> Result<(), PostError> {
+    messenger
+        .post(connection_id, frame.to_text().as_bytes())
+        .await
 }
 
 /// Records every post; ids marked gone or failing answer like the real API.
@@ -66,7 +72,9 @@ impl MemoryMessenger {
     }
 
     fn lock(&self) -> MutexGuard<'_, MemoryState> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Posts to `connection_id` fail with [`PostError::Gone`] from now on.
@@ -137,7 +145,13 @@ impl ManagementApiMessenger {
 #[async_trait]
 impl Messenger for ManagementApiMessenger {
     async fn post(&self, connection_id: &str, data: &[u8]) -> Result<(), PostError> {
-        let result = self.client.post_to_connection().connection_id(connection_id).data(Blob::new(data)).send().await;
+        let result = self
+            .client
+            .post_to_connection()
+            .connection_id(connection_id)
+            .data(Blob::new(data))
+            .send()
+            .await;
         match result {
             Ok(_) => Ok(()),
             Err(SdkError::ServiceError(context))
@@ -187,7 +201,10 @@ fn sdk_has_endpoint_override(sdk: &SdkConfig) -> bool {
         .profile("endpoint_url")
         .build()
         .ok()
-        .and_then(|key| sdk.service_config().and_then(|config| config.load_config(key)));
+        .and_then(|key| {
+            sdk.service_config()
+                .and_then(|config| config.load_config(key))
+        });
     service_specific.is_some() || sdk.endpoint_url().is_some()
 }
 
@@ -198,14 +215,25 @@ impl ManagementApi {
         let management_endpoint = management_endpoint.map(str::trim).filter(|e| !e.is_empty());
         let (source, fixed) = if sdk_has_endpoint_override(sdk) {
             let client = aws_sdk_apigatewaymanagement::Client::new(sdk);
-            (EndpointSource::SdkOverride, Some(Arc::new(ManagementApiMessenger::new(client))))
+            (
+                EndpointSource::SdkOverride,
+                Some(Arc::new(ManagementApiMessenger::new(client))),
+            )
         } else if let Some(endpoint) = management_endpoint {
             let messenger = Arc::new(Self::messenger_at(sdk, endpoint));
-            (EndpointSource::Configured(endpoint.to_string()), Some(messenger))
+            (
+                EndpointSource::Configured(endpoint.to_string()),
+                Some(messenger),
+            )
         } else {
             (EndpointSource::FromEvents, None)
         };
-        ManagementApi { sdk: sdk.clone(), source, fixed, derived: Mutex::new(None) }
+        ManagementApi {
+            sdk: sdk.clone(),
+            source,
+            fixed,
+            derived: Mutex::new(None),
+        }
     }
 
     pub fn source(&self) -> &EndpointSource {
@@ -213,7 +241,9 @@ impl ManagementApi {
     }
 
     fn messenger_at(sdk: &SdkConfig, endpoint: &str) -> ManagementApiMessenger {
-        let config = aws_sdk_apigatewaymanagement::config::Builder::from(sdk).endpoint_url(endpoint).build();
+        let config = aws_sdk_apigatewaymanagement::config::Builder::from(sdk)
+            .endpoint_url(endpoint)
+            .build();
         ManagementApiMessenger::new(aws_sdk_apigatewaymanagement::Client::from_conf(config))
     }
 }
@@ -230,7 +260,10 @@ impl Messengers for ManagementApi {
                     .into(),
             )
         })?;
-        let mut derived = self.derived.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut derived = self
+            .derived
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some((cached, messenger)) = derived.as_ref() {
             if *cached == endpoint {
                 return Ok(messenger.clone());
@@ -254,8 +287,15 @@ mod tests {
 
     impl LoadServiceConfig for FakeEnv {
         fn load_config(&self, key: ServiceConfigKey<'_>) -> Option<String> {
-            let name = format!("{}_{}", key.env(), key.service_id().to_uppercase().replace(' ', "_"));
-            self.0.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+            let name = format!(
+                "{}_{}",
+                key.env(),
+                key.service_id().to_uppercase().replace(' ', "_")
+            );
+            self.0
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
         }
     }
 
@@ -270,19 +310,34 @@ mod tests {
 
     #[test]
     fn the_sdk_override_wins_over_management_endpoint() {
-        let config = sdk(vec![("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", "http://127.0.0.1:9/prod")], None);
+        let config = sdk(
+            vec![(
+                "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI",
+                "http://127.0.0.1:9/prod",
+            )],
+            None,
+        );
         let api = ManagementApi::new(&config, Some("https://configured.example/prod"));
         assert_eq!(api.source(), &EndpointSource::SdkOverride);
 
         let config = sdk(vec![], Some("http://127.0.0.1:9"));
-        assert_eq!(ManagementApi::new(&config, Some("https://x/prod")).source(), &EndpointSource::SdkOverride);
+        assert_eq!(
+            ManagementApi::new(&config, Some("https://x/prod")).source(),
+            &EndpointSource::SdkOverride
+        );
     }
 
     #[test]
     fn management_endpoint_is_used_when_there_is_no_override() {
-        let config = sdk(vec![("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:9")], None);
+        let config = sdk(
+            vec![("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:9")],
+            None,
+        );
         let api = ManagementApi::new(&config, Some(" https://configured.example/prod "));
-        assert_eq!(api.source(), &EndpointSource::Configured("https://configured.example/prod".into()));
+        assert_eq!(
+            api.source(),
+            &EndpointSource::Configured("https://configured.example/prod".into())
+        );
         assert!(api.for_api(&ApiAddress::default()).is_ok());
     }
 
@@ -291,14 +346,20 @@ mod tests {
         let config = sdk(vec![], None);
         let api = ManagementApi::new(&config, Some(""));
         assert_eq!(api.source(), &EndpointSource::FromEvents);
-        assert!(matches!(api.for_api(&ApiAddress::default()), Err(PostError::Other(_))));
+        assert!(matches!(
+            api.for_api(&ApiAddress::default()),
+            Err(PostError::Other(_))
+        ));
         let address = ApiAddress {
             domain_name: Some("abc.execute-api.eu-west-1.amazonaws.com".into()),
             stage: Some("prod".into()),
         };
         let first = api.for_api(&address).expect("derived");
         let second = api.for_api(&address).expect("cached");
-        assert!(Arc::ptr_eq(&first, &second), "the derived client is built once");
+        assert!(
+            Arc::ptr_eq(&first, &second),
+            "the derived client is built once"
+        );
     }
 
     #[tokio::test]
@@ -306,9 +367,14 @@ mod tests {
         let messenger = MemoryMessenger::new();
         messenger.mark_gone("gone");
         messenger.mark_failing("bad");
-        send_frame(&messenger, "a", &ServerFrame::Pong).await.expect("post");
+        send_frame(&messenger, "a", &ServerFrame::Pong)
+            .await
+            .expect("post");
         assert_eq!(messenger.post("gone", b"x").await, Err(PostError::Gone));
-        assert!(matches!(messenger.post("bad", b"x").await, Err(PostError::Other(_))));
+        assert!(matches!(
+            messenger.post("bad", b"x").await,
+            Err(PostError::Other(_))
+        ));
         assert_eq!(messenger.frames_to("a"), [ServerFrame::Pong]);
         assert_eq!(messenger.posts().len(), 1);
     }

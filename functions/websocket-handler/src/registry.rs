@@ -38,7 +38,8 @@ impl Connection {
     /// When the registry may forget this connection: connect time plus API
     /// Gateway's maximum connection life, in epoch seconds.
     pub fn expires_at(&self) -> i64 {
-        let life = i64::try_from(protocol::limits::MAX_CONNECTION_LIFE.as_secs()).unwrap_or(i64::MAX);
+        let life =
+            i64::try_from(protocol::limits::MAX_CONNECTION_LIFE.as_secs()).unwrap_or(i64::MAX);
         self.connected_at.timestamp().saturating_add(life)
     }
 }
@@ -53,7 +54,10 @@ pub struct RegistryError {
 
 impl RegistryError {
     pub fn new(operation: &'static str, message: impl Into<String>) -> Self {
-        RegistryError { operation, message: message.into() }
+        RegistryError {
+            operation,
+            message: message.into(),
+        }
     }
 }
 
@@ -86,14 +90,17 @@ impl MemoryRegistry {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Connection>> {
         // A poisoned map is still a consistent map: every write is one insert or remove.
-        self.connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.connections
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 #[async_trait]
 impl ConnectionRegistry for MemoryRegistry {
     async fn register(&self, connection: &Connection) -> Result<(), RegistryError> {
-        self.lock().insert(connection.connection_id.clone(), connection.clone());
+        self.lock()
+            .insert(connection.connection_id.clone(), connection.clone());
         Ok(())
     }
 
@@ -118,7 +125,11 @@ pub struct DynamoDbRegistry {
 
 impl DynamoDbRegistry {
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        DynamoDbRegistry { client, table: table.into(), page_size: None }
+        DynamoDbRegistry {
+            client,
+            table: table.into(),
+            page_size: None,
+        }
     }
 
     /// Caps the items each Scan page returns (DynamoDB's `Limit`); the scan
@@ -148,9 +159,18 @@ impl ConnectionRegistry for DynamoDbRegistry {
             .client
             .put_item()
             .table_name(&self.table)
-            .item(CONNECTION_ID, AttributeValue::S(connection.connection_id.clone()))
-            .item(CONNECTED_AT, AttributeValue::S(connection.connected_at.to_rfc3339()))
-            .item(EXPIRES_AT, AttributeValue::N(connection.expires_at().to_string()));
+            .item(
+                CONNECTION_ID,
+                AttributeValue::S(connection.connection_id.clone()),
+            )
+            .item(
+                CONNECTED_AT,
+                AttributeValue::S(connection.connected_at.to_rfc3339()),
+            )
+            .item(
+                EXPIRES_AT,
+                AttributeValue::N(connection.expires_at().to_string()),
+            );
         if let Some(ip) = &connection.source_ip {
             put = put.item(SOURCE_IP, AttributeValue::S(ip.clone()));
         }
@@ -203,7 +223,10 @@ mod tests {
     pub(crate) fn connection(id: &str) -> Connection {
         Connection {
             connection_id: id.to_string(),
-            connected_at: Utc.timestamp_opt(1_795_000_000, 0).single().unwrap_or_default(),
+            connected_at: Utc
+                .timestamp_opt(1_795_000_000, 0)
+                .single()
+                .unwrap_or_default(),
             source_ip: Some("192.0.2.1".into()),
             user_agent: Some("test".into()),
         }

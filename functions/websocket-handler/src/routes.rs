@@ -29,7 +29,10 @@ pub fn ok() -> ApiGatewayProxyResponse {
 
 /// `$connect`: record the connection. A registry failure refuses the
 /// handshake (500), so no client is admitted that broadcasts cannot reach.
-pub async fn connect(registry: &dyn ConnectionRegistry, event: &WebsocketEvent) -> ApiGatewayProxyResponse {
+pub async fn connect(
+    registry: &dyn ConnectionRegistry,
+    event: &WebsocketEvent,
+) -> ApiGatewayProxyResponse {
     let connected_at = DateTime::<Utc>::from_timestamp_millis(event.connected_at_ms)
         .filter(|t| t.timestamp() > 0)
         .unwrap_or_else(Utc::now);
@@ -49,7 +52,10 @@ pub async fn connect(registry: &dyn ConnectionRegistry, event: &WebsocketEvent) 
 }
 
 /// `$disconnect`: forget the connection.
-pub async fn disconnect(registry: &dyn ConnectionRegistry, event: &WebsocketEvent) -> ApiGatewayProxyResponse {
+pub async fn disconnect(
+    registry: &dyn ConnectionRegistry,
+    event: &WebsocketEvent,
+) -> ApiGatewayProxyResponse {
     match registry.remove(&event.connection_id).await {
         Ok(()) => ok(),
         Err(error) => {
@@ -75,18 +81,30 @@ pub async fn send_message(
         Ok(connections) => connections,
         Err(error) => {
             tracing::error!(connection_id = %event.connection_id, %error, "cannot list connections for sendmessage");
-            let frame = ServerFrame::error(ErrorCode::Internal, "the message could not be sent; try again");
+            let frame = ServerFrame::error(
+                ErrorCode::Internal,
+                "the message could not be sent; try again",
+            );
             let _ = reply(registry, messenger, &event.connection_id, &frame).await;
             return response(500, "connection registry unavailable");
         }
     };
-    let recipients: Vec<String> = connections.into_iter().filter(|id| *id != event.connection_id).collect();
+    let recipients: Vec<String> = connections
+        .into_iter()
+        .filter(|id| *id != event.connection_id)
+        .collect();
     let message = ServerFrame::Message {
         from: event.connection_id.clone(),
         data: data.clone(),
         sent_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
     };
-    let delivery = broadcast(registry, messenger, &recipients, message.to_text().as_bytes()).await;
+    let delivery = broadcast(
+        registry,
+        messenger,
+        &recipients,
+        message.to_text().as_bytes(),
+    )
+    .await;
     tracing::info!(
         connection_id = %event.connection_id,
         recipients = recipients.len(),
@@ -96,7 +114,15 @@ pub async fn send_message(
         "sendmessage"
     );
     reply_status(
-        reply(registry, messenger, &event.connection_id, &ServerFrame::Sent { recipients: delivery.delivered }).await,
+        reply(
+            registry,
+            messenger,
+            &event.connection_id,
+            &ServerFrame::Sent {
+                recipients: delivery.delivered,
+            },
+        )
+        .await,
     )
 }
 
@@ -106,7 +132,15 @@ pub async fn ping(
     messenger: &dyn Messenger,
     event: &WebsocketEvent,
 ) -> ApiGatewayProxyResponse {
-    reply_status(reply(registry, messenger, &event.connection_id, &ServerFrame::Pong).await)
+    reply_status(
+        reply(
+            registry,
+            messenger,
+            &event.connection_id,
+            &ServerFrame::Pong,
+        )
+        .await,
+    )
 }
 
 /// Bad input: the sender gets the error frame, the log says what was wrong
@@ -144,7 +178,9 @@ pub async fn reply(
                 tracing::warn!(%connection_id, %error, "could not remove a gone connection");
             }
         }
-        Err(PostError::Other(error)) => tracing::warn!(%connection_id, %error, "reply could not be posted"),
+        Err(PostError::Other(error)) => {
+            tracing::warn!(%connection_id, %error, "reply could not be posted")
+        }
     }
     result
 }

@@ -39,7 +39,11 @@ impl Settings {
 
     /// Reads settings through `lookup` (the environment, or a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, MissingTable> {
-        let present = |name| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let present = |name| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         Ok(Settings {
             connections_table: present(CONNECTIONS_TABLE).ok_or(MissingTable)?,
             management_endpoint: present(MANAGEMENT_ENDPOINT),
@@ -52,23 +56,45 @@ mod tests {
     use super::*;
 
     fn lookup(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]
     fn the_table_is_required() {
         assert_eq!(Settings::from_lookup(lookup(&[])), Err(MissingTable));
-        assert_eq!(Settings::from_lookup(lookup(&[(CONNECTIONS_TABLE, " ")])), Err(MissingTable));
+        assert_eq!(
+            Settings::from_lookup(lookup(&[(CONNECTIONS_TABLE, " ")])),
+            Err(MissingTable)
+        );
         assert!(MissingTable.to_string().contains("CONNECTIONS_TABLE"));
     }
 
     #[test]
     fn the_management_endpoint_is_optional() {
-        let settings = Settings::from_lookup(lookup(&[(CONNECTIONS_TABLE, "t"), (MANAGEMENT_ENDPOINT, "")])).unwrap();
-        assert_eq!(settings, Settings { connections_table: "t".into(), management_endpoint: None });
-        let settings =
-            Settings::from_lookup(lookup(&[(CONNECTIONS_TABLE, "t"), (MANAGEMENT_ENDPOINT, "https://x/prod")]))
-                .unwrap();
-        assert_eq!(settings.management_endpoint.as_deref(), Some("https://x/prod"));
+        let settings = Settings::from_lookup(lookup(&[
+            (CONNECTIONS_TABLE, "t"),
+            (MANAGEMENT_ENDPOINT, ""),
+        ]))
+        .unwrap();
+        assert_eq!(
+            settings,
+            Settings {
+                connections_table: "t".into(),
+                management_endpoint: None
+            }
+        );
+        let settings = Settings::from_lookup(lookup(&[
+            (CONNECTIONS_TABLE, "t"),
+            (MANAGEMENT_ENDPOINT, "https://x/prod"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            settings.management_endpoint.as_deref(),
+            Some("https://x/prod")
+        );
     }
 }

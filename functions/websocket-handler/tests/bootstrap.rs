@@ -35,7 +35,11 @@ struct RuntimeApi {
 async fn next(State(api): State<RuntimeApi>) -> Response {
     loop {
         let notified = api.ready.notified();
-        let popped = api.queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+        let popped = api
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front();
         if let Some((id, event)) = popped {
             let deadline = (chrono::Utc::now().timestamp_millis() + 30_000).to_string();
             return (
@@ -43,7 +47,10 @@ async fn next(State(api): State<RuntimeApi>) -> Response {
                 [
                     ("lambda-runtime-aws-request-id", id.as_str()),
                     ("lambda-runtime-deadline-ms", deadline.as_str()),
-                    ("lambda-runtime-invoked-function-arn", "arn:aws:lambda:us-east-1:000000000000:function:ws"),
+                    (
+                        "lambda-runtime-invoked-function-arn",
+                        "arn:aws:lambda:us-east-1:000000000000:function:ws",
+                    ),
                 ],
                 event.to_string(),
             )
@@ -53,7 +60,11 @@ async fn next(State(api): State<RuntimeApi>) -> Response {
     }
 }
 
-async fn outcome(State(api): State<RuntimeApi>, Path((id, kind)): Path<(String, String)>, body: Bytes) -> StatusCode {
+async fn outcome(
+    State(api): State<RuntimeApi>,
+    Path((id, kind)): Path<(String, String)>,
+    body: Bytes,
+) -> StatusCode {
     let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let _ = api.results.send((id, kind, value));
     StatusCode::ACCEPTED
@@ -61,7 +72,10 @@ async fn outcome(State(api): State<RuntimeApi>, Path((id, kind)): Path<(String, 
 
 impl RuntimeApi {
     fn push(&self, id: &str, event: Value) {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner()).push_back((id.to_string(), event));
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back((id.to_string(), event));
         self.ready.notify_waiters();
         self.ready.notify_one();
     }
@@ -83,20 +97,32 @@ fn event(route: &str, connection_id: &str, body: Option<&str>) -> Value {
 
 #[tokio::test]
 async fn the_binary_serves_events_with_no_aws_account() {
-    let db = tokio::time::timeout(LIMIT, LocalDynamoDb::start()).await.expect("timed out").expect("moto");
-    tokio::time::timeout(LIMIT, db.create_table("connections", "connectionId", Some("expiresAt")))
+    let db = tokio::time::timeout(LIMIT, LocalDynamoDb::start())
         .await
         .expect("timed out")
-        .expect("table");
+        .expect("moto");
+    tokio::time::timeout(
+        LIMIT,
+        db.create_table("connections", "connectionId", Some("expiresAt")),
+    )
+    .await
+    .expect("timed out")
+    .expect("table");
     let (management, posts) = support::management_api().await;
 
     let (results_tx, mut results) = mpsc::unbounded_channel();
-    let runtime = RuntimeApi { queue: Default::default(), ready: Arc::new(Notify::new()), results: results_tx };
+    let runtime = RuntimeApi {
+        queue: Default::default(),
+        ready: Arc::new(Notify::new()),
+        results: results_tx,
+    };
     let app = Router::new()
         .route("/2018-06-01/runtime/invocation/next", get(next))
         .route("/2018-06-01/runtime/invocation/{id}/{kind}", post(outcome))
         .with_state(runtime.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let runtime_addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -115,7 +141,10 @@ async fn the_binary_serves_events_with_no_aws_account() {
         .env("AWS_SECRET_ACCESS_KEY", "local")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_ENDPOINT_URL_DYNAMODB", db.endpoint())
-        .env("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", format!("{management}/local"))
+        .env(
+            "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI",
+            format!("{management}/local"),
+        )
         .env("CONNECTIONS_TABLE", "connections")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -125,39 +154,100 @@ async fn the_binary_serves_events_with_no_aws_account() {
 
     let mut invoke = async |id: &str, event: Value| -> Value {
         runtime.push(id, event);
-        let (got, kind, body) = tokio::time::timeout(LIMIT, results.recv()).await.expect("no answer").expect("channel");
+        let (got, kind, body) = tokio::time::timeout(LIMIT, results.recv())
+            .await
+            .expect("no answer")
+            .expect("channel");
         assert_eq!((got.as_str(), kind.as_str()), (id, "response"), "{body}");
         body
     };
 
-    assert_eq!(invoke("1", event("$connect", "a", None)).await["statusCode"], 200);
-    assert_eq!(invoke("2", event("$connect", "b", None)).await["statusCode"], 200);
-    let sent = invoke("3", event("sendmessage", "a", Some(r#"{"action":"sendmessage","data":{"n":1}}"#))).await;
+    assert_eq!(
+        invoke("1", event("$connect", "a", None)).await["statusCode"],
+        200
+    );
+    assert_eq!(
+        invoke("2", event("$connect", "b", None)).await["statusCode"],
+        200
+    );
+    let sent = invoke(
+        "3",
+        event(
+            "sendmessage",
+            "a",
+            Some(r#"{"action":"sendmessage","data":{"n":1}}"#),
+        ),
+    )
+    .await;
     assert_eq!(sent["statusCode"], 200);
-    let to_b: Vec<Value> = posts.texts_to("b").iter().map(|t| serde_json::from_str(t).expect("json")).collect();
+    let to_b: Vec<Value> = posts
+        .texts_to("b")
+        .iter()
+        .map(|t| serde_json::from_str(t).expect("json"))
+        .collect();
     assert_eq!(to_b.len(), 1);
-    assert_eq!((to_b[0]["type"].as_str(), to_b[0]["from"].as_str()), (Some("message"), Some("a")));
+    assert_eq!(
+        (to_b[0]["type"].as_str(), to_b[0]["from"].as_str()),
+        (Some("message"), Some("a"))
+    );
     assert_eq!(to_b[0]["data"], json!({"n": 1}));
     assert_eq!(posts.texts_to("a"), [r#"{"type":"sent","recipients":1}"#]);
 
-    assert_eq!(invoke("4", event("ping", "b", Some(r#"{"action":"ping"}"#))).await["statusCode"], 200);
-    assert_eq!(posts.texts_to("b").last().map(String::as_str), Some(r#"{"type":"pong"}"#));
+    assert_eq!(
+        invoke("4", event("ping", "b", Some(r#"{"action":"ping"}"#))).await["statusCode"],
+        200
+    );
+    assert_eq!(
+        posts.texts_to("b").last().map(String::as_str),
+        Some(r#"{"type":"pong"}"#)
+    );
 
-    assert_eq!(invoke("5", event("$default", "a", Some("{nope"))).await["statusCode"], 400);
+    assert_eq!(
+        invoke("5", event("$default", "a", Some("{nope"))).await["statusCode"],
+        400
+    );
     let last = posts.texts_to("a").pop().expect("error frame");
     assert!(last.contains(r#""code":"invalid_json""#), "{last}");
 
     // A connection the management API calls gone is dropped from the table.
     posts.mark_gone("b");
-    invoke("6", event("sendmessage", "a", Some(r#"{"action":"sendmessage","data":2}"#))).await;
-    assert_eq!(posts.texts_to("a").pop().as_deref(), Some(r#"{"type":"sent","recipients":0}"#));
-    let scan = db.client().scan().table_name("connections").send().await.expect("scan");
+    invoke(
+        "6",
+        event(
+            "sendmessage",
+            "a",
+            Some(r#"{"action":"sendmessage","data":2}"#),
+        ),
+    )
+    .await;
+    assert_eq!(
+        posts.texts_to("a").pop().as_deref(),
+        Some(r#"{"type":"sent","recipients":0}"#)
+    );
+    let scan = db
+        .client()
+        .scan()
+        .table_name("connections")
+        .send()
+        .await
+        .expect("scan");
     assert_eq!(scan.items().len(), 1, "b should have been removed");
 
-    assert_eq!(invoke("7", json!({"not": "an event"})).await["statusCode"], 400);
-    assert_eq!(invoke("8", event("$disconnect", "a", None)).await["statusCode"], 200);
+    assert_eq!(
+        invoke("7", json!({"not": "an event"})).await["statusCode"],
+        400
+    );
+    assert_eq!(
+        invoke("8", event("$disconnect", "a", None)).await["statusCode"],
+        200
+    );
     // All posts went to the stage of the override URL.
-    assert!(posts.delivered().iter().all(|(stage, _, _)| stage == "local"));
+    assert!(
+        posts
+            .delivered()
+            .iter()
+            .all(|(stage, _, _)| stage == "local")
+    );
 
     let _ = child.start_kill();
     let mut stdout = String::new();
@@ -168,9 +258,19 @@ async fn the_binary_serves_events_with_no_aws_account() {
     let _ = std::fs::remove_dir_all(&home);
     // JSON lines, a warning for each piece of bad input, and never the key
     // or a message body.
-    let lines: Vec<Value> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    assert_eq!(lines.len(), stdout.lines().count(), "non-JSON log lines:\n{stdout}");
-    assert!(lines.iter().filter(|l| l["level"] == "WARN").count() >= 2, "{stdout}");
+    let lines: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        stdout.lines().count(),
+        "non-JSON log lines:\n{stdout}"
+    );
+    assert!(
+        lines.iter().filter(|l| l["level"] == "WARN").count() >= 2,
+        "{stdout}"
+    );
     assert!(!stdout.contains(API_KEY), "the API key was logged");
     assert!(!stdout.contains("{nope"), "a message body was logged");
 }

@@ -8,19 +8,25 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{TimeZone, Utc};
 use local_dynamodb::LocalDynamoDb;
 use websocket_handler::registry::{
-    CONNECTED_AT, CONNECTION_ID, Connection, ConnectionRegistry, DynamoDbRegistry, EXPIRES_AT, SOURCE_IP, USER_AGENT,
+    CONNECTED_AT, CONNECTION_ID, Connection, ConnectionRegistry, DynamoDbRegistry, EXPIRES_AT,
+    SOURCE_IP, USER_AGENT,
 };
 
 const LIMIT: Duration = Duration::from_secs(300);
 
 async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, future).await.expect("timed out")
+    tokio::time::timeout(LIMIT, future)
+        .await
+        .expect("timed out")
 }
 
 fn connection(id: &str) -> Connection {
     Connection {
         connection_id: id.to_string(),
-        connected_at: Utc.timestamp_opt(1_795_000_000, 0).single().expect("valid time"),
+        connected_at: Utc
+            .timestamp_opt(1_795_000_000, 0)
+            .single()
+            .expect("valid time"),
         source_ip: Some("192.0.2.7".into()),
         user_agent: Some("wscat/6".into()),
     }
@@ -29,51 +35,93 @@ fn connection(id: &str) -> Connection {
 #[tokio::test]
 async fn registers_lists_across_pages_and_removes() {
     let db = within(LocalDynamoDb::start()).await.expect("start moto");
-    within(db.create_table("connections", CONNECTION_ID, Some(EXPIRES_AT))).await.expect("create table");
+    within(db.create_table("connections", CONNECTION_ID, Some(EXPIRES_AT)))
+        .await
+        .expect("create table");
     let client = db.client();
     let registry = DynamoDbRegistry::new(client.clone(), "connections").with_page_size(2);
 
     let ids: Vec<String> = (0..7).map(|i| format!("conn-{i}")).collect();
     for id in &ids {
-        within(registry.register(&connection(id))).await.expect("register");
+        within(registry.register(&connection(id)))
+            .await
+            .expect("register");
     }
 
     // The item has the attributes the table and its TTL expect.
     let item = within(
-        client.get_item().table_name("connections").key(CONNECTION_ID, AttributeValue::S("conn-3".into())).send(),
+        client
+            .get_item()
+            .table_name("connections")
+            .key(CONNECTION_ID, AttributeValue::S("conn-3".into()))
+            .send(),
     )
     .await
     .expect("get item");
     let item = item.item().expect("item exists");
-    assert_eq!(item.get(EXPIRES_AT), Some(&AttributeValue::N((1_795_000_000 + 7200).to_string())));
-    assert_eq!(item.get(SOURCE_IP), Some(&AttributeValue::S("192.0.2.7".into())));
-    assert_eq!(item.get(USER_AGENT), Some(&AttributeValue::S("wscat/6".into())));
+    assert_eq!(
+        item.get(EXPIRES_AT),
+        Some(&AttributeValue::N((1_795_000_000 + 7200).to_string()))
+    );
+    assert_eq!(
+        item.get(SOURCE_IP),
+        Some(&AttributeValue::S("192.0.2.7".into()))
+    );
+    assert_eq!(
+        item.get(USER_AGENT),
+        Some(&AttributeValue::S("wscat/6".into()))
+    );
     let connected_at = match item.get(CONNECTED_AT) {
         Some(AttributeValue::S(text)) => text.clone(),
         other => panic!("connectedAt is {other:?}"),
     };
-    assert_eq!(chrono::DateTime::parse_from_rfc3339(&connected_at).expect("rfc3339").timestamp(), 1_795_000_000);
-    let ttl = within(client.describe_time_to_live().table_name("connections").send()).await.expect("describe ttl");
-    assert_eq!(ttl.time_to_live_description().and_then(|d| d.attribute_name()), Some(EXPIRES_AT));
+    assert_eq!(
+        chrono::DateTime::parse_from_rfc3339(&connected_at)
+            .expect("rfc3339")
+            .timestamp(),
+        1_795_000_000
+    );
+    let ttl = within(
+        client
+            .describe_time_to_live()
+            .table_name("connections")
+            .send(),
+    )
+    .await
+    .expect("describe ttl");
+    assert_eq!(
+        ttl.time_to_live_description()
+            .and_then(|d| d.attribute_name()),
+        Some(EXPIRES_AT)
+    );
 
     // The server honours Limit, so listing 7 items with a page size of 2
     // really follows LastEvaluatedKey across 4 pages.
-    let first_page = within(client.scan().table_name("connections").limit(2).send()).await.expect("scan");
+    let first_page = within(client.scan().table_name("connections").limit(2).send())
+        .await
+        .expect("scan");
     assert_eq!(first_page.items().len(), 2);
-    assert!(first_page.last_evaluated_key().is_some(), "the server did not paginate");
+    assert!(
+        first_page.last_evaluated_key().is_some(),
+        "the server did not paginate"
+    );
 
     let mut listed = within(registry.list()).await.expect("list");
     listed.sort();
     assert_eq!(listed, ids);
 
     within(registry.remove("conn-0")).await.expect("remove");
-    within(registry.remove("never-registered")).await.expect("removing an unknown id is fine");
+    within(registry.remove("never-registered"))
+        .await
+        .expect("removing an unknown id is fine");
     let listed = within(registry.list()).await.expect("list");
     assert_eq!(listed.len(), 6);
     assert!(!listed.contains(&"conn-0".to_string()));
 
     // Registering again replaces the record rather than duplicating it.
-    within(registry.register(&connection("conn-1"))).await.expect("re-register");
+    within(registry.register(&connection("conn-1")))
+        .await
+        .expect("re-register");
     assert_eq!(within(registry.list()).await.expect("list").len(), 6);
 }
 
@@ -81,7 +129,9 @@ async fn registers_lists_across_pages_and_removes() {
 async fn a_missing_table_is_an_error_naming_the_operation() {
     let db = within(LocalDynamoDb::start()).await.expect("start moto");
     let registry = DynamoDbRegistry::new(db.client(), "no-such-table");
-    let error = within(registry.register(&connection("a"))).await.expect_err("no table");
+    let error = within(registry.register(&connection("a")))
+        .await
+        .expect_err("no table");
     assert_eq!(error.operation, "PutItem");
     let error = within(registry.list()).await.expect_err("no table");
     assert_eq!(error.operation, "Scan");

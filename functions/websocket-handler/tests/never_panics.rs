@@ -8,11 +8,17 @@ use websocket_handler::messenger::MemoryMessenger;
 use websocket_handler::registry::MemoryRegistry;
 
 fn run(raw: Value) -> i64 {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("test runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("test runtime");
     runtime.block_on(async {
         let registry = MemoryRegistry::new();
         let messenger = MemoryMessenger::new();
-        let handled = tokio::time::timeout(std::time::Duration::from_secs(10), handle(raw, &registry, &messenger));
+        let handled = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            handle(raw, &registry, &messenger),
+        );
         handled.await.expect("handler timed out").status_code
     })
 }
@@ -33,7 +39,9 @@ fn json_value() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)),
+        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null)),
         ".{0,20}".prop_map(Value::String),
         prop_oneof![
             Just("routeKey"),
@@ -97,8 +105,10 @@ fn body() -> impl Strategy<Value = String> {
     prop_oneof![
         any::<String>(),
         json_value().prop_map(|v| v.to_string()),
-        (route(), json_value()).prop_map(|(action, data)| json!({"action": action, "data": data}).to_string()),
-        (json_value(), json_value()).prop_map(|(action, data)| json!({"action": action, "data": data}).to_string()),
+        (route(), json_value())
+            .prop_map(|(action, data)| json!({"action": action, "data": data}).to_string()),
+        (json_value(), json_value())
+            .prop_map(|(action, data)| json!({"action": action, "data": data}).to_string()),
     ]
 }
 

@@ -55,7 +55,12 @@ async fn post_to_connection(
 ) -> Response {
     let mut inner = posts.lock();
     if inner.gone.contains(&id) {
-        return (StatusCode::GONE, [("x-amzn-ErrorType", "GoneException")], r#"{"message":null}"#).into_response();
+        return (
+            StatusCode::GONE,
+            [("x-amzn-ErrorType", "GoneException")],
+            r#"{"message":null}"#,
+        )
+            .into_response();
     }
     inner.delivered.push((stage, id, body.to_vec()));
     StatusCode::OK.into_response()
@@ -65,8 +70,12 @@ async fn post_to_connection(
 /// the base URL (`http://127.0.0.1:PORT`) and the record of posts.
 pub async fn management_api() -> (String, Posts) {
     let posts = Posts::default();
-    let app = Router::new().route("/{stage}/@connections/{id}", post(post_to_connection)).with_state(posts.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let app = Router::new()
+        .route("/{stage}/@connections/{id}", post(post_to_connection))
+        .with_state(posts.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;

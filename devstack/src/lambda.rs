@@ -1240,6 +1240,22 @@ mod tests {
             .expect("the pool started")
     }
 
+    /// Starts `count` invocations that sleep for a minute, each in its own task.
+    fn sleep_in_background(
+        pool: &Arc<LambdaPool>,
+        count: usize,
+    ) -> Vec<tokio::task::JoinHandle<Result<Value, InvokeError>>> {
+        (0..count)
+            .map(|_| {
+                let pool = Arc::clone(pool);
+                tokio::spawn(async move {
+                    pool.invoke(json!({ "action": "sleep", "seconds": 60 }))
+                        .await
+                })
+            })
+            .collect()
+    }
+
     async fn invoke(pool: &LambdaPool, event: Value) -> Result<Value, InvokeError> {
         tokio::time::timeout(WAIT, pool.invoke(event))
             .await
@@ -1512,15 +1528,7 @@ mod tests {
     #[tokio::test]
     async fn shutdown_ends_busy_processes_too() {
         let pool = start(config(2, Duration::from_secs(60))).await;
-        let busy: Vec<_> = (0..2)
-            .map(|_| {
-                let pool = Arc::clone(&pool);
-                tokio::spawn(async move {
-                    pool.invoke(json!({ "action": "sleep", "seconds": 60 }))
-                        .await
-                })
-            })
-            .collect();
+        let busy = sleep_in_background(&pool, 2);
         eventually("two processes run", || pool.process_ids().len() == 2).await;
         let pids = pool.process_ids();
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -1556,15 +1564,7 @@ mod tests {
         if std::env::var_os(ORPHAN_PARENT).is_some() {
             // The parent: start two processes, name them, wait to be killed.
             let pool = start(config(2, Duration::from_secs(60))).await;
-            let _busy: Vec<_> = (0..2)
-                .map(|_| {
-                    let pool = Arc::clone(&pool);
-                    tokio::spawn(async move {
-                        pool.invoke(json!({ "action": "sleep", "seconds": 60 }))
-                            .await
-                    })
-                })
-                .collect();
+            let _busy = sleep_in_background(&pool, 2);
             eventually("two processes run", || pool.process_ids().len() == 2).await;
             let pids: Vec<String> = pool.process_ids().iter().map(u32::to_string).collect();
             println!("FUNCTION-PIDS {}", pids.join(" "));

@@ -140,9 +140,8 @@ class TypeReader:
         return "enum"
 
 
-def getter_names(cls):
-    """python name -> camelCase name, from the `@pulumi.getter` decorators."""
-    names = {}
+def getters(cls):
+    """(method, camelCase name) for each `@pulumi.getter` of a class."""
     for item in cls.body:
         if not isinstance(item, ast.FunctionDef):
             continue
@@ -155,26 +154,16 @@ def getter_names(cls):
                 for kw in deco.keywords:
                     if kw.arg == "name" and isinstance(kw.value, ast.Constant):
                         wire = kw.value.value
-            names[item.name] = wire
-    return names
+            yield item, wire
+
+
+def getter_names(cls):
+    """python name -> camelCase name, from the `@pulumi.getter` decorators."""
+    return {item.name: wire for item, wire in getters(cls)}
 
 
 def getter_types(cls, reader):
-    out = {}
-    for item in cls.body:
-        if not isinstance(item, ast.FunctionDef):
-            continue
-        for deco in item.decorator_list:
-            target = deco.func if isinstance(deco, ast.Call) else deco
-            if dotted(target) != "pulumi.getter":
-                continue
-            wire = item.name
-            if isinstance(deco, ast.Call):
-                for kw in deco.keywords:
-                    if kw.arg == "name" and isinstance(kw.value, ast.Constant):
-                        wire = kw.value.value
-            out[wire] = output_type(reader.read(item.returns))
-    return out
+    return {wire: output_type(reader.read(item.returns)) for item, wire in getters(cls)}
 
 
 def output_type(t):

@@ -11,8 +11,8 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 
 use super::*;
 use crate::gateway::tests::{
-    KEY, Running, close_code, config, connect, ends_cleanly, next_text, ok, refused_status, start,
-    start_with,
+    KEY, Running, close_code, config, connect, ends_cleanly, next_text, ok, refused_status,
+    send_text, start, start_with,
 };
 use crate::invoke::InvokeError;
 
@@ -100,10 +100,7 @@ async fn frames_are_relayed_both_ways() {
         .as_str()
         .expect("connection id")
         .to_string();
-    client
-        .send(Message::text(r#"{"action":"ping"}"#))
-        .await
-        .expect("send");
+    send_text(&mut client, r#"{"action":"ping"}"#).await;
     let event = gateway.next_event_of("MESSAGE").await;
     assert_eq!(event["body"], r#"{"action":"ping"}"#);
     gateway
@@ -183,7 +180,7 @@ async fn oversize_messages_close_with_1009_through_the_edge() {
         r#"{{"action":"sendmessage","data":"{}"}}"#,
         "x".repeat(40 * 1024)
     );
-    client.send(Message::text(big)).await.expect("send");
+    send_text(&mut client, big).await;
     assert_eq!(close_code(&mut client).await, Some(CloseCode::Size));
     let disconnect = gateway.next_event_of("DISCONNECT").await;
     assert_eq!(disconnect["requestContext"]["disconnectStatusCode"], 1009);

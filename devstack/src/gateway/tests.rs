@@ -188,6 +188,13 @@ pub(crate) async fn next_message(client: &mut Client) -> Message {
     }
 }
 
+pub(crate) async fn send_text(
+    client: &mut Client,
+    text: impl Into<tokio_tungstenite::tungstenite::Utf8Bytes>,
+) {
+    client.send(Message::text(text)).await.expect("send");
+}
+
 pub(crate) async fn next_text(client: &mut Client) -> String {
     match next_message(client).await {
         Message::Text(text) => text.to_string(),
@@ -321,10 +328,7 @@ async fn events_have_api_gateways_shape() {
     );
     assert!(connect.multi_value_headers.contains_key("host"));
 
-    client
-        .send(Message::text(r#"{"action":"ping"}"#))
-        .await
-        .expect("send");
+    send_text(&mut client, r#"{"action":"ping"}"#).await;
     let message: ApiGatewayWebsocketProxyRequest =
         serde_json::from_value(running.next_event().await).expect("a websocket event");
     let ctx = &message.request_context;
@@ -416,18 +420,12 @@ async fn a_message_with_no_route_gets_forbidden() {
     config.routes.retain(|r| r.route_key != "$default");
     let mut running = start_with(config, Box::new(ok)).await;
     let (mut client, id) = running.connected().await;
-    client
-        .send(Message::text(r#"{"action":"nope"}"#))
-        .await
-        .expect("send");
+    send_text(&mut client, r#"{"action":"nope"}"#).await;
     let frame: GatewayFrame =
         serde_json::from_str(&next_text(&mut client).await).expect("a gateway frame");
     assert_eq!(frame.message, "Forbidden");
     assert_eq!(frame.connection_id, id);
-    client
-        .send(Message::text(r#"{"action":"ping"}"#))
-        .await
-        .expect("send");
+    send_text(&mut client, r#"{"action":"ping"}"#).await;
     assert_eq!(
         running.next_event().await["requestContext"]["routeKey"],
         "ping"
@@ -442,10 +440,7 @@ async fn an_invoke_error_sends_the_error_frame_and_keeps_the_connection() {
     };
     let mut running = start_with(config(), Box::new(respond)).await;
     let (mut client, id) = running.connected().await;
-    client
-        .send(Message::text(r#"{"action":"sendmessage","data":"crash"}"#))
-        .await
-        .expect("send");
+    send_text(&mut client, r#"{"action":"sendmessage","data":"crash"}"#).await;
     let message_event = running.next_event().await;
     let frame: GatewayFrame =
         serde_json::from_str(&next_text(&mut client).await).expect("a gateway frame");
@@ -457,10 +452,7 @@ async fn an_invoke_error_sends_the_error_frame_and_keeps_the_connection() {
     );
 
     // Still open; a successful invocation's response body is not sent back.
-    client
-        .send(Message::text(r#"{"action":"ping"}"#))
-        .await
-        .expect("send");
+    send_text(&mut client, r#"{"action":"ping"}"#).await;
     assert_eq!(
         running.next_event().await["requestContext"]["routeKey"],
         "ping"
@@ -486,10 +478,7 @@ async fn management_api_works_with_the_aws_sdk() {
         .expect("post to a live connection");
     assert_eq!(next_text(&mut client).await, r#"{"type":"pong"}"#);
 
-    client
-        .send(Message::text(r#"{"action":"ping"}"#))
-        .await
-        .expect("send");
+    send_text(&mut client, r#"{"action":"ping"}"#).await;
     running.next_event().await;
     let info = sdk
         .get_connection()
@@ -578,7 +567,7 @@ async fn oversize_frames_close_with_1009_and_run_disconnect() {
         r#"{{"action":"sendmessage","data":"{}"}}"#,
         "x".repeat(33 * 1024)
     );
-    client.send(Message::text(big)).await.expect("send");
+    send_text(&mut client, big).await;
     assert_eq!(close_code(&mut client).await, Some(CloseCode::Size));
     let disconnect = running.next_event_of("DISCONNECT").await;
     assert_eq!(disconnect["requestContext"]["connectionId"], id.as_str());
@@ -616,27 +605,18 @@ async fn throttled_messages_get_too_many_requests() {
     // $connect takes a token from its own bucket, not the ping route's.
     let (mut client, _) = running.connected().await;
     for _ in 0..3 {
-        client
-            .send(Message::text(r#"{"action":"ping"}"#))
-            .await
-            .expect("send");
+        send_text(&mut client, r#"{"action":"ping"}"#).await;
         assert_eq!(
             running.next_event().await["requestContext"]["routeKey"],
             "ping"
         );
     }
-    client
-        .send(Message::text(r#"{"action":"ping"}"#))
-        .await
-        .expect("send");
+    send_text(&mut client, r#"{"action":"ping"}"#).await;
     let frame: GatewayFrame =
         serde_json::from_str(&next_text(&mut client).await).expect("a gateway frame");
     assert_eq!(frame.message, GatewayFrame::TOO_MANY_REQUESTS);
     // Another route has its own bucket.
-    client
-        .send(Message::text(r#"{"action":"sendmessage","data":1}"#))
-        .await
-        .expect("send");
+    send_text(&mut client, r#"{"action":"sendmessage","data":1}"#).await;
     assert_eq!(
         running.next_event().await["requestContext"]["routeKey"],
         "sendmessage"
@@ -743,10 +723,7 @@ async fn connections_end_at_the_maximum_life_even_when_active() {
     let mut running = start_with(config, Box::new(ok)).await;
     let (mut client, _) = running.connected().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    client
-        .send(Message::text(r#"{"action":"ping"}"#))
-        .await
-        .expect("send");
+    send_text(&mut client, r#"{"action":"ping"}"#).await;
     running.next_event_of("MESSAGE").await;
     assert_eq!(close_code(&mut client).await, Some(CloseCode::Away));
     let disconnect = running.next_event_of("DISCONNECT").await;

@@ -50,6 +50,12 @@ pub fn pid(raw: u32) -> io::Result<Pid> {
         })
 }
 
+/// Whether a process with this id exists (zombies included), as signal 0
+/// tells.
+pub fn exists(raw: u32) -> bool {
+    pid(raw).is_ok_and(|pid| rustix::process::test_kill_process(pid).is_ok())
+}
+
 /// Sends `signal` to one process.
 pub fn signal(raw: u32, signal: Signal) -> io::Result<()> {
     rustix::process::kill_process(pid(raw)?, signal).map_err(io::Error::from)

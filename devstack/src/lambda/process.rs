@@ -7,8 +7,9 @@ use std::process::ExitStatus;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use local_process::Signal;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -47,20 +48,20 @@ pub(super) async fn supervise(mut process: Supervised) {
         tokio::select! {
             status = process.child.wait() => break status,
             stop = process.stop.recv(), if stop_open => match stop {
-                Some(Stop::Kill) => signal_group(pid, Signal::Kill),
+                Some(Stop::Kill) => signal_group(pid, Signal::KILL),
                 Some(Stop::Terminate) => {
-                    signal_group(pid, Signal::Term);
+                    signal_group(pid, Signal::TERM);
                     force_kill_at.get_or_insert(tokio::time::Instant::now() + STOP_GRACE);
                 }
                 None => {
                     // The worker is gone without stopping its process.
                     stop_open = false;
-                    signal_group(pid, Signal::Kill);
+                    signal_group(pid, Signal::KILL);
                 }
             },
             () = force_kill => {
                 force_kill_at = None;
-                signal_group(pid, Signal::Kill);
+                signal_group(pid, Signal::KILL);
             }
         }
     };
@@ -92,54 +93,12 @@ pub(super) fn describe_exit(status: ExitStatus) -> String {
     }
 }
 
-#[derive(Clone, Copy)]
-pub(super) enum Signal {
-    Term,
-    Kill,
-}
-
 /// Signals the process group the function runs in (the function and any
 /// process it started). Only called before the process is reaped, so the
-/// group id cannot have been reused.
-pub(super) fn signal_group(pid: u32, signal: Signal) {
-    let signal = match signal {
-        Signal::Term => libc::SIGTERM,
-        Signal::Kill => libc::SIGKILL,
-    };
-    let Ok(pgid) = libc::pid_t::try_from(pid) else {
-        return;
-    };
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    unsafe {
-        libc::kill(-pgid, signal);
-    }
+/// group id cannot have been reused; a group already gone is no error here.
+fn signal_group(pid: u32, signal: Signal) {
+    let _ = local_process::signal_group(pid, signal);
 }
-
-/// Makes the kernel kill the function process when devstack dies, even by
-/// SIGKILL, so no function outlives the stack. The signal fires when the
-/// thread that spawned the process ends: processes are spawned from the
-/// runtime's threads, which live as long as the stack.
-#[cfg(target_os = "linux")]
-pub(super) fn die_with_parent(command: &mut Command) {
-    let parent = std::process::id();
-    // SAFETY: the closure runs between fork and exec and only makes
-    // async-signal-safe calls (prctl, getppid), without allocating.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The parent died before prctl took effect.
-            if u32::try_from(libc::getppid()).ok() != Some(parent) {
-                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-pub(super) fn die_with_parent(_command: &mut Command) {}
 
 /// Copies a process's output to devstack's stderr, each line prefixed with
 /// the function name and pid, keeping the last lines for error messages.
@@ -170,8 +129,7 @@ pub(super) async fn forward_output(
 
 /// The peak resident memory of a process (`VmHWM`), as Lambda's "Max Memory Used".
 pub(super) fn peak_rss_mib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib.div_ceil(1024))
+    local_process::peak_rss_bytes(pid)
+        .ok()
+        .map(|bytes| bytes.div_ceil(1024 * 1024))
 }

@@ -80,14 +80,12 @@ fn pid_of(response: &Value) -> u32 {
 }
 
 fn process_exists(pid: u32) -> bool {
-    // SAFETY: kill with signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+    local_process::exists(pid)
 }
 
 fn kill(pid: u32) {
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    let killed = unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-    assert_eq!(killed, 0, "kill {pid}");
+    local_process::signal(pid, local_process::Signal::KILL)
+        .unwrap_or_else(|error| panic!("kill {pid}: {error}"));
 }
 
 /// Polls until `condition` holds, failing the test after [`WAIT`].

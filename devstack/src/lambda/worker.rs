@@ -15,7 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
 use tracing::debug;
 
 use super::invoke::InvokeError;
-use super::process::{Supervised, die_with_parent, forward_output, supervise};
+use super::process::{Supervised, forward_output, supervise};
 use super::runtime_api::{
     InitState, Invocation, RuntimeApi, epoch_ms, serve_runtime_api, trace_id,
 };
@@ -151,7 +151,9 @@ impl LambdaPool {
         if let Some(dir) = self.config.binary.parent().filter(|dir| dir.is_dir()) {
             command.current_dir(dir);
         }
-        die_with_parent(&mut command);
+        // No function outlives the stack, even a SIGKILLed one: processes are
+        // spawned from the runtime's threads, which live as long as the stack.
+        local_process::die_with_parent(command.as_std_mut());
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(err) => {

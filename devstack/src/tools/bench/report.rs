@@ -1,25 +1,11 @@
-//! The pure parts: `/proc` parsing, formatting, the targets and the
+//! The pure parts: formatting, the targets and the
 //! report table.
 
 use super::*;
 
-/// The peak resident set size (`VmHWM`) in bytes from the text of
-/// `/proc/<pid>/status`.
-pub fn parse_vm_hwm(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let mut parts = line["VmHWM:".len()..].split_whitespace();
-    let value: u64 = parts.next()?.parse().ok()?;
-    match parts.next() {
-        Some("kB") => value.checked_mul(1024),
-        _ => None,
-    }
-}
-
 /// Peak RSS of a live process, in bytes.
 pub(super) fn peak_rss(pid: u32) -> anyhow::Result<u64> {
-    let path = format!("/proc/{pid}/status");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    parse_vm_hwm(&text).with_context(|| format!("no VmHWM line in {path}"))
+    local_process::peak_rss_bytes(pid).with_context(|| format!("the peak RSS of process {pid}"))
 }
 
 pub fn format_duration(d: Duration) -> String {

@@ -6,20 +6,6 @@ use super::*;
 const STATUS: &str = "Name:\tbootstrap\nVmPeak:\t   12345 kB\nVmSize:\t   12000 kB\nVmHWM:\t    4321 kB\nVmRSS:\t    4000 kB\n";
 
 #[test]
-fn vm_hwm_is_read_in_bytes() {
-    assert_eq!(parse_vm_hwm(STATUS), Some(4321 * 1024));
-}
-
-#[test]
-fn vm_hwm_missing_or_malformed_is_none() {
-    assert_eq!(parse_vm_hwm("Name:\tx\nVmRSS:\t 10 kB\n"), None);
-    assert_eq!(parse_vm_hwm("VmHWM:\t lots kB\n"), None);
-    assert_eq!(parse_vm_hwm("VmHWM:\t 10 MB\n"), None);
-    assert_eq!(parse_vm_hwm("VmHWM:\n"), None);
-    assert_eq!(parse_vm_hwm(""), None);
-}
-
-#[test]
 fn this_process_has_a_peak_rss() {
     let rss = peak_rss(std::process::id()).map_err(|e| e.to_string());
     assert!(matches!(rss, Ok(b) if b > 0), "{rss:?}");

@@ -95,3 +95,42 @@ fn the_function_environment_resolves_with_local_values() {
     );
     assert!(env["MANAGEMENT_ENDPOINT"].resolve(|_, _| None).is_err());
 }
+
+/// The role's DynamoDB actions are the calls the function's code makes, so a
+/// new call without its grant (or a grant left after a call goes) fails here.
+#[test]
+fn the_granted_dynamodb_actions_are_the_functions_calls() {
+    const OPERATIONS: &[(&str, &str)] = &[
+        (".get_item()", "dynamodb:GetItem"),
+        (".put_item()", "dynamodb:PutItem"),
+        (".update_item()", "dynamodb:UpdateItem"),
+        (".delete_item()", "dynamodb:DeleteItem"),
+        (".scan()", "dynamodb:Scan"),
+        (".query()", "dynamodb:Query"),
+        (".batch_get_item()", "dynamodb:BatchGetItem"),
+        (".batch_write_item()", "dynamodb:BatchWriteItem"),
+        (".transact_get_items()", "dynamodb:GetItem"),
+        (".transact_write_items()", "dynamodb:PutItem"),
+    ];
+    let src = repo_root().join("functions/websocket-handler/src");
+    let mut code = String::new();
+    for entry in std::fs::read_dir(&src).expect("the function's sources") {
+        let path = entry.expect("a directory entry").path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            code.push_str(&std::fs::read_to_string(&path).expect("a source file"));
+        }
+    }
+    let mut called: Vec<&str> = OPERATIONS
+        .iter()
+        .filter(|(call, _)| code.contains(call))
+        .map(|(_, action)| *action)
+        .collect();
+    called.sort_unstable();
+    called.dedup();
+    let mut granted = check::FUNCTION_DYNAMODB_ACTIONS.to_vec();
+    granted.sort_unstable();
+    assert_eq!(called, granted);
+    // The management API: only PostToConnection (POST @connections).
+    assert!(code.contains(".post_to_connection()"));
+    assert!(!code.contains(".get_connection()") && !code.contains(".delete_connection()"));
+}

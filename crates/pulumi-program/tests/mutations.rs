@@ -520,6 +520,15 @@ fn names_carry_the_project_and_stack() {
         "resources.connections.properties.name",
         "${pulumi.stack}",
     );
+    let program = mutated(
+        "      namePrefix: ${pulumi.project}-${pulumi.stack}-\n      assumeRolePolicy:",
+        "      namePrefix: handler-\n      assumeRolePolicy:",
+    );
+    expect(
+        &program,
+        "resources.role.properties.namePrefix",
+        "${pulumi.stack}",
+    );
 }
 
 #[test]

@@ -3,7 +3,6 @@
 
 use super::*;
 
-const STATUS: &str = "Name:\tbootstrap\nVmPeak:\t   12345 kB\nVmSize:\t   12000 kB\nVmHWM:\t    4321 kB\nVmRSS:\t    4000 kB\n";
 
 #[test]
 fn this_process_has_a_peak_rss() {

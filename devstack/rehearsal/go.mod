@@ -1,6 +1,8 @@
-// The rehearsal's Go side: the real Pulumi CLI at its
-// pinned version (built from this module, see the tool line), and the
-// aws provider double the engine loads in place of pulumi-resource-aws.
+// The rehearsal's Go side: the real Pulumi CLI at its pinned version (the
+// tool line; build it from this directory with `go build -o ...
+// github.com/pulumi/pulumi/pkg/v3/cmd/pulumi`) and the aws provider double
+// (./aws-double), which the engine loads in place of pulumi-resource-aws.
+// The YAML language host has its own module: ./yaml-host.
 module github.com/websocket-waf/rehearsal
 
 go 1.26.6

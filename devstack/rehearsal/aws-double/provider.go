@@ -230,7 +230,12 @@ func (p *Provider) outputs(typ, urn string, inputs resource.PropertyMap, preview
 			delete(out, k)
 		}
 	}
+	declared := p.subset.Resources[typ].Outputs
 	for k, v := range created.Computed {
+		// Only what pulumi-aws declares as an output of this type.
+		if _, ok := declared[string(k)]; !ok {
+			continue
+		}
 		if preview && k != "region" {
 			if _, given := inputs[k]; !given {
 				v = resource.MakeComputed(resource.NewStringProperty(""))
@@ -238,8 +243,19 @@ func (p *Provider) outputs(typ, urn string, inputs resource.PropertyMap, preview
 		}
 		out[k] = v
 	}
-	if _, ok := out["id"]; !ok && !preview {
-		out["id"] = resource.NewStringProperty(created.ID)
+	// Like the Terraform bridge, report every declared output: one that is
+	// not set is null (not yet known in a preview), never missing, so a
+	// program reading it sees a settled value and a second preview is clean.
+	for name := range declared {
+		k := resource.PropertyKey(name)
+		if _, ok := out[k]; ok || name == "id" || name == "urn" {
+			continue
+		}
+		if preview {
+			out[k] = resource.MakeComputed(resource.NewStringProperty(""))
+		} else {
+			out[k] = resource.NewNullProperty()
+		}
 	}
 	return created.ID, region, out
 }

@@ -13,3 +13,8 @@ pub mod invoke;
 pub mod lambda;
 pub mod stack;
 pub mod websocket;
+
+/// Tools around the stack.
+pub mod tools {
+    pub mod rehearse;
+}

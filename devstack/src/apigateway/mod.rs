@@ -31,6 +31,7 @@ mod connect;
 mod connection;
 mod management;
 mod routing;
+mod sigv4;
 mod throttle;
 pub mod websocket;
 
@@ -54,6 +55,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tracing::warn;
 
 pub use config::{GatewayConfig, Limits, Route};
+pub use sigv4::{ACCESS_KEY_ID, SECRET_ACCESS_KEY};
 pub use throttle::{ACCOUNT_BURST_LIMIT, ACCOUNT_RATE_LIMIT, Throttle};
 
 use crate::lambda::invoke::Invoke;
@@ -187,7 +189,11 @@ impl Gateway {
                 "/{stage}/@connections/{connection_id}",
                 post(post_to_connection)
                     .get(get_connection)
-                    .delete(delete_connection),
+                    .delete(delete_connection)
+                    .layer(axum::middleware::from_fn_with_state(
+                        self.shared.clone(),
+                        sigv4::require_signature,
+                    )),
             )
             .fallback(|| async { forbidden() })
             .with_state(self.shared.clone())

@@ -536,27 +536,22 @@ async fn management_api_works_with_the_aws_sdk() {
 #[tokio::test]
 async fn gone_is_410_with_the_error_type_header() {
     let running = start().await;
-    let mut stream = TcpStream::connect(running.addr).await.expect("connect");
-    let request = "POST /prod/@connections/L0SM9cOFvHcCIhw%3D HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\nconnection: close\r\n\r\nx";
-    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
+    let error = running
+        .management()
+        .post_to_connection()
+        .connection_id("L0SM9cOFvHcCIhw=")
+        .data(Blob::new("x"))
+        .send()
         .await
-        .expect("write");
-    let mut response = String::new();
-    tokio::time::timeout(
-        WAIT,
-        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response),
-    )
-    .await
-    .expect("response within the timeout")
-    .expect("read");
-    assert!(response.starts_with("HTTP/1.1 410"), "{response}");
-    assert!(
-        response
-            .to_ascii_lowercase()
-            .contains("x-amzn-errortype: goneexception"),
-        "{response}"
+        .expect_err("no such connection");
+    let response = error.raw_response().expect("an HTTP answer");
+    assert_eq!(response.status().as_u16(), 410);
+    assert_eq!(
+        response.headers().get("x-amzn-errortype"),
+        Some("GoneException")
     );
-    assert!(response.contains(r#"{"message":"#), "{response}");
+    let body = std::str::from_utf8(response.body().bytes().unwrap_or_default()).unwrap_or("");
+    assert!(body.starts_with(r#"{"message":"#), "{body}");
 }
 
 #[tokio::test]

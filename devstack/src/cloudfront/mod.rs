@@ -185,6 +185,16 @@ async fn edge_handler(
         );
         return plain(StatusCode::FORBIDDEN, "Request blocked by the web ACL.\n");
     }
+    if targets_management_api(request.uri().path()) {
+        debug!(
+            path = request.uri().path(),
+            "refused a request for @connections"
+        );
+        return plain(
+            StatusCode::FORBIDDEN,
+            "The @connections management API is not served through this distribution.\n",
+        );
+    }
     let Some(handshake) = websocket::handshake(&mut request) else {
         return plain(
             StatusCode::UPGRADE_REQUIRED,
@@ -253,6 +263,16 @@ async fn edge_handler(
     });
     response
 }
+/// Whether a client path would reach the API's `@connections` management
+/// API at the origin (`/{stage}/@connections/...`), which CloudFront never
+/// exposes: a segment `@connections`, percent-encoded or not.
+fn targets_management_api(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let segment = segment.to_ascii_lowercase();
+        segment == "@connections" || segment == "%40connections"
+    })
+}
+
 /// Sends the handshake to the origin over a new connection (HTTP/1.1 with
 /// upgrades) and returns its response.
 async fn open_origin(

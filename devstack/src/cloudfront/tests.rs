@@ -329,3 +329,29 @@ async fn frames_keep_their_boundaries_through_the_edge() {
     assert_eq!(event["body"].as_str().map(str::len), Some(text.len()));
     assert_eq!(event["requestContext"]["routeKey"], "sendmessage");
 }
+
+#[tokio::test]
+async fn the_edge_never_forwards_to_the_management_api() {
+    let mut gateway = start().await;
+    let edge = edge_for(&gateway, 100).await;
+    let _client = connect(&format!("ws://{}/prod", gateway.addr), Some(KEY))
+        .await
+        .expect("handshake");
+    let id = gateway.next_event_of("CONNECT").await["requestContext"]["connectionId"]
+        .as_str()
+        .expect("connection id")
+        .to_string();
+    for path in [
+        format!("@connections/{id}"),
+        format!("%40connections/{id}"),
+        format!("x/../@connections/{id}"),
+    ] {
+        let status = refused_status(connect(&format!("{edge}{path}"), None).await);
+        assert_eq!(status, 403, "{path}");
+    }
+    // Positive control: the edge forwards other handshakes to the API.
+    connect(&edge, None)
+        .await
+        .expect("the edge forwards a handshake");
+    gateway.next_event_of("CONNECT").await;
+}

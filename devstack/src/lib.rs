@@ -11,5 +11,6 @@
 pub mod apigateway;
 pub mod cloudfront;
 pub mod lambda;
+pub mod reload;
 pub mod stack;
 pub mod tools;

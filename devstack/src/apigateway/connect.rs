@@ -66,9 +66,11 @@ pub(super) async fn connect_handler(
         let message = status.canonical_reason().unwrap_or("Forbidden");
         websocket::json_response(status, &json!({"message": message}))
     };
-    let connect_route = shared.route(routes::CONNECT).cloned();
+    let connect_route = shared.route(routes::CONNECT);
     if connect_route.as_ref().is_some_and(|r| r.api_key_required) {
         let key = shared
+            .routing
+            .load()
             .key_header
             .as_ref()
             .and_then(|name| request.headers().get(name))

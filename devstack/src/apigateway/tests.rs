@@ -380,7 +380,7 @@ async fn route_selection_follows_the_expression() {
             respond: Box::new(ok),
         }),
     );
-    let select = |body: &str| gateway.shared.select_route(body).map(str::to_string);
+    let select = |body: &str| gateway.shared.select_route(body);
     assert_eq!(
         select(r#"{"action":"sendmessage","data":1}"#).as_deref(),
         Some("sendmessage")
@@ -408,10 +408,46 @@ async fn route_selection_follows_the_expression() {
         }),
     );
     assert_eq!(
-        gateway.shared.select_route(r#"{"meta":{"kind":"ping"}}"#),
+        gateway
+            .shared
+            .select_route(r#"{"meta":{"kind":"ping"}}"#)
+            .as_deref(),
         Some("ping")
     );
     assert_eq!(gateway.shared.select_route(r#"{"action":"ping"}"#), None);
+}
+
+#[tokio::test]
+async fn swapped_routing_applies_to_open_connections() {
+    let mut running = start().await;
+    let (mut client, _) = running.connected().await;
+    let route_of = async |running: &mut Running, client: &mut Client, action: &str| {
+        send_text(client, &format!(r#"{{"action":"{action}"}}"#)).await;
+        running.next_event_of("MESSAGE").await["requestContext"]["routeKey"].clone()
+    };
+    assert_eq!(
+        route_of(&mut running, &mut client, "echo").await,
+        "$default"
+    );
+
+    let mut deployed = config();
+    deployed.routes.retain(|r| r.key != "ping");
+    deployed.routes.push(route("echo", false));
+    deployed.throttle = Some(Throttle {
+        rate_per_sec: 0.001,
+        burst: 1,
+    });
+    running.gateway.swap_routing(&deployed);
+    assert_eq!(route_of(&mut running, &mut client, "echo").await, "echo");
+    assert_eq!(
+        route_of(&mut running, &mut client, "ping").await,
+        "$default"
+    );
+    // The new throttling: echo's bucket held one token.
+    send_text(&mut client, r#"{"action":"echo"}"#).await;
+    let frame: GatewayFrame =
+        serde_json::from_str(&next_text(&mut client).await).expect("a gateway frame");
+    assert_eq!(frame.message, GatewayFrame::TOO_MANY_REQUESTS);
 }
 
 #[tokio::test]

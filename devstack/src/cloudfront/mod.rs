@@ -26,6 +26,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -82,13 +83,14 @@ pub struct Edge {
 }
 
 struct Shared {
-    config: EdgeConfig,
-    /// The origin's host:port and path (the stage), from `config.origin`.
+    /// The origin's host:port and path (the stage), from [`EdgeConfig::origin`].
     origin_authority: Authority,
     origin_path: String,
     key_header: HeaderName,
     api_key: HeaderValue,
     rule: Mutex<RateRule>,
+    /// The rule's name, limit and window, for the log line of a block.
+    waf: ArcSwap<RateRuleConfig>,
     /// `Via: 1.1 <id>.cloudfront.net (CloudFront)`, fixed per edge.
     via: String,
     shutdown: watch::Sender<bool>,
@@ -120,9 +122,10 @@ impl Edge {
         let origin_path = origin.path().trim_end_matches('/').to_string();
         let rule = RateRule::new(config.waf.limit, config.waf.window);
         let id: String = hex(&rand::random::<[u8; 8]>());
+        let waf = ArcSwap::from_pointee(config.waf.clone());
         Ok(Edge {
             shared: Arc::new(Shared {
-                config,
+                waf,
                 origin_authority,
                 origin_path,
                 key_header,
@@ -144,6 +147,18 @@ impl Edge {
     /// until either side closes.
     pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
         websocket::serve(listener, self.router(), self.shared.shutdown.subscribe()).await
+    }
+
+    /// Applies an updated rate rule (limit, window, name), as a web ACL
+    /// update does: open relays are not affected, the next handshake is.
+    pub fn swap_rate_rule(&self, waf: &RateRuleConfig) {
+        let mut rule = self
+            .shared
+            .rule
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        rule.set_limit(waf.limit, waf.window);
+        self.shared.waf.store(Arc::new(waf.clone()));
     }
 
     pub fn stop_accepting(&self) {
@@ -169,7 +184,7 @@ async fn edge_handler(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     mut request: Request,
 ) -> Response {
-    let waf = &shared.config.waf;
+    let waf = shared.waf.load();
     let allowed = shared
         .rule
         .lock()

@@ -145,6 +145,36 @@ async fn the_waf_rule_blocks_handshakes_after_the_limit() {
 }
 
 #[tokio::test]
+async fn a_swapped_rate_rule_applies_to_the_next_handshake() {
+    let mut gateway = start().await;
+    let edge = Edge::new(EdgeConfig {
+        origin: format!("ws://{}/prod", gateway.addr),
+        origin_api_key_header: "x-api-key".into(),
+        api_key: KEY.into(),
+        waf: waf(1),
+    })
+    .expect("valid edge config");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let url = format!("ws://{}/", listener.local_addr().expect("local addr"));
+    tokio::spawn(edge.clone().serve(listener));
+
+    let first = connect(&url, None).await.expect("under the limit");
+    gateway.next_event_of("CONNECT").await;
+    assert_eq!(refused_status(connect(&url, None).await), 403);
+    edge.swap_rate_rule(&waf(2));
+    let second = connect(&url, None).await.expect("under the raised limit");
+    gateway.next_event_of("CONNECT").await;
+    assert_eq!(
+        refused_status(connect(&url, None).await),
+        403,
+        "the two counted requests reach the new limit"
+    );
+    drop((first, second));
+}
+
+#[tokio::test]
 async fn origin_refusals_reach_the_client_with_their_status() {
     let respond = |event: &Value| match event["queryStringParameters"]["answer"].as_str() {
         Some("401") => Ok(json!({"statusCode": 401})),

@@ -60,6 +60,9 @@ struct UpArgs {
     /// The most function processes at once (Lambda concurrency).
     #[arg(long, default_value_t = 16)]
     max_concurrency: usize,
+    /// Do not rebuild the function or re-read the Pulumi program on save.
+    #[arg(long)]
+    no_watch: bool,
 }
 
 fn init_tracing(default_level: &str) {
@@ -95,6 +98,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         api_key: args.api_key,
         ready_file: args.ready_file,
         max_concurrency: args.max_concurrency,
+        watch: !args.no_watch,
     })
     .await
 }

@@ -20,6 +20,7 @@ impl Stack {
              \x20 DynamoDB                     {dynamodb}   table {table}\n\
              \x20 function                     up to {concurrency} processes, timeout {timeout}s\n\
              \x20 WAF rule {rule:<20} {limit} requests per {window}s per client IP\n\
+             \x20 watch                        {watch}\n\
              \n\
              Try it (wscat: `npm install -g wscat`, or `npx wscat`):\n\
              \x20 npx wscat -c {edge}\n\
@@ -43,6 +44,7 @@ impl Stack {
             rule = t.waf.rate_rule_name,
             limit = t.waf.rate_limit,
             window = t.waf.evaluation_window_secs,
+            watch = self.watch_line,
         )
     }
 }

@@ -12,6 +12,7 @@
 
 mod banner;
 mod program;
+pub mod reload;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,11 +29,14 @@ use tracing::{info, warn};
 
 use crate::apigateway::Gateway;
 use crate::cloudfront::Edge;
+use crate::lambda::LambdaPool;
 use crate::lambda::invoke::Invoke;
-use crate::lambda::{self, LambdaPool};
+use crate::reload::build::CargoFunction;
 pub use program::{
     LOCAL_API_ID, edge_config, function_config, function_env, gateway_config, localize_url,
 };
+use reload::program::ProgramFiles;
+use reload::{Function, FunctionSource, LiveStack, Reloader, Watching};
 
 /// How long shutdown waits for `$disconnect` of every connection.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -55,6 +59,8 @@ pub struct UpOptions {
     pub ready_file: Option<PathBuf>,
     /// The most function processes at once (Lambda concurrency).
     pub max_concurrency: usize,
+    /// Watch mode: saves of the function or the program reload the stack.
+    pub watch: bool,
 }
 
 /// Where the running stack answers; written to `--ready-file` as JSON.
@@ -81,6 +87,9 @@ pub struct Stack {
     edge: Edge,
     servers: Vec<JoinHandle<std::io::Result<()>>>,
     max_concurrency: usize,
+    /// Watch mode, when on, and what it watches (for the banner).
+    watching: Option<Watching>,
+    watch_line: String,
 }
 
 /// The directory holding `Pulumi.yaml`, walking up from `start`.
@@ -133,14 +142,20 @@ fn load_program(options: &UpOptions) -> anyhow::Result<Topology> {
     })
 }
 
-/// The prebuilt binary given, or the function built with cargo.
-async fn function_binary(options: &UpOptions) -> anyhow::Result<PathBuf> {
-    match &options.function_bin {
-        Some(path) => Ok(path.clone()),
-        None => tokio::task::spawn_blocking(lambda::build_function_binary)
-            .await
-            .context("the function build task failed")?,
+/// Where the function comes from: the prebuilt binary given, or its crate
+/// in the workspace of the program directory when that is one (a copy of
+/// the repository builds its own function), else in devstack's workspace.
+fn function_source(options: &UpOptions) -> FunctionSource {
+    if let Some(path) = &options.function_bin {
+        return FunctionSource::File(path.clone());
     }
+    let manifest = options.program_dir.join("Cargo.toml");
+    if manifest.is_file() {
+        return FunctionSource::Cargo(CargoFunction::new(manifest));
+    }
+    let devstack = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workspace = devstack.parent().unwrap_or(devstack);
+    FunctionSource::Cargo(CargoFunction::new(workspace.join("Cargo.toml")))
 }
 
 /// The local DynamoDB server with the program's connections table.
@@ -170,7 +185,14 @@ impl Stack {
         let api_key = options.api_key.clone().unwrap_or_else(random_api_key);
         let endpoints = Endpoints::new(edge_addr, api_addr, &topology.stage.name, api_key);
         let edge = Edge::new(edge_config(&topology, &endpoints)).context("configuring the edge")?;
-        let binary = function_binary(options).await?;
+        let source = function_source(options);
+        // In watch mode the pool runs devstack's own copy of each version.
+        let (binary, function) = if options.watch {
+            let function = Function::first(source.clone()).await?;
+            (function.current().binary.clone(), Some(function))
+        } else {
+            (source.first_binary().await?, None)
+        };
         let dynamodb = start_dynamodb(&topology).await?;
 
         let env = function_env(&topology, &endpoints, api_addr, dynamodb.endpoint())?;
@@ -196,7 +218,34 @@ impl Stack {
             tokio::spawn(gateway.clone().serve(api_listener)),
             tokio::spawn(edge.clone().serve(edge_listener)),
         ];
-        info!(edge = %endpoints.edge, api = %endpoints.api, "local stack ready");
+        let (watching, watch_line) = match function {
+            Some(function) => {
+                let program = ProgramFiles::new(&options.program_dir, &options.stack);
+                let set = source.watch_set(&program).await;
+                let line = format!(
+                    "on: {}; applies Pulumi.yaml, Pulumi.{}.yaml on save (--no-watch: off)",
+                    source.describe(),
+                    options.stack
+                );
+                let target = LiveStack {
+                    pool: Arc::clone(&pool),
+                    gateway: gateway.clone(),
+                    edge: edge.clone(),
+                    endpoints: endpoints.clone(),
+                    api_addr,
+                    dynamodb_endpoint: dynamodb.endpoint().to_string(),
+                    max_concurrency: options.max_concurrency,
+                };
+                let reloader = Reloader::new(target, program, topology.clone(), function);
+                let watching = Watching::start(reloader, &set).context("starting watch mode")?;
+                (Some(watching), line)
+            }
+            None => (
+                None,
+                "off (--no-watch): restart devstack to apply changes".to_string(),
+            ),
+        };
+        info!(edge = %endpoints.edge, api = %endpoints.api, watch = watching.is_some(), "local stack ready");
         Ok(Stack {
             endpoints,
             topology,
@@ -206,6 +255,8 @@ impl Stack {
             edge,
             servers,
             max_concurrency: options.max_concurrency,
+            watching,
+            watch_line,
         })
     }
 
@@ -223,6 +274,9 @@ impl Stack {
     /// frame (1001) and its `$disconnect` runs, then the function processes
     /// and the DynamoDB server end.
     pub async fn shutdown(self) {
+        if let Some(watching) = self.watching {
+            watching.stop().await;
+        }
         self.edge.stop_accepting();
         let open = self.gateway.connection_count();
         if !self.gateway.shutdown(SHUTDOWN_GRACE).await {

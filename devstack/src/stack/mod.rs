@@ -8,7 +8,9 @@
 //! their local values) plus the standard endpoint overrides; then the API
 //! layer and the edge. Shutdown runs the other way round: the edge stops
 //! accepting, every client gets 1001 and its `$disconnect` runs, then the
-//! function processes and DynamoDB end.
+//! function processes and DynamoDB end. In watch mode (the default) a
+//! [`reload::Reloader`] applies saves of the function and the program to the
+//! running services between the two.
 
 mod banner;
 mod program;

@@ -32,6 +32,8 @@ enum Command {
     Check(devstack::tools::deploy_check::CheckArgs),
     /// Benchmark the function and the local stack against their peers (run with --release).
     Bench(devstack::tools::bench::BenchArgs),
+    /// Run Pulumi.yaml with the real Pulumi CLI against a local aws provider double (no AWS).
+    Rehearse(devstack::tools::rehearse::RehearseArgs),
 }
 
 #[derive(Args, Clone)]
@@ -116,6 +118,7 @@ async fn main() -> ExitCode {
         Some(Command::Check(args)) => devstack::tools::deploy_check::run(args).await,
         Some(Command::Bench(args)) => report(devstack::tools::bench::run(args).await),
         Some(Command::Up(args)) => report(up(args).await),
+        Some(Command::Rehearse(args)) => report(devstack::tools::rehearse::run(args)),
         None => report(up(cli.up).await),
     }
 }

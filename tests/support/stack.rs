@@ -35,6 +35,7 @@ pub use devstack::stack::Endpoints;
 pub struct StackConfig {
     overrides: BTreeMap<String, serde_yaml::Value>,
     max_concurrency: Option<usize>,
+    env: BTreeMap<String, String>,
     /// Watch mode on (`devstack up`'s default); the harness turns it off
     /// unless a test asks for it, so nothing on disk changes a running test.
     watch: bool,
@@ -97,6 +98,13 @@ impl StackConfig {
     /// directory, even with no overrides: for tests that edit the program.
     pub fn copy_program(mut self) -> Self {
         self.copy_program = true;
+        self
+    }
+
+    /// Sets a variable in `devstack up`'s environment; devstack hands
+    /// `AWS_LAMBDA_LOG_LEVEL`, `RUST_LOG` and `RUST_BACKTRACE` on to the function.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.insert(name.to_string(), value.to_string());
         self
     }
 
@@ -393,6 +401,7 @@ impl Stack {
         if std::env::var_os("RUST_LOG").is_none() {
             command.env("RUST_LOG", "info");
         }
+        command.envs(&config.env);
         let child = process::spawn_guarded(command).context("starting devstack up")?;
         let mut running = Running {
             child: Some(child),

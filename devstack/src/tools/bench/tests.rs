@@ -3,8 +3,6 @@
 
 use super::*;
 
-const STATUS: &str = "Name:\tbootstrap\nVmPeak:\t   12345 kB\nVmSize:\t   12000 kB\nVmHWM:\t    4321 kB\nVmRSS:\t    4000 kB\n";
-
 #[test]
 fn this_process_has_a_peak_rss() {
     let rss = peak_rss(std::process::id()).map_err(|e| e.to_string());

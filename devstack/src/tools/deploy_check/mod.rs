@@ -68,6 +68,16 @@ pub struct CheckArgs {
     #[arg(long, value_name = "SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout: u64,
+    /// The stack's API key, optional and never printed: with it,
+    /// `direct-with-key` checks that the direct endpoint lets the key in, so
+    /// the two refusals are about the key (not a wrong URL that refuses all).
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "DEVSTACK_API_KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
 }
 
 /// Runs every check, prints the report, and exits non-zero if any failed.
@@ -122,6 +132,12 @@ pub async fn check(args: &CheckArgs, mut on_outcome: impl FnMut(&Outcome)) -> Re
         };
         record(outcome);
     }
+    if let Some(key) = args.api_key.as_deref() {
+        record(match &direct {
+            Ok(endpoint) => expect_acceptance(&connector, endpoint, key).await,
+            Err(error) => Outcome::fail(names::DIRECT_WITH_KEY, error.to_string()),
+        });
+    }
     report
 }
 
@@ -134,6 +150,8 @@ pub mod names {
     pub const CLOSE: &str = "close";
     pub const DIRECT_WITHOUT_KEY: &str = "direct-without-key";
     pub const DIRECT_WRONG_KEY: &str = "direct-wrong-key";
+    /// Only with `--api-key`.
+    pub const DIRECT_WITH_KEY: &str = "direct-with-key";
 }
 
 /// The handshake through the distribution failed: it fails, and the checks

@@ -231,3 +231,27 @@ pub(super) async fn wait_for<T>(
         .await
         .unwrap_or_else(|_| Err(format!("no {what} within {}s", limit.as_secs())))
 }
+
+/// With the stack's key the direct endpoint must accept the handshake.
+/// Neither outcome quotes the key.
+pub(super) async fn expect_acceptance(
+    connector: &Connector,
+    endpoint: &Endpoint,
+    key: &str,
+) -> Outcome {
+    let name = names::DIRECT_WITH_KEY;
+    match connector.connect(endpoint, Some(key)).await {
+        Ok(connected) => {
+            let _ = close(connected.ws, Duration::from_secs(2)).await;
+            Outcome::pass(name, "accepted with the API key")
+        }
+        Err(ConnectError::Refused { status }) => Outcome::fail(
+            name,
+            format!(
+                "refused the given API key with HTTP {status}: is --direct the API's stage URL, \
+                 and the key this stack's?"
+            ),
+        ),
+        Err(error) => Outcome::fail(name, format!("direct endpoint: {error}")),
+    }
+}

@@ -366,6 +366,7 @@ async fn a_malformed_url_fails_every_check_that_needs_it_without_connecting() {
         messages: 3,
         json: true,
         timeout: 1,
+        api_key: None,
     };
     let mut seen = Vec::new();
     let report = tokio::time::timeout(LIMIT, check(&args, |o| seen.push(o.name)))

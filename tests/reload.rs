@@ -126,6 +126,11 @@ async fn a_replaced_function_answers_on_the_same_connection_and_in_flight_calls_
                 .find(|line| line.contains(SWAPPED))
                 .context("the swap's log line")?;
             ensure!(line.contains("binary=sha256:"), "{line}");
+            let banner = log
+                .lines()
+                .find(|line| line.trim_start().starts_with("watch "))
+                .context("the banner's watch line")?;
+            ensure!(banner.contains("on: swaps in"), "{banner}");
             client.close().await?;
             slow.close().await
         }

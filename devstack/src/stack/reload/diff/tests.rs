@@ -151,7 +151,8 @@ fn a_stage_rename_needs_a_restart_and_the_message_says_so() {
 #[test]
 fn table_region_function_name_and_key_header_need_a_restart() {
     let old = dev();
-    let edits: [(Setting, fn(&mut Topology)); 5] = [
+    type Edit = (Setting, fn(&mut Topology));
+    let edits: [Edit; 5] = [
         (Setting::Table, |t| t.table.name.push_str("-2")),
         (Setting::Table, |t| t.table.ttl_attribute = None),
         (Setting::Region, |t| t.region = "us-west-2".into()),

@@ -29,9 +29,9 @@ enum Command {
     /// Run the local stack (the default when no command is given).
     Up(UpArgs),
     /// Check that a deployment answers through CloudFront and refuses direct clients without the key.
-    Check(devstack::check::CheckArgs),
+    Check(devstack::tools::deploy_check::CheckArgs),
     /// Benchmark the function and the local stack against their peers (run with --release).
-    Bench(devstack::bench::BenchArgs),
+    Bench(devstack::tools::bench::BenchArgs),
     /// Run Pulumi.yaml with the real Pulumi CLI against a local aws provider double (no AWS).
     Rehearse(devstack::tools::rehearse::RehearseArgs),
 }
@@ -111,8 +111,8 @@ async fn main() -> ExitCode {
         "info"
     });
     match cli.command {
-        Some(Command::Check(args)) => devstack::check::run(args).await,
-        Some(Command::Bench(args)) => report(devstack::bench::run(args).await),
+        Some(Command::Check(args)) => devstack::tools::deploy_check::run(args).await,
+        Some(Command::Bench(args)) => report(devstack::tools::bench::run(args).await),
         Some(Command::Up(args)) => report(up(args).await),
         Some(Command::Rehearse(args)) => report(devstack::tools::rehearse::run(args)),
         None => report(up(cli.up).await),

@@ -105,6 +105,8 @@ impl Session {
             // Its own process group, so a command past its deadline is
             // killed together with the plugins it started.
             .process_group(0);
+        // And it ends with us: a killed test or rehearsal leaves no engine behind.
+        local_process::die_with_parent(&mut cmd);
         cmd
     }
 
@@ -175,8 +177,8 @@ fn wait_bounded(mut cmd: Command, args: &[&str]) -> anyhow::Result<Output> {
     match finished.recv_timeout(COMMAND_DEADLINE) {
         Ok(output) => output.with_context(|| format!("waiting for `pulumi {}`", args.join(" "))),
         Err(_) => {
-            // SAFETY: kill(2) on the process group we created; no memory is touched.
-            unsafe { libc::kill(-(group as i32), libc::SIGKILL) };
+            // The command runs in a process group of its own (see `command`).
+            let _ = local_process::signal_group(group, local_process::Signal::KILL);
             bail!(
                 "`pulumi {}` did not finish within {COMMAND_DEADLINE:?} and was killed",
                 args.join(" ")

@@ -201,8 +201,8 @@ fn the_web_acl_and_waf_logs_go_to_us_east_1_and_the_rest_to_the_stack_region() -
     }
     let acl = stack.pulumi(&["stack", "output", "WebAclArn"])?.stdout;
     ensure!(
-        acl.starts_with("arn:aws:wafv2:us-east-1:"),
-        "WebAclArn {acl:?} is not in us-east-1"
+        acl.starts_with("arn:aws:wafv2:us-east-1:123456789012:global/webacl/websocket-waf-dev-"),
+        "WebAclArn {acl:?} is not a CLOUDFRONT-scope ACL in us-east-1 named from its namePrefix"
     );
     Ok(())
 }
@@ -221,6 +221,9 @@ fn text<'a>(value: &'a Value, what: &str) -> anyhow::Result<&'a str> {
         .as_str()
         .with_context(|| format!("{what} is not a string: {value}"))
 }
+
+/// An alarm's expected dimensions: (name, value).
+type Dimensions<'a> = Vec<(&'a str, &'a str)>;
 
 #[test]
 fn the_alarms_watch_this_stacks_resources_from_their_metrics_region() -> anyhow::Result<()> {
@@ -246,7 +249,7 @@ fn the_alarms_watch_this_stacks_resources_from_their_metrics_region() -> anyhow:
     let distribution = text(&get("distribution")?["id"], "the distribution's id")?;
 
     // Each alarm: its region, its topic, and the dimensions it must carry.
-    let expected: [(&str, &str, &str, Vec<(&str, &str)>); 7] = [
+    let expected: [(&str, &str, &str, Dimensions); 7] = [
         (
             "functionErrorsAlarm",
             "eu-west-1",

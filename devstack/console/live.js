@@ -157,7 +157,9 @@ export class LiveView {
     this.el('count-waf').textContent = s.wafBlocks;
     this.el('count-throttled').textContent = s.throttled;
     this.el('count-refused').textContent = s.handshakesRefused;
-    this.el('count-processes').textContent = `${s.processes.size} (${s.coldStarts} cold starts)`;
+    const coldStarts = document.createElement('small');
+    coldStarts.textContent = ` · ${s.coldStarts} cold start${s.coldStarts === 1 ? '' : 's'}`;
+    this.el('count-processes').replaceChildren(String(s.processes.size), coldStarts);
 
     const rows = [...s.byRoute.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([route, c]) => {
       const row = document.createElement('tr');

@@ -7,9 +7,12 @@
 //! server). [`stack`] is the wiring: the one module that reads the Pulumi
 //! program and turns it into each service's plain config. [`tools`] holds
 //! what runs against a stack: the deployment checker and the benchmarks.
+//! [`console`] is the browser page beside the stack, with a live view of the
+//! events its services publish.
 
 pub mod apigateway;
 pub mod cloudfront;
+pub mod console;
 pub mod lambda;
 pub mod stack;
 pub mod tools;

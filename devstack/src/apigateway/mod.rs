@@ -56,6 +56,7 @@ use tracing::warn;
 pub use config::{GatewayConfig, Limits, Route};
 pub use throttle::{ACCOUNT_BURST_LIMIT, ACCOUNT_RATE_LIMIT, Throttle};
 
+use crate::console::EventBus;
 use crate::lambda::invoke::Invoke;
 use connect::connect_handler;
 use management::{delete_connection, get_connection, post_to_connection};
@@ -90,6 +91,8 @@ struct Shared {
     buckets: Mutex<HashMap<String, TokenBucket>>,
     shutdown: watch::Sender<bool>,
     live_connections: watch::Sender<usize>,
+    /// Where connections, invocations and throttled messages are reported (the console).
+    events: EventBus,
 }
 
 /// What the management API and the message tasks know of a connection.
@@ -150,7 +153,7 @@ impl Drop for LiveGuard {
 }
 
 impl Gateway {
-    pub fn new(config: GatewayConfig, invoke: Arc<dyn Invoke>) -> Self {
+    pub fn new(config: GatewayConfig, invoke: Arc<dyn Invoke>, events: EventBus) -> Self {
         let selection_path = body_selection_path(&config.route_selection_expression);
         if selection_path.is_none() {
             warn!(
@@ -174,6 +177,7 @@ impl Gateway {
                 buckets: Mutex::new(HashMap::new()),
                 shutdown: watch::channel(false).0,
                 live_connections: watch::channel(0).0,
+                events,
             }),
         }
     }

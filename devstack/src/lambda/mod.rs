@@ -31,6 +31,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
+use crate::console::{EventBus, StackEvent};
+
 pub use build::build_function_binary;
 use invoke::{Invoke, InvokeError, InvokeFuture};
 use process::peak_rss_mib;
@@ -91,6 +93,8 @@ pub struct LambdaPool {
     tasks: TaskTracker,
     next_worker_id: AtomicU64,
     backoff: Mutex<Backoff>,
+    /// Where process starts and exits are reported (the console).
+    events: EventBus,
 }
 
 /// Processes started and not yet exited.
@@ -110,7 +114,7 @@ impl LambdaPool {
     /// Starts one warm function process; the pool grows on demand up to
     /// `max_concurrency`. Fails, naming the cause, when that first process
     /// cannot start (missing binary, init error, exit or timeout during init).
-    pub async fn start(mut config: FunctionConfig) -> anyhow::Result<Arc<Self>> {
+    pub async fn start(mut config: FunctionConfig, events: EventBus) -> anyhow::Result<Arc<Self>> {
         // Processes run in the binary's directory (LAMBDA_TASK_ROOT), so a
         // relative path would no longer name it there.
         config.binary = std::path::absolute(&config.binary).with_context(|| {
@@ -160,6 +164,7 @@ impl LambdaPool {
                 last_death: None,
                 delay: Duration::ZERO,
             }),
+            events,
         });
         let slot = pool
             .slots
@@ -319,6 +324,10 @@ impl LambdaPool {
             (before, workers.closing)
         };
         lock(&self.idle).retain(|worker| worker.id != worker_id);
+        self.events.publish(StackEvent::ProcessExited {
+            pid,
+            reason: if closing { "stopped" } else { reason }.to_string(),
+        });
         if closing {
             debug!(function = %self.config.name, pid, reason, "function process stopped");
             return;

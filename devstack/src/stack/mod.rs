@@ -28,6 +28,7 @@ use tracing::{info, warn};
 
 use crate::apigateway::Gateway;
 use crate::cloudfront::Edge;
+use crate::console::{self, Console, EventBus, StackInfo};
 use crate::lambda::invoke::Invoke;
 use crate::lambda::{self, LambdaPool};
 pub use program::{
@@ -47,6 +48,8 @@ pub struct UpOptions {
     pub stack: String,
     pub edge_addr: SocketAddr,
     pub api_addr: SocketAddr,
+    /// The console's address (loopback only).
+    pub console_addr: SocketAddr,
     /// A prebuilt function binary; built with cargo when absent.
     pub function_bin: Option<PathBuf>,
     /// The stack's API key; random when absent.
@@ -69,6 +72,8 @@ pub struct Endpoints {
     pub management: String,
     pub api_key: String,
     pub stage: String,
+    /// `http://<console-addr>/`: the browser console and its live view.
+    pub console: String,
 }
 
 /// A running local stack.
@@ -79,6 +84,7 @@ pub struct Stack {
     pool: Arc<LambdaPool>,
     gateway: Gateway,
     edge: Edge,
+    console: Console,
     servers: Vec<JoinHandle<std::io::Result<()>>>,
     max_concurrency: usize,
 }
@@ -111,8 +117,15 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<(TcpListener, Sock
 }
 
 impl Endpoints {
-    fn new(edge_addr: SocketAddr, api_addr: SocketAddr, stage: &str, api_key: String) -> Self {
+    fn new(
+        edge_addr: SocketAddr,
+        api_addr: SocketAddr,
+        console_addr: SocketAddr,
+        stage: &str,
+        api_key: String,
+    ) -> Self {
         Endpoints {
+            console: format!("http://{console_addr}/"),
             edge: format!("ws://{edge_addr}/"),
             api: format!("ws://{api_addr}/{stage}"),
             management: format!("http://{api_addr}/{stage}"),
@@ -167,19 +180,28 @@ impl Stack {
         }
         let (api_listener, api_addr) = bind(options.api_addr, "API layer").await?;
         let (edge_listener, edge_addr) = bind(options.edge_addr, "edge").await?;
+        console::check_loopback(options.console_addr)?;
+        let (console_listener, console_addr) = bind(options.console_addr, "console").await?;
         let api_key = options.api_key.clone().unwrap_or_else(random_api_key);
-        let endpoints = Endpoints::new(edge_addr, api_addr, &topology.stage.name, api_key);
-        let edge = Edge::new(edge_config(&topology, &endpoints)).context("configuring the edge")?;
+        let endpoints = Endpoints::new(
+            edge_addr,
+            api_addr,
+            console_addr,
+            &topology.stage.name,
+            api_key,
+        );
+        // What happens inside the stack, for the console's live view.
+        let events = EventBus::new();
+        let edge = Edge::new(edge_config(&topology, &endpoints), events.clone())
+            .context("configuring the edge")?;
         let binary = function_binary(options).await?;
         let dynamodb = start_dynamodb(&topology).await?;
 
         let env = function_env(&topology, &endpoints, api_addr, dynamodb.endpoint())?;
-        let pool = LambdaPool::start(function_config(
-            &topology,
-            binary,
-            env,
-            options.max_concurrency,
-        ))
+        let pool = LambdaPool::start(
+            function_config(&topology, binary, env, options.max_concurrency),
+            events.clone(),
+        )
         .await
         .context("starting the function")?;
 
@@ -191,10 +213,22 @@ impl Stack {
                 &endpoints.api_key,
             ),
             pool.clone() as Arc<dyn Invoke>,
+            events.clone(),
+        );
+        let console = Console::new(
+            StackInfo {
+                stack: topology.stack.clone(),
+                project: topology.project.clone(),
+                region: topology.region.clone(),
+                edge: endpoints.edge.clone(),
+                api: endpoints.api.clone(),
+            },
+            events,
         );
         let servers = vec![
             tokio::spawn(gateway.clone().serve(api_listener)),
             tokio::spawn(edge.clone().serve(edge_listener)),
+            tokio::spawn(console.clone().serve(console_listener)),
         ];
         info!(edge = %endpoints.edge, api = %endpoints.api, "local stack ready");
         Ok(Stack {
@@ -204,6 +238,7 @@ impl Stack {
             pool,
             gateway,
             edge,
+            console,
             servers,
             max_concurrency: options.max_concurrency,
         })
@@ -231,6 +266,8 @@ impl Stack {
                 "some connections did not finish $disconnect in time"
             );
         }
+        // Its event streams end, so its server can stop with the others.
+        self.console.stop();
         for server in self.servers {
             let _ = tokio::time::timeout(SERVER_STOP, server).await;
         }
@@ -308,6 +345,7 @@ mod tests {
             management: "http://127.0.0.1:2/prod".into(),
             api_key: "k".into(),
             stage: "prod".into(),
+            console: "http://127.0.0.1:3/".into(),
         };
         let json = serde_json::to_value(&endpoints).expect("json");
         assert_eq!(json["apiKey"], "k");

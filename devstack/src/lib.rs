@@ -10,9 +10,12 @@
 //! [`reload`] holds watch mode's tools that know nothing of the program (the
 //! file watcher, the function's builds and versions). [`tools`] holds what
 //! runs against a stack: the deployment checker and the benchmarks.
+//! [`console`] is the browser page beside the stack, with a live view of the
+//! events its services publish.
 
 pub mod apigateway;
 pub mod cloudfront;
+pub mod console;
 pub mod lambda;
 pub mod reload;
 pub mod stack;

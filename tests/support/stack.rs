@@ -371,6 +371,8 @@ impl Stack {
                 "127.0.0.1:0",
                 "--api-addr",
                 "127.0.0.1:0",
+                "--console-addr",
+                "127.0.0.1:0",
             ])
             .arg("--ready-file")
             .arg(&ready_file)

@@ -56,6 +56,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 pub use config::{GatewayConfig, Limits, Route};
 pub use throttle::{ACCOUNT_BURST_LIMIT, ACCOUNT_RATE_LIMIT, Throttle};
 
+use crate::console::EventBus;
 use crate::lambda::invoke::Invoke;
 use connect::connect_handler;
 use management::{delete_connection, get_connection, post_to_connection};
@@ -91,6 +92,8 @@ struct Shared {
     buckets: Mutex<HashMap<String, TokenBucket>>,
     shutdown: watch::Sender<bool>,
     live_connections: watch::Sender<usize>,
+    /// Where connections, invocations and throttled messages are reported (the console).
+    events: EventBus,
 }
 
 /// What the management API and the message tasks know of a connection.
@@ -151,7 +154,7 @@ impl Drop for LiveGuard {
 }
 
 impl Gateway {
-    pub fn new(config: GatewayConfig, invoke: Arc<dyn Invoke>) -> Self {
+    pub fn new(config: GatewayConfig, invoke: Arc<dyn Invoke>, events: EventBus) -> Self {
         let routing = ArcSwap::from_pointee(Routing::new(&config));
         Gateway {
             shared: Arc::new(Shared {
@@ -162,6 +165,7 @@ impl Gateway {
                 buckets: Mutex::new(HashMap::new()),
                 shutdown: watch::channel(false).0,
                 live_connections: watch::channel(0).0,
+                events,
             }),
         }
     }

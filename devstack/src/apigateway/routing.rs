@@ -20,6 +20,7 @@ use super::{ConnectionInfo, GatewayConfig, Outbound, Route, Shared, lock, new_id
 
 /// The header API Gateway reads the key from when the API sets no expression.
 const DEFAULT_API_KEY_HEADER: &str = "x-api-key";
+use crate::console::StackEvent;
 use crate::lambda::invoke::InvokeError;
 
 /// The key path of a `$request.body.<path>` route selection expression.
@@ -142,7 +143,19 @@ impl Shared {
         &self,
         event: &ApiGatewayWebsocketProxyRequest,
     ) -> Result<Value, InvokeError> {
-        self.invoke.invoke(to_wire(event)).await
+        let started = Instant::now();
+        let result = self.invoke.invoke(to_wire(event)).await;
+        let context = &event.request_context;
+        self.events.publish(StackEvent::Invocation {
+            connection_id: context.connection_id.clone().unwrap_or_default(),
+            route: context.route_key.clone().unwrap_or_default(),
+            outcome: match &result {
+                Ok(_) => "ok".to_string(),
+                Err(error) => error_kind(error).to_string(),
+            },
+            latency_ms: started.elapsed().as_millis() as u64,
+        });
+        result
     }
 
     pub(super) fn outbound(
@@ -249,6 +262,10 @@ pub(super) async fn route_message(
     };
     if !shared.admit(&route) {
         log(&route, "throttled");
+        shared.events.publish(StackEvent::Throttled {
+            connection_id: info.id.clone(),
+            route: route.clone(),
+        });
         let _ = outbound
             .send(gateway_frame(GatewayFrame::TOO_MANY_REQUESTS))
             .await;

@@ -41,6 +41,7 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use crate::apigateway::websocket;
+use crate::console::{EventBus, StackEvent};
 use relay::relay;
 pub use waf::{RateRule, RateRuleConfig};
 
@@ -94,6 +95,8 @@ struct Shared {
     /// `Via: 1.1 <id>.cloudfront.net (CloudFront)`, fixed per edge.
     via: String,
     shutdown: watch::Sender<bool>,
+    /// Where WAF blocks are reported (the console).
+    events: EventBus,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +110,7 @@ pub enum EdgeError {
 }
 
 impl Edge {
-    pub fn new(config: EdgeConfig) -> Result<Self, EdgeError> {
+    pub fn new(config: EdgeConfig, events: EventBus) -> Result<Self, EdgeError> {
         let key_header = HeaderName::from_bytes(config.origin_api_key_header.as_bytes())
             .map_err(|_| EdgeError::HeaderName(config.origin_api_key_header.clone()))?;
         let api_key = HeaderValue::from_str(&config.api_key).map_err(|_| EdgeError::ApiKey)?;
@@ -133,6 +136,7 @@ impl Edge {
                 rule: Mutex::new(rule),
                 via: format!("1.1 {id}.cloudfront.net (CloudFront)"),
                 shutdown: watch::channel(false).0,
+                events,
             }),
         })
     }
@@ -198,6 +202,10 @@ async fn edge_handler(
             window_secs = waf.window.as_secs(),
             "WAF rate-based rule blocked the request"
         );
+        shared.events.publish(StackEvent::WafBlocked {
+            rule: waf.name.clone(),
+            client_ip: peer.ip().to_string(),
+        });
         return plain(StatusCode::FORBIDDEN, "Request blocked by the web ACL.\n");
     }
     let Some(handshake) = websocket::handshake(&mut request) else {

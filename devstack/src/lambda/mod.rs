@@ -32,6 +32,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
+use crate::console::{EventBus, StackEvent};
+
 pub use build::build_function_binary;
 use invoke::{Invoke, InvokeError, InvokeFuture};
 use process::peak_rss_mib;
@@ -97,6 +99,8 @@ pub struct LambdaPool {
     tasks: TaskTracker,
     next_worker_id: AtomicU64,
     backoff: Mutex<Backoff>,
+    /// Where process starts and exits are reported (the console).
+    events: EventBus,
 }
 
 /// Processes started and not yet exited.
@@ -116,7 +120,7 @@ impl LambdaPool {
     /// Starts one warm function process; the pool grows on demand up to
     /// `max_concurrency`. Fails, naming the cause, when that first process
     /// cannot start (missing binary, init error, exit or timeout during init).
-    pub async fn start(mut config: FunctionConfig) -> anyhow::Result<Arc<Self>> {
+    pub async fn start(mut config: FunctionConfig, events: EventBus) -> anyhow::Result<Arc<Self>> {
         // Processes run in the binary's directory (LAMBDA_TASK_ROOT), so a
         // relative path would no longer name it there.
         config.binary = std::path::absolute(&config.binary).with_context(|| {
@@ -171,6 +175,7 @@ impl LambdaPool {
                 last_death: None,
                 delay: Duration::ZERO,
             }),
+            events,
         });
         let slot = pool
             .slots
@@ -335,6 +340,15 @@ impl LambdaPool {
             (before, workers.closing, retired)
         };
         lock(&self.idle).retain(|worker| worker.id != worker_id);
+        self.events.publish(StackEvent::ProcessExited {
+            pid,
+            reason: if closing || retired {
+                "stopped"
+            } else {
+                reason
+            }
+            .to_string(),
+        });
         // A process of an old version is not replaced.
         if closing || retired {
             debug!(function = %self.config.name, pid, reason, "function process stopped");

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use super::*;
+use crate::console::EventBus;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -53,7 +54,9 @@ async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn a_swap_serves_new_invocations_and_lets_in_flight_ones_finish() {
-    let pool = LambdaPool::start(config("1", 4)).await.expect("the pool");
+    let pool = LambdaPool::start(config("1", 4), EventBus::new())
+        .await
+        .expect("the pool");
     let (version, idle_pid) = version_and_pid(&invoke(&pool, json!({"action": "echo"})).await);
     assert_eq!(version, "1");
     let slow = {
@@ -98,7 +101,9 @@ async fn a_swap_serves_new_invocations_and_lets_in_flight_ones_finish() {
 
 #[tokio::test]
 async fn a_version_that_fails_init_leaves_the_old_one_serving() {
-    let pool = LambdaPool::start(config("1", 2)).await.expect("the pool");
+    let pool = LambdaPool::start(config("1", 2), EventBus::new())
+        .await
+        .expect("the pool");
     let mut broken = config("2", 2);
     broken.env.push(("TEST_INIT".to_owned(), "exit".to_owned()));
     let error = pool
@@ -125,7 +130,9 @@ async fn a_version_that_fails_init_leaves_the_old_one_serving() {
 
 #[tokio::test]
 async fn a_full_pool_stops_an_idle_old_process_to_make_room() {
-    let pool = LambdaPool::start(config("1", 1)).await.expect("the pool");
+    let pool = LambdaPool::start(config("1", 1), EventBus::new())
+        .await
+        .expect("the pool");
     let (_, old_pid) = version_and_pid(&invoke(&pool, json!({"action": "echo"})).await);
     tokio::time::timeout(WAIT, pool.swap(config("2", 1)))
         .await

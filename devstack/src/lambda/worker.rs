@@ -21,6 +21,7 @@ use super::runtime_api::{
 };
 use super::swap::FunctionVersion;
 use super::{FunctionConfig, INIT_TIMEOUT, LambdaPool, lock};
+use crate::console::StackEvent;
 
 /// One function process and its Runtime API endpoint.
 pub(super) struct Worker {
@@ -242,6 +243,10 @@ impl LambdaPool {
             Ok(Ok(())) => {
                 let _ = worker.init.set(spawned.elapsed());
                 debug!(function = %self.config.name, pid, init_ms = worker.init_ms(), runtime_api = %api_addr, "function process started");
+                self.events.publish(StackEvent::ProcessStarted {
+                    pid,
+                    init_ms: spawned.elapsed().as_millis() as u64,
+                });
                 Ok(worker)
             }
             Ok(Err(reason)) => {

@@ -13,6 +13,7 @@ impl Stack {
             "\n\
              devstack: stack `{stack}` of {project} (region {region}), from the Pulumi program\n\
              \n\
+             \x20 console (browser)            {console}\n\
              \x20 edge (CloudFront + WAF)      {edge}\n\
              \x20 API (execute-api, direct)    {api}   (needs the {key_header} header)\n\
              \x20 management (@connections)    {management}/@connections/{{connectionId}}\n\
@@ -22,7 +23,8 @@ impl Stack {
              \x20 WAF rule {rule:<20} {limit} requests per {window}s per client IP\n\
              \x20 watch                        {watch}\n\
              \n\
-             Try it (wscat: `npm install -g wscat`, or `npx wscat`):\n\
+             Try it in a browser: open {console}\n\
+             or with wscat (`npm install -g wscat`, or `npx wscat`):\n\
              \x20 npx wscat -c {edge}\n\
              \x20 > {{\"action\":\"ping\"}}\n\
              \x20 < {{\"type\":\"pong\"}}\n\
@@ -33,6 +35,7 @@ impl Stack {
             stack = t.stack,
             project = t.project,
             region = t.region,
+            console = e.console,
             edge = e.edge,
             api = e.api,
             management = e.management,

@@ -31,6 +31,7 @@ use tracing::{info, warn};
 
 use crate::apigateway::Gateway;
 use crate::cloudfront::Edge;
+use crate::console::{self, Console, EventBus, StackInfo};
 use crate::lambda::LambdaPool;
 use crate::lambda::invoke::Invoke;
 use crate::reload::build::CargoFunction;
@@ -53,6 +54,8 @@ pub struct UpOptions {
     pub stack: String,
     pub edge_addr: SocketAddr,
     pub api_addr: SocketAddr,
+    /// The console's address (loopback only).
+    pub console_addr: SocketAddr,
     /// A prebuilt function binary; built with cargo when absent.
     pub function_bin: Option<PathBuf>,
     /// The stack's API key; random when absent.
@@ -77,6 +80,8 @@ pub struct Endpoints {
     pub management: String,
     pub api_key: String,
     pub stage: String,
+    /// `http://<console-addr>/`: the browser console and its live view.
+    pub console: String,
 }
 
 /// A running local stack.
@@ -87,6 +92,7 @@ pub struct Stack {
     pool: Arc<LambdaPool>,
     gateway: Gateway,
     edge: Edge,
+    console: Console,
     servers: Vec<JoinHandle<std::io::Result<()>>>,
     max_concurrency: usize,
     /// Watch mode, when on, and what it watches (for the banner).
@@ -122,8 +128,15 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<(TcpListener, Sock
 }
 
 impl Endpoints {
-    fn new(edge_addr: SocketAddr, api_addr: SocketAddr, stage: &str, api_key: String) -> Self {
+    fn new(
+        edge_addr: SocketAddr,
+        api_addr: SocketAddr,
+        console_addr: SocketAddr,
+        stage: &str,
+        api_key: String,
+    ) -> Self {
         Endpoints {
+            console: format!("http://{console_addr}/"),
             edge: format!("ws://{edge_addr}/"),
             api: format!("ws://{api_addr}/{stage}"),
             management: format!("http://{api_addr}/{stage}"),
@@ -184,9 +197,20 @@ impl Stack {
         }
         let (api_listener, api_addr) = bind(options.api_addr, "API layer").await?;
         let (edge_listener, edge_addr) = bind(options.edge_addr, "edge").await?;
+        console::check_loopback(options.console_addr)?;
+        let (console_listener, console_addr) = bind(options.console_addr, "console").await?;
         let api_key = options.api_key.clone().unwrap_or_else(random_api_key);
-        let endpoints = Endpoints::new(edge_addr, api_addr, &topology.stage.name, api_key);
-        let edge = Edge::new(edge_config(&topology, &endpoints)).context("configuring the edge")?;
+        let endpoints = Endpoints::new(
+            edge_addr,
+            api_addr,
+            console_addr,
+            &topology.stage.name,
+            api_key,
+        );
+        // What happens inside the stack, for the console's live view.
+        let events = EventBus::new();
+        let edge = Edge::new(edge_config(&topology, &endpoints), events.clone())
+            .context("configuring the edge")?;
         let source = function_source(options);
         // In watch mode the pool runs devstack's own copy of each version.
         let (binary, function) = if options.watch {
@@ -198,12 +222,10 @@ impl Stack {
         let dynamodb = start_dynamodb(&topology).await?;
 
         let env = function_env(&topology, &endpoints, api_addr, dynamodb.endpoint())?;
-        let pool = LambdaPool::start(function_config(
-            &topology,
-            binary,
-            env,
-            options.max_concurrency,
-        ))
+        let pool = LambdaPool::start(
+            function_config(&topology, binary, env, options.max_concurrency),
+            events.clone(),
+        )
         .await
         .context("starting the function")?;
 
@@ -215,10 +237,22 @@ impl Stack {
                 &endpoints.api_key,
             ),
             pool.clone() as Arc<dyn Invoke>,
+            events.clone(),
+        );
+        let console = Console::new(
+            StackInfo {
+                stack: topology.stack.clone(),
+                project: topology.project.clone(),
+                region: topology.region.clone(),
+                edge: endpoints.edge.clone(),
+                api: endpoints.api.clone(),
+            },
+            events,
         );
         let servers = vec![
             tokio::spawn(gateway.clone().serve(api_listener)),
             tokio::spawn(edge.clone().serve(edge_listener)),
+            tokio::spawn(console.clone().serve(console_listener)),
         ];
         let (watching, watch_line) = match function {
             Some(function) => {
@@ -255,6 +289,7 @@ impl Stack {
             pool,
             gateway,
             edge,
+            console,
             servers,
             max_concurrency: options.max_concurrency,
             watching,
@@ -287,6 +322,8 @@ impl Stack {
                 "some connections did not finish $disconnect in time"
             );
         }
+        // Its event streams end, so its server can stop with the others.
+        self.console.stop();
         for server in self.servers {
             let _ = tokio::time::timeout(SERVER_STOP, server).await;
         }
@@ -364,6 +401,7 @@ mod tests {
             management: "http://127.0.0.1:2/prod".into(),
             api_key: "k".into(),
             stage: "prod".into(),
+            console: "http://127.0.0.1:3/".into(),
         };
         let json = serde_json::to_value(&endpoints).expect("json");
         assert_eq!(json["apiKey"], "k");

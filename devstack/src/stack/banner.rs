@@ -4,7 +4,9 @@
 use super::Stack;
 
 impl Stack {
-    /// The start-up banner: URLs, the local key, and commands to try.
+    /// The start-up banner: URLs, the local key, which of the program's
+    /// resources the stack plays (alarms, dashboard, IAM... exist only when
+    /// deployed), and commands to try.
     pub fn banner(&self) -> String {
         let e = &self.endpoints;
         let t = &self.topology;
@@ -22,6 +24,7 @@ impl Stack {
              \x20 function                     up to {concurrency} processes, timeout {timeout}s\n\
              \x20 WAF rule {rule:<20} {limit} requests per {window}s per client IP\n\
              \x20 watch                        {watch}\n\
+             \x20 program                      {coverage}\n\
              \n\
              Try it in a browser: open {console}\n\
              or with wscat (`npm install -g wscat`, or `npx wscat`):\n\
@@ -48,6 +51,7 @@ impl Stack {
             limit = t.waf.rate_limit,
             window = t.waf.evaluation_window_secs,
             watch = self.watch_line,
+            coverage = t.coverage_summary(),
         )
     }
 }

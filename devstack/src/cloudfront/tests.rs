@@ -31,9 +31,17 @@ async fn edge_for(gateway: &Running, limit: u64) -> String {
 
 /// [`edge_for`], reporting to `events`.
 async fn edge_reporting_to(gateway: &Running, limit: u64, events: EventBus) -> String {
+    serve_edge(format!("ws://{}/prod", gateway.addr), limit, events)
+        .await
+        .1
+}
+
+/// An edge with the stack key [`KEY`] in front of `origin`, served on a
+/// free loopback port: the edge (to swap its rule) and its URL.
+async fn serve_edge(origin: String, limit: u64, events: EventBus) -> (Edge, String) {
     let edge = Edge::new(
         EdgeConfig {
-            origin: format!("ws://{}/prod", gateway.addr),
+            origin,
             origin_api_key_header: "x-api-key".into(),
             api_key: KEY.into(),
             waf: waf(limit),
@@ -45,8 +53,8 @@ async fn edge_reporting_to(gateway: &Running, limit: u64, events: EventBus) -> S
         .await
         .expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(edge.serve(listener));
-    format!("ws://{addr}/")
+    tokio::spawn(edge.clone().serve(listener));
+    (edge, format!("ws://{addr}/"))
 }
 
 #[test]
@@ -170,21 +178,7 @@ async fn the_waf_rule_blocks_handshakes_after_the_limit() {
 #[tokio::test]
 async fn a_swapped_rate_rule_applies_to_the_next_handshake() {
     let mut gateway = start().await;
-    let edge = Edge::new(
-        EdgeConfig {
-            origin: format!("ws://{}/prod", gateway.addr),
-            origin_api_key_header: "x-api-key".into(),
-            api_key: KEY.into(),
-            waf: waf(1),
-        },
-        EventBus::new(),
-    )
-    .expect("valid edge config");
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let url = format!("ws://{}/", listener.local_addr().expect("local addr"));
-    tokio::spawn(edge.clone().serve(listener));
+    let (edge, url) = serve_edge(format!("ws://{}/prod", gateway.addr), 1, EventBus::new()).await;
 
     let first = connect(&url, None).await.expect("under the limit");
     gateway.next_event_of("CONNECT").await;
@@ -299,24 +293,9 @@ async fn resetting_origin() -> SocketAddr {
 /// rest of what the client sends — no reset reaches the client.
 #[tokio::test]
 async fn an_origin_reset_after_its_close_frame_reaches_the_client_as_close_and_fin() {
-    let edge = Edge::new(
-        EdgeConfig {
-            origin: format!("ws://{}/prod", resetting_origin().await),
-            origin_api_key_header: "x-api-key".into(),
-            api_key: KEY.into(),
-            waf: waf(100),
-        },
-        EventBus::new(),
-    )
-    .expect("valid edge config");
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(edge.serve(listener));
-    let mut client = connect(&format!("ws://{addr}/"), None)
-        .await
-        .expect("accepted");
+    let origin = format!("ws://{}/prod", resetting_origin().await);
+    let (_edge, url) = serve_edge(origin, 100, EventBus::new()).await;
+    let mut client = connect(&url, None).await.expect("accepted");
     client
         .send(Message::binary(vec![b'x'; 1024 * 1024]))
         .await

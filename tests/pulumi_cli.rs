@@ -89,12 +89,14 @@ fn names(entries: &[Value]) -> BTreeSet<String> {
         .collect()
 }
 
-/// Output as the user reads it must carry no diagnostics.
+/// Output as the user reads it must carry no diagnostics: no `Diagnostics:`
+/// section, no `warning:` or `error:` anywhere (resource names such as
+/// `functionErrorsAlarm` may say "error", a diagnostic always has the colon).
 fn no_warnings_or_errors(what: &str, run: &Run) -> anyhow::Result<()> {
     let text = run.text();
     let lower = text.to_lowercase();
     ensure!(
-        !lower.contains("warning") && !lower.contains("error"),
+        !text.contains("Diagnostics:") && !lower.contains("warning:") && !lower.contains("error:"),
         "`{what}` reported a warning or an error:\n{text}"
     );
     Ok(())
@@ -180,7 +182,15 @@ fn the_web_acl_and_waf_logs_go_to_us_east_1_and_the_rest_to_the_stack_region() -
             )
         })
         .collect();
-    let east = ["webAcl", "wafLogs", "wafLogging"];
+    let east = [
+        "webAcl",
+        "wafLogs",
+        "wafLogsPolicy",
+        "wafLogging",
+        "edgeAlarmTopic",
+        "wafBlockedAlarm",
+        "cloudfront5xxAlarm",
+    ];
     for (name, region) in &regions {
         let want = if east.contains(&name.as_str()) {
             "us-east-1"
@@ -191,8 +201,247 @@ fn the_web_acl_and_waf_logs_go_to_us_east_1_and_the_rest_to_the_stack_region() -
     }
     let acl = stack.pulumi(&["stack", "output", "WebAclArn"])?.stdout;
     ensure!(
-        acl.starts_with("arn:aws:wafv2:us-east-1:"),
-        "WebAclArn {acl:?} is not in us-east-1"
+        acl.starts_with("arn:aws:wafv2:us-east-1:123456789012:global/webacl/websocket-waf-dev-"),
+        "WebAclArn {acl:?} is not a CLOUDFRONT-scope ACL in us-east-1 named from its namePrefix"
+    );
+    Ok(())
+}
+
+/// The one Create of `name` that really ran.
+fn created<'a>(created: &'a [Value], name: &str) -> anyhow::Result<&'a Value> {
+    created
+        .iter()
+        .find(|e| e["name"] == name)
+        .with_context(|| format!("{name} was not created"))
+}
+
+/// A journal value as a string (an error naming `what` if it is not one).
+fn text<'a>(value: &'a Value, what: &str) -> anyhow::Result<&'a str> {
+    value
+        .as_str()
+        .with_context(|| format!("{what} is not a string: {value}"))
+}
+
+/// An alarm's expected dimensions: (name, value).
+type Dimensions<'a> = Vec<(&'a str, &'a str)>;
+
+#[test]
+fn the_alarms_watch_this_stacks_resources_from_their_metrics_region() -> anyhow::Result<()> {
+    let stack = Rehearsal::unchanged()?;
+    stack.pulumi(&["up", "--yes"])?;
+    let all = stack.calls("Create")?;
+    let get = |name: &str| created(&all, name);
+    let function = text(&get("handler")?["outputs"]["name"], "the function's name")?;
+    let api = text(&get("api")?["id"], "the API's id")?;
+    let stage = text(&get("stage")?["outputs"]["name"], "the stage's name")?;
+    let acl = &get("webAcl")?["inputs"];
+    let acl_metric = text(
+        &acl["visibilityConfig"]["metricName"],
+        "the web ACL's metric name",
+    )?;
+    let rule_metrics: Vec<&str> = acl["rules"]
+        .as_array()
+        .context("the web ACL has no rules")?
+        .iter()
+        .filter_map(|r| r["visibilityConfig"]["metricName"].as_str())
+        .chain(["ALL"])
+        .collect();
+    let distribution = text(&get("distribution")?["id"], "the distribution's id")?;
+
+    // Each alarm: its region, its topic, and the dimensions it must carry.
+    let expected: [(&str, &str, &str, Dimensions); 7] = [
+        (
+            "functionErrorsAlarm",
+            "eu-west-1",
+            "alarmTopic",
+            vec![("FunctionName", function)],
+        ),
+        (
+            "functionThrottlesAlarm",
+            "eu-west-1",
+            "alarmTopic",
+            vec![("FunctionName", function)],
+        ),
+        (
+            "functionDurationAlarm",
+            "eu-west-1",
+            "alarmTopic",
+            vec![("FunctionName", function)],
+        ),
+        (
+            "apiIntegrationErrorsAlarm",
+            "eu-west-1",
+            "alarmTopic",
+            vec![("ApiId", api), ("Stage", stage)],
+        ),
+        (
+            "apiExecutionErrorsAlarm",
+            "eu-west-1",
+            "alarmTopic",
+            vec![("ApiId", api), ("Stage", stage)],
+        ),
+        (
+            "wafBlockedAlarm",
+            "us-east-1",
+            "edgeAlarmTopic",
+            vec![("WebACL", acl_metric)],
+        ),
+        (
+            "cloudfront5xxAlarm",
+            "us-east-1",
+            "edgeAlarmTopic",
+            vec![("DistributionId", distribution), ("Region", "Global")],
+        ),
+    ];
+    let alarms: BTreeSet<String> = all
+        .iter()
+        .filter(|e| e["type"] == "aws:cloudwatch/metricAlarm:MetricAlarm")
+        .filter_map(|e| e["name"].as_str().map(str::to_string))
+        .collect();
+    ensure!(
+        alarms == expected.iter().map(|(n, ..)| n.to_string()).collect(),
+        "the alarms created are {alarms:?}"
+    );
+    for (name, region, topic, dimensions) in &expected {
+        let alarm = get(name)?;
+        ensure!(
+            alarm["region"] == *region,
+            "{name} is in {}, not {region}",
+            alarm["region"]
+        );
+        let topic = get(topic)?;
+        ensure!(
+            topic["region"] == *region,
+            "{name}'s topic is in {}",
+            topic["region"]
+        );
+        let topic_arn = text(&topic["outputs"]["arn"], "a topic's ARN")?;
+        ensure!(
+            topic_arn.starts_with(&format!("arn:aws:sns:{region}:")),
+            "{name}'s topic ARN {topic_arn} is not in {region}"
+        );
+        for actions in ["alarmActions", "okActions"] {
+            ensure!(
+                alarm["inputs"][actions] == serde_json::json!([topic_arn]),
+                "{name}'s {actions} are {}, not [{topic_arn}]",
+                alarm["inputs"][actions]
+            );
+        }
+        // Dimensions sit on the alarm, or on its metric query for a math alarm.
+        let inputs = &alarm["inputs"];
+        let found = inputs["metricQueries"]
+            .as_array()
+            .and_then(|q| q.iter().find(|q| q["metric"].is_object()))
+            .map_or(&inputs["dimensions"], |q| &q["metric"]["dimensions"]);
+        for (key, value) in dimensions {
+            ensure!(
+                found[key] == *value,
+                "{name}'s dimension {key} is {}, not this stack's {value}",
+                found[key]
+            );
+        }
+        if *name == "wafBlockedAlarm" {
+            let rule = text(&found["Rule"], "the WAF alarm's Rule")?;
+            ensure!(
+                rule_metrics.contains(&rule),
+                "Rule {rule} is not one of {rule_metrics:?}"
+            );
+        }
+    }
+
+    let policy = get("wafLogsPolicy")?;
+    ensure!(
+        policy["region"] == "us-east-1",
+        "the log resource policy is in {}",
+        policy["region"]
+    );
+    let document: Value = serde_json::from_str(text(
+        &policy["inputs"]["policyDocument"],
+        "the policy document",
+    )?)?;
+    let waf_logs = text(
+        &get("wafLogs")?["outputs"]["arn"],
+        "the WAF log group's ARN",
+    )?;
+    ensure!(
+        document["Statement"][0]["Resource"] == format!("{waf_logs}:*"),
+        "the log resource policy is not scoped to this stack's WAF log group: {document}"
+    );
+
+    let role: Value = serde_json::from_str(text(
+        &get("rolePolicy")?["inputs"]["policy"],
+        "the role's policy",
+    )?)?;
+    let table = text(&get("connections")?["outputs"]["arn"], "the table's ARN")?;
+    let execution = text(
+        &get("api")?["outputs"]["executionArn"],
+        "the API's executionArn",
+    )?;
+    let mut grants = BTreeSet::new();
+    for statement in role["Statement"]
+        .as_array()
+        .context("the role's policy has no statements")?
+    {
+        let actions: Vec<&Value> = match &statement["Action"] {
+            Value::Array(actions) => actions.iter().collect(),
+            one => vec![one],
+        };
+        for action in actions {
+            let resource = text(&statement["Resource"], "a statement's Resource")?;
+            grants.insert((text(action, "an action")?.to_string(), resource.to_string()));
+        }
+    }
+    let logs = format!(
+        "{}:*",
+        text(
+            &get("functionLogs")?["outputs"]["arn"],
+            "the function's log group ARN"
+        )?
+    );
+    let connections = format!("{execution}/{stage}/POST/@connections/*");
+    let want: BTreeSet<(String, String)> = [
+        ("logs:CreateLogStream", logs.as_str()),
+        ("logs:PutLogEvents", logs.as_str()),
+        ("dynamodb:PutItem", table),
+        ("dynamodb:DeleteItem", table),
+        ("dynamodb:Scan", table),
+        ("execute-api:ManageConnections", connections.as_str()),
+    ]
+    .into_iter()
+    .map(|(a, r)| (a.to_string(), r.to_string()))
+    .collect();
+    ensure!(
+        grants == want,
+        "the role grants {grants:?}, not exactly {want:?}"
+    );
+
+    let behaviour = &get("distribution")?["inputs"]["defaultCacheBehavior"];
+    ensure!(
+        behaviour["viewerProtocolPolicy"] == "https-only",
+        "the viewer protocol is {}",
+        behaviour["viewerProtocolPolicy"]
+    );
+
+    let alarm_topic = stack.pulumi(&["stack", "output", "AlarmTopicArn"])?.stdout;
+    let edge_topic = stack
+        .pulumi(&["stack", "output", "EdgeAlarmTopicArn"])?
+        .stdout;
+    let dashboard = stack.pulumi(&["stack", "output", "DashboardURL"])?.stdout;
+    ensure!(
+        alarm_topic.trim() == get("alarmTopic")?["outputs"]["arn"]
+            && edge_topic.trim() == get("edgeAlarmTopic")?["outputs"]["arn"],
+        "the topic outputs {alarm_topic:?} {edge_topic:?} are not the topics created"
+    );
+    let name = text(
+        &get("dashboard")?["inputs"]["dashboardName"],
+        "the dashboard's name",
+    )?;
+    ensure!(
+        dashboard.trim()
+            == format!(
+                "https://console.aws.amazon.com/cloudwatch/home?region=eu-west-1#dashboards/dashboard/{name}"
+            ),
+        "DashboardURL is {dashboard:?}"
     );
     Ok(())
 }

@@ -50,6 +50,9 @@ struct UpArgs {
     /// Where the API layer (execute-api + @connections) listens; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:8081")]
     api_addr: SocketAddr,
+    /// Where the console (the browser page and its live view) listens, loopback only; port 0 picks a free port.
+    #[arg(long, default_value = devstack::console::DEFAULT_ADDR)]
+    console_addr: SocketAddr,
     /// A prebuilt function binary [default: built with cargo].
     #[arg(long)]
     function_bin: Option<PathBuf>,
@@ -62,6 +65,9 @@ struct UpArgs {
     /// The most function processes at once (Lambda concurrency).
     #[arg(long, default_value_t = 16)]
     max_concurrency: usize,
+    /// Do not rebuild the function or re-read the Pulumi program on save.
+    #[arg(long)]
+    no_watch: bool,
 }
 
 fn init_tracing(default_level: &str) {
@@ -93,10 +99,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         stack: args.stack,
         edge_addr: args.edge_addr,
         api_addr: args.api_addr,
+        console_addr: args.console_addr,
         function_bin: args.function_bin,
         api_key: args.api_key,
         ready_file: args.ready_file,
         max_concurrency: args.max_concurrency,
+        watch: !args.no_watch,
     })
     .await
 }

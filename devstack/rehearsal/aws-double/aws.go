@@ -63,6 +63,12 @@ func Describe(typ, urn, region string, inputs resource.PropertyMap) Created {
 	name := str(inputs, "name")
 	out := resource.PropertyMap{}
 	set := func(key, value string) { out[resource.PropertyKey(key)] = resource.NewStringProperty(value) }
+	if prefix := str(inputs, "namePrefix"); name == "" && prefix != "" {
+		// Terraform's PrefixedUniqueId: the prefix, a UTC timestamp to the
+		// 10⁻⁴ s and an 8-hex counter (here derived from the URN).
+		name = prefix + token(urn, "stamp", 18, "0123456789") + token(urn, "counter", 8, hexd)
+		set("name", name)
+	}
 	arn := func(service, rest string) string {
 		return fmt.Sprintf("arn:aws:%s:%s:%s:%s", service, region, Account, rest)
 	}

@@ -111,6 +111,11 @@ func TestDescribeAnswersInAWSFormats(t *testing.T) {
 	if again := Describe("aws:cloudfront/distribution:Distribution", urn, "eu-west-1", resource.PropertyMap{}); again.ID != d.ID {
 		t.Error("the same resource got two ids")
 	}
+	prefixed := Describe("aws:iam/role:Role", "urn:x::role", "eu-west-1",
+		resource.NewPropertyMapFromMap(map[string]any{"namePrefix": "p-"}))
+	if name := prefixed.Computed["name"].StringValue(); !strings.HasPrefix(name, "p-") || len(name) != 2+26 {
+		t.Errorf("a namePrefix gave the name %q, not p-<26 characters>", name)
+	}
 	acl := Describe("aws:wafv2/webAcl:WebAcl", "urn:x::acl", "us-east-1",
 		resource.NewPropertyMapFromMap(map[string]any{"name": "n", "scope": "CLOUDFRONT"}))
 	if arn := acl.Computed["arn"].StringValue(); !strings.HasPrefix(arn, "arn:aws:wafv2:us-east-1:123456789012:global/webacl/n/") {

@@ -30,6 +30,17 @@ func (p *Provider) answer(tok string, args resource.PropertyMap) (resource.Prope
 			"endpoint":    s(fmt.Sprintf("ec2.%s.amazonaws.com", region)),
 			"description": s(region),
 		}, nil
+	case "aws:index/getCallerIdentity:getCallerIdentity":
+		return resource.PropertyMap{
+			"id": s(Account), "accountId": s(Account),
+			"arn":    s(fmt.Sprintf("arn:aws:iam::%s:user/rehearsal", Account)),
+			"userId": s("AIDA" + token(Account, "user", 17, upper)),
+		}, nil
+	case "aws:index/getPartition:getPartition":
+		return resource.PropertyMap{
+			"id": s("aws"), "partition": s("aws"),
+			"dnsSuffix": s("amazonaws.com"), "reverseDnsPrefix": s("com.amazonaws"),
+		}, nil
 	case "aws:cloudfront/getCachePolicy:getCachePolicy":
 		return byName(args, managedCachePolicies, "CloudFront Cache Policy")
 	case "aws:cloudfront/getOriginRequestPolicy:getOriginRequestPolicy":

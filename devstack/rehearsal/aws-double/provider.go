@@ -148,9 +148,11 @@ func (p *Provider) Check(_ context.Context, req *pulumirpc.CheckRequest) (*pulum
 	}
 	failures := p.subset.CheckInputs(sig.Inputs, news)
 	// Auto-naming, as pulumi-aws does: a resource with an optional name that
-	// has none gets `<logical name>-<7 hex>`, the same for the same URN.
+	// has none gets `<logical name>-<7 hex>`, the same for the same URN —
+	// unless it has a `namePrefix`, which AWS's side completes (Describe).
 	if prop, named := sig.Inputs["name"]; named && !prop.Required {
-		if _, has := news["name"]; !has {
+		_, has := news["name"]
+		if str(news, "namePrefix") == "" && !has {
 			news["name"] = resource.NewStringProperty(req.GetName() + "-" + token(req.GetUrn(), "autoname", 7, hexd))
 		}
 	}

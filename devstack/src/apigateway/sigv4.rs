@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4::SigningParams;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -243,12 +243,13 @@ fn signed_headers<'a>(
 ) -> Result<Vec<(&'a str, &'a str)>, Refusal> {
     let mut signed = Vec::new();
     for name in names {
-        let Some((key, _)) = headers.get_key_value(*name) else {
-            return Err(Refusal::Mismatch);
-        };
-        for value in headers.get_all(key) {
+        let before = signed.len();
+        for (key, value) in headers.iter().filter(|(key, _)| key.as_str() == *name) {
             let value = value.to_str().map_err(|_| Refusal::Mismatch)?;
             signed.push((key.as_str(), value));
+        }
+        if signed.len() == before {
+            return Err(Refusal::Mismatch);
         }
     }
     if !names.contains(&"x-amz-date") {

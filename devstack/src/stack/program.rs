@@ -227,6 +227,7 @@ mod tests {
             management: format!("http://127.0.0.1:8081/{}", topology.stage.name),
             api_key: "k".into(),
             stage: topology.stage.name.clone(),
+            console: "http://127.0.0.1:8082/".into(),
         };
         let env =
             function_env(&topology, &endpoints, addr, "http://127.0.0.1:9").expect("resolves");

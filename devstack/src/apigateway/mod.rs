@@ -53,6 +53,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_util::sync::CancellationToken;
 
 pub use config::{GatewayConfig, Limits, Route};
 pub use sigv4::{ACCESS_KEY_ID, SECRET_ACCESS_KEY};
@@ -65,9 +66,6 @@ use management::{delete_connection, get_connection, post_to_connection};
 use routing::Routing;
 use throttle::TokenBucket;
 
-/// Frames queued for one connection (management API posts, error frames)
-/// before a poster waits.
-const OUTBOUND_QUEUE: usize = 256;
 /// How long a closing connection waits for the peer's close frame and reads
 /// what the peer still sends.
 const CLOSE_HANDSHAKE: Duration = websocket::LINGER;
@@ -99,9 +97,13 @@ struct Shared {
 }
 
 /// What the management API and the message tasks know of a connection.
+#[derive(Clone)]
 struct ConnectionHandle {
     info: Arc<ConnectionInfo>,
     outbound: mpsc::Sender<Outbound>,
+    /// Cancelled when a post finds the outbound queue full: the connection
+    /// task closes the connection (1008) rather than let the queue grow.
+    not_reading: CancellationToken,
 }
 
 /// The facts of a connection that go into every event.
@@ -136,6 +138,12 @@ impl Disconnect {
     }
     fn going_away() -> Self {
         Disconnect::new(1001, "Going away")
+    }
+    /// A client that does not read what it is sent (its queue overflowed, or
+    /// a frame could not be written within the send timeout); see
+    /// docs/protocol.md for why 1008.
+    fn not_reading(why: &str) -> Self {
+        Disconnect::new(1008, &format!("Client not reading: {why}"))
     }
 }
 

@@ -16,7 +16,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tracing::{info, warn};
 
 use super::throttle::Throttle;
-use super::{ConnectionInfo, GatewayConfig, Outbound, Route, Shared, lock, new_id};
+use super::{
+    ConnectionHandle, ConnectionInfo, GatewayConfig, Outbound, Route, Shared, lock, new_id,
+};
 
 /// The header API Gateway reads the key from when the API sets no expression.
 const DEFAULT_API_KEY_HEADER: &str = "x-api-key";
@@ -158,13 +160,8 @@ impl Shared {
         result
     }
 
-    pub(super) fn outbound(
-        &self,
-        connection_id: &str,
-    ) -> Option<(Arc<ConnectionInfo>, mpsc::Sender<Outbound>)> {
-        lock(&self.connections)
-            .get(connection_id)
-            .map(|c| (c.info.clone(), c.outbound.clone()))
+    pub(super) fn connection(&self, connection_id: &str) -> Option<ConnectionHandle> {
+        lock(&self.connections).get(connection_id).cloned()
     }
 }
 

@@ -794,3 +794,4 @@ async fn posts_over_128_kb_are_payload_too_large() {
         "{error:?}"
     );
 }
+mod slow_reader;

@@ -61,6 +61,7 @@ pub use throttle::{ACCOUNT_BURST_LIMIT, ACCOUNT_RATE_LIMIT, Throttle};
 
 use crate::console::EventBus;
 use crate::lambda::invoke::Invoke;
+use crate::listener::ListenerLimits;
 use connect::connect_handler;
 use management::{delete_connection, get_connection, post_to_connection};
 use routing::Routing;
@@ -207,9 +208,10 @@ impl Gateway {
             .with_state(self.shared.clone())
     }
 
-    /// Serves until [`Gateway::shutdown`] begins.
-    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
-        websocket::serve(listener, self.router(), self.shared.shutdown.subscribe()).await
+    /// Serves until [`Gateway::shutdown`] begins, within `limits`.
+    pub async fn serve(self, listener: TcpListener, limits: ListenerLimits) -> std::io::Result<()> {
+        let shutdown = self.shared.shutdown.subscribe();
+        crate::listener::serve(listener, self.router(), limits, shutdown).await
     }
 
     /// Open connections.

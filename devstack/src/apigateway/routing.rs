@@ -203,6 +203,7 @@ pub(super) fn error_kind(error: &InvokeError) -> &'static str {
         InvokeError::Crashed(_) => "function process crashed",
         InvokeError::Timeout(_) => "timeout",
         InvokeError::Unavailable(_) => "function unavailable",
+        InvokeError::Throttled { .. } => "function throttled (TooManyRequestsException)",
     }
 }
 

@@ -141,7 +141,7 @@ pub(crate) async fn start_with(config: GatewayConfig, respond: Box<Respond>) -> 
         .await
         .expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(gateway.clone().serve(listener));
+    tokio::spawn(gateway.clone().serve(listener, ListenerLimits::default()));
     Running {
         addr,
         gateway,
@@ -478,6 +478,7 @@ async fn a_message_with_no_route_gets_forbidden() {
 async fn an_invoke_error_sends_the_error_frame_and_keeps_the_connection() {
     let respond = |event: &Value| match event["body"].as_str() {
         Some(body) if body.contains("crash") => Err(InvokeError::Crashed("signal 9".into())),
+        Some(body) if body.contains("throttle") => Err(InvokeError::Throttled { queued: 32 }),
         _ => Ok(json!({"statusCode": 200, "body": "not sent to the client"})),
     };
     let mut running = start_with(config(), Box::new(respond)).await;
@@ -492,6 +493,12 @@ async fn an_invoke_error_sends_the_error_frame_and_keeps_the_connection() {
         Some(frame.request_id.as_str()),
         message_event["requestContext"]["requestId"].as_str()
     );
+    // Lambda's throttling error is an integration failure to API Gateway too.
+    send_text(&mut client, r#"{"action":"sendmessage","data":"throttle"}"#).await;
+    running.next_event().await;
+    let frame: GatewayFrame =
+        serde_json::from_str(&next_text(&mut client).await).expect("a gateway frame");
+    assert_eq!(frame.message, GatewayFrame::INTERNAL_SERVER_ERROR);
 
     // Still open; a successful invocation's response body is not sent back.
     send_text(&mut client, r#"{"action":"ping"}"#).await;

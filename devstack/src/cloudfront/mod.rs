@@ -42,6 +42,7 @@ use tracing::{debug, warn};
 
 use crate::apigateway::websocket;
 use crate::console::{EventBus, StackEvent};
+use crate::listener::ListenerLimits;
 use relay::relay;
 pub use waf::{RateRule, RateRuleConfig};
 
@@ -149,8 +150,9 @@ impl Edge {
 
     /// Serves until [`Edge::stop_accepting`]; relays already open go on
     /// until either side closes.
-    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
-        websocket::serve(listener, self.router(), self.shared.shutdown.subscribe()).await
+    pub async fn serve(self, listener: TcpListener, limits: ListenerLimits) -> std::io::Result<()> {
+        let shutdown = self.shared.shutdown.subscribe();
+        crate::listener::serve(listener, self.router(), limits, shutdown).await
     }
 
     /// Applies an updated rate rule (limit, window, name), as a web ACL

@@ -53,7 +53,10 @@ async fn serve_edge(origin: String, limit: u64, events: EventBus) -> (Edge, Stri
         .await
         .expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(edge.clone().serve(listener));
+    tokio::spawn(
+        edge.clone()
+            .serve(listener, crate::listener::ListenerLimits::default()),
+    );
     (edge, format!("ws://{addr}/"))
 }
 

@@ -34,6 +34,7 @@ use crate::cloudfront::Edge;
 use crate::console::{self, Console, EventBus, StackInfo};
 use crate::lambda::LambdaPool;
 use crate::lambda::invoke::Invoke;
+use crate::listener::ListenerLimits;
 use crate::reload::build::CargoFunction;
 pub use program::{
     LOCAL_API_ID, edge_config, function_config, function_env, gateway_config, localize_url,
@@ -64,6 +65,8 @@ pub struct UpOptions {
     pub ready_file: Option<PathBuf>,
     /// The most function processes at once (Lambda concurrency).
     pub max_concurrency: usize,
+    /// Open connections each of the edge and the API layer accepts at most.
+    pub max_connections: usize,
     /// Watch mode: saves of the function or the program reload the stack.
     pub watch: bool,
 }
@@ -115,6 +118,24 @@ pub fn random_api_key() -> String {
         .map(|_| char::from(ALPHABET[rand::random_range(0..ALPHABET.len())]))
         .collect()
 }
+/// Says what other machines can reach when a listener is not on loopback.
+fn warn_if_exposed(edge_addr: SocketAddr, api_addr: SocketAddr) {
+    let edge = "the edge (--edge-addr): anyone who reaches it is let into the API with the stack's key, \
+                as CloudFront's clients are";
+    let api = "the API layer (--api-addr): $connect with the key, and the @connections management API, \
+               whose SigV4 credentials are the fixed local ones (local/local), so anyone can read any \
+               connection's sourceIp and userAgent, post to it or close it";
+    for warning in [
+        crate::listener::exposure_warning(edge_addr, edge),
+        crate::listener::exposure_warning(api_addr, api),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        warn!("{warning}");
+    }
+}
+
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
     let listener = TcpListener::bind(addr).await.with_context(|| {
         format!(
@@ -195,8 +216,16 @@ impl Stack {
         if options.max_concurrency == 0 {
             bail!("--max-concurrency must be at least 1");
         }
+        if options.max_connections == 0 {
+            bail!("--max-connections must be at least 1");
+        }
+        let limits = ListenerLimits {
+            max_connections: options.max_connections,
+            ..ListenerLimits::default()
+        };
         let (api_listener, api_addr) = bind(options.api_addr, "API layer").await?;
         let (edge_listener, edge_addr) = bind(options.edge_addr, "edge").await?;
+        warn_if_exposed(edge_addr, api_addr);
         console::check_loopback(options.console_addr)?;
         let (console_listener, console_addr) = bind(options.console_addr, "console").await?;
         let api_key = options.api_key.clone().unwrap_or_else(random_api_key);
@@ -250,8 +279,8 @@ impl Stack {
             events,
         );
         let servers = vec![
-            tokio::spawn(gateway.clone().serve(api_listener)),
-            tokio::spawn(edge.clone().serve(edge_listener)),
+            tokio::spawn(gateway.clone().serve(api_listener, limits)),
+            tokio::spawn(edge.clone().serve(edge_listener, limits)),
             tokio::spawn(console.clone().serve(console_listener)),
         ];
         let (watching, watch_line) = match function {

@@ -27,7 +27,7 @@ use pulumi_program::Topology;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::apigateway::Gateway;
 use crate::cloudfront::Edge;
@@ -392,12 +392,29 @@ async fn shutdown_signal() -> anyhow::Result<&'static str> {
 /// during shutdown stops at once (child processes still end with the stack).
 pub async fn run(options: UpOptions) -> anyhow::Result<()> {
     let stack = Stack::start(&options).await?;
+    let dynamodb_pid = stack.dynamodb.pid();
+    let dynamodb_exited = stack
+        .dynamodb
+        .exited()
+        .context("watching the local DynamoDB server")?;
     println!("{}", stack.banner());
     if let Some(path) = &options.ready_file {
         write_ready_file(path, stack.endpoints())?;
     }
-    let signal = shutdown_signal().await?;
-    info!(signal, "shutting down");
+    // Without its table the stack could only answer 500: it stops instead.
+    let dynamodb_died = tokio::select! {
+        signal = shutdown_signal() => {
+            info!(signal = signal?, "shutting down");
+            false
+        }
+        () = dynamodb_exited => {
+            error!(
+                pid = dynamodb_pid,
+                "the local DynamoDB server (moto) exited while the stack was running; stopping the stack"
+            );
+            true
+        }
+    };
     tokio::select! {
         () = stack.shutdown() => {}
         second = shutdown_signal() => {
@@ -407,6 +424,12 @@ pub async fn run(options: UpOptions) -> anyhow::Result<()> {
     }
     if let Some(path) = &options.ready_file {
         let _ = std::fs::remove_file(path);
+    }
+    if dynamodb_died {
+        bail!(
+            "the local DynamoDB server (moto, pid {dynamodb_pid}) exited while the stack was running; \
+             the stack stopped (its log is above)"
+        );
     }
     Ok(())
 }

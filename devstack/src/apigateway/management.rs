@@ -136,8 +136,12 @@ pub(super) async fn delete_connection(
         code: CloseCode::Normal,
         reason: "".into(),
     };
-    // The connection task may already be ending; the connection is gone either way.
-    let _ = handle.outbound.send(Outbound::Close(frame)).await;
+    // Never waits on the client: with its queue full it is not reading, and
+    // is closed as such (1008). The connection task may already be ending;
+    // the connection is gone either way.
+    if let Err(TrySendError::Full(_)) = handle.outbound.try_send(Outbound::Close(frame)) {
+        handle.not_reading.cancel();
+    }
     let mut response = with_request_id(Response::new(Body::empty()));
     *response.status_mut() = StatusCode::NO_CONTENT;
     response

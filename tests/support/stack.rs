@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
-use rustix::process::Signal;
+use local_process::Signal;
 
 use crate::process::{self, ProcessInfo};
 

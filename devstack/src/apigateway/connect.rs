@@ -22,7 +22,7 @@ use super::routing::error_kind;
 use super::websocket;
 use super::{
     ConnectionHandle, ConnectionInfo, Disconnect, LiveGuard, OUTBOUND_QUEUE, Shared, forbidden,
-    lock, new_id,
+    new_id,
 };
 use crate::console::StackEvent;
 
@@ -138,7 +138,7 @@ pub(super) async fn connect_handler(
     }
 
     let (outbound_tx, outbound_rx) = mpsc::channel(OUTBOUND_QUEUE);
-    lock(&shared.connections).insert(
+    shared.connections.lock().insert(
         info.id.clone(),
         ConnectionHandle {
             info: info.clone(),

@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tracing::{info, warn};
 
 use super::throttle::Throttle;
-use super::{ConnectionInfo, GatewayConfig, Outbound, Route, Shared, lock, new_id};
+use super::{ConnectionInfo, GatewayConfig, Outbound, Route, Shared, new_id};
 
 /// The header API Gateway reads the key from when the API sets no expression.
 const DEFAULT_API_KEY_HEADER: &str = "x-api-key";
@@ -162,7 +162,8 @@ impl Shared {
         &self,
         connection_id: &str,
     ) -> Option<(Arc<ConnectionInfo>, mpsc::Sender<Outbound>)> {
-        lock(&self.connections)
+        self.connections
+            .lock()
             .get(connection_id)
             .map(|c| (c.info.clone(), c.outbound.clone()))
     }

@@ -23,7 +23,9 @@ mod relay;
 mod waf;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -156,11 +158,7 @@ impl Edge {
     /// Applies an updated rate rule (limit, window, name), as a web ACL
     /// update does: open relays are not affected, the next handshake is.
     pub fn swap_rate_rule(&self, waf: &RateRuleConfig) {
-        let mut rule = self
-            .shared
-            .rule
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut rule = self.shared.rule.lock();
         rule.set_limit(waf.limit, waf.window);
         self.shared.waf.store(Arc::new(waf.clone()));
     }
@@ -189,11 +187,7 @@ async fn edge_handler(
     mut request: Request,
 ) -> Response {
     let waf = shared.waf.load();
-    let allowed = shared
-        .rule
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .allow(peer.ip(), Instant::now());
+    let allowed = shared.rule.lock().allow(peer.ip(), Instant::now());
     if !allowed {
         warn!(
             rule = %waf.name,

@@ -193,14 +193,10 @@ pub(super) fn event_headers(request: &HeaderMap, peer: SocketAddr) -> HeaderMap 
     let trace = format!(
         "Root=1-{:08x}-{}",
         Utc::now().timestamp(),
-        hex(&rand::random::<[u8; 12]>())
+        hex::encode(rand::random::<[u8; 12]>())
     );
     if let Ok(value) = HeaderValue::from_str(&trace) {
         headers.insert("x-amzn-trace-id", value);
     }
     headers
-}
-
-pub(super) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

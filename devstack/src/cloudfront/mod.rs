@@ -126,7 +126,7 @@ impl Edge {
         };
         let origin_path = origin.path().trim_end_matches('/').to_string();
         let rule = RateRule::new(config.waf.limit, config.waf.window);
-        let id: String = hex(&rand::random::<[u8; 8]>());
+        let id: String = hex::encode(rand::random::<[u8; 8]>());
         let waf = ArcSwap::from_pointee(config.waf.clone());
         Ok(Edge {
             shared: Arc::new(Shared {
@@ -166,10 +166,6 @@ impl Edge {
     pub fn stop_accepting(&self) {
         self.shared.shutdown.send_replace(true);
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn plain(status: StatusCode, body: &'static str) -> Response {

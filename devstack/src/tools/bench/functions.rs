@@ -26,17 +26,17 @@ pub(super) async fn bench_functions(
                 env.binary("websocket-handler")?,
                 handler_env(&sink),
             ),
-            event: ping_event(),
+            event: ping_event()?,
         },
         FunctionUnderTest {
             label: "hello-lambda",
             config: function_config("hello-lambda", env.binary("hello-lambda")?, Vec::new()),
-            event: ping_event(),
+            event: ping_event()?,
         },
         FunctionUnderTest {
             label: "python-handler",
             config: function_config("python-handler", python_bootstrap, python_env(env)),
-            event: ping_event(),
+            event: ping_event()?,
         },
     ];
     let mut figures = Vec::new();
@@ -146,7 +146,7 @@ pub(super) async fn invoke_once(pool: &LambdaPool, event: &Value) -> anyhow::Res
 }
 
 /// A `ping` from a connected client, as API Gateway sends it.
-pub(super) fn ping_event() -> Value {
+pub(super) fn ping_event() -> anyhow::Result<Value> {
     use aws_lambda_events::apigw::{
         ApiGatewayWebsocketProxyRequest, ApiGatewayWebsocketProxyRequestContext,
     };
@@ -167,7 +167,7 @@ pub(super) fn ping_event() -> Value {
     let mut event = ApiGatewayWebsocketProxyRequest::default();
     event.body = Some(ClientFrame::ping().to_text());
     event.request_context = context;
-    serde_json::to_value(event).unwrap_or(Value::Null)
+    serde_json::to_value(event).context("encoding the bench's ping event as JSON")
 }
 
 pub(super) const SINK_STAGE: &str = "bench";

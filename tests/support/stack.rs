@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
-use rustix::process::Signal;
+use local_process::Signal;
 
 use crate::process::{self, ProcessInfo};
 
@@ -33,7 +33,7 @@ pub use devstack::stack::Endpoints;
 /// Stack config overrides (`<project>:<key>: value`), on top of the dev stack's.
 #[derive(Debug, Clone, Default)]
 pub struct StackConfig {
-    overrides: BTreeMap<String, serde_yaml::Value>,
+    overrides: BTreeMap<String, serde_yaml_ng::Value>,
     max_concurrency: Option<usize>,
     env: BTreeMap<String, String>,
     /// Watch mode on (`devstack up`'s default); the harness turns it off
@@ -63,7 +63,7 @@ impl StackConfig {
     }
 
     /// Sets a config key of `Pulumi.yaml`'s `config` block, e.g. `rateLimit`.
-    pub fn set(mut self, key: &str, value: impl Into<serde_yaml::Value>) -> Self {
+    pub fn set(mut self, key: &str, value: impl Into<serde_yaml_ng::Value>) -> Self {
         self.overrides.insert(key.to_string(), value.into());
         self
     }
@@ -573,31 +573,31 @@ fn write_program(dir: &Path, config: &StackConfig) -> anyhow::Result<PathBuf> {
     let program_path = root.join("Pulumi.yaml");
     let program = std::fs::read_to_string(&program_path)
         .with_context(|| format!("reading {}", program_path.display()))?;
-    let project = serde_yaml::from_str::<serde_yaml::Value>(&program)
+    let project = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&program)
         .with_context(|| format!("parsing {}", program_path.display()))?
         .get("name")
-        .and_then(serde_yaml::Value::as_str)
+        .and_then(serde_yaml_ng::Value::as_str)
         .map(str::to_string)
         .ok_or_else(|| anyhow!("{} has no project name", program_path.display()))?;
     std::fs::write(dir.join("Pulumi.yaml"), &program).context("copying Pulumi.yaml")?;
 
     let dev_path = root.join("Pulumi.dev.yaml");
     let mut values = match std::fs::read_to_string(&dev_path) {
-        Ok(text) => serde_yaml::from_str::<serde_yaml::Value>(&text)
+        Ok(text) => serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text)
             .with_context(|| format!("parsing {}", dev_path.display()))?
             .get("config")
-            .and_then(serde_yaml::Value::as_mapping)
+            .and_then(serde_yaml_ng::Value::as_mapping)
             .cloned()
             .unwrap_or_default(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_yaml::Mapping::new(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_yaml_ng::Mapping::new(),
         Err(e) => return Err(e).with_context(|| format!("reading {}", dev_path.display())),
     };
     for (key, value) in &config.overrides {
         values.insert(format!("{project}:{key}").into(), value.clone());
     }
-    let mut document = serde_yaml::Mapping::new();
-    document.insert("config".into(), serde_yaml::Value::Mapping(values));
-    let text = serde_yaml::to_string(&document).context("writing the stack config")?;
+    let mut document = serde_yaml_ng::Mapping::new();
+    document.insert("config".into(), serde_yaml_ng::Value::Mapping(values));
+    let text = serde_yaml_ng::to_string(&document).context("writing the stack config")?;
     std::fs::write(dir.join("Pulumi.e2e.yaml"), text).context("writing Pulumi.e2e.yaml")?;
     Ok(dir.to_path_buf())
 }
@@ -618,26 +618,26 @@ mod tests {
             program,
             std::fs::read_to_string(workspace_root().join("Pulumi.yaml")).unwrap()
         );
-        let project = serde_yaml::from_str::<serde_yaml::Value>(&program).unwrap()["name"]
+        let project = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&program).unwrap()["name"]
             .as_str()
             .unwrap()
             .to_string();
 
-        let written: serde_yaml::Value = serde_yaml::from_str(
+        let written: serde_yaml_ng::Value = serde_yaml_ng::from_str(
             &std::fs::read_to_string(program_dir.join("Pulumi.e2e.yaml")).unwrap(),
         )
         .unwrap();
         let config = &written["config"];
         assert_eq!(
             config[format!("{project}:rateLimit").as_str()],
-            serde_yaml::Value::from(10)
+            serde_yaml_ng::Value::from(10)
         );
         assert_eq!(
             config[format!("{project}:stageName").as_str()],
-            serde_yaml::Value::from("v1")
+            serde_yaml_ng::Value::from("v1")
         );
         if let Ok(dev) = std::fs::read_to_string(workspace_root().join("Pulumi.dev.yaml")) {
-            let dev: serde_yaml::Value = serde_yaml::from_str(&dev).unwrap();
+            let dev: serde_yaml_ng::Value = serde_yaml_ng::from_str(&dev).unwrap();
             if let Some(region) = dev["config"].get("aws:region") {
                 assert_eq!(
                     &config["aws:region"], region,

@@ -4,7 +4,9 @@
 //! run the stack itself. All of them must end with their parent (even when
 //! it is SIGKILLed), be stopped as a group, and be observable through
 //! `/proc`. Before this crate each did that its own way (three copies, one
-//! without the parent-death race check).
+//! without the parent-death race check). The Python servers among them (moto,
+//! the benchmarks' awslambdaric) are installed into a venv one way too
+//! ([`PythonVenv`]).
 
 use std::io;
 use std::os::unix::process::CommandExt as _;
@@ -12,6 +14,11 @@ use std::process::Command;
 
 use rustix::process::Pid;
 pub use rustix::process::Signal;
+
+mod tree;
+mod venv;
+pub use tree::{ProcessInfo, children, descendants, group_members, is_zombie, still_alive};
+pub use venv::{PythonVenv, VenvError};
 
 /// Makes the kernel SIGKILL the child when its parent dies, even by SIGKILL,
 /// so no child outlives the process that started it.

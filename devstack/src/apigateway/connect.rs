@@ -21,9 +21,7 @@ use tracing::{debug, info, warn};
 use super::connection::{end_connection, run_connection};
 use super::routing::error_kind;
 use super::websocket;
-use super::{
-    ConnectionHandle, ConnectionInfo, Disconnect, LiveGuard, Shared, forbidden, lock, new_id,
-};
+use super::{ConnectionHandle, ConnectionInfo, Disconnect, LiveGuard, Shared, forbidden, new_id};
 use crate::console::StackEvent;
 
 /// The `statusCode` of a `$connect` response; a response without one counts
@@ -140,7 +138,7 @@ pub(super) async fn connect_handler(
     let limits = shared.config.limits;
     let (outbound_tx, outbound_rx) = mpsc::channel(limits.outbound_queue.max(1));
     let not_reading = CancellationToken::new();
-    lock(&shared.connections).insert(
+    shared.connections.lock().insert(
         info.id.clone(),
         ConnectionHandle {
             info: info.clone(),
@@ -198,14 +196,10 @@ pub(super) fn event_headers(request: &HeaderMap, peer: SocketAddr) -> HeaderMap 
     let trace = format!(
         "Root=1-{:08x}-{}",
         Utc::now().timestamp(),
-        hex(&rand::random::<[u8; 12]>())
+        hex::encode(rand::random::<[u8; 12]>())
     );
     if let Ok(value) = HeaderValue::from_str(&trace) {
         headers.insert("x-amzn-trace-id", value);
     }
     headers
-}
-
-pub(super) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

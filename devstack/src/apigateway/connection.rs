@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 
 use super::routing::{error_kind, spawn_message};
 use super::websocket::{self, ServerSocket};
-use super::{CLOSE_HANDSHAKE, ConnectionInfo, Disconnect, Outbound, Shared, lock};
+use super::{CLOSE_HANDSHAKE, ConnectionInfo, Disconnect, Outbound, Shared};
 use crate::console::StackEvent;
 
 /// Reads the client's frames and writes what is queued for it until the
@@ -164,7 +164,7 @@ pub(super) async fn end_connection(
     info: &Arc<ConnectionInfo>,
     disconnect: Disconnect,
 ) {
-    lock(&shared.connections).remove(&info.id);
+    shared.connections.lock().remove(&info.id);
     let lifetime = Utc::now() - info.connected_at;
     info!(
         connection_id = %info.id,

@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tracing::warn;
 
 use super::websocket;
-use super::{ConnectionHandle, Outbound, Shared, lock, new_id};
+use super::{ConnectionHandle, Outbound, Shared, new_id};
 
 /// The management API's error answer, as the SDK reads it: the type in
 /// `x-amzn-errortype`, the message in the JSON body.
@@ -129,7 +129,7 @@ pub(super) async fn delete_connection(
     if let Some(response) = wrong_stage(&shared, &stage) {
         return response;
     }
-    let Some(handle) = lock(&shared.connections).remove(&connection_id) else {
+    let Some(handle) = shared.connections.lock().remove(&connection_id) else {
         return gone();
     };
     let frame = CloseFrame {

@@ -36,8 +36,10 @@ mod throttle;
 pub mod websocket;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
-use std::sync::{Arc, Mutex, MutexGuard};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -216,7 +218,7 @@ impl Gateway {
 
     /// Open connections.
     pub fn connection_count(&self) -> usize {
-        lock(&self.shared.connections).len()
+        self.shared.connections.lock().len()
     }
 
     /// Closes every connection with 1001 (going away), runs their
@@ -229,14 +231,6 @@ impl Gateway {
             .await
             .is_ok()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding these locks cannot leave the maps inconsistent
-    // (each operation is a single insert/remove/get), so poisoning is ignored.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn forbidden() -> Response {

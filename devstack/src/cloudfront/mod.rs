@@ -23,7 +23,9 @@ mod relay;
 mod waf;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -125,7 +127,7 @@ impl Edge {
         };
         let origin_path = origin.path().trim_end_matches('/').to_string();
         let rule = RateRule::new(config.waf.limit, config.waf.window);
-        let id: String = hex(&rand::random::<[u8; 8]>());
+        let id: String = hex::encode(rand::random::<[u8; 8]>());
         let waf = ArcSwap::from_pointee(config.waf.clone());
         Ok(Edge {
             shared: Arc::new(Shared {
@@ -158,11 +160,7 @@ impl Edge {
     /// Applies an updated rate rule (limit, window, name), as a web ACL
     /// update does: open relays are not affected, the next handshake is.
     pub fn swap_rate_rule(&self, waf: &RateRuleConfig) {
-        let mut rule = self
-            .shared
-            .rule
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut rule = self.shared.rule.lock();
         rule.set_limit(waf.limit, waf.window);
         self.shared.waf.store(Arc::new(waf.clone()));
     }
@@ -170,10 +168,6 @@ impl Edge {
     pub fn stop_accepting(&self) {
         self.shared.shutdown.send_replace(true);
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn plain(status: StatusCode, body: &'static str) -> Response {
@@ -191,11 +185,7 @@ async fn edge_handler(
     mut request: Request,
 ) -> Response {
     let waf = shared.waf.load();
-    let allowed = shared
-        .rule
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .allow(peer.ip(), Instant::now());
+    let allowed = shared.rule.lock().allow(peer.ip(), Instant::now());
     if !allowed {
         warn!(
             rule = %waf.name,

@@ -24,7 +24,9 @@ mod worker;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -220,13 +222,13 @@ impl LambdaPool {
     /// after this fail with [`InvokeError::Unavailable`].
     pub async fn shutdown(&self) {
         let workers: Vec<Arc<Worker>> = {
-            let mut workers = lock(&self.workers);
+            let mut workers = self.workers.lock();
             workers.closing = true;
             workers.live.values().cloned().collect()
         };
         self.closing.cancel();
         self.slots.close();
-        lock(&self.idle).clear();
+        self.idle.lock().clear();
         for worker in &workers {
             worker.stop(Stop::Terminate);
         }
@@ -237,7 +239,9 @@ impl LambdaPool {
 
     /// The pids of the live function processes.
     pub fn process_ids(&self) -> Vec<u32> {
-        let mut pids: Vec<u32> = lock(&self.workers)
+        let mut pids: Vec<u32> = self
+            .workers
+            .lock()
             .live
             .values()
             .filter(|worker| worker.is_alive())
@@ -312,7 +316,7 @@ impl LambdaPool {
     }
 
     fn pop_idle(&self) -> Option<Arc<Worker>> {
-        let mut idle = lock(&self.idle);
+        let mut idle = self.idle.lock();
         while let Some(worker) = idle.pop_back() {
             if worker.is_alive() {
                 return Some(worker);
@@ -330,14 +334,14 @@ impl LambdaPool {
             worker.retire();
             return;
         }
-        lock(&self.idle).push_back(worker);
+        self.idle.lock().push_back(worker);
         self.idle_added.notify_one();
     }
 
     /// Adds a started process to the live set, unless the pool is closing or
     /// the process already exited.
     fn register(&self, worker: &Arc<Worker>) -> bool {
-        let mut workers = lock(&self.workers);
+        let mut workers = self.workers.lock();
         if workers.closing || !worker.is_alive() {
             return false;
         }
@@ -348,13 +352,13 @@ impl LambdaPool {
     /// Called by a process's supervisor once it has exited.
     fn on_worker_exit(&self, worker_id: u64, pid: u32, reason: &str) {
         let (live_before, closing, retired) = {
-            let mut workers = lock(&self.workers);
+            let mut workers = self.workers.lock();
             let before = workers.live.len();
             let worker = workers.live.remove(&worker_id);
             let retired = worker.is_some_and(|w| w.retired.load(Ordering::Relaxed));
             (before, workers.closing, retired)
         };
-        lock(&self.idle).retain(|worker| worker.id != worker_id);
+        self.idle.lock().retain(|worker| worker.id != worker_id);
         self.events.publish(StackEvent::ProcessExited {
             pid,
             reason: if closing || retired {
@@ -380,7 +384,7 @@ impl LambdaPool {
             }
             let Some(pool) = pool.upgrade() else { return };
             // An invocation may have started a process in the meantime.
-            if lock(&pool.workers).live.len() >= live_before {
+            if pool.workers.lock().live.len() >= live_before {
                 return;
             }
             let Ok(slot) = pool.slots.clone().try_acquire_owned() else {
@@ -402,7 +406,7 @@ impl LambdaPool {
     }
 
     fn replacement_delay(&self) -> Duration {
-        let mut backoff = lock(&self.backoff);
+        let mut backoff = self.backoff.lock();
         let now = Instant::now();
         backoff.delay = match backoff.last_death {
             Some(last) if now.duration_since(last) < CRASH_LOOP_WINDOW => {
@@ -455,7 +459,7 @@ impl Drop for LambdaPool {
     /// A pool dropped without [`LambdaPool::shutdown`] still ends its processes.
     fn drop(&mut self) {
         self.closing.cancel();
-        let workers = lock(&self.workers);
+        let workers = self.workers.lock();
         for worker in workers.live.values() {
             worker.stop(Stop::Kill);
         }
@@ -464,10 +468,6 @@ impl Drop for LambdaPool {
 
 fn shutting_down() -> InvokeError {
     InvokeError::Unavailable("the function pool is shutting down".to_owned())
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

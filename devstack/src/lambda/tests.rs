@@ -430,19 +430,9 @@ async fn function_processes_die_with_a_sigkilled_parent() {
     // killed one leaves no process behind, only possibly a brief zombie.
     eventually("the function processes died with their parent", || {
         pids.iter()
-            .all(|pid| !process_exists(*pid) || is_zombie(*pid))
+            .all(|pid| !process_exists(*pid) || local_process::is_zombie(*pid))
     })
     .await;
-}
-
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
 }
 
 async fn start_error(config: FunctionConfig) -> String {

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::console::EventBus;
+use local_process::PythonVenv;
 
 /// A function to measure: how to start it and the event to give it.
 pub(super) struct FunctionUnderTest {
@@ -25,17 +26,17 @@ pub(super) async fn bench_functions(
                 env.binary("websocket-handler")?,
                 handler_env(&sink),
             ),
-            event: ping_event(),
+            event: ping_event()?,
         },
         FunctionUnderTest {
             label: "hello-lambda",
             config: function_config("hello-lambda", env.binary("hello-lambda")?, Vec::new()),
-            event: ping_event(),
+            event: ping_event()?,
         },
         FunctionUnderTest {
             label: "python-handler",
             config: function_config("python-handler", python_bootstrap, python_env(env)),
-            event: ping_event(),
+            event: ping_event()?,
         },
     ];
     let mut figures = Vec::new();
@@ -145,7 +146,7 @@ pub(super) async fn invoke_once(pool: &LambdaPool, event: &Value) -> anyhow::Res
 }
 
 /// A `ping` from a connected client, as API Gateway sends it.
-pub(super) fn ping_event() -> Value {
+pub(super) fn ping_event() -> anyhow::Result<Value> {
     use aws_lambda_events::apigw::{
         ApiGatewayWebsocketProxyRequest, ApiGatewayWebsocketProxyRequestContext,
     };
@@ -166,7 +167,7 @@ pub(super) fn ping_event() -> Value {
     let mut event = ApiGatewayWebsocketProxyRequest::default();
     event.body = Some(ClientFrame::ping().to_text());
     event.request_context = context;
-    serde_json::to_value(event).unwrap_or(Value::Null)
+    serde_json::to_value(event).context("encoding the bench's ping event as JSON")
 }
 
 pub(super) const SINK_STAGE: &str = "bench";
@@ -265,49 +266,33 @@ pub(super) fn python_requirements(env: &BenchEnv) -> PathBuf {
         .join("requirements.txt")
 }
 
-/// Installs awslambdaric into `<target>/bench/python-venv` (once; a marker
-/// names the requirements it holds) and writes the `bootstrap` that runs the
-/// sample handler with it, as a custom runtime's bootstrap would.
+/// Installs awslambdaric into `<target>/bench/python-venv` (once, under a
+/// file lock; the venv records the requirements it holds) and writes the
+/// `bootstrap` that runs the sample handler with it, as a custom runtime's
+/// bootstrap would.
 pub(super) async fn python_bootstrap(env: &BenchEnv) -> anyhow::Result<PathBuf> {
     let requirements = python_requirements(env);
     let wanted = std::fs::read_to_string(&requirements)
         .with_context(|| format!("reading {}", requirements.display()))?;
-    let venv = env.scratch.join("python-venv");
-    let marker = venv.join(".bench-requirements");
-    let installed = std::fs::read_to_string(&marker).unwrap_or_default();
-    if installed != wanted {
-        eprintln!(
-            "bench: installing awslambdaric into {} (first run)",
-            venv.display()
-        );
-        if venv.exists() {
-            std::fs::remove_dir_all(&venv)
-                .with_context(|| format!("removing the stale {}", venv.display()))?;
-        }
-        run_step(
-            Command::new("python3").arg("-m").arg("venv").arg(&venv),
-            "python3 -m venv (needs python3 with venv: apt-get install python3-venv)",
-        )
-        .await?;
-        run_step(
-            Command::new(venv.join("bin").join("python"))
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--disable-pip-version-check",
-                    "--quiet",
-                    "-r",
-                ])
-                .arg(&requirements),
-            "pip install awslambdaric (needs PyPI)",
-        )
-        .await?;
-        std::fs::write(&marker, &wanted)
-            .with_context(|| format!("writing {}", marker.display()))?;
-    }
+    let requirements_arg = requirements.display().to_string();
+    let venv = PythonVenv::new(
+        env.scratch.join("python-venv"),
+        &["-r", &requirements_arg],
+        &wanted,
+    );
+    let venv = tokio::task::spawn_blocking(move || {
+        venv.ensure(|dir| {
+            eprintln!(
+                "bench: installing awslambdaric into {} (first run)",
+                dir.display()
+            )
+        })?;
+        Ok::<_, local_process::VenvError>(venv)
+    })
+    .await
+    .context("the awslambdaric install task")??;
     let handler_dir = env.root.join("bench").join("python-handler");
-    let python = venv.join("bin").join("python");
+    let python = venv.python();
     for path in [&handler_dir, &python] {
         if path.to_string_lossy().contains('\'') {
             bail!(

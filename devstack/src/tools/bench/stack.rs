@@ -216,11 +216,16 @@ pub(super) const STACK_START_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// `ws://127.0.0.1:8080/path` → (address, "/path"); loopback IPv4 only.
 pub fn parse_ws_url(url: &str) -> Option<(SocketAddr, String)> {
-    let rest = url.strip_prefix("ws://")?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
+    let url = url::Url::parse(url).ok()?;
+    if url.scheme() != "ws" {
+        return None;
+    }
+    let ip = match url.host()? {
+        url::Host::Ipv4(ip) => std::net::IpAddr::V4(ip),
+        url::Host::Ipv6(ip) => std::net::IpAddr::V6(ip),
+        url::Host::Domain(_) => return None,
     };
-    let addr: SocketAddr = authority.parse().ok()?;
-    addr.ip().is_loopback().then(|| (addr, path.to_string()))
+    let addr = SocketAddr::new(ip, url.port_or_known_default()?);
+    let path = url[url::Position::BeforePath..].to_string();
+    (addr.ip().is_loopback() && addr.is_ipv4()).then_some((addr, path))
 }

@@ -201,7 +201,7 @@ fn the_report_has_one_row_per_figure_with_ratios_against_python() {
 
 #[test]
 fn the_ping_event_has_the_api_gateway_shape() {
-    let event = ping_event();
+    let event = ping_event().expect("the ping event encodes");
     assert_eq!(event["requestContext"]["routeKey"], "ping");
     assert_eq!(event["requestContext"]["eventType"], "MESSAGE");
     assert_eq!(event["requestContext"]["stage"], SINK_STAGE);

@@ -19,41 +19,44 @@ impl Endpoint {
             url: url.to_string(),
             reason,
         };
-        let uri: Uri = url.trim().parse().map_err(|e| malformed(format!("{e}")))?;
-        let tls = match uri.scheme_str() {
-            Some("wss") => true,
-            Some("ws") => false,
-            Some(scheme @ ("https" | "http")) => {
+        let parsed = match url::Url::parse(url.trim()) {
+            Ok(parsed) => parsed,
+            Err(url::ParseError::RelativeUrlWithoutBase) => {
+                return Err(malformed(
+                    "missing scheme; use wss://host/… or ws://host:port/…".into(),
+                ));
+            }
+            Err(e) => return Err(malformed(format!("{e}"))),
+        };
+        let tls = match parsed.scheme() {
+            "wss" => true,
+            "ws" => false,
+            scheme @ ("https" | "http") => {
                 let hint = if scheme == "https" { "wss" } else { "ws" };
                 return Err(malformed(format!(
                     "the scheme must be ws:// or wss:// (use {hint}://)"
                 )));
             }
-            Some(other) => {
+            other => {
                 return Err(malformed(format!(
                     "unsupported scheme {other:?}; use ws:// or wss://"
                 )));
             }
-            None => {
-                return Err(malformed(
-                    "missing scheme; use wss://host/… or ws://host:port/…".into(),
-                ));
-            }
         };
-        let authority = uri
-            .authority()
-            .ok_or_else(|| malformed("missing host".into()))?;
-        if authority.as_str().contains('@') {
+        if !parsed.username().is_empty() || parsed.password().is_some() {
             return Err(malformed("credentials in the URL are not supported".into()));
         }
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
+        let host = match parsed.host() {
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            Some(host) => host.to_string(),
+            None => return Err(malformed("missing host".into())),
+        };
         if host.is_empty() {
             return Err(malformed("missing host".into()));
         }
-        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let port = parsed
+            .port_or_known_default()
+            .unwrap_or(if tls { 443 } else { 80 });
         Ok(Endpoint {
             url: url.trim().to_string(),
             tls,

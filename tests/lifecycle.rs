@@ -109,7 +109,7 @@ async fn a_dead_dynamodb_server_stops_the_stack_with_an_error_naming_it() -> any
     let mut client = stack.explain(Client::connect(stack.edge()).await)?;
     stack.explain(client.ping().await)?;
 
-    e2e::process::signal(moto, rustix::process::Signal::KILL)
+    e2e::process::signal(moto, e2e::process::Signal::KILL)
         .with_context(|| format!("killing moto (pid {moto})"))?;
     let status = stack.wait_exit(Duration::from_secs(30))?.with_context(|| {
         format!(

@@ -65,6 +65,9 @@ struct UpArgs {
     /// The most function processes at once (Lambda concurrency).
     #[arg(long, default_value_t = 16)]
     max_concurrency: usize,
+    /// Open connections each of the edge and the API layer accepts at most; over it: 429.
+    #[arg(long, default_value_t = devstack::listener::MAX_CONNECTIONS)]
+    max_connections: usize,
     /// Do not rebuild the function or re-read the Pulumi program on save.
     #[arg(long)]
     no_watch: bool,
@@ -104,6 +107,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         api_key: args.api_key,
         ready_file: args.ready_file,
         max_concurrency: args.max_concurrency,
+        max_connections: args.max_connections,
         watch: !args.no_watch,
     })
     .await

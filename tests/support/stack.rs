@@ -282,7 +282,11 @@ impl Running {
         // Function processes may run in process groups of their own: what
         // the stack started is what descends from it now.
         let started: Vec<ProcessInfo> = process::descendants(child.id());
-        let _ = process::signal(child.id(), Signal::INT);
+        // A stack that already exited (and was reaped) is not signalled: its
+        // pid may name another process by now.
+        if matches!(child.try_wait(), Ok(None)) {
+            let _ = process::signal(child.id(), Signal::INT);
+        }
         let status = wait_bounded(&mut child, STOP_TIMEOUT).ok().flatten();
         if status.is_none() {
             let _ = child.kill();
@@ -544,6 +548,15 @@ impl Stack {
     /// DynamoDB server, …), not the stack itself.
     pub fn processes(&self) -> Vec<ProcessInfo> {
         self.pid().map(process::descendants).unwrap_or_default()
+    }
+
+    /// Waits up to `limit` for the stack to exit by itself: its status, or
+    /// `None` while it still runs.
+    pub fn wait_exit(&mut self, limit: Duration) -> anyhow::Result<Option<ExitStatus>> {
+        match self.running.child.as_mut() {
+            Some(child) => wait_bounded(child, limit),
+            None => Ok(None),
+        }
     }
 
     /// Stops the stack as Ctrl-C would and reports how it ended. Processes

@@ -21,6 +21,7 @@
 use std::fs::{self, File};
 use std::io;
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -141,7 +142,12 @@ impl LocalDynamoDb {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
+        // Ends with its parent, even a SIGKILLed one; and leads its own
+        // process group, so a terminal's Ctrl-C (sent to the foreground
+        // group) does not reach it: the stack stops it last, after the
+        // $disconnects it serves.
         local_process::die_with_parent(&mut command);
+        command.process_group(0);
         let child = command.spawn().map_err(io_err("starting moto server"))?;
         let client = client(&endpoint, region);
         let mut db = LocalDynamoDb {
@@ -202,6 +208,13 @@ impl LocalDynamoDb {
     /// The server process id (to check it is gone after drop).
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Resolves when the server process exits (killed, crashed): what a
+    /// stack watches to stop rather than answer 500 forever. Must be called
+    /// within a tokio runtime, while this handle lives.
+    pub fn exited(&self) -> io::Result<impl Future<Output = ()> + Send + 'static> {
+        local_process::exit_of(self.child.id())
     }
 
     /// A DynamoDB client for this server, with dummy credentials.
@@ -265,7 +278,9 @@ impl LocalDynamoDb {
 
 impl Drop for LocalDynamoDb {
     fn drop(&mut self) {
-        // SIGKILL then reap, so no zombie or orphan outlives the handle.
+        // SIGKILL its group (before the leader is reaped, so the id is still
+        // ours) then reap, so no zombie or orphan outlives the handle.
+        let _ = local_process::signal_group(self.child.id(), local_process::Signal::KILL);
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = fs::remove_file(&self.log_path);

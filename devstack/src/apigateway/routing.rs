@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tracing::{info, warn};
 
 use super::throttle::Throttle;
-use super::{ConnectionInfo, GatewayConfig, Outbound, Route, Shared, new_id};
+use super::{ConnectionHandle, ConnectionInfo, GatewayConfig, Outbound, Route, Shared, new_id};
 
 /// The header API Gateway reads the key from when the API sets no expression.
 const DEFAULT_API_KEY_HEADER: &str = "x-api-key";
@@ -164,14 +164,8 @@ impl Shared {
         result
     }
 
-    pub(super) fn outbound(
-        &self,
-        connection_id: &str,
-    ) -> Option<(Arc<ConnectionInfo>, mpsc::Sender<Outbound>)> {
-        self.connections
-            .lock()
-            .get(connection_id)
-            .map(|c| (c.info.clone(), c.outbound.clone()))
+    pub(super) fn connection(&self, connection_id: &str) -> Option<ConnectionHandle> {
+        self.connections.lock().get(connection_id).cloned()
     }
 }
 
@@ -213,6 +207,7 @@ pub(super) fn error_kind(error: &InvokeError) -> &'static str {
         InvokeError::Crashed(_) => "function process crashed",
         InvokeError::Timeout(_) => "timeout",
         InvokeError::Unavailable(_) => "function unavailable",
+        InvokeError::Throttled { .. } => "function throttled (TooManyRequestsException)",
     }
 }
 

@@ -44,6 +44,7 @@ use tracing::{debug, warn};
 
 use crate::apigateway::websocket;
 use crate::console::{EventBus, StackEvent};
+use crate::listener::ListenerLimits;
 use relay::relay;
 pub use waf::{RateRule, RateRuleConfig};
 
@@ -151,8 +152,9 @@ impl Edge {
 
     /// Serves until [`Edge::stop_accepting`]; relays already open go on
     /// until either side closes.
-    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
-        websocket::serve(listener, self.router(), self.shared.shutdown.subscribe()).await
+    pub async fn serve(self, listener: TcpListener, limits: ListenerLimits) -> std::io::Result<()> {
+        let shutdown = self.shared.shutdown.subscribe();
+        crate::listener::serve(listener, self.router(), limits, shutdown).await
     }
 
     /// Applies an updated rate rule (limit, window, name), as a web ACL
@@ -197,6 +199,16 @@ async fn edge_handler(
             client_ip: peer.ip().to_string(),
         });
         return plain(StatusCode::FORBIDDEN, "Request blocked by the web ACL.\n");
+    }
+    if targets_management_api(request.uri().path()) {
+        debug!(
+            path = request.uri().path(),
+            "refused a request for @connections"
+        );
+        return plain(
+            StatusCode::FORBIDDEN,
+            "The @connections management API is not served through this distribution.\n",
+        );
     }
     let Some(handshake) = websocket::handshake(&mut request) else {
         return plain(
@@ -266,6 +278,16 @@ async fn edge_handler(
     });
     response
 }
+/// Whether a client path would reach the API's `@connections` management
+/// API at the origin (`/{stage}/@connections/...`), which CloudFront never
+/// exposes: a segment `@connections`, percent-encoded or not.
+fn targets_management_api(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let segment = segment.to_ascii_lowercase();
+        segment == "@connections" || segment == "%40connections"
+    })
+}
+
 /// Sends the handshake to the origin over a new connection (HTTP/1.1 with
 /// upgrades) and returns its response.
 async fn open_origin(

@@ -6,7 +6,11 @@
 //! environment: it polls `/runtime/invocation/next` and answers on
 //! `/response` or `/error`. A process handles one invocation at a time;
 //! concurrent invocations grow the pool up to the function's concurrency and
-//! then queue, as Lambda concurrency does. A process that crashes or runs past
+//! then queue, up to [`QUEUED_PER_PROCESS`] per process; beyond that an
+//! invocation fails at once with Lambda's throttling error, as Lambda does
+//! past the function's concurrency (Lambda queues nothing for synchronous
+//! calls; the short local queue absorbs bursts a 16-process pool would
+//! otherwise refuse). A process that crashes or runs past
 //! the timeout fails only its own invocation and is replaced; the pool, and
 //! the stack around it, stays up.
 
@@ -58,6 +62,9 @@ const OUTPUT_TAIL_LINES: usize = 20;
 const CRASH_LOOP_WINDOW: Duration = Duration::from_secs(5);
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Invocations that may wait for a busy process, per process of the
+/// function's concurrency; beyond them an invocation is throttled at once.
+pub const QUEUED_PER_PROCESS: usize = 32;
 /// The account id in local ARNs (Lambda, API Gateway, DynamoDB).
 pub const LOCAL_ACCOUNT_ID: &str = "000000000000";
 const RUNTIME_API_PREFIX: &str = "/2018-06-01/runtime";
@@ -92,6 +99,9 @@ pub struct LambdaPool {
     me: Weak<LambdaPool>,
     /// One permit per process that may exist: the function's concurrency.
     slots: Arc<Semaphore>,
+    /// Invocations running or waiting for a process; bounded by
+    /// `max_concurrency * (1 + QUEUED_PER_PROCESS)`.
+    admitted: Arc<Semaphore>,
     /// Processes waiting for an invocation, most recently used last.
     idle: Mutex<VecDeque<Arc<Worker>>>,
     idle_added: Notify,
@@ -153,6 +163,9 @@ impl LambdaPool {
             config.name
         );
         let slots = Arc::new(Semaphore::new(config.max_concurrency));
+        let admitted = Arc::new(Semaphore::new(
+            config.max_concurrency * (1 + QUEUED_PER_PROCESS),
+        ));
         let version = Arc::new(FunctionVersion {
             number: 1,
             config: config.clone(),
@@ -164,6 +177,7 @@ impl LambdaPool {
             arn,
             me: me.clone(),
             slots,
+            admitted,
             idle: Mutex::new(VecDeque::new()),
             idle_added: Notify::new(),
             workers: Mutex::new(Workers {
@@ -251,6 +265,7 @@ impl LambdaPool {
             Err(InvokeError::Crashed(_)) => "crashed",
             Err(InvokeError::Timeout(_)) => "timeout",
             Err(InvokeError::Unavailable(_)) => "unavailable",
+            Err(InvokeError::Throttled { .. }) => "throttled",
         };
         info!(
             function = %self.config.name,
@@ -413,13 +428,23 @@ impl Invoke for LambdaPool {
             let Some(pool) = self.me.upgrade() else {
                 return Err(shutting_down());
             };
+            // As Lambda: over the concurrency (here, plus a bounded queue)
+            // an invocation is refused at once rather than left to wait.
+            let Ok(admission) = self.admitted.clone().try_acquire_owned() else {
+                let queued = self.config.max_concurrency * QUEUED_PER_PROCESS;
+                warn!(function = %self.config.name, queued, "invocation throttled: every process is busy and the queue is full");
+                return Err(InvokeError::Throttled { queued });
+            };
             let event = serde_json::to_vec(&event).map(Bytes::from).map_err(|err| {
                 InvokeError::Unavailable(format!("event not serializable: {err}"))
             })?;
             // Its own task: an invocation runs to its end, and its process
             // returns to the pool, even if the caller stops waiting.
             self.tasks
-                .spawn(async move { pool.run_invocation(event).await })
+                .spawn(async move {
+                    let _admission = admission;
+                    pool.run_invocation(event).await
+                })
                 .await
                 .unwrap_or_else(|err| {
                     Err(InvokeError::Unavailable(format!(

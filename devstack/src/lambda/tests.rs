@@ -326,6 +326,28 @@ async fn concurrent_invocations_use_up_to_max_concurrency_processes_then_queue()
 }
 
 #[tokio::test]
+async fn over_the_concurrency_and_its_queue_an_invocation_is_throttled_at_once() {
+    let pool = start(config(1, Duration::from_secs(60))).await;
+    // Positive control: with room, the function answers.
+    invoke(&pool, json!({ "action": "echo" }))
+        .await
+        .expect("an invocation with room");
+    let busy = sleep_in_background(&pool, 1 + QUEUED_PER_PROCESS);
+    eventually("every invocation is admitted", || {
+        pool.admitted.available_permits() == 0
+    })
+    .await;
+    match invoke(&pool, json!({ "action": "echo" })).await {
+        Err(InvokeError::Throttled { queued }) => assert_eq!(queued, QUEUED_PER_PROCESS),
+        other => panic!("expected TooManyRequestsException, got {other:?}"),
+    }
+    shutdown(&pool).await;
+    for invocation in busy {
+        let _ = invocation.await;
+    }
+}
+
+#[tokio::test]
 async fn shutdown_ends_busy_processes_too() {
     let pool = start(config(2, Duration::from_secs(60))).await;
     let busy = sleep_in_background(&pool, 2);

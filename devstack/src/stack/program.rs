@@ -167,8 +167,15 @@ pub fn function_env(
     let fixed = [
         ("AWS_REGION", topology.region.clone()),
         ("AWS_DEFAULT_REGION", topology.region.clone()),
-        ("AWS_ACCESS_KEY_ID", "local".to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "local".to_string()),
+        // The management API accepts requests signed with these only.
+        (
+            "AWS_ACCESS_KEY_ID",
+            crate::apigateway::ACCESS_KEY_ID.to_string(),
+        ),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            crate::apigateway::SECRET_ACCESS_KEY.to_string(),
+        ),
         ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
         ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_endpoint.to_string()),
         ("MANAGEMENT_ENDPOINT", endpoints.management.clone()),

@@ -182,14 +182,24 @@ impl Connector {
         let dns = started.elapsed();
 
         let started = Instant::now();
-        let tcp = tokio::time::timeout(limit, TcpStream::connect(&addrs[..]))
-            .await
-            .map_err(|_| timeout(Step::Tcp))?
-            .map_err(|source| ConnectError::Tcp {
+        let tcp = connect_any(&addrs, limit).await.map_err(|failures| {
+            if failures.iter().all(|(_, error)| error.is_none()) {
+                return timeout(Step::Tcp);
+            }
+            let detail = failures
+                .iter()
+                .map(|(addr, error)| match error {
+                    Some(error) => format!("{addr}: {error}"),
+                    None => format!("{addr}: timed out after {}s", limit.as_secs_f64()),
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            ConnectError::Tcp {
                 host: endpoint.host.clone(),
                 port: endpoint.port,
-                source,
-            })?;
+                source: std::io::Error::other(detail),
+            }
+        })?;
         // Small frames (pings) must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
         let tcp_took = started.elapsed();
@@ -252,6 +262,25 @@ impl Connector {
             },
         })
     }
+}
+
+/// Connects to the first of `addrs` that answers, trying each in turn (as
+/// resolved: IPv6 and IPv4) with its own `limit`, so an address family the
+/// network black-holes costs one `limit` rather than the whole check. On
+/// failure, each address with its error (`None`: it timed out).
+pub async fn connect_any(
+    addrs: &[std::net::SocketAddr],
+    limit: Duration,
+) -> Result<TcpStream, Vec<(std::net::SocketAddr, Option<std::io::Error>)>> {
+    let mut failures = Vec::new();
+    for &addr in addrs {
+        match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(error)) => failures.push((addr, Some(error))),
+            Err(_) => failures.push((addr, None)),
+        }
+    }
+    Err(failures)
 }
 
 /// Turns a failed WebSocket upgrade into its [`ConnectError`].

@@ -3,7 +3,9 @@
 
 use super::*;
 use crate::console::EventBus;
+use crate::stack::Endpoints;
 use local_process::PythonVenv;
+use pulumi_program::Topology;
 
 /// A function to measure: how to start it and the event to give it.
 pub(super) struct FunctionUnderTest {
@@ -17,6 +19,7 @@ pub(super) async fn bench_functions(
     env: &BenchEnv,
 ) -> anyhow::Result<FunctionReport> {
     let sink = ManagementSink::start().await?;
+    let topology = env.program()?;
     let python_bootstrap = python_bootstrap(env).await?;
     let functions = [
         FunctionUnderTest {
@@ -24,7 +27,7 @@ pub(super) async fn bench_functions(
             config: function_config(
                 "websocket-handler",
                 env.binary("websocket-handler")?,
-                handler_env(&sink),
+                handler_env(&topology, &sink)?,
             ),
             event: ping_event()?,
         },
@@ -225,25 +228,37 @@ impl Drop for ManagementSink {
     }
 }
 
-/// The environment websocket-handler gets: dummy credentials, the sink as
-/// its management endpoint, the deployed log level. A ping reads no table
-/// (the DynamoDB endpoint is never dialled) and posts one pong.
-pub(super) fn handler_env(sink: &ManagementSink) -> Vec<(String, String)> {
-    [
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "local"),
-        ("AWS_SECRET_ACCESS_KEY", "local"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        // What the Pulumi program's logging config gives the deployed function.
-        ("AWS_LAMBDA_LOG_LEVEL", "INFO"),
-        ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
-        ("CONNECTIONS_TABLE", "bench-connections"),
-        ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:9"),
-        ("MANAGEMENT_ENDPOINT", sink.endpoint.as_str()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
+/// The environment websocket-handler gets: the dev stack's, through the same
+/// wiring `devstack up` uses (the program's variables resolved to local
+/// values, the region, dummy credentials), with the sink as its management
+/// endpoint, plus the log settings the program's `loggingConfig` gives the
+/// deployed function. A ping reads no table: the DynamoDB endpoint (port 9,
+/// discard) is never dialled.
+pub(super) fn handler_env(
+    topology: &Topology,
+    sink: &ManagementSink,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let unused = SocketAddr::from((Ipv4Addr::LOCALHOST, 9));
+    let stage = topology.stage.name.clone();
+    let endpoints = Endpoints {
+        edge: format!("ws://{unused}/"),
+        api: format!("ws://{unused}/{stage}"),
+        management: sink.endpoint.clone(),
+        api_key: "bench".to_string(),
+        stage,
+        console: format!("http://{unused}/"),
+    };
+    let mut env =
+        crate::stack::function_env(topology, &endpoints, unused, &format!("http://{unused}"))
+            .context("the function's environment from the program")?;
+    env.extend(
+        [
+            ("AWS_LAMBDA_LOG_LEVEL", "INFO"),
+            ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    Ok(env)
 }
 
 pub(super) fn python_env(env: &BenchEnv) -> Vec<(String, String)> {

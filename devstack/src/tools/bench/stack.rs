@@ -80,15 +80,6 @@ pub(super) const BENCH_CONFIG: &[(&str, u64)] = &[
     ("usagePlanRateLimit", 100_000),
 ];
 
-/// The project name: the top-level `name:` of Pulumi.yaml.
-pub fn project_name(pulumi_yaml: &str) -> Option<String> {
-    pulumi_yaml.lines().find_map(|line| {
-        let value = line.strip_prefix("name:")?.trim();
-        let value = value.trim_matches(|c| c == '"' || c == '\'');
-        (!value.is_empty()).then(|| value.to_string())
-    })
-}
-
 /// `Pulumi.bench.yaml`: the bench's limits under the project's namespace
 /// (JSON, which is YAML).
 pub fn bench_stack_config(project: &str) -> String {
@@ -121,8 +112,7 @@ impl BenchStack {
         let source = env.root.join("Pulumi.yaml");
         let program = std::fs::read_to_string(&source)
             .with_context(|| format!("reading {}", source.display()))?;
-        let project = project_name(&program)
-            .with_context(|| format!("{} has no top-level name", source.display()))?;
+        let project = env.program()?.project;
         std::fs::write(dir.join("Pulumi.yaml"), &program).context("copying Pulumi.yaml")?;
         std::fs::write(
             dir.join(format!("Pulumi.{BENCH_STACK}.yaml")),

@@ -84,42 +84,54 @@ async fn expect_gone(running: &Running, id: &str) {
     );
 }
 
+/// The test config with these send limits.
+fn limits(send_timeout: Duration, outbound_queue: usize) -> GatewayConfig {
+    let mut config = config();
+    config.limits.send_timeout = send_timeout;
+    config.limits.outbound_queue = outbound_queue;
+    config
+}
+
+/// A reading client still gets what is posted to it.
+async fn reader_still_served(running: &Running, reader: &mut Client, reader_id: &str, text: &str) {
+    running
+        .management()
+        .post_to_connection()
+        .connection_id(reader_id)
+        .data(Blob::new(text))
+        .send()
+        .await
+        .expect("a post to a reading client");
+    assert_eq!(next_message(reader).await, Message::text(text));
+}
+
+/// The next `$disconnect` is `id`'s, with this close code; its reason.
+async fn disconnected(running: &mut Running, id: &str, code: u16) -> Value {
+    let disconnect = running.next_event_of("DISCONNECT").await;
+    let context = &disconnect["requestContext"];
+    assert_eq!(context["connectionId"], id);
+    assert_eq!(context["disconnectStatusCode"], code);
+    context["disconnectReason"].clone()
+}
+
 #[tokio::test]
 async fn a_client_that_stops_reading_is_closed_at_the_send_timeout() {
-    let mut config = config();
-    config.limits.send_timeout = Duration::from_millis(500);
-    config.limits.outbound_queue = 100_000;
+    let config = limits(Duration::from_millis(500), 100_000);
     let mut running = start_with(config, Box::new(ok)).await;
     let (mut reader, reader_id) = running.connected().await;
     let (_stuck, stuck_id) = non_reader(&mut running).await;
     let (accepted, _) = flood(&running, &stuck_id).await;
     assert!(accepted > 0, "posts to an open connection are accepted");
-    let disconnect = running.next_event_of("DISCONNECT").await;
-    let context = &disconnect["requestContext"];
-    assert_eq!(context["connectionId"], stuck_id.as_str());
-    assert_eq!(context["disconnectStatusCode"], 1008);
-    assert_eq!(
-        context["disconnectReason"],
-        "Client not reading: send timed out"
-    );
+    let reason = disconnected(&mut running, &stuck_id, 1008).await;
+    assert_eq!(reason, "Client not reading: send timed out");
     expect_gone(&running, &stuck_id).await;
     // The reading client was never affected.
-    running
-        .management()
-        .post_to_connection()
-        .connection_id(&reader_id)
-        .data(Blob::new("still here"))
-        .send()
-        .await
-        .expect("a post to a reading client");
-    assert_eq!(next_message(&mut reader).await, Message::text("still here"));
+    reader_still_served(&running, &mut reader, &reader_id, "still here").await;
 }
 
 #[tokio::test]
 async fn a_full_queue_fails_the_post_with_410_and_closes_the_connection() {
-    let mut config = config();
-    config.limits.send_timeout = Duration::from_secs(600);
-    config.limits.outbound_queue = 2;
+    let config = limits(Duration::from_secs(600), 2);
     let mut running = start_with(config, Box::new(ok)).await;
     let (mut reader, reader_id) = running.connected().await;
     let (_stuck, stuck_id) = non_reader(&mut running).await;
@@ -129,46 +141,25 @@ async fn a_full_queue_fails_the_post_with_410_and_closes_the_connection() {
         "a post beyond the queue is 410 (after {accepted} accepted)"
     );
     // While the stuck connection closes, another client's posts go through.
-    running
-        .management()
-        .post_to_connection()
-        .connection_id(&reader_id)
-        .data(Blob::new("unaffected"))
-        .send()
-        .await
-        .expect("a post to a reading client");
-    assert_eq!(next_message(&mut reader).await, Message::text("unaffected"));
-    let disconnect = running.next_event_of("DISCONNECT").await;
-    let context = &disconnect["requestContext"];
-    assert_eq!(context["connectionId"], stuck_id.as_str());
-    assert_eq!(context["disconnectStatusCode"], 1008);
-    assert_eq!(
-        context["disconnectReason"],
-        "Client not reading: outbound queue full"
-    );
+    reader_still_served(&running, &mut reader, &reader_id, "unaffected").await;
+    let reason = disconnected(&mut running, &stuck_id, 1008).await;
+    assert_eq!(reason, "Client not reading: outbound queue full");
     expect_gone(&running, &stuck_id).await;
 }
 
 #[tokio::test]
 async fn the_life_limit_is_watched_while_a_send_is_stuck() {
-    let mut config = config();
-    config.limits.send_timeout = Duration::from_secs(600);
-    config.limits.outbound_queue = 100_000;
+    let mut config = limits(Duration::from_secs(600), 100_000);
     config.limits.max_connection_life = Duration::from_secs(3);
     let mut running = start_with(config, Box::new(ok)).await;
     let (_stuck, stuck_id) = non_reader(&mut running).await;
     flood(&running, &stuck_id).await;
-    let disconnect = running.next_event_of("DISCONNECT").await;
-    let context = &disconnect["requestContext"];
-    assert_eq!(context["connectionId"], stuck_id.as_str());
-    assert_eq!(context["disconnectStatusCode"], 1001);
+    disconnected(&mut running, &stuck_id, 1001).await;
 }
 
 #[tokio::test]
 async fn shutdown_is_watched_while_a_send_is_stuck() {
-    let mut config = config();
-    config.limits.send_timeout = Duration::from_secs(600);
-    config.limits.outbound_queue = 100_000;
+    let config = limits(Duration::from_secs(600), 100_000);
     let mut running = start_with(config, Box::new(ok)).await;
     let (_stuck, stuck_id) = non_reader(&mut running).await;
     flood(&running, &stuck_id).await;

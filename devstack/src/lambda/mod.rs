@@ -6,11 +6,11 @@
 //! environment: it polls `/runtime/invocation/next` and answers on
 //! `/response` or `/error`. A process handles one invocation at a time;
 //! concurrent invocations grow the pool up to the function's concurrency and
-//! then queue, up to [`QUEUED_PER_PROCESS`] per process; beyond that an
-//! invocation fails at once with Lambda's throttling error, as Lambda does
-//! past the function's concurrency (Lambda queues nothing for synchronous
-//! calls; the short local queue absorbs bursts a 16-process pool would
-//! otherwise refuse). A process that crashes or runs past
+//! then queue, up to [`QUEUED`] invocations; beyond that an invocation
+//! fails at once with Lambda's throttling error, as Lambda does past the
+//! account's concurrency (Lambda queues nothing for synchronous calls; the
+//! local queue plays the 1,000 executions Lambda would run at once where the
+//! pool runs 16 processes). A process that crashes or runs past
 //! the timeout fails only its own invocation and is replaced; the pool, and
 //! the stack around it, stays up.
 
@@ -62,9 +62,11 @@ const OUTPUT_TAIL_LINES: usize = 20;
 const CRASH_LOOP_WINDOW: Duration = Duration::from_secs(5);
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
-/// Invocations that may wait for a busy process, per process of the
-/// function's concurrency; beyond them an invocation is throttled at once.
-pub const QUEUED_PER_PROCESS: usize = 32;
+/// Invocations that may wait for a busy process: Lambda's default account
+/// concurrency (1,000), which the pool's few processes play by queueing;
+/// beyond them an invocation is throttled at once. (At 32 per process, the
+/// e2e load test's 1,000 simultaneous broadcasts were throttled.)
+pub const QUEUED: usize = 1000;
 /// The account id in local ARNs (Lambda, API Gateway, DynamoDB).
 pub const LOCAL_ACCOUNT_ID: &str = "000000000000";
 const RUNTIME_API_PREFIX: &str = "/2018-06-01/runtime";
@@ -100,7 +102,7 @@ pub struct LambdaPool {
     /// One permit per process that may exist: the function's concurrency.
     slots: Arc<Semaphore>,
     /// Invocations running or waiting for a process; bounded by
-    /// `max_concurrency * (1 + QUEUED_PER_PROCESS)`.
+    /// `max_concurrency + QUEUED`.
     admitted: Arc<Semaphore>,
     /// Processes waiting for an invocation, most recently used last.
     idle: Mutex<VecDeque<Arc<Worker>>>,
@@ -163,9 +165,7 @@ impl LambdaPool {
             config.name
         );
         let slots = Arc::new(Semaphore::new(config.max_concurrency));
-        let admitted = Arc::new(Semaphore::new(
-            config.max_concurrency * (1 + QUEUED_PER_PROCESS),
-        ));
+        let admitted = Arc::new(Semaphore::new(config.max_concurrency + QUEUED));
         let version = Arc::new(FunctionVersion {
             number: 1,
             config: config.clone(),
@@ -431,7 +431,7 @@ impl Invoke for LambdaPool {
             // As Lambda: over the concurrency (here, plus a bounded queue)
             // an invocation is refused at once rather than left to wait.
             let Ok(admission) = self.admitted.clone().try_acquire_owned() else {
-                let queued = self.config.max_concurrency * QUEUED_PER_PROCESS;
+                let queued = QUEUED;
                 warn!(function = %self.config.name, queued, "invocation throttled: every process is busy and the queue is full");
                 return Err(InvokeError::Throttled { queued });
             };

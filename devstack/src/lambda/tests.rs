@@ -332,13 +332,13 @@ async fn over_the_concurrency_and_its_queue_an_invocation_is_throttled_at_once()
     invoke(&pool, json!({ "action": "echo" }))
         .await
         .expect("an invocation with room");
-    let busy = sleep_in_background(&pool, 1 + QUEUED_PER_PROCESS);
+    let busy = sleep_in_background(&pool, 1 + QUEUED);
     eventually("every invocation is admitted", || {
         pool.admitted.available_permits() == 0
     })
     .await;
     match invoke(&pool, json!({ "action": "echo" })).await {
-        Err(InvokeError::Throttled { queued }) => assert_eq!(queued, QUEUED_PER_PROCESS),
+        Err(InvokeError::Throttled { queued }) => assert_eq!(queued, QUEUED),
         other => panic!("expected TooManyRequestsException, got {other:?}"),
     }
     shutdown(&pool).await;

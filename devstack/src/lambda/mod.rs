@@ -14,7 +14,6 @@
 //! the timeout fails only its own invocation and is replaced; the pool, and
 //! the stack around it, stays up.
 
-mod build;
 pub mod invoke;
 mod process;
 mod runtime_api;
@@ -39,16 +38,12 @@ use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
 use crate::console::{EventBus, StackEvent};
+use crate::reload::build::FUNCTION_PACKAGE;
 
-pub use build::build_function_binary;
 use invoke::{Invoke, InvokeError, InvokeFuture};
 use process::peak_rss_mib;
 use swap::FunctionVersion;
 use worker::{Stop, Worker};
-
-/// The package and binary of the function the stack runs.
-const FUNCTION_PACKAGE: &str = "websocket-handler";
-const FUNCTION_BINARY: &str = "websocket-handler";
 
 /// Lambda's limit on the init phase of an execution environment.
 const INIT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -10,7 +10,6 @@ use std::time::SystemTime;
 use axum::http::HeaderMap;
 use serde_json::json;
 
-use super::build::function_executable;
 use super::runtime_api::{epoch_ms, error_report};
 use super::*;
 
@@ -503,23 +502,6 @@ async fn a_function_that_never_asks_for_an_event_fails_init_after_lambdas_limit(
     assert!(started.elapsed() >= INIT_TIMEOUT, "{:?}", started.elapsed());
     assert!(error.contains("did not finish init"), "{error}");
     assert!(error.contains("function starting"), "{error}");
-}
-
-#[test]
-fn the_executable_is_read_from_cargo_messages() {
-    let messages = br#"{"reason":"compiler-artifact","target":{"name":"protocol","kind":["lib"]},"executable":null}
-{"reason":"compiler-artifact","target":{"name":"websocket-handler","kind":["lib"]},"executable":null}
-{"reason":"compiler-artifact","target":{"name":"websocket-handler","kind":["bin"]},"executable":"/w/target/debug/websocket-handler"}
-{"reason":"build-finished","success":true}
-"#;
-    assert_eq!(
-        function_executable(messages),
-        Some(PathBuf::from("/w/target/debug/websocket-handler"))
-    );
-    assert_eq!(
-        function_executable(b"{\"reason\":\"build-finished\"}\nnot json\n"),
-        None
-    );
 }
 
 #[test]

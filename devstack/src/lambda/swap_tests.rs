@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
+use super::tests::eventually;
 use super::*;
 use crate::console::EventBus;
 
@@ -42,14 +43,6 @@ fn version_and_pid(response: &Value) -> (String, u64) {
 
 fn process_exists(pid: u64) -> bool {
     u32::try_from(pid).is_ok_and(local_process::exists)
-}
-
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]

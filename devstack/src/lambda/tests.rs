@@ -88,7 +88,7 @@ fn kill(pid: u32) {
 }
 
 /// Polls until `condition` holds, failing the test after [`WAIT`].
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+pub(super) async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + WAIT;
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");

@@ -37,8 +37,10 @@ async fn run_client(
     while seen.len() < expected || sent.len() < MESSAGES {
         let frame = client.recv_within(FRAME_TIMEOUT).await.with_context(|| {
             format!(
-                "client {index} had {} of {expected} messages and {} of {MESSAGES} sent frames",
+                "client {index} had {} of {expected} messages (missing: {}) and {} of {MESSAGES} \
+                 sent frames (recipients: {sent:?})",
                 seen.len(),
+                missing(index, &seen),
                 sent.len()
             )
         })?;
@@ -69,6 +71,26 @@ async fn run_client(
     Ok(client)
 }
 
+/// The messages `index` has not received, as `client/seq`, the first few.
+fn missing(index: usize, seen: &HashSet<(u64, u64)>) -> String {
+    let absent: Vec<String> = (0..CLIENTS as u64)
+        .filter(|&from| from != index as u64)
+        .flat_map(|from| (0..MESSAGES as u64).map(move |seq| (from, seq)))
+        .filter(|key| !seen.contains(key))
+        .map(|(from, seq)| format!("{from}/{seq}"))
+        .collect();
+    let shown = absent
+        .iter()
+        .take(10)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    match absent.len() {
+        n if n > 10 => format!("{shown} and {} more", n - 10),
+        _ => shown,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_client_receives_every_message_exactly_once() -> anyhow::Result<()> {
     let stack = Stack::start_with(StackConfig::new().generous_throttling()).await?;
@@ -95,9 +117,21 @@ async fn every_client_receives_every_message_exactly_once() -> anyhow::Result<()
                 futures_util::future::join_all(tasks),
             )
             .await?;
+            // Every failing client is reported: which messages went missing
+            // where is what tells a lost post from a slow one.
+            let mut failures = Vec::new();
             for result in results {
-                done.push(result.context("a client task panicked")??);
+                match result.context("a client task panicked")? {
+                    Ok(client) => done.push(client),
+                    Err(error) => failures.push(format!("{error:#}")),
+                }
             }
+            ensure!(
+                failures.is_empty(),
+                "{} of {CLIENTS} clients failed:\n{}",
+                failures.len(),
+                failures.join("\n")
+            );
             // Every expected message has arrived; a duplicate still in flight
             // would arrive before the pong.
             for (i, client) in done.iter_mut().enumerate() {

@@ -206,6 +206,18 @@ fn wait_bounded(child: &mut Child, limit: Duration) -> anyhow::Result<Option<Exi
     }
 }
 
+/// How many warning and error lines a failed test's message quotes.
+const PROBLEMS: usize = 40;
+
+/// The first `limit` lines of `text` logged at WARN or ERROR.
+fn problems(text: &str, limit: usize) -> String {
+    text.lines()
+        .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
+        .take(limit)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
@@ -516,7 +528,33 @@ impl Stack {
             // Lines about the failure may still be on their way to the log.
             std::thread::sleep(Duration::from_millis(500));
         }
-        result.with_context(|| format!("devstack log (last lines):\n{}", self.log_tail()))
+        result.with_context(|| {
+            let log = self.log();
+            let kept = match self.keep_log(&log) {
+                Ok(path) => format!("the whole log is kept at {}", path.display()),
+                Err(e) => format!("the log could not be kept: {e:#}"),
+            };
+            format!(
+                "devstack log — {kept}\nits warnings and errors (first {PROBLEMS}):\n{}\n\
+                 its last lines:\n{}",
+                problems(&log, PROBLEMS),
+                tail(&log, 60)
+            )
+        })
+    }
+
+    /// Copies the log of a failed test to `target/e2e-logs/`, where it
+    /// outlives the stack's temporary directory.
+    fn keep_log(&self, log: &str) -> anyhow::Result<PathBuf> {
+        let dir = crate::browser::target_dir()?.join("e2e-logs");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("test")
+            .replace("::", "-");
+        let path = dir.join(format!("{test}-{}.log", std::process::id()));
+        std::fs::write(&path, log).with_context(|| format!("writing {}", path.display()))?;
+        Ok(path)
     }
 
     /// The last lines of the stack's log, for failure messages.

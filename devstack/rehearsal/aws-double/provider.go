@@ -85,15 +85,7 @@ func (p *Provider) CheckConfig(_ context.Context, req *pulumirpc.CheckRequest) (
 }
 
 func (p *Provider) DiffConfig(_ context.Context, req *pulumirpc.DiffRequest) (*pulumirpc.DiffResponse, error) {
-	olds, err := unmarshal(req.GetOldInputs())
-	if err != nil {
-		return nil, err
-	}
-	news, err := unmarshal(req.GetNews())
-	if err != nil {
-		return nil, err
-	}
-	return diff(olds, news), nil
+	return diffRequest(req)
 }
 
 // Configure takes the provider's region: `aws:region` in the stack's config.
@@ -169,6 +161,17 @@ func (p *Provider) Check(_ context.Context, req *pulumirpc.CheckRequest) (*pulum
 }
 
 func (p *Provider) Diff(_ context.Context, req *pulumirpc.DiffRequest) (*pulumirpc.DiffResponse, error) {
+	resp, err := diffRequest(req)
+	if err != nil {
+		return nil, err
+	}
+	p.journal.Record(Entry{Call: "Diff", Type: req.GetType(), Name: req.GetName(), URN: req.GetUrn(), ID: req.GetId(), Diffs: resp.Diffs})
+	return resp, nil
+}
+
+// diffRequest diffs a request's old inputs against its new ones: a
+// resource's, or the provider's own configuration.
+func diffRequest(req *pulumirpc.DiffRequest) (*pulumirpc.DiffResponse, error) {
 	olds, err := unmarshal(req.GetOldInputs())
 	if err != nil {
 		return nil, err
@@ -177,9 +180,7 @@ func (p *Provider) Diff(_ context.Context, req *pulumirpc.DiffRequest) (*pulumir
 	if err != nil {
 		return nil, err
 	}
-	resp := diff(olds, news)
-	p.journal.Record(Entry{Call: "Diff", Type: req.GetType(), Name: req.GetName(), URN: req.GetUrn(), ID: req.GetId(), Diffs: resp.Diffs})
-	return resp, nil
+	return diff(olds, news), nil
 }
 
 // diff compares old and new inputs, top-level property by property. The

@@ -11,7 +11,7 @@
 //! the role grants exactly what the function calls; replacements cannot
 //! collide on a name; the alarms and the dashboard watch this stack.
 //!
-//! One [`Checker`] walks the program; its parts live beside it: `sections`
+//! One `Checker` walks the program; its parts live beside it: `sections`
 //! (top level, config, names, resources and options), `values` (shapes against
 //! the types), `expressions` (`${...}` and `fn::`), `cycles`, then the scheme's
 //! `invariants`, the role's `grants` and the `alarms`.

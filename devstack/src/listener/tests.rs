@@ -142,3 +142,35 @@ fn only_non_loopback_addresses_are_warned_about() {
     assert!(warning.contains("0.0.0.0:8081"), "{warning}");
     assert!(warning.contains("the API layer"), "{warning}");
 }
+
+/// Opens `count` connections to `addr` at once; how many the kernel
+/// completed within `limit` (nothing accepts them meanwhile).
+async fn burst(addr: SocketAddr, count: usize, limit: Duration) -> usize {
+    let connects = (0..count).map(|_| tokio::time::timeout(limit, TcpStream::connect(addr)));
+    let results = futures_util::future::join_all(connects).await;
+    results
+        .into_iter()
+        .filter(|r| matches!(r, Ok(Ok(_))))
+        .count()
+}
+
+/// A burst larger than tokio's default accept queue (1,024) is queued while
+/// the stack is too busy to accept, instead of losing SYNs (a client then
+/// waits for its 1 s retransmission and fails a 1 s connect timeout).
+#[tokio::test]
+async fn a_burst_of_connections_is_queued_while_nothing_accepts() {
+    const BURST: usize = 1_500;
+    let listener = bind((Ipv4Addr::LOCALHOST, 0).into()).expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    assert_eq!(burst(addr, BURST, WAIT).await, BURST);
+
+    // Positive control: tokio's own bind queues about 1,024 and the rest
+    // wait for SYN retransmissions, so the burst is not complete in 500 ms.
+    let default = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .expect("bind loopback");
+    let default_addr = default.local_addr().expect("local addr");
+    let completed = burst(default_addr, BURST, Duration::from_millis(500)).await;
+    assert!(completed < BURST, "{completed} of {BURST} completed");
+    drop((listener, default));
+}

@@ -137,7 +137,7 @@ fn warn_if_exposed(edge_addr: SocketAddr, api_addr: SocketAddr) {
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
-    let listener = TcpListener::bind(addr).await.with_context(|| {
+    let listener = crate::listener::bind(addr).with_context(|| {
         format!(
             "cannot listen on {addr} for the {what} (is another devstack running? try another port)"
         )

@@ -209,10 +209,17 @@ fn wait_bounded(child: &mut Child, limit: Duration) -> anyhow::Result<Option<Exi
 /// How many warning and error lines a failed test's message quotes.
 const PROBLEMS: usize = 40;
 
-/// The first `limit` lines of `text` logged at WARN or ERROR.
+/// The first `limit` lines of `text` logged at WARN or ERROR, by devstack
+/// (text) or by the function (JSON).
 fn problems(text: &str, limit: usize) -> String {
+    const MARKS: [&str; 4] = [
+        " WARN ",
+        " ERROR ",
+        r#""level":"WARN""#,
+        r#""level":"ERROR""#,
+    ];
     text.lines()
-        .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
+        .filter(|line| MARKS.iter().any(|mark| line.contains(mark)))
         .take(limit)
         .collect::<Vec<_>>()
         .join("\n")

@@ -26,6 +26,7 @@ use crate::topology;
 mod alarms;
 mod grants;
 mod invariants;
+mod requirements;
 
 pub use grants::FUNCTION_DYNAMODB_ACTIONS;
 

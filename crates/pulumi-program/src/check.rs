@@ -24,6 +24,7 @@ use crate::schema::{self, Property, Schema, TypeSpec};
 use crate::topology;
 
 mod alarms;
+mod dashboard;
 mod grants;
 mod invariants;
 mod requirements;

@@ -30,6 +30,11 @@ impl<'p> Scope<'p> {
     pub fn of(&self, token: &str) -> Vec<&Resource<'p>> {
         self.resources.iter().filter(|r| r.token == token).collect()
     }
+
+    /// The first resource of type `token`.
+    pub fn first(&self, token: &str) -> Option<&Resource<'p>> {
+        self.resources.iter().find(|r| r.token == token)
+    }
 }
 
 impl Checker<'_> {

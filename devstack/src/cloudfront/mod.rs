@@ -164,7 +164,7 @@ async fn edge_handler(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     mut request: Request,
 ) -> Response {
-    if let Err(blocked) = apply_waf(&shared, peer) {
+    if let Some(blocked) = waf_block(&shared, peer) {
         return blocked;
     }
     if targets_management_api(request.uri().path()) {
@@ -194,13 +194,13 @@ async fn edge_handler(
     relay_upgraded(handshake, origin_response)
 }
 
-/// The web ACL's rate-based rule for the client's IP: over the limit, a 403
-/// and a warn line naming the rule.
-fn apply_waf(shared: &Shared, peer: SocketAddr) -> Result<(), Response> {
+/// The web ACL's rate-based rule for the client's IP: over the limit, the
+/// 403 to answer, and a warn line naming the rule.
+fn waf_block(shared: &Shared, peer: SocketAddr) -> Option<Response> {
     let waf = shared.waf.load();
     let allowed = shared.rule.lock().allow(peer.ip(), Instant::now());
     if allowed {
-        return Ok(());
+        return None;
     }
     warn!(
         rule = %waf.name,
@@ -213,7 +213,7 @@ fn apply_waf(shared: &Shared, peer: SocketAddr) -> Result<(), Response> {
         rule: waf.name.clone(),
         client_ip: peer.ip().to_string(),
     });
-    Err(plain(
+    Some(plain(
         StatusCode::FORBIDDEN,
         "Request blocked by the web ACL.\n",
     ))

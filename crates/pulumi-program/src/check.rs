@@ -14,7 +14,8 @@
 //! One `Checker` walks the program; its parts live beside it: `sections`
 //! (top level, config, names, resources and options), `values` (shapes against
 //! the types), `expressions` (`${...}` and `fn::`), `cycles`, then the scheme's
-//! `invariants`, the role's `grants` and the `alarms`.
+//! `invariants` and `requirements`, the role's `grants`, the `alarms` and
+//! the `dashboard`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -30,9 +31,11 @@ use crate::topology;
 
 mod alarms;
 mod cycles;
+mod dashboard;
 mod expressions;
 mod grants;
 mod invariants;
+mod requirements;
 mod sections;
 mod values;
 

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicI64;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::Response;
 use chrono::Utc;
 use protocol::routes;
@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::config::Route;
 use super::connection::{end_connection, run_connection};
 use super::routing::error_kind;
 use super::websocket;
@@ -38,6 +39,8 @@ pub(super) fn connect_status(response: &Value) -> StatusCode {
         .unwrap_or(StatusCode::BAD_GATEWAY)
 }
 
+/// `GET /{stage}`: the WebSocket handshake, refused or accepted as API
+/// Gateway would, after the API key, throttling and the `$connect` route.
 pub(super) async fn connect_handler(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -60,81 +63,149 @@ pub(super) async fn connect_handler(
             &json!({"message": "Service Unavailable"}),
         );
     }
-    let refuse = |status: StatusCode, why: &str| {
-        info!(status = status.as_u16(), reason = why, source_ip = %peer.ip(), "handshake refused");
-        shared.events.publish(StackEvent::HandshakeRefused {
-            status: status.as_u16(),
-            reason: why.to_string(),
-            source_ip: peer.ip().to_string(),
-        });
-        let message = status.canonical_reason().unwrap_or("Forbidden");
-        websocket::json_response(status, &json!({"message": message}))
-    };
     let connect_route = shared.route(routes::CONNECT);
-    if connect_route.as_ref().is_some_and(|r| r.api_key_required) {
+    if let Err(refusal) = admit(&shared, connect_route.as_ref(), request.headers()) {
+        return refuse(&shared, peer, refusal);
+    }
+    let info = connection_info(request.headers(), peer);
+    let mut protocol = None;
+    if connect_route.is_some() {
+        protocol =
+            match run_connect_route(&shared, &info, request.headers(), request.uri(), peer).await {
+                Ok(protocol) => protocol,
+                Err(refusal) => return refuse(&shared, peer, refusal),
+            };
+    }
+    accept(shared, info, handshake, protocol, started)
+}
+
+/// Why a handshake is refused: the status the client gets, and the reason
+/// logged and shown on the console.
+struct Refusal {
+    status: StatusCode,
+    reason: &'static str,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, reason: &'static str) -> Self {
+        Self { status, reason }
+    }
+}
+
+/// Logs and publishes a refused handshake; the client gets the status's
+/// reason phrase as `{"message": …}`, as from API Gateway.
+fn refuse(shared: &Shared, peer: SocketAddr, refusal: Refusal) -> Response {
+    let Refusal { status, reason } = refusal;
+    info!(status = status.as_u16(), reason, source_ip = %peer.ip(), "handshake refused");
+    shared.events.publish(StackEvent::HandshakeRefused {
+        status: status.as_u16(),
+        reason: reason.to_string(),
+        source_ip: peer.ip().to_string(),
+    });
+    let message = status.canonical_reason().unwrap_or("Forbidden");
+    websocket::json_response(status, &json!({"message": message}))
+}
+
+/// The checks before the function is asked: the API key, if `$connect`
+/// requires one, then the throttle.
+fn admit(
+    shared: &Shared,
+    connect_route: Option<&Route>,
+    headers: &HeaderMap,
+) -> Result<(), Refusal> {
+    if connect_route.is_some_and(|r| r.api_key_required) {
         let key = shared
             .routing
             .load()
             .key_header
             .as_ref()
-            .and_then(|name| request.headers().get(name))
+            .and_then(|name| headers.get(name))
             .and_then(|v| v.to_str().ok());
         if !key.is_some_and(|key| shared.config.api_keys.iter().any(|k| k == key)) {
-            return refuse(StatusCode::FORBIDDEN, "missing or invalid API key");
+            return Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                "missing or invalid API key",
+            ));
         }
     }
     if !shared.admit(routes::CONNECT) {
-        return refuse(StatusCode::TOO_MANY_REQUESTS, "throttled");
+        return Err(Refusal::new(StatusCode::TOO_MANY_REQUESTS, "throttled"));
     }
+    Ok(())
+}
 
-    let headers = event_headers(request.headers(), peer);
-    let info = Arc::new(ConnectionInfo {
+/// The new connection's id and what its events say about the client.
+fn connection_info(headers: &HeaderMap, peer: SocketAddr) -> Arc<ConnectionInfo> {
+    Arc::new(ConnectionInfo {
         id: new_id(),
         connected_at: Utc::now(),
         source_ip: peer.ip().to_string(),
-        user_agent: request
-            .headers()
+        user_agent: headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
         last_active_ms: AtomicI64::new(Utc::now().timestamp_millis()),
-    });
-    let mut protocol = None;
-    if connect_route.is_some() {
-        let mut event = shared.event(&info, routes::CONNECT, "CONNECT");
-        event.multi_value_headers = headers.clone();
-        event.headers = headers;
-        let query: Vec<(String, String)> = Query::try_from_uri(request.uri())
-            .map(|q| q.0)
-            .unwrap_or_default();
-        let mut params: HashMap<String, Vec<String>> = HashMap::new();
-        for (k, v) in query {
-            params.entry(k).or_default().push(v);
+    })
+}
+
+/// Invokes the function on `$connect`; a 2xx accepts the connection, with
+/// the subprotocol the function chose (its `Sec-WebSocket-Protocol` header).
+async fn run_connect_route(
+    shared: &Shared,
+    info: &ConnectionInfo,
+    headers: &HeaderMap,
+    uri: &Uri,
+    peer: SocketAddr,
+) -> Result<Option<HeaderValue>, Refusal> {
+    let headers = event_headers(headers, peer);
+    let mut event = shared.event(info, routes::CONNECT, "CONNECT");
+    event.multi_value_headers = headers.clone();
+    event.headers = headers;
+    let params = query_parameters(uri);
+    event.query_string_parameters = params.clone().into();
+    event.multi_value_query_string_parameters = params.into();
+    match shared.invoke(&event).await {
+        Ok(response) => {
+            let status = connect_status(&response);
+            if !status.is_success() {
+                return Err(Refusal::new(status, "$connect returned a non-2xx status"));
+            }
+            Ok(response
+                .pointer("/headers/Sec-WebSocket-Protocol")
+                .or_else(|| response.pointer("/headers/sec-websocket-protocol"))
+                .and_then(Value::as_str)
+                .and_then(|p| HeaderValue::from_str(p).ok()))
         }
-        event.query_string_parameters = params.clone().into();
-        event.multi_value_query_string_parameters = params.into();
-        match shared.invoke(&event).await {
-            Ok(response) => {
-                let status = connect_status(&response);
-                if !status.is_success() {
-                    return refuse(status, "$connect returned a non-2xx status");
-                }
-                protocol = response
-                    .pointer("/headers/Sec-WebSocket-Protocol")
-                    .or_else(|| response.pointer("/headers/sec-websocket-protocol"))
-                    .and_then(Value::as_str)
-                    .and_then(|p| HeaderValue::from_str(p).ok());
-            }
-            Err(error) => {
-                warn!(connection_id = %info.id, error = error_kind(&error), "$connect invocation failed");
-                return refuse(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "$connect invocation failed",
-                );
-            }
+        Err(error) => {
+            warn!(connection_id = %info.id, error = error_kind(&error), "$connect invocation failed");
+            Err(Refusal::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "$connect invocation failed",
+            ))
         }
     }
+}
 
+/// The query string as the event's multi-value parameters (an unparsable
+/// one as none).
+fn query_parameters(uri: &Uri) -> HashMap<String, Vec<String>> {
+    let query: Vec<(String, String)> = Query::try_from_uri(uri).map(|q| q.0).unwrap_or_default();
+    let mut params: HashMap<String, Vec<String>> = HashMap::new();
+    for (k, v) in query {
+        params.entry(k).or_default().push(v);
+    }
+    params
+}
+
+/// Registers the connection, answers `101 Switching Protocols`, and spawns
+/// the connection's task, which runs it once hyper hands the socket over.
+fn accept(
+    shared: Arc<Shared>,
+    info: Arc<ConnectionInfo>,
+    handshake: websocket::Handshake,
+    protocol: Option<HeaderValue>,
+    started: Instant,
+) -> Response {
     let limits = shared.config.limits;
     let (outbound_tx, outbound_rx) = mpsc::channel(limits.outbound_queue.max(1));
     let not_reading = CancellationToken::new();

@@ -4,7 +4,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -46,27 +46,12 @@ pub(super) async fn run_connection(
     if already_down {
         return close(&mut socket, Disconnect::going_away()).await;
     }
-    loop {
+    let ending = loop {
         tokio::select! {
             frame = socket.next() => {
-                let message = match frame {
-                    Some(Ok(message)) => message,
-                    None
-                    | Some(Err(
-                        WsError::ConnectionClosed
-                        | WsError::AlreadyClosed
-                        | WsError::Io(_)
-                        | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake),
-                    )) => {
-                        return Disconnect::new(1006, "Connection closed abnormally");
-                    }
-                    Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
-                        return close(&mut socket, Disconnect::new(1009, "Message too big")).await;
-                    }
-                    Some(Err(error)) => {
-                        debug!(connection_id = %info.id, %error, "connection failed");
-                        return close(&mut socket, Disconnect::new(1002, "Protocol error")).await;
-                    }
+                let message = match received(frame, info) {
+                    Ok(message) => message,
+                    Err(ending) => break ending,
                 };
                 idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
                 info.last_active_ms.store(Utc::now().timestamp_millis(), Ordering::Relaxed);
@@ -85,31 +70,81 @@ pub(super) async fn run_connection(
             }
             Some(outbound) = outbound_rx.recv() => match outbound {
                 Outbound::Frame(message) => {
-                    let deadline = tokio::time::Instant::now() + limits.send_timeout;
-                    tokio::select! {
-                        sent = tokio::time::timeout_at(deadline, socket.send(message)) => match sent {
-                            Ok(Ok(())) => {}
-                            Ok(Err(_)) => return Disconnect::new(1006, "Connection closed abnormally"),
-                            Err(_) => {
-                                warn!(connection_id = %info.id, timeout_ms = limits.send_timeout.as_millis() as u64,
-                                    "send timed out: closing a connection that does not read (1008)");
-                                return close(&mut socket, Disconnect::not_reading("send timed out")).await;
-                            }
-                        },
-                        ended = ended(idle.as_mut(), life.as_mut(), &mut shutdown, &not_reading) => {
-                            return close(&mut socket, ended).await;
-                        }
+                    let ended = ended(idle.as_mut(), life.as_mut(), &mut shutdown, &not_reading);
+                    if let Err(ending) = send(&mut socket, info, message, limits.send_timeout, ended).await {
+                        break ending;
                     }
                 }
                 Outbound::Close(frame) => {
-                    let disconnect = Disconnect { status_code: frame.code.into(), reason: frame.reason.to_string() };
-                    return close(&mut socket, disconnect).await;
+                    break Ending::Close(Disconnect { status_code: frame.code.into(), reason: frame.reason.to_string() });
                 }
             },
             ended = ended(idle.as_mut(), life.as_mut(), &mut shutdown, &not_reading) => {
-                return close(&mut socket, ended).await;
+                break Ending::Close(ended);
             }
         }
+    };
+    match ending {
+        Ending::Abnormal => Disconnect::new(1006, "Connection closed abnormally"),
+        Ending::Close(disconnect) => close(&mut socket, disconnect).await,
+    }
+}
+
+/// How a connection ends other than by the client's close frame.
+enum Ending {
+    /// The socket is gone: no close frame can be sent (1006).
+    Abnormal,
+    /// Closed by us with this status, through [`close`].
+    Close(Disconnect),
+}
+
+/// The client's next message, or how the connection ends if the stream
+/// ended or failed.
+fn received(
+    frame: Option<Result<Message, WsError>>,
+    info: &ConnectionInfo,
+) -> Result<Message, Ending> {
+    match frame {
+        Some(Ok(message)) => Ok(message),
+        None
+        | Some(Err(
+            WsError::ConnectionClosed
+            | WsError::AlreadyClosed
+            | WsError::Io(_)
+            | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake),
+        )) => Err(Ending::Abnormal),
+        Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+            Err(Ending::Close(Disconnect::new(1009, "Message too big")))
+        }
+        Some(Err(error)) => {
+            debug!(connection_id = %info.id, %error, "connection failed");
+            Err(Ending::Close(Disconnect::new(1002, "Protocol error")))
+        }
+    }
+}
+
+/// Writes one queued frame within `send_timeout`, while watching what else
+/// ends the connection (`ended`): a client that does not read is closed with
+/// 1008.
+async fn send(
+    socket: &mut ServerSocket,
+    info: &ConnectionInfo,
+    message: Message,
+    send_timeout: Duration,
+    ended: impl Future<Output = Disconnect>,
+) -> Result<(), Ending> {
+    let deadline = tokio::time::Instant::now() + send_timeout;
+    tokio::select! {
+        sent = tokio::time::timeout_at(deadline, socket.send(message)) => match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Ending::Abnormal),
+            Err(_) => {
+                warn!(connection_id = %info.id, timeout_ms = send_timeout.as_millis() as u64,
+                    "send timed out: closing a connection that does not read (1008)");
+                Err(Ending::Close(Disconnect::not_reading("send timed out")))
+            }
+        },
+        ended = ended => Err(Ending::Close(ended)),
     }
 }
 

@@ -19,6 +19,7 @@
 //!   discarding — what the other side still sends, for a bounded time, so a
 //!   close frame is never lost to a reset from the edge.
 
+mod origin;
 mod relay;
 mod waf;
 
@@ -26,7 +27,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use axum::Router;
@@ -35,10 +36,8 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::uri::Authority;
 use axum::http::{HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::Response;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
@@ -47,28 +46,6 @@ use crate::console::{EventBus, StackEvent};
 use crate::listener::ListenerLimits;
 use relay::relay;
 pub use waf::{RateRule, RateRuleConfig};
-
-/// How long the edge waits for the origin's handshake (CloudFront's default
-/// origin connection + response timeouts are of this order).
-const ORIGIN_TIMEOUT: Duration = Duration::from_secs(30);
-/// Largest origin error body passed on to the client.
-const MAX_ERROR_BODY: usize = 64 * 1024;
-/// Request headers that belong to one hop and are not forwarded.
-const HOP_HEADERS: &[&str] = &[
-    "host",
-    "connection",
-    "upgrade",
-    "keep-alive",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "content-length",
-    "proxy-authorization",
-    "proxy-connection",
-    "sec-websocket-extensions",
-    "x-forwarded-for",
-    "via",
-];
 
 /// What the edge needs: the origin and its custom header, and the WAF rule.
 #[derive(Debug, Clone)]
@@ -179,26 +156,16 @@ fn plain(status: StatusCode, body: &'static str) -> Response {
     response
 }
 
+/// A client's request at the distribution: the WAF rule, CloudFront's
+/// refusals, then the handshake with the origin and, once it accepts, the
+/// relay.
 async fn edge_handler(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     mut request: Request,
 ) -> Response {
-    let waf = shared.waf.load();
-    let allowed = shared.rule.lock().allow(peer.ip(), Instant::now());
-    if !allowed {
-        warn!(
-            rule = %waf.name,
-            client_ip = %peer.ip(),
-            limit = waf.limit,
-            window_secs = waf.window.as_secs(),
-            "WAF rate-based rule blocked the request"
-        );
-        shared.events.publish(StackEvent::WafBlocked {
-            rule: waf.name.clone(),
-            client_ip: peer.ip().to_string(),
-        });
-        return plain(StatusCode::FORBIDDEN, "Request blocked by the web ACL.\n");
+    if let Some(blocked) = waf_block(&shared, peer) {
+        return blocked;
     }
     if targets_management_api(request.uri().path()) {
         debug!(
@@ -216,43 +183,48 @@ async fn edge_handler(
             "This distribution serves WebSocket connections.\n",
         );
     };
-
-    let origin_request = match origin_request(&shared, &request, peer) {
-        Ok(r) => r,
-        Err(error) => {
-            warn!(%error, "cannot build the origin request");
-            return plain(StatusCode::BAD_GATEWAY, "Bad Gateway\n");
-        }
-    };
-    let mut origin_response =
-        match tokio::time::timeout(ORIGIN_TIMEOUT, open_origin(&shared, origin_request)).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(error)) => {
-                warn!(%error, "origin unreachable");
-                return plain(StatusCode::BAD_GATEWAY, "Bad Gateway\n");
-            }
-            Err(_) => {
-                warn!("origin handshake timed out");
-                return plain(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout\n");
-            }
+    let origin_response =
+        match origin::handshake(&shared, request.uri(), request.headers(), peer).await {
+            Ok(response) => response,
+            Err(refused) => return refused,
         };
     if origin_response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        // The origin refused the handshake: its status and body, as CloudFront passes them on.
-        let status = origin_response.status();
-        debug!(status = status.as_u16(), "origin refused the handshake");
-        let content_type = origin_response.headers().get(header::CONTENT_TYPE).cloned();
-        let body = axum::body::to_bytes(Body::new(origin_response.into_body()), MAX_ERROR_BODY)
-            .await
-            .unwrap_or_default();
-        let mut response = Response::new(Body::from(body));
-        *response.status_mut() = status;
-        if let Some(content_type) = content_type {
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, content_type);
-        }
-        return response;
+        return origin::refusal(origin_response).await;
     }
+    relay_upgraded(handshake, origin_response)
+}
+
+/// The web ACL's rate-based rule for the client's IP: over the limit, the
+/// 403 to answer, and a warn line naming the rule.
+fn waf_block(shared: &Shared, peer: SocketAddr) -> Option<Response> {
+    let waf = shared.waf.load();
+    let allowed = shared.rule.lock().allow(peer.ip(), Instant::now());
+    if allowed {
+        return None;
+    }
+    warn!(
+        rule = %waf.name,
+        client_ip = %peer.ip(),
+        limit = waf.limit,
+        window_secs = waf.window.as_secs(),
+        "WAF rate-based rule blocked the request"
+    );
+    shared.events.publish(StackEvent::WafBlocked {
+        rule: waf.name.clone(),
+        client_ip: peer.ip().to_string(),
+    });
+    Some(plain(
+        StatusCode::FORBIDDEN,
+        "Request blocked by the web ACL.\n",
+    ))
+}
+
+/// Accepts the client's handshake with the origin's subprotocol, and spawns
+/// the relay between the two upgraded connections.
+fn relay_upgraded(
+    handshake: websocket::Handshake,
+    mut origin_response: axum::http::Response<hyper::body::Incoming>,
+) -> Response {
     let protocol = origin_response
         .headers()
         .get(header::SEC_WEBSOCKET_PROTOCOL)
@@ -278,6 +250,7 @@ async fn edge_handler(
     });
     response
 }
+
 /// Whether a client path would reach the API's `@connections` management
 /// API at the origin (`/{stage}/@connections/...`), which CloudFront never
 /// exposes: a segment `@connections`, percent-encoded or not.
@@ -286,83 +259,6 @@ fn targets_management_api(path: &str) -> bool {
         let segment = segment.to_ascii_lowercase();
         segment == "@connections" || segment == "%40connections"
     })
-}
-
-/// Sends the handshake to the origin over a new connection (HTTP/1.1 with
-/// upgrades) and returns its response.
-async fn open_origin(
-    shared: &Shared,
-    request: axum::http::Request<Body>,
-) -> Result<axum::http::Response<hyper::body::Incoming>, Box<dyn std::error::Error + Send + Sync>> {
-    let stream = TcpStream::connect(shared.origin_authority.as_str()).await?;
-    stream.set_nodelay(true)?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.with_upgrades().await {
-            debug!(%error, "origin connection failed");
-        }
-    });
-    Ok(sender.send_request(request).await?)
-}
-
-/// The request to the origin: the client's handshake (its WebSocket key
-/// included, as the connection is end to end) minus hop-by-hop headers and
-/// minus any client-sent value of the origin custom header; plus that header
-/// with the stack's key, `X-Forwarded-For`, `Via` and `X-Amz-Cf-Id`, to the
-/// origin path + the client's path and query string.
-fn origin_request(
-    shared: &Shared,
-    request: &Request,
-    peer: SocketAddr,
-) -> Result<axum::http::Request<Body>, axum::http::Error> {
-    let path = request
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let mut origin =
-        axum::http::Request::get(format!("{}{path}", shared.origin_path)).body(Body::empty())?;
-    let headers = origin.headers_mut();
-    for (name, value) in request.headers() {
-        if HOP_HEADERS.contains(&name.as_str()) || *name == shared.key_header {
-            continue;
-        }
-        headers.append(name.clone(), value.clone());
-    }
-    if let Ok(host) = HeaderValue::from_str(shared.origin_authority.as_str()) {
-        headers.insert(header::HOST, host);
-    }
-    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    headers.insert(shared.key_header.clone(), shared.api_key.clone());
-    let joined = |name: HeaderName, last: String| {
-        let mut values: Vec<String> = request
-            .headers()
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(str::to_string)
-            .collect();
-        values.push(last);
-        values.join(", ")
-    };
-    let forwarded = joined(
-        HeaderName::from_static("x-forwarded-for"),
-        peer.ip().to_string(),
-    );
-    let via = joined(header::VIA, shared.via.clone());
-    let cf_id = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 42]>());
-    for (name, value) in [
-        ("x-forwarded-for", forwarded),
-        ("via", via),
-        ("x-amz-cf-id", cf_id),
-    ] {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(name, value);
-        }
-    }
-    Ok(origin)
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
 //! Tests of the edge in front of a real API layer with a fake function.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};

@@ -102,9 +102,34 @@ fn signal_group(pid: u32, signal: Signal) {
     let _ = local_process::signal_group(pid, signal);
 }
 
+/// Forwards the process's stdout and stderr to devstack's, each line behind
+/// `prefix`, keeping the last lines for [`Worker::output_summary`](super::worker::Worker::output_summary).
+pub(super) fn forward_outputs(
+    child: &mut Child,
+    prefix: String,
+) -> (Arc<Mutex<VecDeque<String>>>, Vec<JoinHandle<()>>) {
+    let output_tail = Arc::new(Mutex::new(VecDeque::new()));
+    let mut forwarders = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        forwarders.push(tokio::spawn(forward_output(
+            stdout,
+            prefix.clone(),
+            Arc::clone(&output_tail),
+        )));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        forwarders.push(tokio::spawn(forward_output(
+            stderr,
+            prefix,
+            Arc::clone(&output_tail),
+        )));
+    }
+    (output_tail, forwarders)
+}
+
 /// Copies a process's output to devstack's stderr, each line prefixed with
 /// the function name and pid, keeping the last lines for error messages.
-pub(super) async fn forward_output(
+async fn forward_output(
     stream: impl AsyncRead + Unpin,
     prefix: String,
     tail: Arc<Mutex<VecDeque<String>>>,

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -10,14 +11,13 @@ use std::sync::{Arc, OnceLock};
 use parking_lot::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{Context as _, bail};
 use axum::body::Bytes;
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
 use tracing::debug;
 
 use super::invoke::InvokeError;
-use super::process::{Supervised, forward_output, supervise};
+use super::process::{Supervised, forward_outputs, supervise};
 use super::runtime_api::{
     InitState, Invocation, RuntimeApi, epoch_ms, serve_runtime_api, trace_id,
 };
@@ -79,16 +79,16 @@ impl Worker {
     }
 
     /// Waits for the end of init: the first `/next`, an `/init/error`, or an exit.
-    pub(super) async fn until_ready(&self) -> Result<(), String> {
+    pub(super) async fn until_ready(&self) -> Result<(), InitFailure> {
         let mut init = self.api.init.subscribe();
         let mut exited = self.exited.clone();
         tokio::select! {
             state = init.wait_for(|state| !matches!(state, InitState::Starting)) => match state.as_deref() {
-                Ok(InitState::Failed(reason)) => Err(format!("it reported an init error: {reason}")),
+                Ok(InitState::Failed(reason)) => Err(InitFailure::Reported(reason.clone())),
                 Ok(_) => Ok(()),
-                Err(_) => Err("its Runtime API closed".to_owned()),
+                Err(_) => Err(InitFailure::RuntimeApiClosed),
             },
-            _ = exited.wait_for(Option::is_some) => Err(self.exit_reason()),
+            _ = exited.wait_for(Option::is_some) => Err(InitFailure::Exited(self.exit_reason())),
         }
     }
 
@@ -133,6 +133,54 @@ impl Worker {
     }
 }
 
+/// Why a function process could not be started: the `Display` of each is the
+/// whole message, and the io errors are kept as sources for `{:#}`.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum StartError {
+    #[error("binding a loopback port for the Runtime API")]
+    BindRuntimeApi(#[source] std::io::Error),
+    #[error("reading the Runtime API's port")]
+    RuntimeApiPort(#[source] std::io::Error),
+    #[error("running function binary {}", binary.display())]
+    Spawn {
+        binary: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the function process exited before it could be watched")]
+    ExitedBeforeWatched,
+    #[error("the pool is shutting down")]
+    ShuttingDown,
+    #[error("function process {pid} failed during init: {reason}{output}")]
+    InitFailed {
+        pid: u32,
+        reason: InitFailure,
+        /// [`Worker::output_summary`].
+        output: String,
+    },
+    #[error(
+        "function process {pid} did not finish init within {timeout:?} (it never asked for an event){output}"
+    )]
+    InitTimeout {
+        pid: u32,
+        timeout: Duration,
+        /// [`Worker::output_summary`].
+        output: String,
+    },
+}
+
+/// How a function process's init ended other than with its first `/next`.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum InitFailure {
+    #[error("it reported an init error: {0}")]
+    Reported(String),
+    #[error("its Runtime API closed")]
+    RuntimeApiClosed,
+    /// [`Worker::exit_reason`].
+    #[error("{0}")]
+    Exited(String),
+}
+
 impl LambdaPool {
     /// Spawns a function process behind a new Runtime API endpoint and waits
     /// for its init to finish (its first `/next`). `slot` is held until the
@@ -141,7 +189,9 @@ impl LambdaPool {
         &self,
         slot: OwnedSemaphorePermit,
     ) -> anyhow::Result<Arc<Worker>> {
-        self.start_worker_of(self.current_version(), slot).await
+        self.start_worker_of(self.current_version(), slot)
+            .await
+            .map_err(anyhow::Error::from)
     }
 
     /// [`LambdaPool::start_worker`] with a given version's configuration.
@@ -149,23 +199,44 @@ impl LambdaPool {
         &self,
         version: Arc<FunctionVersion>,
         slot: OwnedSemaphorePermit,
-    ) -> anyhow::Result<Arc<Worker>> {
-        let config = &version.config;
+    ) -> Result<Arc<Worker>, StartError> {
         let spawned = Instant::now();
+        let (api, api_addr) = self.open_runtime_api().await?;
+        let id = self.next_worker_id.fetch_add(1, Ordering::Relaxed);
+        let (child, pid) = match self.spawn_function(&version.config, api_addr, id) {
+            Ok(process) => process,
+            Err(err) => {
+                api.close();
+                return Err(err);
+            }
+        };
+        let worker = self.supervise_worker(&version, child, pid, api, id, slot)?;
+        self.wait_for_init(worker, spawned, api_addr).await
+    }
+
+    /// A Runtime API endpoint on a fresh loopback port, already serving.
+    async fn open_runtime_api(&self) -> Result<(Arc<RuntimeApi>, SocketAddr), StartError> {
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
-            .context("binding a loopback port for the Runtime API")?;
-        let api_addr = listener
-            .local_addr()
-            .context("reading the Runtime API's port")?;
+            .map_err(StartError::BindRuntimeApi)?;
+        let api_addr = listener.local_addr().map_err(StartError::RuntimeApiPort)?;
         let api = Arc::new(RuntimeApi::new(self.arn.clone()));
         serve_runtime_api(listener, Arc::clone(&api));
+        Ok((api, api_addr))
+    }
 
-        let id = self.next_worker_id.fetch_add(1, Ordering::Relaxed);
+    /// Spawns the function binary with its Lambda environment, in its own
+    /// process group, dying with devstack; returns the child and its pid.
+    fn spawn_function(
+        &self,
+        config: &FunctionConfig,
+        api_addr: SocketAddr,
+        worker_id: u64,
+    ) -> Result<(Child, u32), StartError> {
         let mut command = Command::new(&config.binary);
         command
             .env_clear()
-            .envs(self.function_env(config, api_addr, id))
+            .envs(self.function_env(config, api_addr, worker_id))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -179,37 +250,27 @@ impl LambdaPool {
         // No function outlives the stack, even a SIGKILLed one: processes are
         // spawned from the runtime's threads, which live as long as the stack.
         local_process::die_with_parent(command.as_std_mut());
-        let mut child = match command.spawn() {
-            Ok(child) => child,
-            Err(err) => {
-                api.close();
-                return Err(err).with_context(|| {
-                    format!("running function binary {}", config.binary.display())
-                });
-            }
-        };
-        let Some(pid) = child.id() else {
-            api.close();
-            bail!("the function process exited before it could be watched");
-        };
+        let child = command.spawn().map_err(|source| StartError::Spawn {
+            binary: config.binary.clone(),
+            source,
+        })?;
+        let pid = child.id().ok_or(StartError::ExitedBeforeWatched)?;
+        Ok((child, pid))
+    }
 
+    /// Hands the process to its supervisor (output forwarding, stop
+    /// requests, reaping) and registers it with the pool.
+    fn supervise_worker(
+        &self,
+        version: &FunctionVersion,
+        mut child: Child,
+        pid: u32,
+        api: Arc<RuntimeApi>,
+        id: u64,
+        slot: OwnedSemaphorePermit,
+    ) -> Result<Arc<Worker>, StartError> {
         let prefix = format!("[{} {pid}]", self.config.name);
-        let output_tail = Arc::new(Mutex::new(VecDeque::new()));
-        let mut forwarders = Vec::new();
-        if let Some(stdout) = child.stdout.take() {
-            forwarders.push(tokio::spawn(forward_output(
-                stdout,
-                prefix.clone(),
-                Arc::clone(&output_tail),
-            )));
-        }
-        if let Some(stderr) = child.stderr.take() {
-            forwarders.push(tokio::spawn(forward_output(
-                stderr,
-                prefix,
-                Arc::clone(&output_tail),
-            )));
-        }
+        let (output_tail, forwarders) = forward_outputs(&mut child, prefix);
         let (exited_tx, exited) = watch::channel(None);
         let (stop_tx, stop_rx) = mpsc::unbounded_channel();
         let worker = Arc::new(Worker {
@@ -222,7 +283,7 @@ impl LambdaPool {
             has_invoked: AtomicBool::new(false),
             output_tail,
             version: version.number,
-            timeout: config.timeout,
+            timeout: version.config.timeout,
             retired: AtomicBool::new(false),
         });
         self.tasks.spawn(supervise(Supervised {
@@ -238,9 +299,20 @@ impl LambdaPool {
         }));
         if !self.register(&worker) {
             worker.stop(Stop::Kill);
-            bail!("the pool is shutting down");
+            return Err(StartError::ShuttingDown);
         }
+        Ok(worker)
+    }
 
+    /// Waits up to [`INIT_TIMEOUT`] for the process's init; a process that
+    /// fails it or does not finish in time is killed.
+    async fn wait_for_init(
+        &self,
+        worker: Arc<Worker>,
+        spawned: Instant,
+        api_addr: SocketAddr,
+    ) -> Result<Arc<Worker>, StartError> {
+        let pid = worker.pid;
         match tokio::time::timeout(INIT_TIMEOUT, worker.until_ready()).await {
             Ok(Ok(())) => {
                 let _ = worker.init.set(spawned.elapsed());
@@ -253,20 +325,23 @@ impl LambdaPool {
             }
             Ok(Err(reason)) => {
                 worker.stop(Stop::Kill);
-                bail!(
-                    "function process {pid} failed during init: {reason}{}",
-                    worker.output_summary()
-                )
+                Err(StartError::InitFailed {
+                    pid,
+                    reason,
+                    output: worker.output_summary(),
+                })
             }
             Err(_) => {
                 worker.stop(Stop::Kill);
-                bail!(
-                    "function process {pid} did not finish init within {INIT_TIMEOUT:?} (it never asked for an event){}",
-                    worker.output_summary()
-                )
+                Err(StartError::InitTimeout {
+                    pid,
+                    timeout: INIT_TIMEOUT,
+                    output: worker.output_summary(),
+                })
             }
         }
     }
+
     /// The environment of a Lambda execution environment, then the
     /// function's own variables; the reserved ones cannot be overridden.
     pub(super) fn function_env(

@@ -7,17 +7,16 @@
 use serde_yaml_ng::{Mapping, Value};
 
 use super::Checker;
-use super::invariants::{known, mentions, prop};
-use crate::eval::{Evaluator, builtin};
+use super::invariants::{Scope, known, known_str, prop};
+use crate::eval::Evaluator;
 use crate::interpolation;
 use crate::program::Resource;
 use crate::topology::{self, API, DISTRIBUTION, FUNCTION, STAGE, WEB_ACL};
 
 pub(super) const ALARM: &str = "aws:cloudwatch/metricAlarm:MetricAlarm";
-pub(super) const DASHBOARD: &str = "aws:cloudwatch/dashboard:Dashboard";
 pub(super) const TOPIC: &str = "aws:sns/topic:Topic";
 /// CloudFront's and WAF's (CLOUDFRONT scope) metrics exist only here.
-const EDGE_REGION: &str = "us-east-1";
+pub(super) const EDGE_REGION: &str = "us-east-1";
 
 /// What a dimension must be.
 #[derive(Clone, Copy)]
@@ -95,21 +94,6 @@ const REQUIRED: &[Required] = &[
     },
 ];
 
-/// What the dashboard must show, besides WAF's blocked requests per rule.
-const DASHBOARD_METRICS: &[(&str, &str)] = &[
-    ("AWS/ApiGateway", "ConnectCount"),
-    ("AWS/ApiGateway", "MessageCount"),
-    ("AWS/ApiGateway", "IntegrationError"),
-    ("AWS/ApiGateway", "ExecutionError"),
-    ("AWS/Lambda", "Errors"),
-    ("AWS/Lambda", "Duration"),
-    ("AWS/Lambda", "ConcurrentExecutions"),
-    ("AWS/WAFV2", "AllowedRequests"),
-    ("AWS/WAFV2", "BlockedRequests"),
-    ("AWS/CloudFront", "Requests"),
-    ("AWS/CloudFront", "5xxErrorRate"),
-];
-
 /// One metric an alarm reads: where it is written, and its fields.
 struct Watched<'v> {
     at: String,
@@ -120,101 +104,23 @@ struct Watched<'v> {
 }
 
 impl Checker<'_> {
+    /// Every [`REQUIRED`] alarm, the settings of every alarm, and the
+    /// dashboard.
     pub(super) fn alarms(&mut self) {
-        let program = self.program;
         let config = self.config.clone();
-        let eval = Evaluator::new(program, &config);
-        let resources = program.resources();
-        let string = |v: Option<&Value>| known(&eval, v).and_then(|v| v.as_str().map(String::from));
-        let first = |token: &str| resources.iter().find(|r| r.token == token);
-        let acl_metric = first(WEB_ACL).and_then(|acl| {
-            string(prop(acl, "visibilityConfig").and_then(|v| v.get("metricName")))
+        let scope = Scope::new(self.program, &config);
+        let acl_metric = scope.first(WEB_ACL).and_then(|acl| {
+            known_str(
+                &scope.eval,
+                prop(acl, "visibilityConfig").and_then(|v| v.get("metricName")),
+            )
         });
-        let alarms: Vec<&Resource<'_>> = resources.iter().filter(|r| r.token == ALARM).collect();
-
+        let alarms = scope.of(ALARM);
         for required in REQUIRED {
-            let found = alarms.iter().find_map(|alarm| {
-                watched(alarm)
-                    .into_iter()
-                    .find(|w| {
-                        w.namespace.as_deref() == Some(required.namespace)
-                            && w.metric.as_deref() == Some(required.metric)
-                    })
-                    .map(|w| (*alarm, w))
-            });
-            let Some((alarm, metric)) = found else {
-                self.report(
-                    "resources",
-                    format!("no {ALARM} on {} {}", required.namespace, required.metric),
-                );
-                continue;
-            };
-            let dimensions = metric.dimensions.and_then(Value::as_mapping);
-            let names: Vec<&str> = dimensions
-                .map(|d| d.keys().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            let expected: Vec<&str> = required.dimensions.iter().map(|(n, _)| *n).collect();
-            if names.len() != expected.len() || !expected.iter().all(|n| names.contains(n)) {
-                self.report(
-                    format!("{}.dimensions", metric.at),
-                    format!(
-                        "{} {} needs exactly the dimensions {}",
-                        required.namespace,
-                        required.metric,
-                        expected.join(", ")
-                    ),
-                );
-            }
-            for (name, dim) in required.dimensions {
-                let value = dimensions.and_then(|d| d.get(*name));
-                let (ok, want) = match dim {
-                    Dim::Ref(token, property) => match first(token) {
-                        Some(r) => (
-                            topology::refers_to(value, r.name, property),
-                            format!("${{{}.{property}}}", r.name),
-                        ),
-                        None => (false, format!("a {token}'s {property}")),
-                    },
-                    Dim::Literal(text) => {
-                        (string(value).as_deref() == Some(*text), (*text).to_string())
-                    }
-                    Dim::AclMetricName => (
-                        acl_metric.is_some() && string(value) == acl_metric,
-                        format!(
-                            "the web ACL's metric name ({})",
-                            acl_metric.as_deref().unwrap_or("?")
-                        ),
-                    ),
-                };
-                if !ok {
-                    self.report(
-                        format!("{}.dimensions.{name}", metric.at),
-                        format!("must be {want}"),
-                    );
-                }
-            }
-            let region = string(prop(alarm, "region"));
-            let at = format!("resources.{}.properties.region", alarm.name);
-            match (required.edge, region.as_deref()) {
-                (true, Some(EDGE_REGION)) | (false, None) => {}
-                (true, _) => self.report(
-                    at,
-                    format!(
-                        "must be {EDGE_REGION}: {} metrics exist only there",
-                        required.namespace
-                    ),
-                ),
-                (false, Some(_)) => {
-                    self.report(at, "must be left out: the metric is in the stack's region")
-                }
-            }
-            if required.metric == "Duration" {
-                self.duration_follows_timeout(alarm, first(FUNCTION));
-            }
+            self.required_alarm(&scope, &alarms, required, acl_metric.as_deref());
         }
-
         for alarm in &alarms {
-            self.alarm_actions(alarm, &resources, &eval);
+            self.alarm_actions(alarm, &scope.resources, &scope.eval);
             self.tunable(alarm, "threshold");
             self.tunable(alarm, "evaluationPeriods");
             for metric in watched(alarm) {
@@ -226,7 +132,110 @@ impl Checker<'_> {
                 }
             }
         }
-        self.dashboard(&resources, &eval, acl_metric.as_deref());
+        self.dashboard(&scope.resources, &scope.eval, acl_metric.as_deref());
+    }
+
+    /// An alarm on `required`'s metric, with its dimensions, in its region.
+    fn required_alarm(
+        &mut self,
+        scope: &Scope<'_>,
+        alarms: &[&Resource<'_>],
+        required: &Required,
+        acl_metric: Option<&str>,
+    ) {
+        let found = alarms.iter().find_map(|alarm| {
+            watched(alarm)
+                .into_iter()
+                .find(|w| {
+                    w.namespace.as_deref() == Some(required.namespace)
+                        && w.metric.as_deref() == Some(required.metric)
+                })
+                .map(|w| (*alarm, w))
+        });
+        let Some((alarm, metric)) = found else {
+            self.report(
+                "resources",
+                format!("no {ALARM} on {} {}", required.namespace, required.metric),
+            );
+            return;
+        };
+        self.alarm_dimensions(scope, required, &metric, acl_metric);
+        self.alarm_region(&scope.eval, required, alarm);
+        if required.metric == "Duration" {
+            self.duration_follows_timeout(alarm, scope.first(FUNCTION));
+        }
+    }
+
+    /// Exactly `required`'s dimensions, each with the value AWS documents.
+    fn alarm_dimensions(
+        &mut self,
+        scope: &Scope<'_>,
+        required: &Required,
+        metric: &Watched<'_>,
+        acl_metric: Option<&str>,
+    ) {
+        let string = |v: Option<&Value>| known_str(&scope.eval, v);
+        let dimensions = metric.dimensions.and_then(Value::as_mapping);
+        let names: Vec<&str> = dimensions
+            .map(|d| d.keys().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let expected: Vec<&str> = required.dimensions.iter().map(|(n, _)| *n).collect();
+        if names.len() != expected.len() || !expected.iter().all(|n| names.contains(n)) {
+            self.report(
+                format!("{}.dimensions", metric.at),
+                format!(
+                    "{} {} needs exactly the dimensions {}",
+                    required.namespace,
+                    required.metric,
+                    expected.join(", ")
+                ),
+            );
+        }
+        for (name, dim) in required.dimensions {
+            let value = dimensions.and_then(|d| d.get(*name));
+            let (ok, want) = match dim {
+                Dim::Ref(token, property) => match scope.first(token) {
+                    Some(r) => (
+                        topology::refers_to(value, r.name, property),
+                        format!("${{{}.{property}}}", r.name),
+                    ),
+                    None => (false, format!("a {token}'s {property}")),
+                },
+                Dim::Literal(text) => {
+                    (string(value).as_deref() == Some(*text), (*text).to_string())
+                }
+                Dim::AclMetricName => (
+                    acl_metric.is_some() && string(value).as_deref() == acl_metric,
+                    format!("the web ACL's metric name ({})", acl_metric.unwrap_or("?")),
+                ),
+            };
+            if !ok {
+                self.report(
+                    format!("{}.dimensions.{name}", metric.at),
+                    format!("must be {want}"),
+                );
+            }
+        }
+    }
+
+    /// Edge metrics are alarmed on in [`EDGE_REGION`], the others in the
+    /// stack's region.
+    fn alarm_region(&mut self, eval: &Evaluator<'_>, required: &Required, alarm: &Resource<'_>) {
+        let region = known_str(eval, prop(alarm, "region"));
+        let at = format!("resources.{}.properties.region", alarm.name);
+        match (required.edge, region.as_deref()) {
+            (true, Some(EDGE_REGION)) | (false, None) => {}
+            (true, _) => self.report(
+                at,
+                format!(
+                    "must be {EDGE_REGION}: {} metrics exist only there",
+                    required.namespace
+                ),
+            ),
+            (false, Some(_)) => {
+                self.report(at, "must be left out: the metric is in the stack's region")
+            }
+        }
     }
 
     /// Alarm actions must be topics of this program in the alarm's region:
@@ -303,118 +312,6 @@ impl Checker<'_> {
                 format!(
                     "must compare Duration with the function's timeout (an expression using ${{{}}})",
                     timeout_key.as_deref().unwrap_or("functionTimeout")
-                ),
-            );
-        }
-    }
-
-    fn dashboard(
-        &mut self,
-        resources: &[Resource<'_>],
-        eval: &Evaluator<'_>,
-        acl_metric: Option<&str>,
-    ) {
-        let Some(dashboard) = resources.iter().find(|r| r.token == DASHBOARD) else {
-            self.report("resources", format!("no {DASHBOARD}"));
-            return;
-        };
-        let at = format!("resources.{}.properties.dashboardBody", dashboard.name);
-        let body = prop(dashboard, "dashboardBody")
-            .and_then(Value::as_mapping)
-            .and_then(builtin)
-            .filter(|(name, _)| name.eq_ignore_ascii_case("fn::toJSON"))
-            .map(|(_, body)| body);
-        let Some(body) = body else {
-            self.report(&at, "must be fn::toJSON of the dashboard's widgets");
-            return;
-        };
-        let widgets = body
-            .get("widgets")
-            .and_then(Value::as_sequence)
-            .cloned()
-            .unwrap_or_default();
-        let mut shown: Vec<(String, String, Vec<String>)> = Vec::new();
-        for (i, widget) in widgets.iter().enumerate() {
-            let properties = widget.get("properties");
-            let metrics = properties
-                .and_then(|p| p.get("metrics"))
-                .and_then(Value::as_sequence);
-            let region = properties
-                .and_then(|p| p.get("region"))
-                .and_then(Value::as_str);
-            for line in metrics.into_iter().flatten().filter_map(Value::as_sequence) {
-                // Dimension values as deployed where they are known offline.
-                let texts: Vec<String> = line
-                    .iter()
-                    .filter(|v| v.is_string())
-                    .map(|v| match known(eval, Some(v)) {
-                        Some(Value::String(s)) => s,
-                        _ => v.as_str().unwrap_or_default().to_string(),
-                    })
-                    .collect();
-                let [namespace, metric, ..] = texts.as_slice() else {
-                    continue;
-                };
-                if matches!(namespace.as_str(), "AWS/WAFV2" | "AWS/CloudFront")
-                    && region != Some(EDGE_REGION)
-                {
-                    self.report(
-                        format!("{at}.fn::toJSON.widgets[{i}].properties.region"),
-                        format!("must be {EDGE_REGION}: {namespace} metrics exist only there"),
-                    );
-                }
-                shown.push((namespace.clone(), metric.clone(), texts[2..].to_vec()));
-            }
-        }
-        for (namespace, metric) in DASHBOARD_METRICS {
-            if !shown.iter().any(|(n, m, _)| n == namespace && m == metric) {
-                self.report(&at, format!("must show {namespace} {metric}"));
-            }
-        }
-        // WAF's blocked requests per rule: one line for each rule's metric name.
-        let acl = resources.iter().find(|r| r.token == WEB_ACL);
-        let rule_metrics: Vec<String> = acl
-            .and_then(|a| prop(a, "rules"))
-            .and_then(Value::as_sequence)
-            .into_iter()
-            .flatten()
-            .filter_map(|r| {
-                r.get("visibilityConfig")?
-                    .get("metricName")?
-                    .as_str()
-                    .map(String::from)
-            })
-            .collect();
-        for rule in rule_metrics {
-            let per_rule = shown.iter().any(|(n, m, dims)| {
-                n == "AWS/WAFV2"
-                    && m == "BlockedRequests"
-                    && dims.windows(2).any(|w| w[0] == "Rule" && w[1] == rule)
-                    && dims
-                        .windows(2)
-                        .any(|w| w[0] == "WebACL" && Some(w[1].as_str()) == acl_metric)
-            });
-            if !per_rule {
-                self.report(
-                    &at,
-                    format!("must show WAF BlockedRequests for the rule {rule}"),
-                );
-            }
-        }
-        let url_ok = self
-            .program
-            .section("outputs")
-            .and_then(|o| o.get("DashboardURL"))
-            .and_then(Value::as_str)
-            .is_some_and(|s| {
-                s.starts_with("https://") && mentions(s, dashboard.name, "dashboardName")
-            });
-        if !url_ok {
-            self.report(
-                "outputs.DashboardURL",
-                format!(
-                    "must be the console URL of ${{{}.dashboardName}}",
-                    dashboard.name
                 ),
             );
         }

@@ -1,53 +1,87 @@
-//! The invariants of the scheme and the requirements, checked on
-//! the program's values: what makes the API reachable only through CloudFront
-//! and WAF, and what the deployment promises (WAF rules and logs, the function
-//! as cargo-lambda builds it, names scoped by project and stack).
-
-use std::collections::BTreeSet;
+//! The invariants of the scheme, checked on the program's values: what makes
+//! the API reachable only through CloudFront and WAF. What the deployment
+//! promises besides (WAF rules and logs, the function as cargo-lambda builds
+//! it, names scoped by project and stack) is in [`super::requirements`].
 
 use serde_yaml_ng::Value;
 
 use super::Checker;
-use crate::eval::{Evaluated, Evaluator, builtin};
+use crate::eval::{Evaluated, Evaluator};
 use crate::interpolation::{self, Segment};
-use crate::program::Resource;
-use crate::topology::{self, API, API_KEY, DISTRIBUTION, FUNCTION, ROUTE, STAGE, TABLE, WEB_ACL};
+use crate::program::{Config, Program, Resource};
+use crate::topology::{self, API, API_KEY, DISTRIBUTION, FUNCTION, ROUTE, TABLE, WEB_ACL};
 
-const MANAGED_RULE_GROUPS: &[&str] = &[
-    "AWSManagedRulesCommonRuleSet",
-    "AWSManagedRulesKnownBadInputsRuleSet",
-    "AWSManagedRulesAmazonIpReputationList",
-];
+/// What every check of the program's values reads: its resources, and an
+/// evaluator for their properties.
+pub(super) struct Scope<'p> {
+    pub eval: Evaluator<'p>,
+    pub resources: Vec<Resource<'p>>,
+}
 
-/// What `cargo lambda build --release --arm64 --output-format zip` writes.
-const FUNCTION_ZIP: &str = "./target/lambda/websocket-handler/bootstrap.zip";
-const LOG_GROUP: &str = "aws:cloudwatch/logGroup:LogGroup";
+impl<'p> Scope<'p> {
+    pub fn new(program: &'p Program, config: &'p Config) -> Self {
+        Scope {
+            eval: Evaluator::new(program, config),
+            resources: program.resources(),
+        }
+    }
+
+    /// The resources of type `token`, in program order.
+    pub fn of(&self, token: &str) -> Vec<&Resource<'p>> {
+        self.resources.iter().filter(|r| r.token == token).collect()
+    }
+
+    /// The first resource of type `token`.
+    pub fn first(&self, token: &str) -> Option<&Resource<'p>> {
+        self.resources.iter().find(|r| r.token == token)
+    }
+}
 
 impl Checker<'_> {
     /// The invariants that make the scheme what it is.
     pub(super) fn invariants(&mut self) {
-        let program = self.program;
         let config = self.config.clone();
-        let eval = Evaluator::new(program, &config);
-        let resources = program.resources();
-        let of = |token: &str| -> Vec<&Resource<'_>> {
-            resources.iter().filter(|r| r.token == token).collect()
-        };
-
-        // $connect requires the key, and the API reads it from x-api-key.
-        let apis = of(API);
-        let [api] = apis.as_slice() else {
-            self.report(
-                "resources",
-                format!("expected exactly one {API}, found {}", apis.len()),
-            );
+        let scope = Scope::new(self.program, &config);
+        let Some(api) = self.the_one(&scope, API) else {
             return;
         };
+        self.api_reads_the_key(&scope, api);
+        self.connect_requires_the_key(&scope, api);
+        self.deployments_follow_the_api(&scope, api);
+        self.function_environment(&scope, api);
+        self.only_the_api_invokes(&scope, api);
+        let Some(distribution) = self.the_one(&scope, DISTRIBUTION) else {
+            return;
+        };
+        self.origin_is_the_api(&scope, api, distribution);
+        self.viewers_use_https(&scope, distribution);
+        self.distribution_has_the_web_acl(&scope, distribution);
+        self.distribution_url(distribution);
+    }
+
+    /// The one resource of type `token`; any other count is reported.
+    fn the_one<'s, 'p>(&mut self, scope: &'s Scope<'p>, token: &str) -> Option<&'s Resource<'p>> {
+        let found = scope.of(token);
+        match found.as_slice() {
+            [one] => Some(one),
+            _ => {
+                self.report(
+                    "resources",
+                    format!("expected exactly one {token}, found {}", found.len()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A WebSocket API that reads the key from x-api-key.
+    fn api_reads_the_key(&mut self, scope: &Scope<'_>, api: &Resource<'_>) {
+        let eval = &scope.eval;
         let api_at = format!("resources.{}.properties", api.name);
-        if known(&eval, prop(api, "protocolType")) != Some(Value::String("WEBSOCKET".into())) {
+        if known(eval, prop(api, "protocolType")) != Some(Value::String("WEBSOCKET".into())) {
             self.report(format!("{api_at}.protocolType"), "must be WEBSOCKET");
         }
-        if known(&eval, prop(api, "apiKeySelectionExpression"))
+        if known(eval, prop(api, "apiKeySelectionExpression"))
             != Some(Value::String("$request.header.x-api-key".into()))
         {
             self.report(
@@ -55,15 +89,20 @@ impl Checker<'_> {
                 "must be $request.header.x-api-key, the header CloudFront adds",
             );
         }
-        let routes = of(ROUTE);
+    }
+
+    /// The API's `$connect` route requires the key.
+    fn connect_requires_the_key(&mut self, scope: &Scope<'_>, api: &Resource<'_>) {
+        let eval = &scope.eval;
+        let routes = scope.of(ROUTE);
         let connect = routes.iter().find(|r| {
             topology::refers_to(prop(r, "apiId"), api.name, "id")
-                && known(&eval, prop(r, "routeKey")) == Some(Value::String("$connect".into()))
+                && known(eval, prop(r, "routeKey")) == Some(Value::String("$connect".into()))
         });
         match connect {
             None => self.report("resources", "no $connect route on the API"),
             Some(route) => {
-                if known(&eval, prop(route, "apiKeyRequired")) != Some(Value::Bool(true)) {
+                if known(eval, prop(route, "apiKeyRequired")) != Some(Value::Bool(true)) {
                     self.report(
                         format!("resources.{}.properties.apiKeyRequired", route.name),
                         "$connect must require the API key (apiKeyRequired: true), or clients can skip CloudFront and WAF",
@@ -71,9 +110,11 @@ impl Checker<'_> {
                 }
             }
         }
+    }
 
-        // The stage redeploys when the API's selection expressions change.
-        let deployments = of("aws:apigatewayv2/deployment:Deployment");
+    /// The stage redeploys when the API's selection expressions change.
+    fn deployments_follow_the_api(&mut self, scope: &Scope<'_>, api: &Resource<'_>) {
+        let deployments = scope.of("aws:apigatewayv2/deployment:Deployment");
         for deployment in deployments
             .iter()
             .filter(|d| topology::refers_to(prop(d, "apiId"), api.name, "id"))
@@ -96,15 +137,18 @@ impl Checker<'_> {
                 }
             }
         }
+    }
 
-        // The function's environment is the contract with its code.
-        if let [function] = of(FUNCTION).as_slice() {
+    /// The function's environment, the contract with its code: the table's
+    /// name and the management API's endpoint on this API.
+    fn function_environment(&mut self, scope: &Scope<'_>, api: &Resource<'_>) {
+        if let [function] = scope.of(FUNCTION).as_slice() {
             let at = format!(
                 "resources.{}.properties.environment.variables",
                 function.name
             );
             let variables = prop(function, "environment").and_then(|e| e.get("variables"));
-            let tables = of(TABLE);
+            let tables = scope.of(TABLE);
             let table_ok = tables.iter().any(|t| {
                 topology::refers_to(
                     variables.and_then(|v| v.get("CONNECTIONS_TABLE")),
@@ -132,12 +176,16 @@ impl Checker<'_> {
                 );
             }
         }
+    }
 
-        // Only this API may invoke the function.
-        let permissions: Vec<&Resource<'_>> = of("aws:lambda/permission:Permission")
+    /// Only this API may invoke the function.
+    fn only_the_api_invokes(&mut self, scope: &Scope<'_>, api: &Resource<'_>) {
+        let eval = &scope.eval;
+        let permissions: Vec<&Resource<'_>> = scope
+            .of("aws:lambda/permission:Permission")
             .into_iter()
             .filter(|p| {
-                known(&eval, prop(p, "principal"))
+                known(eval, prop(p, "principal"))
                     == Some(Value::String("apigateway.amazonaws.com".into()))
             })
             .collect();
@@ -169,19 +217,17 @@ impl Checker<'_> {
                 );
             }
         }
+    }
 
-        // CloudFront: the API origin, its key header, https both sides, the web ACL.
-        let distributions = of(DISTRIBUTION);
-        let [distribution] = distributions.as_slice() else {
-            self.report(
-                "resources",
-                format!(
-                    "expected exactly one {DISTRIBUTION}, found {}",
-                    distributions.len()
-                ),
-            );
-            return;
-        };
+    /// CloudFront's origin is the API, sent the key header, over https with
+    /// TLS 1.2.
+    fn origin_is_the_api(
+        &mut self,
+        scope: &Scope<'_>,
+        api: &Resource<'_>,
+        distribution: &Resource<'_>,
+    ) {
+        let eval = &scope.eval;
         let at = format!("resources.{}.properties", distribution.name);
         let origins = prop(distribution, "origins")
             .and_then(Value::as_sequence)
@@ -210,10 +256,11 @@ impl Checker<'_> {
                 let key_header = headers.iter().any(|h| {
                     let name_ok = h
                         .get("name")
-                        .and_then(|n| known(&eval, Some(n)))
+                        .and_then(|n| known(eval, Some(n)))
                         .and_then(|n| n.as_str().map(str::to_ascii_lowercase))
                         .is_some_and(|n| n == "x-api-key");
-                    let value_ok = resources
+                    let value_ok = scope
+                        .resources
                         .iter()
                         .filter(|r| r.token == API_KEY)
                         .any(|k| topology::refers_to(h.get("value"), k.name, "value"));
@@ -226,7 +273,7 @@ impl Checker<'_> {
                     );
                 }
                 let custom = origin.get("customOriginConfig");
-                if known(&eval, custom.and_then(|c| c.get("originProtocolPolicy")))
+                if known(eval, custom.and_then(|c| c.get("originProtocolPolicy")))
                     != Some(Value::String("https-only".into()))
                 {
                     self.report(
@@ -234,7 +281,7 @@ impl Checker<'_> {
                         "must be https-only",
                     );
                 }
-                if known(&eval, custom.and_then(|c| c.get("originSslProtocols")))
+                if known(eval, custom.and_then(|c| c.get("originSslProtocols")))
                     != Some(Value::Sequence(vec![Value::String("TLSv1.2".into())]))
                 {
                     self.report(
@@ -244,6 +291,11 @@ impl Checker<'_> {
                 }
             }
         }
+    }
+
+    /// Every cache behavior is https-only for viewers.
+    fn viewers_use_https(&mut self, scope: &Scope<'_>, distribution: &Resource<'_>) {
+        let at = format!("resources.{}.properties", distribution.name);
         let mut behaviors = vec![(
             format!("{at}.defaultCacheBehavior"),
             prop(distribution, "defaultCacheBehavior").cloned(),
@@ -257,7 +309,7 @@ impl Checker<'_> {
         }
         for (path, behavior) in behaviors {
             let policy = known(
-                &eval,
+                &scope.eval,
                 behavior
                     .as_ref()
                     .and_then(|b| b.get("viewerProtocolPolicy")),
@@ -269,7 +321,15 @@ impl Checker<'_> {
                 );
             }
         }
-        let acl = resources
+    }
+
+    /// The distribution has this program's CLOUDFRONT-scope web ACL, in
+    /// us-east-1.
+    fn distribution_has_the_web_acl(&mut self, scope: &Scope<'_>, distribution: &Resource<'_>) {
+        let eval = &scope.eval;
+        let at = format!("resources.{}.properties", distribution.name);
+        let acl = scope
+            .resources
             .iter()
             .filter(|r| r.token == WEB_ACL)
             .find(|a| topology::refers_to(prop(distribution, "webAclId"), a.name, "arn"));
@@ -280,17 +340,20 @@ impl Checker<'_> {
             ),
             Some(acl) => {
                 let acl_at = format!("resources.{}.properties", acl.name);
-                if known(&eval, prop(acl, "scope")) != Some(Value::String("CLOUDFRONT".into())) {
+                if known(eval, prop(acl, "scope")) != Some(Value::String("CLOUDFRONT".into())) {
                     self.report(format!("{acl_at}.scope"), "must be CLOUDFRONT");
                 }
-                if known(&eval, prop(acl, "region")) != Some(Value::String("us-east-1".into())) {
+                if known(eval, prop(acl, "region")) != Some(Value::String("us-east-1".into())) {
                     self.report(format!("{acl_at}.region"), "must be us-east-1: CLOUDFRONT-scope web ACLs live there, whatever the stack's region");
                 }
             }
         }
+    }
 
-        // The URL users connect to.
-        let url_ok = program
+    /// The URL users connect to: `wss://` and the distribution's domain.
+    fn distribution_url(&mut self, distribution: &Resource<'_>) {
+        let url_ok = self
+            .program
             .section("outputs")
             .and_then(|o| o.get("DistributionURL"))
             .and_then(Value::as_str)
@@ -312,195 +375,6 @@ impl Checker<'_> {
     }
 }
 
-impl Checker<'_> {
-    /// What the project promises beyond the security invariants: WAF rules,
-    /// metrics and logs; the function as cargo-lambda builds it; names that
-    /// let two stacks share an account.
-    pub(super) fn requirements(&mut self) {
-        let program = self.program;
-        let config = self.config.clone();
-        let eval = Evaluator::new(program, &config);
-        let resources = program.resources();
-        let string =
-            |v: Option<&Value>| known(&eval, v).and_then(|v| v.as_str().map(str::to_string));
-
-        for acl in resources.iter().filter(|r| r.token == WEB_ACL) {
-            let at = format!("resources.{}.properties", acl.name);
-            let rules = prop(acl, "rules")
-                .and_then(Value::as_sequence)
-                .cloned()
-                .unwrap_or_default();
-            let blocks_rate = rules.iter().any(|r| {
-                r.get("statement")
-                    .and_then(|s| s.get("rateBasedStatement"))
-                    .is_some()
-                    && r.get("action").and_then(|a| a.get("block")).is_some()
-            });
-            if !blocks_rate {
-                self.report(
-                    format!("{at}.rules"),
-                    "needs a rate-based rule whose action is block",
-                );
-            }
-            let groups: BTreeSet<String> = rules
-                .iter()
-                .filter_map(|r| r.get("statement")?.get("managedRuleGroupStatement"))
-                .filter(|g| string(g.get("vendorName")).as_deref() == Some("AWS"))
-                .filter_map(|g| string(g.get("name")))
-                .collect();
-            for group in MANAGED_RULE_GROUPS {
-                if !groups.contains(*group) {
-                    self.report(
-                        format!("{at}.rules"),
-                        format!("the AWS managed rule group {group} is missing"),
-                    );
-                }
-            }
-            for (i, rule) in rules.iter().enumerate() {
-                let metrics = known(
-                    &eval,
-                    rule.get("visibilityConfig")
-                        .and_then(|v| v.get("cloudwatchMetricsEnabled")),
-                );
-                if metrics != Some(Value::Bool(true)) {
-                    self.report(
-                        format!("{at}.rules[{i}].visibilityConfig.cloudwatchMetricsEnabled"),
-                        "every rule has metrics",
-                    );
-                }
-            }
-            let logging = resources.iter().find(|l| {
-                l.token == "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration"
-                    && topology::refers_to(prop(l, "resourceArn"), acl.name, "arn")
-            });
-            let Some(logging) = logging else {
-                self.report(
-                    format!("resources.{}", acl.name),
-                    "the web ACL has no WebAclLoggingConfiguration",
-                );
-                continue;
-            };
-            let logging_at = format!("resources.{}.properties", logging.name);
-            if string(prop(logging, "region")).as_deref() != Some("us-east-1") {
-                self.report(
-                    format!("{logging_at}.region"),
-                    "must be us-east-1, with the web ACL",
-                );
-            }
-            let destination = prop(logging, "logDestinationConfigs")
-                .and_then(Value::as_sequence)
-                .and_then(|d| d.first())
-                .and_then(|d| {
-                    resources.iter().find(|g| {
-                        g.token == LOG_GROUP && topology::refers_to(Some(d), g.name, "arn")
-                    })
-                });
-            match destination {
-                None => self.report(
-                    format!("{logging_at}.logDestinationConfigs"),
-                    "must be [${<log group>.arn}] of a CloudWatch log group of this program",
-                ),
-                Some(group) => {
-                    let group_at = format!("resources.{}.properties", group.name);
-                    let name_ok = prop(group, "name")
-                        .and_then(Value::as_str)
-                        .is_some_and(|n| n.starts_with("aws-waf-logs-"));
-                    if !name_ok {
-                        self.report(
-                            format!("{group_at}.name"),
-                            "WAF logs only to groups named aws-waf-logs-...",
-                        );
-                    }
-                    if string(prop(group, "region")).as_deref() != Some("us-east-1") {
-                        self.report(
-                            format!("{group_at}.region"),
-                            "must be us-east-1, with the web ACL",
-                        );
-                    }
-                    if prop(group, "retentionInDays").is_none() {
-                        self.report(
-                            format!("{group_at}.retentionInDays"),
-                            "logs need a retention",
-                        );
-                    }
-                }
-            }
-        }
-
-        for function in resources.iter().filter(|r| r.token == FUNCTION) {
-            let at = format!("resources.{}.properties", function.name);
-            if string(prop(function, "runtime")).as_deref() != Some("provided.al2023") {
-                self.report(
-                    format!("{at}.runtime"),
-                    "must be provided.al2023 (a Rust bootstrap)",
-                );
-            }
-            if known(&eval, prop(function, "architectures"))
-                != Some(Value::Sequence(vec![Value::String("arm64".into())]))
-            {
-                self.report(
-                    format!("{at}.architectures"),
-                    "must be [arm64], what cargo lambda build --arm64 produces",
-                );
-            }
-            if string(prop(function, "handler")).as_deref() != Some("bootstrap") {
-                self.report(format!("{at}.handler"), "must be bootstrap");
-            }
-            let archive = prop(function, "code")
-                .and_then(Value::as_mapping)
-                .and_then(builtin)
-                .and_then(|(name, path)| {
-                    name.eq_ignore_ascii_case("fn::fileArchive").then_some(path)
-                })
-                .and_then(Value::as_str);
-            if archive != Some(FUNCTION_ZIP) {
-                self.report(
-                    format!("{at}.code"),
-                    format!("must be fn::fileArchive: {FUNCTION_ZIP}"),
-                );
-            }
-            let log_format = known(
-                &eval,
-                prop(function, "loggingConfig").and_then(|l| l.get("logFormat")),
-            );
-            if log_format != Some(Value::String("JSON".into())) {
-                self.report(format!("{at}.loggingConfig.logFormat"), "must be JSON");
-            }
-            let system_level =
-                string(prop(function, "loggingConfig").and_then(|l| l.get("systemLogLevel")));
-            if !matches!(system_level.as_deref(), Some("INFO" | "DEBUG")) {
-                self.report(
-                    format!("{at}.loggingConfig.systemLogLevel"),
-                    "must be INFO (or DEBUG): WARN drops Lambda's REPORT lines (duration, memory, init)",
-                );
-            }
-        }
-
-        // Account-unique names carry the project and the stack (a stage's name
-        // is unique within its API only).
-        for resource in resources.iter().filter(|r| r.token != STAGE) {
-            let (key, name) = match (prop(resource, "name"), prop(resource, "namePrefix")) {
-                (Some(name), _) => ("name", name),
-                (None, Some(prefix)) => ("namePrefix", prefix),
-                (None, None) => continue,
-            };
-            let scoped = name.as_str().and_then(|n| interpolation::parse(n).ok()).is_some_and(|segments| {
-                ["project", "stack"].iter().all(|field| {
-                    segments.iter().any(|s| {
-                        matches!(s, Segment::Access(a) if a.root == "pulumi" && a.first_property() == Some(field))
-                    })
-                })
-            });
-            if !scoped {
-                self.report(
-                    format!("resources.{}.properties.{key}", resource.name),
-                    "must include ${pulumi.project} and ${pulumi.stack}, so stacks can share an account",
-                );
-            }
-        }
-    }
-}
-
 pub(super) fn prop<'a>(resource: &'a Resource<'_>, name: &str) -> Option<&'a Value> {
     resource.properties.and_then(|p| p.get(name))
 }
@@ -510,6 +384,11 @@ pub(super) fn known(eval: &Evaluator<'_>, value: Option<&Value>) -> Option<Value
         Evaluated::Known(v) => Some(v),
         _ => None,
     }
+}
+
+/// A property's known value, if it is a string.
+pub(super) fn known_str(eval: &Evaluator<'_>, value: Option<&Value>) -> Option<String> {
+    known(eval, value).and_then(|v| v.as_str().map(str::to_string))
 }
 
 /// Whether a string interpolates `${resource.property}` somewhere.

@@ -139,8 +139,17 @@ pub fn diff(old: &Topology, new: &Topology) -> Diff {
             description,
         })
     };
-
     route_changes(&old.routes, &new.routes, &mut push);
+    api_changes(old, new, &mut push);
+    rate_rule_change(old, new, &mut push);
+    function_changes(&old.function, &new.function, &mut push);
+    restart_changes(old, new, &mut push);
+    changes.sort_by_key(|c| c.setting);
+    Diff { changes }
+}
+
+/// The API's selection expressions and the stage's throttling.
+fn api_changes(old: &Topology, new: &Topology, push: &mut impl FnMut(Setting, String)) {
     if old.api.route_selection_expression != new.api.route_selection_expression {
         push(
             Setting::RouteSelection,
@@ -179,6 +188,10 @@ pub fn diff(old: &Topology, new: &Topology) -> Diff {
             ),
         );
     }
+}
+
+/// The web ACL's rate-based rule.
+fn rate_rule_change(old: &Topology, new: &Topology, push: &mut impl FnMut(Setting, String)) {
     if old.waf != new.waf {
         push(
             Setting::RateRule,
@@ -193,8 +206,13 @@ pub fn diff(old: &Topology, new: &Topology) -> Diff {
             ),
         );
     }
-    function_changes(&old.function, &new.function, &mut push);
+}
 
+/// The settings a deployment would replace a resource for: the stage, the
+/// region, the table, the function's name, CloudFront's key header, the
+/// project.
+fn restart_changes(old: &Topology, new: &Topology, push: &mut impl FnMut(Setting, String)) {
+    let (old_stage, new_stage) = (&old.stage, &new.stage);
     if old_stage.name != new_stage.name {
         push(
             Setting::StageName,
@@ -248,8 +266,6 @@ pub fn diff(old: &Topology, new: &Topology) -> Diff {
             ),
         );
     }
-    changes.sort_by_key(|c| c.setting);
-    Diff { changes }
 }
 
 fn route_changes(old: &[RouteSpec], new: &[RouteSpec], push: &mut impl FnMut(Setting, String)) {

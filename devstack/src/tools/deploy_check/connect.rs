@@ -1,6 +1,8 @@
 //! Opening a WebSocket step by step (DNS, TCP, TLS, upgrade), so a failure
 //! names its step and each step is timed.
 
+use std::net::SocketAddr;
+
 use super::*;
 
 /// A `ws://` or `wss://` URL, checked before anything is sent.
@@ -158,16 +160,52 @@ impl Connector {
         endpoint: &Endpoint,
         api_key: Option<&str>,
     ) -> Result<Connected, ConnectError> {
-        let limit = self.limit;
-        let timeout = |step| ConnectError::Timeout { step, after: limit };
+        let started = Instant::now();
+        let addrs = self.resolve(endpoint).await?;
+        let dns = started.elapsed();
 
         let started = Instant::now();
+        let tcp = self.open_tcp(endpoint, &addrs).await?;
+        let tcp_took = started.elapsed();
+
+        let (stream, tls_took) = if endpoint.tls {
+            let started = Instant::now();
+            let stream = self.start_tls(endpoint, tcp).await?;
+            (MaybeTlsStream::Rustls(stream), Some(started.elapsed()))
+        } else {
+            (MaybeTlsStream::Plain(tcp), None)
+        };
+
+        let started = Instant::now();
+        let ws = self.upgrade(endpoint, api_key, stream).await?;
+        let upgrade = started.elapsed();
+        Ok(Connected {
+            ws,
+            timings: HandshakeTimings {
+                dns,
+                tcp: tcp_took,
+                tls: tls_took,
+                upgrade,
+            },
+        })
+    }
+
+    /// `step` ran out of [`Connector::limit`].
+    fn timed_out(&self, step: Step) -> ConnectError {
+        ConnectError::Timeout {
+            step,
+            after: self.limit,
+        }
+    }
+
+    /// The DNS step: the endpoint's addresses, at least one.
+    async fn resolve(&self, endpoint: &Endpoint) -> Result<Vec<SocketAddr>, ConnectError> {
         let addrs: Vec<_> = tokio::time::timeout(
-            limit,
+            self.limit,
             tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port)),
         )
         .await
-        .map_err(|_| timeout(Step::Dns))?
+        .map_err(|_| self.timed_out(Step::Dns))?
         .map_err(|e| ConnectError::Dns {
             host: endpoint.host.clone(),
             detail: e.to_string(),
@@ -179,12 +217,20 @@ impl Connector {
                 detail: "no addresses".into(),
             });
         }
-        let dns = started.elapsed();
+        Ok(addrs)
+    }
 
-        let started = Instant::now();
-        let tcp = connect_any(&addrs, limit).await.map_err(|failures| {
+    /// The TCP step, through [`connect_any`]: a timeout only if every address
+    /// timed out, else each address with its error.
+    async fn open_tcp(
+        &self,
+        endpoint: &Endpoint,
+        addrs: &[SocketAddr],
+    ) -> Result<TcpStream, ConnectError> {
+        let limit = self.limit;
+        let tcp = connect_any(addrs, limit).await.map_err(|failures| {
             if failures.iter().all(|(_, error)| error.is_none()) {
-                return timeout(Step::Tcp);
+                return self.timed_out(Step::Tcp);
             }
             let detail = failures
                 .iter()
@@ -202,35 +248,40 @@ impl Connector {
         })?;
         // Small frames (pings) must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
-        let tcp_took = started.elapsed();
+        Ok(tcp)
+    }
 
-        let (stream, tls_took) = if endpoint.tls {
-            let started = Instant::now();
-            let config = self.tls.as_ref().map_err(|detail| ConnectError::Tls {
-                host: endpoint.host.clone(),
-                detail: detail.clone(),
-            })?;
-            let name =
-                rustls::pki_types::ServerName::try_from(endpoint.host.clone()).map_err(|e| {
-                    ConnectError::Tls {
-                        host: endpoint.host.clone(),
-                        detail: format!("not a valid TLS server name: {e}"),
-                    }
-                })?;
-            let connector = tokio_rustls::TlsConnector::from(config.clone());
-            let stream = tokio::time::timeout(limit, connector.connect(name, tcp))
-                .await
-                .map_err(|_| timeout(Step::Tls))?
-                .map_err(|e| ConnectError::Tls {
-                    host: endpoint.host.clone(),
-                    detail: e.to_string(),
-                })?;
-            (MaybeTlsStream::Rustls(stream), Some(started.elapsed()))
-        } else {
-            (MaybeTlsStream::Plain(tcp), None)
+    /// The TLS step, verifying the server's certificate for the endpoint's
+    /// host name.
+    async fn start_tls(
+        &self,
+        endpoint: &Endpoint,
+        tcp: TcpStream,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ConnectError> {
+        let tls_error = |detail: String| ConnectError::Tls {
+            host: endpoint.host.clone(),
+            detail,
         };
+        let config = self
+            .tls
+            .as_ref()
+            .map_err(|detail| tls_error(detail.clone()))?;
+        let name = rustls::pki_types::ServerName::try_from(endpoint.host.clone())
+            .map_err(|e| tls_error(format!("not a valid TLS server name: {e}")))?;
+        let connector = tokio_rustls::TlsConnector::from(config.clone());
+        tokio::time::timeout(self.limit, connector.connect(name, tcp))
+            .await
+            .map_err(|_| self.timed_out(Step::Tls))?
+            .map_err(|e| tls_error(e.to_string()))
+    }
 
-        let started = Instant::now();
+    /// The WebSocket upgrade, with devstack's user agent and the API key.
+    async fn upgrade(
+        &self,
+        endpoint: &Endpoint,
+        api_key: Option<&str>,
+        stream: MaybeTlsStream<TcpStream>,
+    ) -> Result<WebSocketStream<MaybeTlsStream<TcpStream>>, ConnectError> {
         let mut request = endpoint.url.as_str().into_client_request().map_err(|e| {
             ConnectError::MalformedUrl {
                 url: endpoint.url.clone(),
@@ -247,20 +298,11 @@ impl Connector {
             request.headers_mut().insert(API_KEY_HEADER, value);
         }
         let (ws, _response) =
-            tokio::time::timeout(limit, tokio_tungstenite::client_async(request, stream))
+            tokio::time::timeout(self.limit, tokio_tungstenite::client_async(request, stream))
                 .await
-                .map_err(|_| timeout(Step::Upgrade))?
+                .map_err(|_| self.timed_out(Step::Upgrade))?
                 .map_err(classify_handshake_error)?;
-        let upgrade = started.elapsed();
-        Ok(Connected {
-            ws,
-            timings: HandshakeTimings {
-                dns,
-                tcp: tcp_took,
-                tls: tls_took,
-                upgrade,
-            },
-        })
+        Ok(ws)
     }
 }
 
@@ -269,9 +311,9 @@ impl Connector {
 /// network black-holes costs one `limit` rather than the whole check. On
 /// failure, each address with its error (`None`: it timed out).
 pub async fn connect_any(
-    addrs: &[std::net::SocketAddr],
+    addrs: &[SocketAddr],
     limit: Duration,
-) -> Result<TcpStream, Vec<(std::net::SocketAddr, Option<std::io::Error>)>> {
+) -> Result<TcpStream, Vec<(SocketAddr, Option<std::io::Error>)>> {
     let mut failures = Vec::new();
     for &addr in addrs {
         match tokio::time::timeout(limit, TcpStream::connect(addr)).await {

@@ -79,6 +79,16 @@ pub struct BenchArgs {
     /// Only the local-stack half.
     #[arg(long)]
     pub stack_only: bool,
+    /// The load mode: `--load 10000` holds that many connections open and broadcasts to them.
+    #[command(flatten)]
+    pub load: crate::load::LoadArgs,
+    /// Posts per second of one `sendmessage` invocation against a
+    /// @connections stand-in with a fixed latency: `--posts 10000`.
+    #[command(flatten)]
+    pub posts: crate::posts_bench::PostsArgs,
+    /// Only the scale rows (`--load`, `--posts`), none of the others.
+    #[arg(long)]
+    pub scale_only: bool,
     /// The workspace root (Cargo.toml, Pulumi.yaml, bench/, target/).
     #[arg(long, default_value = ".")]
     pub root: PathBuf,
@@ -106,6 +116,20 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         build_functions(&env).await?;
     }
     let mut report = Report::default();
+    if args.posts.posts > 0 {
+        report.posts = Some(
+            crate::posts_bench::measure(&env.binary("websocket-handler")?, &args.posts)
+                .await
+                .context("the posts-per-second row")?,
+        );
+    }
+    if args.scale_only {
+        if args.load.load > 0 {
+            report.stack = Some(bench_stack(&args, &env).await?);
+        }
+        println!("{}", report.render(&machine_line()));
+        return Ok(());
+    }
     if !args.stack_only {
         if args.build_zips {
             build_zips(&env).await?;
@@ -383,12 +407,16 @@ pub struct StackReport {
     pub broadcast: BTreeMap<usize, Duration>,
     /// Messages answered per second, with how many clients and messages.
     pub sustained: Option<(f64, usize, usize)>,
+    /// The load mode's figures (`--load N`).
+    pub load: Option<crate::load::LoadFigures>,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct Report {
     pub functions: Option<FunctionReport>,
     pub stack: Option<StackReport>,
+    /// The posts-per-second row (`--posts N`).
+    pub posts: Option<crate::posts_bench::PostsFigures>,
 }
 
 const HEADER: [&str; 5] = [
@@ -594,6 +622,24 @@ impl Report {
         }
         for note in notes {
             out.push_str(&format!("\n\nZip {note}"));
+        }
+        let mut scale = Vec::new();
+        if let Some(load) = self.stack.as_ref().and_then(|s| s.load.as_ref()) {
+            scale.extend(crate::load::rows(load));
+        }
+        if let Some(posts) = &self.posts {
+            scale.extend(crate::posts_bench::rows(posts));
+        }
+        if !scale.is_empty() {
+            let rows: Vec<Vec<String>> = scale
+                .into_iter()
+                .map(|(label, value)| vec![label, value])
+                .collect();
+            out.push_str("\n\n");
+            out.push_str(&render_table(
+                &["Scale", "websocket-handler / devstack"],
+                &rows,
+            ));
         }
         out.push_str("\n\nTargets:\n");
         for t in self.targets() {
@@ -1353,6 +1399,9 @@ async fn bench_stack(args: &BenchArgs, env: &BenchEnv) -> anyhow::Result<StackRe
     let (addr, path) = (stack.edge, stack.path.as_str());
     eprintln!("bench: local stack edge on ws://{addr}{path}");
     let measured = async {
+        if args.scale_only {
+            return measure_load(&mut report, args, addr, path, stack.child.id()).await;
+        }
         report.edge_handshake = handshakes(addr, path, args.handshakes)
             .await
             .context("handshakes through the edge")?;
@@ -1385,12 +1434,32 @@ async fn bench_stack(args: &BenchArgs, env: &BenchEnv) -> anyhow::Result<StackRe
                 .with_context(|| format!("broadcast to {n}"))?;
             report.broadcast.insert(n, took);
         }
-        anyhow::Ok(())
+        measure_load(&mut report, args, addr, path, stack.child.id()).await
     }
     .await;
     stack.shutdown().await;
     measured?;
     Ok(report)
+}
+
+/// The load row, when `--load N` asks for it.
+async fn measure_load(
+    report: &mut StackReport,
+    args: &BenchArgs,
+    addr: SocketAddr,
+    path: &str,
+    stack_pid: Option<u32>,
+) -> anyhow::Result<()> {
+    if args.load.load == 0 {
+        return Ok(());
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    eprintln!("bench: load, {} connections", args.load.load);
+    let figures = crate::load::measure(addr, path, stack_pid, &args.load)
+        .await
+        .with_context(|| format!("load with {} connections", args.load.load))?;
+    report.load = Some(figures);
+    Ok(())
 }
 
 /// Stack config for the bench: the repository's program with limits high
@@ -1658,7 +1727,9 @@ mod tests {
                     (1000, Duration::from_millis(1500)),
                 ]),
                 sustained: Some((1234.4, 20, 2000)),
+                load: None,
             }),
+            posts: None,
         }
     }
 

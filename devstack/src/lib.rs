@@ -7,9 +7,14 @@
 
 pub mod bench;
 pub mod check;
+pub mod connections_standin;
 pub mod edge;
 pub mod gateway;
 pub mod invoke;
 pub mod lambda;
+pub mod lambda_api;
+pub mod load;
+pub mod open_files;
+pub mod posts_bench;
 pub mod stack;
 pub mod websocket;

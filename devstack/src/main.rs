@@ -74,6 +74,10 @@ fn init_tracing(default_level: &str) {
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
+    // Three descriptors per connection through the edge: raise the limit
+    // before anything listens, and say what it allows.
+    let open_files = devstack::open_files::raise(devstack::open_files::WANTED);
+    tracing::info!("{}", open_files.describe());
     let program_dir = match args.program_dir {
         Some(dir) => dir,
         None => {

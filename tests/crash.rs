@@ -2,13 +2,42 @@
 //! and API Gateway report it: that client gets API Gateway's "Internal server
 //! error" frame, the process is replaced, and the next message works.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use e2e::process::signal;
 use e2e::{Client, Incoming, Stack, StackConfig};
 use protocol::{ClientFrame, GatewayFrame};
 use rustix::process::Signal;
+
+/// How long the ping may take to reach the stopped function process.
+const HANDOFF: Duration = Duration::from_secs(2);
+/// A generous bound on a line reaching devstack's log.
+const LOG_WAIT: Duration = Duration::from_secs(30);
+
+/// The pool's per-invocation report lines (`invoke … result=…`).
+fn invoke_reports(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|line| line.contains(" invoke ") && line.contains("result="))
+        .collect()
+}
+
+/// Waits until `ready` holds for devstack's log, at most [`LOG_WAIT`].
+async fn wait_for_log(
+    stack: &Stack,
+    what: &str,
+    ready: impl Fn(&str) -> bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + LOG_WAIT;
+    while !ready(&stack.log()) {
+        ensure!(
+            Instant::now() < deadline,
+            "no {what} in devstack's log within {LOG_WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
 
 #[tokio::test]
 async fn a_killed_function_process_fails_that_message_and_the_next_one_works() -> anyhow::Result<()>
@@ -20,10 +49,11 @@ async fn a_killed_function_process_fails_that_message_and_the_next_one_works() -
         let mut client = Client::connect(stack.edge()).await?;
         client.ping().await.context("warm-up ping")?;
         // The pong reaches the client a moment before the function returns
-        // its invocation's response; let every process go back to waiting
-        // for its next event, so the next one is handed to a stopped process
-        // rather than to a new one.
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // its invocation's response: wait for the pool's report of that
+        // invocation ($connect, then the ping), so the process is back to
+        // waiting for its next event and the next one is handed to it once
+        // it is stopped, rather than to a new one.
+        wait_for_log(&stack, "the warm-up ping's invoke report", |log| invoke_reports(log).len() >= 2).await?;
 
         let pids = stack.function_pids();
         ensure!(!pids.is_empty(), "no websocket-handler process among devstack's children: {:?}", stack.processes());
@@ -33,7 +63,9 @@ async fn a_killed_function_process_fails_that_message_and_the_next_one_works() -
             signal(pid, Signal::STOP).with_context(|| format!("SIGSTOP {pid}"))?;
         }
         client.send(&ClientFrame::ping()).await?;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // A generous moment for the ping to be handed to the stopped process;
+        // the crash report below proves it was.
+        tokio::time::sleep(HANDOFF).await;
         for &pid in &pids {
             signal(pid, Signal::KILL).with_context(|| format!("SIGKILL {pid}"))?;
         }
@@ -50,6 +82,15 @@ async fn a_killed_function_process_fails_that_message_and_the_next_one_works() -
             }
             other => bail!("expected API Gateway's error frame, got {other:?} (stopped and killed {pids:?})"),
         }
+
+        // Positive control: the pool reports the invocation as crashed on a
+        // killed process, so the frame above is that ping's.
+        wait_for_log(&stack, "a crashed invoke report", |log| {
+            invoke_reports(log)
+                .iter()
+                .any(|line| line.contains("crashed") && pids.iter().any(|pid| line.contains(&format!(" pid={pid} "))))
+        })
+        .await?;
 
         client.ping().await.context("the message after the crash")?;
         let now = stack.function_pids();

@@ -28,10 +28,14 @@ async fn ping_gets_pong_through_the_edge() -> anyhow::Result<()> {
 async fn next_message(client: &mut Client) -> anyhow::Result<(String, serde_json::Value, String)> {
     match client.recv_server().await? {
         ServerFrame::Message {
+            id,
             from,
             data,
             sent_at,
-        } => Ok((from, data, sent_at)),
+        } => {
+            ensure!(!id.is_empty(), "the message has no id");
+            Ok((from, data, sent_at))
+        }
         other => bail!("expected a message, got {other:?}"),
     }
 }

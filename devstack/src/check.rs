@@ -55,6 +55,16 @@ pub struct CheckArgs {
     #[arg(long, value_name = "SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout: u64,
+    /// The stack's API key, optional and never printed: with it,
+    /// `direct-with-key` checks that the direct endpoint lets the key in, so
+    /// the two refusals are about the key (not a wrong URL that refuses all).
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "DEVSTACK_API_KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
 }
 
 /// Runs every check, prints the report, and exits non-zero if any failed.
@@ -109,6 +119,12 @@ pub async fn check(args: &CheckArgs, mut on_outcome: impl FnMut(&Outcome)) -> Re
         };
         record(outcome);
     }
+    if let Some(key) = args.api_key.as_deref() {
+        record(match &direct {
+            Ok(endpoint) => expect_acceptance(&connector, endpoint, key).await,
+            Err(error) => Outcome::fail(names::DIRECT_WITH_KEY, error.to_string()),
+        });
+    }
     report
 }
 
@@ -121,6 +137,8 @@ pub mod names {
     pub const CLOSE: &str = "close";
     pub const DIRECT_WITHOUT_KEY: &str = "direct-without-key";
     pub const DIRECT_WRONG_KEY: &str = "direct-wrong-key";
+    /// Only with `--api-key`.
+    pub const DIRECT_WITH_KEY: &str = "direct-with-key";
 }
 
 /// The handshake through the distribution failed: it fails, and the checks
@@ -368,6 +386,26 @@ async fn expect_refusal(
                 ),
             )
         }
+    }
+}
+
+/// With the stack's key the direct endpoint must accept the handshake.
+/// Neither outcome quotes the key.
+async fn expect_acceptance(connector: &Connector, endpoint: &Endpoint, key: &str) -> Outcome {
+    let name = names::DIRECT_WITH_KEY;
+    match connector.connect(endpoint, Some(key)).await {
+        Ok(connected) => {
+            let _ = close(connected.ws, Duration::from_secs(2)).await;
+            Outcome::pass(name, "accepted with the API key")
+        }
+        Err(ConnectError::Refused { status }) => Outcome::fail(
+            name,
+            format!(
+                "refused the given API key with HTTP {status}: is --direct the API's stage URL, \
+                 and the key this stack's?"
+            ),
+        ),
+        Err(error) => Outcome::fail(name, format!("direct endpoint: {error}")),
     }
 }
 
@@ -1310,6 +1348,7 @@ mod tests {
             messages: 3,
             json: true,
             timeout: 1,
+            api_key: None,
         };
         let mut seen = Vec::new();
         let report = tokio::time::timeout(LIMIT, check(&args, |o| seen.push(o.name)))

@@ -148,9 +148,9 @@ fn local_output(
 }
 
 /// The function's environment: the program's variables with resource
-/// outputs resolved to local values, then the region, dummy credentials and
-/// the standard endpoint overrides that point the AWS SDK at the local
-/// DynamoDB and management API.
+/// outputs resolved to local values, then the region, dummy credentials, the
+/// SDK's endpoint override for the local DynamoDB, and `MANAGEMENT_ENDPOINT`
+/// (the variable the program sets) for the local management API.
 fn function_env(
     topology: &Topology,
     endpoints: &Endpoints,
@@ -173,10 +173,7 @@ fn function_env(
         ("AWS_SECRET_ACCESS_KEY", "local".to_string()),
         ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
         ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_endpoint.to_string()),
-        (
-            "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI",
-            endpoints.management.clone(),
-        ),
+        ("MANAGEMENT_ENDPOINT", endpoints.management.clone()),
     ];
     env.extend(fixed.into_iter().map(|(k, v)| (k.to_string(), v)));
     for name in PASSTHROUGH_ENV {
@@ -486,7 +483,7 @@ mod tests {
         let get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
         assert_eq!(get("AWS_ENDPOINT_URL_DYNAMODB"), Some("http://127.0.0.1:9"));
         assert_eq!(
-            get("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"),
+            get("MANAGEMENT_ENDPOINT"),
             Some(endpoints.management.as_str())
         );
         assert_eq!(get("AWS_REGION"), Some(topology.region.as_str()));

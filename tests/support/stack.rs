@@ -35,6 +35,7 @@ pub use devstack::stack::Endpoints;
 pub struct StackConfig {
     overrides: BTreeMap<String, serde_yaml::Value>,
     max_concurrency: Option<usize>,
+    env: BTreeMap<String, String>,
 }
 
 impl StackConfig {
@@ -51,6 +52,13 @@ impl StackConfig {
     /// The most function processes at once (`devstack up --max-concurrency`).
     pub fn max_concurrency(mut self, processes: usize) -> Self {
         self.max_concurrency = Some(processes);
+        self
+    }
+
+    /// Sets a variable in `devstack up`'s environment; devstack hands
+    /// `AWS_LAMBDA_LOG_LEVEL`, `RUST_LOG` and `RUST_BACKTRACE` on to the function.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.insert(name.to_string(), value.to_string());
         self
     }
 
@@ -326,6 +334,7 @@ impl Stack {
         if std::env::var_os("RUST_LOG").is_none() {
             command.env("RUST_LOG", "info");
         }
+        command.envs(&config.env);
         let child = process::spawn_guarded(command).context("starting devstack up")?;
         let mut running = Running {
             child: Some(child),

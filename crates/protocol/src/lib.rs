@@ -70,8 +70,12 @@ impl ClientFrame {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ServerFrame {
-    /// A message another connection sent with `sendmessage`.
+    /// A message another connection sent with `sendmessage`. `id` is API
+    /// Gateway's id of that `sendmessage` (`requestContext.messageId`): a
+    /// post the function retried (after a timeout the management API had in
+    /// fact served) arrives twice with the same id, and the copy can be dropped.
     Message {
+        id: String,
         from: String,
         data: Value,
         #[serde(rename = "sentAt")]
@@ -313,13 +317,14 @@ mod tests {
     #[test]
     fn server_frames_have_the_documented_shape() {
         let sent = ServerFrame::Message {
+            id: "Zx1=".into(),
             from: "abc".into(),
             data: json!([1]),
             sent_at: "2026-01-01T00:00:00Z".into(),
         };
         assert_eq!(
             serde_json::to_value(&sent).unwrap(),
-            json!({"type":"message","from":"abc","data":[1],"sentAt":"2026-01-01T00:00:00Z"})
+            json!({"type":"message","id":"Zx1=","from":"abc","data":[1],"sentAt":"2026-01-01T00:00:00Z"})
         );
         assert_eq!(ServerFrame::Pong.to_text(), r#"{"type":"pong"}"#);
         assert_eq!(

@@ -46,6 +46,9 @@ impl ApiAddress {
 pub struct WebsocketEvent {
     pub route_key: String,
     pub connection_id: String,
+    /// API Gateway's id of this incoming message (`messageId`); a fresh
+    /// random one when the event has none (`$connect`, hand-made events).
+    pub message_id: String,
     pub api: ApiAddress,
     /// When the connection was opened, epoch milliseconds (`connectedAt`).
     pub connected_at_ms: i64,
@@ -71,9 +74,12 @@ impl WebsocketEvent {
         let route_key = non_empty(context.route_key).ok_or(EventError::MissingField("routeKey"))?;
         let connection_id =
             non_empty(context.connection_id).ok_or(EventError::MissingField("connectionId"))?;
+        let message_id = non_empty(context.message_id)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         Ok(WebsocketEvent {
             route_key,
             connection_id,
+            message_id,
             api: ApiAddress {
                 domain_name: non_empty(context.domain_name),
                 stage: non_empty(context.stage),
@@ -124,26 +130,50 @@ fn non_empty(value: Option<String>) -> Option<String> {
 }
 
 /// Describes a deserialisation error by the path of the offending field and
-/// the kind of problem, without the input's text: serde's messages quote the
-/// offending value, and header values carry the API key.
+/// the kind of problem, never with the input's text: serde's messages quote
+/// the offending value (`invalid type: string "…", expected i64`), header
+/// values carry the API key, and a value may itself contain `, expected `.
+/// Only serde's fixed prefixes are read; the one name kept, a missing
+/// field's, comes from the event type, and is kept only if it looks like one.
 fn describe_shape_error(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
-    let path = error.path().to_string();
-    let inner = error.inner();
-    let kind = inner.to_string();
-    // "missing field `x`" and "invalid type: string \"...\", expected y" — keep
-    // the field name or the expectation, drop any quoted input.
-    let problem = if let Some(rest) = kind.strip_prefix("missing field ") {
-        format!("missing field {rest}")
-    } else if let Some((_, expected)) = kind.split_once(", expected ") {
-        format!("wrong type, expected {expected}")
-    } else {
-        "invalid value".to_string()
+    let kind = error.inner().to_string();
+    let missing = kind
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'))
+        .filter(|name| is_plain_name(name));
+    let problem = match missing {
+        Some(name) => format!("missing field `{name}`"),
+        None if kind.starts_with("invalid type: ") => "wrong type".to_string(),
+        None if kind.starts_with("invalid length ") => "wrong length".to_string(),
+        None if kind.starts_with("unknown variant ") => "unknown variant".to_string(),
+        None => "invalid value".to_string(),
     };
-    if path == "." || path.is_empty() {
+    let path: Vec<String> = error
+        .path()
+        .iter()
+        .map(|segment| match segment {
+            serde_path_to_error::Segment::Seq { index } => index.to_string(),
+            serde_path_to_error::Segment::Map { key } if is_plain_name(key) => key.clone(),
+            serde_path_to_error::Segment::Enum { variant } if is_plain_name(variant) => {
+                variant.clone()
+            }
+            _ => "?".to_string(),
+        })
+        .collect();
+    if path.is_empty() {
         problem
     } else {
-        format!("{problem} at `{path}`")
+        format!("{problem} at `{}`", path.join("."))
     }
+}
+
+/// A field or header name: short, and letters, digits, `-` and `_` only.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 40
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 #[cfg(test)]
@@ -221,8 +251,45 @@ pub(crate) mod tests {
         let mut raw = event("ping", "c1", None);
         raw["requestContext"]["connectedAt"] = json!("secret-key-in-a-wrong-place");
         let err = WebsocketEvent::parse(raw).unwrap_err().to_string();
-        assert!(err.contains("requestContext.connectedAt"), "{err}");
-        assert!(!err.contains("secret"), "{err}");
+        assert_eq!(
+            err,
+            "event is not an API Gateway WebSocket event: wrong type at `requestContext.connectedAt`"
+        );
+    }
+
+    /// Where a wrong-typed value can sit in an event, and the path the
+    /// error names for it.
+    const PLACES: &[(&str, &str)] = &[
+        ("/requestContext/connectedAt", "requestContext.connectedAt"),
+        (
+            "/requestContext/requestTimeEpoch",
+            "requestContext.requestTimeEpoch",
+        ),
+        ("/isBase64Encoded", "isBase64Encoded"),
+        ("/requestContext", "requestContext"),
+        ("/requestContext/identity", "requestContext.identity"),
+        ("/headers", "headers"),
+    ];
+
+    proptest::proptest! {
+        /// Values that mimic serde's own message (`, expected `, quotes,
+        /// backticks) still never reach the error text.
+        #[test]
+        fn shape_errors_never_quote_a_value(
+            before in "[ -~]{0,20}",
+            after in "[ -~]{0,20}",
+            place in 0..PLACES.len(),
+        ) {
+            let marker = "S3CR3T";
+            let value = format!("{marker}{before}{marker}, expected {marker}{after}{marker}");
+            let (pointer, path) = PLACES[place];
+            let mut raw = event("ping", "c1", None);
+            let slot = raw.pointer_mut(pointer).expect("the fixture has the field");
+            *slot = json!(value);
+            let error = WebsocketEvent::parse(raw).expect_err("a string where it cannot be").to_string();
+            proptest::prop_assert!(!error.contains(marker), "{}", error);
+            proptest::prop_assert!(error.contains(path), "{}", error);
+        }
     }
 
     #[test]

@@ -2,22 +2,25 @@
 //!
 //! Takes the raw event JSON, so even an event that is not an API Gateway
 //! WebSocket event gets a response and a warn-level log line, and dispatches
-//! on `requestContext.routeKey` to the functions in [`crate::routes`].
+//! on `requestContext.routeKey` to the functions in [`crate::routes`], which
+//! answer before the invocation's [`Deadline`].
 
 use aws_lambda_events::apigw::ApiGatewayProxyResponse;
 use protocol::{ErrorCode, ServerFrame, binary_frame, parse_client_frame, routes};
 use serde_json::Value;
 
+use crate::deadline::{Deadline, RESPONSE_RESERVE};
 use crate::event::{ReplyTarget, WebsocketEvent};
 use crate::messenger::{Messengers, send_frame};
 use crate::registry::ConnectionRegistry;
-use crate::routes::{bad_input, response};
+use crate::routes::{bad_input, bad_request, response};
 
-/// Serves one event. Never panics, whatever the JSON.
+/// Serves one event, answering before `deadline`. Never panics, whatever the JSON.
 pub async fn handle(
     raw: Value,
     registry: &dyn ConnectionRegistry,
     messengers: &dyn Messengers,
+    deadline: Deadline,
 ) -> ApiGatewayProxyResponse {
     let reply_target = ReplyTarget::from_raw(&raw);
     let event = match WebsocketEvent::parse(raw) {
@@ -25,12 +28,18 @@ pub async fn handle(
         Err(error) => {
             tracing::warn!(%error, "bad event");
             if let Some(target) = reply_target {
-                tell_unparsed_sender(&target, messengers).await;
+                tell_unparsed_sender(&target, messengers, deadline).await;
             }
-            return response(400, "bad event");
+            return bad_request(ErrorCode::BadRequest);
         }
     };
-    let result = dispatch(&event, registry, messengers).await;
+    tracing::debug!(
+        route = %event.route_key,
+        connection_id = %event.connection_id,
+        message_id = %event.message_id,
+        "event"
+    );
+    let result = dispatch(&event, registry, messengers, deadline).await;
     tracing::info!(
         route = %event.route_key,
         connection_id = %event.connection_id,
@@ -44,6 +53,7 @@ async fn dispatch(
     event: &WebsocketEvent,
     registry: &dyn ConnectionRegistry,
     messengers: &dyn Messengers,
+    deadline: Deadline,
 ) -> ApiGatewayProxyResponse {
     match event.route_key.as_str() {
         routes::CONNECT => return crate::routes::connect(registry, event).await,
@@ -60,26 +70,27 @@ async fn dispatch(
     };
     let messenger = messenger.as_ref();
     if event.is_base64_encoded {
-        return bad_input(registry, messenger, event, &binary_frame()).await;
+        return bad_input(registry, messenger, event, &binary_frame(), deadline).await;
     }
     let frame = match parse_client_frame(event.body.as_deref().unwrap_or_default()) {
         Ok(frame) => frame,
-        Err(error) => return bad_input(registry, messenger, event, &error).await,
+        Err(error) => return bad_input(registry, messenger, event, &error, deadline).await,
     };
     // API Gateway picked the route from the same `action` (route selection
     // is `$request.body.action`), so the action is the one key to dispatch
     // on: `$default` then serves a known action exactly as its own route would.
     match frame.action.as_str() {
         routes::SEND_MESSAGE => {
-            crate::routes::send_message(registry, messenger, event, &frame).await
+            crate::routes::send_message(registry, messenger, event, &frame, deadline).await
         }
-        routes::PING => crate::routes::ping(registry, messenger, event).await,
+        routes::PING => crate::routes::ping(registry, messenger, event, deadline).await,
         action => {
             bad_input(
                 registry,
                 messenger,
                 event,
                 &protocol::unknown_action(action),
+                deadline,
             )
             .await
         }
@@ -88,7 +99,11 @@ async fn dispatch(
 
 /// An event that did not parse but names its connection: tell the sender,
 /// unless it is a `$connect`/`$disconnect` (nothing can be posted to those).
-async fn tell_unparsed_sender(target: &ReplyTarget, messengers: &dyn Messengers) {
+async fn tell_unparsed_sender(
+    target: &ReplyTarget,
+    messengers: &dyn Messengers,
+    deadline: Deadline,
+) {
     if matches!(
         target.route_key.as_deref(),
         Some(routes::CONNECT | routes::DISCONNECT)
@@ -101,9 +116,18 @@ async fn tell_unparsed_sender(target: &ReplyTarget, messengers: &dyn Messengers)
     );
     match messengers.for_api(&target.api) {
         Ok(messenger) => {
-            if let Err(error) = send_frame(messenger.as_ref(), &target.connection_id, &frame).await
-            {
-                tracing::warn!(connection_id = %target.connection_id, %error, "could not tell the sender its event was bad");
+            let sent = deadline.within(
+                RESPONSE_RESERVE,
+                send_frame(messenger.as_ref(), &target.connection_id, &frame),
+            );
+            match sent.await {
+                Some(Ok(())) => {}
+                Some(Err(error)) => {
+                    tracing::warn!(connection_id = %target.connection_id, %error, "could not tell the sender its event was bad")
+                }
+                None => {
+                    tracing::warn!(connection_id = %target.connection_id, "no time left to tell the sender its event was bad")
+                }
             }
         }
         Err(error) => {
@@ -117,7 +141,8 @@ mod tests {
     use super::*;
     use crate::event::tests::event;
     use crate::messenger::MemoryMessenger;
-    use crate::registry::{Connection, MemoryRegistry, RegistryError};
+    use crate::messenger::{Messenger, PostError};
+    use crate::registry::{Connection, GoneRemoval, MemoryRegistry, RegistryError};
     use async_trait::async_trait;
     use protocol::{MAX_DATA_BYTES, ServerFrame};
     use serde_json::json;
@@ -144,9 +169,13 @@ mod tests {
         }
 
         async fn run(&self, raw: Value) -> ApiGatewayProxyResponse {
-            tokio::time::timeout(LIMIT, handle(raw, &self.registry, &self.messenger))
-                .await
-                .expect("handler timed out")
+            let deadline = Deadline::after(LIMIT);
+            tokio::time::timeout(
+                LIMIT,
+                handle(raw, &self.registry, &self.messenger, deadline),
+            )
+            .await
+            .expect("handler timed out")
         }
 
         async fn send(&self, route: &str, from: &str, body: &str) -> ApiGatewayProxyResponse {
@@ -196,6 +225,13 @@ mod tests {
         async fn remove(&self, _: &str) -> Result<(), RegistryError> {
             Err(RegistryError::new("DeleteItem", "table is unavailable"))
         }
+        async fn remove_gone(
+            &self,
+            _: &str,
+            _: chrono::DateTime<chrono::Utc>,
+        ) -> Result<GoneRemoval, RegistryError> {
+            Err(RegistryError::new("DeleteItem", "table is unavailable"))
+        }
         async fn list(&self) -> Result<Vec<String>, RegistryError> {
             Err(RegistryError::new("Scan", "table is unavailable"))
         }
@@ -205,7 +241,8 @@ mod tests {
     async fn a_registry_failure_refuses_the_handshake_and_fails_loudly_elsewhere() {
         let messenger = MemoryMessenger::new();
         let run = |raw| async {
-            tokio::time::timeout(LIMIT, handle(raw, &BrokenRegistry, &messenger))
+            let deadline = Deadline::after(LIMIT);
+            tokio::time::timeout(LIMIT, handle(raw, &BrokenRegistry, &messenger, deadline))
                 .await
                 .expect("timed out")
         };
@@ -252,6 +289,7 @@ mod tests {
             let frames = f.messenger.frames_to(other);
             let [
                 ServerFrame::Message {
+                    id,
                     from,
                     data,
                     sent_at,
@@ -260,6 +298,7 @@ mod tests {
             else {
                 panic!("{other} got {frames:?}");
             };
+            assert_eq!(id, "msg-1", "the id is API Gateway's messageId");
             assert_eq!(from, "a");
             assert_eq!(data, &json!({"text": "hi"}));
             assert!(
@@ -470,5 +509,129 @@ mod tests {
         assert_eq!(f.run(raw).await.status_code, 400);
         assert!(f.messenger.frames_to("z").is_empty());
         assert_eq!(f.ids().await, ["a"]);
+    }
+
+    /// Posts to ids starting with "slow" take `delay`; posts to ids starting
+    /// with "stuck" never finish; the rest are immediate. (Real time: the
+    /// deadlines below are seconds away.)
+    #[derive(Clone)]
+    struct Scripted {
+        inner: MemoryMessenger,
+        delay: Duration,
+    }
+
+    #[async_trait]
+    impl Messenger for Scripted {
+        async fn post(&self, connection_id: &str, data: &[u8]) -> Result<(), PostError> {
+            if connection_id.starts_with("stuck") {
+                std::future::pending::<()>().await;
+            }
+            if connection_id.starts_with("slow") {
+                tokio::time::sleep(self.delay).await;
+            }
+            self.inner.post(connection_id, data).await
+        }
+    }
+
+    impl Messengers for Scripted {
+        fn for_api(
+            &self,
+            _: &crate::event::ApiAddress,
+        ) -> Result<std::sync::Arc<dyn Messenger>, PostError> {
+            Ok(std::sync::Arc::new(self.clone()))
+        }
+    }
+
+    async fn registered(ids: &[&str]) -> MemoryRegistry {
+        let registry = MemoryRegistry::new();
+        for id in ids {
+            let status = routes_connect(&registry, id).await;
+            assert_eq!(status, 200);
+        }
+        registry
+    }
+
+    async fn routes_connect(registry: &MemoryRegistry, id: &str) -> i64 {
+        let messenger = MemoryMessenger::new();
+        handle(
+            event("$connect", id, None),
+            registry,
+            &messenger,
+            Deadline::after(LIMIT),
+        )
+        .await
+        .status_code
+    }
+
+    /// Recipients slower than the invocation's time: the broadcast stops in
+    /// time, the sender is told how many it reached, and the response comes
+    /// before the deadline.
+    #[tokio::test]
+    async fn a_broadcast_near_the_deadline_stops_in_time_to_answer() {
+        let registry = registered(&["a", "b", "c", "slow1", "slow2", "slow3"]).await;
+        let messenger = Scripted {
+            inner: MemoryMessenger::new(),
+            delay: Duration::from_secs(60),
+        };
+        let deadline = Deadline::after(Duration::from_secs(3));
+        let result = handle(
+            event(
+                "sendmessage",
+                "a",
+                Some(r#"{"action":"sendmessage","data":"x"}"#),
+            ),
+            &registry,
+            &messenger,
+            deadline,
+        )
+        .await;
+        assert!(
+            tokio::time::Instant::now() < deadline.instant(),
+            "answered after the deadline"
+        );
+        assert_eq!(result.status_code, 200);
+        assert_eq!(
+            messenger.inner.frames_to("a"),
+            [ServerFrame::Sent { recipients: 2 }]
+        );
+        assert_eq!(messenger.inner.frames_to("b").len(), 1);
+        assert!(messenger.inner.frames_to("slow1").is_empty());
+    }
+
+    /// A reply that cannot be posted fails the invocation before its
+    /// deadline, instead of running it into Lambda's timeout.
+    #[tokio::test]
+    async fn a_reply_that_hangs_gives_up_before_the_deadline() {
+        let registry = registered(&["stuck", "b"]).await;
+        let messenger = Scripted {
+            inner: MemoryMessenger::new(),
+            delay: Duration::ZERO,
+        };
+        let deadline = Deadline::after(Duration::from_secs(2));
+        let ping = handle(
+            event("ping", "stuck", Some(r#"{"action":"ping"}"#)),
+            &registry,
+            &messenger,
+            deadline,
+        )
+        .await;
+        assert_eq!(ping.status_code, 500);
+        assert!(tokio::time::Instant::now() < deadline.instant());
+
+        let deadline = Deadline::after(Duration::from_secs(2));
+        let sent = handle(
+            event(
+                "sendmessage",
+                "stuck",
+                Some(r#"{"action":"sendmessage","data":1}"#),
+            ),
+            &registry,
+            &messenger,
+            deadline,
+        )
+        .await;
+        assert_eq!(sent.status_code, 500);
+        assert!(tokio::time::Instant::now() < deadline.instant());
+        assert_eq!(messenger.inner.frames_to("b").len(), 1, "b still got it");
     }
 }

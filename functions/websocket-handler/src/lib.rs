@@ -7,11 +7,13 @@
 //! the same code runs in AWS, in the local stack and in the tests.
 
 pub mod broadcast;
+pub mod deadline;
 pub mod event;
 pub mod fanout;
 pub mod fanout_table;
 pub mod handler;
 pub mod https_client;
+pub mod logging;
 pub mod messenger;
 pub mod registry;
 pub mod relay;

@@ -13,7 +13,6 @@ use async_trait::async_trait;
 use aws_sdk_apigatewaymanagement::error::{DisplayErrorContext, SdkError};
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use aws_types::SdkConfig;
-use aws_types::service_config::ServiceConfigKey;
 use protocol::ServerFrame;
 
 use crate::event::ApiAddress;
@@ -167,18 +166,19 @@ impl Messenger for ManagementApiMessenger {
 /// Where the management endpoint came from, for the start-up log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndpointSource {
-    /// `AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI` or `AWS_ENDPOINT_URL` (or
-    /// the shared config file): the SDK applies it itself.
-    SdkOverride,
-    /// The `MANAGEMENT_ENDPOINT` variable the Pulumi program sets.
+    /// The `MANAGEMENT_ENDPOINT` variable, which the Pulumi program sets for
+    /// the deployed function and devstack for the local one.
     Configured(String),
     /// `https://{domainName}/{stage}` of the first event, built once.
     FromEvents,
 }
 
 /// The management API clients of this process, built once: a fixed one when
-/// the endpoint is known at start, otherwise one derived from the first
-/// event's domain and stage and cached.
+/// `MANAGEMENT_ENDPOINT` is set, otherwise one derived from the first event's
+/// domain and stage and cached. The endpoint is always given to the SDK
+/// explicitly, so its own endpoint overrides
+/// (`AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI`, `AWS_ENDPOINT_URL`) play no
+/// part: local and deployed take the same path.
 #[derive(Debug)]
 pub struct ManagementApi {
     sdk: SdkConfig,
@@ -187,46 +187,16 @@ pub struct ManagementApi {
     derived: Mutex<Option<(String, Arc<ManagementApiMessenger>)>>,
 }
 
-/// The service id the SDK uses to look up its endpoint override
-/// (`AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI`).
-const SERVICE_ID: &str = "ApiGatewayManagementApi";
-
-/// Whether the SDK will take the management endpoint from its own
-/// configuration: the same lookup the generated
-/// `aws_sdk_apigatewaymanagement::Config::from(&SdkConfig)` performs.
-fn sdk_has_endpoint_override(sdk: &SdkConfig) -> bool {
-    let service_specific = ServiceConfigKey::builder()
-        .service_id(SERVICE_ID)
-        .env("AWS_ENDPOINT_URL")
-        .profile("endpoint_url")
-        .build()
-        .ok()
-        .and_then(|key| {
-            sdk.service_config()
-                .and_then(|config| config.load_config(key))
-        });
-    service_specific.is_some() || sdk.endpoint_url().is_some()
-}
-
 impl ManagementApi {
-    /// `management_endpoint` is the `MANAGEMENT_ENDPOINT` variable; an
-    /// endpoint override in the SDK's configuration wins over it.
+    /// `management_endpoint` is the `MANAGEMENT_ENDPOINT` variable.
     pub fn new(sdk: &SdkConfig, management_endpoint: Option<&str>) -> Self {
         let management_endpoint = management_endpoint.map(str::trim).filter(|e| !e.is_empty());
-        let (source, fixed) = if sdk_has_endpoint_override(sdk) {
-            let client = aws_sdk_apigatewaymanagement::Client::new(sdk);
-            (
-                EndpointSource::SdkOverride,
-                Some(Arc::new(ManagementApiMessenger::new(client))),
-            )
-        } else if let Some(endpoint) = management_endpoint {
-            let messenger = Arc::new(Self::messenger_at(sdk, endpoint));
-            (
+        let (source, fixed) = match management_endpoint {
+            Some(endpoint) => (
                 EndpointSource::Configured(endpoint.to_string()),
-                Some(messenger),
-            )
-        } else {
-            (EndpointSource::FromEvents, None)
+                Some(Arc::new(Self::messenger_at(sdk, endpoint))),
+            ),
+            None => (EndpointSource::FromEvents, None),
         };
         ManagementApi {
             sdk: sdk.clone(),
@@ -255,8 +225,8 @@ impl Messengers for ManagementApi {
         }
         let endpoint = api.management_endpoint().ok_or_else(|| {
             PostError::Other(
-                "no management endpoint: the event has no requestContext.domainName/stage and neither \
-                 MANAGEMENT_ENDPOINT nor AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI is set"
+                "no management endpoint: MANAGEMENT_ENDPOINT is not set and the event has no \
+                 requestContext.domainName/stage"
                     .into(),
             )
         })?;
@@ -279,7 +249,7 @@ impl Messengers for ManagementApi {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_types::service_config::LoadServiceConfig;
+    use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 
     /// Plays the process environment for the SDK's service-config lookup.
     #[derive(Debug)]
@@ -309,26 +279,26 @@ mod tests {
     }
 
     #[test]
-    fn the_sdk_override_wins_over_management_endpoint() {
+    fn the_sdks_own_endpoint_overrides_are_not_consulted() {
         let config = sdk(
             vec![(
                 "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI",
                 "http://127.0.0.1:9/prod",
             )],
-            None,
+            Some("http://127.0.0.1:9"),
         );
-        let api = ManagementApi::new(&config, Some("https://configured.example/prod"));
-        assert_eq!(api.source(), &EndpointSource::SdkOverride);
-
-        let config = sdk(vec![], Some("http://127.0.0.1:9"));
         assert_eq!(
-            ManagementApi::new(&config, Some("https://x/prod")).source(),
-            &EndpointSource::SdkOverride
+            ManagementApi::new(&config, None).source(),
+            &EndpointSource::FromEvents
+        );
+        assert_eq!(
+            ManagementApi::new(&config, Some("https://configured.example/prod")).source(),
+            &EndpointSource::Configured("https://configured.example/prod".into())
         );
     }
 
     #[test]
-    fn management_endpoint_is_used_when_there_is_no_override() {
+    fn management_endpoint_is_used_when_set() {
         let config = sdk(
             vec![("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:9")],
             None,

@@ -2,17 +2,20 @@
 //!
 //! API Gateway does not tell a function which connections exist, so `$connect`
 //! records each one and `$disconnect` (or a 410 from the management API)
-//! removes it; broadcast reads the list. [`ConnectionRegistry`] is the small
+//! removes it; broadcast reads the list. A 410 does not always mean gone:
+//! API Gateway also answers 410 for a connection whose `$connect` is still
+//! running, so a 410 removes only a record older than [`GONE_GRACE`]. [`ConnectionRegistry`] is the small
 //! trait the routes use; [`DynamoDbRegistry`] is the deployed implementation
 //! and [`MemoryRegistry`] the one the route tests use.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 
 /// Partition key of the connections table.
 pub const CONNECTION_ID: &str = "connectionId";
@@ -24,6 +27,20 @@ pub const USER_AGENT: &str = "userAgent";
 /// the item. API Gateway closes every connection after 2 hours, so a
 /// connection whose `$disconnect` was lost still leaves the table.
 pub const EXPIRES_AT: &str = "expiresAt";
+
+/// How long after it opened a connection's record survives a 410. API
+/// Gateway answers 410 to posts for a connection until its `$connect`
+/// returns, and an integration may take up to 29 s; a joiner whose
+/// `$connect` is still running must not be forgotten by a concurrent
+/// broadcast. A connection that really left that young is removed by its
+/// `$disconnect`, by the next 410 after the grace, or by the TTL.
+pub const GONE_GRACE: Duration = Duration::from_secs(30);
+
+/// `connectedAt` as stored: RFC 3339, UTC, milliseconds, so that the strings
+/// order as the times do (the conditional delete compares them).
+pub fn format_connected_at(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
 
 /// One open WebSocket connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +78,16 @@ impl RegistryError {
     }
 }
 
+/// What [`ConnectionRegistry::remove_gone`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GoneRemoval {
+    /// The record was older than the cutoff and is deleted.
+    Removed,
+    /// No record older than the cutoff: a young one is kept (its `$connect`
+    /// may still be running), or there was none.
+    Kept,
+}
+
 /// The connections the function can reach.
 #[async_trait]
 pub trait ConnectionRegistry: Send + Sync {
@@ -68,8 +95,34 @@ pub trait ConnectionRegistry: Send + Sync {
     async fn register(&self, connection: &Connection) -> Result<(), RegistryError>;
     /// Forgets a connection; forgetting an unknown one is not an error.
     async fn remove(&self, connection_id: &str) -> Result<(), RegistryError>;
+    /// Forgets a connection the management API answered 410 for, but only
+    /// if it connected before `connected_before`: one atomic conditional
+    /// delete, so a record written meanwhile is never lost.
+    async fn remove_gone(
+        &self,
+        connection_id: &str,
+        connected_before: DateTime<Utc>,
+    ) -> Result<GoneRemoval, RegistryError>;
     /// The ids of every registered connection.
     async fn list(&self) -> Result<Vec<String>, RegistryError>;
+}
+
+/// Handles a 410 for `connection_id`: removes its record unless it opened
+/// less than [`GONE_GRACE`] ago. Logs what happened; never fails.
+pub async fn forget_gone(registry: &dyn ConnectionRegistry, connection_id: &str) {
+    let cutoff = Utc::now() - chrono::TimeDelta::from_std(GONE_GRACE).unwrap_or_default();
+    match registry.remove_gone(connection_id, cutoff).await {
+        Ok(GoneRemoval::Removed) => {
+            tracing::info!(%connection_id, "connection is gone; removed");
+        }
+        Ok(GoneRemoval::Kept) => tracing::info!(
+            %connection_id,
+            "connection answered 410 but opened less than the grace period ago (its $connect may still be running); kept"
+        ),
+        Err(error) => {
+            tracing::warn!(%connection_id, %error, "could not remove a gone connection");
+        }
+    }
 }
 
 /// An in-process registry, for tests and for running the routes without AWS.
@@ -107,6 +160,21 @@ impl ConnectionRegistry for MemoryRegistry {
     async fn remove(&self, connection_id: &str) -> Result<(), RegistryError> {
         self.lock().remove(connection_id);
         Ok(())
+    }
+
+    async fn remove_gone(
+        &self,
+        connection_id: &str,
+        connected_before: DateTime<Utc>,
+    ) -> Result<GoneRemoval, RegistryError> {
+        let mut connections = self.lock();
+        match connections.get(connection_id) {
+            Some(connection) if connection.connected_at < connected_before => {
+                connections.remove(connection_id);
+                Ok(GoneRemoval::Removed)
+            }
+            _ => Ok(GoneRemoval::Kept),
+        }
     }
 
     async fn list(&self) -> Result<Vec<String>, RegistryError> {
@@ -165,7 +233,7 @@ impl ConnectionRegistry for DynamoDbRegistry {
             )
             .item(
                 CONNECTED_AT,
-                AttributeValue::S(connection.connected_at.to_rfc3339()),
+                AttributeValue::S(format_connected_at(connection.connected_at)),
             )
             .item(
                 EXPIRES_AT,
@@ -190,6 +258,35 @@ impl ConnectionRegistry for DynamoDbRegistry {
             .await
             .map_err(|e| sdk_error("DeleteItem", e))?;
         Ok(())
+    }
+
+    async fn remove_gone(
+        &self,
+        connection_id: &str,
+        connected_before: DateTime<Utc>,
+    ) -> Result<GoneRemoval, RegistryError> {
+        let deleted = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(CONNECTION_ID, AttributeValue::S(connection_id.to_string()))
+            .condition_expression("#at < :cutoff")
+            .expression_attribute_names("#at", CONNECTED_AT)
+            .expression_attribute_values(
+                ":cutoff",
+                AttributeValue::S(format_connected_at(connected_before)),
+            )
+            .send()
+            .await;
+        match deleted {
+            Ok(_) => Ok(GoneRemoval::Removed),
+            Err(SdkError::ServiceError(context))
+                if context.err().is_conditional_check_failed_exception() =>
+            {
+                Ok(GoneRemoval::Kept)
+            }
+            Err(error) => Err(sdk_error("DeleteItem", error)),
+        }
     }
 
     async fn list(&self) -> Result<Vec<String>, RegistryError> {
@@ -247,5 +344,45 @@ mod tests {
         registry.remove("never-there").await.unwrap();
         assert_eq!(registry.list().await.unwrap(), ["b"]);
         assert_eq!(registry.get("b"), Some(connection("b")));
+    }
+
+    #[tokio::test]
+    async fn a_410_removes_only_a_record_older_than_the_cutoff() {
+        let registry = MemoryRegistry::new();
+        let old = connection("old");
+        let mut young = connection("young");
+        young.connected_at = old.connected_at + chrono::Duration::seconds(60);
+        registry.register(&old).await.unwrap();
+        registry.register(&young).await.unwrap();
+        let cutoff = old.connected_at + chrono::Duration::seconds(30);
+        assert_eq!(
+            registry.remove_gone("young", cutoff).await,
+            Ok(GoneRemoval::Kept)
+        );
+        assert_eq!(
+            registry.remove_gone("old", cutoff).await,
+            Ok(GoneRemoval::Removed)
+        );
+        assert_eq!(
+            registry.remove_gone("never-there", cutoff).await,
+            Ok(GoneRemoval::Kept)
+        );
+        assert_eq!(registry.list().await.unwrap(), ["young"]);
+    }
+
+    #[test]
+    fn stored_times_order_as_the_times_do() {
+        let base = connection("a").connected_at;
+        let times = [
+            base,
+            base + chrono::Duration::milliseconds(1),
+            base + chrono::Duration::milliseconds(999),
+            base + chrono::Duration::seconds(1),
+            base + chrono::Duration::days(400),
+        ];
+        for pair in times.windows(2) {
+            assert!(format_connected_at(pair[0]) < format_connected_at(pair[1]));
+        }
+        assert_eq!(format_connected_at(base), "2026-11-18T11:06:40.000Z");
     }
 }

@@ -1,7 +1,8 @@
 //! One async function per route.
 //!
 //! Each route is plain Rust over the [`ConnectionRegistry`] and [`Messenger`]
-//! traits and returns the response API Gateway gets. Adding a route means one
+//! traits and returns the response API Gateway gets, before the
+//! invocation's [`Deadline`]. Adding a route means one
 //! function here, one arm in [`crate::handler`], one constant in
 //! `protocol::routes` and one route block in `Pulumi.yaml`.
 
@@ -10,10 +11,11 @@ use aws_lambda_events::encodings::Body;
 use chrono::{DateTime, SecondsFormat, Utc};
 use protocol::{ClientFrame, ErrorCode, ProtocolError, ServerFrame, check_message_data};
 
-use crate::broadcast::broadcast;
+use crate::broadcast::{POST_TIMEOUT, broadcast};
+use crate::deadline::{Deadline, REPLY_RESERVE, RESPONSE_RESERVE};
 use crate::event::WebsocketEvent;
 use crate::messenger::{Messenger, PostError, send_frame};
-use crate::registry::{Connection, ConnectionRegistry};
+use crate::registry::{Connection, ConnectionRegistry, forget_gone};
 
 /// A response with a short status text (never client content).
 pub fn response(status_code: i64, text: &str) -> ApiGatewayProxyResponse {
@@ -66,26 +68,34 @@ pub async fn disconnect(
 }
 
 /// `sendmessage`: send `data` to every other connection, then tell the
-/// sender how many it reached.
+/// sender how many it reached. Listing and fan-out stop in time for that
+/// reply: [`REPLY_RESERVE`] and [`RESPONSE_RESERVE`] before the deadline.
 pub async fn send_message(
     registry: &dyn ConnectionRegistry,
     messenger: &dyn Messenger,
     event: &WebsocketEvent,
     frame: &ClientFrame,
+    deadline: Deadline,
 ) -> ApiGatewayProxyResponse {
     let data = match check_message_data(frame.data.as_ref()) {
         Ok(data) => data,
-        Err(error) => return bad_input(registry, messenger, event, &error).await,
+        Err(error) => return bad_input(registry, messenger, event, &error, deadline).await,
     };
-    let connections = match registry.list().await {
-        Ok(connections) => connections,
-        Err(error) => {
+    let work_reserve = REPLY_RESERVE + RESPONSE_RESERVE;
+    let listed = deadline.within(work_reserve, registry.list()).await;
+    let connections = match listed {
+        Some(Ok(connections)) => connections,
+        failed => {
+            let error = match failed {
+                Some(Err(error)) => error.to_string(),
+                _ => "timed out at the invocation's deadline".to_string(),
+            };
             tracing::error!(connection_id = %event.connection_id, %error, "cannot list connections for sendmessage");
             let frame = ServerFrame::error(
                 ErrorCode::Internal,
                 "the message could not be sent; try again",
             );
-            let _ = reply(registry, messenger, &event.connection_id, &frame).await;
+            let _ = reply(registry, messenger, &event.connection_id, &frame, deadline).await;
             return response(500, "connection registry unavailable");
         }
     };
@@ -94,6 +104,7 @@ pub async fn send_message(
         .filter(|id| *id != event.connection_id)
         .collect();
     let message = ServerFrame::Message {
+        id: event.message_id.clone(),
         from: event.connection_id.clone(),
         data: data.clone(),
         sent_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
@@ -103,6 +114,7 @@ pub async fn send_message(
         messenger,
         &recipients,
         message.to_text().as_bytes(),
+        deadline.before(work_reserve),
     )
     .await;
     tracing::info!(
@@ -111,6 +123,7 @@ pub async fn send_message(
         delivered = delivery.delivered,
         gone = delivery.gone,
         failed = delivery.failed,
+        unreached = delivery.unreached,
         "sendmessage"
     );
     reply_status(
@@ -121,6 +134,7 @@ pub async fn send_message(
             &ServerFrame::Sent {
                 recipients: delivery.delivered,
             },
+            deadline,
         )
         .await,
     )
@@ -131,6 +145,7 @@ pub async fn ping(
     registry: &dyn ConnectionRegistry,
     messenger: &dyn Messenger,
     event: &WebsocketEvent,
+    deadline: Deadline,
 ) -> ApiGatewayProxyResponse {
     reply_status(
         reply(
@@ -138,18 +153,21 @@ pub async fn ping(
             messenger,
             &event.connection_id,
             &ServerFrame::Pong,
+            deadline,
         )
         .await,
     )
 }
 
 /// Bad input: the sender gets the error frame, the log says what was wrong
-/// (the code, never the content), and API Gateway gets a 400.
+/// (the code, never the content), and API Gateway gets a 400 whose body
+/// names the code.
 pub async fn bad_input(
     registry: &dyn ConnectionRegistry,
     messenger: &dyn Messenger,
     event: &WebsocketEvent,
     error: &ProtocolError,
+    deadline: Deadline,
 ) -> ApiGatewayProxyResponse {
     tracing::warn!(
         connection_id = %event.connection_id,
@@ -157,25 +175,53 @@ pub async fn bad_input(
         code = ?error.code,
         "bad input from client"
     );
-    let _ = reply(registry, messenger, &event.connection_id, &error.frame()).await;
-    response(400, "bad request")
+    let _ = reply(
+        registry,
+        messenger,
+        &event.connection_id,
+        &error.frame(),
+        deadline,
+    )
+    .await;
+    bad_request(error.code)
 }
 
-/// Sends one frame to one connection; a gone connection is removed from the
-/// registry, any failure is logged.
+/// A 400 whose body names the error code the sender was sent,
+/// e.g. `bad request: invalid_json`.
+pub fn bad_request(code: ErrorCode) -> ApiGatewayProxyResponse {
+    let name = serde_json::to_value(code)
+        .ok()
+        .and_then(|name| name.as_str().map(str::to_string))
+        .unwrap_or_default();
+    response(400, &format!("bad request: {name}"))
+}
+
+/// Sends one frame to one connection, giving up [`POST_TIMEOUT`] from now or
+/// [`RESPONSE_RESERVE`] before the deadline, whichever comes first; a gone
+/// connection is removed from the registry, any failure is logged.
 pub async fn reply(
     registry: &dyn ConnectionRegistry,
     messenger: &dyn Messenger,
     connection_id: &str,
     frame: &ServerFrame,
+    deadline: Deadline,
 ) -> Result<(), PostError> {
-    let result = send_frame(messenger, connection_id, frame).await;
+    let give_up = deadline
+        .before(RESPONSE_RESERVE)
+        .min(tokio::time::Instant::now() + POST_TIMEOUT);
+    let result = tokio::time::timeout_at(give_up, send_frame(messenger, connection_id, frame))
+        .await
+        .unwrap_or_else(|_| {
+            Err(PostError::Other(
+                "timed out before the invocation's deadline".into(),
+            ))
+        });
     match &result {
         Ok(()) => {}
         Err(PostError::Gone) => {
-            tracing::info!(%connection_id, "reply target is gone; removing it");
-            if let Err(error) = registry.remove(connection_id).await {
-                tracing::warn!(%connection_id, %error, "could not remove a gone connection");
+            let forgotten = deadline.within(RESPONSE_RESERVE, forget_gone(registry, connection_id));
+            if forgotten.await.is_none() {
+                tracing::warn!(%connection_id, "no time left to remove a gone connection");
             }
         }
         Err(PostError::Other(error)) => {

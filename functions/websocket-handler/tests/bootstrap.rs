@@ -1,8 +1,8 @@
 //! The built binary, run as Lambda runs it: a loopback Lambda Runtime API
 //! hands it events, DynamoDB is a real moto server and the management API a
-//! loopback stand-in, all reached through the standard endpoint-override
-//! variables with dummy credentials — the path the local stack uses, and the
-//! same code path as in AWS.
+//! loopback stand-in, reached through `AWS_ENDPOINT_URL_DYNAMODB` and
+//! `MANAGEMENT_ENDPOINT` with dummy credentials — the variables the local
+//! stack sets, and the same code path as in AWS.
 
 mod support;
 
@@ -141,10 +141,7 @@ async fn the_binary_serves_events_with_no_aws_account() {
         .env("AWS_SECRET_ACCESS_KEY", "local")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_ENDPOINT_URL_DYNAMODB", db.endpoint())
-        .env(
-            "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI",
-            format!("{management}/local"),
-        )
+        .env("MANAGEMENT_ENDPOINT", format!("{management}/local"))
         .env("CONNECTIONS_TABLE", "connections")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -166,10 +163,11 @@ async fn the_binary_serves_events_with_no_aws_account() {
         invoke("1", event("$connect", "a", None)).await["statusCode"],
         200
     );
-    assert_eq!(
-        invoke("2", event("$connect", "b", None)).await["statusCode"],
-        200
-    );
+    // b connected an hour ago: old enough for a 410 to remove it.
+    let mut connect_b = event("$connect", "b", None);
+    connect_b["requestContext"]["connectedAt"] =
+        json!(chrono::Utc::now().timestamp_millis() - 3_600_000);
+    assert_eq!(invoke("2", connect_b).await["statusCode"], 200);
     let sent = invoke(
         "3",
         event(
@@ -209,8 +207,14 @@ async fn the_binary_serves_events_with_no_aws_account() {
     let last = posts.texts_to("a").pop().expect("error frame");
     assert!(last.contains(r#""code":"invalid_json""#), "{last}");
 
-    // A connection the management API calls gone is dropped from the table.
+    // A connection the management API calls gone is dropped from the table,
+    // unless it opened moments ago (its $connect may still be running): c.
+    assert_eq!(
+        invoke("5c", event("$connect", "c", None)).await["statusCode"],
+        200
+    );
     posts.mark_gone("b");
+    posts.mark_gone("c");
     invoke(
         "6",
         event(
@@ -231,7 +235,13 @@ async fn the_binary_serves_events_with_no_aws_account() {
         .send()
         .await
         .expect("scan");
-    assert_eq!(scan.items().len(), 1, "b should have been removed");
+    let mut left: Vec<String> = scan
+        .items()
+        .iter()
+        .filter_map(|item| item.get("connectionId")?.as_s().ok().cloned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["a", "c"], "b should have been removed, c kept");
 
     assert_eq!(
         invoke("7", json!({"not": "an event"})).await["statusCode"],

@@ -1,6 +1,7 @@
 //! `DynamoDbRegistry` against a real DynamoDB-compatible server (moto, started
-//! by `local-dynamodb`): the item layout the Pulumi table expects, TTL, and a
-//! Scan that really spans several pages.
+//! by `local-dynamodb`): the item layout the Pulumi table expects, TTL, a
+//! Scan that really spans several pages, and the conditional delete a 410
+//! makes.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use chrono::{TimeZone, Utc};
 use local_dynamodb::LocalDynamoDb;
 use websocket_handler::registry::{
     CONNECTED_AT, CONNECTION_ID, Connection, ConnectionRegistry, DynamoDbRegistry, EXPIRES_AT,
-    SOURCE_IP, USER_AGENT,
+    GoneRemoval, SOURCE_IP, USER_AGENT,
 };
 
 const LIMIT: Duration = Duration::from_secs(300);
@@ -135,4 +136,37 @@ async fn a_missing_table_is_an_error_naming_the_operation() {
     assert_eq!(error.operation, "PutItem");
     let error = within(registry.list()).await.expect_err("no table");
     assert_eq!(error.operation, "Scan");
+}
+
+/// A 410 deletes a record only if it is older than the cutoff: the
+/// condition runs in DynamoDB, and a failed condition is "kept", not an error.
+#[tokio::test]
+async fn a_gone_connection_is_removed_only_if_older_than_the_cutoff() {
+    let db = within(LocalDynamoDb::start()).await.expect("start moto");
+    within(db.create_table("connections", CONNECTION_ID, Some(EXPIRES_AT)))
+        .await
+        .expect("create table");
+    let registry = DynamoDbRegistry::new(db.client(), "connections");
+    let old = connection("old");
+    let mut young = connection("young");
+    young.connected_at = old.connected_at + chrono::TimeDelta::milliseconds(1500);
+    for record in [&old, &young] {
+        within(registry.register(record)).await.expect("register");
+    }
+    // Between the two, to the millisecond: string order must be time order.
+    let cutoff = old.connected_at + chrono::TimeDelta::milliseconds(1);
+
+    let kept = within(registry.remove_gone("young", cutoff)).await;
+    assert_eq!(kept, Ok(GoneRemoval::Kept));
+    let absent = within(registry.remove_gone("never-registered", cutoff)).await;
+    assert_eq!(absent, Ok(GoneRemoval::Kept));
+    let removed = within(registry.remove_gone("old", cutoff)).await;
+    assert_eq!(removed, Ok(GoneRemoval::Removed));
+    assert_eq!(within(registry.list()).await.expect("list"), ["young"]);
+
+    let missing_table = DynamoDbRegistry::new(db.client(), "no-such-table");
+    let error = within(missing_table.remove_gone("young", cutoff))
+        .await
+        .expect_err("no table");
+    assert_eq!(error.operation, "DeleteItem");
 }

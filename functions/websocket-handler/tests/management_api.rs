@@ -1,6 +1,8 @@
 //! `ManagementApiMessenger` through the real SDK against a loopback
 //! management API: the request goes to `/{stage}/@connections/{id}` of the
-//! configured endpoint, and a 410 `GoneException` becomes `PostError::Gone`.
+//! configured endpoint, a 410 `GoneException` becomes `PostError::Gone`, and
+//! with the function's timeouts a server that never answers costs one
+//! operation timeout, not the invocation.
 
 mod support;
 
@@ -8,6 +10,7 @@ use std::time::Duration;
 
 use aws_types::SdkConfig;
 use aws_types::region::Region;
+use websocket_handler::deadline::{OPERATION_TIMEOUT, sdk_timeouts};
 use websocket_handler::event::ApiAddress;
 use websocket_handler::messenger::{EndpointSource, ManagementApi, Messengers, PostError};
 
@@ -69,4 +72,35 @@ async fn an_unreachable_endpoint_is_another_error() {
         .await
         .expect("timed out");
     assert!(matches!(result, Err(PostError::Other(_))), "{result:?}");
+}
+
+#[tokio::test]
+async fn a_management_api_that_never_answers_fails_within_the_operation_timeout() {
+    // Accepts connections, reads nothing, answers nothing.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            sockets.push(socket);
+        }
+    });
+    let mut config = sdk().into_builder();
+    config.set_timeout_config(Some(sdk_timeouts()));
+    let api = ManagementApi::new(&config.build(), Some(&format!("http://{addr}/prod")));
+    let messenger = api.for_api(&ApiAddress::default()).expect("messenger");
+    let started = tokio::time::Instant::now();
+    let result = tokio::time::timeout(LIMIT, messenger.post("conn-1", b"x"))
+        .await
+        .expect("the SDK call has no deadline");
+    let took = started.elapsed();
+    held.abort();
+    assert!(matches!(result, Err(PostError::Other(_))), "{result:?}");
+    // The function's default timeout is 10 s; the call must end well before.
+    assert!(
+        took >= OPERATION_TIMEOUT / 2 && took < Duration::from_secs(8),
+        "the call took {took:?}"
+    );
 }

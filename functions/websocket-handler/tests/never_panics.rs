@@ -1,13 +1,31 @@
 //! Property tests: whatever body a client sends and whatever JSON arrives as
-//! the event, the handler answers with a status code and never panics.
+//! the event, the handler never panics and answers what the input deserves:
+//! the response body names the error code the protocol gives that input
+//! (worked out here from docs/protocol.md, independently of the handler).
 
+use aws_lambda_events::encodings::Body;
 use proptest::prelude::*;
+use protocol::{ACTIONS, MAX_DATA_BYTES, routes};
 use serde_json::{Map, Value, json};
+use websocket_handler::deadline::Deadline;
 use websocket_handler::handle;
 use websocket_handler::messenger::MemoryMessenger;
 use websocket_handler::registry::MemoryRegistry;
 
-fn run(raw: Value) -> i64 {
+/// Every code a 400 may name.
+const CODES: &[&str] = &[
+    "invalid_json",
+    "not_an_object",
+    "missing_action",
+    "unknown_action",
+    "missing_data",
+    "data_too_large",
+    "binary_frame",
+    "bad_request",
+];
+
+/// The status and body text the handler answers `raw` with.
+fn run(raw: Value) -> (i64, String) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -15,12 +33,72 @@ fn run(raw: Value) -> i64 {
     runtime.block_on(async {
         let registry = MemoryRegistry::new();
         let messenger = MemoryMessenger::new();
+        let limit = std::time::Duration::from_secs(10);
         let handled = tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            handle(raw, &registry, &messenger),
+            limit,
+            handle(raw, &registry, &messenger, Deadline::after(limit)),
         );
-        handled.await.expect("handler timed out").status_code
+        let response = handled.await.expect("handler timed out");
+        let body = match response.body {
+            Some(Body::Text(text)) => text,
+            other => panic!("the response body is {other:?}"),
+        };
+        (response.status_code, body)
     })
+}
+
+/// What a message route owes the frame `body` of a well-formed event:
+/// `None` for success, else the error code (docs/protocol.md, "Error codes").
+fn deserved(route: &str, body: Option<&str>, base64: bool) -> Option<&'static str> {
+    if route.is_empty() {
+        return Some("bad_request");
+    }
+    if route == routes::CONNECT || route == routes::DISCONNECT {
+        return None;
+    }
+    if base64 {
+        return Some("binary_frame");
+    }
+    let Ok(frame) = serde_json::from_str::<Value>(body.unwrap_or_default()) else {
+        return Some("invalid_json");
+    };
+    let Some(frame) = frame.as_object() else {
+        return Some("not_an_object");
+    };
+    let Some(action) = frame.get("action").and_then(Value::as_str) else {
+        return Some("missing_action");
+    };
+    if !ACTIONS.contains(&action) {
+        return Some("unknown_action");
+    }
+    if action == routes::SEND_MESSAGE {
+        match frame.get("data") {
+            None => return Some("missing_data"),
+            Some(data) if data.to_string().len() > MAX_DATA_BYTES => {
+                return Some("data_too_large");
+            }
+            Some(_) => {}
+        }
+    }
+    None
+}
+
+/// A 400 names one code of the protocol, a 200 says ok.
+fn named_code(status: i64, body: &str) -> Option<&str> {
+    match status {
+        200 => {
+            assert_eq!(body, "ok");
+            None
+        }
+        400 => {
+            let code = body
+                .strip_prefix("bad request: ")
+                .unwrap_or_else(|| panic!("a 400 whose body names no code: {body:?}"));
+            assert!(CODES.contains(&code), "unknown code in {body:?}");
+            Some(code)
+        }
+        other => panic!("status {other}, body {body:?}"),
+    }
 }
 
 fn event(route: &str, body: Option<String>, base64: bool) -> Value {
@@ -116,25 +194,31 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
 
     #[test]
-    fn arbitrary_bodies_get_an_answer(route in route(), body in prop::option::of(body()), base64 in any::<bool>()) {
-        let status = run(event(&route, body, base64));
-        prop_assert!([200, 400, 500].contains(&status), "status {}", status);
+    fn arbitrary_bodies_get_the_code_they_deserve(route in route(), body in prop::option::of(body()), base64 in any::<bool>()) {
+        let expected = deserved(&route, body.as_deref(), base64);
+        let (status, text) = run(event(&route, body, base64));
+        prop_assert_eq!(named_code(status, &text), expected, "route {:?}", route);
     }
 
     #[test]
     fn arbitrary_event_json_gets_an_answer(raw in json_value()) {
-        let status = run(raw);
-        prop_assert!([200, 400, 500].contains(&status), "status {}", status);
+        // Random JSON is an event only by chance; whatever it is, a 400
+        // names a code and anything else is 200 "ok".
+        let (status, text) = run(raw);
+        named_code(status, &text);
     }
 
-    /// A real event with one request-context field replaced by anything.
+    /// A real event carrying a valid ping, with one request-context field
+    /// replaced by anything: either the event still reads (pong, 200) or it
+    /// does not, and then the code is `bad_request`, never a frame's code.
     #[test]
     fn a_corrupted_context_field_gets_an_answer(field in key(), value in json_value(), route in route()) {
         let mut raw = event(&route, Some(r#"{"action":"ping"}"#.into()), false);
         if let Some(context) = raw.get_mut("requestContext").and_then(Value::as_object_mut) {
             context.insert(field, value);
         }
-        let status = run(raw);
-        prop_assert!([200, 400, 500].contains(&status), "status {}", status);
+        let (status, text) = run(raw);
+        let code = named_code(status, &text);
+        prop_assert!(code.is_none() || code == Some("bad_request"), "{}", text);
     }
 }

@@ -34,7 +34,7 @@ use tokio::time::Instant;
 
 use crate::broadcast::Delivery;
 use crate::messenger::{Messenger, PostError};
-use crate::registry::{ConnectionRegistry, RegistryError};
+use crate::registry::{ConnectionRegistry, RegistryError, forget_gone};
 
 /// The top-level key that marks an event as a continuation. API Gateway's
 /// events never have it (a client's frame is inside `body`), and only the
@@ -152,6 +152,70 @@ pub struct Limits {
     pub post_timeout: Duration,
     /// Posts one invocation starts at most (`None`: as many as time allows).
     pub per_invocation: Option<usize>,
+    /// How long posts started before the stop time may still finish; those
+    /// still in flight then are cut off and count as unreached (their
+    /// outcome is unknown, so they are not handed on either).
+    pub finish_within: Duration,
+}
+
+/// Posts in flight at once unless `FANOUT_IN_FLIGHT` says otherwise
+/// (measured: docs/benchmarks.md, "Posts per second").
+pub const DEFAULT_IN_FLIGHT: usize = 200;
+/// A fan-out post slower than this is abandoned (counted failed).
+pub const POST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time after the stop for posts already in flight.
+pub const FINISH_WITHIN: Duration = Duration::from_millis(500);
+/// Time kept free after a slice to hand the rest on (the `Invoke` call's
+/// own timeout, [`crate::relay::OPERATION_TIMEOUT`], fits in it).
+pub const HANDOFF_RESERVE: Duration = Duration::from_secs(2);
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            in_flight: DEFAULT_IN_FLIGHT,
+            post_timeout: POST_TIMEOUT,
+            per_invocation: None,
+            finish_within: FINISH_WITHIN,
+        }
+    }
+}
+
+/// A fan-out setting that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name} is {value:?}: it must be {expected}")]
+pub struct BadSetting {
+    pub name: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+impl Limits {
+    /// Reads `FANOUT_IN_FLIGHT` (posts in flight, at least 1) and
+    /// `FANOUT_PER_INVOCATION` (0: no cap) through `lookup`; unset or empty
+    /// means the default.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, BadSetting> {
+        let read = |name: &'static str, expected: &'static str, min: usize| match lookup(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+        {
+            None => Ok(None),
+            Some(value) => match value.parse::<usize>() {
+                Ok(n) if n >= min => Ok(Some(n)),
+                _ => Err(BadSetting {
+                    name,
+                    value,
+                    expected,
+                }),
+            },
+        };
+        let mut limits = Limits::default();
+        if let Some(n) = read("FANOUT_IN_FLIGHT", "a whole number of at least 1", 1)? {
+            limits.in_flight = n;
+        }
+        limits.per_invocation =
+            read("FANOUT_PER_INVOCATION", "a whole number (0: no cap)", 0)?.filter(|&n| n > 0);
+        Ok(limits)
+    }
 }
 
 /// Whether `id` from the registry is a recipient of `sender`'s broadcast.
@@ -166,9 +230,10 @@ enum Outcome {
 }
 
 /// Posts `data` to `ids` in order, at most `limits.in_flight` at once,
-/// starting no post at or after `stop_at` and at most `budget` posts.
-/// Returns what happened and how many ids were started: the rest,
-/// `ids[started..]`, were not posted to.
+/// starting no post at or after `stop_at` and at most `budget` posts, and
+/// cutting off what is still in flight `limits.finish_within` after
+/// `stop_at`. Returns what happened and how many ids were started: the
+/// rest, `ids[started..]`, were not posted to.
 pub async fn post_until(
     registry: &dyn ConnectionRegistry,
     messenger: &dyn Messenger,
@@ -190,9 +255,7 @@ pub async fn post_until(
                 {
                     Ok(Ok(())) => Outcome::Delivered,
                     Ok(Err(PostError::Gone)) => {
-                        if let Err(error) = registry.remove(connection_id).await {
-                            tracing::warn!(%connection_id, %error, "could not remove a gone connection");
-                        }
+                        forget_gone(registry, connection_id).await;
                         Outcome::Gone
                     }
                     Ok(Err(PostError::Other(error))) => {
@@ -206,8 +269,9 @@ pub async fn post_until(
                 }
             }
         });
-    let delivery = posts
+    let mut delivery = posts
         .buffer_unordered(limits.in_flight.max(1))
+        .take_until(tokio::time::sleep_until(stop_at + limits.finish_within))
         .fold(Delivery::default(), |mut delivery, outcome| async move {
             match outcome {
                 Outcome::Delivered => delivery.delivered += 1,
@@ -217,6 +281,13 @@ pub async fn post_until(
             delivery
         })
         .await;
+    delivery.unreached = started - (delivery.delivered + delivery.gone + delivery.failed);
+    if delivery.unreached > 0 {
+        tracing::warn!(
+            cut_off = delivery.unreached,
+            "posts still in flight at the stop were cut off; their recipients may not have the message"
+        );
+    }
     (delivery, started)
 }
 
@@ -224,6 +295,33 @@ fn add(total: &mut Delivery, more: Delivery) {
     total.delivered += more.delivered;
     total.gone += more.gone;
     total.failed += more.failed;
+    total.unreached += more.unreached;
+}
+
+/// What a broadcast needs besides the registry and the messenger: the
+/// registry a page at a time, the hop claims, the hand-over, the limits.
+#[derive(Clone, Copy)]
+pub struct Services<'a> {
+    pub pages: &'a dyn RecipientPages,
+    pub claims: &'a dyn Claims,
+    pub relay: &'a dyn Relay,
+    pub limits: Limits,
+}
+
+impl<'a> Services<'a> {
+    /// The fan-out of one invocation over these services.
+    pub fn fanout(
+        &self,
+        registry: &'a dyn ConnectionRegistry,
+        messenger: &'a dyn Messenger,
+    ) -> Fanout<'a> {
+        Fanout {
+            registry,
+            pages: self.pages,
+            messenger,
+            limits: self.limits,
+        }
+    }
 }
 
 /// The sources one invocation's fan-out reads from and writes to.
@@ -354,23 +452,6 @@ pub async fn hand_on(
     }
 }
 
-/// The sender's invocation: the first slice of the whole registry, then the
-/// rest handed to hop 1.
-pub async fn start(
-    fanout: &Fanout<'_>,
-    relay: &dyn Relay,
-    message_id: &str,
-    sender: &str,
-    frame: &str,
-    stop_at: Instant,
-) -> (Slice, Handover) {
-    let slice = fanout
-        .run(sender, frame.as_bytes(), Remainder::everyone(), stop_at)
-        .await;
-    let handover = hand_on(relay, message_id, sender, frame, 0, slice.left.clone()).await;
-    (slice, handover)
-}
-
 /// What a continuation's invocation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Served {
@@ -463,6 +544,21 @@ pub mod memory {
                 .then(|| page.last().cloned())
                 .flatten();
             Ok(Page { ids: page, next })
+        }
+    }
+
+    /// A [`MemoryRegistry`] read in pages of [`MEMORY_PAGE`] ids.
+    pub const MEMORY_PAGE: usize = 100;
+
+    #[async_trait]
+    impl RecipientPages for MemoryRegistry {
+        async fn page(&self, after: Option<&str>) -> Result<Page, RegistryError> {
+            MemoryPages {
+                registry: self,
+                size: MEMORY_PAGE,
+            }
+            .page(after)
+            .await
         }
     }
 

@@ -27,9 +27,9 @@ pub const FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
 
 /// An `Invoke` attempt slower than this is abandoned and retried by the
 /// SDK (a retried hand-off that was queued twice is claimed once).
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1500);
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(800);
 /// All attempts of one hand-off.
-pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(4);
+pub const OPERATION_TIMEOUT: Duration = Duration::from_millis(1800);
 
 /// Invokes the function itself, asynchronously.
 #[derive(Debug, Clone)]

@@ -16,7 +16,8 @@ async fn registry_with(ids: &[String]) -> MemoryRegistry {
     for id in ids {
         let connection = Connection {
             connection_id: id.clone(),
-            connected_at: chrono::Utc::now(),
+            // Older than the registry's grace period, so a 410 removes them.
+            connected_at: chrono::Utc::now() - chrono::TimeDelta::hours(1),
             source_ip: None,
             user_agent: None,
         };
@@ -28,8 +29,8 @@ async fn registry_with(ids: &[String]) -> MemoryRegistry {
 fn limits(per_invocation: Option<usize>) -> Limits {
     Limits {
         in_flight: 8,
-        post_timeout: Duration::from_secs(5),
         per_invocation,
+        ..Limits::default()
     }
 }
 
@@ -47,7 +48,10 @@ async fn whole_broadcast(
     deliveries: usize,
 ) -> (usize, Vec<Served>) {
     let frame = r#"{"type":"message","data":1}"#;
-    let (_, handover) = start(fanout, queue, "m1", sender, frame, far()).await;
+    let first = fanout
+        .run(sender, frame.as_bytes(), Remainder::everyone(), far())
+        .await;
+    let handover = hand_on(queue, "m1", sender, frame, 0, first.left).await;
     let mut served = Vec::new();
     assert!(
         !matches!(handover, Handover::Abandoned { .. }),
@@ -196,7 +200,8 @@ async fn gone_recipients_are_removed_and_claim_ids_are_never_posted_to() {
         Delivery {
             delivered: 17,
             gone: 1,
-            failed: 1
+            failed: 1,
+            unreached: 0
         }
     );
     assert_eq!(slice.left, None);
@@ -301,4 +306,92 @@ fn the_stop_time_keeps_the_reserve_and_the_cap() {
         now,
         "past the reserve: stop now"
     );
+}
+
+/// Counts how many posts run at once; "c00000" never answers.
+struct Gauge {
+    now: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+    inner: MemoryMessenger,
+}
+
+#[async_trait]
+impl Messenger for Gauge {
+    async fn post(&self, connection_id: &str, data: &[u8]) -> Result<(), PostError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        /// Counts the post out however it ends (a timed-out one is dropped).
+        struct Leaving<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Leaving<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, SeqCst);
+            }
+        }
+        let now = self.now.fetch_add(1, SeqCst) + 1;
+        let _leaving = Leaving(&self.now);
+        self.peak.fetch_max(now, SeqCst);
+        if connection_id == "c00000" {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        self.inner.post(connection_id, data).await
+    }
+}
+
+#[tokio::test]
+async fn concurrency_is_bounded_and_a_stuck_recipient_only_costs_its_own_post() {
+    let all = ids(500);
+    let registry = registry_with(&all).await;
+    let gauge = Gauge {
+        now: Default::default(),
+        peak: Default::default(),
+        inner: MemoryMessenger::new(),
+    };
+    let limits = Limits {
+        in_flight: 50,
+        post_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let fanout = Fanout {
+        registry: &registry,
+        pages: &registry,
+        messenger: &gauge,
+        limits,
+    };
+    let slice = tokio::time::timeout(
+        LIMIT,
+        fanout.run("nobody", b"x", Remainder::everyone(), far()),
+    )
+    .await
+    .expect("timed out");
+    assert_eq!(slice.delivery.delivered, 499);
+    assert_eq!(slice.delivery.failed, 1);
+    assert_eq!(slice.pages, 5, "pages of {}", super::memory::MEMORY_PAGE);
+    let peak = gauge.peak.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(peak <= 50, "peak {peak} posts in flight");
+    assert!(peak > 1, "posts ran one at a time");
+}
+
+#[test]
+fn limits_come_from_the_environment_or_say_what_is_wrong() {
+    let vars = |pairs: &'static [(&'static str, &'static str)]| {
+        move |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    };
+    assert_eq!(Limits::from_lookup(vars(&[])), Ok(Limits::default()));
+    let set = Limits::from_lookup(vars(&[
+        ("FANOUT_IN_FLIGHT", " 400 "),
+        ("FANOUT_PER_INVOCATION", "250"),
+    ]))
+    .expect("valid");
+    assert_eq!((set.in_flight, set.per_invocation), (400, Some(250)));
+    let uncapped = Limits::from_lookup(vars(&[("FANOUT_PER_INVOCATION", "0")])).expect("valid");
+    assert_eq!(uncapped.per_invocation, None);
+    let error = Limits::from_lookup(vars(&[("FANOUT_IN_FLIGHT", "0")])).expect_err("zero");
+    assert_eq!(error.name, "FANOUT_IN_FLIGHT");
+    assert!(error.to_string().contains("at least 1"), "{error}");
+    assert!(Limits::from_lookup(vars(&[("FANOUT_PER_INVOCATION", "many")])).is_err());
 }

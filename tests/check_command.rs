@@ -7,7 +7,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use devstack::check::names;
+use devstack::tools::deploy_check::names;
 use e2e::Stack;
 use e2e::stack::devstack_binary;
 

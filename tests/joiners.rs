@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use e2e::{Client, Incoming, Stack, StackConfig, within};
@@ -25,6 +25,8 @@ const AFTER_LAST_JOIN: u64 = 10;
 /// Longest silence a joiner may see while broadcasts are still due to it.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(20);
 const TEST_TIMEOUT: Duration = Duration::from_secs(300);
+/// How often a quiet joiner looks again at whether the broadcasters stopped.
+const POLL: Duration = Duration::from_millis(500);
 
 /// Sends numbered broadcasts, one at a time (each awaits its `sent`), until
 /// told to stop; `latest` holds the number of the broadcast being sent.
@@ -67,6 +69,7 @@ async fn joiner(
     mut last: watch::Receiver<Option<Vec<u64>>>,
 ) -> anyhow::Result<()> {
     let mut seen: Vec<BTreeSet<u64>> = vec![BTreeSet::new(); BROADCASTERS];
+    let mut heard = Instant::now();
     loop {
         let known = last.borrow_and_update().clone();
         if let Some(final_seqs) = known {
@@ -78,14 +81,24 @@ async fn joiner(
                 return client.close().await;
             }
         }
-        let frame = client.recv_within(FRAME_TIMEOUT).await.with_context(|| {
-            let counts: Vec<usize> = seen.iter().map(BTreeSet::len).collect();
-            format!(
-                "joiner {index} (joined after broadcasts {after:?}) heard nothing more; \
-                 it has {counts:?} broadcasts per broadcaster, last are {:?}",
-                *last.borrow()
-            )
-        })?;
+        // Short reads, so that the loop sees `last` change while quiet.
+        let frame = match client.recv_within(POLL).await {
+            Ok(frame) => {
+                heard = Instant::now();
+                frame
+            }
+            Err(_) if heard.elapsed() < FRAME_TIMEOUT => continue,
+            Err(error) => {
+                let counts: Vec<usize> = seen.iter().map(BTreeSet::len).collect();
+                return Err(error).with_context(|| {
+                    format!(
+                        "joiner {index} (joined after broadcasts {after:?}) heard nothing for \
+                         {FRAME_TIMEOUT:?}; it has {counts:?} broadcasts per broadcaster, last are {:?}",
+                        *last.borrow()
+                    )
+                });
+            }
+        };
         match frame {
             Incoming::Server(ServerFrame::Message { data, .. }) => {
                 let (Some(b), Some(n)) = (data["b"].as_u64(), data["n"].as_u64()) else {

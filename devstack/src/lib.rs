@@ -1,20 +1,15 @@
-//! The local stack: the deployed topology on one machine.
+//! The local stack: the deployed topology on one machine, one module per AWS
+//! service it plays.
 //!
-//! client → [`edge`] (CloudFront + WAF) → [`gateway`] (API Gateway WebSocket
-//! API and its @connections management API) → [`lambda`] (the Lambda Runtime
-//! API, running the real function binary) → DynamoDB (a local server).
-//! [`stack`] wires them from the Pulumi program.
+//! client → [`cloudfront`] (CloudFront + WAF) → [`apigateway`] (API Gateway
+//! WebSocket API and its @connections management API) → [`lambda`] (the
+//! Lambda Runtime API, running the real function binary) → DynamoDB (a local
+//! server). [`stack`] is the wiring: the one module that reads the Pulumi
+//! program and turns it into each service's plain config. [`tools`] holds
+//! what runs against a stack: the deployment checker and the benchmarks.
 
-pub mod bench;
-pub mod check;
-pub mod connections_standin;
-pub mod edge;
-pub mod gateway;
-pub mod invoke;
+pub mod apigateway;
+pub mod cloudfront;
 pub mod lambda;
-pub mod lambda_api;
-pub mod load;
-pub mod open_files;
-pub mod posts_bench;
 pub mod stack;
-pub mod websocket;
+pub mod tools;

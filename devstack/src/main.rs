@@ -29,9 +29,9 @@ enum Command {
     /// Run the local stack (the default when no command is given).
     Up(UpArgs),
     /// Check that a deployment answers through CloudFront and refuses direct clients without the key.
-    Check(devstack::check::CheckArgs),
+    Check(devstack::tools::deploy_check::CheckArgs),
     /// Benchmark the function and the local stack against their peers (run with --release).
-    Bench(devstack::bench::BenchArgs),
+    Bench(devstack::tools::bench::BenchArgs),
 }
 
 #[derive(Args, Clone)]
@@ -76,7 +76,7 @@ fn init_tracing(default_level: &str) {
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     // Three descriptors per connection through the edge: raise the limit
     // before anything listens, and say what it allows.
-    let open_files = devstack::open_files::raise(devstack::open_files::WANTED);
+    let open_files = devstack::stack::open_files::raise(devstack::stack::open_files::WANTED);
     tracing::info!("{}", open_files.describe());
     let program_dir = match args.program_dir {
         Some(dir) => dir,
@@ -113,8 +113,8 @@ async fn main() -> ExitCode {
         "info"
     });
     match cli.command {
-        Some(Command::Check(args)) => devstack::check::run(args).await,
-        Some(Command::Bench(args)) => report(devstack::bench::run(args).await),
+        Some(Command::Check(args)) => devstack::tools::deploy_check::run(args).await,
+        Some(Command::Bench(args)) => report(devstack::tools::bench::run(args).await),
         Some(Command::Up(args)) => report(up(args).await),
         None => report(up(cli.up).await),
     }

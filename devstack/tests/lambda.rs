@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use devstack::invoke::{Invoke, InvokeError};
+use devstack::lambda::invoke::{Invoke, InvokeError};
 use devstack::lambda::{FunctionConfig, LambdaPool, build_function_binary};
 use serde_json::{Value, json};
 

@@ -5,7 +5,11 @@
 //! back is a [`ServerFrame`]. The function, the local stack and the tests all
 //! use these types, so the wire format has a single definition.
 
+mod bad_frames;
+
 use serde::{Deserialize, Serialize};
+
+pub use bad_frames::{BAD_FRAMES, BadFrame};
 use serde_json::Value;
 
 /// Route keys of the WebSocket API. A new route is one more constant here,

@@ -40,6 +40,7 @@ MODULES = [
     "dynamodb",
     "iam",
     "lambda_",
+    "sns",
     "wafv2",
 ]
 

@@ -7,7 +7,9 @@
 //! Then the invariants that make the scheme secure are checked: `$connect`
 //! needs the key, CloudFront sends the key, the distribution is behind this
 //! program's CLOUDFRONT web ACL in us-east-1, https on both sides, the invoke
-//! permission is scoped to this API, and `DistributionURL` is the wss:// URL.
+//! permission is scoped to this API, and `DistributionURL` is the wss:// URL;
+//! the role grants exactly what the function calls; replacements cannot
+//! collide on a name; the alarms and the dashboard watch this stack.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -21,7 +23,11 @@ use crate::program::{self, Config, Program, full_token};
 use crate::schema::{self, Property, Schema, TypeSpec};
 use crate::topology;
 
+mod alarms;
+mod grants;
 mod invariants;
+
+pub use grants::FUNCTION_DYNAMODB_ACTIONS;
 
 /// One finding: where in the program (`resources.distribution.properties.origins[0]...`)
 /// and what is wrong there.
@@ -171,6 +177,11 @@ fn check_program(program: &Program) -> Vec<Diagnostic> {
     checker.unused_config();
     checker.invariants();
     checker.requirements();
+    checker.role_grants();
+    checker.waf_log_policy();
+    checker.replacements();
+    checker.alarms();
+    checker.alarm_outputs();
     if checker.diags.is_empty()
         && let Err(err) = topology::build(program)
     {

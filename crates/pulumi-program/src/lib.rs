@@ -9,11 +9,16 @@
 //! [`check::check`] proves the same files offline against pulumi-aws's types
 //! and the invariants of the scheme, since the Pulumi CLI is not available
 //! where this project is built.
+//!
+//! [`Topology::not_played`] lists what the local stack does not play (alarms,
+//! dashboard, topics, IAM, log groups...), [`Topology::coverage_summary`] says
+//! it in one line.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 pub mod check;
+mod coverage;
 mod eval;
 mod interpolation;
 mod program;
@@ -38,6 +43,32 @@ pub struct Topology {
     pub table: TableSpec,
     /// The origin custom header CloudFront adds to every request (`x-api-key`).
     pub origin_api_key_header: String,
+    /// Every resource of the program, in program order, and who plays it locally.
+    pub resources: Vec<ProgramResource>,
+}
+
+/// The part of the local stack that plays a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LocalPart {
+    /// CloudFront and the WAF web ACL.
+    Edge,
+    /// The API Gateway WebSocket API: API, routes, integration, deployment, stage, key.
+    ApiLayer,
+    /// The function.
+    Lambda,
+    /// The connections table.
+    DynamoDb,
+}
+
+/// One resource of the program.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgramResource {
+    /// Its name in `Pulumi.yaml` (`connections`).
+    pub name: String,
+    /// Its full type token (`aws:dynamodb/table:Table`).
+    pub resource_type: String,
+    /// `None`: the local stack does not play it (alarms, dashboard, IAM...).
+    pub played_by: Option<LocalPart>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -69,6 +69,8 @@ pub(crate) struct Resource<'a> {
     /// The type token in its full form (`aws:lambda/function:Function`).
     pub token: String,
     pub properties: Option<&'a Mapping>,
+    /// The resource options (`deleteBeforeReplace`, `dependsOn`...), as written.
+    pub options: Option<&'a Mapping>,
 }
 
 /// Configuration after defaults and stack overrides.
@@ -183,6 +185,7 @@ impl Program {
                     name,
                     token: full_token(written_type),
                     properties: body.get("properties").and_then(Value::as_mapping),
+                    options: body.get("options").and_then(Value::as_mapping),
                 })
             })
             .collect()

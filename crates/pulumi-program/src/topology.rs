@@ -164,6 +164,7 @@ pub(crate) fn build(program: &Program) -> Result<Topology, Error> {
         function: function_spec,
         table: table_spec,
         origin_api_key_header,
+        resources: crate::coverage::resources(program),
     })
 }
 

@@ -264,8 +264,8 @@ fn the_distribution_must_be_behind_this_programs_cloudfront_acl_in_us_east_1() {
         "must be CLOUDFRONT",
     );
     let program = mutated(
-        "      region: us-east-1\n      name: ${pulumi.project}-${pulumi.stack}\n      scope",
-        "      name: ${pulumi.project}-${pulumi.stack}\n      scope",
+        "      region: us-east-1\n      namePrefix: ${pulumi.project}-${pulumi.stack}-\n      scope",
+        "      namePrefix: ${pulumi.project}-${pulumi.stack}-\n      scope",
     );
     expect(
         &program,
@@ -303,16 +303,18 @@ fn the_origin_must_be_https_only_with_tls_1_2() {
 }
 
 #[test]
-fn viewers_must_use_https() {
-    let program = mutated(
-        "viewerProtocolPolicy: redirect-to-https",
-        "viewerProtocolPolicy: allow-all",
-    );
-    expect(
-        &program,
-        "resources.distribution.properties.defaultCacheBehavior.viewerProtocolPolicy",
-        "https",
-    );
+fn viewers_must_use_https_only() {
+    for policy in ["allow-all", "redirect-to-https"] {
+        let program = mutated(
+            "viewerProtocolPolicy: https-only",
+            &format!("viewerProtocolPolicy: {policy}"),
+        );
+        expect(
+            &program,
+            "resources.distribution.properties.defaultCacheBehavior.viewerProtocolPolicy",
+            "must be https-only",
+        );
+    }
 }
 
 #[test]
@@ -518,4 +520,263 @@ fn names_carry_the_project_and_stack() {
         "resources.connections.properties.name",
         "${pulumi.stack}",
     );
+    let program = mutated(
+        "      namePrefix: ${pulumi.project}-${pulumi.stack}-\n      assumeRolePolicy:",
+        "      namePrefix: handler-\n      assumeRolePolicy:",
+    );
+    expect(
+        &program,
+        "resources.role.properties.namePrefix",
+        "${pulumi.stack}",
+    );
+}
+
+#[test]
+fn the_stage_redeploys_when_the_selection_expressions_change() {
+    let program = mutated(
+        "        api: ${api.routeSelectionExpression} ${api.apiKeySelectionExpression}\n",
+        "        api: ${api.routeSelectionExpression}\n",
+    );
+    expect(
+        &program,
+        "resources.deployment.properties.triggers",
+        "${api.apiKeySelectionExpression}",
+    );
+    let program = mutated(
+        "        api: ${api.routeSelectionExpression} ${api.apiKeySelectionExpression}\n",
+        "",
+    );
+    expect(
+        &program,
+        "resources.deployment.properties.triggers",
+        "${api.routeSelectionExpression}",
+    );
+}
+
+#[test]
+fn lambda_platform_logs_reach_cloudwatch() {
+    let program = mutated("systemLogLevel: INFO", "systemLogLevel: WARN");
+    expect(
+        &program,
+        "resources.handler.properties.loggingConfig.systemLogLevel",
+        "REPORT",
+    );
+}
+
+#[test]
+fn the_role_grants_exactly_what_the_function_calls() {
+    let program = mutated(
+        "                - dynamodb:PutItem\n",
+        "                - dynamodb:PutItem\n                - dynamodb:GetItem\n",
+    );
+    expect(
+        &program,
+        "resources.rolePolicy.properties.policy",
+        "grants dynamodb:GetItem on ${connections.arn}, which the function does not need",
+    );
+    let program = mutated("                - dynamodb:Scan\n", "");
+    expect(
+        &program,
+        "resources.rolePolicy.properties.policy",
+        "must grant dynamodb:Scan on ${connections.arn}",
+    );
+    let program = mutated(
+        "${stageName}/POST/@connections/*",
+        "${stageName}/*/@connections/*",
+    );
+    expect(
+        &program,
+        "resources.rolePolicy.properties.policy",
+        "grants execute-api:ManageConnections on ${api.executionArn}/prod/*/@connections/*",
+    );
+    expect(
+        &program,
+        "resources.rolePolicy.properties.policy",
+        "must grant execute-api:ManageConnections on ${api.executionArn}/prod/POST/@connections/*",
+    );
+    let program = mutated(
+        "              Resource: ${connections.arn}",
+        "              Resource: '*'",
+    );
+    expect(
+        &program,
+        "resources.rolePolicy.properties.policy",
+        "grants dynamodb:PutItem on *",
+    );
+}
+
+#[test]
+fn waf_logs_through_this_stacks_policy_in_us_east_1() {
+    let program = mutated(
+        "      region: us-east-1\n      policyName:",
+        "      policyName:",
+    );
+    expect(
+        &program,
+        "resources.wafLogsPolicy.properties.region",
+        "us-east-1",
+    );
+    let program = mutated("      dependsOn:\n        - ${wafLogsPolicy}\n", "");
+    expect(
+        &program,
+        "resources.wafLogging.options.dependsOn",
+        "${wafLogsPolicy}",
+    );
+    let program = mutated(
+        "              Resource: ${wafLogs.arn}:*",
+        "              Resource: '*'",
+    );
+    expect(&program, "resources.wafLogging", "AWSWAF-LOGS");
+    let program = mutated(
+        "                - logs:CreateLogStream\n                - logs:PutLogEvents\n              Resource: ${wafLogs.arn}:*",
+        "                - logs:*\n              Resource: ${wafLogs.arn}:*",
+    );
+    expect(
+        &program,
+        "resources.wafLogsPolicy.properties.policyDocument.fn::toJSON.Statement[0].Action",
+        "must be exactly",
+    );
+}
+
+#[test]
+fn fixed_names_are_deleted_before_they_are_replaced() {
+    let program = mutated(
+        "        enabled: true\n    options:\n      version: 7.51.1\n      deleteBeforeReplace: true\n",
+        "        enabled: true\n    options:\n      version: 7.51.1\n",
+    );
+    expect(
+        &program,
+        "resources.connections.options.deleteBeforeReplace",
+        "must be true with a fixed name",
+    );
+    let program = mutated(
+        "      namePrefix: ${pulumi.project}-${pulumi.stack}-\n      assumeRolePolicy:",
+        "      name: ${pulumi.project}-${pulumi.stack}-handler\n      assumeRolePolicy:",
+    );
+    expect(
+        &program,
+        "resources.role.options.deleteBeforeReplace",
+        "must be true",
+    );
+    let program = mutated(
+        "      namePrefix: ${pulumi.project}-${pulumi.stack}-\n      scope:",
+        "      name: ${pulumi.project}-${pulumi.stack}\n      scope:",
+    );
+    expect(
+        &program,
+        "resources.webAcl.properties.namePrefix",
+        "cannot be deleted first",
+    );
+}
+
+#[test]
+fn every_alarm_is_there_with_this_stacks_dimensions() {
+    let program = mutated("metricName: Throttles", "metricName: Invocations");
+    expect(
+        &program,
+        "resources",
+        "no aws:cloudwatch/metricAlarm:MetricAlarm on AWS/Lambda Throttles",
+    );
+    let program = mutated(
+        "DistributionId: ${distribution.id}",
+        "DistributionId: ${distribution.arn}",
+    );
+    expect(
+        &program,
+        "resources.cloudfront5xxAlarm.properties.dimensions.DistributionId",
+        "must be ${distribution.id}",
+    );
+    let program = mutated(
+        "        WebACL: ${pulumi.project}-${pulumi.stack}\n",
+        "        WebACL: some-other-acl\n",
+    );
+    expect(
+        &program,
+        "resources.wafBlockedAlarm.properties.dimensions.WebACL",
+        "the web ACL's metric name (websocket-waf-dev)",
+    );
+    let program = mutated(
+        "        Region: Global\n",
+        "        Region: Global\n        Stage: prod\n",
+    );
+    expect(
+        &program,
+        "resources.cloudfront5xxAlarm.properties.dimensions",
+        "exactly the dimensions DistributionId, Region",
+    );
+}
+
+#[test]
+fn edge_alarms_are_in_us_east_1_and_notify_a_topic_there() {
+    let program = mutated(
+        "      region: us-east-1\n      name: ${pulumi.project}-${pulumi.stack}-waf-blocked",
+        "      name: ${pulumi.project}-${pulumi.stack}-waf-blocked",
+    );
+    expect(
+        &program,
+        "resources.wafBlockedAlarm.properties.region",
+        "must be us-east-1",
+    );
+    expect(
+        &program,
+        "resources.wafBlockedAlarm.properties.alarmActions",
+        "in the alarm's own region",
+    );
+    let program = mutated(
+        "AlarmTopicArn: ${alarmTopic.arn}",
+        "AlarmTopicArn: ${edgeAlarmTopic.arn}",
+    );
+    expect(&program, "outputs.AlarmTopicArn", "the stack's region");
+}
+
+#[test]
+fn thresholds_and_periods_come_from_config() {
+    let program = mutated("threshold: ${cloudfront5xxPercent}", "threshold: 5");
+    expect(
+        &program,
+        "resources.cloudfront5xxAlarm.properties.threshold",
+        "typed config key",
+    );
+    let program = mutated("(${functionTimeout} * 1000)", "(10 * 1000)");
+    expect(
+        &program,
+        "resources.functionDurationAlarm.properties.metricQueries",
+        "${functionTimeout}",
+    );
+}
+
+#[test]
+fn the_dashboard_shows_every_part() {
+    let program = mutated(
+        "                  - [AWS/Lambda, ConcurrentExecutions, FunctionName, '${handler.name}']\n",
+        "",
+    );
+    expect(
+        &program,
+        "resources.dashboard.properties.dashboardBody",
+        "must show AWS/Lambda ConcurrentExecutions",
+    );
+    let program = mutated(
+        "                  - [AWS/WAFV2, BlockedRequests, WebACL, '${pulumi.project}-${pulumi.stack}', Rule, aws-ip-reputation]\n",
+        "",
+    );
+    expect(
+        &program,
+        "resources.dashboard.properties.dashboardBody",
+        "BlockedRequests for the rule aws-ip-reputation",
+    );
+    let program = mutated(
+        "title: WAF allowed vs blocked, per rule\n                region: us-east-1",
+        "title: WAF allowed vs blocked, per rule\n                region: ${region}",
+    );
+    expect(
+        &program,
+        "resources.dashboard.properties.dashboardBody.fn::toJSON.widgets[4].properties.region",
+        "must be us-east-1",
+    );
+    let program = mutated(
+        "#dashboards/dashboard/${dashboard.dashboardName}",
+        "#dashboards",
+    );
+    expect(&program, "outputs.DashboardURL", "dashboardName");
 }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pulumi_program::{Part, Template, check, load};
+use pulumi_program::{LocalPart, Part, Template, check, load};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -94,4 +94,109 @@ fn the_function_environment_resolves_with_local_values() {
         "https://local123.execute-api.eu-west-1.amazonaws.com/prod"
     );
     assert!(env["MANAGEMENT_ENDPOINT"].resolve(|_, _| None).is_err());
+}
+
+/// The role's DynamoDB actions are the calls the function's code makes, so a
+/// new call without its grant (or a grant left after a call goes) fails here.
+#[test]
+fn the_granted_dynamodb_actions_are_the_functions_calls() {
+    const OPERATIONS: &[(&str, &str)] = &[
+        (".get_item()", "dynamodb:GetItem"),
+        (".put_item()", "dynamodb:PutItem"),
+        (".update_item()", "dynamodb:UpdateItem"),
+        (".delete_item()", "dynamodb:DeleteItem"),
+        (".scan()", "dynamodb:Scan"),
+        (".query()", "dynamodb:Query"),
+        (".batch_get_item()", "dynamodb:BatchGetItem"),
+        (".batch_write_item()", "dynamodb:BatchWriteItem"),
+        (".transact_get_items()", "dynamodb:GetItem"),
+        (".transact_write_items()", "dynamodb:PutItem"),
+    ];
+    let src = repo_root().join("functions/websocket-handler/src");
+    let mut code = String::new();
+    for entry in std::fs::read_dir(&src).expect("the function's sources") {
+        let path = entry.expect("a directory entry").path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            code.push_str(&std::fs::read_to_string(&path).expect("a source file"));
+        }
+    }
+    let mut called: Vec<&str> = OPERATIONS
+        .iter()
+        .filter(|(call, _)| code.contains(call))
+        .map(|(_, action)| *action)
+        .collect();
+    called.sort_unstable();
+    called.dedup();
+    let mut granted = check::FUNCTION_DYNAMODB_ACTIONS.to_vec();
+    granted.sort_unstable();
+    assert_eq!(called, granted);
+    // The management API: only PostToConnection (POST @connections).
+    assert!(code.contains(".post_to_connection()"));
+    assert!(!code.contains(".get_connection()") && !code.contains(".delete_connection()"));
+}
+
+#[test]
+fn the_topology_says_what_the_local_stack_plays_and_what_it_does_not() {
+    let topology = load(&repo_root(), "dev").expect("loads");
+    let played: Vec<(&str, LocalPart)> = topology
+        .played()
+        .into_iter()
+        .map(|(_, name, part)| (name, part))
+        .collect();
+    for (name, part) in [
+        ("connections", LocalPart::DynamoDb),
+        ("handler", LocalPart::Lambda),
+        ("api", LocalPart::ApiLayer),
+        ("connectRoute", LocalPart::ApiLayer),
+        ("stage", LocalPart::ApiLayer),
+        ("webAcl", LocalPart::Edge),
+        ("distribution", LocalPart::Edge),
+    ] {
+        assert!(
+            played.contains(&(name, part)),
+            "{name} played by {part:?}: {played:?}"
+        );
+    }
+    let not_played = topology.not_played();
+    for (ty, name) in [
+        (
+            "aws:cloudwatch/metricAlarm:MetricAlarm",
+            "functionErrorsAlarm",
+        ),
+        (
+            "aws:cloudwatch/metricAlarm:MetricAlarm",
+            "cloudfront5xxAlarm",
+        ),
+        ("aws:cloudwatch/dashboard:Dashboard", "dashboard"),
+        ("aws:sns/topic:Topic", "alarmTopic"),
+        ("aws:sns/topic:Topic", "edgeAlarmTopic"),
+        (
+            "aws:cloudwatch/logResourcePolicy:LogResourcePolicy",
+            "wafLogsPolicy",
+        ),
+        ("aws:iam/role:Role", "role"),
+        ("aws:apigateway/usagePlan:UsagePlan", "usagePlan"),
+    ] {
+        assert!(
+            not_played.contains(&(ty, name)),
+            "{name} not played: {not_played:?}"
+        );
+    }
+    assert_eq!(
+        played.len() + not_played.len(),
+        topology.resources.len(),
+        "every resource is one or the other"
+    );
+    let summary = topology.coverage_summary();
+    assert!(
+        summary.starts_with(&format!(
+            "plays {} of {} resources (CloudFront + WAF (edge), API Gateway WebSocket API (API layer), Lambda, DynamoDB); not played: ",
+            played.len(),
+            topology.resources.len()
+        )),
+        "{summary}"
+    );
+    assert!(summary.contains("MetricAlarm ×7"), "{summary}");
+    assert!(summary.contains("Topic ×2"), "{summary}");
+    assert!(summary.contains("Dashboard"), "{summary}");
 }

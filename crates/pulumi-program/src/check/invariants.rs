@@ -72,6 +72,31 @@ impl Checker<'_> {
             }
         }
 
+        // The stage redeploys when the API's selection expressions change.
+        let deployments = of("aws:apigatewayv2/deployment:Deployment");
+        for deployment in deployments
+            .iter()
+            .filter(|d| topology::refers_to(prop(d, "apiId"), api.name, "id"))
+        {
+            let triggers = prop(deployment, "triggers").and_then(Value::as_mapping);
+            for expression in ["routeSelectionExpression", "apiKeySelectionExpression"] {
+                let redeploys = triggers.is_some_and(|t| {
+                    t.values()
+                        .filter_map(Value::as_str)
+                        .any(|v| mentions(v, api.name, expression))
+                });
+                if !redeploys {
+                    self.report(
+                        format!("resources.{}.properties.triggers", deployment.name),
+                        format!(
+                            "must include ${{{}.{expression}}}, or changing it leaves the stage on the old deployment",
+                            api.name
+                        ),
+                    );
+                }
+            }
+        }
+
         // The function's environment is the contract with its code.
         if let [function] = of(FUNCTION).as_slice() {
             let at = format!(
@@ -237,13 +262,10 @@ impl Checker<'_> {
                     .as_ref()
                     .and_then(|b| b.get("viewerProtocolPolicy")),
             );
-            if !matches!(
-                policy.as_ref().and_then(Value::as_str),
-                Some("redirect-to-https" | "https-only")
-            ) {
+            if policy.as_ref().and_then(Value::as_str) != Some("https-only") {
                 self.report(
                     format!("{path}.viewerProtocolPolicy"),
-                    "viewers must use https: redirect-to-https or https-only",
+                    "must be https-only: WebSocket clients do not follow redirect-to-https's 301",
                 );
             }
         }
@@ -444,13 +466,23 @@ impl Checker<'_> {
             if log_format != Some(Value::String("JSON".into())) {
                 self.report(format!("{at}.loggingConfig.logFormat"), "must be JSON");
             }
+            let system_level =
+                string(prop(function, "loggingConfig").and_then(|l| l.get("systemLogLevel")));
+            if !matches!(system_level.as_deref(), Some("INFO" | "DEBUG")) {
+                self.report(
+                    format!("{at}.loggingConfig.systemLogLevel"),
+                    "must be INFO (or DEBUG): WARN drops Lambda's REPORT lines (duration, memory, init)",
+                );
+            }
         }
 
         // Account-unique names carry the project and the stack (a stage's name
         // is unique within its API only).
         for resource in resources.iter().filter(|r| r.token != STAGE) {
-            let Some(name) = prop(resource, "name") else {
-                continue;
+            let (key, name) = match (prop(resource, "name"), prop(resource, "namePrefix")) {
+                (Some(name), _) => ("name", name),
+                (None, Some(prefix)) => ("namePrefix", prefix),
+                (None, None) => continue,
             };
             let scoped = name.as_str().and_then(|n| interpolation::parse(n).ok()).is_some_and(|segments| {
                 ["project", "stack"].iter().all(|field| {
@@ -461,7 +493,7 @@ impl Checker<'_> {
             });
             if !scoped {
                 self.report(
-                    format!("resources.{}.properties.name", resource.name),
+                    format!("resources.{}.properties.{key}", resource.name),
                     "must include ${pulumi.project} and ${pulumi.stack}, so stacks can share an account",
                 );
             }
@@ -469,11 +501,11 @@ impl Checker<'_> {
     }
 }
 
-fn prop<'a>(resource: &'a Resource<'_>, name: &str) -> Option<&'a Value> {
+pub(super) fn prop<'a>(resource: &'a Resource<'_>, name: &str) -> Option<&'a Value> {
     resource.properties.and_then(|p| p.get(name))
 }
 
-fn known(eval: &Evaluator<'_>, value: Option<&Value>) -> Option<Value> {
+pub(super) fn known(eval: &Evaluator<'_>, value: Option<&Value>) -> Option<Value> {
     match eval.eval(value?) {
         Evaluated::Known(v) => Some(v),
         _ => None,
@@ -481,7 +513,7 @@ fn known(eval: &Evaluator<'_>, value: Option<&Value>) -> Option<Value> {
 }
 
 /// Whether a string interpolates `${resource.property}` somewhere.
-fn mentions(s: &str, resource: &str, property: &str) -> bool {
+pub(super) fn mentions(s: &str, resource: &str, property: &str) -> bool {
     interpolation::parse(s).is_ok_and(|segments| {
         segments.iter().any(|segment| {
             matches!(segment, Segment::Access(a) if a.root == resource && a.path.len() == 1 && a.first_property() == Some(property))

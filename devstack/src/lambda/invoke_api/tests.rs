@@ -1,5 +1,5 @@
 use super::*;
-use crate::invoke::InvokeFuture;
+use crate::lambda::invoke::InvokeFuture;
 use std::sync::Mutex;
 
 /// Records events; fails the first `failures` invocations with a function error.

@@ -23,7 +23,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::open_files;
+use crate::stack::open_files;
 
 /// Options of the load mode.
 #[derive(Debug, Clone, clap::Args)]

@@ -10,17 +10,17 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 
 use super::*;
-use crate::gateway::tests::{
+use crate::apigateway::tests::{
     KEY, Running, close_code, config, connect, ends_cleanly, next_text, ok, refused_status,
     send_text, start, start_with,
 };
-use crate::invoke::InvokeError;
+use crate::lambda::invoke::InvokeError;
 
-fn waf(limit: u64) -> WafSpec {
-    WafSpec {
-        rate_rule_name: "dev-rate-limit".into(),
-        rate_limit: limit,
-        evaluation_window_secs: 300,
+fn waf(limit: u64) -> RateRuleConfig {
+    RateRuleConfig {
+        name: "dev-rate-limit".into(),
+        limit,
+        window: Duration::from_secs(300),
     }
 }
 

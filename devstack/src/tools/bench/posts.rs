@@ -18,8 +18,8 @@ use futures_util::StreamExt;
 use local_dynamodb::LocalDynamoDb;
 use serde_json::Value;
 
-use crate::connections_standin::{ConnectionsStandIn, Tally};
-use crate::invoke::Invoke;
+use super::standin::{ConnectionsStandIn, Tally};
+use crate::lambda::invoke::Invoke;
 use crate::lambda::{FunctionConfig, LambdaPool};
 
 /// Options of the posts row.

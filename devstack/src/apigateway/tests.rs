@@ -11,7 +11,6 @@ use aws_sdk_apigatewaymanagement::config::{BehaviorVersion, Credentials, Region}
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use futures_util::{SinkExt, StreamExt};
 use protocol::GatewayFrame;
-use pulumi_program::RouteSpec;
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -20,8 +19,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use super::connect::connect_status;
 use super::*;
-use crate::invoke::{Invoke, InvokeError, InvokeFuture};
+use crate::lambda::invoke::{Invoke, InvokeError, InvokeFuture};
 
 pub(crate) const KEY: &str = "test-api-key-0123456789";
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
@@ -47,9 +47,9 @@ pub(crate) fn ok(_: &Value) -> Result<Value, InvokeError> {
     Ok(json!({"statusCode": 200}))
 }
 
-fn route(key: &str, api_key_required: bool) -> RouteSpec {
-    RouteSpec {
-        route_key: key.to_string(),
+fn route(key: &str, api_key_required: bool) -> Route {
+    Route {
+        key: key.to_string(),
         api_key_required,
     }
 }
@@ -399,7 +399,7 @@ async fn route_selection_follows_the_expression() {
 
     let mut nested = config();
     nested.route_selection_expression = "$request.body.meta.kind".into();
-    nested.routes.retain(|r| r.route_key != "$default");
+    nested.routes.retain(|r| r.key != "$default");
     let gateway = Gateway::new(
         nested,
         Arc::new(FakeFunction {
@@ -417,7 +417,7 @@ async fn route_selection_follows_the_expression() {
 #[tokio::test]
 async fn a_message_with_no_route_gets_forbidden() {
     let mut config = config();
-    config.routes.retain(|r| r.route_key != "$default");
+    config.routes.retain(|r| r.key != "$default");
     let mut running = start_with(config, Box::new(ok)).await;
     let (mut client, id) = running.connected().await;
     send_text(&mut client, r#"{"action":"nope"}"#).await;

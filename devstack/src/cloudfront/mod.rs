@@ -19,9 +19,10 @@
 //!   discarding — what the other side still sends, for a bounded time, so a
 //!   close frame is never lost to a reset from the edge.
 
-use std::collections::{HashMap, VecDeque};
-use std::io;
-use std::net::{IpAddr, SocketAddr};
+mod relay;
+mod waf;
+
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,13 +35,13 @@ use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hyper_util::rt::TokioIo;
-use pulumi_program::WafSpec;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use crate::websocket;
+use crate::apigateway::websocket;
+use relay::relay;
+pub use waf::{RateRule, RateRuleConfig};
 
 /// How long the edge waits for the origin's handshake (CloudFront's default
 /// origin connection + response timeouts are of this order).
@@ -72,49 +73,8 @@ pub struct EdgeConfig {
     /// The origin custom header CloudFront sets (`x-api-key`).
     pub origin_api_key_header: String,
     pub api_key: String,
-    pub waf: WafSpec,
+    pub waf: RateRuleConfig,
 }
-
-/// The WAF rate-based rule: at most `limit` requests per client IP in any
-/// evaluation window.
-pub struct RateRule {
-    limit: usize,
-    window: Duration,
-    seen: HashMap<IpAddr, VecDeque<Instant>>,
-    checks: u64,
-}
-
-impl RateRule {
-    pub fn new(limit: u64, window: Duration) -> Self {
-        RateRule {
-            limit: usize::try_from(limit).unwrap_or(usize::MAX),
-            window,
-            seen: HashMap::new(),
-            checks: 0,
-        }
-    }
-
-    /// Counts a request from `ip` at `now`; false when the rule blocks it.
-    pub fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
-        let window = self.window;
-        let fresh = |t: &Instant| now.saturating_duration_since(*t) < window;
-        self.checks += 1;
-        if self.checks.is_multiple_of(1024) {
-            // Forget clients with nothing left in the window.
-            self.seen.retain(|_, times| times.back().is_some_and(fresh));
-        }
-        let times = self.seen.entry(ip).or_default();
-        while times.front().is_some_and(|t| !fresh(t)) {
-            times.pop_front();
-        }
-        if times.len() >= self.limit {
-            return false;
-        }
-        times.push_back(now);
-        true
-    }
-}
-
 /// The CloudFront distribution + WAF web ACL.
 #[derive(Clone)]
 pub struct Edge {
@@ -158,10 +118,7 @@ impl Edge {
             _ => return Err(EdgeError::Origin(config.origin.clone())),
         };
         let origin_path = origin.path().trim_end_matches('/').to_string();
-        let rule = RateRule::new(
-            config.waf.rate_limit,
-            Duration::from_secs(config.waf.evaluation_window_secs),
-        );
+        let rule = RateRule::new(config.waf.limit, config.waf.window);
         let id: String = hex(&rand::random::<[u8; 8]>());
         Ok(Edge {
             shared: Arc::new(Shared {
@@ -220,10 +177,10 @@ async fn edge_handler(
         .allow(peer.ip(), Instant::now());
     if !allowed {
         warn!(
-            rule = %waf.rate_rule_name,
+            rule = %waf.name,
             client_ip = %peer.ip(),
-            limit = waf.rate_limit,
-            window_secs = waf.evaluation_window_secs,
+            limit = waf.limit,
+            window_secs = waf.window.as_secs(),
             "WAF rate-based rule blocked the request"
         );
         return plain(StatusCode::FORBIDDEN, "Request blocked by the web ACL.\n");
@@ -296,63 +253,6 @@ async fn edge_handler(
     });
     response
 }
-
-/// Relays bytes between the client and the origin until both directions
-/// end; the bytes each way (client to origin first), or how that direction
-/// failed. When one direction ends, the other gets [`websocket::LINGER`] to
-/// end too: the origin's close frame and FIN reach the client while the
-/// client's last bytes (its close reply, or the rest of an oversize frame)
-/// are still read, instead of both sockets being dropped with bytes unread —
-/// which makes the kernel send a reset that can discard the close frame
-/// before the client reads it.
-async fn relay<C, O>(client: C, origin: O) -> (io::Result<u64>, io::Result<u64>)
-where
-    C: AsyncRead + AsyncWrite + Unpin,
-    O: AsyncRead + AsyncWrite + Unpin,
-{
-    let (mut client_read, mut client_write) = tokio::io::split(client);
-    let (mut origin_read, mut origin_write) = tokio::io::split(origin);
-    let up = pipe(&mut client_read, &mut origin_write);
-    let down = pipe(&mut origin_read, &mut client_write);
-    tokio::pin!(up, down);
-    let lingering = |rest: Result<io::Result<u64>, _>| {
-        rest.unwrap_or_else(|_| Err(io::Error::from(io::ErrorKind::TimedOut)))
-    };
-    tokio::select! {
-        sent = &mut up => (sent, lingering(tokio::time::timeout(websocket::LINGER, down).await)),
-        received = &mut down => (lingering(tokio::time::timeout(websocket::LINGER, up).await), received),
-    }
-}
-
-/// Copies `from` to `to` until `from` ends or fails, then half-closes `to`
-/// (FIN). When `to` fails, the rest of `from` is read and discarded, so
-/// `from`'s bytes never stay unread.
-async fn pipe<R, W>(from: &mut R, to: &mut W) -> io::Result<u64>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut buffer = vec![0; 16 * 1024];
-    let mut copied = 0;
-    loop {
-        let n = match from.read(&mut buffer).await {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(error) => {
-                let _ = to.shutdown().await;
-                return Err(error);
-            }
-        };
-        if let Err(error) = to.write_all(&buffer[..n]).await {
-            websocket::discard(from).await;
-            return Err(error);
-        }
-        copied += n as u64;
-    }
-    to.shutdown().await?;
-    Ok(copied)
-}
-
 /// Sends the handshake to the origin over a new connection (HTTP/1.1 with
 /// upgrades) and returns its response.
 async fn open_origin(

@@ -31,7 +31,7 @@ use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use crate::invoke::{Invoke, InvokeError};
+use crate::lambda::invoke::{Invoke, InvokeError};
 
 /// Largest event an asynchronous invocation may carry (AWS: 256 KB).
 pub const MAX_ASYNC_PAYLOAD: usize = 256 * 1024;
@@ -257,5 +257,5 @@ async fn deliver(shared: Arc<Shared>, event: Value) {
 }
 
 #[cfg(test)]
-#[path = "lambda_api/tests.rs"]
+#[path = "invoke_api/tests.rs"]
 mod tests;

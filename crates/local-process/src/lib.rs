@@ -1,0 +1,108 @@
+//! The child processes of the local stack and its tests, one way each.
+//!
+//! The local stack runs function processes and a DynamoDB server; the tests
+//! run the stack itself. All of them must end with their parent (even when
+//! it is SIGKILLed), be stopped as a group, and be observable through
+//! `/proc`. Before this crate each did that its own way (three copies, one
+//! without the parent-death race check).
+
+use std::io;
+use std::os::unix::process::CommandExt as _;
+use std::process::Command;
+
+use rustix::process::Pid;
+pub use rustix::process::Signal;
+
+/// Makes the kernel SIGKILL the child when its parent dies, even by SIGKILL,
+/// so no child outlives the process that started it.
+///
+/// The signal fires when the *thread* that spawned the child ends: spawn from
+/// threads that live as long as the parent (a runtime's worker threads, or a
+/// dedicated spawner thread). If the parent dies between fork and the
+/// `prctl`, the child sees a new parent and fails to start instead of
+/// running orphaned.
+pub fn die_with_parent(command: &mut Command) {
+    let parent = rustix::process::getpid();
+    // SAFETY: the closure runs in the forked child before exec and makes only
+    // async-signal-safe system calls (prctl, getppid); it allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+            if rustix::process::getppid() != Some(parent) {
+                return Err(io::Error::from(rustix::io::Errno::SRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// `raw` as a process id; an error naming it when it is none (0, or over
+/// `i32::MAX`).
+pub fn pid(raw: u32) -> io::Result<Pid> {
+    i32::try_from(raw)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("not a process id: {raw}"),
+            )
+        })
+}
+
+/// Whether a process with this id exists (zombies included), as signal 0
+/// tells.
+pub fn exists(raw: u32) -> bool {
+    pid(raw).is_ok_and(|pid| rustix::process::test_kill_process(pid).is_ok())
+}
+
+/// Sends `signal` to one process.
+pub fn signal(raw: u32, signal: Signal) -> io::Result<()> {
+    rustix::process::kill_process(pid(raw)?, signal).map_err(io::Error::from)
+}
+
+/// Sends `signal` to the process group `group` (a process started with
+/// `process_group(0)` leads its own group, whose id is its pid). Call it only
+/// before the leader is reaped, so the id cannot have been reused.
+pub fn signal_group(group: u32, signal: Signal) -> io::Result<()> {
+    rustix::process::kill_process_group(pid(group)?, signal).map_err(io::Error::from)
+}
+
+/// The peak resident set size of a live process (`VmHWM` in
+/// `/proc/<pid>/status`), in bytes.
+pub fn peak_rss_bytes(raw: u32) -> io::Result<u64> {
+    let status = procfs::process::Process::new(pid(raw)?.as_raw_nonzero().get())
+        .and_then(|process| process.status())
+        .map_err(io::Error::other)?;
+    let kib = status
+        .vmhwm
+        .ok_or_else(|| io::Error::other(format!("/proc/{raw}/status has no VmHWM")))?;
+    Ok(kib.saturating_mul(1024))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_has_a_peak_rss() {
+        let bytes = peak_rss_bytes(std::process::id()).expect("VmHWM of this process");
+        assert!(bytes > 1024 * 1024, "{bytes}");
+    }
+
+    #[test]
+    fn zero_is_not_a_process_id() {
+        assert_eq!(
+            signal(0, Signal::TERM).map_err(|e| e.kind()),
+            Err(io::ErrorKind::InvalidInput)
+        );
+    }
+
+    #[test]
+    fn a_child_of_a_live_parent_passes_the_race_check_and_runs() {
+        let mut command = Command::new("true");
+        die_with_parent(&mut command);
+        let status = command.status().expect("`true` starts under a live parent");
+        assert!(status.success());
+    }
+}

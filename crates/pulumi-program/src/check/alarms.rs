@@ -1,0 +1,494 @@
+//! The alarms, their topics and the dashboard: an operator is told when the
+//! API fails or is under attack. Each required alarm watches its metric with
+//! the dimensions AWS documents, pointing at this program's resources, in the
+//! region the metric lives in, notifies a topic of that same region, and
+//! takes its threshold and period from config.
+
+use serde_yaml::{Mapping, Value};
+
+use super::Checker;
+use super::invariants::{known, mentions, prop};
+use crate::eval::{Evaluator, builtin};
+use crate::interpolation;
+use crate::program::Resource;
+use crate::topology::{self, API, DISTRIBUTION, FUNCTION, STAGE, WEB_ACL};
+
+pub(super) const ALARM: &str = "aws:cloudwatch/metricAlarm:MetricAlarm";
+pub(super) const DASHBOARD: &str = "aws:cloudwatch/dashboard:Dashboard";
+pub(super) const TOPIC: &str = "aws:sns/topic:Topic";
+/// CloudFront's and WAF's (CLOUDFRONT scope) metrics exist only here.
+const EDGE_REGION: &str = "us-east-1";
+
+/// What a dimension must be.
+#[derive(Clone, Copy)]
+enum Dim {
+    /// `${<the resource of this type>.<property>}`.
+    Ref(&'static str, &'static str),
+    Literal(&'static str),
+    /// The web ACL's `visibilityConfig.metricName`.
+    AclMetricName,
+}
+
+struct Required {
+    namespace: &'static str,
+    metric: &'static str,
+    edge: bool,
+    dimensions: &'static [(&'static str, Dim)],
+}
+
+const FUNCTION_NAME: &[(&str, Dim)] = &[("FunctionName", Dim::Ref(FUNCTION, "name"))];
+const API_STAGE: &[(&str, Dim)] = &[
+    ("ApiId", Dim::Ref(API, "id")),
+    ("Stage", Dim::Ref(STAGE, "name")),
+];
+const WAF_ALL_RULES: &[(&str, Dim)] = &[
+    ("WebACL", Dim::AclMetricName),
+    ("Rule", Dim::Literal("ALL")),
+];
+const CLOUDFRONT: &[(&str, Dim)] = &[
+    ("DistributionId", Dim::Ref(DISTRIBUTION, "id")),
+    ("Region", Dim::Literal("Global")),
+];
+
+const REQUIRED: &[Required] = &[
+    Required {
+        namespace: "AWS/Lambda",
+        metric: "Errors",
+        edge: false,
+        dimensions: FUNCTION_NAME,
+    },
+    Required {
+        namespace: "AWS/Lambda",
+        metric: "Throttles",
+        edge: false,
+        dimensions: FUNCTION_NAME,
+    },
+    Required {
+        namespace: "AWS/Lambda",
+        metric: "Duration",
+        edge: false,
+        dimensions: FUNCTION_NAME,
+    },
+    Required {
+        namespace: "AWS/ApiGateway",
+        metric: "IntegrationError",
+        edge: false,
+        dimensions: API_STAGE,
+    },
+    Required {
+        namespace: "AWS/ApiGateway",
+        metric: "ExecutionError",
+        edge: false,
+        dimensions: API_STAGE,
+    },
+    Required {
+        namespace: "AWS/WAFV2",
+        metric: "BlockedRequests",
+        edge: true,
+        dimensions: WAF_ALL_RULES,
+    },
+    Required {
+        namespace: "AWS/CloudFront",
+        metric: "5xxErrorRate",
+        edge: true,
+        dimensions: CLOUDFRONT,
+    },
+];
+
+/// What the dashboard must show, besides WAF's blocked requests per rule.
+const DASHBOARD_METRICS: &[(&str, &str)] = &[
+    ("AWS/ApiGateway", "ConnectCount"),
+    ("AWS/ApiGateway", "MessageCount"),
+    ("AWS/ApiGateway", "IntegrationError"),
+    ("AWS/ApiGateway", "ExecutionError"),
+    ("AWS/Lambda", "Errors"),
+    ("AWS/Lambda", "Duration"),
+    ("AWS/Lambda", "ConcurrentExecutions"),
+    ("AWS/WAFV2", "AllowedRequests"),
+    ("AWS/WAFV2", "BlockedRequests"),
+    ("AWS/CloudFront", "Requests"),
+    ("AWS/CloudFront", "5xxErrorRate"),
+];
+
+/// One metric an alarm reads: where it is written, and its fields.
+struct Watched<'v> {
+    at: String,
+    namespace: Option<String>,
+    metric: Option<String>,
+    dimensions: Option<&'v Value>,
+    period: Option<&'v Value>,
+}
+
+impl Checker<'_> {
+    pub(super) fn alarms(&mut self) {
+        let program = self.program;
+        let config = self.config.clone();
+        let eval = Evaluator::new(program, &config);
+        let resources = program.resources();
+        let string = |v: Option<&Value>| known(&eval, v).and_then(|v| v.as_str().map(String::from));
+        let first = |token: &str| resources.iter().find(|r| r.token == token);
+        let acl_metric = first(WEB_ACL).and_then(|acl| {
+            string(prop(acl, "visibilityConfig").and_then(|v| v.get("metricName")))
+        });
+        let alarms: Vec<&Resource<'_>> = resources.iter().filter(|r| r.token == ALARM).collect();
+
+        for required in REQUIRED {
+            let found = alarms.iter().find_map(|alarm| {
+                watched(alarm)
+                    .into_iter()
+                    .find(|w| {
+                        w.namespace.as_deref() == Some(required.namespace)
+                            && w.metric.as_deref() == Some(required.metric)
+                    })
+                    .map(|w| (*alarm, w))
+            });
+            let Some((alarm, metric)) = found else {
+                self.report(
+                    "resources",
+                    format!("no {ALARM} on {} {}", required.namespace, required.metric),
+                );
+                continue;
+            };
+            let dimensions = metric.dimensions.and_then(Value::as_mapping);
+            let names: Vec<&str> = dimensions
+                .map(|d| d.keys().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let expected: Vec<&str> = required.dimensions.iter().map(|(n, _)| *n).collect();
+            if names.len() != expected.len() || !expected.iter().all(|n| names.contains(n)) {
+                self.report(
+                    format!("{}.dimensions", metric.at),
+                    format!(
+                        "{} {} needs exactly the dimensions {}",
+                        required.namespace,
+                        required.metric,
+                        expected.join(", ")
+                    ),
+                );
+            }
+            for (name, dim) in required.dimensions {
+                let value = dimensions.and_then(|d| d.get(*name));
+                let (ok, want) = match dim {
+                    Dim::Ref(token, property) => match first(token) {
+                        Some(r) => (
+                            topology::refers_to(value, r.name, property),
+                            format!("${{{}.{property}}}", r.name),
+                        ),
+                        None => (false, format!("a {token}'s {property}")),
+                    },
+                    Dim::Literal(text) => {
+                        (string(value).as_deref() == Some(*text), (*text).to_string())
+                    }
+                    Dim::AclMetricName => (
+                        acl_metric.is_some() && string(value) == acl_metric,
+                        format!(
+                            "the web ACL's metric name ({})",
+                            acl_metric.as_deref().unwrap_or("?")
+                        ),
+                    ),
+                };
+                if !ok {
+                    self.report(
+                        format!("{}.dimensions.{name}", metric.at),
+                        format!("must be {want}"),
+                    );
+                }
+            }
+            let region = string(prop(alarm, "region"));
+            let at = format!("resources.{}.properties.region", alarm.name);
+            match (required.edge, region.as_deref()) {
+                (true, Some(EDGE_REGION)) | (false, None) => {}
+                (true, _) => self.report(
+                    at,
+                    format!(
+                        "must be {EDGE_REGION}: {} metrics exist only there",
+                        required.namespace
+                    ),
+                ),
+                (false, Some(_)) => {
+                    self.report(at, "must be left out: the metric is in the stack's region")
+                }
+            }
+            if required.metric == "Duration" {
+                self.duration_follows_timeout(alarm, first(FUNCTION));
+            }
+        }
+
+        for alarm in &alarms {
+            self.alarm_actions(alarm, &resources, &eval);
+            self.tunable(alarm, "threshold");
+            self.tunable(alarm, "evaluationPeriods");
+            for metric in watched(alarm) {
+                if !self.is_config_ref(metric.period) {
+                    self.report(
+                        format!("{}.period", metric.at),
+                        "must come from config (${alarmPeriodSec})",
+                    );
+                }
+            }
+        }
+        self.dashboard(&resources, &eval, acl_metric.as_deref());
+    }
+
+    /// Alarm actions must be topics of this program in the alarm's region:
+    /// CloudWatch refuses a topic in another region.
+    fn alarm_actions(
+        &mut self,
+        alarm: &Resource<'_>,
+        resources: &[Resource<'_>],
+        eval: &Evaluator<'_>,
+    ) {
+        let region = known(eval, prop(alarm, "region"));
+        let actions = prop(alarm, "alarmActions").and_then(Value::as_sequence);
+        let ok = actions.is_some_and(|items| {
+            !items.is_empty()
+                && items.iter().all(|action| {
+                    resources.iter().any(|t| {
+                        t.token == TOPIC
+                            && topology::refers_to(Some(action), t.name, "arn")
+                            && known(eval, prop(t, "region")) == region
+                    })
+                })
+        });
+        if !ok {
+            self.report(
+                format!("resources.{}.properties.alarmActions", alarm.name),
+                "must be [${<topic>.arn}] of an SNS topic of this program in the alarm's own region (CloudWatch cannot notify a topic elsewhere)",
+            );
+        }
+    }
+
+    fn tunable(&mut self, alarm: &Resource<'_>, property: &str) {
+        if !self.is_config_ref(prop(alarm, property)) {
+            self.report(
+                format!("resources.{}.properties.{property}", alarm.name),
+                "must come from a typed config key, so operators can tune it",
+            );
+        }
+    }
+
+    fn is_config_ref(&self, value: Option<&Value>) -> bool {
+        value
+            .and_then(Value::as_str)
+            .and_then(|s| interpolation::parse(s).ok())
+            .and_then(|segments| interpolation::sole_access(&segments).map(|a| a.root.clone()))
+            .is_some_and(|root| {
+                self.config
+                    .declared
+                    .get(&root)
+                    .is_some_and(|t| t == "integer")
+            })
+    }
+
+    /// The duration alarm compares with the function's timeout, whatever it is set to.
+    fn duration_follows_timeout(&mut self, alarm: &Resource<'_>, function: Option<&Resource<'_>>) {
+        let timeout_key = function
+            .and_then(|f| prop(f, "timeout"))
+            .and_then(Value::as_str)
+            .and_then(|s| interpolation::parse(s).ok())
+            .and_then(|segments| interpolation::sole_access(&segments).map(|a| a.root.clone()));
+        let follows = timeout_key.as_deref().is_some_and(|key| {
+            prop(alarm, "metricQueries").and_then(Value::as_sequence).is_some_and(|queries| {
+                queries.iter().any(|q| {
+                    q.get("expression").and_then(Value::as_str).is_some_and(|e| {
+                        interpolation::parse(e).is_ok_and(|segments| {
+                            segments.iter().any(|s| matches!(s, interpolation::Segment::Access(a) if a.root == key))
+                        })
+                    })
+                })
+            })
+        });
+        if !follows {
+            self.report(
+                format!("resources.{}.properties.metricQueries", alarm.name),
+                format!(
+                    "must compare Duration with the function's timeout (an expression using ${{{}}})",
+                    timeout_key.as_deref().unwrap_or("functionTimeout")
+                ),
+            );
+        }
+    }
+
+    fn dashboard(
+        &mut self,
+        resources: &[Resource<'_>],
+        eval: &Evaluator<'_>,
+        acl_metric: Option<&str>,
+    ) {
+        let Some(dashboard) = resources.iter().find(|r| r.token == DASHBOARD) else {
+            self.report("resources", format!("no {DASHBOARD}"));
+            return;
+        };
+        let at = format!("resources.{}.properties.dashboardBody", dashboard.name);
+        let body = prop(dashboard, "dashboardBody")
+            .and_then(Value::as_mapping)
+            .and_then(builtin)
+            .filter(|(name, _)| name.eq_ignore_ascii_case("fn::toJSON"))
+            .map(|(_, body)| body);
+        let Some(body) = body else {
+            self.report(&at, "must be fn::toJSON of the dashboard's widgets");
+            return;
+        };
+        let widgets = body
+            .get("widgets")
+            .and_then(Value::as_sequence)
+            .cloned()
+            .unwrap_or_default();
+        let mut shown: Vec<(String, String, Vec<String>)> = Vec::new();
+        for (i, widget) in widgets.iter().enumerate() {
+            let properties = widget.get("properties");
+            let metrics = properties
+                .and_then(|p| p.get("metrics"))
+                .and_then(Value::as_sequence);
+            let region = properties
+                .and_then(|p| p.get("region"))
+                .and_then(Value::as_str);
+            for line in metrics.into_iter().flatten().filter_map(Value::as_sequence) {
+                // Dimension values as deployed where they are known offline.
+                let texts: Vec<String> = line
+                    .iter()
+                    .filter(|v| v.is_string())
+                    .map(|v| match known(eval, Some(v)) {
+                        Some(Value::String(s)) => s,
+                        _ => v.as_str().unwrap_or_default().to_string(),
+                    })
+                    .collect();
+                let [namespace, metric, ..] = texts.as_slice() else {
+                    continue;
+                };
+                if matches!(namespace.as_str(), "AWS/WAFV2" | "AWS/CloudFront")
+                    && region != Some(EDGE_REGION)
+                {
+                    self.report(
+                        format!("{at}.fn::toJSON.widgets[{i}].properties.region"),
+                        format!("must be {EDGE_REGION}: {namespace} metrics exist only there"),
+                    );
+                }
+                shown.push((namespace.clone(), metric.clone(), texts[2..].to_vec()));
+            }
+        }
+        for (namespace, metric) in DASHBOARD_METRICS {
+            if !shown.iter().any(|(n, m, _)| n == namespace && m == metric) {
+                self.report(&at, format!("must show {namespace} {metric}"));
+            }
+        }
+        // WAF's blocked requests per rule: one line for each rule's metric name.
+        let acl = resources.iter().find(|r| r.token == WEB_ACL);
+        let rule_metrics: Vec<String> = acl
+            .and_then(|a| prop(a, "rules"))
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+            .filter_map(|r| {
+                r.get("visibilityConfig")?
+                    .get("metricName")?
+                    .as_str()
+                    .map(String::from)
+            })
+            .collect();
+        for rule in rule_metrics {
+            let per_rule = shown.iter().any(|(n, m, dims)| {
+                n == "AWS/WAFV2"
+                    && m == "BlockedRequests"
+                    && dims.windows(2).any(|w| w[0] == "Rule" && w[1] == rule)
+                    && dims
+                        .windows(2)
+                        .any(|w| w[0] == "WebACL" && Some(w[1].as_str()) == acl_metric)
+            });
+            if !per_rule {
+                self.report(
+                    &at,
+                    format!("must show WAF BlockedRequests for the rule {rule}"),
+                );
+            }
+        }
+        let url_ok = self
+            .program
+            .section("outputs")
+            .and_then(|o| o.get("DashboardURL"))
+            .and_then(Value::as_str)
+            .is_some_and(|s| {
+                s.starts_with("https://") && mentions(s, dashboard.name, "dashboardName")
+            });
+        if !url_ok {
+            self.report(
+                "outputs.DashboardURL",
+                format!(
+                    "must be the console URL of ${{{}.dashboardName}}",
+                    dashboard.name
+                ),
+            );
+        }
+    }
+
+    /// `AlarmTopicArn` (the stack's region) and `EdgeAlarmTopicArn` (us-east-1)
+    /// are the topics operators subscribe to.
+    pub(super) fn alarm_outputs(&mut self) {
+        let program = self.program;
+        let config = self.config.clone();
+        let eval = Evaluator::new(program, &config);
+        let resources = program.resources();
+        for (output, region) in [
+            ("AlarmTopicArn", None),
+            ("EdgeAlarmTopicArn", Some(EDGE_REGION)),
+        ] {
+            let value = program.section("outputs").and_then(|o| o.get(output));
+            let ok = resources.iter().any(|t| {
+                t.token == TOPIC
+                    && topology::refers_to(value, t.name, "arn")
+                    && known(&eval, prop(t, "region"))
+                        .as_ref()
+                        .and_then(Value::as_str)
+                        == region
+            });
+            if !ok {
+                self.report(
+                    format!("outputs.{output}"),
+                    format!(
+                        "must be ${{<topic>.arn}} of the SNS topic in {}",
+                        region.unwrap_or("the stack's region")
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// The metrics an alarm reads: its own, or its metric queries'.
+fn watched<'v>(alarm: &'v Resource<'_>) -> Vec<Watched<'v>> {
+    let text = |m: Option<&Mapping>, key: &str| {
+        m.and_then(|m| m.get(key))
+            .and_then(Value::as_str)
+            .map(String::from)
+    };
+    let mut out = Vec::new();
+    if prop(alarm, "metricName").is_some() {
+        out.push(Watched {
+            at: format!("resources.{}.properties", alarm.name),
+            namespace: text(alarm.properties, "namespace"),
+            metric: text(alarm.properties, "metricName"),
+            dimensions: prop(alarm, "dimensions"),
+            period: prop(alarm, "period"),
+        });
+    }
+    for (i, query) in prop(alarm, "metricQueries")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let metric = query.get("metric").and_then(Value::as_mapping);
+        if metric.is_some() {
+            out.push(Watched {
+                at: format!(
+                    "resources.{}.properties.metricQueries[{i}].metric",
+                    alarm.name
+                ),
+                namespace: text(metric, "namespace"),
+                metric: text(metric, "metricName"),
+                dimensions: metric.and_then(|m| m.get("dimensions")),
+                period: metric.and_then(|m| m.get("period")),
+            });
+        }
+    }
+    out
+}

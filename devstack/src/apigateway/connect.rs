@@ -1,0 +1,194 @@
+//! `$connect`: the API key, throttling, the function's verdict, then the
+//! upgrade and the connection's task.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use chrono::Utc;
+use protocol::routes;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tracing::{debug, info, warn};
+
+use super::connection::{end_connection, run_connection};
+use super::routing::error_kind;
+use super::websocket;
+use super::{
+    ConnectionHandle, ConnectionInfo, Disconnect, LiveGuard, OUTBOUND_QUEUE, Shared, forbidden,
+    lock, new_id,
+};
+
+/// The `statusCode` of a `$connect` response; a response without one counts
+/// as 200, as API Gateway treats a Lambda proxy response without a status.
+pub(super) fn connect_status(response: &Value) -> StatusCode {
+    let code = match response.get("statusCode") {
+        None | Some(Value::Null) => Some(200),
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.parse().ok(),
+        Some(_) => None,
+    };
+    code.and_then(|c| u16::try_from(c).ok())
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .unwrap_or(StatusCode::BAD_GATEWAY)
+}
+
+pub(super) async fn connect_handler(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(stage): Path<String>,
+    mut request: Request,
+) -> Response {
+    let started = Instant::now();
+    if stage != shared.config.stage {
+        return forbidden();
+    }
+    let Some(handshake) = websocket::handshake(&mut request) else {
+        return websocket::json_response(
+            StatusCode::UPGRADE_REQUIRED,
+            &json!({"message": "Upgrade Required"}),
+        );
+    };
+    if *shared.shutdown.borrow() {
+        return websocket::json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"message": "Service Unavailable"}),
+        );
+    }
+    let refuse = |status: StatusCode, why: &str| {
+        info!(status = status.as_u16(), reason = why, source_ip = %peer.ip(), "handshake refused");
+        let message = status.canonical_reason().unwrap_or("Forbidden");
+        websocket::json_response(status, &json!({"message": message}))
+    };
+    let connect_route = shared.route(routes::CONNECT).cloned();
+    if connect_route.as_ref().is_some_and(|r| r.api_key_required) {
+        let key = shared
+            .key_header
+            .as_ref()
+            .and_then(|name| request.headers().get(name))
+            .and_then(|v| v.to_str().ok());
+        if !key.is_some_and(|key| shared.config.api_keys.iter().any(|k| k == key)) {
+            return refuse(StatusCode::FORBIDDEN, "missing or invalid API key");
+        }
+    }
+    if !shared.admit(routes::CONNECT) {
+        return refuse(StatusCode::TOO_MANY_REQUESTS, "throttled");
+    }
+
+    let headers = event_headers(request.headers(), peer);
+    let info = Arc::new(ConnectionInfo {
+        id: new_id(),
+        connected_at: Utc::now(),
+        source_ip: peer.ip().to_string(),
+        user_agent: request
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        last_active_ms: AtomicI64::new(Utc::now().timestamp_millis()),
+    });
+    let mut protocol = None;
+    if connect_route.is_some() {
+        let mut event = shared.event(&info, routes::CONNECT, "CONNECT");
+        event.multi_value_headers = headers.clone();
+        event.headers = headers;
+        let query: Vec<(String, String)> = Query::try_from_uri(request.uri())
+            .map(|q| q.0)
+            .unwrap_or_default();
+        let mut params: HashMap<String, Vec<String>> = HashMap::new();
+        for (k, v) in query {
+            params.entry(k).or_default().push(v);
+        }
+        event.query_string_parameters = params.clone().into();
+        event.multi_value_query_string_parameters = params.into();
+        match shared.invoke(&event).await {
+            Ok(response) => {
+                let status = connect_status(&response);
+                if !status.is_success() {
+                    return refuse(status, "$connect returned a non-2xx status");
+                }
+                protocol = response
+                    .pointer("/headers/Sec-WebSocket-Protocol")
+                    .or_else(|| response.pointer("/headers/sec-websocket-protocol"))
+                    .and_then(Value::as_str)
+                    .and_then(|p| HeaderValue::from_str(p).ok());
+            }
+            Err(error) => {
+                warn!(connection_id = %info.id, error = error_kind(&error), "$connect invocation failed");
+                return refuse(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "$connect invocation failed",
+                );
+            }
+        }
+    }
+
+    let (outbound_tx, outbound_rx) = mpsc::channel(OUTBOUND_QUEUE);
+    lock(&shared.connections).insert(
+        info.id.clone(),
+        ConnectionHandle {
+            info: info.clone(),
+            outbound: outbound_tx.clone(),
+        },
+    );
+    let limits = shared.config.limits;
+    let config = WebSocketConfig::default()
+        .max_frame_size(Some(limits.max_frame_bytes))
+        .max_message_size(Some(limits.max_message_bytes));
+    let (response, socket) = handshake.accept(protocol, config);
+    let live = LiveGuard::new(&shared.live_connections);
+    info!(
+        connection_id = %info.id,
+        source_ip = %info.source_ip,
+        latency_ms = started.elapsed().as_millis() as u64,
+        "connection opened"
+    );
+    tokio::spawn(async move {
+        let _live = live;
+        let outcome = match socket.await {
+            Ok(socket) => run_connection(&shared, &info, socket, outbound_tx, outbound_rx).await,
+            Err(error) => {
+                debug!(connection_id = %info.id, %error, "upgrade failed");
+                Disconnect::new(1006, "Connection closed abnormally")
+            }
+        };
+        end_connection(&shared, &info, outcome).await;
+    });
+    response
+}
+
+/// The `$connect` event's headers: the client's, plus the forwarding headers
+/// API Gateway adds.
+pub(super) fn event_headers(request: &HeaderMap, peer: SocketAddr) -> HeaderMap {
+    let mut headers = request.clone();
+    let forwarded = match request.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(previous) => format!("{previous}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&forwarded) {
+        headers.insert("x-forwarded-for", value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&peer.port().to_string()) {
+        headers.insert("x-forwarded-port", value);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    let trace = format!(
+        "Root=1-{:08x}-{}",
+        Utc::now().timestamp(),
+        hex(&rand::random::<[u8; 12]>())
+    );
+    if let Ok(value) = HeaderValue::from_str(&trace) {
+        headers.insert("x-amzn-trace-id", value);
+    }
+    headers
+}
+
+pub(super) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

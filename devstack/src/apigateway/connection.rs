@@ -1,0 +1,158 @@
+//! One connection's task: reads the client's frames, writes what is queued
+//! for it, enforces the limits, and runs `$disconnect` when it ends.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chrono::Utc;
+use futures_util::{SinkExt, StreamExt};
+use protocol::routes;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tracing::{debug, info};
+
+use super::routing::{error_kind, spawn_message};
+use super::websocket::{self, ServerSocket};
+use super::{CLOSE_HANDSHAKE, ConnectionInfo, Disconnect, Outbound, Shared, lock};
+
+/// Reads the client's frames and writes what is queued for it until the
+/// connection ends; returns how it ended.
+pub(super) async fn run_connection(
+    shared: &Arc<Shared>,
+    info: &Arc<ConnectionInfo>,
+    mut socket: ServerSocket,
+    outbound_tx: mpsc::Sender<Outbound>,
+    mut outbound_rx: mpsc::Receiver<Outbound>,
+) -> Disconnect {
+    let limits = shared.config.limits;
+    let mut shutdown = shared.shutdown.subscribe();
+    let idle = tokio::time::sleep(limits.idle_timeout);
+    let life = tokio::time::sleep(limits.max_connection_life);
+    tokio::pin!(idle, life);
+    let already_down = *shutdown.borrow_and_update();
+    if already_down {
+        return close(&mut socket, Disconnect::going_away()).await;
+    }
+    loop {
+        tokio::select! {
+            frame = socket.next() => {
+                let message = match frame {
+                    Some(Ok(message)) => message,
+                    None
+                    | Some(Err(
+                        WsError::ConnectionClosed
+                        | WsError::AlreadyClosed
+                        | WsError::Io(_)
+                        | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake),
+                    )) => {
+                        return Disconnect::new(1006, "Connection closed abnormally");
+                    }
+                    Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+                        return close(&mut socket, Disconnect::new(1009, "Message too big")).await;
+                    }
+                    Some(Err(error)) => {
+                        debug!(connection_id = %info.id, %error, "connection failed");
+                        return close(&mut socket, Disconnect::new(1002, "Protocol error")).await;
+                    }
+                };
+                idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
+                info.last_active_ms.store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+                match message {
+                    Message::Text(text) => spawn_message(shared, info, text.to_string(), false, &outbound_tx),
+                    Message::Binary(bytes) => spawn_message(shared, info, STANDARD.encode(&bytes), true, &outbound_tx),
+                    Message::Close(frame) => {
+                        drain(&mut socket, tokio::time::Instant::now() + CLOSE_HANDSHAKE).await;
+                        return match frame {
+                            Some(frame) => Disconnect { status_code: frame.code.into(), reason: frame.reason.to_string() },
+                            None => Disconnect::new(1005, "Client-side close frame status not set"),
+                        };
+                    }
+                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+                }
+            }
+            Some(outbound) = outbound_rx.recv() => match outbound {
+                Outbound::Frame(message) => {
+                    if socket.send(message).await.is_err() {
+                        return Disconnect::new(1006, "Connection closed abnormally");
+                    }
+                }
+                Outbound::Close(frame) => {
+                    let disconnect = Disconnect { status_code: frame.code.into(), reason: frame.reason.to_string() };
+                    return close(&mut socket, disconnect).await;
+                }
+            },
+            () = &mut idle => return close(&mut socket, Disconnect::going_away()).await,
+            () = &mut life => return close(&mut socket, Disconnect::going_away()).await,
+            () = async { let _ = shutdown.wait_for(|down| *down).await; } => return close(&mut socket, Disconnect::going_away()).await,
+        }
+    }
+}
+
+/// Sends the close frame for `disconnect` and ends the connection with
+/// [`drain`]. Also after a frame-size error: tungstenite's stream is over
+/// then, but the socket still writes, and the client may still be sending the
+/// rest of its oversize frame, which `drain` reads.
+pub(super) async fn close(socket: &mut ServerSocket, disconnect: Disconnect) -> Disconnect {
+    let deadline = tokio::time::Instant::now() + CLOSE_HANDSHAKE;
+    let frame = CloseFrame {
+        code: CloseCode::from(disconnect.status_code),
+        reason: disconnect.reason.clone().into(),
+    };
+    // `send` returns once the frame is flushed to the socket; bounded, as a
+    // client that reads nothing can leave no room for it.
+    let _ = tokio::time::timeout_at(deadline, socket.send(Message::Close(Some(frame)))).await;
+    drain(socket, deadline).await;
+    disconnect
+}
+
+/// Ends a connection whose close frame is sent (ours, or tungstenite's reply
+/// to the client's): reads the client's frames until its close frame (which
+/// also flushes a queued reply), then the lingering close — FIN, and the
+/// client's remaining bytes read and discarded — all by `deadline`.
+pub(super) async fn drain(socket: &mut ServerSocket, deadline: tokio::time::Instant) {
+    let _ = tokio::time::timeout_at(deadline, async {
+        while let Some(Ok(_)) = socket.next().await {}
+    })
+    .await;
+    websocket::linger(socket.get_mut(), deadline).await;
+}
+
+/// Removes the connection and runs `$disconnect`.
+pub(super) async fn end_connection(
+    shared: &Arc<Shared>,
+    info: &Arc<ConnectionInfo>,
+    disconnect: Disconnect,
+) {
+    lock(&shared.connections).remove(&info.id);
+    let lifetime = Utc::now() - info.connected_at;
+    info!(
+        connection_id = %info.id,
+        status_code = disconnect.status_code,
+        duration_ms = lifetime.num_milliseconds(),
+        "connection closed"
+    );
+    if shared.route(routes::DISCONNECT).is_none() {
+        return;
+    }
+    let started = Instant::now();
+    let mut event = shared.event(info, routes::DISCONNECT, "DISCONNECT");
+    event.request_context.disconnect_status_code = Some(i64::from(disconnect.status_code));
+    event.request_context.disconnect_reason = Some(disconnect.reason);
+    let outcome = match shared.invoke(&event).await {
+        Ok(_) => "ok",
+        Err(ref error) => error_kind(error),
+    };
+    info!(
+        connection_id = %info.id,
+        route = routes::DISCONNECT,
+        outcome,
+        latency_ms = started.elapsed().as_millis() as u64,
+        "route invoked"
+    );
+}

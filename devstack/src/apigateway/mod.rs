@@ -1,0 +1,231 @@
+//! The API layer: plays the API Gateway WebSocket API endpoint
+//! (`wss://{apiId}.execute-api.{region}.amazonaws.com/{stage}`) and its
+//! @connections management API, so the function runs unchanged.
+//!
+//! What it does, as API Gateway does:
+//! - `$connect`: checks the API key (header named by the API's
+//!   `apiKeySelectionExpression`) when the route requires it — 403 without
+//!   invoking; assigns the connection id; invokes the function; a non-2xx
+//!   `statusCode` (or an invoke error, as 500) refuses the handshake.
+//! - messages: selects the route with the `routeSelectionExpression`
+//!   (`$request.body.action`), `$default` when it cannot be evaluated or names
+//!   no route; binary frames go to `$default` base64-encoded. No route
+//!   responses are configured (as in the deployed API), so the function's
+//!   response is not sent back; an invoke error sends API Gateway's
+//!   `{"message": "Internal server error", ...}` frame and the connection
+//!   stays open. A message with no route to take (no `$default`) gets
+//!   `{"message": "Forbidden", ...}`.
+//! - throttling: the stage's default route throttling (token bucket per route,
+//!   rate + burst). A throttled message gets `{"message": "Too Many Requests",
+//!   ...}`; a throttled `$connect` is refused with 429. (AWS documents the 429
+//!   for throttled requests; the frame for a throttled message is this
+//!   project's choice, modelled on API Gateway's other error frames.)
+//! - limits: frames over 32 KB or messages over 128 KB close the connection
+//!   with 1009; 10 min idle and 2 h maximum life close it with 1001.
+//! - `$disconnect` is invoked whenever a connection ends, whoever ended it.
+//!
+//! Log lines carry ids, routes, status codes and latencies — never bodies or
+//! header values (the `x-api-key` header carries the API key).
+mod config;
+mod connect;
+mod connection;
+mod management;
+mod routing;
+mod throttle;
+pub mod websocket;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderName, StatusCode};
+use axum::response::Response;
+use axum::routing::{any, post};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tracing::warn;
+
+pub use config::{GatewayConfig, Limits, Route};
+pub use throttle::{ACCOUNT_BURST_LIMIT, ACCOUNT_RATE_LIMIT, Throttle};
+
+use crate::lambda::invoke::Invoke;
+use connect::connect_handler;
+use management::{delete_connection, get_connection, post_to_connection};
+use routing::{api_key_header, body_selection_path};
+use throttle::TokenBucket;
+
+/// Frames queued for one connection (management API posts, error frames)
+/// before a poster waits.
+const OUTBOUND_QUEUE: usize = 256;
+/// How long a closing connection waits for the peer's close frame and reads
+/// what the peer still sends.
+const CLOSE_HANDSHAKE: Duration = websocket::LINGER;
+
+/// An id in API Gateway's format (`L0SM9cOFvHcCIhw=`): connection ids,
+/// request ids, message ids.
+pub fn new_id() -> String {
+    URL_SAFE.encode(rand::random::<[u8; 11]>())
+}
+
+/// The API Gateway WebSocket API, serving one stage.
+#[derive(Clone)]
+pub struct Gateway {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: GatewayConfig,
+    invoke: Arc<dyn Invoke>,
+    selection_path: Option<Vec<String>>,
+    key_header: Option<HeaderName>,
+    connections: Mutex<HashMap<String, ConnectionHandle>>,
+    buckets: Mutex<HashMap<String, TokenBucket>>,
+    shutdown: watch::Sender<bool>,
+    live_connections: watch::Sender<usize>,
+}
+
+/// What the management API and the message tasks know of a connection.
+struct ConnectionHandle {
+    info: Arc<ConnectionInfo>,
+    outbound: mpsc::Sender<Outbound>,
+}
+
+/// The facts of a connection that go into every event.
+struct ConnectionInfo {
+    id: String,
+    connected_at: DateTime<Utc>,
+    source_ip: String,
+    user_agent: Option<String>,
+    /// Milliseconds since the epoch of the last frame from the client.
+    last_active_ms: AtomicI64,
+}
+
+enum Outbound {
+    Frame(Message),
+    Close(CloseFrame),
+}
+
+/// How and why a connection ended: `disconnectStatusCode` and
+/// `disconnectReason` of the `$disconnect` event.
+#[derive(Debug, Clone, PartialEq)]
+struct Disconnect {
+    status_code: u16,
+    reason: String,
+}
+
+impl Disconnect {
+    fn new(status_code: u16, reason: &str) -> Self {
+        Disconnect {
+            status_code,
+            reason: reason.to_string(),
+        }
+    }
+    fn going_away() -> Self {
+        Disconnect::new(1001, "Going away")
+    }
+}
+
+/// Decrements the live connection count when a connection task ends.
+struct LiveGuard(watch::Sender<usize>);
+
+impl LiveGuard {
+    fn new(live: &watch::Sender<usize>) -> Self {
+        live.send_modify(|n| *n += 1);
+        LiveGuard(live.clone())
+    }
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+impl Gateway {
+    pub fn new(config: GatewayConfig, invoke: Arc<dyn Invoke>) -> Self {
+        let selection_path = body_selection_path(&config.route_selection_expression);
+        if selection_path.is_none() {
+            warn!(
+                expression = %config.route_selection_expression,
+                "unsupported route selection expression; every message goes to $default"
+            );
+        }
+        let key_header = api_key_header(config.api_key_selection_expression.as_deref());
+        if key_header.is_none() {
+            warn!(
+                "unsupported API key selection expression; routes that require a key refuse every client"
+            );
+        }
+        Gateway {
+            shared: Arc::new(Shared {
+                config,
+                invoke,
+                selection_path,
+                key_header,
+                connections: Mutex::new(HashMap::new()),
+                buckets: Mutex::new(HashMap::new()),
+                shutdown: watch::channel(false).0,
+                live_connections: watch::channel(0).0,
+            }),
+        }
+    }
+
+    /// The routes of the WebSocket endpoint and the management API.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/{stage}", any(connect_handler))
+            .route("/{stage}/", any(connect_handler))
+            .route(
+                "/{stage}/@connections/{connection_id}",
+                post(post_to_connection)
+                    .get(get_connection)
+                    .delete(delete_connection),
+            )
+            .fallback(|| async { forbidden() })
+            .with_state(self.shared.clone())
+    }
+
+    /// Serves until [`Gateway::shutdown`] begins.
+    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
+        websocket::serve(listener, self.router(), self.shared.shutdown.subscribe()).await
+    }
+
+    /// Open connections.
+    pub fn connection_count(&self) -> usize {
+        lock(&self.shared.connections).len()
+    }
+
+    /// Closes every connection with 1001 (going away), runs their
+    /// `$disconnect`, and waits for that up to `grace`. New handshakes are
+    /// refused from now on. Returns whether every connection finished.
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        self.shared.shutdown.send_replace(true);
+        let mut live = self.shared.live_connections.subscribe();
+        tokio::time::timeout(grace, live.wait_for(|n| *n == 0))
+            .await
+            .is_ok()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding these locks cannot leave the maps inconsistent
+    // (each operation is a single insert/remove/get), so poisoning is ignored.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn forbidden() -> Response {
+    websocket::json_response(StatusCode::FORBIDDEN, &json!({"message": "Forbidden"}))
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

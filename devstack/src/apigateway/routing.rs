@@ -1,0 +1,225 @@
+//! Routing a message: the route selection expression, the event API Gateway
+//! builds for the function, and the invocation.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use aws_lambda_events::apigw::{
+    ApiGatewayWebsocketProxyRequest, ApiGatewayWebsocketProxyRequestContext,
+};
+use axum::http::HeaderName;
+use chrono::Utc;
+use protocol::{GatewayFrame, routes};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tracing::info;
+
+use super::{ConnectionInfo, Outbound, Route, Shared, lock, new_id};
+
+/// The header API Gateway reads the key from when the API sets no expression.
+const DEFAULT_API_KEY_HEADER: &str = "x-api-key";
+use crate::lambda::invoke::InvokeError;
+
+/// The key path of a `$request.body.<path>` route selection expression.
+pub(super) fn body_selection_path(expression: &str) -> Option<Vec<String>> {
+    let path = expression.strip_prefix("$request.body.")?;
+    let parts: Vec<String> = path.split('.').map(str::to_string).collect();
+    (!parts.iter().any(String::is_empty)).then_some(parts)
+}
+
+/// The header of an `$request.header.<name>` API key selection expression.
+pub(super) fn api_key_header(expression: Option<&str>) -> Option<HeaderName> {
+    let name = match expression {
+        Some(expression) => expression.strip_prefix("$request.header.")?,
+        None => DEFAULT_API_KEY_HEADER,
+    };
+    HeaderName::from_bytes(name.as_bytes()).ok()
+}
+
+impl Shared {
+    pub(super) fn route(&self, route_key: &str) -> Option<&Route> {
+        self.config.routes.iter().find(|r| r.key == route_key)
+    }
+
+    /// The route a text message takes: the selected route if declared,
+    /// else `$default` if declared, else none (API Gateway answers
+    /// "Forbidden").
+    pub(super) fn select_route(&self, body: &str) -> Option<&str> {
+        let selected = self.selection_path.as_ref().and_then(|path| {
+            let mut value: Value = serde_json::from_str(body).ok()?;
+            for key in path {
+                value = value.as_object_mut()?.remove(key)?;
+            }
+            match value {
+                Value::String(key) => Some(key),
+                _ => None,
+            }
+        });
+        let declared = |key: &str| {
+            self.route(key)
+                .map(|r| r.key.as_str())
+                .filter(|k| *k != routes::CONNECT && *k != routes::DISCONNECT)
+        };
+        selected
+            .as_deref()
+            .and_then(declared)
+            .or_else(|| declared(routes::DEFAULT))
+    }
+    /// The event fields every event of a connection shares.
+    pub(super) fn event(
+        &self,
+        info: &ConnectionInfo,
+        route_key: &str,
+        event_type: &str,
+    ) -> ApiGatewayWebsocketProxyRequest {
+        let now = Utc::now();
+        let mut context = ApiGatewayWebsocketProxyRequestContext::default();
+        context.route_key = Some(route_key.to_string());
+        context.event_type = Some(event_type.to_string());
+        context.message_direction = Some("IN".to_string());
+        context.connection_id = Some(info.id.clone());
+        context.connected_at = info.connected_at.timestamp_millis();
+        context.request_time_epoch = now.timestamp_millis();
+        context.request_time = Some(now.format("%d/%b/%Y:%H:%M:%S %z").to_string());
+        context.request_id = Some(new_id());
+        context.extended_request_id = Some(new_id());
+        context.identity.source_ip = Some(info.source_ip.clone());
+        context.identity.user_agent = info.user_agent.clone();
+        context.domain_name = Some(self.config.domain_name.clone());
+        context.stage = Some(self.config.stage.clone());
+        context.apiid = Some(self.config.api_id.clone());
+        let mut event = ApiGatewayWebsocketProxyRequest::default();
+        event.request_context = context;
+        event
+    }
+
+    pub(super) async fn invoke(
+        &self,
+        event: &ApiGatewayWebsocketProxyRequest,
+    ) -> Result<Value, InvokeError> {
+        self.invoke.invoke(to_wire(event)).await
+    }
+
+    pub(super) fn outbound(
+        &self,
+        connection_id: &str,
+    ) -> Option<(Arc<ConnectionInfo>, mpsc::Sender<Outbound>)> {
+        lock(&self.connections)
+            .get(connection_id)
+            .map(|c| (c.info.clone(), c.outbound.clone()))
+    }
+}
+
+/// The event as API Gateway puts it on the wire: absent fields left out
+/// rather than `null`, `queryStringParameters` single-valued.
+pub(super) fn to_wire(event: &ApiGatewayWebsocketProxyRequest) -> Value {
+    let mut value = serde_json::to_value(event).unwrap_or(Value::Null);
+    if let Some(object) = value.as_object_mut() {
+        // QueryMap serialises every parameter as a list; API Gateway sends
+        // the last value in `queryStringParameters` and all of them in
+        // `multiValueQueryStringParameters`.
+        if let Some(Value::Object(params)) = object.get_mut("queryStringParameters") {
+            for value in params.values_mut() {
+                if let Value::Array(values) = value {
+                    *value = values.pop().unwrap_or(Value::Null);
+                }
+            }
+        }
+        object.retain(|_, v| !(v.is_null() || v.as_object().is_some_and(|o| o.is_empty())));
+    }
+    prune_nulls(&mut value);
+    value
+}
+
+pub(super) fn prune_nulls(value: &mut Value) {
+    match value {
+        Value::Object(object) => {
+            object.retain(|_, v| !v.is_null());
+            object.values_mut().for_each(prune_nulls);
+        }
+        Value::Array(values) => values.iter_mut().for_each(prune_nulls),
+        _ => {}
+    }
+}
+
+pub(super) fn error_kind(error: &InvokeError) -> &'static str {
+    match error {
+        InvokeError::Function { .. } => "function error",
+        InvokeError::Crashed(_) => "function process crashed",
+        InvokeError::Timeout(_) => "timeout",
+        InvokeError::Unavailable(_) => "function unavailable",
+    }
+}
+
+pub(super) fn spawn_message(
+    shared: &Arc<Shared>,
+    info: &Arc<ConnectionInfo>,
+    body: String,
+    is_base64: bool,
+    outbound: &mpsc::Sender<Outbound>,
+) {
+    let (shared, info, outbound) = (shared.clone(), info.clone(), outbound.clone());
+    tokio::spawn(async move { route_message(&shared, &info, body, is_base64, &outbound).await });
+}
+
+/// Routes one message: selects the route, throttles, invokes.
+pub(super) async fn route_message(
+    shared: &Arc<Shared>,
+    info: &Arc<ConnectionInfo>,
+    body: String,
+    is_base64: bool,
+    outbound: &mpsc::Sender<Outbound>,
+) {
+    let started = Instant::now();
+    let route = if is_base64 {
+        shared.route(routes::DEFAULT).map(|r| r.key.clone())
+    } else {
+        shared.select_route(&body).map(str::to_string)
+    };
+    let mut event = shared.event(info, route.as_deref().unwrap_or(routes::DEFAULT), "MESSAGE");
+    let request_id = event.request_context.request_id.clone().unwrap_or_default();
+    let gateway_frame = |message: &str| {
+        Outbound::Frame(Message::text(
+            GatewayFrame {
+                message: message.to_string(),
+                connection_id: info.id.clone(),
+                request_id: request_id.clone(),
+            }
+            .to_text(),
+        ))
+    };
+    let log = |route: &str, outcome: &str| {
+        info!(
+            connection_id = %info.id,
+            route,
+            outcome,
+            latency_ms = started.elapsed().as_millis() as u64,
+            "message routed"
+        );
+    };
+    let Some(route) = route else {
+        log("(none)", "no route");
+        let _ = outbound.send(gateway_frame("Forbidden")).await;
+        return;
+    };
+    if !shared.admit(&route) {
+        log(&route, "throttled");
+        let _ = outbound
+            .send(gateway_frame(GatewayFrame::TOO_MANY_REQUESTS))
+            .await;
+        return;
+    }
+    event.request_context.message_id = Some(new_id());
+    event.body = Some(body);
+    event.is_base64_encoded = is_base64;
+    match shared.invoke(&event).await {
+        Ok(_) => log(&route, "ok"),
+        Err(error) => {
+            log(&route, error_kind(&error));
+            let _ = outbound
+                .send(gateway_frame(GatewayFrame::INTERNAL_SERVER_ERROR))
+                .await;
+        }
+    }
+}

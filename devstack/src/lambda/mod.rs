@@ -1,0 +1,419 @@
+//! The local Lambda: the Lambda Runtime API (2018-06-01) in front of a pool of
+//! real function processes.
+//!
+//! Every function process gets its own Runtime API endpoint on a loopback port
+//! (`AWS_LAMBDA_RUNTIME_API`), so it runs exactly as in a Lambda execution
+//! environment: it polls `/runtime/invocation/next` and answers on
+//! `/response` or `/error`. A process handles one invocation at a time;
+//! concurrent invocations grow the pool up to the function's concurrency and
+//! then queue, as Lambda concurrency does. A process that crashes or runs past
+//! the timeout fails only its own invocation and is replaced; the pool, and
+//! the stack around it, stays up.
+
+mod build;
+pub mod invoke;
+pub mod invoke_api;
+mod process;
+mod runtime_api;
+mod worker;
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use axum::body::Bytes;
+use serde_json::Value;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info, warn};
+use uuid::Uuid;
+
+pub use build::build_function_binary;
+use invoke::{Invoke, InvokeError, InvokeFuture};
+use process::peak_rss_mib;
+use worker::{Stop, Worker};
+
+/// The package and binary of the function the stack runs.
+const FUNCTION_PACKAGE: &str = "websocket-handler";
+const FUNCTION_BINARY: &str = "websocket-handler";
+
+/// Lambda's limit on the init phase of an execution environment.
+const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a process gets between SIGTERM and SIGKILL when the pool shuts down.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+/// Lambda's limit on a synchronous response payload (6 MB).
+const MAX_PAYLOAD_BYTES: usize = 6_291_556;
+/// Lines of a process's output kept to explain why it failed to start.
+const OUTPUT_TAIL_LINES: usize = 20;
+/// Deaths closer together than this make replacements back off.
+const CRASH_LOOP_WINDOW: Duration = Duration::from_secs(5);
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// The account id in local ARNs (Lambda, API Gateway, DynamoDB).
+pub const LOCAL_ACCOUNT_ID: &str = "000000000000";
+const RUNTIME_API_PREFIX: &str = "/2018-06-01/runtime";
+
+/// How to run the function: what the Pulumi program's `aws:lambda:Function` says.
+#[derive(Debug, Clone)]
+pub struct FunctionConfig {
+    /// The function's executable (the zip's `bootstrap`, built for the host).
+    pub binary: PathBuf,
+    /// `AWS_LAMBDA_FUNCTION_NAME`, and the prefix of the function's log lines.
+    pub name: String,
+    /// The function's environment variables. `AWS_REGION` here sets the
+    /// region of the function ARN (default `us-east-1`).
+    pub env: Vec<(String, String)>,
+    /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` (not enforced locally).
+    pub memory_mb: u32,
+    /// The invocation timeout; a process past it is killed and replaced.
+    pub timeout: Duration,
+    /// The most processes, hence concurrent invocations, at once.
+    pub max_concurrency: usize,
+}
+
+/// A pool of function processes, each behind its own Runtime API endpoint.
+pub struct LambdaPool {
+    config: FunctionConfig,
+    region: String,
+    arn: String,
+    me: Weak<LambdaPool>,
+    /// One permit per process that may exist: the function's concurrency.
+    slots: Arc<Semaphore>,
+    /// Processes waiting for an invocation, most recently used last.
+    idle: Mutex<VecDeque<Arc<Worker>>>,
+    idle_added: Notify,
+    workers: Mutex<Workers>,
+    closing: CancellationToken,
+    /// Supervisors, replacements and invocations: shutdown waits for them.
+    tasks: TaskTracker,
+    next_worker_id: AtomicU64,
+    backoff: Mutex<Backoff>,
+}
+
+/// Processes started and not yet exited.
+struct Workers {
+    closing: bool,
+    live: HashMap<u64, Arc<Worker>>,
+}
+
+/// How long to wait before replacing a process, so a function that dies as
+/// soon as it starts does not make the pool spin.
+struct Backoff {
+    last_death: Option<Instant>,
+    delay: Duration,
+}
+
+impl LambdaPool {
+    /// Starts one warm function process; the pool grows on demand up to
+    /// `max_concurrency`. Fails, naming the cause, when that first process
+    /// cannot start (missing binary, init error, exit or timeout during init).
+    pub async fn start(mut config: FunctionConfig) -> anyhow::Result<Arc<Self>> {
+        // Processes run in the binary's directory (LAMBDA_TASK_ROOT), so a
+        // relative path would no longer name it there.
+        config.binary = std::path::absolute(&config.binary).with_context(|| {
+            format!(
+                "resolving the function binary path {}",
+                config.binary.display()
+            )
+        })?;
+        if config.max_concurrency == 0 {
+            bail!(
+                "function {}: max_concurrency must be at least 1",
+                config.name
+            );
+        }
+        if !config.binary.is_file() {
+            bail!(
+                "function binary {} not found (build it with `cargo build -p {FUNCTION_PACKAGE}`)",
+                config.binary.display()
+            );
+        }
+        let region = config
+            .env
+            .iter()
+            .find(|(key, _)| key == "AWS_REGION")
+            .map_or_else(|| "us-east-1".to_owned(), |(_, value)| value.clone());
+        let arn = format!(
+            "arn:aws:lambda:{region}:{LOCAL_ACCOUNT_ID}:function:{}",
+            config.name
+        );
+        let slots = Arc::new(Semaphore::new(config.max_concurrency));
+        let pool = Arc::new_cyclic(|me| LambdaPool {
+            config,
+            region,
+            arn,
+            me: me.clone(),
+            slots,
+            idle: Mutex::new(VecDeque::new()),
+            idle_added: Notify::new(),
+            workers: Mutex::new(Workers {
+                closing: false,
+                live: HashMap::new(),
+            }),
+            closing: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            next_worker_id: AtomicU64::new(1),
+            backoff: Mutex::new(Backoff {
+                last_death: None,
+                delay: Duration::ZERO,
+            }),
+        });
+        let slot = pool
+            .slots
+            .clone()
+            .try_acquire_owned()
+            .context("no process slot for the first function process")?;
+        match pool.start_worker(slot).await {
+            Ok(worker) => {
+                info!(
+                    function = %pool.config.name,
+                    pid = worker.pid,
+                    init_ms = worker.init_ms(),
+                    max_concurrency = pool.config.max_concurrency,
+                    "function ready"
+                );
+                pool.check_in(worker);
+                Ok(pool)
+            }
+            Err(err) => {
+                pool.shutdown().await;
+                Err(err.context(format!("starting function {}", pool.config.name)))
+            }
+        }
+    }
+
+    /// Ends every function process (SIGTERM, then SIGKILL after a grace
+    /// period) and waits until they and the pool's tasks are gone. Invocations
+    /// after this fail with [`InvokeError::Unavailable`].
+    pub async fn shutdown(&self) {
+        let workers: Vec<Arc<Worker>> = {
+            let mut workers = lock(&self.workers);
+            workers.closing = true;
+            workers.live.values().cloned().collect()
+        };
+        self.closing.cancel();
+        self.slots.close();
+        lock(&self.idle).clear();
+        for worker in &workers {
+            worker.stop(Stop::Terminate);
+        }
+        self.tasks.close();
+        self.tasks.wait().await;
+        info!(function = %self.config.name, processes = workers.len(), "function stopped");
+    }
+
+    /// The pids of the live function processes.
+    pub fn process_ids(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = lock(&self.workers)
+            .live
+            .values()
+            .filter(|worker| worker.is_alive())
+            .map(|worker| worker.pid)
+            .collect();
+        pids.sort_unstable();
+        pids
+    }
+
+    /// Runs one invocation on an idle or new process and logs its report.
+    async fn run_invocation(&self, event: Bytes) -> Result<Value, InvokeError> {
+        let worker = self.check_out().await?;
+        let request_id = Uuid::new_v4().to_string();
+        let cold = !worker.has_invoked.swap(true, Ordering::Relaxed);
+        let started = Instant::now();
+        let outcome = worker.invoke(&request_id, event, self.config.timeout).await;
+        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let result = match &outcome {
+            Ok(_) => "ok",
+            Err(InvokeError::Function { .. }) => "function error",
+            Err(InvokeError::Crashed(_)) => "crashed",
+            Err(InvokeError::Timeout(_)) => "timeout",
+            Err(InvokeError::Unavailable(_)) => "unavailable",
+        };
+        info!(
+            function = %self.config.name,
+            request_id,
+            pid = worker.pid,
+            result,
+            duration_ms,
+            init_duration_ms = cold.then(|| worker.init_ms()),
+            max_memory_mb = peak_rss_mib(worker.pid),
+            "invoke"
+        );
+        if matches!(outcome, Ok(_) | Err(InvokeError::Function { .. })) {
+            self.check_in(worker);
+        }
+        let body = outcome?;
+        serde_json::from_slice(&body).map_err(|err| InvokeError::Function {
+            error_type: "Runtime.InvalidResponse".to_owned(),
+            message: format!("the function's response is not JSON: {err}"),
+        })
+    }
+
+    /// Takes an idle process, or starts one if the concurrency allows, or
+    /// waits for one of the two.
+    async fn check_out(&self) -> Result<Arc<Worker>, InvokeError> {
+        loop {
+            let idle_added = self.idle_added.notified();
+            tokio::pin!(idle_added);
+            idle_added.as_mut().enable();
+            if let Some(worker) = self.pop_idle() {
+                return Ok(worker);
+            }
+            tokio::select! {
+                biased;
+                () = self.closing.cancelled() => return Err(shutting_down()),
+                () = &mut idle_added => continue,
+                slot = self.slots.clone().acquire_owned() => {
+                    let slot = slot.map_err(|_| shutting_down())?;
+                    if let Some(worker) = self.pop_idle() {
+                        return Ok(worker);
+                    }
+                    return self
+                        .start_worker(slot)
+                        .await
+                        .map_err(|err| InvokeError::Unavailable(format!("{err:#}")));
+                }
+            }
+        }
+    }
+
+    fn pop_idle(&self) -> Option<Arc<Worker>> {
+        let mut idle = lock(&self.idle);
+        while let Some(worker) = idle.pop_back() {
+            if worker.is_alive() {
+                return Some(worker);
+            }
+        }
+        None
+    }
+
+    /// Makes a process that finished its invocation available again.
+    fn check_in(&self, worker: Arc<Worker>) {
+        if !worker.is_alive() || self.closing.is_cancelled() {
+            return;
+        }
+        lock(&self.idle).push_back(worker);
+        self.idle_added.notify_one();
+    }
+
+    /// Adds a started process to the live set, unless the pool is closing or
+    /// the process already exited.
+    fn register(&self, worker: &Arc<Worker>) -> bool {
+        let mut workers = lock(&self.workers);
+        if workers.closing || !worker.is_alive() {
+            return false;
+        }
+        workers.live.insert(worker.id, Arc::clone(worker));
+        true
+    }
+
+    /// Called by a process's supervisor once it has exited.
+    fn on_worker_exit(&self, worker_id: u64, pid: u32, reason: &str) {
+        let (live_before, closing) = {
+            let mut workers = lock(&self.workers);
+            let before = workers.live.len();
+            workers.live.remove(&worker_id);
+            (before, workers.closing)
+        };
+        lock(&self.idle).retain(|worker| worker.id != worker_id);
+        if closing {
+            debug!(function = %self.config.name, pid, reason, "function process stopped");
+            return;
+        }
+        let delay = self.replacement_delay();
+        warn!(function = %self.config.name, pid, reason, replace_in_ms = delay.as_millis() as u64, "function process exited; replacing it");
+        let pool = self.me.clone();
+        let closing = self.closing.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = closing.cancelled() => return,
+            }
+            let Some(pool) = pool.upgrade() else { return };
+            // An invocation may have started a process in the meantime.
+            if lock(&pool.workers).live.len() >= live_before {
+                return;
+            }
+            let Ok(slot) = pool.slots.clone().try_acquire_owned() else {
+                return;
+            };
+            match pool.start_worker(slot).await {
+                Ok(worker) => {
+                    info!(function = %pool.config.name, pid = worker.pid, init_ms = worker.init_ms(), "function process replaced");
+                    pool.check_in(worker);
+                }
+                Err(err) if pool.closing.is_cancelled() => {
+                    debug!(function = %pool.config.name, "replacement abandoned: {err:#}");
+                }
+                Err(err) => {
+                    error!(function = %pool.config.name, "could not replace the function process (the next invocation will try again): {err:#}");
+                }
+            }
+        });
+    }
+
+    fn replacement_delay(&self) -> Duration {
+        let mut backoff = lock(&self.backoff);
+        let now = Instant::now();
+        backoff.delay = match backoff.last_death {
+            Some(last) if now.duration_since(last) < CRASH_LOOP_WINDOW => {
+                (backoff.delay * 2).clamp(BACKOFF_FIRST, BACKOFF_MAX)
+            }
+            _ => Duration::ZERO,
+        };
+        backoff.last_death = Some(now);
+        backoff.delay
+    }
+}
+
+impl Invoke for LambdaPool {
+    fn invoke(&self, event: Value) -> InvokeFuture<'_> {
+        Box::pin(async move {
+            if self.closing.is_cancelled() {
+                return Err(shutting_down());
+            }
+            let Some(pool) = self.me.upgrade() else {
+                return Err(shutting_down());
+            };
+            let event = serde_json::to_vec(&event).map(Bytes::from).map_err(|err| {
+                InvokeError::Unavailable(format!("event not serializable: {err}"))
+            })?;
+            // Its own task: an invocation runs to its end, and its process
+            // returns to the pool, even if the caller stops waiting.
+            self.tasks
+                .spawn(async move { pool.run_invocation(event).await })
+                .await
+                .unwrap_or_else(|err| {
+                    Err(InvokeError::Unavailable(format!(
+                        "invocation task failed: {err}"
+                    )))
+                })
+        })
+    }
+}
+
+impl Drop for LambdaPool {
+    /// A pool dropped without [`LambdaPool::shutdown`] still ends its processes.
+    fn drop(&mut self) {
+        self.closing.cancel();
+        let workers = lock(&self.workers);
+        for worker in workers.live.values() {
+            worker.stop(Stop::Kill);
+        }
+    }
+}
+
+fn shutting_down() -> InvokeError {
+    InvokeError::Unavailable("the function pool is shutting down".to_owned())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,290 @@
+//! One function process: starting it behind its own Runtime API endpoint,
+//! its Lambda environment, waiting for its init, and handing it an event.
+
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context as _, bail};
+use axum::body::Bytes;
+use tokio::process::Command;
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
+use tracing::debug;
+
+use super::invoke::InvokeError;
+use super::process::{Supervised, forward_output, supervise};
+use super::runtime_api::{
+    InitState, Invocation, RuntimeApi, epoch_ms, serve_runtime_api, trace_id,
+};
+use super::{INIT_TIMEOUT, LambdaPool, lock};
+
+/// One function process and its Runtime API endpoint.
+pub(super) struct Worker {
+    pub(super) id: u64,
+    pub(super) pid: u32,
+    pub(super) api: Arc<RuntimeApi>,
+    /// `Some(reason)` once the process has exited.
+    pub(super) exited: watch::Receiver<Option<String>>,
+    pub(super) stop: mpsc::UnboundedSender<Stop>,
+    pub(super) init: OnceLock<Duration>,
+    pub(super) has_invoked: AtomicBool,
+    pub(super) output_tail: Arc<Mutex<VecDeque<String>>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Stop {
+    /// SIGKILL now (timeout, failed init, dropped pool).
+    Kill,
+    /// SIGTERM, then SIGKILL after [`STOP_GRACE`] (shutdown).
+    Terminate,
+}
+
+impl Worker {
+    pub(super) fn is_alive(&self) -> bool {
+        self.exited.borrow().is_none()
+    }
+
+    pub(super) fn stop(&self, how: Stop) {
+        // The supervisor is gone only once the process has been reaped.
+        let _ = self.stop.send(how);
+    }
+
+    pub(super) fn init_ms(&self) -> Option<f64> {
+        self.init.get().map(|init| init.as_secs_f64() * 1000.0)
+    }
+
+    pub(super) fn exit_reason(&self) -> String {
+        self.exited
+            .borrow()
+            .clone()
+            .unwrap_or_else(|| format!("pid {} closed its Runtime API", self.pid))
+    }
+
+    /// Waits for the end of init: the first `/next`, an `/init/error`, or an exit.
+    pub(super) async fn until_ready(&self) -> Result<(), String> {
+        let mut init = self.api.init.subscribe();
+        let mut exited = self.exited.clone();
+        tokio::select! {
+            state = init.wait_for(|state| !matches!(state, InitState::Starting)) => match state.as_deref() {
+                Ok(InitState::Failed(reason)) => Err(format!("it reported an init error: {reason}")),
+                Ok(_) => Ok(()),
+                Err(_) => Err("its Runtime API closed".to_owned()),
+            },
+            _ = exited.wait_for(Option::is_some) => Err(self.exit_reason()),
+        }
+    }
+
+    /// Hands one event to the process and waits for its answer, its exit or
+    /// the timeout, whichever comes first.
+    pub(super) async fn invoke(
+        &self,
+        request_id: &str,
+        event: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, InvokeError> {
+        let (reply, answer) = oneshot::channel();
+        let invocation = Invocation {
+            request_id: request_id.to_owned(),
+            deadline_ms: epoch_ms(SystemTime::now() + timeout),
+            trace_id: trace_id(),
+            event,
+            reply,
+        };
+        if self.api.next.try_send(invocation).is_err() {
+            return Err(InvokeError::Crashed(self.exit_reason()));
+        }
+        let mut exited = self.exited.clone();
+        tokio::select! {
+            answer = answer => answer.unwrap_or_else(|_| Err(InvokeError::Crashed(self.exit_reason()))),
+            _ = exited.wait_for(Option::is_some) => Err(InvokeError::Crashed(self.exit_reason())),
+            () = tokio::time::sleep(timeout) => {
+                self.stop(Stop::Kill);
+                Err(InvokeError::Timeout(timeout))
+            }
+        }
+    }
+
+    /// The last lines the process printed, for an error message.
+    pub(super) fn output_summary(&self) -> String {
+        let tail = lock(&self.output_tail);
+        if tail.is_empty() {
+            return " (it printed nothing)".to_owned();
+        }
+        let lines: Vec<&str> = tail.iter().map(String::as_str).collect();
+        format!("; its last output:\n    {}", lines.join("\n    "))
+    }
+}
+
+impl LambdaPool {
+    /// Spawns a function process behind a new Runtime API endpoint and waits
+    /// for its init to finish (its first `/next`). `slot` is held until the
+    /// process exits.
+    pub(super) async fn start_worker(
+        &self,
+        slot: OwnedSemaphorePermit,
+    ) -> anyhow::Result<Arc<Worker>> {
+        let spawned = Instant::now();
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .context("binding a loopback port for the Runtime API")?;
+        let api_addr = listener
+            .local_addr()
+            .context("reading the Runtime API's port")?;
+        let api = Arc::new(RuntimeApi::new(self.arn.clone()));
+        serve_runtime_api(listener, Arc::clone(&api));
+
+        let id = self.next_worker_id.fetch_add(1, Ordering::Relaxed);
+        let mut command = Command::new(&self.config.binary);
+        command
+            .env_clear()
+            .envs(self.function_env(api_addr, id))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            // Its own process group: a Ctrl-C in the terminal reaches devstack
+            // only, which then stops the functions in order.
+            .process_group(0);
+        if let Some(dir) = self.config.binary.parent().filter(|dir| dir.is_dir()) {
+            command.current_dir(dir);
+        }
+        // No function outlives the stack, even a SIGKILLed one: processes are
+        // spawned from the runtime's threads, which live as long as the stack.
+        local_process::die_with_parent(command.as_std_mut());
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(err) => {
+                api.close();
+                return Err(err).with_context(|| {
+                    format!("running function binary {}", self.config.binary.display())
+                });
+            }
+        };
+        let Some(pid) = child.id() else {
+            api.close();
+            bail!("the function process exited before it could be watched");
+        };
+
+        let prefix = format!("[{} {pid}]", self.config.name);
+        let output_tail = Arc::new(Mutex::new(VecDeque::new()));
+        let mut forwarders = Vec::new();
+        if let Some(stdout) = child.stdout.take() {
+            forwarders.push(tokio::spawn(forward_output(
+                stdout,
+                prefix.clone(),
+                Arc::clone(&output_tail),
+            )));
+        }
+        if let Some(stderr) = child.stderr.take() {
+            forwarders.push(tokio::spawn(forward_output(
+                stderr,
+                prefix,
+                Arc::clone(&output_tail),
+            )));
+        }
+        let (exited_tx, exited) = watch::channel(None);
+        let (stop_tx, stop_rx) = mpsc::unbounded_channel();
+        let worker = Arc::new(Worker {
+            id,
+            pid,
+            api: Arc::clone(&api),
+            exited,
+            stop: stop_tx,
+            init: OnceLock::new(),
+            has_invoked: AtomicBool::new(false),
+            output_tail,
+        });
+        self.tasks.spawn(supervise(Supervised {
+            child,
+            pid,
+            stop: stop_rx,
+            exited: exited_tx,
+            api,
+            forwarders,
+            slot,
+            pool: self.me.clone(),
+            worker_id: id,
+        }));
+        if !self.register(&worker) {
+            worker.stop(Stop::Kill);
+            bail!("the pool is shutting down");
+        }
+
+        match tokio::time::timeout(INIT_TIMEOUT, worker.until_ready()).await {
+            Ok(Ok(())) => {
+                let _ = worker.init.set(spawned.elapsed());
+                debug!(function = %self.config.name, pid, init_ms = worker.init_ms(), runtime_api = %api_addr, "function process started");
+                Ok(worker)
+            }
+            Ok(Err(reason)) => {
+                worker.stop(Stop::Kill);
+                bail!(
+                    "function process {pid} failed during init: {reason}{}",
+                    worker.output_summary()
+                )
+            }
+            Err(_) => {
+                worker.stop(Stop::Kill);
+                bail!(
+                    "function process {pid} did not finish init within {INIT_TIMEOUT:?} (it never asked for an event){}",
+                    worker.output_summary()
+                )
+            }
+        }
+    }
+    /// The environment of a Lambda execution environment, then the
+    /// function's own variables; the reserved ones cannot be overridden.
+    pub(super) fn function_env(
+        &self,
+        api_addr: SocketAddr,
+        worker_id: u64,
+    ) -> Vec<(String, String)> {
+        let config = &self.config;
+        let mut env: Vec<(String, String)> = Vec::new();
+        let path =
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".to_owned());
+        env.push(("PATH".to_owned(), path));
+        env.push(("LANG".to_owned(), "en_US.UTF-8".to_owned()));
+        env.push(("TZ".to_owned(), ":UTC".to_owned()));
+        env.extend(config.env.iter().cloned());
+        let task_root = config
+            .binary
+            .parent()
+            .map(|dir| dir.display().to_string())
+            .unwrap_or_default();
+        let log_stream = format!(
+            "{}/[$LATEST]{:016x}{:016x}",
+            chrono::Utc::now().format("%Y/%m/%d"),
+            std::process::id(),
+            worker_id
+        );
+        let reserved = [
+            ("AWS_LAMBDA_RUNTIME_API", api_addr.to_string()),
+            ("AWS_LAMBDA_FUNCTION_NAME", config.name.clone()),
+            (
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+                config.memory_mb.to_string(),
+            ),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
+            (
+                "AWS_LAMBDA_LOG_GROUP_NAME",
+                format!("/aws/lambda/{}", config.name),
+            ),
+            ("AWS_LAMBDA_LOG_STREAM_NAME", log_stream),
+            ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_owned()),
+            ("AWS_REGION", self.region.clone()),
+            ("AWS_DEFAULT_REGION", self.region.clone()),
+            ("LAMBDA_TASK_ROOT", task_root),
+            ("_HANDLER", "bootstrap".to_owned()),
+        ];
+        env.extend(
+            reserved
+                .into_iter()
+                .map(|(key, value)| (key.to_owned(), value)),
+        );
+        env
+    }
+}

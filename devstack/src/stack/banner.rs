@@ -1,0 +1,48 @@
+//! The start-up banner: where the stack answers, the local key, and commands
+//! to try.
+
+use super::Stack;
+
+impl Stack {
+    /// The start-up banner: URLs, the local key, and commands to try.
+    pub fn banner(&self) -> String {
+        let e = &self.endpoints;
+        let t = &self.topology;
+        let key_header = &t.origin_api_key_header;
+        format!(
+            "\n\
+             devstack: stack `{stack}` of {project} (region {region}), from the Pulumi program\n\
+             \n\
+             \x20 edge (CloudFront + WAF)      {edge}\n\
+             \x20 API (execute-api, direct)    {api}   (needs the {key_header} header)\n\
+             \x20 management (@connections)    {management}/@connections/{{connectionId}}\n\
+             \x20 local API key                {key}\n\
+             \x20 DynamoDB                     {dynamodb}   table {table}\n\
+             \x20 function                     up to {concurrency} processes, timeout {timeout}s\n\
+             \x20 WAF rule {rule:<20} {limit} requests per {window}s per client IP\n\
+             \n\
+             Try it (wscat: `npm install -g wscat`, or `npx wscat`):\n\
+             \x20 npx wscat -c {edge}\n\
+             \x20 > {{\"action\":\"ping\"}}\n\
+             \x20 < {{\"type\":\"pong\"}}\n\
+             \x20 npx wscat -c {api}                                  # refused: 403, no key\n\
+             \x20 npx wscat -c {api} -H \"{key_header}: {key}\"\n\
+             \n\
+             Ctrl-C stops the stack.\n",
+            stack = t.stack,
+            project = t.project,
+            region = t.region,
+            edge = e.edge,
+            api = e.api,
+            management = e.management,
+            key = e.api_key,
+            dynamodb = self.dynamodb.endpoint(),
+            table = t.table.name,
+            concurrency = self.max_concurrency,
+            timeout = t.function.timeout_secs,
+            rule = t.waf.rate_rule_name,
+            limit = t.waf.rate_limit,
+            window = t.waf.evaluation_window_secs,
+        )
+    }
+}

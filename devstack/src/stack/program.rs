@@ -1,0 +1,240 @@
+//! The one place that reads the Pulumi program's model: it turns the
+//! topology into each service's plain config (the API's routes and
+//! throttling, the WAF rate rule, the function's settings and environment)
+//! and maps the resource outputs the function refers to onto local values.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use pulumi_program::Topology;
+
+use super::Endpoints;
+use crate::apigateway::{
+    ACCOUNT_BURST_LIMIT, ACCOUNT_RATE_LIMIT, GatewayConfig, Limits, Route, Throttle,
+};
+use crate::cloudfront::{EdgeConfig, RateRuleConfig};
+use crate::lambda::{FunctionConfig, LOCAL_ACCOUNT_ID};
+
+/// The API id the local API layer plays (API Gateway ids are 10 characters).
+pub const LOCAL_API_ID: &str = "devstack01";
+/// Variables of the devstack's own environment handed to the function.
+const PASSTHROUGH_ENV: &[&str] = &["RUST_LOG", "AWS_LAMBDA_LOG_LEVEL", "RUST_BACKTRACE"];
+
+/// The API layer's config: the program's routes, selection expressions and
+/// stage throttling (a stage that sets only one of rate and burst gets API
+/// Gateway's account default for the other), with the stack's key.
+pub fn gateway_config(
+    topology: &Topology,
+    api_id: &str,
+    domain_name: &str,
+    api_key: &str,
+) -> GatewayConfig {
+    let stage = &topology.stage;
+    let throttle = match (stage.throttling_rate_limit, stage.throttling_burst_limit) {
+        (None, None) => None,
+        (rate, burst) => Some(Throttle {
+            rate_per_sec: rate.unwrap_or(ACCOUNT_RATE_LIMIT),
+            burst: burst.unwrap_or(ACCOUNT_BURST_LIMIT),
+        }),
+    };
+    GatewayConfig {
+        api_id: api_id.to_string(),
+        stage: stage.name.clone(),
+        domain_name: domain_name.to_string(),
+        route_selection_expression: topology.api.route_selection_expression.clone(),
+        api_key_selection_expression: topology.api.api_key_selection_expression.clone(),
+        routes: topology
+            .routes
+            .iter()
+            .map(|route| Route {
+                key: route.route_key.clone(),
+                api_key_required: route.api_key_required,
+            })
+            .collect(),
+        api_keys: vec![api_key.to_string()],
+        throttle,
+        limits: Limits::default(),
+    }
+}
+
+/// The edge's config: the origin (the API stage), the origin custom header
+/// with the stack's key, and the web ACL's rate rule.
+pub fn edge_config(topology: &Topology, endpoints: &Endpoints) -> EdgeConfig {
+    let waf = &topology.waf;
+    EdgeConfig {
+        origin: endpoints.api.clone(),
+        origin_api_key_header: topology.origin_api_key_header.clone(),
+        api_key: endpoints.api_key.clone(),
+        waf: RateRuleConfig {
+            name: waf.rate_rule_name.clone(),
+            limit: waf.rate_limit,
+            window: Duration::from_secs(waf.evaluation_window_secs),
+        },
+    }
+}
+
+/// The function's config: the program's name, memory and timeout, with the
+/// given binary, environment and concurrency.
+pub fn function_config(
+    topology: &Topology,
+    binary: PathBuf,
+    env: Vec<(String, String)>,
+    max_concurrency: usize,
+) -> FunctionConfig {
+    let function = &topology.function;
+    FunctionConfig {
+        binary,
+        name: function.name.clone(),
+        env,
+        memory_mb: function.memory_mb,
+        timeout: Duration::from_secs(u64::from(function.timeout_secs)),
+        max_concurrency,
+    }
+}
+
+/// Maps an AWS execute-api URL the program gives the function
+/// (`https://{apiId}.execute-api.{region}.amazonaws.com/{stage}`, or `wss://`)
+/// to the local API layer; any other value is returned unchanged.
+pub fn localize_url(value: &str, api_addr: SocketAddr) -> String {
+    for (scheme, local_scheme) in [("https://", "http://"), ("wss://", "ws://")] {
+        if let Some(rest) = value.strip_prefix(scheme) {
+            let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+            if host.contains(".execute-api.") && host.ends_with(".amazonaws.com") {
+                return format!("{local_scheme}{api_addr}/{path}");
+            }
+        }
+    }
+    value.to_string()
+}
+/// The local value of a resource output the program's function environment
+/// refers to.
+fn local_output(
+    topology: &Topology,
+    endpoints: &Endpoints,
+    api_addr: SocketAddr,
+    resource_type: &str,
+    property: &str,
+) -> Option<String> {
+    let region = &topology.region;
+    let table = &topology.table.name;
+    Some(match (resource_type, property) {
+        ("aws:apigatewayv2/api:Api", "id") => LOCAL_API_ID.to_string(),
+        ("aws:apigatewayv2/api:Api", "apiEndpoint") => format!("ws://{api_addr}"),
+        ("aws:apigatewayv2/api:Api", "executionArn") => {
+            format!("arn:aws:execute-api:{region}:{LOCAL_ACCOUNT_ID}:{LOCAL_API_ID}")
+        }
+        ("aws:apigatewayv2/stage:Stage", "name" | "id") => endpoints.stage.clone(),
+        ("aws:apigatewayv2/stage:Stage", "invokeUrl") => endpoints.api.clone(),
+        ("aws:dynamodb/table:Table", "name" | "id") => table.clone(),
+        ("aws:dynamodb/table:Table", "arn") => {
+            format!("arn:aws:dynamodb:{region}:{LOCAL_ACCOUNT_ID}:table/{table}")
+        }
+        ("aws:cloudfront/distribution:Distribution", "domainName") => endpoints
+            .edge
+            .trim_start_matches("ws://")
+            .trim_end_matches('/')
+            .to_string(),
+        ("aws:apigateway/apiKey:ApiKey", "value") => endpoints.api_key.clone(),
+        _ => return None,
+    })
+}
+/// The function's environment: the program's variables with resource
+/// outputs resolved to local values, then the region, dummy credentials, the
+/// SDK's endpoint override for the local DynamoDB, and `MANAGEMENT_ENDPOINT`
+/// (the variable the program sets) for the local management API.
+pub fn function_env(
+    topology: &Topology,
+    endpoints: &Endpoints,
+    api_addr: SocketAddr,
+    dynamodb_endpoint: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let mut env = Vec::new();
+    for (name, template) in &topology.function.environment {
+        let value = template
+            .resolve(|resource_type, property| {
+                local_output(topology, endpoints, api_addr, resource_type, property)
+            })
+            .with_context(|| format!("the function's environment variable {name}"))?;
+        env.push((name.clone(), localize_url(&value, api_addr)));
+    }
+    let fixed = [
+        ("AWS_REGION", topology.region.clone()),
+        ("AWS_DEFAULT_REGION", topology.region.clone()),
+        ("AWS_ACCESS_KEY_ID", "local".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "local".to_string()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_endpoint.to_string()),
+        ("MANAGEMENT_ENDPOINT", endpoints.management.clone()),
+    ];
+    env.extend(fixed.into_iter().map(|(k, v)| (k.to_string(), v)));
+    for name in PASSTHROUGH_ENV {
+        if let Ok(value) = std::env::var(name) {
+            env.push((name.to_string(), value));
+        }
+    }
+    Ok(env)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn execute_api_urls_map_to_the_local_api() {
+        let addr: SocketAddr = "127.0.0.1:8081".parse().expect("addr");
+        assert_eq!(
+            localize_url(
+                "https://abc123defg.execute-api.eu-west-1.amazonaws.com/prod",
+                addr
+            ),
+            "http://127.0.0.1:8081/prod"
+        );
+        assert_eq!(
+            localize_url(
+                "wss://abc123defg.execute-api.us-east-1.amazonaws.com/prod",
+                addr
+            ),
+            "ws://127.0.0.1:8081/prod"
+        );
+        assert_eq!(localize_url("connections-table", addr), "connections-table");
+        assert_eq!(
+            localize_url("https://example.com/prod", addr),
+            "https://example.com/prod"
+        );
+    }
+
+    #[test]
+    fn the_dev_stacks_function_environment_resolves_locally() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root");
+        let topology = pulumi_program::load(root, "dev").expect("the dev stack loads");
+        let addr: SocketAddr = "127.0.0.1:8081".parse().expect("addr");
+        let endpoints = Endpoints {
+            edge: "ws://127.0.0.1:8080/".into(),
+            api: "ws://127.0.0.1:8081/prod".into(),
+            management: format!("http://127.0.0.1:8081/{}", topology.stage.name),
+            api_key: "k".into(),
+            stage: topology.stage.name.clone(),
+        };
+        let env =
+            function_env(&topology, &endpoints, addr, "http://127.0.0.1:9").expect("resolves");
+        let get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        assert_eq!(get("AWS_ENDPOINT_URL_DYNAMODB"), Some("http://127.0.0.1:9"));
+        assert_eq!(
+            get("MANAGEMENT_ENDPOINT"),
+            Some(endpoints.management.as_str())
+        );
+        assert_eq!(get("AWS_REGION"), Some(topology.region.as_str()));
+        for (name, value) in &env {
+            assert!(
+                !value.contains("amazonaws.com"),
+                "{name} still points at AWS: {value}"
+            );
+        }
+    }
+}

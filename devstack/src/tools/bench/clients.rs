@@ -1,0 +1,285 @@
+//! The local-stack half's clients: WebSocket connections from many loopback
+//! addresses, the echo floor, broadcast fan-out and sustained messages.
+
+use super::*;
+
+pub(super) type Ws = WebSocketStream<TcpStream>;
+
+/// Clients connect from 127.0.0.2..=127.0.0.201 in turn, so per-IP limits
+/// see many clients, as CloudFront sees many viewers.
+pub(super) fn source_address(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, 2 + (i % 200) as u8)
+}
+
+/// TCP connect from `source` plus the WebSocket handshake.
+pub(super) async fn connect(addr: SocketAddr, path: &str, source: Ipv4Addr) -> anyhow::Result<Ws> {
+    let step = async {
+        let socket = TcpSocket::new_v4().context("creating a socket")?;
+        socket
+            .bind(SocketAddr::from((source, 0)))
+            .with_context(|| format!("binding {source}"))?;
+        let stream = socket
+            .connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        stream.set_nodelay(true).context("setting TCP_NODELAY")?;
+        let url = format!("ws://{addr}{path}");
+        let (ws, _) = tokio_tungstenite::client_async(url.as_str(), stream)
+            .await
+            .with_context(|| format!("WebSocket handshake with {url}"))?;
+        anyhow::Ok(ws)
+    };
+    tokio::time::timeout(STEP_TIMEOUT, step)
+        .await
+        .context("the handshake did not finish in time")?
+}
+
+pub(super) async fn close(mut ws: Ws) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+    // Drain until the server's close frame, so the server sees a clean close.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while ws.next().await.is_some() {}
+    })
+    .await;
+}
+
+/// Handshake times of `n` sequential connections (each closed after).
+pub(super) async fn handshakes(
+    addr: SocketAddr,
+    path: &str,
+    n: usize,
+) -> anyhow::Result<Option<Percentiles>> {
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let started = Instant::now();
+        let ws = connect(addr, path, source_address(i)).await?;
+        samples.push(started.elapsed());
+        close(ws).await;
+    }
+    Ok(Percentiles::of(&samples))
+}
+
+/// Waits for the next text frame that `accept` picks, skipping others.
+pub(super) async fn next_text<T>(
+    ws: &mut Ws,
+    mut accept: impl FnMut(&str) -> Option<T>,
+) -> anyhow::Result<T> {
+    let step = async {
+        while let Some(message) = ws.next().await {
+            match message.context("reading a frame")? {
+                Message::Text(text) => {
+                    if let Some(found) = accept(text.as_str()) {
+                        return Ok(found);
+                    }
+                }
+                Message::Close(frame) => bail!("the server closed the connection: {frame:?}"),
+                _ => {}
+            }
+        }
+        bail!("the connection ended")
+    };
+    tokio::time::timeout(STEP_TIMEOUT, step)
+        .await
+        .context("no answer in time")?
+}
+
+pub(super) fn is_pong(text: &str) -> Option<()> {
+    matches!(
+        serde_json::from_str::<ServerFrame>(text),
+        Ok(ServerFrame::Pong)
+    )
+    .then_some(())
+}
+
+/// One ping → pong through the stack.
+pub(super) async fn ping(ws: &mut Ws) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    ws.send(Message::text(ClientFrame::ping().to_text()))
+        .await
+        .context("sending a ping")?;
+    next_text(ws, is_pong).await?;
+    Ok(started.elapsed())
+}
+
+/// One frame echoed by the floor server.
+pub(super) async fn echo(ws: &mut Ws, frame: &str) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    ws.send(Message::text(frame))
+        .await
+        .context("sending a frame")?;
+    next_text(ws, |t| (t == frame).then_some(())).await?;
+    Ok(started.elapsed())
+}
+
+/// The floor: a plain tokio-tungstenite server echoing text frames, on its
+/// own thread and runtime. Like any server (the stack runs in its own
+/// process) it is woken across threads; sharing the clients' runtime would
+/// let an echo skip that wake-up and make the floor lower than any real
+/// server can go.
+pub(super) struct EchoServer {
+    pub(super) addr: SocketAddr,
+    pub(super) stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub(super) thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EchoServer {
+    pub(super) fn start() -> anyhow::Result<EchoServer> {
+        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .context("binding the echo server")?;
+        listener
+            .set_nonblocking(true)
+            .context("making the echo listener non-blocking")?;
+        let addr = listener
+            .local_addr()
+            .context("reading the echo server's address")?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("building the echo server's runtime")?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("echo-floor".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let Ok(listener) = TcpListener::from_std(listener) else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = stopped => {}
+                        _ = serve_echo(listener) => {}
+                    }
+                });
+            })
+            .context("starting the echo server's thread")?;
+        Ok(EchoServer {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+pub(super) async fn serve_echo(listener: TcpListener) {
+    while let Ok((stream, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                return;
+            };
+            while let Some(Ok(message)) = ws.next().await {
+                if message.is_close() {
+                    return;
+                }
+                if (message.is_text() || message.is_binary()) && ws.send(message).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Opens `n` connections, at most 32 handshakes at a time.
+pub(super) async fn connect_many(
+    addr: SocketAddr,
+    path: &str,
+    n: usize,
+    first_source: usize,
+) -> anyhow::Result<Vec<Ws>> {
+    futures_util::stream::iter(0..n)
+        .map(|i| connect(addr, path, source_address(first_source + i)))
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// Time from the sender's `sendmessage` until each of `receivers` other
+/// connections has the message frame; the slowest receiver counts.
+pub(super) async fn broadcast(
+    addr: SocketAddr,
+    path: &str,
+    receivers: usize,
+) -> anyhow::Result<Duration> {
+    let clients = connect_many(addr, path, receivers, 0).await?;
+    let mut sender = connect(addr, path, source_address(receivers)).await?;
+    let tag = format!("bench-broadcast-{receivers}-{}", uuid::Uuid::new_v4());
+    let expected = Value::String(tag.clone());
+    let (go, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut tasks = Vec::with_capacity(receivers);
+    for mut ws in clients {
+        let expected = expected.clone();
+        let mut ready = go.subscribe();
+        tasks.push(tokio::spawn(async move {
+            let _ = ready.recv().await;
+            let got = next_text(&mut ws, |t| match serde_json::from_str::<ServerFrame>(t) {
+                Ok(ServerFrame::Message { data, .. }) if data == expected => Some(Instant::now()),
+                _ => None,
+            })
+            .await;
+            close(ws).await;
+            got
+        }));
+    }
+    let started = Instant::now();
+    let _ = go.send(());
+    sender
+        .send(Message::text(ClientFrame::send_message(expected).to_text()))
+        .await
+        .context("sending the broadcast")?;
+    let recipients = next_text(&mut sender, |t| {
+        match serde_json::from_str::<ServerFrame>(t) {
+            Ok(ServerFrame::Sent { recipients }) => Some(recipients),
+            _ => None,
+        }
+    })
+    .await?;
+    let mut last = started;
+    for task in tasks {
+        let received = task.await.context("a receiver task failed")??;
+        last = last.max(received);
+    }
+    close(sender).await;
+    if recipients < receivers {
+        bail!("the function reported {recipients} recipients for {receivers} connected receivers");
+    }
+    Ok(last - started)
+}
+
+/// `clients` connections each sending `messages` pings back to back;
+/// returns pongs per second over the whole run.
+pub(super) async fn sustained(
+    addr: SocketAddr,
+    path: &str,
+    clients: usize,
+    messages: usize,
+) -> anyhow::Result<f64> {
+    let sockets = connect_many(addr, path, clients, 0).await?;
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(clients);
+    for mut ws in sockets {
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..messages {
+                ping(&mut ws).await?;
+            }
+            close(ws).await;
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await.context("a client task failed")??;
+    }
+    let elapsed = started.elapsed();
+    Ok((clients * messages) as f64 / elapsed.as_secs_f64())
+}

@@ -1,0 +1,252 @@
+//! The local stack the bench measures: `devstack up` as a child process
+//! with limits raised, and the stack half of the report.
+
+use super::*;
+
+pub(super) async fn bench_stack(args: &BenchArgs, env: &BenchEnv) -> anyhow::Result<StackReport> {
+    let mut report = StackReport::default();
+    if args.scale_only {
+        let stack = BenchStack::start(env).await?;
+        let (addr, path) = (stack.edge, stack.path.clone());
+        let measured = measure_load(&mut report, args, addr, &path, stack.child.id()).await;
+        stack.shutdown().await;
+        measured?;
+        return Ok(report);
+    }
+    let echo_server = EchoServer::start()?;
+    let echo_addr = echo_server.addr;
+    eprintln!("bench: echo floor on {echo_addr}");
+    let floor = async {
+        report.echo_handshake = handshakes(echo_addr, "/", args.handshakes).await?;
+        let mut ws = connect(echo_addr, "/", source_address(0)).await?;
+        let frame = ClientFrame::ping().to_text();
+        let mut samples = Vec::with_capacity(args.messages);
+        for _ in 0..args.messages {
+            samples.push(echo(&mut ws, &frame).await?);
+        }
+        close(ws).await;
+        report.echo_round_trip = Percentiles::of(&samples);
+        anyhow::Ok(())
+    }
+    .await;
+    drop(echo_server);
+    floor.context("measuring the echo floor")?;
+
+    let stack = BenchStack::start(env).await?;
+    let (addr, path) = (stack.edge, stack.path.as_str());
+    eprintln!("bench: local stack edge on ws://{addr}{path}");
+    let measured = async {
+        report.edge_handshake = handshakes(addr, path, args.handshakes)
+            .await
+            .context("handshakes through the edge")?;
+        let mut ws = connect(addr, path, source_address(0)).await?;
+        ping(&mut ws).await?;
+        let mut samples = Vec::with_capacity(args.messages);
+        for _ in 0..args.messages {
+            samples.push(ping(&mut ws).await?);
+        }
+        close(ws).await;
+        report.edge_round_trip = Percentiles::of(&samples);
+        eprintln!(
+            "bench: sustained, {} clients × {} pings",
+            args.sustained_clients, args.sustained_messages
+        );
+        let rate = sustained(addr, path, args.sustained_clients, args.sustained_messages)
+            .await
+            .context("sustained pings")?;
+        report.sustained = Some((
+            rate,
+            args.sustained_clients,
+            args.sustained_clients * args.sustained_messages,
+        ));
+        for &n in &args.fanout {
+            // Let the previous connections' $disconnect finish first.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            eprintln!("bench: broadcast to {n}");
+            let took = broadcast(addr, path, n)
+                .await
+                .with_context(|| format!("broadcast to {n}"))?;
+            report.broadcast.insert(n, took);
+        }
+        measure_load(&mut report, args, addr, path, stack.child.id()).await
+    }
+    .await;
+    stack.shutdown().await;
+    measured?;
+    Ok(report)
+}
+
+/// The load row, when `--load N` asks for it.
+async fn measure_load(
+    report: &mut StackReport,
+    args: &BenchArgs,
+    addr: SocketAddr,
+    path: &str,
+    stack_pid: Option<u32>,
+) -> anyhow::Result<()> {
+    if args.load.load == 0 {
+        return Ok(());
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    eprintln!("bench: load, {} connections", args.load.load);
+    let figures = super::load::measure(addr, path, stack_pid, &args.load)
+        .await
+        .with_context(|| format!("load with {} connections", args.load.load))?;
+    report.load = Some(figures);
+    Ok(())
+}
+
+/// Stack config for the bench: the repository's program with limits high
+/// enough for 1,000 connections and thousands of messages a second, so the
+/// figures measure the stack rather than its WAF rule and throttling.
+pub(super) const BENCH_STACK: &str = "bench";
+pub(super) const BENCH_CONFIG: &[(&str, u64)] = &[
+    ("rateLimit", 2_000_000_000),
+    ("stageBurstLimit", 100_000),
+    ("stageRateLimit", 100_000),
+    ("usagePlanBurstLimit", 100_000),
+    ("usagePlanRateLimit", 100_000),
+];
+
+/// The project name: the top-level `name:` of Pulumi.yaml.
+pub fn project_name(pulumi_yaml: &str) -> Option<String> {
+    pulumi_yaml.lines().find_map(|line| {
+        let value = line.strip_prefix("name:")?.trim();
+        let value = value.trim_matches(|c| c == '"' || c == '\'');
+        (!value.is_empty()).then(|| value.to_string())
+    })
+}
+
+/// `Pulumi.bench.yaml`: the bench's limits under the project's namespace
+/// (JSON, which is YAML).
+pub fn bench_stack_config(project: &str) -> String {
+    let mut config = serde_json::Map::new();
+    config.insert("aws:region".into(), Value::from("us-east-1"));
+    for (key, value) in BENCH_CONFIG {
+        config.insert(format!("{project}:{key}"), Value::from(*value));
+    }
+    serde_json::json!({ "config": config }).to_string()
+}
+
+/// The URLs `devstack up --ready-file` writes.
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct ReadyFile {
+    pub(super) edge: String,
+}
+
+/// `devstack up` as a child process (this same executable), configured
+/// from a copy of the repository's Pulumi.yaml and a Pulumi.bench.yaml.
+pub(super) struct BenchStack {
+    pub(super) child: tokio::process::Child,
+    pub(super) edge: SocketAddr,
+    pub(super) path: String,
+}
+
+impl BenchStack {
+    pub(super) async fn start(env: &BenchEnv) -> anyhow::Result<BenchStack> {
+        let dir = env.scratch.join("stack");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let source = env.root.join("Pulumi.yaml");
+        let program = std::fs::read_to_string(&source)
+            .with_context(|| format!("reading {}", source.display()))?;
+        let project = project_name(&program)
+            .with_context(|| format!("{} has no top-level name", source.display()))?;
+        std::fs::write(dir.join("Pulumi.yaml"), &program).context("copying Pulumi.yaml")?;
+        std::fs::write(
+            dir.join(format!("Pulumi.{BENCH_STACK}.yaml")),
+            bench_stack_config(&project),
+        )
+        .context("writing the bench stack's config")?;
+        let ready = dir.join("ready.json");
+        let _ = std::fs::remove_file(&ready);
+        let log_path = dir.join("devstack.log");
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        let exe = std::env::current_exe().context("locating the devstack executable")?;
+        let mut child = Command::new(exe)
+            .arg("up")
+            .arg("--program-dir")
+            .arg(&dir)
+            .arg("--function-bin")
+            .arg(env.binary("websocket-handler")?)
+            .args([
+                "--stack",
+                BENCH_STACK,
+                "--edge-addr",
+                "127.0.0.1:0",
+                "--api-addr",
+                "127.0.0.1:0",
+            ])
+            .arg("--ready-file")
+            .arg(&ready)
+            .current_dir(&env.root)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().context("opening the stack's log")?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting `devstack up`")?;
+        eprintln!(
+            "bench: starting the local stack (log: {})",
+            log_path.display()
+        );
+        let deadline = Instant::now() + STACK_START_TIMEOUT;
+        let edge = loop {
+            if let Some(status) = child.try_wait().context("watching devstack up")? {
+                bail!(
+                    "`devstack up` exited with {status} before it was ready; see {}",
+                    log_path.display()
+                );
+            }
+            if let Some(edge) = std::fs::read_to_string(&ready)
+                .ok()
+                .and_then(|text| serde_json::from_str::<ReadyFile>(&text).ok())
+            {
+                break edge.edge;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill().await;
+                bail!(
+                    "`devstack up` was not ready within {STACK_START_TIMEOUT:?}; see {}",
+                    log_path.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let (edge, path) =
+            parse_ws_url(&edge).with_context(|| format!("the stack's edge URL {edge:?}"))?;
+        Ok(BenchStack { child, edge, path })
+    }
+
+    /// Ctrl-C, as a user stops it, then a bounded wait.
+    pub(super) async fn shutdown(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = Command::new("kill")
+                .args(["-INT", &pid.to_string()])
+                .status()
+                .await;
+        }
+        if tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .is_err()
+        {
+            eprintln!("bench: the local stack did not stop within 20 s; killing it");
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// How long `devstack up` may take to start (it may build the function and
+/// install the DynamoDB-compatible server on first use).
+pub(super) const STACK_START_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// `ws://127.0.0.1:8080/path` → (address, "/path"); loopback IPv4 only.
+pub fn parse_ws_url(url: &str) -> Option<(SocketAddr, String)> {
+    let rest = url.strip_prefix("ws://")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr: SocketAddr = authority.parse().ok()?;
+    addr.ip().is_loopback().then(|| (addr, path.to_string()))
+}

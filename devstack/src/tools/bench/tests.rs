@@ -1,0 +1,275 @@
+//! The pure parts of the bench: parsing, formatting, the targets, the
+//! table; the figures themselves are never asserted.
+
+use super::*;
+
+
+#[test]
+fn this_process_has_a_peak_rss() {
+    let rss = peak_rss(std::process::id()).map_err(|e| e.to_string());
+    assert!(matches!(rss, Ok(b) if b > 0), "{rss:?}");
+}
+
+#[test]
+fn durations_bytes_and_ratios_are_formatted_for_people() {
+    assert_eq!(format_duration(Duration::from_micros(250)), "250 µs");
+    assert_eq!(format_duration(Duration::from_micros(1_500)), "1.50 ms");
+    assert_eq!(format_duration(Duration::from_millis(2_340)), "2.34 s");
+    assert_eq!(format_bytes(512), "512 B");
+    assert_eq!(format_bytes(123_456), "123.5 kB");
+    assert_eq!(format_bytes(5_432_100), "5432.1 kB");
+    assert_eq!(format_bytes(12_345_678), "12.3 MB");
+    assert_eq!(format_ratio(Some(1.0), Some(4.0)), "0.25×");
+    assert_eq!(format_ratio(Some(1.0), Some(1000.0)), "0.0010×");
+    assert_eq!(format_ratio(Some(1.0), None), "—");
+    assert_eq!(format_ratio(Some(1.0), Some(0.0)), "—");
+}
+
+#[test]
+fn the_table_is_aligned_markdown() {
+    let table = render_table(
+        &["Name", "Value"],
+        &[
+            vec!["a".into(), "1 ms".into()],
+            vec!["longer name".into(), "22".into()],
+        ],
+    );
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "| Name        | Value |",
+            "|:------------|------:|",
+            "| a           |  1 ms |",
+            "| longer name |    22 |",
+        ]
+    );
+}
+
+#[test]
+fn a_short_row_is_padded_and_extra_cells_are_dropped() {
+    let table = render_table(
+        &["A", "B"],
+        &[
+            vec!["x".into()],
+            vec!["y".into(), "z".into(), "extra".into()],
+        ],
+    );
+    assert_eq!(table.lines().nth(2), Some("| x |   |"));
+    assert_eq!(table.lines().nth(3), Some("| y | z |"));
+}
+
+fn stats(ms: u64) -> Option<Percentiles> {
+    Percentiles::of(&[Duration::from_millis(ms)])
+}
+
+fn figures(cold_ms: u64, warm_ms: u64, rss: u64, zip: ZipSize) -> FunctionFigures {
+    FunctionFigures {
+        cold_start: stats(cold_ms),
+        warm: stats(warm_ms),
+        peak_rss: Some(rss),
+        zip,
+    }
+}
+
+fn report() -> Report {
+    Report {
+        functions: Some(FunctionReport {
+            handler: figures(30, 1, 10_000_000, ZipSize::Bytes(5_000_000)),
+            hello: figures(
+                10,
+                1,
+                3_000_000,
+                ZipSize::Missing("not built — run `cargo lambda build`".into()),
+            ),
+            python: figures(200, 2, 30_000_000, ZipSize::Bytes(500)),
+        }),
+        stack: Some(StackReport {
+            edge_handshake: stats(5),
+            echo_handshake: stats(1),
+            edge_round_trip: stats(3),
+            echo_round_trip: stats(1),
+            broadcast: BTreeMap::from([
+                (100, Duration::from_millis(50)),
+                (1000, Duration::from_millis(1500)),
+            ]),
+            sustained: Some((1234.4, 20, 2000)),
+            load: None,
+        }),
+        posts: None,
+    }
+}
+
+#[test]
+fn targets_compare_the_figures_with_their_limits() {
+    let verdicts: Vec<(String, Option<bool>)> = report()
+        .targets()
+        .into_iter()
+        .map(|t| (t.name, t.met))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            // 30 ms ≤ 200/5 = 40 ms
+            (
+                "cold start ≤ 1/5 of the Python handler".to_string(),
+                Some(true)
+            ),
+            // 30 ms > 2 × 10 ms
+            (
+                "cold start ≤ 2× the lambda_runtime floor".to_string(),
+                Some(false)
+            ),
+            (
+                "peak RSS ≤ 1/2 of the Python handler".to_string(),
+                Some(true)
+            ),
+            ("deployment zip ≤ 6 MB".to_string(), Some(true)),
+            // 3 ms ≤ 3 × 1 ms + 1 ms
+            (
+                "round trip p50 ≤ 3× the echo floor + the function's warm p50".to_string(),
+                Some(true)
+            ),
+            (
+                "broadcast to 1,000 connections under 1 s".to_string(),
+                Some(false)
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_missing_figure_makes_its_target_not_applicable() {
+    let mut report = report();
+    if let Some(f) = report.functions.as_mut() {
+        f.handler.zip = ZipSize::Missing("not built".into());
+    }
+    if let Some(s) = report.stack.as_mut() {
+        s.broadcast.remove(&1000);
+    }
+    let na: Vec<String> = report
+        .targets()
+        .into_iter()
+        .filter(|t| t.met.is_none())
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(
+        na,
+        [
+            "deployment zip ≤ 6 MB",
+            "broadcast to 1,000 connections under 1 s"
+        ]
+    );
+    let rendered = report.render("test machine");
+    assert!(
+        rendered.contains("- [n/a] deployment zip ≤ 6 MB: not measured"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("\n\nZip not built — run `cargo lambda build`\n"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("- [MISSED] cold start ≤ 2× the lambda_runtime floor"),
+        "{rendered}"
+    );
+}
+
+#[test]
+fn the_report_has_one_row_per_figure_with_ratios_against_python() {
+    let rows = report().rows();
+    let names: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "Function cold start (spawn → first response), p50",
+            "Function warm invocation, p50",
+            "Function warm invocation, p99",
+            "Function peak RSS (VmHWM)",
+            "Function deployment zip",
+            "WebSocket handshake, p50",
+            "WebSocket handshake, p99",
+            "Message round trip, p50",
+            "Message round trip, p99",
+            "Broadcast to 100 connections (until all have it)",
+            "Broadcast to 1000 connections (until all have it)",
+            "Sustained ping → pong (20 clients, 2000 messages)",
+        ]
+    );
+    assert_eq!(rows[0][1..], ["30.00 ms", "10.00 ms", "200.00 ms", "0.15×"]);
+    assert_eq!(rows[3][4], "0.33×");
+    assert_eq!(rows[4][2], "not built");
+    assert_eq!(rows[11][1], "1234 msg/s");
+}
+
+#[test]
+fn the_ping_event_has_the_api_gateway_shape() {
+    let event = ping_event();
+    assert_eq!(event["requestContext"]["routeKey"], "ping");
+    assert_eq!(event["requestContext"]["eventType"], "MESSAGE");
+    assert_eq!(event["requestContext"]["stage"], SINK_STAGE);
+    assert_eq!(event["body"], ClientFrame::ping().to_text());
+}
+
+#[test]
+fn source_addresses_stay_on_loopback() {
+    for i in [0, 1, 199, 200, 1000, usize::MAX] {
+        assert!(source_address(i).is_loopback());
+        assert_ne!(source_address(i), Ipv4Addr::new(127, 0, 0, 0));
+    }
+}
+
+#[test]
+fn the_project_name_is_the_top_level_name() {
+    assert_eq!(
+        project_name("name: websocket-waf\nruntime: yaml\n"),
+        Some("websocket-waf".into())
+    );
+    assert_eq!(
+        project_name("runtime: yaml\nname: \"quoted\"\n"),
+        Some("quoted".into())
+    );
+    assert_eq!(project_name("runtime: yaml\n  name: nested\n"), None);
+    assert_eq!(project_name("name:\n"), None);
+}
+
+#[test]
+fn the_bench_config_raises_every_limit_under_the_project_namespace() {
+    let config: Value = serde_json::from_str(&bench_stack_config("p")).unwrap_or(Value::Null);
+    assert_eq!(config["config"]["p:rateLimit"], 2_000_000_000u64);
+    assert_eq!(config["config"]["p:stageBurstLimit"], 100_000);
+    assert_eq!(config["config"]["p:usagePlanRateLimit"], 100_000);
+    assert_eq!(config["config"]["aws:region"], "us-east-1");
+}
+
+#[test]
+fn edge_urls_are_parsed_and_must_be_loopback() {
+    let addr: SocketAddr = "127.0.0.1:8080"
+        .parse()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    assert_eq!(
+        parse_ws_url("ws://127.0.0.1:8080"),
+        Some((addr, "/".into()))
+    );
+    assert_eq!(
+        parse_ws_url("ws://127.0.0.1:8080/prod"),
+        Some((addr, "/prod".into()))
+    );
+    assert_eq!(parse_ws_url("ws://10.0.0.1:8080"), None);
+    assert_eq!(parse_ws_url("wss://127.0.0.1:8080"), None);
+    assert_eq!(parse_ws_url("ws://localhost:8080"), None);
+}
+
+#[tokio::test]
+async fn the_echo_floor_echoes() {
+    let test = async {
+        let server = EchoServer::start()?;
+        let mut ws = connect(server.addr, "/", source_address(0)).await?;
+        let took = echo(&mut ws, "hello").await?;
+        close(ws).await;
+        drop(server);
+        anyhow::Ok(took)
+    };
+    let result = tokio::time::timeout(Duration::from_secs(20), test).await;
+    assert!(matches!(result, Ok(Ok(_))), "{result:?}");
+}

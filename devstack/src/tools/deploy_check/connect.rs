@@ -1,0 +1,280 @@
+//! Opening a WebSocket step by step (DNS, TCP, TLS, upgrade), so a failure
+//! names its step and each step is timed.
+
+use super::*;
+
+/// A `ws://` or `wss://` URL, checked before anything is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub url: String,
+    pub tls: bool,
+    /// Host name or IP address, without IPv6 brackets.
+    pub host: String,
+    pub port: u16,
+}
+
+impl Endpoint {
+    pub fn parse(url: &str) -> Result<Self, ConnectError> {
+        let malformed = |reason: String| ConnectError::MalformedUrl {
+            url: url.to_string(),
+            reason,
+        };
+        let uri: Uri = url.trim().parse().map_err(|e| malformed(format!("{e}")))?;
+        let tls = match uri.scheme_str() {
+            Some("wss") => true,
+            Some("ws") => false,
+            Some(scheme @ ("https" | "http")) => {
+                let hint = if scheme == "https" { "wss" } else { "ws" };
+                return Err(malformed(format!(
+                    "the scheme must be ws:// or wss:// (use {hint}://)"
+                )));
+            }
+            Some(other) => {
+                return Err(malformed(format!(
+                    "unsupported scheme {other:?}; use ws:// or wss://"
+                )));
+            }
+            None => {
+                return Err(malformed(
+                    "missing scheme; use wss://host/… or ws://host:port/…".into(),
+                ));
+            }
+        };
+        let authority = uri
+            .authority()
+            .ok_or_else(|| malformed("missing host".into()))?;
+        if authority.as_str().contains('@') {
+            return Err(malformed("credentials in the URL are not supported".into()));
+        }
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        if host.is_empty() {
+            return Err(malformed("missing host".into()));
+        }
+        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        Ok(Endpoint {
+            url: url.trim().to_string(),
+            tls,
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+/// The network step a connection attempt was in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Dns,
+    Tcp,
+    Tls,
+    Upgrade,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Step::Dns => "the DNS lookup",
+            Step::Tcp => "the TCP connection",
+            Step::Tls => "the TLS handshake",
+            Step::Upgrade => "the WebSocket handshake",
+        })
+    }
+}
+
+/// Why a WebSocket connection could not be opened; each cause its own message.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("malformed URL {url:?}: {reason}")]
+    MalformedUrl { url: String, reason: String },
+    #[error("DNS lookup of {host:?} failed: {detail}")]
+    Dns { host: String, detail: String },
+    #[error("TCP connection to {host} port {port} failed: {source}")]
+    Tcp {
+        host: String,
+        port: u16,
+        source: std::io::Error,
+    },
+    #[error("TLS handshake with {host:?} failed: {detail}")]
+    Tls { host: String, detail: String },
+    #[error("timed out after {}s during {step}", after.as_secs_f64())]
+    Timeout { step: Step, after: Duration },
+    #[error("handshake refused with HTTP {status}")]
+    Refused { status: u16 },
+    #[error("WebSocket handshake failed: {0}")]
+    Handshake(String),
+}
+
+/// How long each step of one handshake took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandshakeTimings {
+    pub dns: Duration,
+    pub tcp: Duration,
+    pub tls: Option<Duration>,
+    pub upgrade: Duration,
+}
+
+impl HandshakeTimings {
+    pub fn total(&self) -> Duration {
+        self.dns + self.tcp + self.tls.unwrap_or_default() + self.upgrade
+    }
+}
+
+pub struct Connected {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub timings: HandshakeTimings,
+}
+
+/// Opens WebSocket connections step by step, so a failure names its step.
+pub struct Connector {
+    pub(super) limit: Duration,
+    pub(super) tls: Result<Arc<rustls::ClientConfig>, String>,
+}
+
+impl Connector {
+    /// `limit` bounds each step.
+    pub fn new(limit: Duration) -> Self {
+        let mozilla = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        Connector::with_roots(limit, mozilla)
+    }
+
+    /// A connector that trusts only `roots` (a private CA, a test certificate).
+    pub fn with_roots(limit: Duration, roots: rustls::RootCertStore) -> Self {
+        Connector {
+            limit,
+            tls: tls_config(roots).map(Arc::new).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Connects to `endpoint`, sending `x-api-key: <api_key>` when given.
+    pub async fn connect(
+        &self,
+        endpoint: &Endpoint,
+        api_key: Option<&str>,
+    ) -> Result<Connected, ConnectError> {
+        let limit = self.limit;
+        let timeout = |step| ConnectError::Timeout { step, after: limit };
+
+        let started = Instant::now();
+        let addrs: Vec<_> = tokio::time::timeout(
+            limit,
+            tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port)),
+        )
+        .await
+        .map_err(|_| timeout(Step::Dns))?
+        .map_err(|e| ConnectError::Dns {
+            host: endpoint.host.clone(),
+            detail: e.to_string(),
+        })?
+        .collect();
+        if addrs.is_empty() {
+            return Err(ConnectError::Dns {
+                host: endpoint.host.clone(),
+                detail: "no addresses".into(),
+            });
+        }
+        let dns = started.elapsed();
+
+        let started = Instant::now();
+        let tcp = tokio::time::timeout(limit, TcpStream::connect(&addrs[..]))
+            .await
+            .map_err(|_| timeout(Step::Tcp))?
+            .map_err(|source| ConnectError::Tcp {
+                host: endpoint.host.clone(),
+                port: endpoint.port,
+                source,
+            })?;
+        // Small frames (pings) must not wait for Nagle's algorithm.
+        let _ = tcp.set_nodelay(true);
+        let tcp_took = started.elapsed();
+
+        let (stream, tls_took) = if endpoint.tls {
+            let started = Instant::now();
+            let config = self.tls.as_ref().map_err(|detail| ConnectError::Tls {
+                host: endpoint.host.clone(),
+                detail: detail.clone(),
+            })?;
+            let name =
+                rustls::pki_types::ServerName::try_from(endpoint.host.clone()).map_err(|e| {
+                    ConnectError::Tls {
+                        host: endpoint.host.clone(),
+                        detail: format!("not a valid TLS server name: {e}"),
+                    }
+                })?;
+            let connector = tokio_rustls::TlsConnector::from(config.clone());
+            let stream = tokio::time::timeout(limit, connector.connect(name, tcp))
+                .await
+                .map_err(|_| timeout(Step::Tls))?
+                .map_err(|e| ConnectError::Tls {
+                    host: endpoint.host.clone(),
+                    detail: e.to_string(),
+                })?;
+            (MaybeTlsStream::Rustls(stream), Some(started.elapsed()))
+        } else {
+            (MaybeTlsStream::Plain(tcp), None)
+        };
+
+        let started = Instant::now();
+        let mut request = endpoint.url.as_str().into_client_request().map_err(|e| {
+            ConnectError::MalformedUrl {
+                url: endpoint.url.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        request
+            .headers_mut()
+            .insert(USER_AGENT_HEADER, HeaderValue::from_static(USER_AGENT));
+        if let Some(key) = api_key {
+            let value = HeaderValue::from_str(key).map_err(|_| {
+                ConnectError::Handshake("the API key is not a valid header value".into())
+            })?;
+            request.headers_mut().insert(API_KEY_HEADER, value);
+        }
+        let (ws, _response) =
+            tokio::time::timeout(limit, tokio_tungstenite::client_async(request, stream))
+                .await
+                .map_err(|_| timeout(Step::Upgrade))?
+                .map_err(classify_handshake_error)?;
+        let upgrade = started.elapsed();
+        Ok(Connected {
+            ws,
+            timings: HandshakeTimings {
+                dns,
+                tcp: tcp_took,
+                tls: tls_took,
+                upgrade,
+            },
+        })
+    }
+}
+
+/// Turns a failed WebSocket upgrade into its [`ConnectError`].
+pub fn classify_handshake_error(error: tungstenite::Error) -> ConnectError {
+    match error {
+        tungstenite::Error::Http(response) => ConnectError::Refused {
+            status: response.status().as_u16(),
+        },
+        other => ConnectError::Handshake(other.to_string()),
+    }
+}
+
+/// TLS trusting `roots` (the Mozilla root certificates for [`Connector::new`],
+/// so CloudFront's certificate is verified as a browser would); the crypto
+/// provider is named explicitly so it does not depend on which rustls
+/// features other crates enable.
+pub(super) fn tls_config(
+    roots: rustls::RootCertStore,
+) -> Result<rustls::ClientConfig, rustls::Error> {
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    // The WebSocket upgrade is an HTTP/1.1 request.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}

@@ -1,0 +1,248 @@
+//! `devstack check`: one command that says whether a deployment works and
+//! really refuses traffic that skips CloudFront.
+//!
+//! Through the distribution (or the local edge) it connects, pings, shows a
+//! `sendmessage` from one client reaching another, measures handshake time
+//! and ping → pong round trips, and closes cleanly. Against the API's own
+//! endpoint it expects the handshake to be refused with 403, with no key and
+//! with a wrong one. Each network step is bounded by `--timeout`, and each
+//! way of failing to connect (malformed URL, DNS, TCP, TLS, timeout, refusal)
+//! has its own message.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use protocol::{ClientFrame, GatewayFrame, ServerFrame};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::header::USER_AGENT as USER_AGENT_HEADER;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, Uri};
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+mod connect;
+mod probe;
+mod report;
+#[cfg(test)]
+// tungstenite's handshake callbacks return its `ErrorResponse` by value.
+#[allow(clippy::result_large_err)]
+mod tests;
+
+use super::percentiles::Percentiles;
+pub use connect::*;
+use probe::*;
+pub use report::*;
+
+/// The header API Gateway selects the API key from (`apiKeySelectionExpression`).
+const API_KEY_HEADER: &str = "x-api-key";
+
+/// Sent on every handshake: the web ACL's AWSManagedRulesCommonRuleSet
+/// (rule NoUserAgent_HEADER) blocks requests without a User-Agent.
+const USER_AGENT: &str = concat!("devstack-check/", env!("CARGO_PKG_VERSION"));
+
+/// Arguments of `devstack check`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CheckArgs {
+    /// The distribution URL (`pulumi stack output DistributionURL`), or the
+    /// local edge (`ws://127.0.0.1:8080`).
+    #[arg(value_name = "DISTRIBUTION_URL")]
+    pub url: String,
+    /// The API's own endpoint, which must refuse clients that skip CloudFront
+    /// (`pulumi stack output ApiEndpoint`, or the local `ws://127.0.0.1:8081/prod`).
+    #[arg(long, value_name = "URL")]
+    pub direct: String,
+    /// How many ping → pong round trips to measure.
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub messages: u32,
+    /// Print one JSON document instead of lines.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds to wait for each network step (DNS, TCP, TLS, handshake, each reply).
+    #[arg(long, value_name = "SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: u64,
+    /// The stack's API key, optional and never printed: with it,
+    /// `direct-with-key` checks that the direct endpoint lets the key in, so
+    /// the two refusals are about the key (not a wrong URL that refuses all).
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "DEVSTACK_API_KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
+}
+
+/// Runs every check, prints the report, and exits non-zero if any failed.
+pub async fn run(args: CheckArgs) -> ExitCode {
+    let report = if args.json {
+        let report = check(&args, |_| {}).await;
+        println!("{}", report.to_json());
+        report
+    } else {
+        println!("{}", header_line(&args.url, &args.direct));
+        let report = check(&args, |outcome| println!("{}", outcome.line())).await;
+        println!("{}", report.summary());
+        report
+    };
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Runs every check; `on_outcome` sees each result as soon as it is known.
+pub async fn check(args: &CheckArgs, mut on_outcome: impl FnMut(&Outcome)) -> Report {
+    let limit = Duration::from_secs(args.timeout);
+    let mut report = Report {
+        distribution: args.url.clone(),
+        direct: args.direct.clone(),
+        checks: Vec::new(),
+    };
+    let mut record = |outcome: Outcome| {
+        on_outcome(&outcome);
+        report.checks.push(outcome);
+    };
+    let connector = Connector::new(limit);
+
+    match Endpoint::parse(&args.url) {
+        Ok(edge) => {
+            through_distribution(&connector, &edge, args.messages, limit, &mut record).await
+        }
+        Err(error) => no_distribution(error.to_string(), &mut record),
+    }
+
+    let direct = Endpoint::parse(&args.direct);
+    let wrong_key = uuid::Uuid::new_v4().simple().to_string();
+    for (name, key) in [
+        (names::DIRECT_WITHOUT_KEY, None),
+        (names::DIRECT_WRONG_KEY, Some(wrong_key.as_str())),
+    ] {
+        let outcome = match &direct {
+            Ok(endpoint) => expect_refusal(&connector, endpoint, name, key).await,
+            Err(error) => Outcome::fail(name, error.to_string()),
+        };
+        record(outcome);
+    }
+    if let Some(key) = args.api_key.as_deref() {
+        record(match &direct {
+            Ok(endpoint) => expect_acceptance(&connector, endpoint, key).await,
+            Err(error) => Outcome::fail(names::DIRECT_WITH_KEY, error.to_string()),
+        });
+    }
+    report
+}
+
+/// The check names, as printed and in the JSON document.
+pub mod names {
+    pub const HANDSHAKE: &str = "handshake";
+    pub const PING: &str = "ping";
+    pub const BROADCAST: &str = "broadcast";
+    pub const ROUND_TRIP: &str = "round-trip";
+    pub const CLOSE: &str = "close";
+    pub const DIRECT_WITHOUT_KEY: &str = "direct-without-key";
+    pub const DIRECT_WRONG_KEY: &str = "direct-wrong-key";
+    /// Only with `--api-key`.
+    pub const DIRECT_WITH_KEY: &str = "direct-with-key";
+}
+
+/// The handshake through the distribution failed: it fails, and the checks
+/// that need that connection are skipped.
+fn no_distribution(why: String, record: &mut impl FnMut(Outcome)) {
+    record(Outcome::fail(names::HANDSHAKE, why));
+    for name in [
+        names::PING,
+        names::BROADCAST,
+        names::ROUND_TRIP,
+        names::CLOSE,
+    ] {
+        record(Outcome::skip(
+            name,
+            "no connection through the distribution",
+        ));
+    }
+}
+
+async fn through_distribution(
+    connector: &Connector,
+    edge: &Endpoint,
+    messages: u32,
+    limit: Duration,
+    record: &mut impl FnMut(Outcome),
+) {
+    let mut first = match connector.connect(edge, None).await {
+        Ok(connected) => {
+            record(handshake_outcome(&connected.timings));
+            connected.ws
+        }
+        Err(error) => {
+            no_distribution(format!("through the distribution: {error}"), record);
+            return;
+        }
+    };
+
+    record(match round_trip(&mut first, limit).await {
+        Ok(took) => {
+            Outcome::pass(names::PING, format!("pong in {}", ms(took))).figure("roundTripMs", took)
+        }
+        Err(error) => Outcome::fail(names::PING, error),
+    });
+
+    let mut second = None;
+    let broadcast = match connector.connect(edge, None).await {
+        Ok(connected) => {
+            let ws = second.insert(connected.ws);
+            broadcast(&mut first, ws, limit).await
+        }
+        Err(error) => Outcome::fail(names::BROADCAST, format!("second client: {error}")),
+    };
+    record(broadcast);
+
+    record(round_trips(&mut first, messages, limit).await);
+
+    let mut closed = vec![close(first, limit).await];
+    if let Some(ws) = second {
+        closed.push(close(ws, limit).await);
+    }
+    let failures: Vec<String> = closed.into_iter().filter_map(Result::err).collect();
+    record(if failures.is_empty() {
+        Outcome::pass(names::CLOSE, "every client got the server's close frame")
+    } else {
+        Outcome::fail(names::CLOSE, failures.join("; "))
+    });
+}
+
+fn handshake_outcome(timings: &HandshakeTimings) -> Outcome {
+    let mut steps = vec![
+        format!("dns {}", ms(timings.dns)),
+        format!("tcp {}", ms(timings.tcp)),
+    ];
+    if let Some(tls) = timings.tls {
+        steps.push(format!("tls {}", ms(tls)));
+    }
+    steps.push(format!("upgrade {}", ms(timings.upgrade)));
+    let mut outcome = Outcome::pass(
+        names::HANDSHAKE,
+        format!(
+            "connected through the distribution in {} ({})",
+            ms(timings.total()),
+            steps.join(", ")
+        ),
+    )
+    .figure("handshakeMs", timings.total())
+    .figure("dnsMs", timings.dns)
+    .figure("tcpMs", timings.tcp)
+    .figure("upgradeMs", timings.upgrade);
+    if let Some(tls) = timings.tls {
+        outcome = outcome.figure("tlsMs", tls);
+    }
+    outcome
+}

@@ -1,0 +1,257 @@
+//! The probes the checker runs over an open connection: ping round trips, a
+//! broadcast between two clients, a clean close; and the refusal the direct
+//! endpoint must give.
+
+use super::*;
+
+/// One ping → pong; the time from sending the ping to reading the pong.
+pub(super) async fn round_trip(ws: &mut Ws, limit: Duration) -> Result<Duration, String> {
+    let started = Instant::now();
+    send(ws, &ClientFrame::ping(), limit).await?;
+    wait_for(ws, limit, "pong", |frame| {
+        matches!(frame, ServerFrame::Pong).then_some(())
+    })
+    .await?;
+    Ok(started.elapsed())
+}
+
+pub(super) async fn round_trips(ws: &mut Ws, messages: u32, limit: Duration) -> Outcome {
+    let mut samples = Vec::with_capacity(messages as usize);
+    for done in 0..messages {
+        match round_trip(ws, limit).await {
+            Ok(took) => samples.push(took),
+            Err(error) => {
+                return Outcome::fail(
+                    names::ROUND_TRIP,
+                    format!("after {done} of {messages} round trips: {error}"),
+                );
+            }
+        }
+    }
+    match Percentiles::of(&samples) {
+        Some(p) => Outcome::pass(
+            names::ROUND_TRIP,
+            format!(
+                "{} pings: p50 {}, p95 {}, p99 {} (max {})",
+                p.samples,
+                ms(p.p50),
+                ms(p.p95),
+                ms(p.p99),
+                ms(p.max)
+            ),
+        )
+        .figure("p50Ms", p.p50)
+        .figure("p95Ms", p.p95)
+        .figure("p99Ms", p.p99)
+        .figure("maxMs", p.max),
+        None => Outcome::fail(names::ROUND_TRIP, "no round trip was measured"),
+    }
+}
+
+/// `sendmessage` from `sender` must reach `receiver`, and the sender must be
+/// told it reached at least one connection.
+pub(super) async fn broadcast(sender: &mut Ws, receiver: &mut Ws, limit: Duration) -> Outcome {
+    // A value no other client sends, so messages from other users of a live
+    // deployment are told apart from ours.
+    let nonce = json!({ "devstackCheck": uuid::Uuid::new_v4().to_string() });
+    let started = Instant::now();
+    if let Err(error) = send(sender, &ClientFrame::send_message(nonce.clone()), limit).await {
+        return Outcome::fail(names::BROADCAST, error);
+    }
+    let received = wait_for(
+        receiver,
+        limit,
+        "the message on the second client",
+        |frame| match frame {
+            ServerFrame::Message { data, from, .. } if *data == nonce => Some(from.clone()),
+            _ => None,
+        },
+    )
+    .await;
+    let delivered = started.elapsed();
+    let from = match received {
+        Ok(from) => from,
+        Err(error) => return Outcome::fail(names::BROADCAST, format!("second client: {error}")),
+    };
+    if from.is_empty() {
+        return Outcome::fail(
+            names::BROADCAST,
+            "the message reached the second client without its sender's id",
+        );
+    }
+    let recipients = wait_for(
+        sender,
+        limit,
+        "\"sent\" on the sender",
+        |frame| match frame {
+            ServerFrame::Sent { recipients } => Some(*recipients),
+            _ => None,
+        },
+    )
+    .await;
+    match recipients {
+        Ok(0) => Outcome::fail(
+            names::BROADCAST,
+            "the second client got the message, but the sender was told it reached 0 connections",
+        ),
+        Ok(n) => Outcome::pass(
+            names::BROADCAST,
+            format!(
+                "the second client received it in {}; the sender reached {n} connection(s)",
+                ms(delivered)
+            ),
+        )
+        .figure("deliveryMs", delivered),
+        Err(error) => Outcome::fail(names::BROADCAST, format!("sender: {error}")),
+    }
+}
+
+/// Closes with a close frame and waits for the server's.
+pub(super) async fn close(mut ws: Ws, limit: Duration) -> Result<(), String> {
+    let closing = async {
+        ws.close(None).await?;
+        while let Some(message) = ws.next().await {
+            message?;
+        }
+        Ok::<(), tungstenite::Error>(())
+    };
+    match tokio::time::timeout(limit, closing).await {
+        Ok(Ok(())) | Ok(Err(tungstenite::Error::ConnectionClosed)) => Ok(()),
+        Ok(Err(error)) => Err(format!("close did not complete cleanly: {error}")),
+        Err(_) => Err(format!(
+            "no close frame from the server within {}s",
+            limit.as_secs()
+        )),
+    }
+}
+
+/// The direct endpoint must refuse the handshake with 403.
+pub(super) async fn expect_refusal(
+    connector: &Connector,
+    endpoint: &Endpoint,
+    name: &'static str,
+    key: Option<&str>,
+) -> Outcome {
+    let without = if key.is_some() {
+        "with a wrong key"
+    } else {
+        "without a key"
+    };
+    match connector.connect(endpoint, key).await {
+        Err(ConnectError::Refused { status: 403 }) => {
+            Outcome::pass(name, format!("refused {without} with HTTP 403"))
+        }
+        Err(ConnectError::Refused { status }) => Outcome::fail(
+            name,
+            format!("refused {without} with HTTP {status}, but API Gateway refuses with 403"),
+        ),
+        Err(error) => Outcome::fail(name, format!("direct endpoint: {error}")),
+        Ok(connected) => {
+            let _ = close(connected.ws, Duration::from_secs(2)).await;
+            Outcome::fail(
+                name,
+                format!(
+                    "the direct endpoint ACCEPTED a client {without}: traffic can skip CloudFront and WAF \
+                     (does $connect require the API key?)"
+                ),
+            )
+        }
+    }
+}
+
+pub(super) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub(super) async fn send(ws: &mut Ws, frame: &ClientFrame, limit: Duration) -> Result<(), String> {
+    match tokio::time::timeout(limit, ws.send(Message::text(frame.to_text()))).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(format!("sending failed: {error}")),
+        Err(_) => Err(format!("sending timed out after {}s", limit.as_secs())),
+    }
+}
+
+/// Reads frames until `pick` accepts one. Messages broadcast by other clients
+/// are skipped; an error frame, an API Gateway error or the end of the
+/// connection fails.
+pub(super) async fn wait_for<T>(
+    ws: &mut Ws,
+    limit: Duration,
+    what: &str,
+    mut pick: impl FnMut(&ServerFrame) -> Option<T>,
+) -> Result<T, String> {
+    let reading = async {
+        loop {
+            let message = match ws.next().await {
+                Some(Ok(message)) => message,
+                Some(Err(error)) => {
+                    return Err(format!(
+                        "connection failed while waiting for {what}: {error}"
+                    ));
+                }
+                None => return Err(format!("connection ended while waiting for {what}")),
+            };
+            match message {
+                Message::Text(text) => {
+                    if let Some(frame) = ServerFrame::parse(&text) {
+                        if let Some(found) = pick(&frame) {
+                            return Ok(found);
+                        }
+                        if let ServerFrame::Error { code, message } = frame {
+                            return Err(format!(
+                                "error frame while waiting for {what}: {code:?}: {message}"
+                            ));
+                        }
+                    } else if let Ok(gateway) = serde_json::from_str::<GatewayFrame>(&text) {
+                        return Err(format!(
+                            "API Gateway answered \"{}\" while waiting for {what}",
+                            gateway.message
+                        ));
+                    } else {
+                        return Err(format!(
+                            "unexpected frame while waiting for {what} ({} bytes)",
+                            text.len()
+                        ));
+                    }
+                }
+                Message::Close(frame) => {
+                    let why = frame
+                        .map(|f| format!(" (code {})", u16::from(f.code)))
+                        .unwrap_or_default();
+                    return Err(format!(
+                        "server closed the connection{why} while waiting for {what}"
+                    ));
+                }
+                Message::Binary(_) => {
+                    return Err(format!("unexpected binary frame while waiting for {what}"));
+                }
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(limit, reading)
+        .await
+        .unwrap_or_else(|_| Err(format!("no {what} within {}s", limit.as_secs())))
+}
+
+/// With the stack's key the direct endpoint must accept the handshake.
+/// Neither outcome quotes the key.
+pub(super) async fn expect_acceptance(
+    connector: &Connector,
+    endpoint: &Endpoint,
+    key: &str,
+) -> Outcome {
+    let name = names::DIRECT_WITH_KEY;
+    match connector.connect(endpoint, Some(key)).await {
+        Ok(connected) => {
+            let _ = close(connected.ws, Duration::from_secs(2)).await;
+            Outcome::pass(name, "accepted with the API key")
+        }
+        Err(ConnectError::Refused { status }) => Outcome::fail(
+            name,
+            format!(
+                "refused the given API key with HTTP {status}: is --direct the API's stage URL, \
+                 and the key this stack's?"
+            ),
+        ),
+        Err(error) => Outcome::fail(name, format!("direct endpoint: {error}")),
+    }
+}

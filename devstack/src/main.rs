@@ -60,6 +60,10 @@ struct UpArgs {
     /// The most function processes at once (Lambda concurrency).
     #[arg(long, default_value_t = 16)]
     max_concurrency: usize,
+    /// Times the local Lambda delivers each asynchronous event (2 plays the
+    /// duplicates Lambda's queue may deliver; the tests use it).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
+    async_deliveries: u8,
 }
 
 fn init_tracing(default_level: &str) {
@@ -99,6 +103,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         api_key: args.api_key,
         ready_file: args.ready_file,
         max_concurrency: args.max_concurrency,
+        async_deliveries: usize::from(args.async_deliveries),
     })
     .await
 }

@@ -30,6 +30,7 @@ use tracing::{info, warn};
 use crate::apigateway::Gateway;
 use crate::cloudfront::Edge;
 use crate::lambda::invoke::Invoke;
+use crate::lambda::invoke_api::{AsyncDelivery, LambdaApi};
 use crate::lambda::{self, LambdaPool};
 pub use program::{
     LOCAL_API_ID, edge_config, function_config, function_env, gateway_config, localize_url,
@@ -56,6 +57,8 @@ pub struct UpOptions {
     pub ready_file: Option<PathBuf>,
     /// The most function processes at once (Lambda concurrency).
     pub max_concurrency: usize,
+    /// Times each asynchronous event is delivered (1; 2 plays duplicates).
+    pub async_deliveries: usize,
 }
 
 /// Where the running stack answers; written to `--ready-file` as JSON.
@@ -78,6 +81,8 @@ pub struct Stack {
     topology: Topology,
     dynamodb: LocalDynamoDb,
     pool: Arc<LambdaPool>,
+    lambda_api: LambdaApi,
+    lambda_server: JoinHandle<std::io::Result<()>>,
     gateway: Gateway,
     edge: Edge,
     servers: Vec<JoinHandle<std::io::Result<()>>>,
@@ -174,7 +179,15 @@ impl Stack {
         let binary = function_binary(options).await?;
         let dynamodb = start_dynamodb(&topology).await?;
 
-        let env = function_env(&topology, &endpoints, api_addr, dynamodb.endpoint())?;
+        // The Lambda service's Invoke API, for the function's own client: a
+        // broadcast continues in asynchronous invocations of the function.
+        let (lambda_listener, lambda_addr) =
+            bind(SocketAddr::new(api_addr.ip(), 0), "Lambda Invoke API").await?;
+        let mut env = function_env(&topology, &endpoints, api_addr, dynamodb.endpoint())?;
+        env.push((
+            "AWS_ENDPOINT_URL_LAMBDA".to_string(),
+            format!("http://{lambda_addr}"),
+        ));
         let pool = LambdaPool::start(function_config(
             &topology,
             binary,
@@ -193,16 +206,30 @@ impl Stack {
             ),
             pool.clone() as Arc<dyn Invoke>,
         );
+        let async_invoke = topology.function.async_invoke;
+        let lambda_api = LambdaApi::new(
+            &topology.function.name,
+            pool.clone() as Arc<dyn Invoke>,
+            AsyncDelivery {
+                max_retries: async_invoke.maximum_retry_attempts,
+                max_event_age: Duration::from_secs(u64::from(async_invoke.maximum_event_age_secs)),
+                deliveries: options.async_deliveries.max(1),
+            },
+        );
+        info!(endpoint = %format!("http://{lambda_addr}"), ?async_invoke, deliveries = options.async_deliveries, "local Lambda Invoke API ready");
         let servers = vec![
             tokio::spawn(gateway.clone().serve(api_listener)),
             tokio::spawn(edge.clone().serve(edge_listener)),
         ];
+        let lambda_server = tokio::spawn(lambda_api.clone().serve(lambda_listener));
         info!(edge = %endpoints.edge, api = %endpoints.api, "local stack ready");
         Ok(Stack {
             endpoints,
             topology,
             dynamodb,
             pool,
+            lambda_api,
+            lambda_server,
             gateway,
             edge,
             servers,
@@ -232,6 +259,12 @@ impl Stack {
                 "some connections did not finish $disconnect in time"
             );
         }
+        // Queued asynchronous invocations (a broadcast's continuations) finish
+        // before the function processes end; then nothing more is accepted.
+        if !self.lambda_api.drain(SHUTDOWN_GRACE).await {
+            warn!("some asynchronous invocations had not finished");
+        }
+        self.lambda_server.abort();
         for server in self.servers {
             let _ = tokio::time::timeout(SERVER_STOP, server).await;
         }

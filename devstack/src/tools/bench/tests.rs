@@ -3,7 +3,6 @@
 
 use super::*;
 
-
 #[test]
 fn this_process_has_a_peak_rss() {
     let rss = peak_rss(std::process::id()).map_err(|e| e.to_string());

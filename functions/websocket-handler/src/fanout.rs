@@ -359,21 +359,50 @@ impl<'a> Fanout<'a> {
         loop {
             work.pending.retain(|id| is_recipient(id, sender));
             if !work.pending.is_empty() {
-                let (done, started) = post_until(
-                    self.registry,
-                    self.messenger,
-                    &work.pending,
-                    frame,
-                    &self.limits,
-                    stop_at,
-                    budget,
-                )
-                .await;
+                // The next page is read while this one is posted, so a slow
+                // Scan does not stall the posts. If this page is not finished,
+                // the prefetched one is dropped: the cursor still points after
+                // this page, and the next hop reads it again.
+                let next = match &work.cursor {
+                    Cursor::After(key) => Some(key.clone()),
+                    Cursor::Start | Cursor::End => None,
+                };
+                let prefetch = async {
+                    match &next {
+                        Some(key) => Some(self.pages.page(Some(key)).await),
+                        None => None,
+                    }
+                };
+                let ((done, started), prefetched) = tokio::join!(
+                    post_until(
+                        self.registry,
+                        self.messenger,
+                        &work.pending,
+                        frame,
+                        &self.limits,
+                        stop_at,
+                        budget,
+                    ),
+                    prefetch
+                );
                 add(&mut delivery, done);
                 budget -= started;
                 work.pending.drain(..started);
                 if !work.pending.is_empty() {
                     break;
+                }
+                match prefetched {
+                    Some(Ok(page)) => {
+                        pages += 1;
+                        work.pending = page.ids;
+                        work.cursor = page.next.map_or(Cursor::End, Cursor::After);
+                        continue;
+                    }
+                    Some(Err(error)) => {
+                        tracing::error!(%error, "cannot read the next page of recipients");
+                        break;
+                    }
+                    None => {}
                 }
             }
             let after = match &work.cursor {

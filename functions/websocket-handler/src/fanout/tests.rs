@@ -58,10 +58,7 @@ async fn whole_broadcast(
         "{handover:?}"
     );
     let mut hops = 0;
-    loop {
-        let Some(event) = queue.pop() else {
-            break;
-        };
+    while let Some(event) = queue.pop() {
         hops += 1;
         let continuation = Continuation::from_event(&event)
             .expect("a continuation")

@@ -26,7 +26,17 @@ async fn the_stage_comes_from_the_stack_config() -> anyhow::Result<()> {
             direct.close().await?;
             let mut client = Client::connect(stack.edge()).await?;
             client.ping().await?;
-            client.close().await
+            client.close().await?;
+            // The banner says what of the program the stack plays, and what
+            // only a deployment has.
+            let log = stack.log();
+            ensure!(
+                log.contains("program                      plays ")
+                    && log.contains("not played: ")
+                    && log.contains("MetricAlarm ×"),
+                "the banner does not say which resources are played"
+            );
+            Ok(())
         }
         .await,
     )

@@ -5,11 +5,18 @@
 //! WebSocket API and its @connections management API) → [`lambda`] (the
 //! Lambda Runtime API, running the real function binary) → DynamoDB (a local
 //! server). [`stack`] is the wiring: the one module that reads the Pulumi
-//! program and turns it into each service's plain config. [`tools`] holds
-//! what runs against a stack: the deployment checker and the benchmarks.
+//! program and turns it into each service's plain config (and, in watch
+//! mode, applies saved edits to the running services: [`stack::reload`]).
+//! [`reload`] holds watch mode's tools that know nothing of the program (the
+//! file watcher, the function's builds and versions). [`tools`] holds what
+//! runs against a stack: the deployment checker and the benchmarks.
+//! [`console`] is the browser page beside the stack, with a live view of the
+//! events its services publish.
 
 pub mod apigateway;
 pub mod cloudfront;
+pub mod console;
 pub mod lambda;
+pub mod reload;
 pub mod stack;
 pub mod tools;

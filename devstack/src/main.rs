@@ -32,6 +32,8 @@ enum Command {
     Check(devstack::tools::deploy_check::CheckArgs),
     /// Benchmark the function and the local stack against their peers (run with --release).
     Bench(devstack::tools::bench::BenchArgs),
+    /// Run Pulumi.yaml with the real Pulumi CLI against a local aws provider double (no AWS).
+    Rehearse(devstack::tools::rehearse::RehearseArgs),
 }
 
 #[derive(Args, Clone)]
@@ -48,6 +50,9 @@ struct UpArgs {
     /// Where the API layer (execute-api + @connections) listens; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:8081")]
     api_addr: SocketAddr,
+    /// Where the console (the browser page and its live view) listens, loopback only; port 0 picks a free port.
+    #[arg(long, default_value = devstack::console::DEFAULT_ADDR)]
+    console_addr: SocketAddr,
     /// A prebuilt function binary [default: built with cargo].
     #[arg(long)]
     function_bin: Option<PathBuf>,
@@ -64,6 +69,9 @@ struct UpArgs {
     /// duplicates Lambda's queue may deliver; the tests use it).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
     async_deliveries: u8,
+    /// Do not rebuild the function or re-read the Pulumi program on save.
+    #[arg(long)]
+    no_watch: bool,
 }
 
 fn init_tracing(default_level: &str) {
@@ -99,11 +107,13 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         stack: args.stack,
         edge_addr: args.edge_addr,
         api_addr: args.api_addr,
+        console_addr: args.console_addr,
         function_bin: args.function_bin,
         api_key: args.api_key,
         ready_file: args.ready_file,
         max_concurrency: args.max_concurrency,
         async_deliveries: usize::from(args.async_deliveries),
+        watch: !args.no_watch,
     })
     .await
 }
@@ -121,6 +131,7 @@ async fn main() -> ExitCode {
         Some(Command::Check(args)) => devstack::tools::deploy_check::run(args).await,
         Some(Command::Bench(args)) => report(devstack::tools::bench::run(args).await),
         Some(Command::Up(args)) => report(up(args).await),
+        Some(Command::Rehearse(args)) => report(devstack::tools::rehearse::run(args)),
         None => report(up(cli.up).await),
     }
 }

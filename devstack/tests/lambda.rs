@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use devstack::console::EventBus;
 use devstack::lambda::invoke::{Invoke, InvokeError};
 use devstack::lambda::{FunctionConfig, LambdaPool, build_function_binary};
 use serde_json::{Value, json};
@@ -50,7 +51,7 @@ fn function_env() -> Vec<(&'static str, &'static str)> {
 }
 
 async fn start(config: FunctionConfig) -> Arc<LambdaPool> {
-    tokio::time::timeout(WAIT, LambdaPool::start(config))
+    tokio::time::timeout(WAIT, LambdaPool::start(config, EventBus::new()))
         .await
         .expect("the function started in time")
         .expect("the function started")
@@ -138,7 +139,9 @@ async fn the_real_function_without_its_table_fails_to_start_with_its_own_message
         .into_iter()
         .filter(|(key, _)| *key != "CONNECTIONS_TABLE")
         .collect();
-    let error = match tokio::time::timeout(WAIT, LambdaPool::start(config(env, 1))).await {
+    let error = match tokio::time::timeout(WAIT, LambdaPool::start(config(env, 1), EventBus::new()))
+        .await
+    {
         Ok(Ok(_)) => panic!("the function should not start without CONNECTIONS_TABLE"),
         Ok(Err(err)) => format!("{err:#}"),
         Err(_) => panic!("the start did not end in time"),

@@ -8,6 +8,7 @@
 //! tokio-tungstenite client whose every wait is bounded, speaking the frames
 //! of the `protocol` crate.
 
+pub mod browser;
 pub mod client;
 pub mod process;
 pub mod stack;

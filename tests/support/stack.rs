@@ -37,6 +37,25 @@ pub struct StackConfig {
     max_concurrency: Option<usize>,
     env: BTreeMap<String, String>,
     async_deliveries: Option<usize>,
+    /// Watch mode on (`devstack up`'s default); the harness turns it off
+    /// unless a test asks for it, so nothing on disk changes a running test.
+    watch: bool,
+    /// Copy the program even without overrides (a test that edits it).
+    copy_program: bool,
+    function: Function,
+}
+
+/// Which function the stack runs.
+#[derive(Debug, Clone, Default)]
+enum Function {
+    /// The `websocket-handler` binary the harness built.
+    #[default]
+    Built,
+    /// Another executable, e.g. a script speaking the Runtime API.
+    Binary(PathBuf),
+    /// Built by devstack itself from the workspace at this directory (its
+    /// `Pulumi.yaml` is the program), into the harness's target directory.
+    Workspace(PathBuf),
 }
 
 impl StackConfig {
@@ -53,6 +72,33 @@ impl StackConfig {
     /// The most function processes at once (`devstack up --max-concurrency`).
     pub fn max_concurrency(mut self, processes: usize) -> Self {
         self.max_concurrency = Some(processes);
+        self
+    }
+
+    /// Watch mode on: saves of the function or the program reload the stack.
+    pub fn watch(mut self) -> Self {
+        self.watch = true;
+        self
+    }
+
+    /// Runs `path` (`--function-bin`) instead of the built `websocket-handler`.
+    pub fn function_bin(mut self, path: impl Into<PathBuf>) -> Self {
+        self.function = Function::Binary(path.into());
+        self
+    }
+
+    /// Runs from a copy of the workspace at `dir`: its `Pulumi.yaml` is the
+    /// program and devstack builds its function (sharing the harness's
+    /// target directory, so only the copied crates are compiled).
+    pub fn workspace(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.function = Function::Workspace(dir.into());
+        self
+    }
+
+    /// A copy of `Pulumi.yaml` and the stack config in the test's own
+    /// directory, even with no overrides: for tests that edit the program.
+    pub fn copy_program(mut self) -> Self {
+        self.copy_program = true;
         self
     }
 
@@ -200,8 +246,12 @@ impl Running {
     }
 
     /// Waits for the ready file: the endpoints, once the stack accepts connections.
-    async fn wait_ready(&mut self, ready_file: &Path) -> anyhow::Result<Endpoints> {
-        let deadline = Instant::now() + START_TIMEOUT;
+    async fn wait_ready(
+        &mut self,
+        ready_file: &Path,
+        limit: Duration,
+    ) -> anyhow::Result<Endpoints> {
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(child) = self.child.as_mut()
                 && let Some(status) = child.try_wait().context("watching devstack")?
@@ -219,7 +269,7 @@ impl Running {
             }
             if Instant::now() >= deadline {
                 bail!(
-                    "devstack up wrote no ready file within {START_TIMEOUT:?}; its log:\n{}",
+                    "devstack up wrote no ready file within {limit:?}; its log:\n{}",
                     tail(&self.log(), 80)
                 );
             }
@@ -306,10 +356,12 @@ impl Stack {
             .prefix("e2e-stack-")
             .tempdir()
             .context("creating a temporary directory")?;
-        let (program_dir, stack_name) = if config.overrides.is_empty() {
-            (workspace_root(), "dev".to_string())
-        } else {
-            (write_program(dir.path(), &config)?, "e2e".to_string())
+        let (program_dir, stack_name) = match &config.function {
+            Function::Workspace(root) => (root.clone(), "dev".to_string()),
+            _ if config.overrides.is_empty() && !config.copy_program => {
+                (workspace_root(), "dev".to_string())
+            }
+            _ => (write_program(dir.path(), &config)?, "e2e".to_string()),
         };
         let ready_file = dir.path().join("ready.json");
         let log_path = dir.path().join("devstack.log");
@@ -327,15 +379,32 @@ impl Stack {
                 "127.0.0.1:0",
                 "--api-addr",
                 "127.0.0.1:0",
+                "--console-addr",
+                "127.0.0.1:0",
             ])
             .arg("--ready-file")
             .arg(&ready_file)
-            .arg("--function-bin")
-            .arg(bin.join("websocket-handler"))
             .current_dir(workspace_root())
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("opening the stack's log file")?)
             .stderr(log);
+        match &config.function {
+            Function::Built => {
+                command
+                    .arg("--function-bin")
+                    .arg(bin.join("websocket-handler"));
+            }
+            Function::Binary(path) => {
+                command.arg("--function-bin").arg(path);
+            }
+            Function::Workspace(_) => {
+                let target = bin.parent().context("the target directory")?;
+                command.env("CARGO_TARGET_DIR", target);
+            }
+        }
+        if !config.watch {
+            command.arg("--no-watch");
+        }
         if let Some(processes) = config.max_concurrency {
             command.arg("--max-concurrency").arg(processes.to_string());
         }
@@ -353,7 +422,12 @@ impl Stack {
             child: Some(child),
             log_path,
         };
-        let endpoints = running.wait_ready(&ready_file).await?;
+        // devstack builds the function itself from a workspace copy.
+        let limit = match config.function {
+            Function::Workspace(_) => BUILD_TIMEOUT,
+            _ => START_TIMEOUT,
+        };
+        let endpoints = running.wait_ready(&ready_file, limit).await?;
         Ok(Stack {
             running,
             endpoints,
@@ -376,6 +450,36 @@ impl Stack {
                 self.stack_name
             )
         })
+    }
+
+    /// The directory holding the `Pulumi.yaml` the stack runs from.
+    pub fn program_dir(&self) -> &Path {
+        &self.program_dir
+    }
+
+    /// The stack config file the stack runs from (`Pulumi.<stack>.yaml`).
+    pub fn stack_file(&self) -> PathBuf {
+        self.program_dir
+            .join(format!("Pulumi.{}.yaml", self.stack_name))
+    }
+
+    /// Waits until the log holds `needle` at least `count` times.
+    pub async fn wait_for_log(
+        &self,
+        needle: &str,
+        count: usize,
+        limit: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.log().matches(needle).count() >= count {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("the log did not show {needle:?} {count} time(s) within {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// `ws://127.0.0.1:P`: the edge, as clients of CloudFront see it.

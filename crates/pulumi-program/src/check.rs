@@ -236,7 +236,7 @@ impl Checker<'_> {
         }
     }
 
-    /// Every tunable says what it is: a type and a description.
+    /// Every tunable has a type, and only the fields the YAML host reads.
     fn config_declarations(&mut self) {
         let Some(section) = self.program.section("config") else {
             return;
@@ -250,21 +250,21 @@ impl Checker<'_> {
             }
             let path = format!("config.{key}");
             let Some(decl) = decl.as_mapping() else {
-                self.report(path, "declare it with type, default and description");
+                self.report(path, "declare it with type and default");
                 continue;
             };
+            // The fields pulumi-language-yaml reads; it warns on any other
+            // (`description` included: say it in a comment instead).
             for field in decl.keys().filter_map(Value::as_str) {
-                if !["type", "default", "description", "secret", "items", "value"].contains(&field)
-                {
-                    self.report(format!("{path}.{field}"), "not a config declaration field");
+                if !["type", "default", "secret", "items", "value", "name"].contains(&field) {
+                    self.report(
+                        format!("{path}.{field}"),
+                        "not a config declaration field (the YAML host warns: it reads type, default, secret, items, value and name)",
+                    );
                 }
             }
             if !decl.contains_key("type") {
                 self.report(&path, "has no type");
-            }
-            match decl.get("description") {
-                Some(Value::String(d)) if !d.trim().is_empty() => {}
-                _ => self.report(&path, "has no description"),
             }
         }
     }

@@ -380,8 +380,8 @@ mod tests {
 name: demo
 runtime: yaml
 config:
-  limit: {type: integer, default: 10, description: x}
-  label: {type: string, description: y}
+  limit: {type: integer, default: 10}
+  label: {type: string}
   aws:region: {value: us-west-2}
 ";
 

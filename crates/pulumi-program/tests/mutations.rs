@@ -360,9 +360,16 @@ fn the_function_environment_is_the_contract_with_its_code() {
 }
 
 #[test]
-fn every_tunable_is_documented() {
-    let program = mutated("    description: Lambda memory in MB.\n", "");
-    expect(&program, "config.functionMemory", "has no description");
+fn a_config_description_field_is_refused_as_the_yaml_host_warns_on_it() {
+    let program = mutated(
+        "  functionMemory:\n    type: integer\n",
+        "  functionMemory:\n    type: integer\n    description: Lambda memory in MB.\n",
+    );
+    expect(
+        &program,
+        "config.functionMemory.description",
+        "not a config declaration field",
+    );
 }
 
 #[test]

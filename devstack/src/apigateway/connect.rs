@@ -24,6 +24,7 @@ use super::{
     ConnectionHandle, ConnectionInfo, Disconnect, LiveGuard, OUTBOUND_QUEUE, Shared, forbidden,
     lock, new_id,
 };
+use crate::console::StackEvent;
 
 /// The `statusCode` of a `$connect` response; a response without one counts
 /// as 200, as API Gateway treats a Lambda proxy response without a status.
@@ -63,12 +64,19 @@ pub(super) async fn connect_handler(
     }
     let refuse = |status: StatusCode, why: &str| {
         info!(status = status.as_u16(), reason = why, source_ip = %peer.ip(), "handshake refused");
+        shared.events.publish(StackEvent::HandshakeRefused {
+            status: status.as_u16(),
+            reason: why.to_string(),
+            source_ip: peer.ip().to_string(),
+        });
         let message = status.canonical_reason().unwrap_or("Forbidden");
         websocket::json_response(status, &json!({"message": message}))
     };
-    let connect_route = shared.route(routes::CONNECT).cloned();
+    let connect_route = shared.route(routes::CONNECT);
     if connect_route.as_ref().is_some_and(|r| r.api_key_required) {
         let key = shared
+            .routing
+            .load()
             .key_header
             .as_ref()
             .and_then(|name| request.headers().get(name))
@@ -149,6 +157,10 @@ pub(super) async fn connect_handler(
         latency_ms = started.elapsed().as_millis() as u64,
         "connection opened"
     );
+    shared.events.publish(StackEvent::ConnectionOpened {
+        connection_id: info.id.clone(),
+        source_ip: info.source_ip.clone(),
+    });
     tokio::spawn(async move {
         let _live = live;
         let outcome = match socket.await {

@@ -20,6 +20,7 @@ use tracing::{debug, info};
 use super::routing::{error_kind, spawn_message};
 use super::websocket::{self, ServerSocket};
 use super::{CLOSE_HANDSHAKE, ConnectionInfo, Disconnect, Outbound, Shared, lock};
+use crate::console::StackEvent;
 
 /// Reads the client's frames and writes what is queued for it until the
 /// connection ends; returns how it ended.
@@ -137,6 +138,12 @@ pub(super) async fn end_connection(
         duration_ms = lifetime.num_milliseconds(),
         "connection closed"
     );
+    shared.events.publish(StackEvent::ConnectionClosed {
+        connection_id: info.id.clone(),
+        status_code: disconnect.status_code,
+        reason: disconnect.reason.clone(),
+        duration_ms: u64::try_from(lifetime.num_milliseconds()).unwrap_or(0),
+    });
     if shared.route(routes::DISCONNECT).is_none() {
         return;
     }

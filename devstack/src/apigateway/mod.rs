@@ -39,8 +39,9 @@ use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use axum::Router;
-use axum::http::{HeaderName, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{any, post};
 use base64::Engine;
@@ -51,15 +52,15 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tracing::warn;
 
 pub use config::{GatewayConfig, Limits, Route};
 pub use throttle::{ACCOUNT_BURST_LIMIT, ACCOUNT_RATE_LIMIT, Throttle};
 
+use crate::console::EventBus;
 use crate::lambda::invoke::Invoke;
 use connect::connect_handler;
 use management::{delete_connection, get_connection, post_to_connection};
-use routing::{api_key_header, body_selection_path};
+use routing::Routing;
 use throttle::TokenBucket;
 
 /// Frames queued for one connection (management API posts, error frames)
@@ -82,14 +83,17 @@ pub struct Gateway {
 }
 
 struct Shared {
+    /// The stage, keys and limits; its routing fields are the start-up
+    /// values, the live ones are `routing`.
     config: GatewayConfig,
     invoke: Arc<dyn Invoke>,
-    selection_path: Option<Vec<String>>,
-    key_header: Option<HeaderName>,
+    routing: ArcSwap<Routing>,
     connections: Mutex<HashMap<String, ConnectionHandle>>,
     buckets: Mutex<HashMap<String, TokenBucket>>,
     shutdown: watch::Sender<bool>,
     live_connections: watch::Sender<usize>,
+    /// Where connections, invocations and throttled messages are reported (the console).
+    events: EventBus,
 }
 
 /// What the management API and the message tasks know of a connection.
@@ -150,32 +154,28 @@ impl Drop for LiveGuard {
 }
 
 impl Gateway {
-    pub fn new(config: GatewayConfig, invoke: Arc<dyn Invoke>) -> Self {
-        let selection_path = body_selection_path(&config.route_selection_expression);
-        if selection_path.is_none() {
-            warn!(
-                expression = %config.route_selection_expression,
-                "unsupported route selection expression; every message goes to $default"
-            );
-        }
-        let key_header = api_key_header(config.api_key_selection_expression.as_deref());
-        if key_header.is_none() {
-            warn!(
-                "unsupported API key selection expression; routes that require a key refuse every client"
-            );
-        }
+    pub fn new(config: GatewayConfig, invoke: Arc<dyn Invoke>, events: EventBus) -> Self {
+        let routing = ArcSwap::from_pointee(Routing::new(&config));
         Gateway {
             shared: Arc::new(Shared {
                 config,
                 invoke,
-                selection_path,
-                key_header,
+                routing,
                 connections: Mutex::new(HashMap::new()),
                 buckets: Mutex::new(HashMap::new()),
                 shutdown: watch::channel(false).0,
                 live_connections: watch::channel(0).0,
+                events,
             }),
         }
+    }
+
+    /// Applies `config`'s routes, selection expressions and throttling to
+    /// the live stage, as a deployment does: open connections stay, their
+    /// next message is routed by the new routes. The stage, keys and limits
+    /// are the ones the gateway started with.
+    pub fn swap_routing(&self, config: &GatewayConfig) {
+        self.shared.routing.store(Arc::new(Routing::new(config)));
     }
 
     /// The routes of the WebSocket endpoint and the management API.

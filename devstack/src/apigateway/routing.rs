@@ -13,12 +13,14 @@ use protocol::{GatewayFrame, routes};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
-use tracing::info;
+use tracing::{info, warn};
 
-use super::{ConnectionInfo, Outbound, Route, Shared, lock, new_id};
+use super::throttle::Throttle;
+use super::{ConnectionInfo, GatewayConfig, Outbound, Route, Shared, lock, new_id};
 
 /// The header API Gateway reads the key from when the API sets no expression.
 const DEFAULT_API_KEY_HEADER: &str = "x-api-key";
+use crate::console::StackEvent;
 use crate::lambda::invoke::InvokeError;
 
 /// The key path of a `$request.body.<path>` route selection expression.
@@ -37,16 +39,56 @@ pub(super) fn api_key_header(expression: Option<&str>) -> Option<HeaderName> {
     HeaderName::from_bytes(name.as_bytes()).ok()
 }
 
+/// What a deployment may change on a live stage: the routes, how they are
+/// selected and throttled. Swapped whole ([`super::Gateway::swap_routing`]);
+/// each handshake and message reads the current one.
+pub(super) struct Routing {
+    pub(super) routes: Vec<Route>,
+    pub(super) selection_path: Option<Vec<String>>,
+    pub(super) key_header: Option<HeaderName>,
+    pub(super) throttle: Option<Throttle>,
+}
+
+impl Routing {
+    pub(super) fn new(config: &GatewayConfig) -> Self {
+        let selection_path = body_selection_path(&config.route_selection_expression);
+        if selection_path.is_none() {
+            warn!(
+                expression = %config.route_selection_expression,
+                "unsupported route selection expression; every message goes to $default"
+            );
+        }
+        let key_header = api_key_header(config.api_key_selection_expression.as_deref());
+        if key_header.is_none() {
+            warn!(
+                "unsupported API key selection expression; routes that require a key refuse every client"
+            );
+        }
+        Routing {
+            routes: config.routes.clone(),
+            selection_path,
+            key_header,
+            throttle: config.throttle,
+        }
+    }
+}
+
 impl Shared {
-    pub(super) fn route(&self, route_key: &str) -> Option<&Route> {
-        self.config.routes.iter().find(|r| r.key == route_key)
+    pub(super) fn route(&self, route_key: &str) -> Option<Route> {
+        self.routing
+            .load()
+            .routes
+            .iter()
+            .find(|r| r.key == route_key)
+            .cloned()
     }
 
     /// The route a text message takes: the selected route if declared,
     /// else `$default` if declared, else none (API Gateway answers
     /// "Forbidden").
-    pub(super) fn select_route(&self, body: &str) -> Option<&str> {
-        let selected = self.selection_path.as_ref().and_then(|path| {
+    pub(super) fn select_route(&self, body: &str) -> Option<String> {
+        let routing = self.routing.load();
+        let selected = routing.selection_path.as_ref().and_then(|path| {
             let mut value: Value = serde_json::from_str(body).ok()?;
             for key in path {
                 value = value.as_object_mut()?.remove(key)?;
@@ -57,9 +99,12 @@ impl Shared {
             }
         });
         let declared = |key: &str| {
-            self.route(key)
-                .map(|r| r.key.as_str())
-                .filter(|k| *k != routes::CONNECT && *k != routes::DISCONNECT)
+            routing
+                .routes
+                .iter()
+                .find(|r| r.key == key)
+                .map(|r| r.key.clone())
+                .filter(|k| k != routes::CONNECT && k != routes::DISCONNECT)
         };
         selected
             .as_deref()
@@ -98,7 +143,19 @@ impl Shared {
         &self,
         event: &ApiGatewayWebsocketProxyRequest,
     ) -> Result<Value, InvokeError> {
-        self.invoke.invoke(to_wire(event)).await
+        let started = Instant::now();
+        let result = self.invoke.invoke(to_wire(event)).await;
+        let context = &event.request_context;
+        self.events.publish(StackEvent::Invocation {
+            connection_id: context.connection_id.clone().unwrap_or_default(),
+            route: context.route_key.clone().unwrap_or_default(),
+            outcome: match &result {
+                Ok(_) => "ok".to_string(),
+                Err(error) => error_kind(error).to_string(),
+            },
+            latency_ms: started.elapsed().as_millis() as u64,
+        });
+        result
     }
 
     pub(super) fn outbound(
@@ -175,7 +232,7 @@ pub(super) async fn route_message(
     let route = if is_base64 {
         shared.route(routes::DEFAULT).map(|r| r.key.clone())
     } else {
-        shared.select_route(&body).map(str::to_string)
+        shared.select_route(&body)
     };
     let mut event = shared.event(info, route.as_deref().unwrap_or(routes::DEFAULT), "MESSAGE");
     let request_id = event.request_context.request_id.clone().unwrap_or_default();
@@ -205,6 +262,10 @@ pub(super) async fn route_message(
     };
     if !shared.admit(&route) {
         log(&route, "throttled");
+        shared.events.publish(StackEvent::Throttled {
+            connection_id: info.id.clone(),
+            route: route.clone(),
+        });
         let _ = outbound
             .send(gateway_frame(GatewayFrame::TOO_MANY_REQUESTS))
             .await;

@@ -78,6 +78,8 @@ pub(crate) struct Running {
     pub(crate) addr: SocketAddr,
     pub(crate) gateway: Gateway,
     pub(crate) events: mpsc::UnboundedReceiver<Value>,
+    /// What the API layer reported to the console.
+    pub(crate) bus: EventBus,
 }
 
 impl Running {
@@ -133,7 +135,8 @@ pub(crate) async fn start_with(config: GatewayConfig, respond: Box<Respond>) -> 
         events: events_tx,
         respond,
     };
-    let gateway = Gateway::new(config, Arc::new(function));
+    let bus = EventBus::new();
+    let gateway = Gateway::new(config, Arc::new(function), bus.clone());
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");
@@ -143,6 +146,7 @@ pub(crate) async fn start_with(config: GatewayConfig, respond: Box<Respond>) -> 
         addr,
         gateway,
         events,
+        bus,
     }
 }
 
@@ -379,8 +383,9 @@ async fn route_selection_follows_the_expression() {
             events: mpsc::unbounded_channel().0,
             respond: Box::new(ok),
         }),
+        EventBus::new(),
     );
-    let select = |body: &str| gateway.shared.select_route(body).map(str::to_string);
+    let select = |body: &str| gateway.shared.select_route(body);
     assert_eq!(
         select(r#"{"action":"sendmessage","data":1}"#).as_deref(),
         Some("sendmessage")
@@ -406,12 +411,49 @@ async fn route_selection_follows_the_expression() {
             events: mpsc::unbounded_channel().0,
             respond: Box::new(ok),
         }),
+        EventBus::new(),
     );
     assert_eq!(
-        gateway.shared.select_route(r#"{"meta":{"kind":"ping"}}"#),
+        gateway
+            .shared
+            .select_route(r#"{"meta":{"kind":"ping"}}"#)
+            .as_deref(),
         Some("ping")
     );
     assert_eq!(gateway.shared.select_route(r#"{"action":"ping"}"#), None);
+}
+
+#[tokio::test]
+async fn swapped_routing_applies_to_open_connections() {
+    let mut running = start().await;
+    let (mut client, _) = running.connected().await;
+    let route_of = async |running: &mut Running, client: &mut Client, action: &str| {
+        send_text(client, &format!(r#"{{"action":"{action}"}}"#)).await;
+        running.next_event_of("MESSAGE").await["requestContext"]["routeKey"].clone()
+    };
+    assert_eq!(
+        route_of(&mut running, &mut client, "echo").await,
+        "$default"
+    );
+
+    let mut deployed = config();
+    deployed.routes.retain(|r| r.key != "ping");
+    deployed.routes.push(route("echo", false));
+    deployed.throttle = Some(Throttle {
+        rate_per_sec: 0.001,
+        burst: 1,
+    });
+    running.gateway.swap_routing(&deployed);
+    assert_eq!(route_of(&mut running, &mut client, "echo").await, "echo");
+    assert_eq!(
+        route_of(&mut running, &mut client, "ping").await,
+        "$default"
+    );
+    // The new throttling: echo's bucket held one token.
+    send_text(&mut client, r#"{"action":"echo"}"#).await;
+    let frame: GatewayFrame =
+        serde_json::from_str(&next_text(&mut client).await).expect("a gateway frame");
+    assert_eq!(frame.message, GatewayFrame::TOO_MANY_REQUESTS);
 }
 
 #[tokio::test]
@@ -615,6 +657,14 @@ async fn throttled_messages_get_too_many_requests() {
     let frame: GatewayFrame =
         serde_json::from_str(&next_text(&mut client).await).expect("a gateway frame");
     assert_eq!(frame.message, GatewayFrame::TOO_MANY_REQUESTS);
+    // The console hears of it (before the frame is sent) and of the open connection.
+    let seen = running.bus.snapshot();
+    assert_eq!(seen.throttled, 1);
+    assert_eq!(seen.connections.len(), 1);
+    assert!(seen.recent.iter().any(|e| matches!(
+        &e.event,
+        crate::console::StackEvent::Throttled { route, .. } if route == "ping"
+    )));
     // Another route has its own bucket.
     send_text(&mut client, r#"{"action":"sendmessage","data":1}"#).await;
     assert_eq!(

@@ -25,7 +25,7 @@ pub(super) struct TokenBucket {
 impl Shared {
     /// Takes a token from the route's bucket; false when throttled.
     pub(super) fn admit(&self, route_key: &str) -> bool {
-        let Some(throttle) = self.config.throttle else {
+        let Some(throttle) = self.routing.load().throttle else {
             return true;
         };
         let now = Instant::now();

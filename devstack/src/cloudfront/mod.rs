@@ -26,6 +26,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -40,6 +41,7 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use crate::apigateway::websocket;
+use crate::console::{EventBus, StackEvent};
 use relay::relay;
 pub use waf::{RateRule, RateRuleConfig};
 
@@ -82,16 +84,19 @@ pub struct Edge {
 }
 
 struct Shared {
-    config: EdgeConfig,
-    /// The origin's host:port and path (the stage), from `config.origin`.
+    /// The origin's host:port and path (the stage), from [`EdgeConfig::origin`].
     origin_authority: Authority,
     origin_path: String,
     key_header: HeaderName,
     api_key: HeaderValue,
     rule: Mutex<RateRule>,
+    /// The rule's name, limit and window, for the log line of a block.
+    waf: ArcSwap<RateRuleConfig>,
     /// `Via: 1.1 <id>.cloudfront.net (CloudFront)`, fixed per edge.
     via: String,
     shutdown: watch::Sender<bool>,
+    /// Where WAF blocks are reported (the console).
+    events: EventBus,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +110,7 @@ pub enum EdgeError {
 }
 
 impl Edge {
-    pub fn new(config: EdgeConfig) -> Result<Self, EdgeError> {
+    pub fn new(config: EdgeConfig, events: EventBus) -> Result<Self, EdgeError> {
         let key_header = HeaderName::from_bytes(config.origin_api_key_header.as_bytes())
             .map_err(|_| EdgeError::HeaderName(config.origin_api_key_header.clone()))?;
         let api_key = HeaderValue::from_str(&config.api_key).map_err(|_| EdgeError::ApiKey)?;
@@ -120,9 +125,10 @@ impl Edge {
         let origin_path = origin.path().trim_end_matches('/').to_string();
         let rule = RateRule::new(config.waf.limit, config.waf.window);
         let id: String = hex(&rand::random::<[u8; 8]>());
+        let waf = ArcSwap::from_pointee(config.waf.clone());
         Ok(Edge {
             shared: Arc::new(Shared {
-                config,
+                waf,
                 origin_authority,
                 origin_path,
                 key_header,
@@ -130,6 +136,7 @@ impl Edge {
                 rule: Mutex::new(rule),
                 via: format!("1.1 {id}.cloudfront.net (CloudFront)"),
                 shutdown: watch::channel(false).0,
+                events,
             }),
         })
     }
@@ -144,6 +151,18 @@ impl Edge {
     /// until either side closes.
     pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
         websocket::serve(listener, self.router(), self.shared.shutdown.subscribe()).await
+    }
+
+    /// Applies an updated rate rule (limit, window, name), as a web ACL
+    /// update does: open relays are not affected, the next handshake is.
+    pub fn swap_rate_rule(&self, waf: &RateRuleConfig) {
+        let mut rule = self
+            .shared
+            .rule
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        rule.set_limit(waf.limit, waf.window);
+        self.shared.waf.store(Arc::new(waf.clone()));
     }
 
     pub fn stop_accepting(&self) {
@@ -169,7 +188,7 @@ async fn edge_handler(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     mut request: Request,
 ) -> Response {
-    let waf = &shared.config.waf;
+    let waf = shared.waf.load();
     let allowed = shared
         .rule
         .lock()
@@ -183,6 +202,10 @@ async fn edge_handler(
             window_secs = waf.window.as_secs(),
             "WAF rate-based rule blocked the request"
         );
+        shared.events.publish(StackEvent::WafBlocked {
+            rule: waf.name.clone(),
+            client_ip: peer.ip().to_string(),
+        });
         return plain(StatusCode::FORBIDDEN, "Request blocked by the web ACL.\n");
     }
     let Some(handshake) = websocket::handshake(&mut request) else {

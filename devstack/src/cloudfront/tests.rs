@@ -26,19 +26,35 @@ fn waf(limit: u64) -> RateRuleConfig {
 
 /// An edge in front of `gateway`, with the stack key [`KEY`].
 async fn edge_for(gateway: &Running, limit: u64) -> String {
-    let edge = Edge::new(EdgeConfig {
-        origin: format!("ws://{}/prod", gateway.addr),
-        origin_api_key_header: "x-api-key".into(),
-        api_key: KEY.into(),
-        waf: waf(limit),
-    })
+    edge_reporting_to(gateway, limit, EventBus::new()).await
+}
+
+/// [`edge_for`], reporting to `events`.
+async fn edge_reporting_to(gateway: &Running, limit: u64, events: EventBus) -> String {
+    serve_edge(format!("ws://{}/prod", gateway.addr), limit, events)
+        .await
+        .1
+}
+
+/// An edge with the stack key [`KEY`] in front of `origin`, served on a
+/// free loopback port: the edge (to swap its rule) and its URL.
+async fn serve_edge(origin: String, limit: u64, events: EventBus) -> (Edge, String) {
+    let edge = Edge::new(
+        EdgeConfig {
+            origin,
+            origin_api_key_header: "x-api-key".into(),
+            api_key: KEY.into(),
+            waf: waf(limit),
+        },
+        events,
+    )
     .expect("valid edge config");
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(edge.serve(listener));
-    format!("ws://{addr}/")
+    tokio::spawn(edge.clone().serve(listener));
+    (edge, format!("ws://{addr}/"))
 }
 
 #[test]
@@ -127,13 +143,28 @@ async fn frames_are_relayed_both_ways() {
 #[tokio::test]
 async fn the_waf_rule_blocks_handshakes_after_the_limit() {
     let mut gateway = start().await;
-    let edge = edge_for(&gateway, 3).await;
+    let events = EventBus::new();
+    let edge = edge_reporting_to(&gateway, 3, events.clone()).await;
     let mut clients = Vec::new();
     for _ in 0..3 {
         clients.push(connect(&edge, None).await.expect("under the limit"));
         gateway.next_event_of("CONNECT").await;
     }
     assert_eq!(refused_status(connect(&edge, None).await), 403);
+    // The console hears of the block (before the 403 is sent).
+    let blocks: Vec<StackEvent> = events
+        .snapshot()
+        .recent
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(
+        blocks,
+        [StackEvent::WafBlocked {
+            rule: "dev-rate-limit".into(),
+            client_ip: "127.0.0.1".into()
+        }]
+    );
     tokio::time::sleep(Duration::from_millis(100)).await;
     let invoked: Vec<Value> = std::iter::from_fn(|| gateway.events.try_recv().ok()).collect();
     assert!(
@@ -142,6 +173,25 @@ async fn the_waf_rule_blocks_handshakes_after_the_limit() {
             .all(|e| e["requestContext"]["eventType"] != "CONNECT"),
         "a blocked handshake never reaches the API"
     );
+}
+
+#[tokio::test]
+async fn a_swapped_rate_rule_applies_to_the_next_handshake() {
+    let mut gateway = start().await;
+    let (edge, url) = serve_edge(format!("ws://{}/prod", gateway.addr), 1, EventBus::new()).await;
+
+    let first = connect(&url, None).await.expect("under the limit");
+    gateway.next_event_of("CONNECT").await;
+    assert_eq!(refused_status(connect(&url, None).await), 403);
+    edge.swap_rate_rule(&waf(2));
+    let second = connect(&url, None).await.expect("under the raised limit");
+    gateway.next_event_of("CONNECT").await;
+    assert_eq!(
+        refused_status(connect(&url, None).await),
+        403,
+        "the two counted requests reach the new limit"
+    );
+    drop((first, second));
 }
 
 #[tokio::test]
@@ -243,21 +293,9 @@ async fn resetting_origin() -> SocketAddr {
 /// rest of what the client sends — no reset reaches the client.
 #[tokio::test]
 async fn an_origin_reset_after_its_close_frame_reaches_the_client_as_close_and_fin() {
-    let edge = Edge::new(EdgeConfig {
-        origin: format!("ws://{}/prod", resetting_origin().await),
-        origin_api_key_header: "x-api-key".into(),
-        api_key: KEY.into(),
-        waf: waf(100),
-    })
-    .expect("valid edge config");
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(edge.serve(listener));
-    let mut client = connect(&format!("ws://{addr}/"), None)
-        .await
-        .expect("accepted");
+    let origin = format!("ws://{}/prod", resetting_origin().await);
+    let (_edge, url) = serve_edge(origin, 100, EventBus::new()).await;
+    let mut client = connect(&url, None).await.expect("accepted");
     client
         .send(Message::binary(vec![b'x'; 1024 * 1024]))
         .await

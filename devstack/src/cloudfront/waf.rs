@@ -34,6 +34,12 @@ impl RateRule {
         }
     }
 
+    /// A new limit and window; requests already counted still count.
+    pub fn set_limit(&mut self, limit: u64, window: Duration) {
+        self.limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        self.window = window;
+    }
+
     /// Counts a request from `ip` at `now`; false when the rule blocks it.
     pub fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
         let window = self.window;

@@ -15,6 +15,7 @@ pub mod invoke;
 pub mod invoke_api;
 mod process;
 mod runtime_api;
+mod swap;
 mod worker;
 
 use std::collections::{HashMap, VecDeque};
@@ -32,9 +33,12 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
+use crate::console::{EventBus, StackEvent};
+
 pub use build::build_function_binary;
 use invoke::{Invoke, InvokeError, InvokeFuture};
 use process::peak_rss_mib;
+use swap::FunctionVersion;
 use worker::{Stop, Worker};
 
 /// The package and binary of the function the stack runs.
@@ -77,7 +81,11 @@ pub struct FunctionConfig {
 
 /// A pool of function processes, each behind its own Runtime API endpoint.
 pub struct LambdaPool {
+    /// The configuration the pool started with: its name and concurrency
+    /// never change; the binary and settings new processes get are `version`'s.
     config: FunctionConfig,
+    /// What new processes run; [`LambdaPool::swap`] replaces it.
+    version: Mutex<Arc<FunctionVersion>>,
     region: String,
     arn: String,
     me: Weak<LambdaPool>,
@@ -92,6 +100,8 @@ pub struct LambdaPool {
     tasks: TaskTracker,
     next_worker_id: AtomicU64,
     backoff: Mutex<Backoff>,
+    /// Where process starts and exits are reported (the console).
+    events: EventBus,
 }
 
 /// Processes started and not yet exited.
@@ -111,7 +121,7 @@ impl LambdaPool {
     /// Starts one warm function process; the pool grows on demand up to
     /// `max_concurrency`. Fails, naming the cause, when that first process
     /// cannot start (missing binary, init error, exit or timeout during init).
-    pub async fn start(mut config: FunctionConfig) -> anyhow::Result<Arc<Self>> {
+    pub async fn start(mut config: FunctionConfig, events: EventBus) -> anyhow::Result<Arc<Self>> {
         // Processes run in the binary's directory (LAMBDA_TASK_ROOT), so a
         // relative path would no longer name it there.
         config.binary = std::path::absolute(&config.binary).with_context(|| {
@@ -142,8 +152,13 @@ impl LambdaPool {
             config.name
         );
         let slots = Arc::new(Semaphore::new(config.max_concurrency));
+        let version = Arc::new(FunctionVersion {
+            number: 1,
+            config: config.clone(),
+        });
         let pool = Arc::new_cyclic(|me| LambdaPool {
             config,
+            version: Mutex::new(version),
             region,
             arn,
             me: me.clone(),
@@ -161,6 +176,7 @@ impl LambdaPool {
                 last_death: None,
                 delay: Duration::ZERO,
             }),
+            events,
         });
         let slot = pool
             .slots
@@ -224,7 +240,7 @@ impl LambdaPool {
         let request_id = Uuid::new_v4().to_string();
         let cold = !worker.has_invoked.swap(true, Ordering::Relaxed);
         let started = Instant::now();
-        let outcome = worker.invoke(&request_id, event, self.config.timeout).await;
+        let outcome = worker.invoke(&request_id, event, worker.timeout).await;
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         let result = match &outcome {
             Ok(_) => "ok",
@@ -296,6 +312,10 @@ impl LambdaPool {
         if !worker.is_alive() || self.closing.is_cancelled() {
             return;
         }
+        if worker.version != self.current_version().number {
+            worker.retire();
+            return;
+        }
         lock(&self.idle).push_back(worker);
         self.idle_added.notify_one();
     }
@@ -313,14 +333,25 @@ impl LambdaPool {
 
     /// Called by a process's supervisor once it has exited.
     fn on_worker_exit(&self, worker_id: u64, pid: u32, reason: &str) {
-        let (live_before, closing) = {
+        let (live_before, closing, retired) = {
             let mut workers = lock(&self.workers);
             let before = workers.live.len();
-            workers.live.remove(&worker_id);
-            (before, workers.closing)
+            let worker = workers.live.remove(&worker_id);
+            let retired = worker.is_some_and(|w| w.retired.load(Ordering::Relaxed));
+            (before, workers.closing, retired)
         };
         lock(&self.idle).retain(|worker| worker.id != worker_id);
-        if closing {
+        self.events.publish(StackEvent::ProcessExited {
+            pid,
+            reason: if closing || retired {
+                "stopped"
+            } else {
+                reason
+            }
+            .to_string(),
+        });
+        // A process of an old version is not replaced.
+        if closing || retired {
             debug!(function = %self.config.name, pid, reason, "function process stopped");
             return;
         }
@@ -415,5 +446,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+#[cfg(test)]
+mod swap_tests;
 #[cfg(test)]
 mod tests;

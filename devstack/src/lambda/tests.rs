@@ -38,7 +38,7 @@ fn config(max_concurrency: usize, timeout: Duration) -> FunctionConfig {
 }
 
 async fn start(config: FunctionConfig) -> Arc<LambdaPool> {
-    tokio::time::timeout(WAIT, LambdaPool::start(config))
+    tokio::time::timeout(WAIT, LambdaPool::start(config, EventBus::new()))
         .await
         .expect("the pool started in time")
         .expect("the pool started")
@@ -424,7 +424,7 @@ fn is_zombie(pid: u32) -> bool {
 }
 
 async fn start_error(config: FunctionConfig) -> String {
-    match tokio::time::timeout(WAIT, LambdaPool::start(config)).await {
+    match tokio::time::timeout(WAIT, LambdaPool::start(config, EventBus::new())).await {
         Ok(Ok(_)) => panic!("the pool should not start"),
         Ok(Err(err)) => format!("{err:#}"),
         Err(_) => panic!("the start did not end in time"),

@@ -19,7 +19,9 @@ use super::process::{Supervised, forward_output, supervise};
 use super::runtime_api::{
     InitState, Invocation, RuntimeApi, epoch_ms, serve_runtime_api, trace_id,
 };
-use super::{INIT_TIMEOUT, LambdaPool, lock};
+use super::swap::FunctionVersion;
+use super::{FunctionConfig, INIT_TIMEOUT, LambdaPool, lock};
+use crate::console::StackEvent;
 
 /// One function process and its Runtime API endpoint.
 pub(super) struct Worker {
@@ -32,6 +34,11 @@ pub(super) struct Worker {
     pub(super) init: OnceLock<Duration>,
     pub(super) has_invoked: AtomicBool,
     pub(super) output_tail: Arc<Mutex<VecDeque<String>>>,
+    /// The [`FunctionVersion`] it runs, and that version's timeout.
+    pub(super) version: u64,
+    pub(super) timeout: Duration,
+    /// Stopped because a newer version serves: not replaced when it exits.
+    pub(super) retired: AtomicBool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +52,12 @@ pub(super) enum Stop {
 impl Worker {
     pub(super) fn is_alive(&self) -> bool {
         self.exited.borrow().is_none()
+    }
+
+    /// Stops a process of an old version (SIGTERM, then SIGKILL).
+    pub(super) fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
+        self.stop(Stop::Terminate);
     }
 
     pub(super) fn stop(&self, how: Stop) {
@@ -126,6 +139,16 @@ impl LambdaPool {
         &self,
         slot: OwnedSemaphorePermit,
     ) -> anyhow::Result<Arc<Worker>> {
+        self.start_worker_of(self.current_version(), slot).await
+    }
+
+    /// [`LambdaPool::start_worker`] with a given version's configuration.
+    pub(super) async fn start_worker_of(
+        &self,
+        version: Arc<FunctionVersion>,
+        slot: OwnedSemaphorePermit,
+    ) -> anyhow::Result<Arc<Worker>> {
+        let config = &version.config;
         let spawned = Instant::now();
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
@@ -137,10 +160,10 @@ impl LambdaPool {
         serve_runtime_api(listener, Arc::clone(&api));
 
         let id = self.next_worker_id.fetch_add(1, Ordering::Relaxed);
-        let mut command = Command::new(&self.config.binary);
+        let mut command = Command::new(&config.binary);
         command
             .env_clear()
-            .envs(self.function_env(api_addr, id))
+            .envs(self.function_env(config, api_addr, id))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -148,7 +171,7 @@ impl LambdaPool {
             // Its own process group: a Ctrl-C in the terminal reaches devstack
             // only, which then stops the functions in order.
             .process_group(0);
-        if let Some(dir) = self.config.binary.parent().filter(|dir| dir.is_dir()) {
+        if let Some(dir) = config.binary.parent().filter(|dir| dir.is_dir()) {
             command.current_dir(dir);
         }
         // No function outlives the stack, even a SIGKILLed one: processes are
@@ -159,7 +182,7 @@ impl LambdaPool {
             Err(err) => {
                 api.close();
                 return Err(err).with_context(|| {
-                    format!("running function binary {}", self.config.binary.display())
+                    format!("running function binary {}", config.binary.display())
                 });
             }
         };
@@ -196,6 +219,9 @@ impl LambdaPool {
             init: OnceLock::new(),
             has_invoked: AtomicBool::new(false),
             output_tail,
+            version: version.number,
+            timeout: config.timeout,
+            retired: AtomicBool::new(false),
         });
         self.tasks.spawn(supervise(Supervised {
             child,
@@ -217,6 +243,10 @@ impl LambdaPool {
             Ok(Ok(())) => {
                 let _ = worker.init.set(spawned.elapsed());
                 debug!(function = %self.config.name, pid, init_ms = worker.init_ms(), runtime_api = %api_addr, "function process started");
+                self.events.publish(StackEvent::ProcessStarted {
+                    pid,
+                    init_ms: spawned.elapsed().as_millis() as u64,
+                });
                 Ok(worker)
             }
             Ok(Err(reason)) => {
@@ -239,10 +269,10 @@ impl LambdaPool {
     /// function's own variables; the reserved ones cannot be overridden.
     pub(super) fn function_env(
         &self,
+        config: &FunctionConfig,
         api_addr: SocketAddr,
         worker_id: u64,
     ) -> Vec<(String, String)> {
-        let config = &self.config;
         let mut env: Vec<(String, String)> = Vec::new();
         let path =
             std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".to_owned());
@@ -263,7 +293,7 @@ impl LambdaPool {
         );
         let reserved = [
             ("AWS_LAMBDA_RUNTIME_API", api_addr.to_string()),
-            ("AWS_LAMBDA_FUNCTION_NAME", config.name.clone()),
+            ("AWS_LAMBDA_FUNCTION_NAME", self.config.name.clone()),
             (
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
                 config.memory_mb.to_string(),
@@ -271,7 +301,7 @@ impl LambdaPool {
             ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
             (
                 "AWS_LAMBDA_LOG_GROUP_NAME",
-                format!("/aws/lambda/{}", config.name),
+                format!("/aws/lambda/{}", self.config.name),
             ),
             ("AWS_LAMBDA_LOG_STREAM_NAME", log_stream),
             ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_owned()),

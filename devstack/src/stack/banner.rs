@@ -4,7 +4,9 @@
 use super::Stack;
 
 impl Stack {
-    /// The start-up banner: URLs, the local key, and commands to try.
+    /// The start-up banner: URLs, the local key, which of the program's
+    /// resources the stack plays (alarms, dashboard, IAM... exist only when
+    /// deployed), and commands to try.
     pub fn banner(&self) -> String {
         let e = &self.endpoints;
         let t = &self.topology;
@@ -13,6 +15,7 @@ impl Stack {
             "\n\
              devstack: stack `{stack}` of {project} (region {region}), from the Pulumi program\n\
              \n\
+             \x20 console (browser)            {console}\n\
              \x20 edge (CloudFront + WAF)      {edge}\n\
              \x20 API (execute-api, direct)    {api}   (needs the {key_header} header)\n\
              \x20 management (@connections)    {management}/@connections/{{connectionId}}\n\
@@ -20,8 +23,11 @@ impl Stack {
              \x20 DynamoDB                     {dynamodb}   table {table}\n\
              \x20 function                     up to {concurrency} processes, timeout {timeout}s\n\
              \x20 WAF rule {rule:<20} {limit} requests per {window}s per client IP\n\
+             \x20 watch                        {watch}\n\
+             \x20 program                      {coverage}\n\
              \n\
-             Try it (wscat: `npm install -g wscat`, or `npx wscat`):\n\
+             Try it in a browser: open {console}\n\
+             or with wscat (`npm install -g wscat`, or `npx wscat`):\n\
              \x20 npx wscat -c {edge}\n\
              \x20 > {{\"action\":\"ping\"}}\n\
              \x20 < {{\"type\":\"pong\"}}\n\
@@ -32,6 +38,7 @@ impl Stack {
             stack = t.stack,
             project = t.project,
             region = t.region,
+            console = e.console,
             edge = e.edge,
             api = e.api,
             management = e.management,
@@ -43,6 +50,8 @@ impl Stack {
             rule = t.waf.rate_rule_name,
             limit = t.waf.rate_limit,
             window = t.waf.evaluation_window_secs,
+            watch = self.watch_line,
+            coverage = t.coverage_summary(),
         )
     }
 }

@@ -8,11 +8,14 @@
 //! their local values) plus the standard endpoint overrides; then the API
 //! layer and the edge. Shutdown runs the other way round: the edge stops
 //! accepting, every client gets 1001 and its `$disconnect` runs, then the
-//! function processes and DynamoDB end.
+//! function processes and DynamoDB end. In watch mode (the default) a
+//! [`reload::Reloader`] applies saves of the function and the program to the
+//! running services between the two.
 
 mod banner;
 pub mod open_files;
 mod program;
+pub mod reload;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,12 +32,16 @@ use tracing::{info, warn};
 
 use crate::apigateway::Gateway;
 use crate::cloudfront::Edge;
+use crate::console::{self, Console, EventBus, StackInfo};
+use crate::lambda::LambdaPool;
 use crate::lambda::invoke::Invoke;
 use crate::lambda::invoke_api::{AsyncDelivery, LambdaApi};
-use crate::lambda::{self, LambdaPool};
+use crate::reload::build::CargoFunction;
 pub use program::{
     LOCAL_API_ID, edge_config, function_config, function_env, gateway_config, localize_url,
 };
+use reload::program::ProgramFiles;
+use reload::{Function, FunctionSource, LiveStack, Reloader, Watching};
 
 /// How long shutdown waits for `$disconnect` of every connection.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -49,6 +56,8 @@ pub struct UpOptions {
     pub stack: String,
     pub edge_addr: SocketAddr,
     pub api_addr: SocketAddr,
+    /// The console's address (loopback only).
+    pub console_addr: SocketAddr,
     /// A prebuilt function binary; built with cargo when absent.
     pub function_bin: Option<PathBuf>,
     /// The stack's API key; random when absent.
@@ -59,6 +68,8 @@ pub struct UpOptions {
     pub max_concurrency: usize,
     /// Times each asynchronous event is delivered (1; 2 plays duplicates).
     pub async_deliveries: usize,
+    /// Watch mode: saves of the function or the program reload the stack.
+    pub watch: bool,
 }
 
 /// Where the running stack answers; written to `--ready-file` as JSON.
@@ -73,6 +84,11 @@ pub struct Endpoints {
     pub management: String,
     pub api_key: String,
     pub stage: String,
+    /// `http://<console-addr>/`: the browser console and its live view.
+    pub console: String,
+    /// `http://<lambda-addr>`: the Lambda Invoke API (the function's
+    /// asynchronous self-invocations).
+    pub lambda: String,
 }
 
 /// A running local stack.
@@ -85,8 +101,12 @@ pub struct Stack {
     lambda_server: JoinHandle<std::io::Result<()>>,
     gateway: Gateway,
     edge: Edge,
+    console: Console,
     servers: Vec<JoinHandle<std::io::Result<()>>>,
     max_concurrency: usize,
+    /// Watch mode, when on, and what it watches (for the banner).
+    watching: Option<Watching>,
+    watch_line: String,
 }
 
 /// The directory holding `Pulumi.yaml`, walking up from `start`.
@@ -117,8 +137,17 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<(TcpListener, Sock
 }
 
 impl Endpoints {
-    fn new(edge_addr: SocketAddr, api_addr: SocketAddr, stage: &str, api_key: String) -> Self {
+    fn new(
+        edge_addr: SocketAddr,
+        api_addr: SocketAddr,
+        console_addr: SocketAddr,
+        lambda_addr: SocketAddr,
+        stage: &str,
+        api_key: String,
+    ) -> Self {
         Endpoints {
+            console: format!("http://{console_addr}/"),
+            lambda: format!("http://{lambda_addr}"),
             edge: format!("ws://{edge_addr}/"),
             api: format!("ws://{api_addr}/{stage}"),
             management: format!("http://{api_addr}/{stage}"),
@@ -139,14 +168,20 @@ fn load_program(options: &UpOptions) -> anyhow::Result<Topology> {
     })
 }
 
-/// The prebuilt binary given, or the function built with cargo.
-async fn function_binary(options: &UpOptions) -> anyhow::Result<PathBuf> {
-    match &options.function_bin {
-        Some(path) => Ok(path.clone()),
-        None => tokio::task::spawn_blocking(lambda::build_function_binary)
-            .await
-            .context("the function build task failed")?,
+/// Where the function comes from: the prebuilt binary given, or its crate
+/// in the workspace of the program directory when that is one (a copy of
+/// the repository builds its own function), else in devstack's workspace.
+fn function_source(options: &UpOptions) -> FunctionSource {
+    if let Some(path) = &options.function_bin {
+        return FunctionSource::File(path.clone());
     }
+    let manifest = options.program_dir.join("Cargo.toml");
+    if manifest.is_file() {
+        return FunctionSource::Cargo(CargoFunction::new(manifest));
+    }
+    let devstack = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workspace = devstack.parent().unwrap_or(devstack);
+    FunctionSource::Cargo(CargoFunction::new(workspace.join("Cargo.toml")))
 }
 
 /// The local DynamoDB server with the program's connections table.
@@ -173,27 +208,40 @@ impl Stack {
         }
         let (api_listener, api_addr) = bind(options.api_addr, "API layer").await?;
         let (edge_listener, edge_addr) = bind(options.edge_addr, "edge").await?;
-        let api_key = options.api_key.clone().unwrap_or_else(random_api_key);
-        let endpoints = Endpoints::new(edge_addr, api_addr, &topology.stage.name, api_key);
-        let edge = Edge::new(edge_config(&topology, &endpoints)).context("configuring the edge")?;
-        let binary = function_binary(options).await?;
-        let dynamodb = start_dynamodb(&topology).await?;
-
+        console::check_loopback(options.console_addr)?;
+        let (console_listener, console_addr) = bind(options.console_addr, "console").await?;
         // The Lambda service's Invoke API, for the function's own client: a
         // broadcast continues in asynchronous invocations of the function.
         let (lambda_listener, lambda_addr) =
             bind(SocketAddr::new(api_addr.ip(), 0), "Lambda Invoke API").await?;
-        let mut env = function_env(&topology, &endpoints, api_addr, dynamodb.endpoint())?;
-        env.push((
-            "AWS_ENDPOINT_URL_LAMBDA".to_string(),
-            format!("http://{lambda_addr}"),
-        ));
-        let pool = LambdaPool::start(function_config(
-            &topology,
-            binary,
-            env,
-            options.max_concurrency,
-        ))
+        let api_key = options.api_key.clone().unwrap_or_else(random_api_key);
+        let endpoints = Endpoints::new(
+            edge_addr,
+            api_addr,
+            console_addr,
+            lambda_addr,
+            &topology.stage.name,
+            api_key,
+        );
+        // What happens inside the stack, for the console's live view.
+        let events = EventBus::new();
+        let edge = Edge::new(edge_config(&topology, &endpoints), events.clone())
+            .context("configuring the edge")?;
+        let source = function_source(options);
+        // In watch mode the pool runs devstack's own copy of each version.
+        let (binary, function) = if options.watch {
+            let function = Function::first(source.clone()).await?;
+            (function.current().binary.clone(), Some(function))
+        } else {
+            (source.first_binary().await?, None)
+        };
+        let dynamodb = start_dynamodb(&topology).await?;
+
+        let env = function_env(&topology, &endpoints, api_addr, dynamodb.endpoint())?;
+        let pool = LambdaPool::start(
+            function_config(&topology, binary, env, options.max_concurrency),
+            events.clone(),
+        )
         .await
         .context("starting the function")?;
 
@@ -205,6 +253,17 @@ impl Stack {
                 &endpoints.api_key,
             ),
             pool.clone() as Arc<dyn Invoke>,
+            events.clone(),
+        );
+        let console = Console::new(
+            StackInfo {
+                stack: topology.stack.clone(),
+                project: topology.project.clone(),
+                region: topology.region.clone(),
+                edge: endpoints.edge.clone(),
+                api: endpoints.api.clone(),
+            },
+            events,
         );
         let async_invoke = topology.function.async_invoke;
         let lambda_api = LambdaApi::new(
@@ -216,13 +275,41 @@ impl Stack {
                 deliveries: options.async_deliveries.max(1),
             },
         );
-        info!(endpoint = %format!("http://{lambda_addr}"), ?async_invoke, deliveries = options.async_deliveries, "local Lambda Invoke API ready");
+        info!(endpoint = %endpoints.lambda, ?async_invoke, deliveries = options.async_deliveries, "local Lambda Invoke API ready");
         let servers = vec![
             tokio::spawn(gateway.clone().serve(api_listener)),
             tokio::spawn(edge.clone().serve(edge_listener)),
+            tokio::spawn(console.clone().serve(console_listener)),
         ];
         let lambda_server = tokio::spawn(lambda_api.clone().serve(lambda_listener));
-        info!(edge = %endpoints.edge, api = %endpoints.api, "local stack ready");
+        let (watching, watch_line) = match function {
+            Some(function) => {
+                let program = ProgramFiles::new(&options.program_dir, &options.stack);
+                let set = source.watch_set(&program).await;
+                let line = format!(
+                    "on: {}; applies Pulumi.yaml, Pulumi.{}.yaml on save (--no-watch: off)",
+                    source.describe(),
+                    options.stack
+                );
+                let target = LiveStack {
+                    pool: Arc::clone(&pool),
+                    gateway: gateway.clone(),
+                    edge: edge.clone(),
+                    endpoints: endpoints.clone(),
+                    api_addr,
+                    dynamodb_endpoint: dynamodb.endpoint().to_string(),
+                    max_concurrency: options.max_concurrency,
+                };
+                let reloader = Reloader::new(target, program, topology.clone(), function);
+                let watching = Watching::start(reloader, &set).context("starting watch mode")?;
+                (Some(watching), line)
+            }
+            None => (
+                None,
+                "off (--no-watch): restart devstack to apply changes".to_string(),
+            ),
+        };
+        info!(edge = %endpoints.edge, api = %endpoints.api, watch = watching.is_some(), "local stack ready");
         Ok(Stack {
             endpoints,
             topology,
@@ -232,8 +319,11 @@ impl Stack {
             lambda_server,
             gateway,
             edge,
+            console,
             servers,
             max_concurrency: options.max_concurrency,
+            watching,
+            watch_line,
         })
     }
 
@@ -251,6 +341,9 @@ impl Stack {
     /// frame (1001) and its `$disconnect` runs, then the function processes
     /// and the DynamoDB server end.
     pub async fn shutdown(self) {
+        if let Some(watching) = self.watching {
+            watching.stop().await;
+        }
         self.edge.stop_accepting();
         let open = self.gateway.connection_count();
         if !self.gateway.shutdown(SHUTDOWN_GRACE).await {
@@ -265,6 +358,8 @@ impl Stack {
             warn!("some asynchronous invocations had not finished");
         }
         self.lambda_server.abort();
+        // Its event streams end, so its server can stop with the others.
+        self.console.stop();
         for server in self.servers {
             let _ = tokio::time::timeout(SERVER_STOP, server).await;
         }
@@ -342,6 +437,8 @@ mod tests {
             management: "http://127.0.0.1:2/prod".into(),
             api_key: "k".into(),
             stage: "prod".into(),
+            console: "http://127.0.0.1:3/".into(),
+            lambda: "http://127.0.0.1:4".into(),
         };
         let json = serde_json::to_value(&endpoints).expect("json");
         assert_eq!(json["apiKey"], "k");

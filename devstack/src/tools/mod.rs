@@ -1,6 +1,8 @@
 //! What runs against a stack rather than being part of it: the deployment
-//! checker (`devstack check`) and the benchmarks (`devstack bench`).
+//! checker (`devstack check`), the benchmarks (`devstack bench`) and the
+//! Pulumi rehearsal (`devstack rehearse`).
 
 pub mod bench;
 pub mod deploy_check;
 pub mod percentiles;
+pub mod rehearse;

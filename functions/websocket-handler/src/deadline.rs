@@ -19,12 +19,17 @@ pub const REPLY_RESERVE: Duration = Duration::from_secs(1);
 
 /// Opening a connection to an AWS endpoint.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// One attempt of an AWS call (the SDK retries a timed-out attempt).
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
-/// One AWS call, every attempt included: well under the function's timeout
-/// (10 s by default), so a call that hangs fails with a message instead of
-/// running the invocation into Lambda's timeout.
-pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(3);
+/// One attempt of an AWS call. As long as the whole call, so a timed-out
+/// attempt is not retried: a post that timed out may have been delivered,
+/// and a retry would deliver it twice. (At 2 s per attempt and 3 s per call,
+/// the e2e load test — 1,000 broadcasts at once on one machine — lost posts
+/// that were only slow.)
+pub const ATTEMPT_TIMEOUT: Duration = OPERATION_TIMEOUT;
+/// One AWS call, every attempt included: half the function's timeout (10 s
+/// by default, the per-post limit the broadcast always had), so a call that
+/// hangs fails with a message instead of running the invocation into
+/// Lambda's timeout.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The timeouts of the function's DynamoDB and management API clients.
 pub fn sdk_timeouts() -> TimeoutConfig {

@@ -161,8 +161,6 @@ pub struct Limits {
 /// Posts in flight at once unless `FANOUT_IN_FLIGHT` says otherwise
 /// (measured: docs/benchmarks.md, "Posts per second").
 pub const DEFAULT_IN_FLIGHT: usize = 200;
-/// A fan-out post slower than this is abandoned (counted failed).
-pub const POST_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time after the stop for posts already in flight.
 pub const FINISH_WITHIN: Duration = Duration::from_millis(500);
 /// Time kept free after a slice to hand the rest on (the `Invoke` call's
@@ -173,7 +171,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             in_flight: DEFAULT_IN_FLIGHT,
-            post_timeout: POST_TIMEOUT,
+            post_timeout: crate::broadcast::POST_TIMEOUT,
             per_invocation: None,
             finish_within: FINISH_WITHIN,
         }

@@ -2,6 +2,7 @@
 //! (the pool devstack runs), their cold start, warm invocation and memory.
 
 use super::*;
+use crate::console::EventBus;
 
 /// A function to measure: how to start it and the event to give it.
 pub(super) struct FunctionUnderTest {
@@ -94,7 +95,7 @@ pub(super) async fn measure_function(
     let mut cold = Vec::new();
     for _ in 0..args.cold_starts.max(1) {
         let started = Instant::now();
-        let pool = LambdaPool::start(function.config.clone())
+        let pool = LambdaPool::start(function.config.clone(), EventBus::new())
             .await
             .context("starting the function")?;
         let response = invoke_once(&pool, &function.event).await;
@@ -103,7 +104,7 @@ pub(super) async fn measure_function(
         response?;
         cold.push(elapsed);
     }
-    let pool = LambdaPool::start(function.config.clone())
+    let pool = LambdaPool::start(function.config.clone(), EventBus::new())
         .await
         .context("starting the function")?;
     let result = async {

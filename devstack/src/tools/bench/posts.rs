@@ -19,6 +19,7 @@ use local_dynamodb::LocalDynamoDb;
 use serde_json::Value;
 
 use super::standin::{ConnectionsStandIn, Tally};
+use crate::console::EventBus;
 use crate::lambda::invoke::Invoke;
 use crate::lambda::{FunctionConfig, LambdaPool};
 
@@ -229,16 +230,17 @@ pub async fn measure(function: &Path, args: &PostsArgs) -> anyhow::Result<PostsF
             ("MANAGEMENT_ENDPOINT", standin.endpoint().to_string()),
             ("FANOUT_IN_FLIGHT", in_flight.to_string()),
         ];
-        let pool = LambdaPool::start(FunctionConfig {
+        let config = FunctionConfig {
             binary: function.to_path_buf(),
             name: "posts-bench".into(),
             env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
             memory_mb: 256,
             timeout: Duration::from_secs(60),
             max_concurrency: 1,
-        })
-        .await
-        .context("starting the function")?;
+        };
+        let pool = LambdaPool::start(config, EventBus::new())
+            .await
+            .context("starting the function")?;
         eprintln!("bench: posts, {n} recipients, {in_flight} in flight, {latency:?} each");
         let started = Instant::now();
         let response = tokio::time::timeout(STEP, pool.invoke(send_message_event(&standin))).await;

@@ -176,6 +176,8 @@ impl BenchStack {
                 "127.0.0.1:0",
                 "--api-addr",
                 "127.0.0.1:0",
+                "--console-addr",
+                "127.0.0.1:0",
             ])
             .arg("--ready-file")
             .arg(&ready)

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+)
+
+func loadSubset(t *testing.T) *Subset {
+	t.Helper()
+	t.Setenv("AWS_DOUBLE_SCHEMA", "../../../crates/pulumi-program/schema/pulumi-aws-7.51.1.json")
+	subset, err := LoadSubset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return subset
+}
+
+func failures(t *testing.T, typ string, inputs resource.PropertyMap) string {
+	t.Helper()
+	s := loadSubset(t)
+	var out []string
+	for _, f := range s.CheckInputs(s.Resources[typ].Inputs, inputs) {
+		out = append(out, f.Path+": "+f.Reason)
+	}
+	return strings.Join(out, "\n")
+}
+
+func route(extra map[string]any) resource.PropertyMap {
+	m := map[string]any{"apiId": "abc", "routeKey": "$connect"}
+	for k, v := range extra {
+		m[k] = v
+	}
+	return resource.NewPropertyMapFromMap(m)
+}
+
+func TestCheckRefusesWhatTheProviderRefuses(t *testing.T) {
+	const typ = "aws:apigatewayv2/route:Route"
+	if got := failures(t, typ, route(nil)); got != "" {
+		t.Fatalf("a valid route was refused: %s", got)
+	}
+	cases := map[string]struct {
+		inputs resource.PropertyMap
+		want   string
+	}{
+		"unknown property": {route(map[string]any{"routeKye": "x"}), "routeKye is not a property"},
+		"missing required": {resource.NewPropertyMapFromMap(map[string]any{"apiId": "abc"}), "routeKey: Missing required argument"},
+		"wrong type":       {route(map[string]any{"apiKeyRequired": "maybe"}), "apiKeyRequired: expected a boolean"},
+		"nested path": {resource.NewPropertyMapFromMap(map[string]any{
+			"apiId": "a", "routeKey": "k", "requestParameters": []any{map[string]any{"requestParameterKey": "q", "requird": true}},
+		}), "requestParameters[0].requird is not a property"},
+	}
+	for name, c := range cases {
+		if got := failures(t, typ, c.inputs); !strings.Contains(got, c.want) {
+			t.Errorf("%s: got %q, want it to contain %q", name, got, c.want)
+		}
+	}
+	// The bridge's coercions: a numeric string is an integer, unknowns and secrets are looked through.
+	acl := resource.NewPropertyMapFromMap(map[string]any{"burstLimit": "10", "rateLimit": 2.5})
+	s := loadSubset(t)
+	if got := s.CheckInputs(s.Types["apigateway.UsagePlanThrottleSettingsArgs"], acl); len(got) != 0 {
+		t.Errorf("numeric strings were refused: %v", got)
+	}
+	secret := route(map[string]any{"apiKeyRequired": resource.MakeSecret(resource.NewStringProperty("nope"))})
+	if got := failures(t, typ, secret); !strings.Contains(got, "expected a boolean") {
+		t.Errorf("a wrong value inside a secret passed: %q", got)
+	}
+}
+
+func TestSchemaServesEveryTypeOfTheSubset(t *testing.T) {
+	s := loadSubset(t)
+	raw, err := PackageSchema(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema struct {
+		Version   string                     `json:"version"`
+		Resources map[string]json.RawMessage `json:"resources"`
+		Functions map[string]json.RawMessage `json:"functions"`
+		Types     map[string]json.RawMessage `json:"types"`
+	}
+	if err := json.Unmarshal(raw, &schema); err != nil {
+		t.Fatal(err)
+	}
+	if schema.Version != "7.51.1" || len(schema.Resources) != len(s.Resources) ||
+		len(schema.Functions) != len(s.Functions) || len(schema.Types) != len(s.Types) {
+		t.Fatalf("schema %s has %d/%d/%d resources/functions/types, the subset %d/%d/%d", schema.Version,
+			len(schema.Resources), len(schema.Functions), len(schema.Types), len(s.Resources), len(s.Functions), len(s.Types))
+	}
+	// Every $ref points at a type the schema defines.
+	for _, ref := range strings.Split(string(raw), `"$ref":"#/types/`)[1:] {
+		token := ref[:strings.IndexByte(ref, '"')]
+		if _, ok := schema.Types[token]; !ok {
+			t.Errorf("dangling reference to %s", token)
+		}
+	}
+	if typeToken("lambda_.FunctionEnvironmentArgs") != "aws:lambda/FunctionEnvironment:FunctionEnvironment" {
+		t.Error("python module names are not mapped to schema tokens")
+	}
+}
+
+func TestDescribeAnswersInAWSFormats(t *testing.T) {
+	const urn = "urn:pulumi:dev::websocket-waf::aws:cloudfront/distribution:Distribution::distribution"
+	d := Describe("aws:cloudfront/distribution:Distribution", urn, "eu-west-1", resource.PropertyMap{})
+	domain := d.Computed["domainName"].StringValue()
+	if !strings.HasPrefix(domain, "d") || !strings.HasSuffix(domain, ".cloudfront.net") || len(domain) != 29 {
+		t.Errorf("domain %q is not d….cloudfront.net", domain)
+	}
+	if again := Describe("aws:cloudfront/distribution:Distribution", urn, "eu-west-1", resource.PropertyMap{}); again.ID != d.ID {
+		t.Error("the same resource got two ids")
+	}
+	prefixed := Describe("aws:iam/role:Role", "urn:x::role", "eu-west-1",
+		resource.NewPropertyMapFromMap(map[string]any{"namePrefix": "p-"}))
+	if name := prefixed.Computed["name"].StringValue(); !strings.HasPrefix(name, "p-") || len(name) != 2+26 {
+		t.Errorf("a namePrefix gave the name %q, not p-<26 characters>", name)
+	}
+	acl := Describe("aws:wafv2/webAcl:WebAcl", "urn:x::acl", "us-east-1",
+		resource.NewPropertyMapFromMap(map[string]any{"name": "n", "scope": "CLOUDFRONT"}))
+	if arn := acl.Computed["arn"].StringValue(); !strings.HasPrefix(arn, "arn:aws:wafv2:us-east-1:123456789012:global/webacl/n/") {
+		t.Errorf("web ACL arn %q", arn)
+	}
+	key := Describe("aws:apigateway/apiKey:ApiKey", "urn:x::key", "eu-west-1", resource.PropertyMap{})
+	if !key.Computed["value"].IsSecret() {
+		t.Error("the API key's value is not a secret")
+	}
+}

@@ -1,0 +1,37 @@
+//! The console in a real browser: the real local stack, and the Playwright
+//! tests of `tests/browser/console.test.js` run by node's test runner against
+//! it in Debian's Chromium (two pages exchanging a message, ping, invalid
+//! JSON, the 1009 close, the live view's counts, a deployed URL). Node.js,
+//! npm and Chromium are prerequisites: without one this test fails, naming it.
+
+use e2e::Stack;
+use e2e::browser::{self, Tools};
+
+#[tokio::test]
+async fn the_console_works_in_chromium() -> anyhow::Result<()> {
+    let tools = Tools::find()?;
+    let deps = tokio::task::spawn_blocking({
+        let tools = tools.clone();
+        move || browser::install_playwright(&tools)
+    })
+    .await??;
+    let stack = Stack::start().await?;
+    let endpoints = stack.endpoints().clone();
+    let env = vec![
+        ("CONSOLE_URL", endpoints.console.clone()),
+        ("EDGE_URL", endpoints.edge.clone()),
+        ("API_URL", endpoints.api.clone()),
+        (
+            "SCREENSHOT_DIR",
+            browser::screenshot_dir()?.display().to_string(),
+        ),
+    ];
+    let test_file = browser::tests_dir().join("console.test.js");
+    let result = tokio::task::spawn_blocking(move || {
+        browser::run_node_tests(&tools, &deps, &test_file, &env)
+    })
+    .await?;
+    let output = stack.explain(result)?;
+    println!("{output}");
+    Ok(())
+}

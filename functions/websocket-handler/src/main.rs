@@ -1,6 +1,6 @@
-//! The Lambda bootstrap: reads the settings, builds the AWS clients once (over
-//! [`https_client`], which trusts AWS's root CAs only, with the timeouts of
-//! [`deadline::sdk_timeouts`]) and serves events with
+//! The Lambda bootstrap: reads the settings, builds the AWS clients once (from
+//! the environment alone, [`sdk_env`], over [`https_client`], which trusts
+//! AWS's root CAs only, with the timeouts of [`deadline::sdk_timeouts`]) and serves events with
 //! [`websocket_handler::handle`] until the runtime stops.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -13,6 +13,7 @@ use websocket_handler::logging;
 use websocket_handler::messenger::ManagementApi;
 use websocket_handler::registry::DynamoDbRegistry;
 use websocket_handler::relay::{self, SelfInvoke};
+use websocket_handler::sdk_env;
 use websocket_handler::settings::Settings;
 
 #[tokio::main]
@@ -22,11 +23,13 @@ async fn main() -> Result<(), Error> {
         Settings::from_env().inspect_err(|error| tracing::error!(%error, "cannot start"))?;
     let http_client =
         https_client().inspect_err(|error| tracing::error!(%error, "cannot start"))?;
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(http_client)
+    // Region and credentials from the environment alone (sdk_env): Lambda
+    // sets them there, and aws-config's provider chain is code never run.
+    let sdk = sdk_env::from_env(http_client)
+        .inspect_err(|error| tracing::error!(%error, "cannot start"))?
+        .into_builder()
         .timeout_config(deadline::sdk_timeouts())
-        .load()
-        .await;
+        .build();
     let limits = Limits::from_lookup(|name| std::env::var(name).ok())
         .inspect_err(|error| tracing::error!(%error, "cannot start"))?;
     let function = std::env::var(relay::FUNCTION_NAME).map_err(|_| {

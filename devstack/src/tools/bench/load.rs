@@ -21,6 +21,7 @@ use serde_json::Value;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::stack::open_files;
@@ -37,12 +38,36 @@ pub struct LoadArgs {
     /// Longest wait for the broadcast to reach everyone, in seconds.
     #[arg(long, default_value_t = 120)]
     pub load_timeout: u64,
+    /// Where the load clients connect: through the edge (as viewers do), or
+    /// straight to the API layer with the key. Through the edge each
+    /// connection costs the stack three file descriptors (viewer, origin,
+    /// API side) and one through the API layer, so on a machine whose hard
+    /// open-file limit is 20,000 only `api` holds 10,000 connections.
+    #[arg(long, value_enum, default_value_t = Via::Edge)]
+    pub load_via: Via,
+}
+
+/// The way in for the load clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    Edge,
+    Api,
+}
+
+/// Where the load clients connect, and the key the API layer wants.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub path: String,
+    pub api_key: Option<String>,
 }
 
 /// One load run's figures.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadFigures {
     pub connections: usize,
+    /// The way the clients came in.
+    pub via: Via,
     /// Connections opened per second (all handshakes, `--load-handshakes` at once).
     pub handshakes_per_sec: f64,
     /// The stack process's resident memory per open connection, in bytes.
@@ -82,7 +107,13 @@ fn client_config() -> WebSocketConfig {
         .write_buffer_size(0)
 }
 
-async fn connect(addr: SocketAddr, path: &str, source: Ipv4Addr) -> anyhow::Result<Ws> {
+async fn connect(target: &Target, source: Ipv4Addr) -> anyhow::Result<Ws> {
+    let Target {
+        addr,
+        path,
+        api_key,
+    } = target;
+    let addr = *addr;
     let step = async {
         let socket = TcpSocket::new_v4().context("creating a socket")?;
         socket
@@ -94,13 +125,21 @@ async fn connect(addr: SocketAddr, path: &str, source: Ipv4Addr) -> anyhow::Resu
             .with_context(|| format!("connecting to {addr} from {source}"))?;
         stream.set_nodelay(true).context("setting TCP_NODELAY")?;
         let url = format!("ws://{addr}{path}");
-        let (ws, _) = tokio_tungstenite::client_async_with_config(
-            url.as_str(),
-            stream,
-            Some(client_config()),
-        )
-        .await
-        .with_context(|| format!("WebSocket handshake with {url} from {source}"))?;
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .with_context(|| format!("the URL {url}"))?;
+        if let Some(key) = api_key {
+            request.headers_mut().insert(
+                "x-api-key",
+                key.parse()
+                    .context("the API key is not a valid header value")?,
+            );
+        }
+        let (ws, _) =
+            tokio_tungstenite::client_async_with_config(request, stream, Some(client_config()))
+                .await
+                .with_context(|| format!("WebSocket handshake with {url} from {source}"))?;
         anyhow::Ok(ws)
     };
     tokio::time::timeout(STEP, step)
@@ -116,12 +155,11 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Opens `args.load` connections to `ws://addr{path}`, measures, broadcasts
-/// once to all but one of them, and closes them. `stack_pid` is the local
-/// stack's process, for its memory.
+/// Opens `args.load` connections to `target`, measures, broadcasts once to
+/// all but one of them, and closes them. `stack_pid` is the local stack's
+/// process, for its memory.
 pub async fn measure(
-    addr: SocketAddr,
-    path: &str,
+    target: &Target,
     stack_pid: Option<u32>,
     args: &LoadArgs,
 ) -> anyhow::Result<LoadFigures> {
@@ -138,7 +176,7 @@ pub async fn measure(
     let rss_before = stack_pid.and_then(rss_bytes);
     let started = Instant::now();
     let mut clients: Vec<Ws> = futures_util::stream::iter(0..=n)
-        .map(|i| connect(addr, path, source_address(i)))
+        .map(|i| connect(target, source_address(i)))
         .buffer_unordered(args.load_handshakes.max(1))
         .collect::<Vec<_>>()
         .await
@@ -211,6 +249,7 @@ pub async fn measure(
         .map(|(b, a)| a.saturating_sub(b) as f64 / (n + 1) as f64);
     Ok(LoadFigures {
         connections: n,
+        via: args.load_via,
         handshakes_per_sec: (n + 1) as f64 / opened.as_secs_f64().max(1e-9),
         stack_bytes_per_connection: per_connection,
         sent_after,
@@ -265,7 +304,12 @@ async fn receive(
 pub fn rows(figures: &LoadFigures) -> Vec<(String, String)> {
     let n = figures.connections;
     let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
+    let via = match figures.via {
+        Via::Edge => "through the edge",
+        Via::Api => "straight to the API layer, with the key",
+    };
     let mut rows = vec![
+        ("Load clients connect".to_string(), via.to_string()),
         (
             format!("Handshakes while opening {n} connections"),
             format!("{:.0} /s", figures.handshakes_per_sec),
@@ -330,6 +374,7 @@ mod tests {
     fn rows_name_every_figure() {
         let figures = LoadFigures {
             connections: 10_000,
+            via: Via::Api,
             handshakes_per_sec: 812.0,
             stack_bytes_per_connection: Some(21_500.0),
             sent_after: Duration::from_millis(900),
@@ -347,6 +392,7 @@ mod tests {
             "1250.0 ms",
             "8000 /s",
             "0 / 0",
+            "straight to the API layer",
         ] {
             assert!(text.contains(expected), "{expected} not in {text}");
         }

@@ -4,7 +4,7 @@
 
 use anyhow::{Context, bail, ensure};
 use e2e::{Client, Incoming, Stack};
-use protocol::{ErrorCode, MAX_DATA_BYTES, ServerFrame, limits};
+use protocol::{BAD_FRAMES, BadFrame, ErrorCode, MAX_DATA_BYTES, ServerFrame, limits};
 
 async fn expect_error(client: &mut Client, expected: ErrorCode) -> anyhow::Result<String> {
     match client.recv_server().await? {
@@ -20,33 +20,12 @@ async fn each_bad_frame_gets_its_error_code_and_the_connection_stays_usable() ->
     stack.explain(
         async {
             let mut client = Client::connect(stack.edge()).await?;
-            let text_cases: [(&str, String, ErrorCode); 6] = [
-                ("invalid JSON", "{not json".into(), ErrorCode::InvalidJson),
-                ("not an object", "[1, 2]".into(), ErrorCode::NotAnObject),
-                (
-                    "missing action",
-                    r#"{"data": 1}"#.into(),
-                    ErrorCode::MissingAction,
-                ),
-                (
-                    "non-string action",
-                    r#"{"action": 7}"#.into(),
-                    ErrorCode::MissingAction,
-                ),
-                (
-                    "unknown action",
-                    r#"{"action": "nope"}"#.into(),
-                    ErrorCode::UnknownAction,
-                ),
-                (
-                    "missing data",
-                    r#"{"action": "sendmessage"}"#.into(),
-                    ErrorCode::MissingData,
-                ),
-            ];
-            for (case, text, code) in text_cases {
+            for &BadFrame {
+                case, text, code, ..
+            } in BAD_FRAMES
+            {
                 client
-                    .send_text(&text)
+                    .send_text(text)
                     .await
                     .with_context(|| case.to_string())?;
                 let message = expect_error(&mut client, code)

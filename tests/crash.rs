@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use e2e::process::signal;
 use e2e::{Client, Incoming, Stack, StackConfig};
+use local_process::Signal;
 use protocol::{ClientFrame, GatewayFrame};
-use rustix::process::Signal;
 
 /// How long the ping may take to reach the stopped function process.
 const HANDOFF: Duration = Duration::from_secs(2);

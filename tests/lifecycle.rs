@@ -83,3 +83,55 @@ async fn ctrl_c_closes_every_client_and_ends_every_process() -> anyhow::Result<(
     ensure!(code.is_some(), "the close frame carried no code");
     Ok(())
 }
+
+/// The DynamoDB server (moto) among the stack's processes: its pid and
+/// process group.
+fn dynamodb_server(stack: &Stack) -> Option<(u32, u32)> {
+    stack.processes().into_iter().find_map(|process| {
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", process.pid)).ok()?;
+        let is_moto = cmdline.split(|&b| b == 0).any(|arg| arg == b"moto.server");
+        is_moto.then_some((process.pid, process.group))
+    })
+}
+
+#[tokio::test]
+async fn a_dead_dynamodb_server_stops_the_stack_with_an_error_naming_it() -> anyhow::Result<()> {
+    let mut stack = Stack::start().await?;
+    let (moto, group) = dynamodb_server(&stack)
+        .with_context(|| format!("no moto.server among {:?}", stack.processes()))?;
+    // Its own process group: a terminal's Ctrl-C (sent to the foreground
+    // group) does not reach it before the $disconnects it must serve.
+    ensure!(
+        group == moto,
+        "moto (pid {moto}) runs in process group {group}"
+    );
+    // Positive control: the stack serves while moto runs.
+    let mut client = stack.explain(Client::connect(stack.edge()).await)?;
+    stack.explain(client.ping().await)?;
+
+    e2e::process::signal(moto, e2e::process::Signal::KILL)
+        .with_context(|| format!("killing moto (pid {moto})"))?;
+    let status = stack.wait_exit(Duration::from_secs(30))?.with_context(|| {
+        format!(
+            "devstack still runs 30 s after moto died; log:\n{}",
+            stack.log_tail()
+        )
+    })?;
+    ensure!(
+        !status.success(),
+        "devstack exited with {status} after moto died"
+    );
+    let log = stack.log();
+    ensure!(
+        log.contains("DynamoDB server") && log.contains("exited while the stack was running"),
+        "devstack's log does not say the DynamoDB server died:\n{}",
+        stack.log_tail()
+    );
+    let shutdown = stack.interrupt();
+    ensure!(
+        shutdown.leftovers.is_empty(),
+        "processes outlived the stack: {:?}",
+        shutdown.leftovers
+    );
+    Ok(())
+}

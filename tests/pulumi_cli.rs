@@ -71,8 +71,8 @@ impl Rehearsal {
 
 /// The program's resource names, from the repository's Pulumi.yaml.
 fn resource_names() -> anyhow::Result<BTreeSet<String>> {
-    let yaml: serde_yaml::Value =
-        serde_yaml::from_str(&fs::read_to_string(repo_root().join("Pulumi.yaml"))?)?;
+    let yaml: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&fs::read_to_string(repo_root().join("Pulumi.yaml"))?)?;
     let resources = yaml["resources"]
         .as_mapping()
         .context("Pulumi.yaml has resources")?;

@@ -11,12 +11,14 @@
 //! file watcher, the function's builds and versions). [`tools`] holds what
 //! runs against a stack: the deployment checker and the benchmarks.
 //! [`console`] is the browser page beside the stack, with a live view of the
-//! events its services publish.
+//! events its services publish. [`listener`] serves the edge's and the API
+//! layer's sockets within their limits (header-read timeout, open connections).
 
 pub mod apigateway;
 pub mod cloudfront;
 pub mod console;
 pub mod lambda;
+pub mod listener;
 pub mod reload;
 pub mod stack;
 pub mod tools;

@@ -69,6 +69,9 @@ struct UpArgs {
     /// duplicates Lambda's queue may deliver; the tests use it).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
     async_deliveries: u8,
+    /// Open connections each of the edge and the API layer accepts at most; over it: 429.
+    #[arg(long, default_value_t = devstack::listener::MAX_CONNECTIONS)]
+    max_connections: usize,
     /// Do not rebuild the function or re-read the Pulumi program on save.
     #[arg(long)]
     no_watch: bool,
@@ -113,6 +116,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         ready_file: args.ready_file,
         max_concurrency: args.max_concurrency,
         async_deliveries: usize::from(args.async_deliveries),
+        max_connections: args.max_connections,
         watch: !args.no_watch,
     })
     .await

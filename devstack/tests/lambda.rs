@@ -3,13 +3,14 @@
 //! no DynamoDB or management API (the pool's own mechanics are tested with a
 //! scripted function beside the code, in `src/lambda.rs`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use devstack::console::EventBus;
 use devstack::lambda::invoke::{Invoke, InvokeError};
-use devstack::lambda::{FunctionConfig, LambdaPool, build_function_binary};
+use devstack::lambda::{FunctionConfig, LambdaPool};
+use devstack::reload::build::{CargoFunction, Output};
 use serde_json::{Value, json};
 
 /// Every wait on the pool is bounded by this.
@@ -18,10 +19,28 @@ const WAIT: Duration = Duration::from_secs(60);
 /// The function binary, built once for all tests of this file.
 fn function_binary() -> PathBuf {
     static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match BINARY.get_or_init(|| build_function_binary().map_err(|err| format!("{err:#}"))) {
+    match BINARY.get_or_init(build_function) {
         Ok(path) => path.clone(),
         Err(err) => panic!("building the function failed: {err}"),
     }
+}
+
+/// Builds the workspace's function as `devstack up` does, on a thread of
+/// its own (the callers are inside a runtime).
+fn build_function() -> Result<PathBuf, String> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|err| format!("a runtime for the build: {err}"))?;
+        runtime
+            .block_on(CargoFunction::new(manifest).build(Output::Show))
+            .map(|built| built.binary)
+            .map_err(|err| format!("{err:#}"))
+    })
+    .join()
+    .map_err(|_| "the build thread panicked".to_string())?
 }
 
 fn config(env: Vec<(&str, &str)>, max_concurrency: usize) -> FunctionConfig {

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
-use rustix::process::Signal;
+use local_process::Signal;
 
 use crate::process;
 use crate::stack::workspace_root;

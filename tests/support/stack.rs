@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
-use rustix::process::Signal;
+use local_process::Signal;
 
 use crate::process::{self, ProcessInfo};
 
@@ -33,7 +33,7 @@ pub use devstack::stack::Endpoints;
 /// Stack config overrides (`<project>:<key>: value`), on top of the dev stack's.
 #[derive(Debug, Clone, Default)]
 pub struct StackConfig {
-    overrides: BTreeMap<String, serde_yaml::Value>,
+    overrides: BTreeMap<String, serde_yaml_ng::Value>,
     max_concurrency: Option<usize>,
     env: BTreeMap<String, String>,
     async_deliveries: Option<usize>,
@@ -64,7 +64,7 @@ impl StackConfig {
     }
 
     /// Sets a config key of `Pulumi.yaml`'s `config` block, e.g. `rateLimit`.
-    pub fn set(mut self, key: &str, value: impl Into<serde_yaml::Value>) -> Self {
+    pub fn set(mut self, key: &str, value: impl Into<serde_yaml_ng::Value>) -> Self {
         self.overrides.insert(key.to_string(), value.into());
         self
     }
@@ -290,7 +290,11 @@ impl Running {
         // Function processes may run in process groups of their own: what
         // the stack started is what descends from it now.
         let started: Vec<ProcessInfo> = process::descendants(child.id());
-        let _ = process::signal(child.id(), Signal::INT);
+        // A stack that already exited (and was reaped) is not signalled: its
+        // pid may name another process by now.
+        if matches!(child.try_wait(), Ok(None)) {
+            let _ = process::signal(child.id(), Signal::INT);
+        }
         let status = wait_bounded(&mut child, STOP_TIMEOUT).ok().flatten();
         if status.is_none() {
             let _ = child.kill();
@@ -559,6 +563,15 @@ impl Stack {
         self.pid().map(process::descendants).unwrap_or_default()
     }
 
+    /// Waits up to `limit` for the stack to exit by itself: its status, or
+    /// `None` while it still runs.
+    pub fn wait_exit(&mut self, limit: Duration) -> anyhow::Result<Option<ExitStatus>> {
+        match self.running.child.as_mut() {
+            Some(child) => wait_bounded(child, limit),
+            None => Ok(None),
+        }
+    }
+
     /// Stops the stack as Ctrl-C would and reports how it ended. Processes
     /// still alive afterwards are killed (and reported).
     pub fn interrupt(&mut self) -> Shutdown {
@@ -573,31 +586,31 @@ fn write_program(dir: &Path, config: &StackConfig) -> anyhow::Result<PathBuf> {
     let program_path = root.join("Pulumi.yaml");
     let program = std::fs::read_to_string(&program_path)
         .with_context(|| format!("reading {}", program_path.display()))?;
-    let project = serde_yaml::from_str::<serde_yaml::Value>(&program)
+    let project = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&program)
         .with_context(|| format!("parsing {}", program_path.display()))?
         .get("name")
-        .and_then(serde_yaml::Value::as_str)
+        .and_then(serde_yaml_ng::Value::as_str)
         .map(str::to_string)
         .ok_or_else(|| anyhow!("{} has no project name", program_path.display()))?;
     std::fs::write(dir.join("Pulumi.yaml"), &program).context("copying Pulumi.yaml")?;
 
     let dev_path = root.join("Pulumi.dev.yaml");
     let mut values = match std::fs::read_to_string(&dev_path) {
-        Ok(text) => serde_yaml::from_str::<serde_yaml::Value>(&text)
+        Ok(text) => serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text)
             .with_context(|| format!("parsing {}", dev_path.display()))?
             .get("config")
-            .and_then(serde_yaml::Value::as_mapping)
+            .and_then(serde_yaml_ng::Value::as_mapping)
             .cloned()
             .unwrap_or_default(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_yaml::Mapping::new(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_yaml_ng::Mapping::new(),
         Err(e) => return Err(e).with_context(|| format!("reading {}", dev_path.display())),
     };
     for (key, value) in &config.overrides {
         values.insert(format!("{project}:{key}").into(), value.clone());
     }
-    let mut document = serde_yaml::Mapping::new();
-    document.insert("config".into(), serde_yaml::Value::Mapping(values));
-    let text = serde_yaml::to_string(&document).context("writing the stack config")?;
+    let mut document = serde_yaml_ng::Mapping::new();
+    document.insert("config".into(), serde_yaml_ng::Value::Mapping(values));
+    let text = serde_yaml_ng::to_string(&document).context("writing the stack config")?;
     std::fs::write(dir.join("Pulumi.e2e.yaml"), text).context("writing Pulumi.e2e.yaml")?;
     Ok(dir.to_path_buf())
 }
@@ -618,26 +631,26 @@ mod tests {
             program,
             std::fs::read_to_string(workspace_root().join("Pulumi.yaml")).unwrap()
         );
-        let project = serde_yaml::from_str::<serde_yaml::Value>(&program).unwrap()["name"]
+        let project = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&program).unwrap()["name"]
             .as_str()
             .unwrap()
             .to_string();
 
-        let written: serde_yaml::Value = serde_yaml::from_str(
+        let written: serde_yaml_ng::Value = serde_yaml_ng::from_str(
             &std::fs::read_to_string(program_dir.join("Pulumi.e2e.yaml")).unwrap(),
         )
         .unwrap();
         let config = &written["config"];
         assert_eq!(
             config[format!("{project}:rateLimit").as_str()],
-            serde_yaml::Value::from(10)
+            serde_yaml_ng::Value::from(10)
         );
         assert_eq!(
             config[format!("{project}:stageName").as_str()],
-            serde_yaml::Value::from("v1")
+            serde_yaml_ng::Value::from("v1")
         );
         if let Ok(dev) = std::fs::read_to_string(workspace_root().join("Pulumi.dev.yaml")) {
-            let dev: serde_yaml::Value = serde_yaml::from_str(&dev).unwrap();
+            let dev: serde_yaml_ng::Value = serde_yaml_ng::from_str(&dev).unwrap();
             if let Some(region) = dev["config"].get("aws:region") {
                 assert_eq!(
                     &config["aws:region"], region,

@@ -18,11 +18,14 @@
 //! # Ok(()) }
 //! ```
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt as _;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+
+use local_process::PythonVenv;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
@@ -53,22 +56,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(90);
 /// Why the server could not be installed, started or used.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error(
-        "python3 was not found on PATH; local-dynamodb needs python3 (3.9+) with the venv module \
-         to install moto's DynamoDB-compatible server (Debian/Ubuntu: apt-get install python3 python3-venv)"
-    )]
-    PythonMissing,
-    #[error(
-        "`{command}` failed ({status}); local-dynamodb needs python3 with the venv module and pip \
-         access to PyPI to install moto[server]=={version} into {venv}.\n{output}",
-        version = MOTO_VERSION
-    )]
-    Install {
-        command: String,
-        status: String,
-        venv: PathBuf,
-        output: String,
-    },
+    #[error("installing moto[server]=={version}: {0}", version = MOTO_VERSION)]
+    Venv(#[from] local_process::VenvError),
     #[error("cannot find the cargo target directory: set CARGO_TARGET_DIR")]
     NoTargetDir,
     #[error("{context}: {source}")]
@@ -129,10 +118,10 @@ impl LocalDynamoDb {
         }
     }
 
-    async fn spawn(venv: &Path, region: &str) -> Result<Self, Error> {
+    async fn spawn(venv: &PythonVenv, region: &str) -> Result<Self, Error> {
         let port = free_port()?;
         let endpoint = format!("http://127.0.0.1:{port}");
-        let logs = venv.with_file_name("local-dynamodb-logs");
+        let logs = venv.dir().with_file_name("local-dynamodb-logs");
         fs::create_dir_all(&logs).map_err(io_err(format!("creating {}", logs.display())))?;
         let log_path = logs.join(format!("moto-{port}.log"));
         let log =
@@ -140,7 +129,7 @@ impl LocalDynamoDb {
         let log_err = log
             .try_clone()
             .map_err(io_err("duplicating the log handle"))?;
-        let mut command = Command::new(venv_python(venv));
+        let mut command = Command::new(venv.python());
         command
             .args([
                 "-m",
@@ -153,7 +142,12 @@ impl LocalDynamoDb {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
-        die_with_parent(&mut command);
+        // Ends with its parent, even a SIGKILLed one; and leads its own
+        // process group, so a terminal's Ctrl-C (sent to the foreground
+        // group) does not reach it: the stack stops it last, after the
+        // $disconnects it serves.
+        local_process::die_with_parent(&mut command);
+        command.process_group(0);
         let child = command.spawn().map_err(io_err("starting moto server"))?;
         let client = client(&endpoint, region);
         let mut db = LocalDynamoDb {
@@ -196,7 +190,8 @@ impl LocalDynamoDb {
 
     fn log_tail(&self) -> String {
         let text = fs::read_to_string(&self.log_path).unwrap_or_default();
-        tail(&text, 40)
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
     /// The server's URL, `http://127.0.0.1:PORT`: give it to the function as
@@ -213,6 +208,13 @@ impl LocalDynamoDb {
     /// The server process id (to check it is gone after drop).
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Resolves when the server process exits (killed, crashed): what a
+    /// stack watches to stop rather than answer 500 forever. Must be called
+    /// within a tokio runtime, while this handle lives.
+    pub fn exited(&self) -> io::Result<impl Future<Output = ()> + Send + 'static> {
+        local_process::exit_of(self.child.id())
     }
 
     /// A DynamoDB client for this server, with dummy credentials.
@@ -276,7 +278,9 @@ impl LocalDynamoDb {
 
 impl Drop for LocalDynamoDb {
     fn drop(&mut self) {
-        // SIGKILL then reap, so no zombie or orphan outlives the handle.
+        // SIGKILL its group (before the leader is reaped, so the id is still
+        // ours) then reap, so no zombie or orphan outlives the handle.
+        let _ = local_process::signal_group(self.child.id(), local_process::Signal::KILL);
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = fs::remove_file(&self.log_path);
@@ -318,15 +322,6 @@ fn free_port() -> Result<u16, Error> {
     Ok(port)
 }
 
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-fn venv_python(venv: &Path) -> PathBuf {
-    venv.join("bin").join("python")
-}
-
 /// The cargo target directory: `CARGO_TARGET_DIR`, else the nearest ancestor
 /// of the running executable that cargo marked as a target dir
 /// (`CACHEDIR.TAG`), else `target/` next to the workspace of
@@ -366,140 +361,23 @@ pub fn target_dir() -> Result<PathBuf, Error> {
     Err(Error::NoTargetDir)
 }
 
-/// Installs moto into `<target>/moto-venv` once, under a file lock, and
-/// returns the venv's path. A marker file written last records a complete
-/// install of [`MOTO_VERSION`]; anything else is wiped and redone.
-fn ensure_installed() -> Result<PathBuf, Error> {
-    let target = target_dir()?;
-    fs::create_dir_all(&target).map_err(io_err(format!("creating {}", target.display())))?;
-    let venv = target.join("moto-venv");
-    let marker = venv.join(format!(".installed-moto-{MOTO_VERSION}"));
-    if marker.is_file() {
-        return Ok(venv);
-    }
-    let lock_path = target.join("moto-venv.lock");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io_err(format!("opening {}", lock_path.display())))?;
-    lock.lock()
-        .map_err(io_err(format!("locking {}", lock_path.display())))?;
-    // Someone else may have finished the install while we waited.
-    if marker.is_file() {
-        return Ok(venv);
-    }
-    if venv.exists() {
-        fs::remove_dir_all(&venv).map_err(io_err(format!(
-            "removing the incomplete {}",
-            venv.display()
-        )))?;
-    }
-    tracing::info!(venv = %venv.display(), "installing moto[server]=={MOTO_VERSION} (first use)");
-    let mut create = Command::new("python3");
-    create.arg("-m").arg("venv").arg(&venv);
-    run_install_step(create, "python3 -m venv", &venv)?;
-    let mut pip = Command::new(venv_python(&venv));
-    pip.args([
-        "-m",
-        "pip",
-        "install",
-        "--disable-pip-version-check",
-        "--quiet",
-    ])
-    .arg(format!("moto[server]=={MOTO_VERSION}"));
-    run_install_step(
-        pip,
-        &format!("pip install moto[server]=={MOTO_VERSION}"),
-        &venv,
-    )?;
-    File::create(&marker).map_err(io_err(format!("creating {}", marker.display())))?;
+/// Installs moto into `<target>/moto-venv` once (under a file lock) and
+/// returns the venv.
+fn ensure_installed() -> Result<PythonVenv, Error> {
+    let venv = PythonVenv::new(
+        target_dir()?.join("moto-venv"),
+        &[&format!("moto[server]=={MOTO_VERSION}")],
+        "",
+    );
+    venv.ensure(|dir| {
+        tracing::info!(venv = %dir.display(), "installing moto[server]=={MOTO_VERSION} (first use)");
+    })?;
     Ok(venv)
 }
-
-fn run_install_step(mut command: Command, name: &str, venv: &Path) -> Result<(), Error> {
-    let output = match command.stdin(Stdio::null()).output() {
-        Ok(output) => output,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Error::PythonMissing),
-        Err(e) => {
-            return Err(Error::Io {
-                context: format!("running {name}"),
-                source: e,
-            });
-        }
-    };
-    if output.status.success() {
-        return Ok(());
-    }
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Err(Error::Install {
-        command: name.to_string(),
-        status: output.status.to_string(),
-        venv: venv.to_path_buf(),
-        output: tail(&text, 30),
-    })
-}
-
-/// Makes the kernel end the server when the process that started it dies,
-/// even by SIGKILL (where `Drop` never runs), so no server outlives its test
-/// or its local stack.
-#[cfg(target_os = "linux")]
-fn die_with_parent(command: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs between fork and exec and only calls prctl,
-    // which is async-signal-safe, without allocating.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn die_with_parent(_command: &mut Command) {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tail_keeps_the_last_lines() {
-        assert_eq!(tail("a\nb\nc", 2), "b\nc");
-        assert_eq!(tail("a", 5), "a");
-        assert_eq!(tail("", 5), "");
-    }
-
-    #[test]
-    fn a_missing_python_is_named_as_the_prerequisite() {
-        let missing = Command::new("python3-that-does-not-exist");
-        let error =
-            run_install_step(missing, "python3 -m venv", Path::new("/nonexistent")).unwrap_err();
-        assert!(matches!(error, Error::PythonMissing), "{error}");
-        assert!(error.to_string().contains("python3") && error.to_string().contains("venv"));
-    }
-
-    #[test]
-    fn a_failed_install_step_reports_its_output() {
-        let mut failing = Command::new("sh");
-        failing.args([
-            "-c",
-            "echo 'No matching distribution found for moto' >&2; exit 1",
-        ]);
-        let error = run_install_step(failing, "pip install", Path::new("/tmp/venv")).unwrap_err();
-        let text = error.to_string();
-        assert!(
-            text.contains("No matching distribution") && text.contains("pip install"),
-            "{text}"
-        );
-    }
 
     #[test]
     fn the_target_dir_is_found_from_the_test_executable() {

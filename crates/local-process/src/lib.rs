@@ -4,7 +4,9 @@
 //! run the stack itself. All of them must end with their parent (even when
 //! it is SIGKILLed), be stopped as a group, and be observable through
 //! `/proc`. Before this crate each did that its own way (three copies, one
-//! without the parent-death race check).
+//! without the parent-death race check). The Python servers among them (moto,
+//! the benchmarks' awslambdaric) are installed into a venv one way too
+//! ([`PythonVenv`]).
 
 use std::io;
 use std::os::unix::process::CommandExt as _;
@@ -12,6 +14,11 @@ use std::process::Command;
 
 use rustix::process::Pid;
 pub use rustix::process::Signal;
+
+mod tree;
+mod venv;
+pub use tree::{ProcessInfo, children, descendants, group_members, is_zombie, still_alive};
+pub use venv::{PythonVenv, VenvError};
 
 /// Makes the kernel SIGKILL the child when its parent dies, even by SIGKILL,
 /// so no child outlives the process that started it.
@@ -68,6 +75,25 @@ pub fn signal_group(group: u32, signal: Signal) -> io::Result<()> {
     rustix::process::kill_process_group(pid(group)?, signal).map_err(io::Error::from)
 }
 
+/// Resolves when process `raw` exits, however it ends: waits on a pidfd,
+/// which turns readable then, rather than polling. The pidfd is opened now,
+/// so `raw` must be alive and not yet reaped (a child not waited for);
+/// must be called within a tokio runtime.
+pub fn exit_of(raw: u32) -> io::Result<impl Future<Output = ()> + Send + 'static> {
+    let fd = rustix::process::pidfd_open(pid(raw)?, rustix::process::PidfdFlags::NONBLOCK)?;
+    // SAFETY: `fd` is an `OwnedFd` moved into the `AsyncFd`, which owns it
+    // until it is dropped: nothing else can close or replace it meanwhile.
+    let fd = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+    }
+    .map_err(|error| error.into_parts().1)?;
+    Ok(async move {
+        // An error here means the descriptor is unusable; the caller learns
+        // nothing more by waiting, so it counts as the end too.
+        let _ = fd.readable().await;
+    })
+}
+
 /// The peak resident set size of a live process (`VmHWM` in
 /// `/proc/<pid>/status`), in bytes.
 pub fn peak_rss_bytes(raw: u32) -> io::Result<u64> {
@@ -96,6 +122,24 @@ mod tests {
             signal(0, Signal::TERM).map_err(|e| e.kind()),
             Err(io::ErrorKind::InvalidInput)
         );
+    }
+
+    #[tokio::test]
+    async fn exit_of_resolves_when_the_process_ends_and_not_before() {
+        let mut child = Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .expect("sleep starts");
+        let exited = exit_of(child.id()).expect("a pidfd for a live child");
+        tokio::pin!(exited);
+        // Positive control for "not before": still pending while it runs.
+        let early = tokio::time::timeout(std::time::Duration::from_millis(200), exited.as_mut());
+        assert!(early.await.is_err(), "resolved while the process ran");
+        signal(child.id(), Signal::KILL).expect("kill");
+        tokio::time::timeout(std::time::Duration::from_secs(10), exited)
+            .await
+            .expect("resolved after the kill");
+        let _ = child.wait();
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
 
-use serde_yaml::{Mapping, Value};
+use serde_yaml_ng::{Mapping, Value};
 
 use crate::eval::builtin;
 use crate::interpolation::{self, Access, Segment};
@@ -1148,29 +1148,12 @@ fn describe(ty: &TypeSpec) -> String {
 fn suggest<'c>(word: &str, candidates: impl Iterator<Item = &'c str>) -> String {
     let lower = word.to_ascii_lowercase();
     let best = candidates
-        .map(|c| (distance(&lower, &c.to_ascii_lowercase()), c))
+        .map(|c| (strsim::levenshtein(&lower, &c.to_ascii_lowercase()), c))
         .min_by_key(|(d, _)| *d);
     match best {
         Some((d, c)) if d <= (word.len() / 3).max(1) => format!("; did you mean `{c}`?"),
         _ => String::new(),
     }
-}
-
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (above + 1)
-                .min(row[j] + 1)
-                .min(diagonal + usize::from(ca != *cb));
-            diagonal = above;
-        }
-    }
-    row[b.len()]
 }
 
 fn from_error(err: crate::Error) -> Diagnostic {

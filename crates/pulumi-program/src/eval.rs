@@ -7,7 +7,7 @@
 
 use std::cell::RefCell;
 
-use serde_yaml::{Mapping, Value};
+use serde_yaml_ng::{Mapping, Value};
 
 use crate::Part;
 use crate::interpolation::{self, Access, Accessor, Segment};

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde_yaml::{Mapping, Value};
+use serde_yaml_ng::{Mapping, Value};
 
 use crate::Error;
 
@@ -118,7 +118,7 @@ impl Program {
         stack: &str,
     ) -> Result<Program, Error> {
         let stack_file = format!("Pulumi.{stack}.yaml");
-        let doc = match serde_yaml::from_str::<Value>(project_src) {
+        let doc = match serde_yaml_ng::from_str::<Value>(project_src) {
             Ok(Value::Mapping(doc)) => doc,
             Ok(_) => return Err(invalid("Pulumi.yaml", "is not a mapping")),
             Err(err) => return Err(invalid("Pulumi.yaml", format!("is not valid YAML: {err}"))),
@@ -129,7 +129,7 @@ impl Program {
         };
         let stack_config = match stack_src {
             None => Mapping::new(),
-            Some(src) => match serde_yaml::from_str::<Value>(src) {
+            Some(src) => match serde_yaml_ng::from_str::<Value>(src) {
                 Ok(Value::Mapping(file)) => match file.get("config") {
                     None | Some(Value::Null) => Mapping::new(),
                     Some(Value::Mapping(config)) => config.clone(),

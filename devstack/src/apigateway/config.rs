@@ -5,6 +5,15 @@ use std::time::Duration;
 
 use super::throttle::Throttle;
 
+/// Frames queued for one connection before it counts as not reading. A
+/// client that reads, only slowly, must not trip it in a burst: in the e2e
+/// load test 1,000 broadcasts queue up to 990 frames for each client on two
+/// busy cores, and at 256 a reading client was closed and its record
+/// removed. The send deadline is what catches a client that reads nothing.
+const OUTBOUND_QUEUE: usize = 4096;
+/// How long one frame may take to reach the client's socket.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// API Gateway's WebSocket limits; tests shrink the timeouts.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -12,6 +21,12 @@ pub struct Limits {
     pub max_message_bytes: usize,
     pub idle_timeout: Duration,
     pub max_connection_life: Duration,
+    /// Frames queued for one connection (management API posts, error
+    /// frames); a post that finds the queue full closes the connection.
+    pub outbound_queue: usize,
+    /// How long writing one frame to the client may take; a client that reads
+    /// nothing for that long is closed.
+    pub send_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -22,6 +37,8 @@ impl Default for Limits {
             max_message_bytes: MAX_MESSAGE_BYTES,
             idle_timeout: IDLE_TIMEOUT,
             max_connection_life: MAX_CONNECTION_LIFE,
+            outbound_queue: OUTBOUND_QUEUE,
+            send_timeout: SEND_TIMEOUT,
         }
     }
 }

@@ -15,15 +15,13 @@ use protocol::routes;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::connection::{end_connection, run_connection};
 use super::routing::error_kind;
 use super::websocket;
-use super::{
-    ConnectionHandle, ConnectionInfo, Disconnect, LiveGuard, OUTBOUND_QUEUE, Shared, forbidden,
-    lock, new_id,
-};
+use super::{ConnectionHandle, ConnectionInfo, Disconnect, LiveGuard, Shared, forbidden, new_id};
 use crate::console::StackEvent;
 
 /// The `statusCode` of a `$connect` response; a response without one counts
@@ -137,15 +135,17 @@ pub(super) async fn connect_handler(
         }
     }
 
-    let (outbound_tx, outbound_rx) = mpsc::channel(OUTBOUND_QUEUE);
-    lock(&shared.connections).insert(
+    let limits = shared.config.limits;
+    let (outbound_tx, outbound_rx) = mpsc::channel(limits.outbound_queue.max(1));
+    let not_reading = CancellationToken::new();
+    shared.connections.lock().insert(
         info.id.clone(),
         ConnectionHandle {
             info: info.clone(),
             outbound: outbound_tx.clone(),
+            not_reading: not_reading.clone(),
         },
     );
-    let limits = shared.config.limits;
     let config = WebSocketConfig::default()
         .max_frame_size(Some(limits.max_frame_bytes))
         .max_message_size(Some(limits.max_message_bytes));
@@ -164,7 +164,10 @@ pub(super) async fn connect_handler(
     tokio::spawn(async move {
         let _live = live;
         let outcome = match socket.await {
-            Ok(socket) => run_connection(&shared, &info, socket, outbound_tx, outbound_rx).await,
+            Ok(socket) => {
+                let outbound = (outbound_tx, outbound_rx);
+                run_connection(&shared, &info, socket, outbound, not_reading).await
+            }
             Err(error) => {
                 debug!(connection_id = %info.id, %error, "upgrade failed");
                 Disconnect::new(1006, "Connection closed abnormally")
@@ -193,14 +196,10 @@ pub(super) fn event_headers(request: &HeaderMap, peer: SocketAddr) -> HeaderMap 
     let trace = format!(
         "Root=1-{:08x}-{}",
         Utc::now().timestamp(),
-        hex(&rand::random::<[u8; 12]>())
+        hex::encode(rand::random::<[u8; 12]>())
     );
     if let Ok(value) = HeaderValue::from_str(&trace) {
         headers.insert("x-amzn-trace-id", value);
     }
     headers
-}
-
-pub(super) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

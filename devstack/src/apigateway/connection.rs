@@ -1,6 +1,7 @@
 //! One connection's task: reads the client's frames, writes what is queued
 //! for it, enforces the limits, and runs `$disconnect` when it ends.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -10,26 +11,31 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::Utc;
 use futures_util::{SinkExt, StreamExt};
 use protocol::routes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Sleep;
 use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tracing::{debug, info};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
 
 use super::routing::{error_kind, spawn_message};
 use super::websocket::{self, ServerSocket};
-use super::{CLOSE_HANDSHAKE, ConnectionInfo, Disconnect, Outbound, Shared, lock};
+use super::{CLOSE_HANDSHAKE, ConnectionInfo, Disconnect, Outbound, Shared};
 use crate::console::StackEvent;
 
 /// Reads the client's frames and writes what is queued for it until the
-/// connection ends; returns how it ended.
+/// connection ends; returns how it ended. Writing a frame is bounded by the
+/// send timeout, and the idle timer, the connection's life limit, shutdown
+/// and an overflowed queue are watched while a frame is being written too, so
+/// a client that stops reading cannot hold the task.
 pub(super) async fn run_connection(
     shared: &Arc<Shared>,
     info: &Arc<ConnectionInfo>,
     mut socket: ServerSocket,
-    outbound_tx: mpsc::Sender<Outbound>,
-    mut outbound_rx: mpsc::Receiver<Outbound>,
+    (outbound_tx, mut outbound_rx): (mpsc::Sender<Outbound>, mpsc::Receiver<Outbound>),
+    not_reading: CancellationToken,
 ) -> Disconnect {
     let limits = shared.config.limits;
     let mut shutdown = shared.shutdown.subscribe();
@@ -79,8 +85,20 @@ pub(super) async fn run_connection(
             }
             Some(outbound) = outbound_rx.recv() => match outbound {
                 Outbound::Frame(message) => {
-                    if socket.send(message).await.is_err() {
-                        return Disconnect::new(1006, "Connection closed abnormally");
+                    let deadline = tokio::time::Instant::now() + limits.send_timeout;
+                    tokio::select! {
+                        sent = tokio::time::timeout_at(deadline, socket.send(message)) => match sent {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => return Disconnect::new(1006, "Connection closed abnormally"),
+                            Err(_) => {
+                                warn!(connection_id = %info.id, timeout_ms = limits.send_timeout.as_millis() as u64,
+                                    "send timed out: closing a connection that does not read (1008)");
+                                return close(&mut socket, Disconnect::not_reading("send timed out")).await;
+                            }
+                        },
+                        ended = ended(idle.as_mut(), life.as_mut(), &mut shutdown, &not_reading) => {
+                            return close(&mut socket, ended).await;
+                        }
                     }
                 }
                 Outbound::Close(frame) => {
@@ -88,10 +106,26 @@ pub(super) async fn run_connection(
                     return close(&mut socket, disconnect).await;
                 }
             },
-            () = &mut idle => return close(&mut socket, Disconnect::going_away()).await,
-            () = &mut life => return close(&mut socket, Disconnect::going_away()).await,
-            () = async { let _ = shutdown.wait_for(|down| *down).await; } => return close(&mut socket, Disconnect::going_away()).await,
+            ended = ended(idle.as_mut(), life.as_mut(), &mut shutdown, &not_reading) => {
+                return close(&mut socket, ended).await;
+            }
         }
+    }
+}
+
+/// Waits for whatever ends a connection other than its own socket: the idle
+/// timer, the life limit, shutdown, or a post that found its queue full.
+async fn ended(
+    idle: Pin<&mut Sleep>,
+    life: Pin<&mut Sleep>,
+    shutdown: &mut watch::Receiver<bool>,
+    not_reading: &CancellationToken,
+) -> Disconnect {
+    tokio::select! {
+        () = idle => Disconnect::going_away(),
+        () = life => Disconnect::going_away(),
+        _ = shutdown.wait_for(|down| *down) => Disconnect::going_away(),
+        () = not_reading.cancelled() => Disconnect::not_reading("outbound queue full"),
     }
 }
 
@@ -130,7 +164,7 @@ pub(super) async fn end_connection(
     info: &Arc<ConnectionInfo>,
     disconnect: Disconnect,
 ) {
-    lock(&shared.connections).remove(&info.id);
+    shared.connections.lock().remove(&info.id);
     let lifetime = Utc::now() - info.connected_at;
     info!(
         connection_id = %info.id,

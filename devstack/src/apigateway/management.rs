@@ -10,12 +10,14 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tracing::warn;
 
 use super::websocket;
-use super::{Outbound, Shared, lock, new_id};
+use super::{ConnectionHandle, Outbound, Shared, new_id};
 
 /// The management API's error answer, as the SDK reads it: the type in
 /// `x-amzn-errortype`, the message in the JSON body.
@@ -65,16 +67,27 @@ pub(super) async fn post_to_connection(
             "Request Too Long",
         );
     }
-    let Some((_, outbound)) = shared.outbound(&connection_id) else {
+    let Some(connection) = shared.connection(&connection_id) else {
         return gone();
     };
     let message = match String::from_utf8(body.to_vec()) {
         Ok(text) => Message::text(text),
         Err(_) => Message::binary(body),
     };
-    match outbound.send(Outbound::Frame(message)).await {
+    // Never waits: a full queue means the client stopped reading, and a
+    // poster (the function, broadcasting) must not wait on one client.
+    match connection.outbound.try_send(Outbound::Frame(message)) {
         Ok(()) => with_request_id(Response::new(Body::empty())),
-        Err(_) => gone(),
+        Err(TrySendError::Full(_)) => {
+            warn!(
+                connection_id = %connection_id,
+                queued = shared.config.limits.outbound_queue,
+                "outbound queue full: closing a connection that does not read (1008)"
+            );
+            connection.not_reading.cancel();
+            gone()
+        }
+        Err(TrySendError::Closed(_)) => gone(),
     }
 }
 
@@ -86,7 +99,7 @@ pub(super) async fn get_connection(
     if let Some(response) = wrong_stage(&shared, &stage) {
         return response;
     }
-    let Some((info, _)) = shared.outbound(&connection_id) else {
+    let Some(ConnectionHandle { info, .. }) = shared.connection(&connection_id) else {
         return gone();
     };
     let last_active =
@@ -116,15 +129,19 @@ pub(super) async fn delete_connection(
     if let Some(response) = wrong_stage(&shared, &stage) {
         return response;
     }
-    let Some(handle) = lock(&shared.connections).remove(&connection_id) else {
+    let Some(handle) = shared.connections.lock().remove(&connection_id) else {
         return gone();
     };
     let frame = CloseFrame {
         code: CloseCode::Normal,
         reason: "".into(),
     };
-    // The connection task may already be ending; the connection is gone either way.
-    let _ = handle.outbound.send(Outbound::Close(frame)).await;
+    // Never waits on the client: with its queue full it is not reading, and
+    // is closed as such (1008). The connection task may already be ending;
+    // the connection is gone either way.
+    if let Err(TrySendError::Full(_)) = handle.outbound.try_send(Outbound::Close(frame)) {
+        handle.not_reading.cancel();
+    }
     let mut response = with_request_id(Response::new(Body::empty()));
     *response.status_mut() = StatusCode::NO_CONTENT;
     response

@@ -31,12 +31,15 @@ mod connect;
 mod connection;
 mod management;
 mod routing;
+mod sigv4;
 mod throttle;
 pub mod websocket;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
-use std::sync::{Arc, Mutex, MutexGuard};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -52,20 +55,20 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_util::sync::CancellationToken;
 
 pub use config::{GatewayConfig, Limits, Route};
+pub use sigv4::{ACCESS_KEY_ID, SECRET_ACCESS_KEY};
 pub use throttle::{ACCOUNT_BURST_LIMIT, ACCOUNT_RATE_LIMIT, Throttle};
 
 use crate::console::EventBus;
 use crate::lambda::invoke::Invoke;
+use crate::listener::ListenerLimits;
 use connect::connect_handler;
 use management::{delete_connection, get_connection, post_to_connection};
 use routing::Routing;
 use throttle::TokenBucket;
 
-/// Frames queued for one connection (management API posts, error frames)
-/// before a poster waits.
-const OUTBOUND_QUEUE: usize = 256;
 /// How long a closing connection waits for the peer's close frame and reads
 /// what the peer still sends.
 const CLOSE_HANDSHAKE: Duration = websocket::LINGER;
@@ -97,9 +100,13 @@ struct Shared {
 }
 
 /// What the management API and the message tasks know of a connection.
+#[derive(Clone)]
 struct ConnectionHandle {
     info: Arc<ConnectionInfo>,
     outbound: mpsc::Sender<Outbound>,
+    /// Cancelled when a post finds the outbound queue full: the connection
+    /// task closes the connection (1008) rather than let the queue grow.
+    not_reading: CancellationToken,
 }
 
 /// The facts of a connection that go into every event.
@@ -134,6 +141,12 @@ impl Disconnect {
     }
     fn going_away() -> Self {
         Disconnect::new(1001, "Going away")
+    }
+    /// A client that does not read what it is sent (its queue overflowed, or
+    /// a frame could not be written within the send timeout); see
+    /// docs/protocol.md for why 1008.
+    fn not_reading(why: &str) -> Self {
+        Disconnect::new(1008, &format!("Client not reading: {why}"))
     }
 }
 
@@ -187,20 +200,25 @@ impl Gateway {
                 "/{stage}/@connections/{connection_id}",
                 post(post_to_connection)
                     .get(get_connection)
-                    .delete(delete_connection),
+                    .delete(delete_connection)
+                    .layer(axum::middleware::from_fn_with_state(
+                        self.shared.clone(),
+                        sigv4::require_signature,
+                    )),
             )
             .fallback(|| async { forbidden() })
             .with_state(self.shared.clone())
     }
 
-    /// Serves until [`Gateway::shutdown`] begins.
-    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
-        websocket::serve(listener, self.router(), self.shared.shutdown.subscribe()).await
+    /// Serves until [`Gateway::shutdown`] begins, within `limits`.
+    pub async fn serve(self, listener: TcpListener, limits: ListenerLimits) -> std::io::Result<()> {
+        let shutdown = self.shared.shutdown.subscribe();
+        crate::listener::serve(listener, self.router(), limits, shutdown).await
     }
 
     /// Open connections.
     pub fn connection_count(&self) -> usize {
-        lock(&self.shared.connections).len()
+        self.shared.connections.lock().len()
     }
 
     /// Closes every connection with 1001 (going away), runs their
@@ -213,14 +231,6 @@ impl Gateway {
             .await
             .is_ok()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding these locks cannot leave the maps inconsistent
-    // (each operation is a single insert/remove/get), so poisoning is ignored.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn forbidden() -> Response {

@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tracing::{info, warn};
 
 use super::throttle::Throttle;
-use super::{ConnectionInfo, GatewayConfig, Outbound, Route, Shared, lock, new_id};
+use super::{ConnectionHandle, ConnectionInfo, GatewayConfig, Outbound, Route, Shared, new_id};
 
 /// The header API Gateway reads the key from when the API sets no expression.
 const DEFAULT_API_KEY_HEADER: &str = "x-api-key";
@@ -144,8 +144,14 @@ impl Shared {
         event: &ApiGatewayWebsocketProxyRequest,
     ) -> Result<Value, InvokeError> {
         let started = Instant::now();
-        let result = self.invoke.invoke(to_wire(event)).await;
         let context = &event.request_context;
+        let result = match to_wire(event) {
+            Ok(wire) => self.invoke.invoke(wire).await,
+            Err(error) => Err(InvokeError::Unavailable(format!(
+                "encoding the {} event as JSON: {error}",
+                context.route_key.as_deref().unwrap_or("?")
+            ))),
+        };
         self.events.publish(StackEvent::Invocation {
             connection_id: context.connection_id.clone().unwrap_or_default(),
             route: context.route_key.clone().unwrap_or_default(),
@@ -158,20 +164,15 @@ impl Shared {
         result
     }
 
-    pub(super) fn outbound(
-        &self,
-        connection_id: &str,
-    ) -> Option<(Arc<ConnectionInfo>, mpsc::Sender<Outbound>)> {
-        lock(&self.connections)
-            .get(connection_id)
-            .map(|c| (c.info.clone(), c.outbound.clone()))
+    pub(super) fn connection(&self, connection_id: &str) -> Option<ConnectionHandle> {
+        self.connections.lock().get(connection_id).cloned()
     }
 }
 
 /// The event as API Gateway puts it on the wire: absent fields left out
 /// rather than `null`, `queryStringParameters` single-valued.
-pub(super) fn to_wire(event: &ApiGatewayWebsocketProxyRequest) -> Value {
-    let mut value = serde_json::to_value(event).unwrap_or(Value::Null);
+pub(super) fn to_wire(event: &ApiGatewayWebsocketProxyRequest) -> serde_json::Result<Value> {
+    let mut value = serde_json::to_value(event)?;
     if let Some(object) = value.as_object_mut() {
         // QueryMap serialises every parameter as a list; API Gateway sends
         // the last value in `queryStringParameters` and all of them in
@@ -186,7 +187,7 @@ pub(super) fn to_wire(event: &ApiGatewayWebsocketProxyRequest) -> Value {
         object.retain(|_, v| !(v.is_null() || v.as_object().is_some_and(|o| o.is_empty())));
     }
     prune_nulls(&mut value);
-    value
+    Ok(value)
 }
 
 pub(super) fn prune_nulls(value: &mut Value) {
@@ -206,6 +207,7 @@ pub(super) fn error_kind(error: &InvokeError) -> &'static str {
         InvokeError::Crashed(_) => "function process crashed",
         InvokeError::Timeout(_) => "timeout",
         InvokeError::Unavailable(_) => "function unavailable",
+        InvokeError::Throttled { .. } => "function throttled (TooManyRequestsException)",
     }
 }
 

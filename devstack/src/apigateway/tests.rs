@@ -141,7 +141,7 @@ pub(crate) async fn start_with(config: GatewayConfig, respond: Box<Respond>) -> 
         .await
         .expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(gateway.clone().serve(listener));
+    tokio::spawn(gateway.clone().serve(listener, ListenerLimits::default()));
     Running {
         addr,
         gateway,
@@ -279,9 +279,16 @@ async fn connect_non_2xx_or_error_refuses_the_handshake() {
             .iter()
             .all(|e| e["requestContext"]["eventType"] == "CONNECT")
     );
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(
-        running.events.try_recv().is_err(),
+    // Positive control, and a wait on events instead of a sleep: a client
+    // accepted after the refusals connects and leaves; the first $disconnect
+    // the function sees is that client's (a refused handshake's would have
+    // come before it).
+    let (client, id) = running.connected().await;
+    drop(client);
+    let disconnect = running.next_event_of("DISCONNECT").await;
+    assert_eq!(
+        disconnect["requestContext"]["connectionId"],
+        id.as_str(),
         "no $disconnect for a refused handshake"
     );
 }
@@ -478,6 +485,7 @@ async fn a_message_with_no_route_gets_forbidden() {
 async fn an_invoke_error_sends_the_error_frame_and_keeps_the_connection() {
     let respond = |event: &Value| match event["body"].as_str() {
         Some(body) if body.contains("crash") => Err(InvokeError::Crashed("signal 9".into())),
+        Some(body) if body.contains("throttle") => Err(InvokeError::Throttled { queued: 32 }),
         _ => Ok(json!({"statusCode": 200, "body": "not sent to the client"})),
     };
     let mut running = start_with(config(), Box::new(respond)).await;
@@ -492,17 +500,44 @@ async fn an_invoke_error_sends_the_error_frame_and_keeps_the_connection() {
         Some(frame.request_id.as_str()),
         message_event["requestContext"]["requestId"].as_str()
     );
+    // Lambda's throttling error is an integration failure to API Gateway too.
+    send_text(&mut client, r#"{"action":"sendmessage","data":"throttle"}"#).await;
+    running.next_event().await;
+    let frame: GatewayFrame =
+        serde_json::from_str(&next_text(&mut client).await).expect("a gateway frame");
+    assert_eq!(frame.message, GatewayFrame::INTERNAL_SERVER_ERROR);
 
     // Still open; a successful invocation's response body is not sent back.
+    let (_, mut bus) = running.bus.subscribe();
     send_text(&mut client, r#"{"action":"ping"}"#).await;
     assert_eq!(
         running.next_event().await["requestContext"]["routeKey"],
         "ping"
     );
-    let nothing = tokio::time::timeout(Duration::from_millis(300), client.next()).await;
-    assert!(
-        nothing.is_err(),
-        "no frame for a successful route: {nothing:?}"
+    // Once the ping's invocation has returned, a post queued after it is the
+    // next frame: a route response would have been queued before it.
+    tokio::time::timeout(WAIT, async {
+        while let Ok(envelope) = bus.recv().await {
+            if matches!(&envelope.event, crate::console::StackEvent::Invocation { route, .. } if route == "ping")
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the ping's invocation returned");
+    running
+        .management()
+        .post_to_connection()
+        .connection_id(&id)
+        .data(Blob::new("marker"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(
+        next_message(&mut client).await,
+        Message::text("marker"),
+        "no frame for a successful route"
     );
 }
 
@@ -578,27 +613,22 @@ async fn management_api_works_with_the_aws_sdk() {
 #[tokio::test]
 async fn gone_is_410_with_the_error_type_header() {
     let running = start().await;
-    let mut stream = TcpStream::connect(running.addr).await.expect("connect");
-    let request = "POST /prod/@connections/L0SM9cOFvHcCIhw%3D HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\nconnection: close\r\n\r\nx";
-    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
+    let error = running
+        .management()
+        .post_to_connection()
+        .connection_id("L0SM9cOFvHcCIhw=")
+        .data(Blob::new("x"))
+        .send()
         .await
-        .expect("write");
-    let mut response = String::new();
-    tokio::time::timeout(
-        WAIT,
-        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response),
-    )
-    .await
-    .expect("response within the timeout")
-    .expect("read");
-    assert!(response.starts_with("HTTP/1.1 410"), "{response}");
-    assert!(
-        response
-            .to_ascii_lowercase()
-            .contains("x-amzn-errortype: goneexception"),
-        "{response}"
+        .expect_err("no such connection");
+    let response = error.raw_response().expect("an HTTP answer");
+    assert_eq!(response.status().as_u16(), 410);
+    assert_eq!(
+        response.headers().get("x-amzn-errortype"),
+        Some("GoneException")
     );
-    assert!(response.contains(r#"{"message":"#), "{response}");
+    let body = std::str::from_utf8(response.body().bytes().unwrap_or_default()).unwrap_or("");
+    assert!(body.starts_with(r#"{"message":"#), "{body}");
 }
 
 #[tokio::test]
@@ -799,3 +829,4 @@ async fn posts_over_128_kb_are_payload_too_large() {
         "{error:?}"
     );
 }
+mod slow_reader;

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::{Shared, lock};
+use super::Shared;
 
 /// API Gateway's account-level defaults, used for a stage that sets only one
 /// of rate and burst.
@@ -29,7 +29,7 @@ impl Shared {
             return true;
         };
         let now = Instant::now();
-        let mut buckets = lock(&self.buckets);
+        let mut buckets = self.buckets.lock();
         let capacity = f64::from(throttle.burst);
         let bucket = buckets.entry(route_key.to_string()).or_insert(TokenBucket {
             tokens: capacity,

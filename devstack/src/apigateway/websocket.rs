@@ -48,21 +48,6 @@ pub async fn linger<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S, deadline: Ins
     .await;
 }
 
-/// Serves `router` on `listener`, with each client's address, until
-/// `shutdown` turns true; connections already upgraded go on.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: axum::Router,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    let app = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|down| *down).await;
-        })
-        .await
-}
-
 /// The server side of an accepted WebSocket connection.
 pub type ServerSocket = WebSocketStream<TokioIo<Upgraded>>;
 

@@ -23,7 +23,9 @@ mod relay;
 mod waf;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -42,6 +44,7 @@ use tracing::{debug, warn};
 
 use crate::apigateway::websocket;
 use crate::console::{EventBus, StackEvent};
+use crate::listener::ListenerLimits;
 use relay::relay;
 pub use waf::{RateRule, RateRuleConfig};
 
@@ -124,7 +127,7 @@ impl Edge {
         };
         let origin_path = origin.path().trim_end_matches('/').to_string();
         let rule = RateRule::new(config.waf.limit, config.waf.window);
-        let id: String = hex(&rand::random::<[u8; 8]>());
+        let id: String = hex::encode(rand::random::<[u8; 8]>());
         let waf = ArcSwap::from_pointee(config.waf.clone());
         Ok(Edge {
             shared: Arc::new(Shared {
@@ -149,18 +152,15 @@ impl Edge {
 
     /// Serves until [`Edge::stop_accepting`]; relays already open go on
     /// until either side closes.
-    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
-        websocket::serve(listener, self.router(), self.shared.shutdown.subscribe()).await
+    pub async fn serve(self, listener: TcpListener, limits: ListenerLimits) -> std::io::Result<()> {
+        let shutdown = self.shared.shutdown.subscribe();
+        crate::listener::serve(listener, self.router(), limits, shutdown).await
     }
 
     /// Applies an updated rate rule (limit, window, name), as a web ACL
     /// update does: open relays are not affected, the next handshake is.
     pub fn swap_rate_rule(&self, waf: &RateRuleConfig) {
-        let mut rule = self
-            .shared
-            .rule
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut rule = self.shared.rule.lock();
         rule.set_limit(waf.limit, waf.window);
         self.shared.waf.store(Arc::new(waf.clone()));
     }
@@ -168,10 +168,6 @@ impl Edge {
     pub fn stop_accepting(&self) {
         self.shared.shutdown.send_replace(true);
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn plain(status: StatusCode, body: &'static str) -> Response {
@@ -189,11 +185,7 @@ async fn edge_handler(
     mut request: Request,
 ) -> Response {
     let waf = shared.waf.load();
-    let allowed = shared
-        .rule
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .allow(peer.ip(), Instant::now());
+    let allowed = shared.rule.lock().allow(peer.ip(), Instant::now());
     if !allowed {
         warn!(
             rule = %waf.name,
@@ -207,6 +199,16 @@ async fn edge_handler(
             client_ip: peer.ip().to_string(),
         });
         return plain(StatusCode::FORBIDDEN, "Request blocked by the web ACL.\n");
+    }
+    if targets_management_api(request.uri().path()) {
+        debug!(
+            path = request.uri().path(),
+            "refused a request for @connections"
+        );
+        return plain(
+            StatusCode::FORBIDDEN,
+            "The @connections management API is not served through this distribution.\n",
+        );
     }
     let Some(handshake) = websocket::handshake(&mut request) else {
         return plain(
@@ -276,6 +278,16 @@ async fn edge_handler(
     });
     response
 }
+/// Whether a client path would reach the API's `@connections` management
+/// API at the origin (`/{stage}/@connections/...`), which CloudFront never
+/// exposes: a segment `@connections`, percent-encoded or not.
+fn targets_management_api(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let segment = segment.to_ascii_lowercase();
+        segment == "@connections" || segment == "%40connections"
+    })
+}
+
 /// Sends the handshake to the origin over a new connection (HTTP/1.1 with
 /// upgrades) and returns its response.
 async fn open_origin(

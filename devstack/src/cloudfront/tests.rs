@@ -53,7 +53,10 @@ async fn serve_edge(origin: String, limit: u64, events: EventBus) -> (Edge, Stri
         .await
         .expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(edge.clone().serve(listener));
+    tokio::spawn(
+        edge.clone()
+            .serve(listener, crate::listener::ListenerLimits::default()),
+    );
     (edge, format!("ws://{addr}/"))
 }
 
@@ -165,12 +168,14 @@ async fn the_waf_rule_blocks_handshakes_after_the_limit() {
             client_ip: "127.0.0.1".into()
         }]
     );
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let invoked: Vec<Value> = std::iter::from_fn(|| gateway.events.try_recv().ok()).collect();
-    assert!(
-        invoked
-            .iter()
-            .all(|e| e["requestContext"]["eventType"] != "CONNECT"),
+    // Positive control, and a wait on events instead of a sleep: a client
+    // that goes to the API directly after the block is the next $connect
+    // the function sees (the blocked one's would have come before it).
+    let direct = format!("ws://{}/prod?probe=direct", gateway.addr);
+    let _direct = connect(&direct, Some(KEY)).await.expect("direct handshake");
+    let next = gateway.next_event_of("CONNECT").await;
+    assert_eq!(
+        next["queryStringParameters"]["probe"], "direct",
         "a blocked handshake never reaches the API"
     );
 }
@@ -366,4 +371,42 @@ async fn frames_keep_their_boundaries_through_the_edge() {
     let event = gateway.next_event_of("MESSAGE").await;
     assert_eq!(event["body"].as_str().map(str::len), Some(text.len()));
     assert_eq!(event["requestContext"]["routeKey"], "sendmessage");
+}
+
+#[tokio::test]
+async fn the_edge_never_forwards_to_the_management_api() {
+    let mut gateway = start().await;
+    let edge = edge_for(&gateway, 100).await;
+    let _client = connect(&format!("ws://{}/prod", gateway.addr), Some(KEY))
+        .await
+        .expect("handshake");
+    let id = gateway.next_event_of("CONNECT").await["requestContext"]["connectionId"]
+        .as_str()
+        .expect("connection id")
+        .to_string();
+    for path in [
+        format!("@connections/{id}"),
+        format!("%40connections/{id}"),
+        format!("x/../@connections/{id}"),
+    ] {
+        // The edge's own refusal, not the origin's (which would refuse the
+        // unsigned request with 403 too, after reading it).
+        match connect(&format!("{edge}{path}"), None).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status().as_u16(), 403, "{path}");
+                let body = response.body().as_deref().unwrap_or_default();
+                assert!(
+                    String::from_utf8_lossy(body).contains("not served through this distribution"),
+                    "{path}: {}",
+                    String::from_utf8_lossy(body)
+                );
+            }
+            other => panic!("{path}: expected the edge's 403, got {other:?}"),
+        }
+    }
+    // Positive control: the edge forwards other handshakes to the API.
+    connect(&edge, None)
+        .await
+        .expect("the edge forwards a handshake");
+    gateway.next_event_of("CONNECT").await;
 }

@@ -9,7 +9,9 @@
 //! the counts.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -211,10 +213,7 @@ impl EventBus {
 
     fn state(&self) -> MutexGuard<'_, Snapshot> {
         // The snapshot is updated in one step; a panic elsewhere cannot leave it half-written.
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.state.lock()
     }
 
     /// Counts `event` and sends it to every watcher. Counting and sending

@@ -24,6 +24,11 @@ pub enum InvokeError {
     /// No function process could be started.
     #[error("function unavailable: {0}")]
     Unavailable(String),
+    /// Lambda's throttling error (HTTP 429, `TooManyRequestsException`,
+    /// reason `ConcurrentInvocationLimitExceeded`): every process is busy and
+    /// the pool's queue of waiting invocations is full.
+    #[error("TooManyRequestsException: Rate Exceeded. ({queued} invocations already waiting)")]
+    Throttled { queued: usize },
 }
 
 pub type InvokeFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, InvokeError>> + Send + 'a>>;

@@ -6,11 +6,14 @@
 //! - `X-Amz-Invocation-Type: Event`: 202 once the event is queued; it is then
 //!   delivered to the pool in its own task, as Lambda's asynchronous queue
 //!   does: a function error (error response, crash, timeout) is retried up
-//!   to `max_retries` times, an unavailable pool until the event is older
-//!   than `max_event_age`, then the event is dropped with a warning.
+//!   to `max_retries` times; a throttled invocation (the pool's queue is
+//!   full) or an unavailable pool is retried until the event is older than
+//!   `max_event_age` (Lambda retries throttles without counting them against
+//!   the retries); then the event is dropped with a warning.
 //!   `deliveries` > 1 plays the queue delivering one event more than once
 //!   (Lambda documents that it can), for the tests;
-//! - `RequestResponse` (the default): the function's response, 200;
+//! - `RequestResponse` (the default): the function's response, 200; a
+//!   throttled one is 429 `TooManyRequestsException`, as in AWS;
 //! - `DryRun`: 204.
 //!
 //! An unknown function is 404 `ResourceNotFoundException`, an oversized
@@ -202,6 +205,11 @@ async fn invocations(
         "DryRun" => StatusCode::NO_CONTENT.into_response(),
         "RequestResponse" => match shared.invoke.invoke(event).await {
             Ok(response) => (StatusCode::OK, axum::Json(response)).into_response(),
+            Err(throttled @ InvokeError::Throttled { .. }) => error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequestsException",
+                &throttled.to_string(),
+            ),
             Err(e) => {
                 let mut response = (
                     StatusCode::OK,
@@ -241,6 +249,9 @@ async fn deliver(shared: Arc<Shared>, event: Value) {
             }
             Err(InvokeError::Unavailable(reason)) => {
                 debug!(%reason, "function unavailable; the asynchronous event waits");
+            }
+            Err(throttled @ InvokeError::Throttled { .. }) => {
+                debug!(error = %throttled, "function throttled; the asynchronous event waits");
             }
             Err(error) => {
                 if retries >= delivery.max_retries {

@@ -6,11 +6,14 @@
 //! environment: it polls `/runtime/invocation/next` and answers on
 //! `/response` or `/error`. A process handles one invocation at a time;
 //! concurrent invocations grow the pool up to the function's concurrency and
-//! then queue, as Lambda concurrency does. A process that crashes or runs past
+//! then queue, up to [`QUEUED`] invocations; beyond that an invocation
+//! fails at once with Lambda's throttling error, as Lambda does past the
+//! account's concurrency (Lambda queues nothing for synchronous calls; the
+//! local queue plays the 1,000 executions Lambda would run at once where the
+//! pool runs 16 processes). A process that crashes or runs past
 //! the timeout fails only its own invocation and is replaced; the pool, and
 //! the stack around it, stays up.
 
-mod build;
 pub mod invoke;
 pub mod invoke_api;
 mod process;
@@ -21,7 +24,9 @@ mod worker;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -34,16 +39,12 @@ use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
 use crate::console::{EventBus, StackEvent};
+use crate::reload::build::FUNCTION_PACKAGE;
 
-pub use build::build_function_binary;
 use invoke::{Invoke, InvokeError, InvokeFuture};
 use process::peak_rss_mib;
 use swap::FunctionVersion;
 use worker::{Stop, Worker};
-
-/// The package and binary of the function the stack runs.
-const FUNCTION_PACKAGE: &str = "websocket-handler";
-const FUNCTION_BINARY: &str = "websocket-handler";
 
 /// Lambda's limit on the init phase of an execution environment.
 const INIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,6 +58,11 @@ const OUTPUT_TAIL_LINES: usize = 20;
 const CRASH_LOOP_WINDOW: Duration = Duration::from_secs(5);
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Invocations that may wait for a busy process: Lambda's default account
+/// concurrency (1,000), which the pool's few processes play by queueing;
+/// beyond them an invocation is throttled at once. (At 32 per process, the
+/// e2e load test's 1,000 simultaneous broadcasts were throttled.)
+pub const QUEUED: usize = 1000;
 /// The account id in local ARNs (Lambda, API Gateway, DynamoDB).
 pub const LOCAL_ACCOUNT_ID: &str = "000000000000";
 const RUNTIME_API_PREFIX: &str = "/2018-06-01/runtime";
@@ -91,6 +97,9 @@ pub struct LambdaPool {
     me: Weak<LambdaPool>,
     /// One permit per process that may exist: the function's concurrency.
     slots: Arc<Semaphore>,
+    /// Invocations running or waiting for a process; bounded by
+    /// `max_concurrency + QUEUED`.
+    admitted: Arc<Semaphore>,
     /// Processes waiting for an invocation, most recently used last.
     idle: Mutex<VecDeque<Arc<Worker>>>,
     idle_added: Notify,
@@ -152,6 +161,7 @@ impl LambdaPool {
             config.name
         );
         let slots = Arc::new(Semaphore::new(config.max_concurrency));
+        let admitted = Arc::new(Semaphore::new(config.max_concurrency + QUEUED));
         let version = Arc::new(FunctionVersion {
             number: 1,
             config: config.clone(),
@@ -163,6 +173,7 @@ impl LambdaPool {
             arn,
             me: me.clone(),
             slots,
+            admitted,
             idle: Mutex::new(VecDeque::new()),
             idle_added: Notify::new(),
             workers: Mutex::new(Workers {
@@ -207,13 +218,13 @@ impl LambdaPool {
     /// after this fail with [`InvokeError::Unavailable`].
     pub async fn shutdown(&self) {
         let workers: Vec<Arc<Worker>> = {
-            let mut workers = lock(&self.workers);
+            let mut workers = self.workers.lock();
             workers.closing = true;
             workers.live.values().cloned().collect()
         };
         self.closing.cancel();
         self.slots.close();
-        lock(&self.idle).clear();
+        self.idle.lock().clear();
         for worker in &workers {
             worker.stop(Stop::Terminate);
         }
@@ -224,7 +235,9 @@ impl LambdaPool {
 
     /// The pids of the live function processes.
     pub fn process_ids(&self) -> Vec<u32> {
-        let mut pids: Vec<u32> = lock(&self.workers)
+        let mut pids: Vec<u32> = self
+            .workers
+            .lock()
             .live
             .values()
             .filter(|worker| worker.is_alive())
@@ -248,6 +261,7 @@ impl LambdaPool {
             Err(InvokeError::Crashed(_)) => "crashed",
             Err(InvokeError::Timeout(_)) => "timeout",
             Err(InvokeError::Unavailable(_)) => "unavailable",
+            Err(InvokeError::Throttled { .. }) => "throttled",
         };
         info!(
             function = %self.config.name,
@@ -298,7 +312,7 @@ impl LambdaPool {
     }
 
     fn pop_idle(&self) -> Option<Arc<Worker>> {
-        let mut idle = lock(&self.idle);
+        let mut idle = self.idle.lock();
         while let Some(worker) = idle.pop_back() {
             if worker.is_alive() {
                 return Some(worker);
@@ -316,14 +330,14 @@ impl LambdaPool {
             worker.retire();
             return;
         }
-        lock(&self.idle).push_back(worker);
+        self.idle.lock().push_back(worker);
         self.idle_added.notify_one();
     }
 
     /// Adds a started process to the live set, unless the pool is closing or
     /// the process already exited.
     fn register(&self, worker: &Arc<Worker>) -> bool {
-        let mut workers = lock(&self.workers);
+        let mut workers = self.workers.lock();
         if workers.closing || !worker.is_alive() {
             return false;
         }
@@ -334,13 +348,13 @@ impl LambdaPool {
     /// Called by a process's supervisor once it has exited.
     fn on_worker_exit(&self, worker_id: u64, pid: u32, reason: &str) {
         let (live_before, closing, retired) = {
-            let mut workers = lock(&self.workers);
+            let mut workers = self.workers.lock();
             let before = workers.live.len();
             let worker = workers.live.remove(&worker_id);
             let retired = worker.is_some_and(|w| w.retired.load(Ordering::Relaxed));
             (before, workers.closing, retired)
         };
-        lock(&self.idle).retain(|worker| worker.id != worker_id);
+        self.idle.lock().retain(|worker| worker.id != worker_id);
         self.events.publish(StackEvent::ProcessExited {
             pid,
             reason: if closing || retired {
@@ -366,7 +380,7 @@ impl LambdaPool {
             }
             let Some(pool) = pool.upgrade() else { return };
             // An invocation may have started a process in the meantime.
-            if lock(&pool.workers).live.len() >= live_before {
+            if pool.workers.lock().live.len() >= live_before {
                 return;
             }
             let Ok(slot) = pool.slots.clone().try_acquire_owned() else {
@@ -388,7 +402,7 @@ impl LambdaPool {
     }
 
     fn replacement_delay(&self) -> Duration {
-        let mut backoff = lock(&self.backoff);
+        let mut backoff = self.backoff.lock();
         let now = Instant::now();
         backoff.delay = match backoff.last_death {
             Some(last) if now.duration_since(last) < CRASH_LOOP_WINDOW => {
@@ -410,13 +424,23 @@ impl Invoke for LambdaPool {
             let Some(pool) = self.me.upgrade() else {
                 return Err(shutting_down());
             };
+            // As Lambda: over the concurrency (here, plus a bounded queue)
+            // an invocation is refused at once rather than left to wait.
+            let Ok(admission) = self.admitted.clone().try_acquire_owned() else {
+                let queued = QUEUED;
+                warn!(function = %self.config.name, queued, "invocation throttled: every process is busy and the queue is full");
+                return Err(InvokeError::Throttled { queued });
+            };
             let event = serde_json::to_vec(&event).map(Bytes::from).map_err(|err| {
                 InvokeError::Unavailable(format!("event not serializable: {err}"))
             })?;
             // Its own task: an invocation runs to its end, and its process
             // returns to the pool, even if the caller stops waiting.
             self.tasks
-                .spawn(async move { pool.run_invocation(event).await })
+                .spawn(async move {
+                    let _admission = admission;
+                    pool.run_invocation(event).await
+                })
                 .await
                 .unwrap_or_else(|err| {
                     Err(InvokeError::Unavailable(format!(
@@ -431,7 +455,7 @@ impl Drop for LambdaPool {
     /// A pool dropped without [`LambdaPool::shutdown`] still ends its processes.
     fn drop(&mut self) {
         self.closing.cancel();
-        let workers = lock(&self.workers);
+        let workers = self.workers.lock();
         for worker in workers.live.values() {
             worker.stop(Stop::Kill);
         }
@@ -440,10 +464,6 @@ impl Drop for LambdaPool {
 
 fn shutting_down() -> InvokeError {
     InvokeError::Unavailable("the function pool is shutting down".to_owned())
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

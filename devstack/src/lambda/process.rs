@@ -4,7 +4,9 @@
 use std::collections::VecDeque;
 use std::io::Write as _;
 use std::process::ExitStatus;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use local_process::Signal;
@@ -16,7 +18,7 @@ use tokio::task::JoinHandle;
 use super::invoke::InvokeError;
 use super::runtime_api::RuntimeApi;
 use super::worker::Stop;
-use super::{LambdaPool, OUTPUT_TAIL_LINES, STOP_GRACE, lock};
+use super::{LambdaPool, OUTPUT_TAIL_LINES, STOP_GRACE};
 
 /// What a supervisor owns: the process, and everything released when it exits.
 pub(super) struct Supervised {
@@ -117,7 +119,7 @@ pub(super) async fn forward_output(
                 let text = String::from_utf8_lossy(&line);
                 let text = text.trim_end_matches(['\n', '\r']);
                 let _ = writeln!(std::io::stderr().lock(), "{prefix} {text}");
-                let mut tail = lock(&tail);
+                let mut tail = tail.lock();
                 if tail.len() == OUTPUT_TAIL_LINES {
                     tail.pop_front();
                 }

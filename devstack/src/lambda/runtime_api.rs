@@ -2,7 +2,9 @@
 //! hands it an event, `/response` and `/error` answer it, `/init/error`
 //! reports a failed init.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -19,7 +21,7 @@ use tracing::warn;
 use uuid::Uuid;
 
 use super::invoke::InvokeError;
-use super::{MAX_PAYLOAD_BYTES, RUNTIME_API_PREFIX, lock};
+use super::{MAX_PAYLOAD_BYTES, RUNTIME_API_PREFIX};
 
 pub(super) fn epoch_ms(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |since| {
@@ -91,7 +93,7 @@ impl RuntimeApi {
 
     /// Answers the invocation in flight, if its request id is `request_id`.
     pub(super) fn complete(&self, request_id: &str, result: Result<Bytes, InvokeError>) -> bool {
-        let mut in_flight = lock(&self.in_flight);
+        let mut in_flight = self.in_flight.lock();
         match in_flight.take() {
             Some(flight) if flight.request_id == request_id => {
                 let _ = flight.reply.send(result);
@@ -105,7 +107,7 @@ impl RuntimeApi {
     }
 
     pub(super) fn fail_in_flight(&self, error: InvokeError) {
-        if let Some(flight) = lock(&self.in_flight).take() {
+        if let Some(flight) = self.in_flight.lock().take() {
             let _ = flight.reply.send(Err(error));
         }
     }
@@ -175,7 +177,7 @@ pub(super) async fn next_invocation(State(api): State<Arc<RuntimeApi>>) -> Respo
         .body(axum::body::Body::from(invocation.event));
     match response {
         Ok(response) => {
-            let previous = lock(&api.in_flight).replace(InFlight {
+            let previous = api.in_flight.lock().replace(InFlight {
                 request_id: invocation.request_id,
                 reply: invocation.reply,
             });

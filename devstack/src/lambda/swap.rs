@@ -8,7 +8,7 @@ use anyhow::{Context as _, bail};
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::info;
 
-use super::{FunctionConfig, INIT_TIMEOUT, LambdaPool, lock};
+use super::{FunctionConfig, INIT_TIMEOUT, LambdaPool};
 
 /// One configuration of the function; processes of older versions finish
 /// their invocation and are stopped.
@@ -19,7 +19,7 @@ pub(super) struct FunctionVersion {
 
 impl LambdaPool {
     pub(super) fn current_version(&self) -> Arc<FunctionVersion> {
-        Arc::clone(&lock(&self.version))
+        Arc::clone(&self.version.lock())
     }
 
     /// Runs `config` for new invocations: one process of it is started and
@@ -45,8 +45,8 @@ impl LambdaPool {
         let slot = self.slot_for_swap().await?;
         let worker = self.start_worker_of(Arc::clone(&version), slot).await?;
         let number = version.number;
-        *lock(&self.version) = version;
-        let old: Vec<_> = lock(&self.idle).drain(..).collect();
+        *self.version.lock() = version;
+        let old: Vec<_> = self.idle.lock().drain(..).collect();
         for worker in &old {
             worker.retire();
         }
@@ -73,7 +73,7 @@ impl LambdaPool {
             let idle_added = self.idle_added.notified();
             tokio::pin!(idle_added);
             idle_added.as_mut().enable();
-            let oldest = lock(&self.idle).pop_front();
+            let oldest = self.idle.lock().pop_front();
             if let Some(worker) = oldest {
                 worker.retire();
             }

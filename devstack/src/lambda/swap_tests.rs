@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
+use super::tests::eventually;
 use super::*;
 use crate::console::EventBus;
 
@@ -44,14 +45,6 @@ fn process_exists(pid: u64) -> bool {
     u32::try_from(pid).is_ok_and(local_process::exists)
 }
 
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_swap_serves_new_invocations_and_lets_in_flight_ones_finish() {
     let pool = LambdaPool::start(config("1", 4), EventBus::new())
@@ -67,7 +60,7 @@ async fn a_swap_serves_new_invocations_and_lets_in_flight_ones_finish() {
         })
     };
     // The slow invocation holds one process; wait until it has been handed out.
-    eventually("the slow invocation runs", || lock(&pool.idle).is_empty()).await;
+    eventually("the slow invocation runs", || pool.idle.lock().is_empty()).await;
 
     tokio::time::timeout(WAIT, pool.swap(config("2", 4)))
         .await

@@ -10,7 +10,6 @@ use std::time::SystemTime;
 use axum::http::HeaderMap;
 use serde_json::json;
 
-use super::build::function_executable;
 use super::runtime_api::{epoch_ms, error_report};
 use super::*;
 
@@ -89,7 +88,7 @@ fn kill(pid: u32) {
 }
 
 /// Polls until `condition` holds, failing the test after [`WAIT`].
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+pub(super) async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + WAIT;
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
@@ -326,6 +325,28 @@ async fn concurrent_invocations_use_up_to_max_concurrency_processes_then_queue()
 }
 
 #[tokio::test]
+async fn over_the_concurrency_and_its_queue_an_invocation_is_throttled_at_once() {
+    let pool = start(config(1, Duration::from_secs(60))).await;
+    // Positive control: with room, the function answers.
+    invoke(&pool, json!({ "action": "echo" }))
+        .await
+        .expect("an invocation with room");
+    let busy = sleep_in_background(&pool, 1 + QUEUED);
+    eventually("every invocation is admitted", || {
+        pool.admitted.available_permits() == 0
+    })
+    .await;
+    match invoke(&pool, json!({ "action": "echo" })).await {
+        Err(InvokeError::Throttled { queued }) => assert_eq!(queued, QUEUED),
+        other => panic!("expected TooManyRequestsException, got {other:?}"),
+    }
+    shutdown(&pool).await;
+    for invocation in busy {
+        let _ = invocation.await;
+    }
+}
+
+#[tokio::test]
 async fn shutdown_ends_busy_processes_too() {
     let pool = start(config(2, Duration::from_secs(60))).await;
     let busy = sleep_in_background(&pool, 2);
@@ -408,19 +429,9 @@ async fn function_processes_die_with_a_sigkilled_parent() {
     // killed one leaves no process behind, only possibly a brief zombie.
     eventually("the function processes died with their parent", || {
         pids.iter()
-            .all(|pid| !process_exists(*pid) || is_zombie(*pid))
+            .all(|pid| !process_exists(*pid) || local_process::is_zombie(*pid))
     })
     .await;
-}
-
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
 }
 
 async fn start_error(config: FunctionConfig) -> String {
@@ -491,23 +502,6 @@ async fn a_function_that_never_asks_for_an_event_fails_init_after_lambdas_limit(
     assert!(started.elapsed() >= INIT_TIMEOUT, "{:?}", started.elapsed());
     assert!(error.contains("did not finish init"), "{error}");
     assert!(error.contains("function starting"), "{error}");
-}
-
-#[test]
-fn the_executable_is_read_from_cargo_messages() {
-    let messages = br#"{"reason":"compiler-artifact","target":{"name":"protocol","kind":["lib"]},"executable":null}
-{"reason":"compiler-artifact","target":{"name":"websocket-handler","kind":["lib"]},"executable":null}
-{"reason":"compiler-artifact","target":{"name":"websocket-handler","kind":["bin"]},"executable":"/w/target/debug/websocket-handler"}
-{"reason":"build-finished","success":true}
-"#;
-    assert_eq!(
-        function_executable(messages),
-        Some(PathBuf::from("/w/target/debug/websocket-handler"))
-    );
-    assert_eq!(
-        function_executable(b"{\"reason\":\"build-finished\"}\nnot json\n"),
-        None
-    );
 }
 
 #[test]

@@ -5,7 +5,9 @@ use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, bail};
@@ -20,7 +22,7 @@ use super::runtime_api::{
     InitState, Invocation, RuntimeApi, epoch_ms, serve_runtime_api, trace_id,
 };
 use super::swap::FunctionVersion;
-use super::{FunctionConfig, INIT_TIMEOUT, LambdaPool, lock};
+use super::{FunctionConfig, INIT_TIMEOUT, LambdaPool};
 use crate::console::StackEvent;
 
 /// One function process and its Runtime API endpoint.
@@ -122,7 +124,7 @@ impl Worker {
 
     /// The last lines the process printed, for an error message.
     pub(super) fn output_summary(&self) -> String {
-        let tail = lock(&self.output_tail);
+        let tail = self.output_tail.lock();
         if tail.is_empty() {
             return " (it printed nothing)".to_owned();
         }

@@ -259,12 +259,8 @@ pub fn short_sha256(path: &Path) -> std::io::Result<String> {
         }
         hasher.update(&buffer[..read]);
     }
-    let hex: String = hasher
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
-    Ok(hex[..SHORT_HASH].to_string())
+    let digest = hex::encode(hasher.finalize());
+    Ok(digest[..SHORT_HASH].to_string())
 }
 
 /// Private copies of the binaries the pool runs, removed with the stack.

@@ -28,7 +28,7 @@ use pulumi_program::Topology;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::apigateway::Gateway;
 use crate::cloudfront::Edge;
@@ -36,6 +36,7 @@ use crate::console::{self, Console, EventBus, StackInfo};
 use crate::lambda::LambdaPool;
 use crate::lambda::invoke::Invoke;
 use crate::lambda::invoke_api::{AsyncDelivery, LambdaApi};
+use crate::listener::ListenerLimits;
 use crate::reload::build::CargoFunction;
 pub use program::{
     LOCAL_API_ID, edge_config, function_config, function_env, gateway_config, localize_url,
@@ -68,6 +69,8 @@ pub struct UpOptions {
     pub max_concurrency: usize,
     /// Times each asynchronous event is delivered (1; 2 plays duplicates).
     pub async_deliveries: usize,
+    /// Open connections each of the edge and the API layer accepts at most.
+    pub max_connections: usize,
     /// Watch mode: saves of the function or the program reload the stack.
     pub watch: bool,
 }
@@ -124,6 +127,24 @@ pub fn random_api_key() -> String {
         .map(|_| char::from(ALPHABET[rand::random_range(0..ALPHABET.len())]))
         .collect()
 }
+/// Says what other machines can reach when a listener is not on loopback.
+fn warn_if_exposed(edge_addr: SocketAddr, api_addr: SocketAddr) {
+    let edge = "the edge (--edge-addr): anyone who reaches it is let into the API with the stack's key, \
+                as CloudFront's clients are";
+    let api = "the API layer (--api-addr): $connect with the key, and the @connections management API, \
+               whose SigV4 credentials are the fixed local ones (local/local), so anyone can read any \
+               connection's sourceIp and userAgent, post to it or close it";
+    for warning in [
+        crate::listener::exposure_warning(edge_addr, edge),
+        crate::listener::exposure_warning(api_addr, api),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        warn!("{warning}");
+    }
+}
+
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
     let listener = TcpListener::bind(addr).await.with_context(|| {
         format!(
@@ -206,8 +227,16 @@ impl Stack {
         if options.max_concurrency == 0 {
             bail!("--max-concurrency must be at least 1");
         }
+        if options.max_connections == 0 {
+            bail!("--max-connections must be at least 1");
+        }
+        let limits = ListenerLimits {
+            max_connections: options.max_connections,
+            ..ListenerLimits::default()
+        };
         let (api_listener, api_addr) = bind(options.api_addr, "API layer").await?;
         let (edge_listener, edge_addr) = bind(options.edge_addr, "edge").await?;
+        warn_if_exposed(edge_addr, api_addr);
         console::check_loopback(options.console_addr)?;
         let (console_listener, console_addr) = bind(options.console_addr, "console").await?;
         // The Lambda service's Invoke API, for the function's own client: a
@@ -277,8 +306,8 @@ impl Stack {
         );
         info!(endpoint = %endpoints.lambda, ?async_invoke, deliveries = options.async_deliveries, "local Lambda Invoke API ready");
         let servers = vec![
-            tokio::spawn(gateway.clone().serve(api_listener)),
-            tokio::spawn(edge.clone().serve(edge_listener)),
+            tokio::spawn(gateway.clone().serve(api_listener, limits)),
+            tokio::spawn(edge.clone().serve(edge_listener, limits)),
             tokio::spawn(console.clone().serve(console_listener)),
         ];
         let lambda_server = tokio::spawn(lambda_api.clone().serve(lambda_listener));
@@ -399,12 +428,29 @@ async fn shutdown_signal() -> anyhow::Result<&'static str> {
 /// during shutdown stops at once (child processes still end with the stack).
 pub async fn run(options: UpOptions) -> anyhow::Result<()> {
     let stack = Stack::start(&options).await?;
+    let dynamodb_pid = stack.dynamodb.pid();
+    let dynamodb_exited = stack
+        .dynamodb
+        .exited()
+        .context("watching the local DynamoDB server")?;
     println!("{}", stack.banner());
     if let Some(path) = &options.ready_file {
         write_ready_file(path, stack.endpoints())?;
     }
-    let signal = shutdown_signal().await?;
-    info!(signal, "shutting down");
+    // Without its table the stack could only answer 500: it stops instead.
+    let dynamodb_died = tokio::select! {
+        signal = shutdown_signal() => {
+            info!(signal = signal?, "shutting down");
+            false
+        }
+        () = dynamodb_exited => {
+            error!(
+                pid = dynamodb_pid,
+                "the local DynamoDB server (moto) exited while the stack was running; stopping the stack"
+            );
+            true
+        }
+    };
     tokio::select! {
         () = stack.shutdown() => {}
         second = shutdown_signal() => {
@@ -414,6 +460,12 @@ pub async fn run(options: UpOptions) -> anyhow::Result<()> {
     }
     if let Some(path) = &options.ready_file {
         let _ = std::fs::remove_file(path);
+    }
+    if dynamodb_died {
+        bail!(
+            "the local DynamoDB server (moto, pid {dynamodb_pid}) exited while the stack was running; \
+             the stack stopped (its log is above)"
+        );
     }
     Ok(())
 }

@@ -98,15 +98,21 @@ pub fn function_config(
 /// (`https://{apiId}.execute-api.{region}.amazonaws.com/{stage}`, or `wss://`)
 /// to the local API layer; any other value is returned unchanged.
 pub fn localize_url(value: &str, api_addr: SocketAddr) -> String {
-    for (scheme, local_scheme) in [("https://", "http://"), ("wss://", "ws://")] {
-        if let Some(rest) = value.strip_prefix(scheme) {
-            let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-            if host.contains(".execute-api.") && host.ends_with(".amazonaws.com") {
-                return format!("{local_scheme}{api_addr}/{path}");
-            }
+    let Ok(url) = url::Url::parse(value) else {
+        return value.to_string();
+    };
+    let local_scheme = match url.scheme() {
+        "https" => "http",
+        "wss" => "ws",
+        _ => return value.to_string(),
+    };
+    match url.host_str() {
+        Some(host) if host.contains(".execute-api.") && host.ends_with(".amazonaws.com") => {
+            let path = &url[url::Position::BeforePath..];
+            format!("{local_scheme}://{api_addr}{path}")
         }
+        _ => value.to_string(),
     }
-    value.to_string()
 }
 /// The local value of a resource output the program's function environment
 /// refers to.
@@ -131,11 +137,10 @@ fn local_output(
         ("aws:dynamodb/table:Table", "arn") => {
             format!("arn:aws:dynamodb:{region}:{LOCAL_ACCOUNT_ID}:table/{table}")
         }
-        ("aws:cloudfront/distribution:Distribution", "domainName") => endpoints
-            .edge
-            .trim_start_matches("ws://")
-            .trim_end_matches('/')
-            .to_string(),
+        ("aws:cloudfront/distribution:Distribution", "domainName") => {
+            let edge = url::Url::parse(&endpoints.edge).ok()?;
+            format!("{}:{}", edge.host_str()?, edge.port_or_known_default()?)
+        }
         ("aws:apigateway/apiKey:ApiKey", "value") => endpoints.api_key.clone(),
         _ => return None,
     })
@@ -163,8 +168,15 @@ pub fn function_env(
     let fixed = [
         ("AWS_REGION", topology.region.clone()),
         ("AWS_DEFAULT_REGION", topology.region.clone()),
-        ("AWS_ACCESS_KEY_ID", "local".to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "local".to_string()),
+        // The management API accepts requests signed with these only.
+        (
+            "AWS_ACCESS_KEY_ID",
+            crate::apigateway::ACCESS_KEY_ID.to_string(),
+        ),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            crate::apigateway::SECRET_ACCESS_KEY.to_string(),
+        ),
         ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
         ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_endpoint.to_string()),
         ("MANAGEMENT_ENDPOINT", endpoints.management.clone()),

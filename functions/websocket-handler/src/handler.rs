@@ -516,34 +516,19 @@ mod tests {
             r#"{{"action":"sendmessage","data":"{}"}}"#,
             "x".repeat(MAX_DATA_BYTES)
         );
-        let cases: Vec<(&str, String, ErrorCode)> = vec![
-            ("$default", "{not json".into(), ErrorCode::InvalidJson),
-            ("$default", "".into(), ErrorCode::InvalidJson),
-            ("$default", "[1,2]".into(), ErrorCode::NotAnObject),
-            ("$default", "\"ping\"".into(), ErrorCode::NotAnObject),
-            ("$default", r#"{"data":1}"#.into(), ErrorCode::MissingAction),
-            (
-                "$default",
-                r#"{"action":42}"#.into(),
-                ErrorCode::MissingAction,
-            ),
-            (
-                "$default",
-                r#"{"action":"nope"}"#.into(),
-                ErrorCode::UnknownAction,
-            ),
-            (
-                "sendmessage",
-                r#"{"action":"sendmessage"}"#.into(),
-                ErrorCode::MissingData,
-            ),
-            ("sendmessage", oversize, ErrorCode::DataTooLarge),
-            (
-                "some-route-without-a-handler",
-                r#"{"action":"some-route-without-a-handler"}"#.into(),
-                ErrorCode::UnknownAction,
-            ),
-        ];
+        // The shared table, plus two cases only the function sees: data over
+        // the limit (too large for one frame end to end) and a route the
+        // gateway selected that the function has no handler for.
+        let mut cases: Vec<(&str, String, ErrorCode)> = protocol::BAD_FRAMES
+            .iter()
+            .map(|frame| (frame.route, frame.text.to_string(), frame.code))
+            .collect();
+        cases.push(("sendmessage", oversize, ErrorCode::DataTooLarge));
+        cases.push((
+            "some-route-without-a-handler",
+            r#"{"action":"some-route-without-a-handler"}"#.into(),
+            ErrorCode::UnknownAction,
+        ));
         for (route, body, expected) in cases {
             let f = Fixture::with(&["a", "b"]).await;
             let result = f.send(route, "a", &body).await;

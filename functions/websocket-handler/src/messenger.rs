@@ -7,7 +7,9 @@
 //! the deployed [`ManagementApiMessenger`] talks to.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use aws_sdk_apigatewaymanagement::error::{DisplayErrorContext, SdkError};
@@ -71,9 +73,7 @@ impl MemoryMessenger {
     }
 
     fn lock(&self) -> MutexGuard<'_, MemoryState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock()
     }
 
     /// Posts to `connection_id` fail with [`PostError::Gone`] from now on.
@@ -230,10 +230,7 @@ impl Messengers for ManagementApi {
                     .into(),
             )
         })?;
-        let mut derived = self
-            .derived
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut derived = self.derived.lock();
         if let Some((cached, messenger)) = derived.as_ref() {
             if *cached == endpoint {
                 return Ok(messenger.clone());

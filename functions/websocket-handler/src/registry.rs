@@ -8,8 +8,8 @@
 //! trait the routes use; [`DynamoDbRegistry`] is the deployed implementation
 //! and [`MemoryRegistry`] the one the route tests use.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -141,11 +141,9 @@ impl MemoryRegistry {
         self.lock().get(connection_id).cloned()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Connection>> {
+    fn lock(&self) -> parking_lot::MutexGuard<'_, BTreeMap<String, Connection>> {
         // A poisoned map is still a consistent map: every write is one insert or remove.
-        self.connections
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.connections.lock()
     }
 }
 

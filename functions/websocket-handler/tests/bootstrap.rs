@@ -8,7 +8,9 @@ mod support;
 
 use std::collections::VecDeque;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use axum::Router;
@@ -35,11 +37,7 @@ struct RuntimeApi {
 async fn next(State(api): State<RuntimeApi>) -> Response {
     loop {
         let notified = api.ready.notified();
-        let popped = api
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop_front();
+        let popped = api.queue.lock().pop_front();
         if let Some((id, event)) = popped {
             let deadline = (chrono::Utc::now().timestamp_millis() + 30_000).to_string();
             return (
@@ -72,10 +70,7 @@ async fn outcome(
 
 impl RuntimeApi {
     fn push(&self, id: &str, event: Value) {
-        self.queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_back((id.to_string(), event));
+        self.queue.lock().push_back((id.to_string(), event));
         self.ready.notify_waiters();
         self.ready.notify_one();
     }

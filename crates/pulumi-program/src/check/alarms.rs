@@ -4,7 +4,7 @@
 //! region the metric lives in, notifies a topic of that same region, and
 //! takes its threshold and period from config.
 
-use serde_yaml::{Mapping, Value};
+use serde_yaml_ng::{Mapping, Value};
 
 use super::Checker;
 use super::invariants::{known, mentions, prop};

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 use super::Checker;
 use super::invariants::{known, prop};

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 use super::Checker;
 use crate::eval::{Evaluated, Evaluator, builtin};

@@ -1,35 +1,51 @@
 use super::*;
 use crate::lambda::invoke::InvokeFuture;
-use std::sync::Mutex;
+use parking_lot::Mutex;
 
-/// Records events; fails the first `failures` invocations with a function error.
+/// Records events; throttles the first `throttles` invocations, then fails
+/// the next `failures` with a function error.
 struct Recorder {
     events: Mutex<Vec<Value>>,
+    throttles: AtomicUsize,
     failures: AtomicUsize,
+}
+
+fn take_one(counter: &AtomicUsize) -> bool {
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
 }
 
 impl Invoke for Recorder {
     fn invoke(&self, event: Value) -> InvokeFuture<'_> {
         Box::pin(async move {
-            if self
-                .failures
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok()
-            {
+            if take_one(&self.throttles) {
+                return Err(InvokeError::Throttled { queued: 1000 });
+            }
+            if take_one(&self.failures) {
                 return Err(InvokeError::Function {
                     error_type: "Unhandled".into(),
                     message: "boom".into(),
                 });
             }
-            self.events.lock().unwrap().push(event.clone());
+            self.events.lock().push(event.clone());
             Ok(serde_json::json!({"statusCode": 200, "echo": event}))
         })
     }
 }
 
 async fn start(failures: usize, delivery: AsyncDelivery) -> (LambdaApi, Arc<Recorder>, String) {
+    start_throttled(0, failures, delivery).await
+}
+
+async fn start_throttled(
+    throttles: usize,
+    failures: usize,
+    delivery: AsyncDelivery,
+) -> (LambdaApi, Arc<Recorder>, String) {
     let recorder = Arc::new(Recorder {
         events: Mutex::new(Vec::new()),
+        throttles: AtomicUsize::new(throttles),
         failures: AtomicUsize::new(failures),
     });
     let api = LambdaApi::new("fn-handler", recorder.clone() as Arc<dyn Invoke>, delivery);
@@ -88,10 +104,10 @@ async fn an_event_invocation_is_queued_then_delivered_by_the_sdk_client() {
     .expect("invoke");
     assert_eq!(output.status_code(), 202);
     until("the delivery", || {
-        recorder.events.lock().unwrap().len() == 1
+        recorder.events.lock().len() == 1
     })
     .await;
-    assert_eq!(recorder.events.lock().unwrap()[0]["fanout"]["hop"], 1);
+    assert_eq!(recorder.events.lock()[0]["fanout"]["hop"], 1);
     assert!(api.drain(LIMIT).await);
     assert_eq!(api.counts().delivered.load(Ordering::SeqCst), 1);
 }
@@ -119,11 +135,62 @@ async fn function_errors_are_retried_as_configured_then_dropped() {
     assert_eq!(status, 202);
     assert!(api.drain(LIMIT).await);
     assert_eq!(api.counts().dropped.load(Ordering::SeqCst), 1);
-    assert!(recorder.events.lock().unwrap().is_empty());
+    assert!(recorder.events.lock().is_empty());
     assert_eq!(
         recorder.failures.load(Ordering::SeqCst),
         2,
         "one attempt and two retries"
+    );
+}
+
+/// A full pool throttles; Lambda keeps a throttled asynchronous event and
+/// retries it (not counted against the retries), so it is delivered, not
+/// dropped — even with no retries for function errors. A synchronous call
+/// that is throttled gets Lambda's 429.
+#[tokio::test]
+async fn a_throttled_event_waits_and_is_delivered_and_a_throttled_call_is_429() {
+    let delivery = AsyncDelivery {
+        max_retries: 0,
+        ..AsyncDelivery::default()
+    };
+    let (api, recorder, url) = start_throttled(3, 0, delivery).await;
+    let sdk = client(&url);
+    let status = sdk
+        .invoke()
+        .function_name("fn-handler")
+        .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+        .payload(aws_sdk_lambda::primitives::Blob::new(b"{\"n\":7}".to_vec()))
+        .send()
+        .await
+        .expect("invoke")
+        .status_code();
+    assert_eq!(status, 202);
+    assert!(api.drain(LIMIT).await);
+    assert_eq!(api.counts().dropped.load(Ordering::SeqCst), 0);
+    assert_eq!(api.counts().delivered.load(Ordering::SeqCst), 1);
+    assert_eq!(recorder.events.lock()[0]["n"], 7);
+    assert_eq!(recorder.throttles.load(Ordering::SeqCst), 0);
+
+    recorder.throttles.store(1, Ordering::SeqCst);
+    // One attempt: the SDK would retry a throttle.
+    let once = aws_sdk_lambda::Client::from_conf(
+        sdk.config()
+            .to_builder()
+            .retry_config(aws_sdk_lambda::config::retry::RetryConfig::disabled())
+            .build(),
+    );
+    let error = once
+        .invoke()
+        .function_name("fn-handler")
+        .payload(aws_sdk_lambda::primitives::Blob::new(b"{}".to_vec()))
+        .send()
+        .await
+        .expect_err("throttled");
+    assert!(
+        error
+            .as_service_error()
+            .is_some_and(|e| e.is_too_many_requests_exception()),
+        "{error:?}"
     );
 }
 
@@ -146,7 +213,7 @@ async fn duplicates_are_played_when_asked_and_unknown_functions_are_404() {
         .await
         .expect("invoke");
     assert!(api.drain(LIMIT).await);
-    assert_eq!(recorder.events.lock().unwrap().len(), 2);
+    assert_eq!(recorder.events.lock().len(), 2);
 
     let error = sdk
         .invoke()

@@ -80,13 +80,7 @@ mod tests {
     use crate::stack::reload::diff::Setting;
 
     fn copy_of_the_program() -> (tempfile::TempDir, ProgramFiles) {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace root");
-        let dir = tempfile::tempdir().expect("temp dir");
-        for name in ["Pulumi.yaml", "Pulumi.dev.yaml"] {
-            std::fs::copy(root.join(name), dir.path().join(name)).expect("copy");
-        }
+        let dir = crate::stack::reload::tests::copy_of_the_dev_program();
         let files = ProgramFiles::new(dir.path(), "dev");
         (dir, files)
     }

@@ -79,15 +79,22 @@ struct Fixture {
     reloader: Reloader<Arc<Recorder>>,
 }
 
+/// A temporary directory holding the workspace's `Pulumi.yaml` and
+/// `Pulumi.dev.yaml`, for a test that edits the program.
+pub(super) fn copy_of_the_dev_program() -> tempfile::TempDir {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let dir = tempfile::tempdir().expect("temp dir");
+    for name in ["Pulumi.yaml", "Pulumi.dev.yaml"] {
+        std::fs::copy(root.join(name), dir.path().join(name)).expect("copy");
+    }
+    dir
+}
+
 impl Fixture {
     async fn new() -> Fixture {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace root");
-        let dir = tempfile::tempdir().expect("temp dir");
-        for name in ["Pulumi.yaml", "Pulumi.dev.yaml"] {
-            std::fs::copy(root.join(name), dir.path().join(name)).expect("copy");
-        }
+        let dir = copy_of_the_dev_program();
         let binary = dir.path().join("bootstrap");
         std::fs::write(&binary, "version 1").expect("write");
         let files = ProgramFiles::new(dir.path(), "dev");

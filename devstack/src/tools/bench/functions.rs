@@ -3,6 +3,9 @@
 
 use super::*;
 use crate::console::EventBus;
+use crate::stack::Endpoints;
+use local_process::PythonVenv;
+use pulumi_program::Topology;
 
 /// A function to measure: how to start it and the event to give it.
 pub(super) struct FunctionUnderTest {
@@ -16,6 +19,7 @@ pub(super) async fn bench_functions(
     env: &BenchEnv,
 ) -> anyhow::Result<FunctionReport> {
     let sink = ManagementSink::start().await?;
+    let topology = env.program()?;
     let python_bootstrap = python_bootstrap(env).await?;
     let functions = [
         FunctionUnderTest {
@@ -23,19 +27,19 @@ pub(super) async fn bench_functions(
             config: function_config(
                 "websocket-handler",
                 env.binary("websocket-handler")?,
-                handler_env(&sink),
+                handler_env(&topology, &sink)?,
             ),
-            event: ping_event(),
+            event: ping_event()?,
         },
         FunctionUnderTest {
             label: "hello-lambda",
             config: function_config("hello-lambda", env.binary("hello-lambda")?, Vec::new()),
-            event: ping_event(),
+            event: ping_event()?,
         },
         FunctionUnderTest {
             label: "python-handler",
             config: function_config("python-handler", python_bootstrap, python_env(env)),
-            event: ping_event(),
+            event: ping_event()?,
         },
     ];
     let mut figures = Vec::new();
@@ -145,7 +149,7 @@ pub(super) async fn invoke_once(pool: &LambdaPool, event: &Value) -> anyhow::Res
 }
 
 /// A `ping` from a connected client, as API Gateway sends it.
-pub(super) fn ping_event() -> Value {
+pub(super) fn ping_event() -> anyhow::Result<Value> {
     use aws_lambda_events::apigw::{
         ApiGatewayWebsocketProxyRequest, ApiGatewayWebsocketProxyRequestContext,
     };
@@ -166,7 +170,7 @@ pub(super) fn ping_event() -> Value {
     let mut event = ApiGatewayWebsocketProxyRequest::default();
     event.body = Some(ClientFrame::ping().to_text());
     event.request_context = context;
-    serde_json::to_value(event).unwrap_or(Value::Null)
+    serde_json::to_value(event).context("encoding the bench's ping event as JSON")
 }
 
 pub(super) const SINK_STAGE: &str = "bench";
@@ -224,25 +228,37 @@ impl Drop for ManagementSink {
     }
 }
 
-/// The environment websocket-handler gets: dummy credentials, the sink as
-/// its management endpoint, the deployed log level. A ping reads no table
-/// (the DynamoDB endpoint is never dialled) and posts one pong.
-pub(super) fn handler_env(sink: &ManagementSink) -> Vec<(String, String)> {
-    [
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "local"),
-        ("AWS_SECRET_ACCESS_KEY", "local"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        // What the Pulumi program's logging config gives the deployed function.
-        ("AWS_LAMBDA_LOG_LEVEL", "INFO"),
-        ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
-        ("CONNECTIONS_TABLE", "bench-connections"),
-        ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:9"),
-        ("MANAGEMENT_ENDPOINT", sink.endpoint.as_str()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
+/// The environment websocket-handler gets: the dev stack's, through the same
+/// wiring `devstack up` uses (the program's variables resolved to local
+/// values, the region, dummy credentials), with the sink as its management
+/// endpoint, plus the log settings the program's `loggingConfig` gives the
+/// deployed function. A ping reads no table: the DynamoDB endpoint (port 9,
+/// discard) is never dialled.
+pub(super) fn handler_env(
+    topology: &Topology,
+    sink: &ManagementSink,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let unused = SocketAddr::from((Ipv4Addr::LOCALHOST, 9));
+    let stage = topology.stage.name.clone();
+    let endpoints = Endpoints {
+        edge: format!("ws://{unused}/"),
+        api: format!("ws://{unused}/{stage}"),
+        management: sink.endpoint.clone(),
+        api_key: "bench".to_string(),
+        stage,
+        console: format!("http://{unused}/"),
+    };
+    let mut env =
+        crate::stack::function_env(topology, &endpoints, unused, &format!("http://{unused}"))
+            .context("the function's environment from the program")?;
+    env.extend(
+        [
+            ("AWS_LAMBDA_LOG_LEVEL", "INFO"),
+            ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    Ok(env)
 }
 
 pub(super) fn python_env(env: &BenchEnv) -> Vec<(String, String)> {
@@ -265,49 +281,33 @@ pub(super) fn python_requirements(env: &BenchEnv) -> PathBuf {
         .join("requirements.txt")
 }
 
-/// Installs awslambdaric into `<target>/bench/python-venv` (once; a marker
-/// names the requirements it holds) and writes the `bootstrap` that runs the
-/// sample handler with it, as a custom runtime's bootstrap would.
+/// Installs awslambdaric into `<target>/bench/python-venv` (once, under a
+/// file lock; the venv records the requirements it holds) and writes the
+/// `bootstrap` that runs the sample handler with it, as a custom runtime's
+/// bootstrap would.
 pub(super) async fn python_bootstrap(env: &BenchEnv) -> anyhow::Result<PathBuf> {
     let requirements = python_requirements(env);
     let wanted = std::fs::read_to_string(&requirements)
         .with_context(|| format!("reading {}", requirements.display()))?;
-    let venv = env.scratch.join("python-venv");
-    let marker = venv.join(".bench-requirements");
-    let installed = std::fs::read_to_string(&marker).unwrap_or_default();
-    if installed != wanted {
-        eprintln!(
-            "bench: installing awslambdaric into {} (first run)",
-            venv.display()
-        );
-        if venv.exists() {
-            std::fs::remove_dir_all(&venv)
-                .with_context(|| format!("removing the stale {}", venv.display()))?;
-        }
-        run_step(
-            Command::new("python3").arg("-m").arg("venv").arg(&venv),
-            "python3 -m venv (needs python3 with venv: apt-get install python3-venv)",
-        )
-        .await?;
-        run_step(
-            Command::new(venv.join("bin").join("python"))
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--disable-pip-version-check",
-                    "--quiet",
-                    "-r",
-                ])
-                .arg(&requirements),
-            "pip install awslambdaric (needs PyPI)",
-        )
-        .await?;
-        std::fs::write(&marker, &wanted)
-            .with_context(|| format!("writing {}", marker.display()))?;
-    }
+    let requirements_arg = requirements.display().to_string();
+    let venv = PythonVenv::new(
+        env.scratch.join("python-venv"),
+        &["-r", &requirements_arg],
+        &wanted,
+    );
+    let venv = tokio::task::spawn_blocking(move || {
+        venv.ensure(|dir| {
+            eprintln!(
+                "bench: installing awslambdaric into {} (first run)",
+                dir.display()
+            )
+        })?;
+        Ok::<_, local_process::VenvError>(venv)
+    })
+    .await
+    .context("the awslambdaric install task")??;
     let handler_dir = env.root.join("bench").join("python-handler");
-    let python = venv.join("bin").join("python");
+    let python = venv.python();
     for path in [&handler_dir, &python] {
         if path.to_string_lossy().contains('\'') {
             bail!(

@@ -170,6 +170,17 @@ struct BenchEnv {
 }
 
 impl BenchEnv {
+    /// The repository's program as the dev stack configures it: the project
+    /// name and the function's environment come from it, as for `devstack up`.
+    fn program(&self) -> anyhow::Result<pulumi_program::Topology> {
+        pulumi_program::load(&self.root, "dev").with_context(|| {
+            format!(
+                "reading the Pulumi program in {} (stack dev)",
+                self.root.display()
+            )
+        })
+    }
+
     fn new(args: &BenchArgs) -> anyhow::Result<Self> {
         let root = args.root.canonicalize().with_context(|| {
             format!("the workspace root {} does not exist", args.root.display())

@@ -162,7 +162,7 @@ async fn full_scan(db: &LocalDynamoDb) -> anyhow::Result<(usize, Duration)> {
 }
 
 /// A `sendmessage` from the registry's first connection, as API Gateway sends it.
-fn send_message_event(standin: &ConnectionsStandIn) -> Value {
+fn send_message_event(standin: &ConnectionsStandIn) -> anyhow::Result<Value> {
     use aws_lambda_events::apigw::{
         ApiGatewayWebsocketProxyRequest, ApiGatewayWebsocketProxyRequestContext,
     };
@@ -191,7 +191,7 @@ fn send_message_event(standin: &ConnectionsStandIn) -> Value {
     let mut event = ApiGatewayWebsocketProxyRequest::default();
     event.body = Some(protocol::ClientFrame::send_message(Value::from("bench")).to_text());
     event.request_context = context;
-    serde_json::to_value(event).unwrap_or(Value::Null)
+    serde_json::to_value(event).context("encoding the bench's sendmessage event as JSON")
 }
 
 /// Runs the row: fills the registry, then one invocation per in-flight value.
@@ -243,7 +243,7 @@ pub async fn measure(function: &Path, args: &PostsArgs) -> anyhow::Result<PostsF
             .context("starting the function")?;
         eprintln!("bench: posts, {n} recipients, {in_flight} in flight, {latency:?} each");
         let started = Instant::now();
-        let response = tokio::time::timeout(STEP, pool.invoke(send_message_event(&standin))).await;
+        let response = tokio::time::timeout(STEP, pool.invoke(send_message_event(&standin)?)).await;
         let invocation = started.elapsed();
         pool.shutdown().await;
         let response = response

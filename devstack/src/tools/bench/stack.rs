@@ -118,15 +118,6 @@ pub(super) const BENCH_CONFIG: &[(&str, u64)] = &[
     ("usagePlanRateLimit", 100_000),
 ];
 
-/// The project name: the top-level `name:` of Pulumi.yaml.
-pub fn project_name(pulumi_yaml: &str) -> Option<String> {
-    pulumi_yaml.lines().find_map(|line| {
-        let value = line.strip_prefix("name:")?.trim();
-        let value = value.trim_matches(|c| c == '"' || c == '\'');
-        (!value.is_empty()).then(|| value.to_string())
-    })
-}
-
 /// `Pulumi.bench.yaml`: the bench's limits under the project's namespace
 /// (JSON, which is YAML).
 pub fn bench_stack_config(project: &str) -> String {
@@ -166,8 +157,7 @@ impl BenchStack {
         let source = env.root.join("Pulumi.yaml");
         let program = std::fs::read_to_string(&source)
             .with_context(|| format!("reading {}", source.display()))?;
-        let project = project_name(&program)
-            .with_context(|| format!("{} has no top-level name", source.display()))?;
+        let project = env.program()?.project;
         std::fs::write(dir.join("Pulumi.yaml"), &program).context("copying Pulumi.yaml")?;
         std::fs::write(
             dir.join(format!("Pulumi.{BENCH_STACK}.yaml")),
@@ -198,6 +188,10 @@ impl BenchStack {
                 "127.0.0.1:0",
                 "--console-addr",
                 "127.0.0.1:0",
+                // The load row holds up to `--load` connections on one
+                // listener; the open-file limit, not this cap, bounds it.
+                "--max-connections",
+                "100000",
             ])
             .arg("--ready-file")
             .arg(&ready)
@@ -273,11 +267,16 @@ pub(super) const STACK_START_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// `ws://127.0.0.1:8080/path` → (address, "/path"); loopback IPv4 only.
 pub fn parse_ws_url(url: &str) -> Option<(SocketAddr, String)> {
-    let rest = url.strip_prefix("ws://")?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
+    let url = url::Url::parse(url).ok()?;
+    if url.scheme() != "ws" {
+        return None;
+    }
+    let ip = match url.host()? {
+        url::Host::Ipv4(ip) => std::net::IpAddr::V4(ip),
+        url::Host::Ipv6(ip) => std::net::IpAddr::V6(ip),
+        url::Host::Domain(_) => return None,
     };
-    let addr: SocketAddr = authority.parse().ok()?;
-    addr.ip().is_loopback().then(|| (addr, path.to_string()))
+    let addr = SocketAddr::new(ip, url.port_or_known_default()?);
+    let path = url[url::Position::BeforePath..].to_string();
+    (addr.ip().is_loopback() && addr.is_ipv4()).then_some((addr, path))
 }

@@ -203,7 +203,7 @@ fn the_report_has_one_row_per_figure_with_ratios_against_python() {
 
 #[test]
 fn the_ping_event_has_the_api_gateway_shape() {
-    let event = ping_event();
+    let event = ping_event().expect("the ping event encodes");
     assert_eq!(event["requestContext"]["routeKey"], "ping");
     assert_eq!(event["requestContext"]["eventType"], "MESSAGE");
     assert_eq!(event["requestContext"]["stage"], SINK_STAGE);
@@ -218,18 +218,19 @@ fn source_addresses_stay_on_loopback() {
     }
 }
 
-#[test]
-fn the_project_name_is_the_top_level_name() {
-    assert_eq!(
-        project_name("name: websocket-waf\nruntime: yaml\n"),
-        Some("websocket-waf".into())
-    );
-    assert_eq!(
-        project_name("runtime: yaml\nname: \"quoted\"\n"),
-        Some("quoted".into())
-    );
-    assert_eq!(project_name("runtime: yaml\n  name: nested\n"), None);
-    assert_eq!(project_name("name:\n"), None);
+#[tokio::test]
+async fn the_handler_gets_the_dev_stacks_environment_with_the_sink() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let topology = pulumi_program::load(&root, "dev").expect("the dev stack's program");
+    let sink = ManagementSink::start().await.expect("the sink");
+    let env: BTreeMap<_, _> = handler_env(&topology, &sink)
+        .expect("the environment")
+        .into_iter()
+        .collect();
+    assert_eq!(env["MANAGEMENT_ENDPOINT"], sink.endpoint);
+    assert_eq!(env["CONNECTIONS_TABLE"], topology.table.name);
+    assert_eq!(env["AWS_REGION"], topology.region);
+    assert_eq!(env["AWS_LAMBDA_LOG_FORMAT"], "JSON");
 }
 
 #[test]

@@ -19,41 +19,44 @@ impl Endpoint {
             url: url.to_string(),
             reason,
         };
-        let uri: Uri = url.trim().parse().map_err(|e| malformed(format!("{e}")))?;
-        let tls = match uri.scheme_str() {
-            Some("wss") => true,
-            Some("ws") => false,
-            Some(scheme @ ("https" | "http")) => {
+        let parsed = match url::Url::parse(url.trim()) {
+            Ok(parsed) => parsed,
+            Err(url::ParseError::RelativeUrlWithoutBase) => {
+                return Err(malformed(
+                    "missing scheme; use wss://host/… or ws://host:port/…".into(),
+                ));
+            }
+            Err(e) => return Err(malformed(format!("{e}"))),
+        };
+        let tls = match parsed.scheme() {
+            "wss" => true,
+            "ws" => false,
+            scheme @ ("https" | "http") => {
                 let hint = if scheme == "https" { "wss" } else { "ws" };
                 return Err(malformed(format!(
                     "the scheme must be ws:// or wss:// (use {hint}://)"
                 )));
             }
-            Some(other) => {
+            other => {
                 return Err(malformed(format!(
                     "unsupported scheme {other:?}; use ws:// or wss://"
                 )));
             }
-            None => {
-                return Err(malformed(
-                    "missing scheme; use wss://host/… or ws://host:port/…".into(),
-                ));
-            }
         };
-        let authority = uri
-            .authority()
-            .ok_or_else(|| malformed("missing host".into()))?;
-        if authority.as_str().contains('@') {
+        if !parsed.username().is_empty() || parsed.password().is_some() {
             return Err(malformed("credentials in the URL are not supported".into()));
         }
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
+        let host = match parsed.host() {
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            Some(host) => host.to_string(),
+            None => return Err(malformed("missing host".into())),
+        };
         if host.is_empty() {
             return Err(malformed("missing host".into()));
         }
-        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let port = parsed
+            .port_or_known_default()
+            .unwrap_or(if tls { 443 } else { 80 });
         Ok(Endpoint {
             url: url.trim().to_string(),
             tls,
@@ -179,14 +182,24 @@ impl Connector {
         let dns = started.elapsed();
 
         let started = Instant::now();
-        let tcp = tokio::time::timeout(limit, TcpStream::connect(&addrs[..]))
-            .await
-            .map_err(|_| timeout(Step::Tcp))?
-            .map_err(|source| ConnectError::Tcp {
+        let tcp = connect_any(&addrs, limit).await.map_err(|failures| {
+            if failures.iter().all(|(_, error)| error.is_none()) {
+                return timeout(Step::Tcp);
+            }
+            let detail = failures
+                .iter()
+                .map(|(addr, error)| match error {
+                    Some(error) => format!("{addr}: {error}"),
+                    None => format!("{addr}: timed out after {}s", limit.as_secs_f64()),
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            ConnectError::Tcp {
                 host: endpoint.host.clone(),
                 port: endpoint.port,
-                source,
-            })?;
+                source: std::io::Error::other(detail),
+            }
+        })?;
         // Small frames (pings) must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
         let tcp_took = started.elapsed();
@@ -249,6 +262,25 @@ impl Connector {
             },
         })
     }
+}
+
+/// Connects to the first of `addrs` that answers, trying each in turn (as
+/// resolved: IPv6 and IPv4) with its own `limit`, so an address family the
+/// network black-holes costs one `limit` rather than the whole check. On
+/// failure, each address with its error (`None`: it timed out).
+pub async fn connect_any(
+    addrs: &[std::net::SocketAddr],
+    limit: Duration,
+) -> Result<TcpStream, Vec<(std::net::SocketAddr, Option<std::io::Error>)>> {
+    let mut failures = Vec::new();
+    for &addr in addrs {
+        match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(error)) => failures.push((addr, Some(error))),
+            Err(_) => failures.push((addr, None)),
+        }
+    }
+    Err(failures)
 }
 
 /// Turns a failed WebSocket upgrade into its [`ConnectError`].

@@ -21,8 +21,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::http::header::USER_AGENT as USER_AGENT_HEADER;
-use tokio_tungstenite::tungstenite::http::{HeaderValue, Uri};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -193,7 +193,7 @@ async fn through_distribution(
         Ok(took) => {
             Outcome::pass(names::PING, format!("pong in {}", ms(took))).figure("roundTripMs", took)
         }
-        Err(error) => Outcome::fail(names::PING, error),
+        Err(error) => Outcome::fail(names::PING, error.to_string()),
     });
 
     let mut second = None;
@@ -212,7 +212,11 @@ async fn through_distribution(
     if let Some(ws) = second {
         closed.push(close(ws, limit).await);
     }
-    let failures: Vec<String> = closed.into_iter().filter_map(Result::err).collect();
+    let failures: Vec<String> = closed
+        .into_iter()
+        .filter_map(Result::err)
+        .map(|error| error.to_string())
+        .collect();
     record(if failures.is_empty() {
         Outcome::pass(names::CLOSE, "every client got the server's close frame")
     } else {

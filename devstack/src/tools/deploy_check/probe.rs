@@ -4,8 +4,45 @@
 
 use super::*;
 
+/// Why a probe over an open connection failed; each names what it was
+/// waiting for, so the report says which step broke.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("sending failed: {0}")]
+    Send(tungstenite::Error),
+    #[error("sending timed out after {}s", .0.as_secs())]
+    SendTimeout(Duration),
+    #[error("connection failed while waiting for {what}: {source}")]
+    Connection {
+        what: String,
+        source: tungstenite::Error,
+    },
+    #[error("connection ended while waiting for {what}")]
+    Ended { what: String },
+    #[error("error frame while waiting for {what}: {code:?}: {message}")]
+    ErrorFrame {
+        what: String,
+        code: protocol::ErrorCode,
+        message: String,
+    },
+    #[error("API Gateway answered \"{message}\" while waiting for {what}")]
+    Gateway { what: String, message: String },
+    #[error("unexpected frame while waiting for {what} ({bytes} bytes)")]
+    UnexpectedFrame { what: String, bytes: usize },
+    #[error("server closed the connection{} while waiting for {what}", .code.map(|c| format!(" (code {c})")).unwrap_or_default())]
+    Closed { what: String, code: Option<u16> },
+    #[error("unexpected binary frame while waiting for {what}")]
+    Binary { what: String },
+    #[error("no {what} within {}s", .limit.as_secs())]
+    Timeout { what: String, limit: Duration },
+    #[error("close did not complete cleanly: {0}")]
+    Close(tungstenite::Error),
+    #[error("no close frame from the server within {}s", .0.as_secs())]
+    CloseTimeout(Duration),
+}
+
 /// One ping → pong; the time from sending the ping to reading the pong.
-pub(super) async fn round_trip(ws: &mut Ws, limit: Duration) -> Result<Duration, String> {
+pub(super) async fn round_trip(ws: &mut Ws, limit: Duration) -> Result<Duration, ProbeError> {
     let started = Instant::now();
     send(ws, &ClientFrame::ping(), limit).await?;
     wait_for(ws, limit, "pong", |frame| {
@@ -56,7 +93,7 @@ pub(super) async fn broadcast(sender: &mut Ws, receiver: &mut Ws, limit: Duratio
     let nonce = json!({ "devstackCheck": uuid::Uuid::new_v4().to_string() });
     let started = Instant::now();
     if let Err(error) = send(sender, &ClientFrame::send_message(nonce.clone()), limit).await {
-        return Outcome::fail(names::BROADCAST, error);
+        return Outcome::fail(names::BROADCAST, error.to_string());
     }
     let received = wait_for(
         receiver,
@@ -107,7 +144,7 @@ pub(super) async fn broadcast(sender: &mut Ws, receiver: &mut Ws, limit: Duratio
 }
 
 /// Closes with a close frame and waits for the server's.
-pub(super) async fn close(mut ws: Ws, limit: Duration) -> Result<(), String> {
+pub(super) async fn close(mut ws: Ws, limit: Duration) -> Result<(), ProbeError> {
     let closing = async {
         ws.close(None).await?;
         while let Some(message) = ws.next().await {
@@ -117,11 +154,8 @@ pub(super) async fn close(mut ws: Ws, limit: Duration) -> Result<(), String> {
     };
     match tokio::time::timeout(limit, closing).await {
         Ok(Ok(())) | Ok(Err(tungstenite::Error::ConnectionClosed)) => Ok(()),
-        Ok(Err(error)) => Err(format!("close did not complete cleanly: {error}")),
-        Err(_) => Err(format!(
-            "no close frame from the server within {}s",
-            limit.as_secs()
-        )),
+        Ok(Err(error)) => Err(ProbeError::Close(error)),
+        Err(_) => Err(ProbeError::CloseTimeout(limit)),
     }
 }
 
@@ -161,11 +195,15 @@ pub(super) async fn expect_refusal(
 
 pub(super) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-pub(super) async fn send(ws: &mut Ws, frame: &ClientFrame, limit: Duration) -> Result<(), String> {
+pub(super) async fn send(
+    ws: &mut Ws,
+    frame: &ClientFrame,
+    limit: Duration,
+) -> Result<(), ProbeError> {
     match tokio::time::timeout(limit, ws.send(Message::text(frame.to_text()))).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(format!("sending failed: {error}")),
-        Err(_) => Err(format!("sending timed out after {}s", limit.as_secs())),
+        Ok(Err(error)) => Err(ProbeError::Send(error)),
+        Err(_) => Err(ProbeError::SendTimeout(limit)),
     }
 }
 
@@ -177,17 +215,19 @@ pub(super) async fn wait_for<T>(
     limit: Duration,
     what: &str,
     mut pick: impl FnMut(&ServerFrame) -> Option<T>,
-) -> Result<T, String> {
+) -> Result<T, ProbeError> {
+    let what = what.to_string();
     let reading = async {
         loop {
             let message = match ws.next().await {
                 Some(Ok(message)) => message,
-                Some(Err(error)) => {
-                    return Err(format!(
-                        "connection failed while waiting for {what}: {error}"
-                    ));
+                Some(Err(source)) => {
+                    return Err(ProbeError::Connection {
+                        what: what.clone(),
+                        source,
+                    });
                 }
-                None => return Err(format!("connection ended while waiting for {what}")),
+                None => return Err(ProbeError::Ended { what: what.clone() }),
             };
             match message {
                 Message::Text(text) => {
@@ -196,32 +236,32 @@ pub(super) async fn wait_for<T>(
                             return Ok(found);
                         }
                         if let ServerFrame::Error { code, message } = frame {
-                            return Err(format!(
-                                "error frame while waiting for {what}: {code:?}: {message}"
-                            ));
+                            return Err(ProbeError::ErrorFrame {
+                                what: what.clone(),
+                                code,
+                                message,
+                            });
                         }
                     } else if let Ok(gateway) = serde_json::from_str::<GatewayFrame>(&text) {
-                        return Err(format!(
-                            "API Gateway answered \"{}\" while waiting for {what}",
-                            gateway.message
-                        ));
+                        return Err(ProbeError::Gateway {
+                            what: what.clone(),
+                            message: gateway.message,
+                        });
                     } else {
-                        return Err(format!(
-                            "unexpected frame while waiting for {what} ({} bytes)",
-                            text.len()
-                        ));
+                        return Err(ProbeError::UnexpectedFrame {
+                            what: what.clone(),
+                            bytes: text.len(),
+                        });
                     }
                 }
                 Message::Close(frame) => {
-                    let why = frame
-                        .map(|f| format!(" (code {})", u16::from(f.code)))
-                        .unwrap_or_default();
-                    return Err(format!(
-                        "server closed the connection{why} while waiting for {what}"
-                    ));
+                    return Err(ProbeError::Closed {
+                        what: what.clone(),
+                        code: frame.map(|f| u16::from(f.code)),
+                    });
                 }
                 Message::Binary(_) => {
-                    return Err(format!("unexpected binary frame while waiting for {what}"));
+                    return Err(ProbeError::Binary { what: what.clone() });
                 }
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
             }
@@ -229,7 +269,7 @@ pub(super) async fn wait_for<T>(
     };
     tokio::time::timeout(limit, reading)
         .await
-        .unwrap_or_else(|_| Err(format!("no {what} within {}s", limit.as_secs())))
+        .unwrap_or_else(|_| Err(ProbeError::Timeout { what, limit }))
 }
 
 /// With the stack's key the direct endpoint must accept the handshake.

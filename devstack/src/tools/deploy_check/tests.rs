@@ -396,3 +396,54 @@ async fn a_malformed_url_fails_every_check_that_needs_it_without_connecting() {
     );
     assert!(!report.ok());
 }
+
+/// A loopback address that swallows connection attempts: a listener that
+/// never accepts, its accept queue filled, so the kernel drops further SYNs
+/// and a connect hangs (as on a network that black-holes an address family).
+async fn black_hole() -> (
+    std::net::SocketAddr,
+    tokio::net::TcpListener,
+    Vec<TcpStream>,
+) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Fill the queue: connects complete until it is full, then hang.
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        match tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => held.push(stream),
+            _ => break,
+        }
+    }
+    (addr, listener, held)
+}
+
+#[tokio::test]
+async fn every_resolved_address_is_tried_with_its_own_timeout() {
+    let limit = Duration::from_millis(500);
+    let (dark, _listener, _held) = black_hole().await;
+    // Positive control: the black hole really swallows a connect.
+    let swallowed = tokio::time::timeout(limit, TcpStream::connect(dark)).await;
+    assert!(swallowed.is_err(), "the black hole answered: {swallowed:?}");
+
+    let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let live = server.local_addr().unwrap();
+    let closed = {
+        let gone = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        gone.local_addr().unwrap()
+    };
+    let stream = connect_any(&[dark, closed, live], limit)
+        .await
+        .expect("the third address answers");
+    assert_eq!(stream.peer_addr().unwrap(), live);
+
+    // Every address failing: each is named with its own failure.
+    let failures = connect_any(&[dark, closed], limit)
+        .await
+        .expect_err("none answers");
+    assert_eq!(failures.len(), 2);
+    assert!(failures[0].1.is_none(), "the black hole timed out");
+    assert!(failures[1].1.is_some(), "the closed port was refused");
+}

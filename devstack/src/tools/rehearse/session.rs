@@ -98,6 +98,13 @@ impl Session {
             .env("PULUMI_CONFIG_PASSPHRASE", PASSPHRASE)
             .env("PULUMI_SKIP_UPDATE_CHECK", "true")
             .env("PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION", "true")
+            // pulumi-yaml 1.25.0's evaluator reads and writes a map from
+            // several goroutines (run.go:2068, evaluatePropertyAccess): under
+            // load the YAML host died with "concurrent map read and map
+            // write" in 2 of 11 pulumi_cli tests. One thread for Go code (the
+            // CLI, the host and the double inherit it) keeps those goroutines
+            // from running in parallel.
+            .env("GOMAXPROCS", "1")
             .env_remove("PULUMI_BACKEND_URL")
             .env_remove("PULUMI_ACCESS_TOKEN")
             .env("AWS_DOUBLE_SCHEMA", &self.toolchain.schema)

@@ -183,7 +183,7 @@ fn stamp(binary: &Binary, go_version: &str) -> anyhow::Result<String> {
         hash.update(path.to_string_lossy().as_bytes());
         hash.update(&bytes);
     }
-    Ok(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex::encode(hash.finalize()))
 }
 
 fn build_if_stale(gocache: &Path, binary: &Binary, go_version: &str) -> anyhow::Result<()> {

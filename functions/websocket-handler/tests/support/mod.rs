@@ -5,7 +5,9 @@
 #![allow(dead_code)]
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -26,8 +28,8 @@ struct Inner {
 }
 
 impl Posts {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Inner> {
+        self.inner.lock()
     }
 
     pub fn mark_gone(&self, id: &str) {

@@ -1,0 +1,140 @@
+//! The process tree as `/proc` shows it: who is a child of whom, which
+//! process group holds whom, who is still alive. The tests use it to find
+//! what the stack started and to check that nothing outlives it.
+
+use std::path::PathBuf;
+
+use procfs::process::Process;
+
+/// One process as `/proc/<pid>/stat` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    /// The kernel's short name (`comm`, at most 15 bytes).
+    pub name: String,
+    pub state: char,
+    pub parent: u32,
+    pub group: u32,
+}
+
+impl ProcessInfo {
+    /// The process `pid`; `None` when it is gone (or `/proc` cannot say).
+    pub fn read(pid: u32) -> Option<Self> {
+        let stat = Process::new(i32::try_from(pid).ok()?).ok()?.stat().ok()?;
+        Some(ProcessInfo {
+            pid: u32::try_from(stat.pid).ok()?,
+            name: stat.comm,
+            state: stat.state,
+            parent: u32::try_from(stat.ppid).ok()?,
+            group: u32::try_from(stat.pgrp).ok()?,
+        })
+    }
+
+    /// The executable's path; `None` when it cannot be read (the process is
+    /// gone, or is a zombie).
+    pub fn exe(&self) -> Option<PathBuf> {
+        Process::new(i32::try_from(self.pid).ok()?).ok()?.exe().ok()
+    }
+
+    pub fn is_zombie(&self) -> bool {
+        self.state == 'Z' || self.state == 'X'
+    }
+}
+
+/// Whether `pid` is a zombie (ended, not yet reaped); `false` when it is
+/// gone altogether.
+pub fn is_zombie(pid: u32) -> bool {
+    ProcessInfo::read(pid).is_some_and(|info| info.is_zombie())
+}
+
+/// The direct children of `pid`, from `/proc/<pid>/task/*/children`.
+pub fn children(pid: u32) -> Vec<u32> {
+    let Some(tasks) = i32::try_from(pid)
+        .ok()
+        .and_then(|pid| Process::new(pid).ok())
+        .and_then(|process| process.tasks().ok())
+    else {
+        return Vec::new();
+    };
+    let mut found: Vec<u32> = tasks
+        .flatten()
+        .filter_map(|task| task.children().ok())
+        .flatten()
+        .collect();
+    found.sort_unstable();
+    found.dedup();
+    found
+}
+
+/// Every living descendant of `pid` (children, their children, …).
+pub fn descendants(pid: u32) -> Vec<ProcessInfo> {
+    let mut found = Vec::new();
+    let mut queue = vec![pid];
+    while let Some(parent) = queue.pop() {
+        for child in children(parent) {
+            if let Some(info) = ProcessInfo::read(child).filter(|p| !p.is_zombie()) {
+                queue.push(info.pid);
+                found.push(info);
+            }
+        }
+    }
+    found.sort_by_key(|p| p.pid);
+    found
+}
+
+/// Those of `processes` still alive (same pid and name, not a zombie).
+pub fn still_alive(processes: &[ProcessInfo]) -> Vec<ProcessInfo> {
+    processes
+        .iter()
+        .filter_map(|p| {
+            ProcessInfo::read(p.pid).filter(|now| now.name == p.name && !now.is_zombie())
+        })
+        .collect()
+}
+
+/// Every living (non-zombie) process in process group `group`.
+pub fn group_members(group: u32) -> Vec<ProcessInfo> {
+    let Ok(all) = procfs::process::all_processes() else {
+        return Vec::new();
+    };
+    let mut members: Vec<ProcessInfo> = all
+        .flatten()
+        .filter_map(|process| u32::try_from(process.pid).ok())
+        .filter_map(ProcessInfo::read)
+        .filter(|p| p.group == group && !p.is_zombie())
+        .collect();
+    members.sort_by_key(|p| p.pid);
+    members
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_found_in_its_own_group() {
+        let me = ProcessInfo::read(std::process::id()).expect("this process in /proc");
+        assert_eq!(me.pid, std::process::id());
+        assert!(!me.is_zombie());
+        assert!(me.exe().is_some());
+        assert!(group_members(me.group).iter().any(|p| p.pid == me.pid));
+    }
+
+    #[test]
+    fn a_child_is_listed_and_a_reaped_one_is_gone() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep starts");
+        let id = child.id();
+        assert!(children(std::process::id()).contains(&id));
+        let info = ProcessInfo::read(id).expect("the child in /proc");
+        assert_eq!(info.parent, std::process::id());
+        let family = std::slice::from_ref(&info);
+        assert_eq!(still_alive(family), family);
+        child.kill().expect("SIGKILL the child");
+        child.wait().expect("reap the child");
+        assert!(still_alive(family).is_empty());
+        assert!(!is_zombie(id));
+    }
+}

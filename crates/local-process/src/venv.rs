@@ -1,0 +1,221 @@
+//! A Python virtual environment installed once, under a file lock: moto's
+//! DynamoDB server for the local stack and its tests, awslambdaric for the
+//! benchmarks. Many processes may ask for the same venv at once (parallel
+//! tests), so the install runs under a lock and a marker written last
+//! records what a complete install holds; anything else is wiped and redone.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Why a venv could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum VenvError {
+    #[error(
+        "python3 was not found on PATH; installing {packages} needs python3 (3.9+) with the venv \
+         module (Debian/Ubuntu: apt-get install python3 python3-venv)"
+    )]
+    PythonMissing { packages: String },
+    #[error(
+        "`{step}` failed ({status}); installing {packages} into {venv} needs python3 with the venv \
+         module and pip access to PyPI.\n{output}"
+    )]
+    Install {
+        step: String,
+        packages: String,
+        status: String,
+        venv: PathBuf,
+        output: String,
+    },
+    #[error("{context}: {source}")]
+    Io { context: String, source: io::Error },
+}
+
+fn io_err(context: String) -> impl FnOnce(io::Error) -> VenvError {
+    move |source| VenvError::Io { context, source }
+}
+
+/// A venv at `dir` holding what `pip install <args>` installs.
+#[derive(Debug, Clone)]
+pub struct PythonVenv {
+    dir: PathBuf,
+    pip_args: Vec<String>,
+    /// What a complete install holds, as written to the marker: the pip
+    /// arguments, plus the content of a requirements file when given one.
+    wanted: String,
+}
+
+impl PythonVenv {
+    /// A venv at `dir` with `pip install <pip_args>` (e.g.
+    /// `["moto[server]==5.2.1"]`, or `["-r", "requirements.txt"]`).
+    /// `fingerprint` is added to what the marker records (a requirements
+    /// file's content), so a changed file reinstalls.
+    pub fn new(dir: impl Into<PathBuf>, pip_args: &[&str], fingerprint: &str) -> Self {
+        let pip_args: Vec<String> = pip_args.iter().map(|arg| arg.to_string()).collect();
+        let wanted = format!("{}\n{fingerprint}", pip_args.join(" "));
+        PythonVenv {
+            dir: dir.into(),
+            pip_args,
+            wanted,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The venv's interpreter.
+    pub fn python(&self) -> PathBuf {
+        self.dir.join("bin").join("python")
+    }
+
+    fn marker(&self) -> PathBuf {
+        self.dir.join(".installed")
+    }
+
+    fn is_installed(&self) -> bool {
+        fs::read_to_string(self.marker()).is_ok_and(|held| held == self.wanted)
+    }
+
+    /// Installs the venv unless a complete install of the same packages is
+    /// there. Blocks (file lock, pip): call it from a blocking thread in async
+    /// code. `progress` is called before an install starts, to say so.
+    pub fn ensure(&self, progress: impl FnOnce(&Path)) -> Result<&Path, VenvError> {
+        if self.is_installed() {
+            return Ok(&self.dir);
+        }
+        let parent = self.dir.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(parent).map_err(io_err(format!("creating {}", parent.display())))?;
+        let lock_path = self.dir.with_extension("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(format!("opening {}", lock_path.display())))?;
+        lock.lock()
+            .map_err(io_err(format!("locking {}", lock_path.display())))?;
+        // Someone else may have finished the install while we waited.
+        if self.is_installed() {
+            return Ok(&self.dir);
+        }
+        if self.dir.exists() {
+            fs::remove_dir_all(&self.dir).map_err(io_err(format!(
+                "removing the incomplete {}",
+                self.dir.display()
+            )))?;
+        }
+        progress(&self.dir);
+        let mut create = Command::new("python3");
+        create.arg("-m").arg("venv").arg(&self.dir);
+        self.run_step(create, "python3 -m venv")?;
+        let mut pip = Command::new(self.python());
+        pip.args([
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--quiet",
+        ])
+        .args(&self.pip_args);
+        self.run_step(pip, &format!("pip install {}", self.pip_args.join(" ")))?;
+        let marker = self.marker();
+        File::create(&marker)
+            .and_then(|mut file| io::Write::write_all(&mut file, self.wanted.as_bytes()))
+            .map_err(io_err(format!("writing {}", marker.display())))?;
+        Ok(&self.dir)
+    }
+
+    fn run_step(&self, mut command: Command, step: &str) -> Result<(), VenvError> {
+        let packages = self.pip_args.join(" ");
+        let output = match command.stdin(Stdio::null()).output() {
+            Ok(output) => output,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(VenvError::PythonMissing { packages });
+            }
+            Err(e) => return Err(io_err(format!("running {step}"))(e)),
+        };
+        if output.status.success() {
+            return Ok(());
+        }
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Err(VenvError::Install {
+            step: step.to_string(),
+            packages,
+            status: output.status.to_string(),
+            venv: self.dir.clone(),
+            output: tail(&text, 30),
+        })
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        assert_eq!(tail("a\nb\nc", 2), "b\nc");
+        assert_eq!(tail("a", 5), "a");
+        assert_eq!(tail("", 5), "");
+    }
+
+    #[test]
+    fn a_missing_python_is_named_as_the_prerequisite() {
+        let venv = PythonVenv::new("/nonexistent/venv", &["moto"], "");
+        let error = venv
+            .run_step(
+                Command::new("python3-that-does-not-exist"),
+                "python3 -m venv",
+            )
+            .unwrap_err();
+        assert!(matches!(error, VenvError::PythonMissing { .. }), "{error}");
+        let text = error.to_string();
+        assert!(text.contains("python3") && text.contains("venv") && text.contains("moto"));
+    }
+
+    #[test]
+    fn a_failed_install_step_reports_its_output() {
+        let venv = PythonVenv::new("/tmp/venv", &["moto"], "");
+        let mut failing = Command::new("sh");
+        failing.args([
+            "-c",
+            "echo 'No matching distribution found for moto' >&2; exit 1",
+        ]);
+        let text = venv
+            .run_step(failing, "pip install")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("No matching distribution") && text.contains("pip install"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_complete_install_is_kept_and_a_changed_one_is_not() {
+        let scratch = tempfile::tempdir().expect("a temporary directory");
+        let dir = scratch.path().join("venv");
+        fs::create_dir_all(&dir).expect("the venv directory");
+        let venv = PythonVenv::new(&dir, &["-r", "requirements.txt"], "awslambdaric==3.1.1");
+        fs::write(dir.join(".installed"), &venv.wanted).expect("the marker");
+        let mut asked = false;
+        venv.ensure(|_| asked = true).expect("kept as it is");
+        assert!(!asked, "a complete install is not redone");
+        let changed = PythonVenv::new(&dir, &["-r", "requirements.txt"], "awslambdaric==4");
+        assert!(
+            !changed.is_installed(),
+            "another requirements file reinstalls"
+        );
+    }
+}

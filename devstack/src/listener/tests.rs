@@ -1,0 +1,144 @@
+//! A slowloris client is disconnected at the header-read timeout; over
+//! `max_connections` a client gets 429 until a place is free again; the
+//! exposure warning names non-loopback addresses only.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use axum::routing::get;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::*;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn start(limits: ListenerLimits) -> (SocketAddr, watch::Sender<bool>) {
+    let router = Router::new().route(
+        "/",
+        get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.ip().to_string() }),
+    );
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    let (shutdown, watching) = watch::channel(false);
+    tokio::spawn(serve(listener, router, limits, watching));
+    (addr, shutdown)
+}
+
+/// Sends one keep-alive GET on `stream` and returns the response's head and
+/// body as text (reads until the body, which is short, has arrived).
+async fn get_on(stream: &mut TcpStream) -> String {
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut response = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !String::from_utf8_lossy(&response).contains("\r\n\r\n") {
+        let read = tokio::time::timeout(WAIT, stream.read(&mut buffer))
+            .await
+            .expect("a response within the timeout")
+            .expect("read");
+        if read == 0 {
+            break;
+        }
+        response.extend_from_slice(&buffer[..read]);
+    }
+    // The body is a few bytes, sent with the head or just after it.
+    if let Ok(Ok(read)) =
+        tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buffer)).await
+    {
+        response.extend_from_slice(&buffer[..read]);
+    }
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+#[tokio::test]
+async fn a_client_that_sends_half_a_request_line_is_disconnected() {
+    let limits = ListenerLimits {
+        header_read_timeout: Duration::from_millis(300),
+        ..ListenerLimits::default()
+    };
+    let (addr, _shutdown) = start(limits).await;
+    // Positive control: a whole request within the timeout is served.
+    let mut control = TcpStream::connect(addr).await.expect("connect");
+    assert!(get_on(&mut control).await.starts_with("HTTP/1.1 200"));
+
+    let mut slow = TcpStream::connect(addr).await.expect("connect");
+    slow.write_all(b"GET / HT").await.expect("write");
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(WAIT, slow.read_to_end(&mut rest)).await;
+    assert!(
+        ended.is_ok(),
+        "the server kept a half-sent request open for {WAIT:?}"
+    );
+}
+
+#[tokio::test]
+async fn over_max_connections_a_client_gets_429_until_one_closes() {
+    let limits = ListenerLimits {
+        max_connections: 1,
+        ..ListenerLimits::default()
+    };
+    let (addr, _shutdown) = start(limits).await;
+    let mut first = TcpStream::connect(addr).await.expect("connect");
+    let answer = get_on(&mut first).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let mut second = TcpStream::connect(addr).await.expect("connect");
+    let answer = get_on(&mut second).await;
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert!(
+        answer.contains(r#"{"message":"Too Many Requests"}"#),
+        "{answer}"
+    );
+
+    // Once the first closes, its place is free again (the server notices the
+    // close asynchronously: try until it has, within the bound).
+    drop(first);
+    let served = tokio::time::timeout(WAIT, async {
+        loop {
+            let mut next = TcpStream::connect(addr).await.expect("connect");
+            if get_on(&mut next).await.starts_with("HTTP/1.1 200") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        served.is_ok(),
+        "the closed connection's place was not freed"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_stops_accepting_and_returns() {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .expect("bind loopback");
+    let (shutdown, watching) = watch::channel(false);
+    let served = tokio::spawn(serve(
+        listener,
+        Router::new(),
+        ListenerLimits::default(),
+        watching,
+    ));
+    shutdown.send_replace(true);
+    let result = tokio::time::timeout(WAIT, served).await;
+    assert!(matches!(result, Ok(Ok(Ok(())))), "{result:?}");
+}
+
+#[test]
+fn only_non_loopback_addresses_are_warned_about() {
+    let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 8080));
+    assert_eq!(exposure_warning(loopback, "the edge"), None);
+    assert_eq!(
+        exposure_warning(SocketAddr::from((Ipv6Addr::LOCALHOST, 8080)), "the edge"),
+        None
+    );
+    let open = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 8081));
+    let warning = exposure_warning(open, "the API layer").expect("a warning");
+    assert!(warning.contains("0.0.0.0:8081"), "{warning}");
+    assert!(warning.contains("the API layer"), "{warning}");
+}

@@ -19,10 +19,7 @@ pub struct Delivery {
     /// Connections that were gone (removed from the registry unless younger
     /// than the grace period).
     pub gone: usize,
-    /// Posts that failed or timed out.
+    /// Posts that failed or timed out (a timed-out post may or may not have
+    /// reached its connection; it is never counted as delivered).
     pub failed: usize,
-    /// Posts cut off in flight at the slice's stop: their recipients may or
-    /// may not have the message, so they are neither counted as delivered
-    /// nor handed on.
-    pub unreached: usize,
 }

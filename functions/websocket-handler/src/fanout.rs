@@ -19,10 +19,17 @@
 //!   posts nothing, and the program sets the retries to 0 (a retry would be
 //!   refused by the claim anyway).
 //!
-//! What it cannot promise: a hop whose process dies mid-slice loses the rest
-//! of that slice (a post has no idempotency key, so re-posting it could
-//! deliver twice); the loss is logged. A connection that opens during a
-//! broadcast may or may not receive it.
+//! A slice stops *starting* posts at its stop time; the posts already in
+//! flight then finish, each bounded by [`Limits::post_timeout`], which the
+//! stop time keeps free before the deadline (with the hand-over and the
+//! reply). So no post is cut off with its outcome unknown: every id is
+//! either posted to by this slice, with its outcome counted, or handed on.
+//!
+//! What it cannot promise: a post that times out may or may not have reached
+//! its connection (it counts as failed, is logged, and is not retried: a
+//! post has no idempotency key, so a retry could deliver twice); a hop whose
+//! process dies mid-slice loses the rest of that slice, for the same reason.
+//! A connection that opens during a broadcast may or may not receive it.
 
 use std::time::Duration;
 
@@ -148,21 +155,17 @@ pub trait Relay: Send + Sync {
 pub struct Limits {
     /// Posts in flight at once.
     pub in_flight: usize,
-    /// A post slower than this counts as failed.
+    /// A post slower than this counts as failed. Also the time a slice
+    /// keeps after its stop time for the posts already in flight to finish
+    /// (see [`Limits::drain_reserve`]).
     pub post_timeout: Duration,
     /// Posts one invocation starts at most (`None`: as many as time allows).
     pub per_invocation: Option<usize>,
-    /// How long posts started before the stop time may still finish; those
-    /// still in flight then are cut off and count as unreached (their
-    /// outcome is unknown, so they are not handed on either).
-    pub finish_within: Duration,
 }
 
 /// Posts in flight at once unless `FANOUT_IN_FLIGHT` says otherwise
 /// (measured: docs/benchmarks.md, "Posts per second").
 pub const DEFAULT_IN_FLIGHT: usize = 200;
-/// Time after the stop for posts already in flight.
-pub const FINISH_WITHIN: Duration = Duration::from_millis(500);
 /// Time kept free after a slice to hand the rest on (the `Invoke` call's
 /// own timeout, [`crate::relay::OPERATION_TIMEOUT`], fits in it).
 pub const HANDOFF_RESERVE: Duration = Duration::from_secs(2);
@@ -173,7 +176,6 @@ impl Default for Limits {
             in_flight: DEFAULT_IN_FLIGHT,
             post_timeout: crate::broadcast::POST_TIMEOUT,
             per_invocation: None,
-            finish_within: FINISH_WITHIN,
         }
     }
 }
@@ -188,6 +190,13 @@ pub struct BadSetting {
 }
 
 impl Limits {
+    /// What a slice's stop time must keep free before the invocation's
+    /// deadline, besides the hand-over and the reply: the posts in flight at
+    /// the stop finish within it.
+    pub fn drain_reserve(&self) -> Duration {
+        self.post_timeout
+    }
+
     /// Reads `FANOUT_IN_FLIGHT` (posts in flight, at least 1) and
     /// `FANOUT_PER_INVOCATION` (0: no cap) through `lookup`; unset or empty
     /// means the default.
@@ -228,10 +237,11 @@ enum Outcome {
 }
 
 /// Posts `data` to `ids` in order, at most `limits.in_flight` at once,
-/// starting no post at or after `stop_at` and at most `budget` posts, and
-/// cutting off what is still in flight `limits.finish_within` after
-/// `stop_at`. Returns what happened and how many ids were started: the
-/// rest, `ids[started..]`, were not posted to.
+/// starting no post at or after `stop_at` and at most `budget` posts. Every
+/// post started runs to its outcome (each is bounded by
+/// `limits.post_timeout`, so this returns by `stop_at + post_timeout`).
+/// Returns what happened and how many ids were started: the rest,
+/// `ids[started..]`, were not posted to.
 pub async fn post_until(
     registry: &dyn ConnectionRegistry,
     messenger: &dyn Messenger,
@@ -261,15 +271,16 @@ pub async fn post_until(
                         Outcome::Failed
                     }
                     Err(_) => {
+                        // It may still have reached the connection: counted as
+                        // failed, never as delivered, and not handed on.
                         tracing::warn!(%connection_id, timeout = ?post_timeout, "post to connection timed out");
                         Outcome::Failed
                     }
                 }
             }
         });
-    let mut delivery = posts
+    let delivery = posts
         .buffer_unordered(limits.in_flight.max(1))
-        .take_until(tokio::time::sleep_until(stop_at + limits.finish_within))
         .fold(Delivery::default(), |mut delivery, outcome| async move {
             match outcome {
                 Outcome::Delivered => delivery.delivered += 1,
@@ -279,13 +290,6 @@ pub async fn post_until(
             delivery
         })
         .await;
-    delivery.unreached = started - (delivery.delivered + delivery.gone + delivery.failed);
-    if delivery.unreached > 0 {
-        tracing::warn!(
-            cut_off = delivery.unreached,
-            "posts still in flight at the stop were cut off; their recipients may not have the message"
-        );
-    }
     (delivery, started)
 }
 
@@ -293,7 +297,6 @@ fn add(total: &mut Delivery, more: Delivery) {
     total.delivered += more.delivered;
     total.gone += more.gone;
     total.failed += more.failed;
-    total.unreached += more.unreached;
 }
 
 /// What a broadcast needs besides the registry and the messenger: the
@@ -341,9 +344,27 @@ pub struct Slice {
 }
 
 impl<'a> Fanout<'a> {
+    /// Reads a page, giving up at `finish_by` (the slice's posts are done by
+    /// then too), so a slow Scan cannot eat the time kept for the hand-over.
+    async fn page_by(
+        &self,
+        after: Option<&str>,
+        finish_by: Instant,
+    ) -> Result<Page, RegistryError> {
+        tokio::time::timeout_at(finish_by, self.pages.page(after))
+            .await
+            .unwrap_or_else(|_| {
+                Err(RegistryError::new(
+                    "Scan",
+                    "no time left in this slice to read the page",
+                ))
+            })
+    }
+
     /// Posts `frame` to what `work` holds, page by page, until all are
-    /// started or `stop_at`. A registry error ends the slice with the
-    /// unread pages left (the next hop reads them again).
+    /// started or `stop_at`; posts in flight then finish (by `stop_at` +
+    /// the post timeout). A registry error ends the slice with the unread
+    /// pages left (the next hop reads them again).
     pub async fn run(
         &self,
         sender: &str,
@@ -354,6 +375,7 @@ impl<'a> Fanout<'a> {
         let mut delivery = Delivery::default();
         let mut pages = 0;
         let mut budget = self.limits.per_invocation.unwrap_or(usize::MAX);
+        let finish_by = stop_at + self.limits.post_timeout;
         loop {
             work.pending.retain(|id| is_recipient(id, sender));
             if !work.pending.is_empty() {
@@ -367,7 +389,7 @@ impl<'a> Fanout<'a> {
                 };
                 let prefetch = async {
                     match &next {
-                        Some(key) => Some(self.pages.page(Some(key)).await),
+                        Some(key) => Some(self.page_by(Some(key), finish_by).await),
                         None => None,
                     }
                 };
@@ -409,7 +431,7 @@ impl<'a> Fanout<'a> {
                 Cursor::Start => None,
                 Cursor::After(key) => Some(key.as_str()),
             };
-            match self.pages.page(after).await {
+            match self.page_by(after, finish_by).await {
                 Ok(page) => {
                     pages += 1;
                     work.pending = page.ids;
@@ -526,31 +548,15 @@ pub async fn serve(
     Served::Sliced { slice, handover }
 }
 
-/// When a slice must stop starting posts: `reserve` before the invocation's
-/// deadline (time to hand off and reply), never later than now + `cap`.
-pub fn stop_time(
-    now: Instant,
-    until_deadline: Duration,
-    reserve: Duration,
-    cap: Duration,
-) -> Instant {
-    now + until_deadline.saturating_sub(reserve).min(cap)
-}
-
 /// In-process stand-ins for the table and Lambda's queue: for the route
 /// tests, and for running a whole chain of continuations in one process.
 pub mod memory {
     use std::collections::{HashSet, VecDeque};
-    use std::sync::{Mutex, MutexGuard};
+
+    use parking_lot::Mutex;
 
     use super::*;
     use crate::registry::MemoryRegistry;
-
-    fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-        mutex
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 
     /// Pages over a [`MemoryRegistry`]'s ids in key order, `size` per page.
     pub struct MemoryPages<'a> {
@@ -612,7 +618,7 @@ pub mod memory {
             if self.broken {
                 return Err(RegistryError::new("PutItem", "table is unavailable"));
             }
-            Ok(lock(&self.claimed).insert((message_id.to_string(), hop)))
+            Ok(self.claimed.lock().insert((message_id.to_string(), hop)))
         }
     }
 
@@ -633,11 +639,11 @@ pub mod memory {
         }
 
         pub fn pop(&self) -> Option<Value> {
-            lock(&self.events).pop_front()
+            self.events.lock().pop_front()
         }
 
         pub fn is_empty(&self) -> bool {
-            lock(&self.events).is_empty()
+            self.events.lock().is_empty()
         }
     }
 
@@ -647,7 +653,7 @@ pub mod memory {
             if self.fail {
                 return Err("Invoke: throttled".into());
             }
-            lock(&self.events).push_back(continuation.to_event());
+            self.events.lock().push_back(continuation.to_event());
             Ok(())
         }
     }

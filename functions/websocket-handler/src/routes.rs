@@ -72,7 +72,8 @@ pub async fn disconnect(
 /// sender how many this invocation reached. The registry is read a page at
 /// a time and posted to until the invocation's slice is over ([`fanout`]);
 /// the rest of the broadcast is handed to an asynchronous invocation, in
-/// time for the reply: [`fanout::HANDOFF_RESERVE`], [`REPLY_RESERVE`] and
+/// time for the reply: the slice stops starting posts the post timeout (for
+/// the posts in flight), [`fanout::HANDOFF_RESERVE`], [`REPLY_RESERVE`] and
 /// [`RESPONSE_RESERVE`] before the deadline.
 pub async fn send_message(
     registry: &dyn ConnectionRegistry,
@@ -93,8 +94,13 @@ pub async fn send_message(
         sent_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
     }
     .to_text();
+    // Posts in flight at the stop finish within the drain reserve, so none is
+    // cut off with its outcome unknown.
     let stop_at = deadline.before(
-        fanout::HANDOFF_RESERVE + REPLY_RESERVE + RESPONSE_RESERVE + services.limits.finish_within,
+        services.limits.drain_reserve()
+            + fanout::HANDOFF_RESERVE
+            + REPLY_RESERVE
+            + RESPONSE_RESERVE,
     );
     let fanout = services.fanout(registry, messenger);
     let slice = fanout
@@ -135,7 +141,6 @@ pub async fn send_message(
         delivered = slice.delivery.delivered,
         gone = slice.delivery.gone,
         failed = slice.delivery.failed,
-        unreached = slice.delivery.unreached,
         pages = slice.pages,
         ?handover,
         "sendmessage"

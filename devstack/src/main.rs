@@ -65,6 +65,10 @@ struct UpArgs {
     /// The most function processes at once (Lambda concurrency).
     #[arg(long, default_value_t = 16)]
     max_concurrency: usize,
+    /// Times the local Lambda delivers each asynchronous event (2 plays the
+    /// duplicates Lambda's queue may deliver; the tests use it).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
+    async_deliveries: u8,
     /// Open connections each of the edge and the API layer accepts at most; over it: 429.
     #[arg(long, default_value_t = devstack::listener::MAX_CONNECTIONS)]
     max_connections: usize,
@@ -85,6 +89,10 @@ fn init_tracing(default_level: &str) {
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
+    // Three descriptors per connection through the edge: raise the limit
+    // before anything listens, and say what it allows.
+    let open_files = devstack::stack::open_files::raise(devstack::stack::open_files::WANTED);
+    tracing::info!("{}", open_files.describe());
     let program_dir = match args.program_dir {
         Some(dir) => dir,
         None => {
@@ -107,6 +115,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         api_key: args.api_key,
         ready_file: args.ready_file,
         max_concurrency: args.max_concurrency,
+        async_deliveries: usize::from(args.async_deliveries),
         max_connections: args.max_connections,
         watch: !args.no_watch,
     })

@@ -36,6 +36,7 @@ pub struct StackConfig {
     overrides: BTreeMap<String, serde_yaml_ng::Value>,
     max_concurrency: Option<usize>,
     env: BTreeMap<String, String>,
+    async_deliveries: Option<usize>,
     /// Watch mode on (`devstack up`'s default); the harness turns it off
     /// unless a test asks for it, so nothing on disk changes a running test.
     watch: bool,
@@ -105,6 +106,13 @@ impl StackConfig {
     /// `AWS_LAMBDA_LOG_LEVEL`, `RUST_LOG` and `RUST_BACKTRACE` on to the function.
     pub fn env(mut self, name: &str, value: &str) -> Self {
         self.env.insert(name.to_string(), value.to_string());
+        self
+    }
+
+    /// The local Lambda delivers every asynchronous event twice, as Lambda's
+    /// queue may (`devstack up --async-deliveries 2`).
+    pub fn duplicate_async_events(mut self) -> Self {
+        self.async_deliveries = Some(2);
         self
     }
 
@@ -422,6 +430,11 @@ impl Stack {
         }
         if let Some(processes) = config.max_concurrency {
             command.arg("--max-concurrency").arg(processes.to_string());
+        }
+        if let Some(deliveries) = config.async_deliveries {
+            command
+                .arg("--async-deliveries")
+                .arg(deliveries.to_string());
         }
         if std::env::var_os("RUST_LOG").is_none() {
             command.env("RUST_LOG", "info");

@@ -41,7 +41,7 @@ mod values;
 
 use values::Shape;
 
-pub use grants::FUNCTION_DYNAMODB_ACTIONS;
+pub use grants::{FUNCTION_DYNAMODB_ACTIONS, FUNCTION_SELF_ACTIONS};
 
 /// One finding: where in the program (`resources.distribution.properties.origins[0]...`)
 /// and what is wrong there.

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use crate::program::Program;
-use crate::topology::{API, API_KEY, DISTRIBUTION, FUNCTION, ROUTE, STAGE, TABLE, WEB_ACL};
+use crate::topology::{
+    API, API_KEY, DISTRIBUTION, EVENT_INVOKE_CONFIG, FUNCTION, ROUTE, STAGE, TABLE, WEB_ACL,
+};
 use crate::{LocalPart, ProgramResource, Topology};
 
 const INTEGRATION: &str = "aws:apigatewayv2/integration:Integration";
@@ -16,7 +18,7 @@ fn played_by(token: &str) -> Option<LocalPart> {
     match token {
         DISTRIBUTION | WEB_ACL => Some(LocalPart::Edge),
         API | ROUTE | STAGE | INTEGRATION | DEPLOYMENT | API_KEY => Some(LocalPart::ApiLayer),
-        FUNCTION => Some(LocalPart::Lambda),
+        FUNCTION | EVENT_INVOKE_CONFIG => Some(LocalPart::Lambda),
         TABLE => Some(LocalPart::DynamoDb),
         _ => None,
     }

@@ -110,6 +110,27 @@ pub struct FunctionSpec {
     /// `environment.variables`, with config and variables already substituted;
     /// references to other resources' outputs are left for the caller.
     pub environment: BTreeMap<String, Template>,
+    /// How Lambda delivers the function's asynchronous events (its
+    /// `aws:lambda/functionEventInvokeConfig`, or Lambda's defaults).
+    pub async_invoke: AsyncInvokeSpec,
+}
+
+/// `aws:lambda/functionEventInvokeConfig` of the function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AsyncInvokeSpec {
+    /// Retries after a function error (0–2; Lambda's default 2).
+    pub maximum_retry_attempts: u32,
+    /// Events older than this are dropped (60–21,600 s; default 21,600).
+    pub maximum_event_age_secs: u32,
+}
+
+impl Default for AsyncInvokeSpec {
+    fn default() -> Self {
+        AsyncInvokeSpec {
+            maximum_retry_attempts: 2,
+            maximum_event_age_secs: 21_600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

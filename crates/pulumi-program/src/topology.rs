@@ -14,8 +14,8 @@ use crate::eval::{Evaluated, Evaluator};
 use crate::interpolation::{self, Segment};
 use crate::program::{Program, Resource};
 use crate::{
-    ApiSpec, Error, FunctionSpec, Part, RouteSpec, StageSpec, TableSpec, Template, Topology,
-    WafSpec,
+    ApiSpec, AsyncInvokeSpec, Error, FunctionSpec, Part, RouteSpec, StageSpec, TableSpec, Template,
+    Topology, WafSpec,
 };
 
 pub(crate) const API: &str = "aws:apigatewayv2/api:Api";
@@ -23,6 +23,8 @@ pub(crate) const ROUTE: &str = "aws:apigatewayv2/route:Route";
 pub(crate) const STAGE: &str = "aws:apigatewayv2/stage:Stage";
 pub(crate) const WEB_ACL: &str = "aws:wafv2/webAcl:WebAcl";
 pub(crate) const FUNCTION: &str = "aws:lambda/function:Function";
+pub(crate) const EVENT_INVOKE_CONFIG: &str =
+    "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig";
 pub(crate) const TABLE: &str = "aws:dynamodb/table:Table";
 pub(crate) const DISTRIBUTION: &str = "aws:cloudfront/distribution:Distribution";
 pub(crate) const API_KEY: &str = "aws:apigateway/apiKey:ApiKey";
@@ -131,6 +133,7 @@ pub(crate) fn build(program: &Program) -> Result<Topology, Error> {
             .optional_number(&function, "timeout")?
             .unwrap_or(DEFAULT_TIMEOUT_SECS),
         environment,
+        async_invoke: async_invoke(&reader, &resources)?,
     };
 
     let table = only(&resources, TABLE)?;
@@ -372,6 +375,34 @@ impl Reader<'_> {
                 .map(Some),
             None => Ok(None),
         }
+    }
+}
+
+/// The function's asynchronous delivery: its event invoke config, if the
+/// program has one (at most one), else Lambda's defaults.
+fn async_invoke(reader: &Reader<'_>, resources: &[Resource<'_>]) -> Result<AsyncInvokeSpec, Error> {
+    let configs: Vec<&Resource<'_>> = resources
+        .iter()
+        .filter(|r| r.token == EVENT_INVOKE_CONFIG)
+        .collect();
+    let defaults = AsyncInvokeSpec::default();
+    match configs.as_slice() {
+        [] => Ok(defaults),
+        [config] => Ok(AsyncInvokeSpec {
+            maximum_retry_attempts: reader
+                .optional_number(config, "maximumRetryAttempts")?
+                .unwrap_or(defaults.maximum_retry_attempts),
+            maximum_event_age_secs: reader
+                .optional_number(config, "maximumEventAgeInSeconds")?
+                .unwrap_or(defaults.maximum_event_age_secs),
+        }),
+        many => Err(invalid(
+            "resources",
+            format!(
+                "expected at most one {EVENT_INVOKE_CONFIG}, found {}",
+                many.len()
+            ),
+        )),
     }
 }
 

@@ -54,6 +54,9 @@ fn the_dev_topology_is_what_the_program_declares() {
     assert_eq!(topology.function.name, "websocket-waf-dev-handler");
     assert_eq!(topology.function.memory_mb, 256);
     assert_eq!(topology.function.timeout_secs, 10);
+    // A broadcast's continuations: no retries, dropped after a minute.
+    assert_eq!(topology.function.async_invoke.maximum_retry_attempts, 0);
+    assert_eq!(topology.function.async_invoke.maximum_event_age_secs, 60);
     assert_eq!(topology.table.name, "websocket-waf-dev-connections");
     assert_eq!(topology.table.hash_key, "connectionId");
     assert_eq!(topology.table.ttl_attribute.as_deref(), Some("expiresAt"));
@@ -66,7 +69,21 @@ fn the_function_environment_resolves_with_local_values() {
     let env = &topology.function.environment;
     assert_eq!(
         env.keys().collect::<Vec<_>>(),
-        vec!["CONNECTIONS_TABLE", "MANAGEMENT_ENDPOINT"]
+        vec![
+            "CONNECTIONS_TABLE",
+            "FANOUT_IN_FLIGHT",
+            "FANOUT_PER_INVOCATION",
+            "MANAGEMENT_ENDPOINT"
+        ]
+    );
+    // Integer config reaches the string-only environment as its decimal text.
+    assert_eq!(
+        env["FANOUT_IN_FLIGHT"],
+        Template(vec![Part::Text("200".into())])
+    );
+    assert_eq!(
+        env["FANOUT_PER_INVOCATION"],
+        Template(vec![Part::Text("0".into())])
     );
     assert_eq!(
         env["CONNECTIONS_TABLE"],
@@ -130,6 +147,10 @@ fn the_granted_dynamodb_actions_are_the_functions_calls() {
     let mut granted = check::FUNCTION_DYNAMODB_ACTIONS.to_vec();
     granted.sort_unstable();
     assert_eq!(called, granted);
+    // Lambda: only Invoke, of itself (a broadcast's continuation).
+    assert!(
+        code.contains(".invoke()") && check::FUNCTION_SELF_ACTIONS == ["lambda:InvokeFunction"]
+    );
     // The management API: only PostToConnection (POST @connections).
     assert!(code.contains(".post_to_connection()"));
     assert!(!code.contains(".get_connection()") && !code.contains(".delete_connection()"));
@@ -146,6 +167,7 @@ fn the_topology_says_what_the_local_stack_plays_and_what_it_does_not() {
     for (name, part) in [
         ("connections", LocalPart::DynamoDb),
         ("handler", LocalPart::Lambda),
+        ("handlerAsyncConfig", LocalPart::Lambda),
         ("api", LocalPart::ApiLayer),
         ("connectRoute", LocalPart::ApiLayer),
         ("stage", LocalPart::ApiLayer),
@@ -175,6 +197,7 @@ fn the_topology_says_what_the_local_stack_plays_and_what_it_does_not() {
             "wafLogsPolicy",
         ),
         ("aws:iam/role:Role", "role"),
+        ("aws:iam/rolePolicy:RolePolicy", "selfInvokePolicy"),
         ("aws:apigateway/usagePlan:UsagePlan", "usagePlan"),
     ] {
         assert!(

@@ -15,6 +15,7 @@
 //! the stack around it, stays up.
 
 pub mod invoke;
+pub mod invoke_api;
 mod process;
 mod runtime_api;
 mod swap;

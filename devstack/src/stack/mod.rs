@@ -13,6 +13,7 @@
 //! running services between the two.
 
 mod banner;
+pub mod open_files;
 mod program;
 pub mod reload;
 
@@ -34,6 +35,7 @@ use crate::cloudfront::Edge;
 use crate::console::{self, Console, EventBus, StackInfo};
 use crate::lambda::LambdaPool;
 use crate::lambda::invoke::Invoke;
+use crate::lambda::invoke_api::{AsyncDelivery, LambdaApi};
 use crate::listener::ListenerLimits;
 use crate::reload::build::CargoFunction;
 pub use program::{
@@ -65,6 +67,8 @@ pub struct UpOptions {
     pub ready_file: Option<PathBuf>,
     /// The most function processes at once (Lambda concurrency).
     pub max_concurrency: usize,
+    /// Times each asynchronous event is delivered (1; 2 plays duplicates).
+    pub async_deliveries: usize,
     /// Open connections each of the edge and the API layer accepts at most.
     pub max_connections: usize,
     /// Watch mode: saves of the function or the program reload the stack.
@@ -85,6 +89,9 @@ pub struct Endpoints {
     pub stage: String,
     /// `http://<console-addr>/`: the browser console and its live view.
     pub console: String,
+    /// `http://<lambda-addr>`: the Lambda Invoke API (the function's
+    /// asynchronous self-invocations).
+    pub lambda: String,
 }
 
 /// A running local stack.
@@ -93,6 +100,8 @@ pub struct Stack {
     topology: Topology,
     dynamodb: LocalDynamoDb,
     pool: Arc<LambdaPool>,
+    lambda_api: LambdaApi,
+    lambda_server: JoinHandle<std::io::Result<()>>,
     gateway: Gateway,
     edge: Edge,
     console: Console,
@@ -153,11 +162,13 @@ impl Endpoints {
         edge_addr: SocketAddr,
         api_addr: SocketAddr,
         console_addr: SocketAddr,
+        lambda_addr: SocketAddr,
         stage: &str,
         api_key: String,
     ) -> Self {
         Endpoints {
             console: format!("http://{console_addr}/"),
+            lambda: format!("http://{lambda_addr}"),
             edge: format!("ws://{edge_addr}/"),
             api: format!("ws://{api_addr}/{stage}"),
             management: format!("http://{api_addr}/{stage}"),
@@ -228,11 +239,16 @@ impl Stack {
         warn_if_exposed(edge_addr, api_addr);
         console::check_loopback(options.console_addr)?;
         let (console_listener, console_addr) = bind(options.console_addr, "console").await?;
+        // The Lambda service's Invoke API, for the function's own client: a
+        // broadcast continues in asynchronous invocations of the function.
+        let (lambda_listener, lambda_addr) =
+            bind(SocketAddr::new(api_addr.ip(), 0), "Lambda Invoke API").await?;
         let api_key = options.api_key.clone().unwrap_or_else(random_api_key);
         let endpoints = Endpoints::new(
             edge_addr,
             api_addr,
             console_addr,
+            lambda_addr,
             &topology.stage.name,
             api_key,
         );
@@ -278,11 +294,23 @@ impl Stack {
             },
             events,
         );
+        let async_invoke = topology.function.async_invoke;
+        let lambda_api = LambdaApi::new(
+            &topology.function.name,
+            pool.clone() as Arc<dyn Invoke>,
+            AsyncDelivery {
+                max_retries: async_invoke.maximum_retry_attempts,
+                max_event_age: Duration::from_secs(u64::from(async_invoke.maximum_event_age_secs)),
+                deliveries: options.async_deliveries.max(1),
+            },
+        );
+        info!(endpoint = %endpoints.lambda, ?async_invoke, deliveries = options.async_deliveries, "local Lambda Invoke API ready");
         let servers = vec![
             tokio::spawn(gateway.clone().serve(api_listener, limits)),
             tokio::spawn(edge.clone().serve(edge_listener, limits)),
             tokio::spawn(console.clone().serve(console_listener)),
         ];
+        let lambda_server = tokio::spawn(lambda_api.clone().serve(lambda_listener));
         let (watching, watch_line) = match function {
             Some(function) => {
                 let program = ProgramFiles::new(&options.program_dir, &options.stack);
@@ -316,6 +344,8 @@ impl Stack {
             topology,
             dynamodb,
             pool,
+            lambda_api,
+            lambda_server,
             gateway,
             edge,
             console,
@@ -351,6 +381,12 @@ impl Stack {
                 "some connections did not finish $disconnect in time"
             );
         }
+        // Queued asynchronous invocations (a broadcast's continuations) finish
+        // before the function processes end; then nothing more is accepted.
+        if !self.lambda_api.drain(SHUTDOWN_GRACE).await {
+            warn!("some asynchronous invocations had not finished");
+        }
+        self.lambda_server.abort();
         // Its event streams end, so its server can stop with the others.
         self.console.stop();
         for server in self.servers {
@@ -454,6 +490,7 @@ mod tests {
             api_key: "k".into(),
             stage: "prod".into(),
             console: "http://127.0.0.1:3/".into(),
+            lambda: "http://127.0.0.1:4".into(),
         };
         let json = serde_json::to_value(&endpoints).expect("json");
         assert_eq!(json["apiKey"], "k");

@@ -147,8 +147,9 @@ fn local_output(
 }
 /// The function's environment: the program's variables with resource
 /// outputs resolved to local values, then the region, dummy credentials, the
-/// SDK's endpoint override for the local DynamoDB, and `MANAGEMENT_ENDPOINT`
-/// (the variable the program sets) for the local management API.
+/// SDK's endpoint overrides for the local DynamoDB and Lambda Invoke API, and
+/// `MANAGEMENT_ENDPOINT` (the variable the program sets) for the local
+/// management API.
 pub fn function_env(
     topology: &Topology,
     endpoints: &Endpoints,
@@ -179,6 +180,7 @@ pub fn function_env(
         ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
         ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_endpoint.to_string()),
         ("MANAGEMENT_ENDPOINT", endpoints.management.clone()),
+        ("AWS_ENDPOINT_URL_LAMBDA", endpoints.lambda.clone()),
     ];
     env.extend(fixed.into_iter().map(|(k, v)| (k.to_string(), v)));
     for name in PASSTHROUGH_ENV {
@@ -233,6 +235,7 @@ mod tests {
             api_key: "k".into(),
             stage: topology.stage.name.clone(),
             console: "http://127.0.0.1:8082/".into(),
+            lambda: "http://127.0.0.1:8083".into(),
         };
         let env =
             function_env(&topology, &endpoints, addr, "http://127.0.0.1:9").expect("resolves");

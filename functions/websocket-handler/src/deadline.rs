@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
-use aws_config::timeout::TimeoutConfig;
+use aws_types::sdk_config::TimeoutConfig;
 use tokio::time::Instant;
 
 /// Kept free at the end of every invocation to hand the response back.

@@ -10,18 +10,25 @@ use protocol::{ErrorCode, ServerFrame, binary_frame, parse_client_frame, routes}
 use serde_json::Value;
 
 use crate::deadline::{Deadline, RESPONSE_RESERVE};
-use crate::event::{ReplyTarget, WebsocketEvent};
+use crate::event::{ApiAddress, ReplyTarget, WebsocketEvent};
+use crate::fanout::{self, Continuation, Served, Services};
 use crate::messenger::{Messengers, send_frame};
 use crate::registry::ConnectionRegistry;
 use crate::routes::{bad_input, bad_request, response};
 
-/// Serves one event, answering before `deadline`. Never panics, whatever the JSON.
+/// Serves one event, answering before `deadline`: an API Gateway event, or
+/// the continuation of a broadcast ([`crate::fanout`]). Never panics,
+/// whatever the JSON.
 pub async fn handle(
     raw: Value,
     registry: &dyn ConnectionRegistry,
     messengers: &dyn Messengers,
+    services: &Services<'_>,
     deadline: Deadline,
 ) -> ApiGatewayProxyResponse {
+    if let Some(continuation) = Continuation::from_event(&raw) {
+        return continue_broadcast(continuation, registry, messengers, services, deadline).await;
+    }
     let reply_target = ReplyTarget::from_raw(&raw);
     let event = match WebsocketEvent::parse(raw) {
         Ok(event) => event,
@@ -39,7 +46,7 @@ pub async fn handle(
         message_id = %event.message_id,
         "event"
     );
-    let result = dispatch(&event, registry, messengers, deadline).await;
+    let result = dispatch(&event, registry, messengers, services, deadline).await;
     tracing::info!(
         route = %event.route_key,
         connection_id = %event.connection_id,
@@ -53,6 +60,7 @@ async fn dispatch(
     event: &WebsocketEvent,
     registry: &dyn ConnectionRegistry,
     messengers: &dyn Messengers,
+    services: &Services<'_>,
     deadline: Deadline,
 ) -> ApiGatewayProxyResponse {
     match event.route_key.as_str() {
@@ -81,7 +89,8 @@ async fn dispatch(
     // on: `$default` then serves a known action exactly as its own route would.
     match frame.action.as_str() {
         routes::SEND_MESSAGE => {
-            crate::routes::send_message(registry, messenger, event, &frame, deadline).await
+            crate::routes::send_message(registry, messenger, services, event, &frame, deadline)
+                .await
         }
         routes::PING => crate::routes::ping(registry, messenger, event, deadline).await,
         action => {
@@ -94,6 +103,54 @@ async fn dispatch(
             )
             .await
         }
+    }
+}
+
+/// A broadcast's continuation: claim the hop, post a slice, hand on the rest.
+async fn continue_broadcast(
+    continuation: Result<Continuation, String>,
+    registry: &dyn ConnectionRegistry,
+    messengers: &dyn Messengers,
+    services: &Services<'_>,
+    deadline: Deadline,
+) -> ApiGatewayProxyResponse {
+    let continuation = match continuation {
+        Ok(continuation) => continuation,
+        Err(error) => {
+            tracing::error!(%error, "bad continuation event");
+            return response(400, "bad continuation event");
+        }
+    };
+    let messenger = match messengers.for_api(&ApiAddress::default()) {
+        Ok(messenger) => messenger,
+        Err(error) => {
+            tracing::error!(message_id = %continuation.message_id, hop = continuation.hop, %error,
+                "broadcast abandoned: cannot reach the management API");
+            return response(500, "management API unavailable");
+        }
+    };
+    let (message_id, hop) = (continuation.message_id.clone(), continuation.hop);
+    let fanout = services.fanout(registry, messenger.as_ref());
+    let stop_at = deadline
+        .before(services.limits.drain_reserve() + fanout::HANDOFF_RESERVE + RESPONSE_RESERVE);
+    match fanout::serve(
+        &fanout,
+        services.claims,
+        services.relay,
+        continuation,
+        stop_at,
+    )
+    .await
+    {
+        Served::Sliced { slice, handover } => {
+            tracing::info!(%message_id, hop, delivered = slice.delivery.delivered,
+                gone = slice.delivery.gone, failed = slice.delivery.failed,
+                pages = slice.pages, ?handover,
+                "broadcast continued");
+            response(200, "ok")
+        }
+        Served::Duplicate => response(200, "duplicate"),
+        Served::Unclaimed => response(500, "continuation could not be claimed"),
     }
 }
 
@@ -140,6 +197,8 @@ async fn tell_unparsed_sender(
 mod tests {
     use super::*;
     use crate::event::tests::event;
+    use crate::fanout::memory::{MemoryClaims, MemoryQueue};
+    use crate::fanout::{Limits, Page, RecipientPages};
     use crate::messenger::MemoryMessenger;
     use crate::messenger::{Messenger, PostError};
     use crate::registry::{Connection, GoneRemoval, MemoryRegistry, RegistryError};
@@ -150,9 +209,41 @@ mod tests {
 
     const LIMIT: Duration = Duration::from_secs(30);
 
+    /// A broadcast's services over `pages`, with in-memory claims and queue.
+    fn services<'a>(
+        pages: &'a dyn RecipientPages,
+        claims: &'a MemoryClaims,
+        queue: &'a MemoryQueue,
+    ) -> Services<'a> {
+        Services {
+            pages,
+            claims,
+            relay: queue,
+            limits: Limits::default(),
+        }
+    }
+
+    /// [`services`] with a 1 s post timeout, so a slice fits in a short
+    /// deadline (its stop keeps the post timeout for posts in flight).
+    fn quick_services<'a>(
+        pages: &'a dyn RecipientPages,
+        claims: &'a MemoryClaims,
+        queue: &'a MemoryQueue,
+    ) -> Services<'a> {
+        Services {
+            limits: Limits {
+                post_timeout: Duration::from_secs(1),
+                ..Limits::default()
+            },
+            ..services(pages, claims, queue)
+        }
+    }
+
     struct Fixture {
         registry: MemoryRegistry,
         messenger: MemoryMessenger,
+        claims: MemoryClaims,
+        queue: MemoryQueue,
     }
 
     impl Fixture {
@@ -160,6 +251,8 @@ mod tests {
             let fixture = Fixture {
                 registry: MemoryRegistry::new(),
                 messenger: MemoryMessenger::new(),
+                claims: MemoryClaims::default(),
+                queue: MemoryQueue::default(),
             };
             for id in ids {
                 let status = fixture.run(event("$connect", id, None)).await.status_code;
@@ -172,7 +265,13 @@ mod tests {
             let deadline = Deadline::after(LIMIT);
             tokio::time::timeout(
                 LIMIT,
-                handle(raw, &self.registry, &self.messenger, deadline),
+                handle(
+                    raw,
+                    &self.registry,
+                    &self.messenger,
+                    &services(&self.registry, &self.claims, &self.queue),
+                    deadline,
+                ),
             )
             .await
             .expect("handler timed out")
@@ -237,14 +336,26 @@ mod tests {
         }
     }
 
+    #[async_trait]
+    impl RecipientPages for BrokenRegistry {
+        async fn page(&self, _: Option<&str>) -> Result<Page, RegistryError> {
+            Err(RegistryError::new("Scan", "table is unavailable"))
+        }
+    }
+
     #[tokio::test]
     async fn a_registry_failure_refuses_the_handshake_and_fails_loudly_elsewhere() {
         let messenger = MemoryMessenger::new();
         let run = |raw| async {
             let deadline = Deadline::after(LIMIT);
-            tokio::time::timeout(LIMIT, handle(raw, &BrokenRegistry, &messenger, deadline))
-                .await
-                .expect("timed out")
+            let (claims, queue) = (MemoryClaims::default(), MemoryQueue::default());
+            let services = services(&BrokenRegistry, &claims, &queue);
+            tokio::time::timeout(
+                LIMIT,
+                handle(raw, &BrokenRegistry, &messenger, &services, deadline),
+            )
+            .await
+            .expect("timed out")
         };
         assert_eq!(run(event("$connect", "a", None)).await.status_code, 500);
         assert_eq!(run(event("$disconnect", "a", None)).await.status_code, 500);
@@ -538,27 +649,34 @@ mod tests {
 
     async fn routes_connect(registry: &MemoryRegistry, id: &str) -> i64 {
         let messenger = MemoryMessenger::new();
+        let (claims, queue) = (MemoryClaims::default(), MemoryQueue::default());
         handle(
             event("$connect", id, None),
             registry,
             &messenger,
+            &services(registry, &claims, &queue),
             Deadline::after(LIMIT),
         )
         .await
         .status_code
     }
 
-    /// Recipients slower than the invocation's time: the broadcast stops in
-    /// time, the sender is told how many it reached, and the response comes
-    /// before the deadline.
+    /// Recipients slower than the post timeout: their posts count as failed
+    /// (never as sent, never handed on), the sender is told how many were
+    /// reached, and the response comes before the deadline.
     #[tokio::test]
-    async fn a_broadcast_near_the_deadline_stops_in_time_to_answer() {
+    async fn a_broadcast_with_slow_recipients_counts_them_failed_and_answers_in_time() {
         let registry = registered(&["a", "b", "c", "slow1", "slow2", "slow3"]).await;
         let messenger = Scripted {
             inner: MemoryMessenger::new(),
             delay: Duration::from_secs(60),
         };
-        let deadline = Deadline::after(Duration::from_secs(3));
+        // A slice of 1.75 s: the reserves are the post timeout (1 s, for the
+        // posts in flight at the stop), the hand-over, the reply and the
+        // response (3.25 s).
+        let deadline = Deadline::after(Duration::from_secs(6));
+        let (claims, queue) = (MemoryClaims::default(), MemoryQueue::default());
+        let services = quick_services(&registry, &claims, &queue);
         let result = handle(
             event(
                 "sendmessage",
@@ -567,6 +685,7 @@ mod tests {
             ),
             &registry,
             &messenger,
+            &services,
             deadline,
         )
         .await;
@@ -574,10 +693,15 @@ mod tests {
             tokio::time::Instant::now() < deadline.instant(),
             "answered after the deadline"
         );
+        assert!(
+            queue.is_empty(),
+            "recipients whose posts timed out are not handed on (they may have the message)"
+        );
         assert_eq!(result.status_code, 200);
         assert_eq!(
             messenger.inner.frames_to("a"),
-            [ServerFrame::Sent { recipients: 2 }]
+            [ServerFrame::Sent { recipients: 2 }],
+            "timed-out posts are not counted as sent"
         );
         assert_eq!(messenger.inner.frames_to("b").len(), 1);
         assert!(messenger.inner.frames_to("slow1").is_empty());
@@ -592,18 +716,20 @@ mod tests {
             inner: MemoryMessenger::new(),
             delay: Duration::ZERO,
         };
+        let (claims, queue) = (MemoryClaims::default(), MemoryQueue::default());
         let deadline = Deadline::after(Duration::from_secs(2));
         let ping = handle(
             event("ping", "stuck", Some(r#"{"action":"ping"}"#)),
             &registry,
             &messenger,
+            &services(&registry, &claims, &queue),
             deadline,
         )
         .await;
         assert_eq!(ping.status_code, 500);
         assert!(tokio::time::Instant::now() < deadline.instant());
 
-        let deadline = Deadline::after(Duration::from_secs(2));
+        let deadline = Deadline::after(Duration::from_secs(6));
         let sent = handle(
             event(
                 "sendmessage",
@@ -612,6 +738,7 @@ mod tests {
             ),
             &registry,
             &messenger,
+            &quick_services(&registry, &claims, &queue),
             deadline,
         )
         .await;

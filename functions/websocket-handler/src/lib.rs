@@ -9,12 +9,16 @@
 pub mod broadcast;
 pub mod deadline;
 pub mod event;
+pub mod fanout;
+pub mod fanout_table;
 pub mod handler;
 pub mod https_client;
 pub mod logging;
 pub mod messenger;
 pub mod registry;
+pub mod relay;
 pub mod routes;
+pub mod sdk_env;
 pub mod settings;
 
 pub use handler::handle;

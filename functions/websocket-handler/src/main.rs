@@ -1,15 +1,19 @@
-//! The Lambda bootstrap: reads the settings, builds the AWS clients once (over
-//! [`https_client`], which trusts AWS's root CAs only, with the timeouts of
-//! [`deadline::sdk_timeouts`]) and serves events with
+//! The Lambda bootstrap: reads the settings, builds the AWS clients once (from
+//! the environment alone, [`sdk_env`], over [`https_client`], which trusts
+//! AWS's root CAs only, with the timeouts of [`deadline::sdk_timeouts`]) and serves events with
 //! [`websocket_handler::handle`] until the runtime stops.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use websocket_handler::deadline::{self, Deadline};
+use websocket_handler::fanout::{Limits, Services};
+use websocket_handler::fanout_table::FanoutTable;
 use websocket_handler::https_client::https_client;
 use websocket_handler::logging;
 use websocket_handler::messenger::ManagementApi;
 use websocket_handler::registry::DynamoDbRegistry;
+use websocket_handler::relay::{self, SelfInvoke};
+use websocket_handler::sdk_env;
 use websocket_handler::settings::Settings;
 
 #[tokio::main]
@@ -19,22 +23,42 @@ async fn main() -> Result<(), Error> {
         Settings::from_env().inspect_err(|error| tracing::error!(%error, "cannot start"))?;
     let http_client =
         https_client().inspect_err(|error| tracing::error!(%error, "cannot start"))?;
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(http_client)
+    // Region and credentials from the environment alone (sdk_env): Lambda
+    // sets them there, and aws-config's provider chain is code never run.
+    let sdk = sdk_env::from_env(http_client)
+        .inspect_err(|error| tracing::error!(%error, "cannot start"))?
+        .into_builder()
         .timeout_config(deadline::sdk_timeouts())
-        .load()
-        .await;
-    let registry = DynamoDbRegistry::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        &settings.connections_table,
-    );
+        .build();
+    let limits = Limits::from_lookup(|name| std::env::var(name).ok())
+        .inspect_err(|error| tracing::error!(%error, "cannot start"))?;
+    let function = std::env::var(relay::FUNCTION_NAME).map_err(|_| {
+        let error = format!(
+            "{} is not set: Lambda sets it (locally, the stack does); a broadcast hands its rest to the function by that name",
+            relay::FUNCTION_NAME
+        );
+        tracing::error!(%error, "cannot start");
+        error
+    })?;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let registry = DynamoDbRegistry::new(dynamodb.clone(), &settings.connections_table);
+    let table = FanoutTable::new(dynamodb, &settings.connections_table);
+    let relay = SelfInvoke::new(&sdk, function);
+    let services = Services {
+        pages: &table,
+        claims: &table,
+        relay: &relay,
+        limits,
+    };
     let messengers = ManagementApi::new(&sdk, settings.management_endpoint.as_deref());
-    tracing::info!(table = %settings.connections_table, management_endpoint = ?messengers.source(), "initialised");
-    let (registry, messengers) = (&registry, &messengers);
+    tracing::info!(table = %settings.connections_table, management_endpoint = ?messengers.source(),
+        function = relay.function(), in_flight = limits.in_flight, per_invocation = ?limits.per_invocation, "initialised");
+    let (registry, messengers, services) = (&registry, &messengers, &services);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let deadline = Deadline::from_system_time(event.context.deadline());
         Ok::<_, Error>(
-            websocket_handler::handle(event.payload, registry, messengers, deadline).await,
+            websocket_handler::handle(event.payload, registry, messengers, services, deadline)
+                .await,
         )
     }))
     .await

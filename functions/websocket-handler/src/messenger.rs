@@ -246,31 +246,13 @@ impl Messengers for ManagementApi {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
-
-    /// Plays the process environment for the SDK's service-config lookup.
-    #[derive(Debug)]
-    struct FakeEnv(Vec<(&'static str, &'static str)>);
-
-    impl LoadServiceConfig for FakeEnv {
-        fn load_config(&self, key: ServiceConfigKey<'_>) -> Option<String> {
-            let name = format!(
-                "{}_{}",
-                key.env(),
-                key.service_id().to_uppercase().replace(' ', "_")
-            );
-            self.0
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-        }
-    }
+    use crate::sdk_env::Env;
 
     fn sdk(env: Vec<(&'static str, &'static str)>, endpoint_url: Option<&str>) -> SdkConfig {
         let mut builder = SdkConfig::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
+            .behavior_version(aws_sdk_apigatewaymanagement::config::BehaviorVersion::latest())
             .region(aws_types::region::Region::new("eu-west-1"))
-            .service_config(FakeEnv(env));
+            .service_config(Env::fixed(env));
         builder.set_endpoint_url(endpoint_url.map(str::to_string));
         builder.build()
     }

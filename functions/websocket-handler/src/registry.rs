@@ -301,7 +301,10 @@ impl ConnectionRegistry for DynamoDbRegistry {
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| sdk_error("Scan", e))?;
             for item in page.items() {
-                if let Some(AttributeValue::S(id)) = item.get(CONNECTION_ID) {
+                // A broadcast's hop claims share the table; they are not connections.
+                if let Some(AttributeValue::S(id)) = item.get(CONNECTION_ID)
+                    && !id.starts_with(crate::fanout::CLAIM_PREFIX)
+                {
                     ids.push(id.clone());
                 }
             }

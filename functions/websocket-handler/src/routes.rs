@@ -11,9 +11,10 @@ use aws_lambda_events::encodings::Body;
 use chrono::{DateTime, SecondsFormat, Utc};
 use protocol::{ClientFrame, ErrorCode, ProtocolError, ServerFrame, check_message_data};
 
-use crate::broadcast::{POST_TIMEOUT, broadcast};
+use crate::broadcast::POST_TIMEOUT;
 use crate::deadline::{Deadline, REPLY_RESERVE, RESPONSE_RESERVE};
 use crate::event::WebsocketEvent;
+use crate::fanout::{self, Cursor, Remainder, Services};
 use crate::messenger::{Messenger, PostError, send_frame};
 use crate::registry::{Connection, ConnectionRegistry, forget_gone};
 
@@ -68,11 +69,16 @@ pub async fn disconnect(
 }
 
 /// `sendmessage`: send `data` to every other connection, then tell the
-/// sender how many it reached. Listing and fan-out stop in time for that
-/// reply: [`REPLY_RESERVE`] and [`RESPONSE_RESERVE`] before the deadline.
+/// sender how many this invocation reached. The registry is read a page at
+/// a time and posted to until the invocation's slice is over ([`fanout`]);
+/// the rest of the broadcast is handed to an asynchronous invocation, in
+/// time for the reply: the slice stops starting posts the post timeout (for
+/// the posts in flight), [`fanout::HANDOFF_RESERVE`], [`REPLY_RESERVE`] and
+/// [`RESPONSE_RESERVE`] before the deadline.
 pub async fn send_message(
     registry: &dyn ConnectionRegistry,
     messenger: &dyn Messenger,
+    services: &Services<'_>,
     event: &WebsocketEvent,
     frame: &ClientFrame,
     deadline: Deadline,
@@ -81,49 +87,62 @@ pub async fn send_message(
         Ok(data) => data,
         Err(error) => return bad_input(registry, messenger, event, &error, deadline).await,
     };
-    let work_reserve = REPLY_RESERVE + RESPONSE_RESERVE;
-    let listed = deadline.within(work_reserve, registry.list()).await;
-    let connections = match listed {
-        Some(Ok(connections)) => connections,
-        failed => {
-            let error = match failed {
-                Some(Err(error)) => error.to_string(),
-                _ => "timed out at the invocation's deadline".to_string(),
-            };
-            tracing::error!(connection_id = %event.connection_id, %error, "cannot list connections for sendmessage");
-            let frame = ServerFrame::error(
-                ErrorCode::Internal,
-                "the message could not be sent; try again",
-            );
-            let _ = reply(registry, messenger, &event.connection_id, &frame, deadline).await;
-            return response(500, "connection registry unavailable");
-        }
-    };
-    let recipients: Vec<String> = connections
-        .into_iter()
-        .filter(|id| *id != event.connection_id)
-        .collect();
     let message = ServerFrame::Message {
         id: event.message_id.clone(),
         from: event.connection_id.clone(),
         data: data.clone(),
         sent_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
-    };
-    let delivery = broadcast(
-        registry,
-        messenger,
-        &recipients,
-        message.to_text().as_bytes(),
-        deadline.before(work_reserve),
+    }
+    .to_text();
+    // Posts in flight at the stop finish within the drain reserve, so none is
+    // cut off with its outcome unknown.
+    let stop_at = deadline.before(
+        services.limits.drain_reserve()
+            + fanout::HANDOFF_RESERVE
+            + REPLY_RESERVE
+            + RESPONSE_RESERVE,
+    );
+    let fanout = services.fanout(registry, messenger);
+    let slice = fanout
+        .run(
+            &event.connection_id,
+            message.as_bytes(),
+            Remainder::everyone(),
+            stop_at,
+        )
+        .await;
+    if slice
+        .left
+        .as_ref()
+        .is_some_and(|left| left.cursor == Cursor::Start)
+    {
+        // Not even the first page of the registry could be read: the sender
+        // hears it now rather than a chain of invocations failing later.
+        tracing::error!(connection_id = %event.connection_id, "cannot list connections for sendmessage");
+        let frame = ServerFrame::error(
+            ErrorCode::Internal,
+            "the message could not be sent; try again",
+        );
+        let _ = reply(registry, messenger, &event.connection_id, &frame, deadline).await;
+        return response(500, "connection registry unavailable");
+    }
+    let handover = fanout::hand_on(
+        services.relay,
+        &event.message_id,
+        &event.connection_id,
+        &message,
+        0,
+        slice.left.clone(),
     )
     .await;
     tracing::info!(
         connection_id = %event.connection_id,
-        recipients = recipients.len(),
-        delivered = delivery.delivered,
-        gone = delivery.gone,
-        failed = delivery.failed,
-        unreached = delivery.unreached,
+        message_id = %event.message_id,
+        delivered = slice.delivery.delivered,
+        gone = slice.delivery.gone,
+        failed = slice.delivery.failed,
+        pages = slice.pages,
+        ?handover,
         "sendmessage"
     );
     reply_status(
@@ -132,7 +151,7 @@ pub async fn send_message(
             messenger,
             &event.connection_id,
             &ServerFrame::Sent {
-                recipients: delivery.delivered,
+                recipients: slice.delivery.delivered,
             },
             deadline,
         )

@@ -21,7 +21,7 @@ fn sdk() -> SdkConfig {
         "local", "local", None, None, "test",
     );
     SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
+        .behavior_version(aws_sdk_apigatewaymanagement::config::BehaviorVersion::latest())
         .region(Region::new("eu-west-1"))
         .credentials_provider(
             aws_sdk_apigatewaymanagement::config::SharedCredentialsProvider::new(credentials),

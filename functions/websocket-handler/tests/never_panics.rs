@@ -8,6 +8,8 @@ use proptest::prelude::*;
 use protocol::{ACTIONS, MAX_DATA_BYTES, routes};
 use serde_json::{Map, Value, json};
 use websocket_handler::deadline::Deadline;
+use websocket_handler::fanout::memory::{MemoryClaims, MemoryQueue};
+use websocket_handler::fanout::{Limits, Services};
 use websocket_handler::handle;
 use websocket_handler::messenger::MemoryMessenger;
 use websocket_handler::registry::MemoryRegistry;
@@ -34,9 +36,22 @@ fn run(raw: Value) -> (i64, String) {
         let registry = MemoryRegistry::new();
         let messenger = MemoryMessenger::new();
         let limit = std::time::Duration::from_secs(10);
+        let (claims, queue) = (MemoryClaims::default(), MemoryQueue::default());
+        let services = Services {
+            pages: &registry,
+            claims: &claims,
+            relay: &queue,
+            limits: Limits::default(),
+        };
         let handled = tokio::time::timeout(
             limit,
-            handle(raw, &registry, &messenger, Deadline::after(limit)),
+            handle(
+                raw,
+                &registry,
+                &messenger,
+                &services,
+                Deadline::after(limit),
+            ),
         );
         let response = handled.await.expect("handler timed out");
         let body = match response.body {

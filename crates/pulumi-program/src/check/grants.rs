@@ -21,6 +21,9 @@ use crate::{Part, Template};
 pub const FUNCTION_DYNAMODB_ACTIONS: &[&str] =
     &["dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Scan"];
 const LOG_ACTIONS: &[&str] = &["logs:CreateLogStream", "logs:PutLogEvents"];
+/// A broadcast's continuation invokes the function itself, asynchronously
+/// (`functions/websocket-handler/src/relay.rs`): on the function's own ARN only.
+pub const FUNCTION_SELF_ACTIONS: &[&str] = &["lambda:InvokeFunction"];
 const ROLE: &str = "aws:iam/role:Role";
 const ROLE_POLICY: &str = "aws:iam/rolePolicy:RolePolicy";
 const LOG_GROUP: &str = "aws:cloudwatch/logGroup:LogGroup";
@@ -90,6 +93,11 @@ impl Checker<'_> {
                 format!("${{{}.arn}}", t.name),
             );
         }
+        expect(
+            &mut expected,
+            FUNCTION_SELF_ACTIONS,
+            format!("${{{}.arn}}", function.name),
+        );
         if let (Some(api), Some(stage)) = (first(API), first(STAGE)) {
             let name = known(&eval, prop(stage, "name"));
             let name = name.as_ref().and_then(Value::as_str).unwrap_or("<stage>");

@@ -36,8 +36,11 @@ use tokio_tungstenite::tungstenite::Message;
 mod build;
 mod clients;
 mod functions;
+pub mod load;
+pub mod posts;
 mod report;
 mod stack;
+pub mod standin;
 #[cfg(test)]
 mod tests;
 
@@ -93,6 +96,16 @@ pub struct BenchArgs {
     /// Only the local-stack half.
     #[arg(long)]
     pub stack_only: bool,
+    /// The load mode: `--load 10000` holds that many connections open and broadcasts to them.
+    #[command(flatten)]
+    pub load: load::LoadArgs,
+    /// Posts per second of one `sendmessage` invocation against a
+    /// @connections stand-in with a fixed latency: `--posts 10000`.
+    #[command(flatten)]
+    pub posts: posts::PostsArgs,
+    /// Only the scale rows (`--load`, `--posts`), none of the others.
+    #[arg(long)]
+    pub scale_only: bool,
     /// The workspace root (Cargo.toml, Pulumi.yaml, bench/, target/).
     #[arg(long, default_value = ".")]
     pub root: PathBuf,
@@ -120,6 +133,20 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         build_functions(&env).await?;
     }
     let mut report = Report::default();
+    if args.posts.posts > 0 {
+        report.posts = Some(
+            posts::measure(&env.binary("websocket-handler")?, &args.posts)
+                .await
+                .context("the posts-per-second row")?,
+        );
+    }
+    if args.scale_only {
+        if args.load.load > 0 {
+            report.stack = Some(bench_stack(&args, &env).await?);
+        }
+        println!("{}", report.render(&machine_line()));
+        return Ok(());
+    }
     if !args.stack_only {
         if args.build_zips {
             build_zips(&env).await?;

@@ -187,12 +187,16 @@ pub struct StackReport {
     pub broadcast: BTreeMap<usize, Duration>,
     /// Messages answered per second, with how many clients and messages.
     pub sustained: Option<(f64, usize, usize)>,
+    /// The load mode's figures (`--load N`).
+    pub load: Option<super::load::LoadFigures>,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct Report {
     pub functions: Option<FunctionReport>,
     pub stack: Option<StackReport>,
+    /// The posts-per-second row (`--posts N`).
+    pub posts: Option<super::posts::PostsFigures>,
 }
 
 pub(super) const HEADER: [&str; 5] = [
@@ -401,6 +405,24 @@ impl Report {
         }
         for note in notes {
             out.push_str(&format!("\n\nZip {note}"));
+        }
+        let mut scale = Vec::new();
+        if let Some(load) = self.stack.as_ref().and_then(|s| s.load.as_ref()) {
+            scale.extend(super::load::rows(load));
+        }
+        if let Some(posts) = &self.posts {
+            scale.extend(super::posts::rows(posts));
+        }
+        if !scale.is_empty() {
+            let rows: Vec<Vec<String>> = scale
+                .into_iter()
+                .map(|(label, value)| vec![label, value])
+                .collect();
+            out.push_str("\n\n");
+            out.push_str(&render_table(
+                &["Scale", "websocket-handler / devstack"],
+                &rows,
+            ));
         }
         out.push_str("\n\nTargets:\n");
         for t in self.targets() {

@@ -1,10 +1,18 @@
 //! The local stack the bench measures: `devstack up` as a child process
 //! with limits raised, and the stack half of the report.
 
+use super::load::{Target, Via};
 use super::*;
 
 pub(super) async fn bench_stack(args: &BenchArgs, env: &BenchEnv) -> anyhow::Result<StackReport> {
     let mut report = StackReport::default();
+    if args.scale_only {
+        let stack = BenchStack::start(env).await?;
+        let measured = measure_load(&mut report, args, &stack).await;
+        stack.shutdown().await;
+        measured?;
+        return Ok(report);
+    }
     let echo_server = EchoServer::start()?;
     let echo_addr = echo_server.addr;
     eprintln!("bench: echo floor on {echo_addr}");
@@ -60,12 +68,42 @@ pub(super) async fn bench_stack(args: &BenchArgs, env: &BenchEnv) -> anyhow::Res
                 .with_context(|| format!("broadcast to {n}"))?;
             report.broadcast.insert(n, took);
         }
-        anyhow::Ok(())
+        measure_load(&mut report, args, &stack).await
     }
     .await;
     stack.shutdown().await;
     measured?;
     Ok(report)
+}
+
+/// The load row, when `--load N` asks for it.
+async fn measure_load(
+    report: &mut StackReport,
+    args: &BenchArgs,
+    stack: &BenchStack,
+) -> anyhow::Result<()> {
+    if args.load.load == 0 {
+        return Ok(());
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    eprintln!("bench: load, {} connections", args.load.load);
+    let target = match args.load.load_via {
+        Via::Edge => Target {
+            addr: stack.edge,
+            path: stack.path.clone(),
+            api_key: None,
+        },
+        Via::Api => Target {
+            addr: stack.api,
+            path: stack.api_path.clone(),
+            api_key: Some(stack.api_key.clone()),
+        },
+    };
+    let figures = super::load::measure(&target, stack.child.id(), &args.load)
+        .await
+        .with_context(|| format!("load with {} connections", args.load.load))?;
+    report.load = Some(figures);
+    Ok(())
 }
 
 /// Stack config for the bench: the repository's program with limits high
@@ -93,8 +131,11 @@ pub fn bench_stack_config(project: &str) -> String {
 
 /// The URLs `devstack up --ready-file` writes.
 #[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub(super) struct ReadyFile {
     pub(super) edge: String,
+    pub(super) api: String,
+    pub(super) api_key: String,
 }
 
 /// `devstack up` as a child process (this same executable), configured
@@ -103,6 +144,10 @@ pub(super) struct BenchStack {
     pub(super) child: tokio::process::Child,
     pub(super) edge: SocketAddr,
     pub(super) path: String,
+    /// The API layer (`ApiEndpoint`) and the key it wants.
+    pub(super) api: SocketAddr,
+    pub(super) api_path: String,
+    pub(super) api_key: String,
 }
 
 impl BenchStack {
@@ -125,7 +170,10 @@ impl BenchStack {
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
         let exe = std::env::current_exe().context("locating the devstack executable")?;
-        let mut child = Command::new(exe)
+        let mut command = Command::new(exe);
+        // An interrupted bench leaves no stack behind.
+        local_process::die_with_parent(command.as_std_mut());
+        let mut child = command
             .arg("up")
             .arg("--program-dir")
             .arg(&dir)
@@ -140,6 +188,10 @@ impl BenchStack {
                 "127.0.0.1:0",
                 "--console-addr",
                 "127.0.0.1:0",
+                // The load row holds up to `--load` connections on one
+                // listener; the open-file limit, not this cap, bounds it.
+                "--max-connections",
+                "100000",
             ])
             .arg("--ready-file")
             .arg(&ready)
@@ -155,7 +207,7 @@ impl BenchStack {
             log_path.display()
         );
         let deadline = Instant::now() + STACK_START_TIMEOUT;
-        let edge = loop {
+        let ready = loop {
             if let Some(status) = child.try_wait().context("watching devstack up")? {
                 bail!(
                     "`devstack up` exited with {status} before it was ready; see {}",
@@ -166,7 +218,7 @@ impl BenchStack {
                 .ok()
                 .and_then(|text| serde_json::from_str::<ReadyFile>(&text).ok())
             {
-                break edge.edge;
+                break edge;
             }
             if Instant::now() > deadline {
                 let _ = child.kill().await;
@@ -177,9 +229,18 @@ impl BenchStack {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        let (edge, path) =
-            parse_ws_url(&edge).with_context(|| format!("the stack's edge URL {edge:?}"))?;
-        Ok(BenchStack { child, edge, path })
+        let (edge, path) = parse_ws_url(&ready.edge)
+            .with_context(|| format!("the stack's edge URL {:?}", ready.edge))?;
+        let (api, api_path) = parse_ws_url(&ready.api)
+            .with_context(|| format!("the stack's API URL {:?}", ready.api))?;
+        Ok(BenchStack {
+            child,
+            edge,
+            path,
+            api,
+            api_path,
+            api_key: ready.api_key,
+        })
     }
 
     /// Ctrl-C, as a user stops it, then a bounded wait.

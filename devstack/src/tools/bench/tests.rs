@@ -93,7 +93,9 @@ fn report() -> Report {
                 (1000, Duration::from_millis(1500)),
             ]),
             sustained: Some((1234.4, 20, 2000)),
+            load: None,
         }),
+        posts: None,
     }
 }
 

@@ -1,0 +1,400 @@
+//! The benchmark's load mode: thousands of connections held open through
+//! the local stack, then one broadcast to all of them.
+//!
+//! Reports the handshake rate the stack sustains while they open, the stack
+//! process's memory per open connection, the time until the sender's `sent`
+//! and until the last receiver has the message (with how many never got it
+//! or got it twice). Clients connect from addresses spread over
+//! 127.0.0.0/8, as CloudFront sees many viewers; the generator raises its
+//! own open-file limit first and fails with the numbers if it cannot hold
+//! the connections. Every loop is bounded in count and every wait in time.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use futures_util::{SinkExt, StreamExt};
+use protocol::{ClientFrame, ServerFrame};
+use serde_json::Value;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::stack::open_files;
+
+/// Options of the load mode.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadArgs {
+    /// Connections to hold open for the load row (0: no load row).
+    #[arg(long, default_value_t = 0)]
+    pub load: usize,
+    /// Handshakes in flight at once while they open.
+    #[arg(long, default_value_t = 64)]
+    pub load_handshakes: usize,
+    /// Longest wait for the broadcast to reach everyone, in seconds.
+    #[arg(long, default_value_t = 120)]
+    pub load_timeout: u64,
+    /// Where the load clients connect: through the edge (as viewers do), or
+    /// straight to the API layer with the key. Through the edge each
+    /// connection costs the stack three file descriptors (viewer, origin,
+    /// API side) and one through the API layer, so on a machine whose hard
+    /// open-file limit is 20,000 only `api` holds 10,000 connections.
+    #[arg(long, value_enum, default_value_t = Via::Edge)]
+    pub load_via: Via,
+}
+
+/// The way in for the load clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    Edge,
+    Api,
+}
+
+/// Where the load clients connect, and the key the API layer wants.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub path: String,
+    pub api_key: Option<String>,
+}
+
+/// One load run's figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadFigures {
+    pub connections: usize,
+    /// The way the clients came in.
+    pub via: Via,
+    /// Connections opened per second (all handshakes, `--load-handshakes` at once).
+    pub handshakes_per_sec: f64,
+    /// The stack process's resident memory per open connection, in bytes.
+    pub stack_bytes_per_connection: Option<f64>,
+    /// `sendmessage` → the sender's `sent` frame.
+    pub sent_after: Duration,
+    /// `recipients` in that `sent` frame.
+    pub sent_recipients: usize,
+    /// `sendmessage` → the last receiver has the message.
+    pub all_have_it: Option<Duration>,
+    pub missed: usize,
+    pub twice: usize,
+}
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// Step timeout for one handshake or one frame.
+const STEP: Duration = Duration::from_secs(60);
+/// How long receivers keep listening for a second copy after the last first copy.
+const SETTLE: Duration = Duration::from_millis(500);
+
+/// Client `i`'s source address: 127.1.0.1, 127.1.0.2, … spread over
+/// 127.0.0.0/8, never a .0 or .255 octet.
+pub fn source_address(i: usize) -> Ipv4Addr {
+    let host = (i % 250) as u8 + 1;
+    let subnet = ((i / 250) % 250) as u8 + 1;
+    let net = ((i / 62_500) % 250) as u8 + 1;
+    Ipv4Addr::new(127, net, subnet, host)
+}
+
+/// A client's small buffers: the frames here are a few hundred bytes, and
+/// tungstenite's default 128 KiB read buffer per client would make the
+/// generator, not the stack, the memory cost.
+fn client_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+}
+
+async fn connect(target: &Target, source: Ipv4Addr) -> anyhow::Result<Ws> {
+    let Target {
+        addr,
+        path,
+        api_key,
+    } = target;
+    let addr = *addr;
+    let step = async {
+        let socket = TcpSocket::new_v4().context("creating a socket")?;
+        socket
+            .bind(SocketAddr::from((source, 0)))
+            .with_context(|| format!("binding {source}"))?;
+        let stream = socket
+            .connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr} from {source}"))?;
+        stream.set_nodelay(true).context("setting TCP_NODELAY")?;
+        let url = format!("ws://{addr}{path}");
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .with_context(|| format!("the URL {url}"))?;
+        if let Some(key) = api_key {
+            request.headers_mut().insert(
+                "x-api-key",
+                key.parse()
+                    .context("the API key is not a valid header value")?,
+            );
+        }
+        let (ws, _) =
+            tokio_tungstenite::client_async_with_config(request, stream, Some(client_config()))
+                .await
+                .with_context(|| format!("WebSocket handshake with {url} from {source}"))?;
+        anyhow::Ok(ws)
+    };
+    tokio::time::timeout(STEP, step)
+        .await
+        .context("the handshake did not finish in time")?
+}
+
+/// Resident memory of a process (`VmRSS`), in bytes.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Opens `args.load` connections to `target`, measures, broadcasts once to
+/// all but one of them, and closes them. `stack_pid` is the local stack's
+/// process, for its memory.
+pub async fn measure(
+    target: &Target,
+    stack_pid: Option<u32>,
+    args: &LoadArgs,
+) -> anyhow::Result<LoadFigures> {
+    let n = args.load;
+    let limit = open_files::raise(open_files::WANTED);
+    eprintln!("bench: load generator {}", limit.describe());
+    if let Some(now) = limit.now
+        && now < n as u64 + 256
+    {
+        bail!(
+            "the load generator may open {now} files, too few for {n} connections; raise the limit (`ulimit -n`)"
+        );
+    }
+    let rss_before = stack_pid.and_then(rss_bytes);
+    let started = Instant::now();
+    let mut clients: Vec<Ws> = futures_util::stream::iter(0..=n)
+        .map(|i| connect(target, source_address(i)))
+        .buffer_unordered(args.load_handshakes.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    let opened = started.elapsed();
+    // Let the stack settle (its $connect invocations have all answered).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_after = stack_pid.and_then(rss_bytes);
+    eprintln!("bench: {} connections open after {opened:?}", n + 1);
+    let mut sender = clients.pop().context("no sender connection")?;
+    let tag = Value::String(format!("load-{n}-{}", uuid::Uuid::new_v4()));
+
+    let received = Arc::new(AtomicUsize::new(0));
+    let all_in = Arc::new(tokio::sync::Notify::new());
+    let (stop, _) = tokio::sync::watch::channel(false);
+    let timeout = Duration::from_secs(args.load_timeout);
+    let sent_at = Instant::now();
+    let mut receivers = Vec::with_capacity(n);
+    for ws in clients {
+        receivers.push(tokio::spawn(receive(
+            ws,
+            tag.clone(),
+            received.clone(),
+            all_in.clone(),
+            n,
+            stop.subscribe(),
+            sent_at + timeout,
+        )));
+    }
+    sender
+        .send(Message::text(ClientFrame::send_message(tag).to_text()))
+        .await
+        .context("sending the broadcast")?;
+    let sent_recipients = tokio::time::timeout(timeout, async {
+        while let Some(message) = sender.next().await {
+            let message = message.context("reading the sender's socket")?;
+            if let Ok(text) = message.to_text()
+                && let Ok(ServerFrame::Sent { recipients }) = serde_json::from_str(text)
+            {
+                return Ok(recipients);
+            }
+        }
+        bail!("the sender's connection closed before `sent`")
+    })
+    .await
+    .context("no `sent` frame in time")??;
+    let sent_after = sent_at.elapsed();
+    let everyone = tokio::time::timeout(timeout, async {
+        while received.load(Ordering::SeqCst) < n {
+            all_in.notified().await;
+        }
+    })
+    .await
+    .is_ok();
+    tokio::time::sleep(SETTLE).await;
+    let _ = stop.send(true);
+    let (mut last, mut missed, mut twice) = (None::<Instant>, 0, 0);
+    for receiver in receivers {
+        let (first, copies) = receiver.await.context("a receiver task failed")?;
+        match first {
+            Some(at) => last = Some(last.map_or(at, |l| l.max(at))),
+            None => missed += 1,
+        }
+        twice += usize::from(copies > 1);
+    }
+    drop(sender);
+    let per_connection = rss_before
+        .zip(rss_after)
+        .map(|(b, a)| a.saturating_sub(b) as f64 / (n + 1) as f64);
+    Ok(LoadFigures {
+        connections: n,
+        via: args.load_via,
+        handshakes_per_sec: (n + 1) as f64 / opened.as_secs_f64().max(1e-9),
+        stack_bytes_per_connection: per_connection,
+        sent_after,
+        sent_recipients,
+        all_have_it: (everyone && missed == 0)
+            .then(|| last.map(|l| l - sent_at))
+            .flatten(),
+        missed,
+        twice,
+    })
+}
+
+/// One receiver: when its first copy of `tag` arrived, and how many copies
+/// arrived before `stop`.
+async fn receive(
+    mut ws: Ws,
+    tag: Value,
+    received: Arc<AtomicUsize>,
+    all_in: Arc<tokio::sync::Notify>,
+    n: usize,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    deadline: Instant,
+) -> (Option<Instant>, usize) {
+    let (mut first, mut copies) = (None, 0usize);
+    let deadline = tokio::time::Instant::from_std(deadline + SETTLE * 4);
+    loop {
+        let message = tokio::select! {
+            _ = stop.changed() => break,
+            _ = tokio::time::sleep_until(deadline) => break,
+            message = ws.next() => message,
+        };
+        let Some(Ok(message)) = message else { break };
+        let Ok(text) = message.to_text() else {
+            continue;
+        };
+        if let Ok(ServerFrame::Message { data, .. }) = serde_json::from_str(text)
+            && data == tag
+        {
+            copies += 1;
+            if first.is_none() {
+                first = Some(Instant::now());
+                if received.fetch_add(1, Ordering::SeqCst) + 1 >= n {
+                    all_in.notify_one();
+                }
+            }
+        }
+    }
+    (first, copies)
+}
+
+/// The load figures as table rows: label, value.
+pub fn rows(figures: &LoadFigures) -> Vec<(String, String)> {
+    let n = figures.connections;
+    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
+    let via = match figures.via {
+        Via::Edge => "through the edge",
+        Via::Api => "straight to the API layer, with the key",
+    };
+    let mut rows = vec![
+        ("Load clients connect".to_string(), via.to_string()),
+        (
+            format!("Handshakes while opening {n} connections"),
+            format!("{:.0} /s", figures.handshakes_per_sec),
+        ),
+        (
+            "Local stack memory per open connection".to_string(),
+            figures
+                .stack_bytes_per_connection
+                .map_or("—".into(), |b| format!("{:.1} kB", b / 1000.0)),
+        ),
+        (
+            format!("Broadcast to {n}: sender's `sent`"),
+            format!(
+                "{} ({} recipients)",
+                ms(figures.sent_after),
+                figures.sent_recipients
+            ),
+        ),
+        (
+            format!("Broadcast to {n}: until the last has it"),
+            figures.all_have_it.map_or("—".into(), ms),
+        ),
+        (
+            format!("Broadcast to {n}: posts per second (until the last)"),
+            figures.all_have_it.map_or("—".into(), |d| {
+                format!("{:.0} /s", n as f64 / d.as_secs_f64().max(1e-9))
+            }),
+        ),
+        (
+            format!("Broadcast to {n}: missed / reached twice"),
+            format!("{} / {}", figures.missed, figures.twice),
+        ),
+    ];
+    rows.retain(|(_, v)| !v.is_empty());
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn sources_are_distinct_loopback_addresses_without_0_or_255() {
+        let mut seen = HashSet::new();
+        for i in 0..100_000 {
+            let ip = source_address(i);
+            assert!(ip.is_loopback(), "{ip}");
+            let [_, a, b, c] = ip.octets();
+            assert!([a, b, c].iter().all(|&o| o != 0 && o != 255), "{ip}");
+            assert!(seen.insert(ip), "{ip} twice");
+        }
+    }
+
+    #[test]
+    fn this_process_has_a_resident_size() {
+        assert!(rss_bytes(std::process::id()).is_some_and(|b| b > 0));
+        assert_eq!(rss_bytes(u32::MAX), None);
+    }
+
+    #[test]
+    fn rows_name_every_figure() {
+        let figures = LoadFigures {
+            connections: 10_000,
+            via: Via::Api,
+            handshakes_per_sec: 812.0,
+            stack_bytes_per_connection: Some(21_500.0),
+            sent_after: Duration::from_millis(900),
+            sent_recipients: 10_000,
+            all_have_it: Some(Duration::from_millis(1_250)),
+            missed: 0,
+            twice: 0,
+        };
+        let rows = rows(&figures);
+        let text = format!("{rows:?}");
+        for expected in [
+            "812 /s",
+            "21.5 kB",
+            "900.0 ms",
+            "1250.0 ms",
+            "8000 /s",
+            "0 / 0",
+            "straight to the API layer",
+        ] {
+            assert!(text.contains(expected), "{expected} not in {text}");
+        }
+    }
+}

@@ -1,0 +1,664 @@
+//! A broadcast that never outlives its invocation.
+//!
+//! One invocation posts to recipients page by page (a Scan page of the
+//! registry at a time) until it has posted to all of them or its time is up;
+//! what is left — the unposted ids of the current page and the Scan cursor
+//! after that page — is a [`Continuation`] handed to an asynchronous
+//! invocation of the same function, which does the same, up to [`MAX_HOPS`]
+//! times.
+//!
+//! Exactly once, and where it comes from:
+//! - within an invocation each id of a page is started at most once, and the
+//!   ids not started are exactly the ones handed on ([`post_until`]);
+//! - across invocations a continuation owns a disjoint remainder: the ids it
+//!   carries and the pages after its cursor, which no earlier invocation
+//!   posts to (a Scan returns each item once; the chain is linear);
+//! - Lambda's asynchronous queue may deliver one event more than once, and
+//!   retries function errors: each hop first claims `(message id, hop)` with a
+//!   conditional write ([`Claims`]), so a second delivery of the same hop
+//!   posts nothing, and the program sets the retries to 0 (a retry would be
+//!   refused by the claim anyway).
+//!
+//! A slice stops *starting* posts at its stop time; the posts already in
+//! flight then finish, each bounded by [`Limits::post_timeout`], which the
+//! stop time keeps free before the deadline (with the hand-over and the
+//! reply). So no post is cut off with its outcome unknown: every id is
+//! either posted to by this slice, with its outcome counted, or handed on.
+//!
+//! What it cannot promise: a post that times out may or may not have reached
+//! its connection (it counts as failed, is logged, and is not retried: a
+//! post has no idempotency key, so a retry could deliver twice); a hop whose
+//! process dies mid-slice loses the rest of that slice, for the same reason.
+//! A connection that opens during a broadcast may or may not receive it.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::stream::{self, StreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::broadcast::Delivery;
+use crate::messenger::{Messenger, PostError};
+use crate::registry::{ConnectionRegistry, RegistryError, forget_gone};
+
+/// The top-level key that marks an event as a continuation. API Gateway's
+/// events never have it (a client's frame is inside `body`), and only the
+/// function itself may invoke the function asynchronously.
+pub const EVENT_KEY: &str = "fanout";
+/// The longest chain of continuations; past it the rest is abandoned and
+/// logged. Bounds the cost of a bug, and keeps a chain inside Lambda's
+/// recursive-loop limit (16).
+pub const MAX_HOPS: u32 = 15;
+/// Registry ids that are continuation claims, not connections. API Gateway
+/// connection ids never contain `#`.
+pub const CLAIM_PREFIX: &str = "#fanout#";
+
+/// Where the next page of the registry starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "at", content = "key")]
+pub enum Cursor {
+    /// The first page has not been read.
+    Start,
+    /// The next page starts after this connection id (Scan's `LastEvaluatedKey`).
+    After(String),
+    /// Every page has been read.
+    End,
+}
+
+/// What is left of a broadcast.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Remainder {
+    /// Ids read from the registry and not posted to yet.
+    pub pending: Vec<String>,
+    pub cursor: Cursor,
+}
+
+impl Remainder {
+    /// A whole broadcast: every page, from the first.
+    pub fn everyone() -> Self {
+        Remainder {
+            pending: Vec::new(),
+            cursor: Cursor::Start,
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.pending.is_empty() && self.cursor == Cursor::End
+    }
+}
+
+/// The event one invocation hands the next: `{"fanout": {...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Continuation {
+    /// The broadcast's id (the `message` frame's id): the claim key.
+    pub message_id: String,
+    /// The sender's connection, never a recipient.
+    pub sender: String,
+    /// The `message` frame, exactly as the first invocation built it.
+    pub frame: String,
+    /// 1 for the first continuation.
+    pub hop: u32,
+    pub remainder: Remainder,
+}
+
+impl Continuation {
+    /// The event JSON.
+    pub fn to_event(&self) -> Value {
+        serde_json::json!({ EVENT_KEY: self })
+    }
+
+    /// `None` for any event that is not a continuation; `Some(Err)` names
+    /// what is wrong with one that is.
+    pub fn from_event(raw: &Value) -> Option<Result<Continuation, String>> {
+        let inner = raw.get(EVENT_KEY)?;
+        Some(
+            Continuation::deserialize(inner)
+                .map_err(|e| format!("continuation event does not parse: {e}")),
+        )
+    }
+}
+
+/// One page of the registry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    pub ids: Vec<String>,
+    /// `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// The registry read a page at a time.
+#[async_trait]
+pub trait RecipientPages: Send + Sync {
+    /// The page after `after` (the first page when `None`).
+    async fn page(&self, after: Option<&str>) -> Result<Page, RegistryError>;
+}
+
+/// Records that a hop of a broadcast is being served.
+#[async_trait]
+pub trait Claims: Send + Sync {
+    /// True the first time for a `(message_id, hop)`, false ever after.
+    async fn claim(&self, message_id: &str, hop: u32) -> Result<bool, RegistryError>;
+}
+
+/// Hands a continuation to a new invocation.
+#[async_trait]
+pub trait Relay: Send + Sync {
+    async fn hand_off(&self, continuation: &Continuation) -> Result<(), String>;
+}
+
+/// How hard one invocation fans out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Posts in flight at once.
+    pub in_flight: usize,
+    /// A post slower than this counts as failed. Also the time a slice
+    /// keeps after its stop time for the posts already in flight to finish
+    /// (see [`Limits::drain_reserve`]).
+    pub post_timeout: Duration,
+    /// Posts one invocation starts at most (`None`: as many as time allows).
+    pub per_invocation: Option<usize>,
+}
+
+/// Posts in flight at once unless `FANOUT_IN_FLIGHT` says otherwise
+/// (measured: docs/benchmarks.md, "Posts per second").
+pub const DEFAULT_IN_FLIGHT: usize = 200;
+/// Time kept free after a slice to hand the rest on (the `Invoke` call's
+/// own timeout, [`crate::relay::OPERATION_TIMEOUT`], fits in it).
+pub const HANDOFF_RESERVE: Duration = Duration::from_secs(2);
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            in_flight: DEFAULT_IN_FLIGHT,
+            post_timeout: crate::broadcast::POST_TIMEOUT,
+            per_invocation: None,
+        }
+    }
+}
+
+/// A fan-out setting that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name} is {value:?}: it must be {expected}")]
+pub struct BadSetting {
+    pub name: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+impl Limits {
+    /// What a slice's stop time must keep free before the invocation's
+    /// deadline, besides the hand-over and the reply: the posts in flight at
+    /// the stop finish within it.
+    pub fn drain_reserve(&self) -> Duration {
+        self.post_timeout
+    }
+
+    /// Reads `FANOUT_IN_FLIGHT` (posts in flight, at least 1) and
+    /// `FANOUT_PER_INVOCATION` (0: no cap) through `lookup`; unset or empty
+    /// means the default.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, BadSetting> {
+        let read = |name: &'static str, expected: &'static str, min: usize| match lookup(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+        {
+            None => Ok(None),
+            Some(value) => match value.parse::<usize>() {
+                Ok(n) if n >= min => Ok(Some(n)),
+                _ => Err(BadSetting {
+                    name,
+                    value,
+                    expected,
+                }),
+            },
+        };
+        let mut limits = Limits::default();
+        if let Some(n) = read("FANOUT_IN_FLIGHT", "a whole number of at least 1", 1)? {
+            limits.in_flight = n;
+        }
+        limits.per_invocation =
+            read("FANOUT_PER_INVOCATION", "a whole number (0: no cap)", 0)?.filter(|&n| n > 0);
+        Ok(limits)
+    }
+}
+
+/// Whether `id` from the registry is a recipient of `sender`'s broadcast.
+pub fn is_recipient(id: &str, sender: &str) -> bool {
+    id != sender && !id.starts_with(CLAIM_PREFIX)
+}
+
+enum Outcome {
+    Delivered,
+    Gone,
+    Failed,
+}
+
+/// Posts `data` to `ids` in order, at most `limits.in_flight` at once,
+/// starting no post at or after `stop_at` and at most `budget` posts. Every
+/// post started runs to its outcome (each is bounded by
+/// `limits.post_timeout`, so this returns by `stop_at + post_timeout`).
+/// Returns what happened and how many ids were started: the rest,
+/// `ids[started..]`, were not posted to.
+pub async fn post_until(
+    registry: &dyn ConnectionRegistry,
+    messenger: &dyn Messenger,
+    ids: &[String],
+    data: &[u8],
+    limits: &Limits,
+    stop_at: Instant,
+    budget: usize,
+) -> (Delivery, usize) {
+    let mut started = 0usize;
+    let post_timeout = limits.post_timeout;
+    let posts = stream::iter(ids)
+        .take(budget)
+        .take_while(|_| std::future::ready(Instant::now() < stop_at))
+        .map(|connection_id| {
+            started += 1;
+            async move {
+                match tokio::time::timeout(post_timeout, messenger.post(connection_id, data)).await
+                {
+                    Ok(Ok(())) => Outcome::Delivered,
+                    Ok(Err(PostError::Gone)) => {
+                        forget_gone(registry, connection_id).await;
+                        Outcome::Gone
+                    }
+                    Ok(Err(PostError::Other(error))) => {
+                        tracing::warn!(%connection_id, %error, "post to connection failed");
+                        Outcome::Failed
+                    }
+                    Err(_) => {
+                        // It may still have reached the connection: counted as
+                        // failed, never as delivered, and not handed on.
+                        tracing::warn!(%connection_id, timeout = ?post_timeout, "post to connection timed out");
+                        Outcome::Failed
+                    }
+                }
+            }
+        });
+    let delivery = posts
+        .buffer_unordered(limits.in_flight.max(1))
+        .fold(Delivery::default(), |mut delivery, outcome| async move {
+            match outcome {
+                Outcome::Delivered => delivery.delivered += 1,
+                Outcome::Gone => delivery.gone += 1,
+                Outcome::Failed => delivery.failed += 1,
+            }
+            delivery
+        })
+        .await;
+    (delivery, started)
+}
+
+fn add(total: &mut Delivery, more: Delivery) {
+    total.delivered += more.delivered;
+    total.gone += more.gone;
+    total.failed += more.failed;
+}
+
+/// What a broadcast needs besides the registry and the messenger: the
+/// registry a page at a time, the hop claims, the hand-over, the limits.
+#[derive(Clone, Copy)]
+pub struct Services<'a> {
+    pub pages: &'a dyn RecipientPages,
+    pub claims: &'a dyn Claims,
+    pub relay: &'a dyn Relay,
+    pub limits: Limits,
+}
+
+impl<'a> Services<'a> {
+    /// The fan-out of one invocation over these services.
+    pub fn fanout(
+        &self,
+        registry: &'a dyn ConnectionRegistry,
+        messenger: &'a dyn Messenger,
+    ) -> Fanout<'a> {
+        Fanout {
+            registry,
+            pages: self.pages,
+            messenger,
+            limits: self.limits,
+        }
+    }
+}
+
+/// The sources one invocation's fan-out reads from and writes to.
+pub struct Fanout<'a> {
+    pub registry: &'a dyn ConnectionRegistry,
+    pub pages: &'a dyn RecipientPages,
+    pub messenger: &'a dyn Messenger,
+    pub limits: Limits,
+}
+
+/// What one invocation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slice {
+    pub delivery: Delivery,
+    /// Registry pages read.
+    pub pages: usize,
+    /// What is left; `None` when every recipient was started.
+    pub left: Option<Remainder>,
+}
+
+impl<'a> Fanout<'a> {
+    /// Reads a page, giving up at `finish_by` (the slice's posts are done by
+    /// then too), so a slow Scan cannot eat the time kept for the hand-over.
+    async fn page_by(
+        &self,
+        after: Option<&str>,
+        finish_by: Instant,
+    ) -> Result<Page, RegistryError> {
+        tokio::time::timeout_at(finish_by, self.pages.page(after))
+            .await
+            .unwrap_or_else(|_| {
+                Err(RegistryError::new(
+                    "Scan",
+                    "no time left in this slice to read the page",
+                ))
+            })
+    }
+
+    /// Posts `frame` to what `work` holds, page by page, until all are
+    /// started or `stop_at`; posts in flight then finish (by `stop_at` +
+    /// the post timeout). A registry error ends the slice with the unread
+    /// pages left (the next hop reads them again).
+    pub async fn run(
+        &self,
+        sender: &str,
+        frame: &[u8],
+        mut work: Remainder,
+        stop_at: Instant,
+    ) -> Slice {
+        let mut delivery = Delivery::default();
+        let mut pages = 0;
+        let mut budget = self.limits.per_invocation.unwrap_or(usize::MAX);
+        let finish_by = stop_at + self.limits.post_timeout;
+        loop {
+            work.pending.retain(|id| is_recipient(id, sender));
+            if !work.pending.is_empty() {
+                // The next page is read while this one is posted, so a slow
+                // Scan does not stall the posts. If this page is not finished,
+                // the prefetched one is dropped: the cursor still points after
+                // this page, and the next hop reads it again.
+                let next = match &work.cursor {
+                    Cursor::After(key) => Some(key.clone()),
+                    Cursor::Start | Cursor::End => None,
+                };
+                let prefetch = async {
+                    match &next {
+                        Some(key) => Some(self.page_by(Some(key), finish_by).await),
+                        None => None,
+                    }
+                };
+                let ((done, started), prefetched) = tokio::join!(
+                    post_until(
+                        self.registry,
+                        self.messenger,
+                        &work.pending,
+                        frame,
+                        &self.limits,
+                        stop_at,
+                        budget,
+                    ),
+                    prefetch
+                );
+                add(&mut delivery, done);
+                budget -= started;
+                work.pending.drain(..started);
+                if !work.pending.is_empty() {
+                    break;
+                }
+                match prefetched {
+                    Some(Ok(page)) => {
+                        pages += 1;
+                        work.pending = page.ids;
+                        work.cursor = page.next.map_or(Cursor::End, Cursor::After);
+                        continue;
+                    }
+                    Some(Err(error)) => {
+                        tracing::error!(%error, "cannot read the next page of recipients");
+                        break;
+                    }
+                    None => {}
+                }
+            }
+            let after = match &work.cursor {
+                Cursor::End => break,
+                _ if budget == 0 || Instant::now() >= stop_at => break,
+                Cursor::Start => None,
+                Cursor::After(key) => Some(key.as_str()),
+            };
+            match self.page_by(after, finish_by).await {
+                Ok(page) => {
+                    pages += 1;
+                    work.pending = page.ids;
+                    work.cursor = page.next.map_or(Cursor::End, Cursor::After);
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot read the next page of recipients");
+                    break;
+                }
+            }
+        }
+        Slice {
+            delivery,
+            pages,
+            left: (!work.is_done()).then_some(work),
+        }
+    }
+}
+
+/// What became of the rest of a broadcast after a slice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handover {
+    /// Nothing was left.
+    Finished,
+    /// The next hop has it.
+    HandedOff { hop: u32 },
+    /// It could not be handed on (the reason is logged); `pending` ids of
+    /// the current page were known, and more pages may have been unread.
+    Abandoned { pending: usize, more_pages: bool },
+}
+
+/// Hands `left` to hop `hop + 1`, unless that is past [`MAX_HOPS`].
+pub async fn hand_on(
+    relay: &dyn Relay,
+    message_id: &str,
+    sender: &str,
+    frame: &str,
+    hop: u32,
+    left: Option<Remainder>,
+) -> Handover {
+    let Some(remainder) = left else {
+        return Handover::Finished;
+    };
+    let abandoned = Handover::Abandoned {
+        pending: remainder.pending.len(),
+        more_pages: remainder.cursor != Cursor::End,
+    };
+    let next = hop + 1;
+    if next > MAX_HOPS {
+        tracing::error!(%message_id, hop, max_hops = MAX_HOPS, pending = remainder.pending.len(),
+            "broadcast abandoned: it needs more hops than allowed (raise the in-flight limit or the function's timeout)");
+        return abandoned;
+    }
+    let continuation = Continuation {
+        message_id: message_id.to_string(),
+        sender: sender.to_string(),
+        frame: frame.to_string(),
+        hop: next,
+        remainder,
+    };
+    match relay.hand_off(&continuation).await {
+        Ok(()) => Handover::HandedOff { hop: next },
+        Err(error) => {
+            tracing::error!(%message_id, hop = next, %error, "broadcast abandoned: the continuation could not be handed off");
+            abandoned
+        }
+    }
+}
+
+/// What a continuation's invocation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Served {
+    /// This hop was already served (a duplicate delivery): nothing posted.
+    Duplicate,
+    /// The claim could not be recorded, so nothing was posted (posting
+    /// without it could deliver twice); the rest of the broadcast is lost.
+    Unclaimed,
+    Sliced {
+        slice: Slice,
+        handover: Handover,
+    },
+}
+
+/// Serves one continuation: claim its hop, post a slice, hand on the rest.
+pub async fn serve(
+    fanout: &Fanout<'_>,
+    claims: &dyn Claims,
+    relay: &dyn Relay,
+    continuation: Continuation,
+    stop_at: Instant,
+) -> Served {
+    let Continuation {
+        message_id,
+        sender,
+        frame,
+        hop,
+        remainder,
+    } = continuation;
+    match claims.claim(&message_id, hop).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!(%message_id, hop, "continuation already served; skipping the duplicate");
+            return Served::Duplicate;
+        }
+        Err(error) => {
+            tracing::error!(%message_id, hop, %error, "broadcast abandoned: the continuation could not be claimed");
+            return Served::Unclaimed;
+        }
+    }
+    let slice = fanout
+        .run(&sender, frame.as_bytes(), remainder, stop_at)
+        .await;
+    let handover = hand_on(relay, &message_id, &sender, &frame, hop, slice.left.clone()).await;
+    Served::Sliced { slice, handover }
+}
+
+/// In-process stand-ins for the table and Lambda's queue: for the route
+/// tests, and for running a whole chain of continuations in one process.
+pub mod memory {
+    use std::collections::{HashSet, VecDeque};
+
+    use parking_lot::Mutex;
+
+    use super::*;
+    use crate::registry::MemoryRegistry;
+
+    /// Pages over a [`MemoryRegistry`]'s ids in key order, `size` per page.
+    pub struct MemoryPages<'a> {
+        pub registry: &'a MemoryRegistry,
+        pub size: usize,
+    }
+
+    #[async_trait]
+    impl RecipientPages for MemoryPages<'_> {
+        async fn page(&self, after: Option<&str>) -> Result<Page, RegistryError> {
+            let ids = self.registry.list().await?;
+            let rest: Vec<String> = ids
+                .into_iter()
+                .filter(|id| after.is_none_or(|key| id.as_str() > key))
+                .collect();
+            let page: Vec<String> = rest.iter().take(self.size.max(1)).cloned().collect();
+            let next = (rest.len() > page.len())
+                .then(|| page.last().cloned())
+                .flatten();
+            Ok(Page { ids: page, next })
+        }
+    }
+
+    /// A [`MemoryRegistry`] read in pages of [`MEMORY_PAGE`] ids.
+    pub const MEMORY_PAGE: usize = 100;
+
+    #[async_trait]
+    impl RecipientPages for MemoryRegistry {
+        async fn page(&self, after: Option<&str>) -> Result<Page, RegistryError> {
+            MemoryPages {
+                registry: self,
+                size: MEMORY_PAGE,
+            }
+            .page(after)
+            .await
+        }
+    }
+
+    /// Claims in a set.
+    #[derive(Debug, Default)]
+    pub struct MemoryClaims {
+        claimed: Mutex<HashSet<(String, u32)>>,
+        broken: bool,
+    }
+
+    impl MemoryClaims {
+        /// Claims that always fail, as a table that cannot be written.
+        pub fn broken() -> Self {
+            MemoryClaims {
+                broken: true,
+                ..Self::default()
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Claims for MemoryClaims {
+        async fn claim(&self, message_id: &str, hop: u32) -> Result<bool, RegistryError> {
+            if self.broken {
+                return Err(RegistryError::new("PutItem", "table is unavailable"));
+            }
+            Ok(self.claimed.lock().insert((message_id.to_string(), hop)))
+        }
+    }
+
+    /// Lambda's asynchronous queue: hand-offs wait here as event JSON.
+    #[derive(Debug, Default)]
+    pub struct MemoryQueue {
+        events: Mutex<VecDeque<Value>>,
+        fail: bool,
+    }
+
+    impl MemoryQueue {
+        /// A queue that refuses every hand-off, as a throttled `Invoke`.
+        pub fn failing() -> Self {
+            MemoryQueue {
+                fail: true,
+                ..Self::default()
+            }
+        }
+
+        pub fn pop(&self) -> Option<Value> {
+            self.events.lock().pop_front()
+        }
+
+        pub fn is_empty(&self) -> bool {
+            self.events.lock().is_empty()
+        }
+    }
+
+    #[async_trait]
+    impl Relay for MemoryQueue {
+        async fn hand_off(&self, continuation: &Continuation) -> Result<(), String> {
+            if self.fail {
+                return Err("Invoke: throttled".into());
+            }
+            self.events.lock().push_back(continuation.to_event());
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "fanout/tests.rs"]
+mod tests;

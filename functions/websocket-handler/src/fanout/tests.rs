@@ -1,0 +1,458 @@
+use super::memory::{MemoryClaims, MemoryPages, MemoryQueue as Queue};
+use super::*;
+use crate::messenger::MemoryMessenger;
+use crate::registry::{Connection, MemoryRegistry};
+use proptest::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn ids(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("c{i:05}")).collect()
+}
+
+async fn registry_with(ids: &[String]) -> MemoryRegistry {
+    let registry = MemoryRegistry::new();
+    for id in ids {
+        let connection = Connection {
+            connection_id: id.clone(),
+            // Older than the registry's grace period, so a 410 removes them.
+            connected_at: chrono::Utc::now() - chrono::TimeDelta::hours(1),
+            source_ip: None,
+            user_agent: None,
+        };
+        registry.register(&connection).await.expect("register");
+    }
+    registry
+}
+
+fn limits(per_invocation: Option<usize>) -> Limits {
+    Limits {
+        in_flight: 8,
+        per_invocation,
+        ..Limits::default()
+    }
+}
+
+fn far() -> Instant {
+    Instant::now() + LIMIT
+}
+
+/// Runs a whole broadcast: the sender's slice, then every queued
+/// continuation (each delivered `deliveries` times), as Lambda would.
+async fn whole_broadcast(
+    fanout: &Fanout<'_>,
+    queue: &Queue,
+    claims: &MemoryClaims,
+    sender: &str,
+    deliveries: usize,
+    slice: Duration,
+) -> (usize, Vec<Served>) {
+    let frame = r#"{"type":"message","data":1}"#;
+    let first = fanout
+        .run(
+            sender,
+            frame.as_bytes(),
+            Remainder::everyone(),
+            Instant::now() + slice,
+        )
+        .await;
+    let handover = hand_on(queue, "m1", sender, frame, 0, first.left).await;
+    let mut served = Vec::new();
+    assert!(
+        !matches!(handover, Handover::Abandoned { .. }),
+        "{handover:?}"
+    );
+    let mut hops = 0;
+    while let Some(event) = queue.pop() {
+        hops += 1;
+        let continuation = Continuation::from_event(&event)
+            .expect("a continuation")
+            .expect("parses");
+        for _ in 0..deliveries {
+            let stop_at = Instant::now() + slice;
+            served.push(serve(fanout, claims, queue, continuation.clone(), stop_at).await);
+        }
+    }
+    (hops, served)
+}
+
+fn posts_per_recipient(messenger: &MemoryMessenger) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for (id, _) in messenger.posts() {
+        *counts.entry(id).or_insert(0) += 1;
+    }
+    counts
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Whatever the table size, page size and slice size, and with every
+    /// continuation delivered twice: every recipient exactly once, never
+    /// the sender.
+    #[test]
+    fn every_recipient_is_posted_exactly_once(
+        n in 0usize..400,
+        page in 1usize..60,
+        per_invocation in 1usize..90,
+        deliveries in 1usize..3,
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        // A chain has at most MAX_HOPS continuations after the sender's slice
+        // (one spare for a last page that holds only the sender).
+        let per_invocation = per_invocation.max(n.div_ceil(MAX_HOPS as usize));
+        runtime.block_on(async {
+            let all = ids(n);
+            let sender = all.get(n / 2).cloned().unwrap_or_else(|| "nobody".into());
+            let registry = registry_with(&all).await;
+            let pages = MemoryPages { registry: &registry, size: page };
+            let messenger = MemoryMessenger::new();
+            let fanout = Fanout { registry: &registry, pages: &pages, messenger: &messenger,
+                limits: limits(Some(per_invocation)) };
+            let (queue, claims) = (Queue::default(), MemoryClaims::default());
+            let (hops, served) = tokio::time::timeout(LIMIT,
+                whole_broadcast(&fanout, &queue, &claims, &sender, deliveries, LIMIT)).await.expect("timed out");
+            let counts = posts_per_recipient(&messenger);
+            let expected: BTreeMap<String, usize> =
+                all.iter().filter(|id| **id != sender).map(|id| (id.clone(), 1)).collect();
+            prop_assert_eq!(counts, expected);
+            let recipients = n.saturating_sub(1);
+            let slices = recipients.div_ceil(per_invocation).max(1);
+            prop_assert!(hops <= slices, "{} hops for {} slices", hops, slices);
+            let duplicates = served.iter().filter(|s| **s == Served::Duplicate).count();
+            prop_assert_eq!(duplicates, hops * (deliveries - 1));
+            Ok(())
+        })?;
+    }
+}
+
+#[tokio::test]
+async fn a_slice_stops_at_its_stop_time_and_hands_on_exactly_the_rest() {
+    let all = ids(300);
+    let registry = registry_with(&all).await;
+    let pages = MemoryPages {
+        registry: &registry,
+        size: 1000,
+    };
+    let slow = Slow(MemoryMessenger::new());
+    let fanout = Fanout {
+        registry: &registry,
+        pages: &pages,
+        messenger: &slow,
+        limits: limits(None),
+    };
+    // 8 in flight, 5 ms each: about 1,600 posts/s, so 60 ms is far from 300.
+    let stop_at = Instant::now() + Duration::from_millis(60);
+    let slice = tokio::time::timeout(
+        LIMIT,
+        fanout.run("nobody", b"x", Remainder::everyone(), stop_at),
+    )
+    .await
+    .expect("timed out");
+    let left = slice.left.expect("some recipients are left");
+    let posted: BTreeSet<String> = slow.0.posts().into_iter().map(|(id, _)| id).collect();
+    assert!(
+        !posted.is_empty() && posted.len() < 300,
+        "{} posted",
+        posted.len()
+    );
+    assert_eq!(slice.delivery.delivered, posted.len());
+    assert_eq!(left.cursor, Cursor::End);
+    let rest: BTreeSet<String> = left.pending.into_iter().collect();
+    assert!(posted.is_disjoint(&rest));
+    assert_eq!(
+        posted.len() + rest.len(),
+        300,
+        "nothing lost between the two"
+    );
+}
+
+/// Every post takes 700 ms, and a slice stops starting posts 50 ms in: each
+/// slice's posts are all still in flight at its stop, and run on 650 ms past
+/// it (past the 500 ms grace after which they used to be cut off and lost).
+/// They finish within the post timeout and count; every recipient gets
+/// exactly one post, with every continuation delivered twice.
+#[tokio::test]
+async fn posts_in_flight_at_the_stop_finish_and_every_recipient_gets_one_post() {
+    let all = ids(25);
+    let registry = registry_with(&all).await;
+    let pages = MemoryPages {
+        registry: &registry,
+        size: 1000,
+    };
+    let slow = Slowest(MemoryMessenger::new());
+    let limits = Limits {
+        in_flight: 10,
+        post_timeout: Duration::from_secs(2),
+        per_invocation: None,
+    };
+    let fanout = Fanout {
+        registry: &registry,
+        pages: &pages,
+        messenger: &slow,
+        limits,
+    };
+    let slice = Duration::from_millis(50);
+    let first = Instant::now();
+    let one = fanout
+        .run("nobody", b"x", Remainder::everyone(), first + slice)
+        .await;
+    assert!(
+        Instant::now() <= first + slice + limits.post_timeout,
+        "the slice outlived its drain reserve"
+    );
+    assert_eq!(one.delivery.delivered, 10, "{one:?}");
+    assert_eq!(one.left.as_ref().map(|l| l.pending.len()), Some(15));
+    let (queue, claims) = (Queue::default(), MemoryClaims::default());
+    let registry2 = registry_with(&all).await;
+    let pages2 = MemoryPages {
+        registry: &registry2,
+        size: 1000,
+    };
+    let slow2 = Slowest(MemoryMessenger::new());
+    let chain = Fanout {
+        registry: &registry2,
+        pages: &pages2,
+        messenger: &slow2,
+        limits,
+    };
+    let (hops, served) = tokio::time::timeout(
+        LIMIT,
+        whole_broadcast(&chain, &queue, &claims, "nobody", 2, slice),
+    )
+    .await
+    .expect("timed out");
+    assert_eq!(hops, 2, "{served:?}");
+    let expected: BTreeMap<String, usize> = all.iter().map(|id| (id.clone(), 1)).collect();
+    assert_eq!(posts_per_recipient(&slow2.0), expected);
+}
+
+/// Takes 700 ms per post.
+struct Slowest(MemoryMessenger);
+
+#[async_trait]
+impl Messenger for Slowest {
+    async fn post(&self, connection_id: &str, data: &[u8]) -> Result<(), PostError> {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        self.0.post(connection_id, data).await
+    }
+}
+
+struct Slow(MemoryMessenger);
+
+#[async_trait]
+impl Messenger for Slow {
+    async fn post(&self, connection_id: &str, data: &[u8]) -> Result<(), PostError> {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        self.0.post(connection_id, data).await
+    }
+}
+
+#[tokio::test]
+async fn gone_recipients_are_removed_and_claim_ids_are_never_posted_to() {
+    let mut all = ids(20);
+    all.push(format!("{CLAIM_PREFIX}m0#1"));
+    let registry = registry_with(&all).await;
+    let pages = MemoryPages {
+        registry: &registry,
+        size: 7,
+    };
+    let messenger = MemoryMessenger::new();
+    messenger.mark_gone("c00003");
+    messenger.mark_failing("c00004");
+    let fanout = Fanout {
+        registry: &registry,
+        pages: &pages,
+        messenger: &messenger,
+        limits: limits(None),
+    };
+    let slice = fanout
+        .run("c00000", b"x", Remainder::everyone(), far())
+        .await;
+    assert_eq!(
+        slice.delivery,
+        Delivery {
+            delivered: 17,
+            gone: 1,
+            failed: 1,
+        }
+    );
+    assert_eq!(slice.left, None);
+    assert_eq!(slice.pages, 3);
+    assert!(registry.get("c00003").is_none());
+    assert!(registry.get("c00004").is_some());
+    assert!(messenger.posts().iter().all(|(id, _)| !id.starts_with('#')));
+}
+
+#[tokio::test]
+async fn a_chain_longer_than_max_hops_is_abandoned_and_says_so() {
+    let queue = Queue::default();
+    let left = Some(Remainder {
+        pending: vec!["a".into(), "b".into()],
+        cursor: Cursor::After("b".into()),
+    });
+    let handover = hand_on(&queue, "m", "s", "f", MAX_HOPS, left.clone()).await;
+    assert_eq!(
+        handover,
+        Handover::Abandoned {
+            pending: 2,
+            more_pages: true
+        }
+    );
+    assert!(queue.is_empty());
+    let failing = Queue::failing();
+    assert!(matches!(
+        hand_on(&failing, "m", "s", "f", 0, left).await,
+        Handover::Abandoned { .. }
+    ));
+    assert_eq!(
+        hand_on(&queue, "m", "s", "f", 3, None).await,
+        Handover::Finished
+    );
+}
+
+#[tokio::test]
+async fn an_unclaimed_continuation_posts_nothing() {
+    let all = ids(5);
+    let registry = registry_with(&all).await;
+    let pages = MemoryPages {
+        registry: &registry,
+        size: 2,
+    };
+    let messenger = MemoryMessenger::new();
+    let fanout = Fanout {
+        registry: &registry,
+        pages: &pages,
+        messenger: &messenger,
+        limits: limits(None),
+    };
+    let claims = MemoryClaims::broken();
+    let continuation = Continuation {
+        message_id: "m".into(),
+        sender: "s".into(),
+        frame: "f".into(),
+        hop: 1,
+        remainder: Remainder::everyone(),
+    };
+    let served = serve(&fanout, &claims, &Queue::default(), continuation, far()).await;
+    assert_eq!(served, Served::Unclaimed);
+    assert!(messenger.posts().is_empty());
+}
+
+#[test]
+fn continuation_events_round_trip_and_other_events_are_not_continuations() {
+    let continuation = Continuation {
+        message_id: "m".into(),
+        sender: "s".into(),
+        frame: r#"{"type":"message"}"#.into(),
+        hop: 2,
+        remainder: Remainder {
+            pending: vec!["x".into()],
+            cursor: Cursor::After("x".into()),
+        },
+    };
+    let event = continuation.to_event();
+    assert_eq!(event["fanout"]["remainder"]["cursor"]["at"], "after");
+    assert_eq!(
+        Continuation::from_event(&event),
+        Some(Ok(continuation.clone()))
+    );
+    assert_eq!(
+        Continuation::from_event(&serde_json::json!({"requestContext": {}})),
+        None
+    );
+    let broken = serde_json::json!({"fanout": {"messageId": 3}});
+    let error = Continuation::from_event(&broken)
+        .expect("marked as a continuation")
+        .expect_err("bad shape");
+    assert!(error.contains("continuation"), "{error}");
+}
+
+/// Counts how many posts run at once; "c00000" never answers.
+struct Gauge {
+    now: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+    inner: MemoryMessenger,
+}
+
+#[async_trait]
+impl Messenger for Gauge {
+    async fn post(&self, connection_id: &str, data: &[u8]) -> Result<(), PostError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        /// Counts the post out however it ends (a timed-out one is dropped).
+        struct Leaving<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Leaving<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, SeqCst);
+            }
+        }
+        let now = self.now.fetch_add(1, SeqCst) + 1;
+        let _leaving = Leaving(&self.now);
+        self.peak.fetch_max(now, SeqCst);
+        if connection_id == "c00000" {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        self.inner.post(connection_id, data).await
+    }
+}
+
+#[tokio::test]
+async fn concurrency_is_bounded_and_a_stuck_recipient_only_costs_its_own_post() {
+    let all = ids(500);
+    let registry = registry_with(&all).await;
+    let gauge = Gauge {
+        now: Default::default(),
+        peak: Default::default(),
+        inner: MemoryMessenger::new(),
+    };
+    let limits = Limits {
+        in_flight: 50,
+        post_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let fanout = Fanout {
+        registry: &registry,
+        pages: &registry,
+        messenger: &gauge,
+        limits,
+    };
+    let slice = tokio::time::timeout(
+        LIMIT,
+        fanout.run("nobody", b"x", Remainder::everyone(), far()),
+    )
+    .await
+    .expect("timed out");
+    assert_eq!(slice.delivery.delivered, 499);
+    assert_eq!(slice.delivery.failed, 1);
+    assert_eq!(slice.pages, 5, "pages of {}", super::memory::MEMORY_PAGE);
+    let peak = gauge.peak.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(peak <= 50, "peak {peak} posts in flight");
+    assert!(peak > 1, "posts ran one at a time");
+}
+
+#[test]
+fn limits_come_from_the_environment_or_say_what_is_wrong() {
+    let vars = |pairs: &'static [(&'static str, &'static str)]| {
+        move |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    };
+    assert_eq!(Limits::from_lookup(vars(&[])), Ok(Limits::default()));
+    let set = Limits::from_lookup(vars(&[
+        ("FANOUT_IN_FLIGHT", " 400 "),
+        ("FANOUT_PER_INVOCATION", "250"),
+    ]))
+    .expect("valid");
+    assert_eq!((set.in_flight, set.per_invocation), (400, Some(250)));
+    let uncapped = Limits::from_lookup(vars(&[("FANOUT_PER_INVOCATION", "0")])).expect("valid");
+    assert_eq!(uncapped.per_invocation, None);
+    let error = Limits::from_lookup(vars(&[("FANOUT_IN_FLIGHT", "0")])).expect_err("zero");
+    assert_eq!(error.name, "FANOUT_IN_FLIGHT");
+    assert!(error.to_string().contains("at least 1"), "{error}");
+    assert!(Limits::from_lookup(vars(&[("FANOUT_PER_INVOCATION", "many")])).is_err());
+}

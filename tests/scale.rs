@@ -32,25 +32,14 @@ fn source(i: usize) -> std::net::IpAddr {
     std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 1, subnet, host))
 }
 
-/// The test process holds 2,000 sockets: more than a default soft limit of 1,024.
+/// The test process holds 2,000 sockets: more than a default soft limit of
+/// 1,024. Raised the way the stack raises its own.
 fn raise_open_files() -> anyhow::Result<()> {
-    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    let wanted = (CONNECTIONS as u64 + 512).min(limit.maximum.unwrap_or(u64::MAX));
-    if limit.current.is_some_and(|c| c < wanted) {
-        setrlimit(
-            Resource::Nofile,
-            Rlimit {
-                current: Some(wanted),
-                maximum: limit.maximum,
-            },
-        )
-        .context("raising the open-file limit")?;
-    }
-    let now = getrlimit(Resource::Nofile).current;
+    let limit = devstack::stack::open_files::raise(CONNECTIONS as u64 + 512);
     ensure!(
-        now.is_none_or(|n| n >= CONNECTIONS as u64 + 256),
-        "the open-file limit {now:?} is too low for {CONNECTIONS} connections (`ulimit -n`)"
+        limit.now.is_none_or(|n| n >= CONNECTIONS as u64 + 256),
+        "the open-file limit is too low for {CONNECTIONS} connections (`ulimit -n`): {}",
+        limit.describe()
     );
     Ok(())
 }

@@ -103,10 +103,7 @@ async fn an_event_invocation_is_queued_then_delivered_by_the_sdk_client() {
     .expect("timed out")
     .expect("invoke");
     assert_eq!(output.status_code(), 202);
-    until("the delivery", || {
-        recorder.events.lock().len() == 1
-    })
-    .await;
+    until("the delivery", || recorder.events.lock().len() == 1).await;
     assert_eq!(recorder.events.lock()[0]["fanout"]["hop"], 1);
     assert!(api.drain(LIMIT).await);
     assert_eq!(api.counts().delivered.load(Ordering::SeqCst), 1);

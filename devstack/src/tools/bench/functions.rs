@@ -232,8 +232,8 @@ impl Drop for ManagementSink {
 /// wiring `devstack up` uses (the program's variables resolved to local
 /// values, the region, dummy credentials), with the sink as its management
 /// endpoint, plus the log settings the program's `loggingConfig` gives the
-/// deployed function. A ping reads no table: the DynamoDB endpoint (port 9,
-/// discard) is never dialled.
+/// deployed function. A ping reads no table and invokes nothing: the
+/// DynamoDB and Lambda endpoints (port 9, discard) are never dialled.
 pub(super) fn handler_env(
     topology: &Topology,
     sink: &ManagementSink,
@@ -247,6 +247,7 @@ pub(super) fn handler_env(
         api_key: "bench".to_string(),
         stage,
         console: format!("http://{unused}/"),
+        lambda: format!("http://{unused}"),
     };
     let mut env =
         crate::stack::function_env(topology, &endpoints, unused, &format!("http://{unused}"))

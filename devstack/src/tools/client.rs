@@ -281,6 +281,8 @@ where
 }
 
 #[cfg(test)]
+// tungstenite's handshake callbacks return its `ErrorResponse` by value.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use futures_util::SinkExt as _;
@@ -353,7 +355,7 @@ mod tests {
         };
         let mut ws = handshake(&url, dial, LIMIT).await.unwrap();
         ws.send(Message::text("hello")).await.unwrap();
-        let got = next_text(&mut ws, LIMIT, |t| (t == "hello").then(|| t.len()))
+        let got = next_text(&mut ws, LIMIT, |t| (t == "hello").then_some(t.len()))
             .await
             .unwrap();
         assert_eq!(got, 5);

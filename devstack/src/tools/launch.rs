@@ -93,18 +93,6 @@ pub async fn wait_ready(
 mod tests {
     use super::*;
 
-    fn endpoints() -> Endpoints {
-        Endpoints {
-            edge: "ws://127.0.0.1:1".into(),
-            api: "ws://127.0.0.1:2/prod".into(),
-            management: "http://127.0.0.1:2/prod".into(),
-            api_key: "k".into(),
-            stage: "prod".into(),
-            console: "http://127.0.0.1:3/".into(),
-            lambda: "http://127.0.0.1:4".into(),
-        }
-    }
-
     #[tokio::test]
     async fn a_half_written_file_is_waited_past_and_a_complete_one_read() {
         let dir = tempfile::tempdir().expect("a temporary directory");
@@ -116,16 +104,16 @@ mod tests {
             matches!(waited, Err(LaunchError::NotReady(_))),
             "{waited:?}"
         );
-        crate::stack::write_ready_file(&ready, &endpoints()).expect("the ready file");
+        crate::stack::write_ready_file(&ready, &Endpoints::example()).expect("the ready file");
         let read = wait_ready(&ready, short, || Ok(None)).await;
-        assert_eq!(read.map(|e| e.edge).ok(), Some(endpoints().edge));
+        assert_eq!(read.map(|e| e.edge).ok(), Some(Endpoints::example().edge));
     }
 
     #[tokio::test]
     async fn a_child_that_exits_first_is_reported_and_a_stale_file_removed() {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let ready = dir.path().join("ready.json");
-        crate::stack::write_ready_file(&ready, &endpoints()).expect("a stale ready file");
+        crate::stack::write_ready_file(&ready, &Endpoints::example()).expect("a stale ready file");
         let launch = Launch {
             program_dir: dir.path(),
             stack: "dev",

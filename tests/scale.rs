@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
+use devstack::tools::client::source_address;
 use e2e::{Client, Incoming, Stack, StackConfig};
 use futures_util::StreamExt;
 use protocol::{ClientFrame, ServerFrame};
@@ -24,13 +25,6 @@ const OPENING: usize = 32;
 const BROADCAST_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long receivers keep listening for a second copy after the last first copy.
 const SETTLE: Duration = Duration::from_secs(2);
-
-/// 127.1.0.1, 127.1.0.2, …: one address per client, as CloudFront sees many viewers.
-fn source(i: usize) -> std::net::IpAddr {
-    let host = (i % 250) as u8 + 1;
-    let subnet = (i / 250) as u8 + 1;
-    std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 1, subnet, host))
-}
 
 /// The test process holds 2,000 sockets: more than a default soft limit of
 /// 1,024. Raised the way the stack raises its own.
@@ -92,7 +86,7 @@ async fn a_broadcast_to_2000_connections_reaches_each_exactly_once() -> anyhow::
                     .map(|i| {
                         let edge = edge.clone();
                         async move {
-                            Client::handshake(&edge, None, Some(source(i)))
+                            Client::handshake(&edge, None, Some(source_address(i).into()))
                                 .await?
                                 .accepted()
                         }

@@ -1,20 +1,17 @@
-//! A WebSocket client for the tests: tokio-tungstenite over loopback, every
-//! wait bounded, frames read and written as the `protocol` crate defines them.
+//! A WebSocket client for the tests: devstack's client (tokio-tungstenite
+//! over loopback, every wait bounded), frames read and written as the
+//! `protocol` crate defines them.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use futures_util::{SinkExt, StreamExt};
+use devstack::tools::client::{self, Dial, Frame, HandshakeError, Ws};
+use futures_util::SinkExt;
 use protocol::{ClientFrame, GatewayFrame, ServerFrame};
-use tokio::net::{TcpSocket, TcpStream};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame as RawFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
-use tokio_tungstenite::tungstenite::{self, Message};
 
 /// How long a test waits for any one reply or handshake.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -61,7 +58,7 @@ impl Handshake {
 
 #[derive(Debug)]
 pub struct Client {
-    ws: WebSocketStream<TcpStream>,
+    ws: Ws,
     local: SocketAddr,
 }
 
@@ -81,59 +78,18 @@ impl Client {
         api_key: Option<&str>,
         source: Option<IpAddr>,
     ) -> anyhow::Result<Handshake> {
-        let mut request = url
-            .into_client_request()
-            .with_context(|| format!("bad URL {url}"))?;
-        if let Some(key) = api_key {
-            request.headers_mut().insert(
-                "x-api-key",
-                HeaderValue::from_str(key).context("API key header")?,
-            );
-        }
-        let host = request
-            .uri()
-            .host()
-            .ok_or_else(|| anyhow!("no host in {url}"))?;
-        let ip: IpAddr = host
-            .trim_matches(|c| c == '[' || c == ']')
-            .parse()
-            .with_context(|| {
-                format!("the tests only connect to loopback IP addresses, not {host}")
-            })?;
-        if !ip.is_loopback() {
-            bail!("the tests only connect to loopback addresses, not {ip}");
-        }
-        let port = request.uri().port_u16().unwrap_or(80);
-        let socket = if ip.is_ipv4() {
-            TcpSocket::new_v4()
-        } else {
-            TcpSocket::new_v6()
-        }
-        .context("creating a socket")?;
-        if let Some(source) = source {
-            socket
-                .bind(SocketAddr::new(source, 0))
-                .with_context(|| format!("binding to {source}"))?;
-        }
-        let stream = tokio::time::timeout(REPLY_TIMEOUT, socket.connect(SocketAddr::new(ip, port)))
-            .await
-            .map_err(|_| anyhow!("TCP connect to {url} timed out"))?
-            .with_context(|| format!("TCP connect to {url}"))?;
-        stream.set_nodelay(true).context("TCP_NODELAY")?;
-        let local = stream.local_addr().context("local address")?;
-        let handshake = tokio::time::timeout(
-            REPLY_TIMEOUT,
-            tokio_tungstenite::client_async(request, stream),
-        )
-        .await
-        .map_err(|_| anyhow!("WebSocket handshake with {url} timed out after {REPLY_TIMEOUT:?}"))?;
-        match handshake {
-            Ok((ws, _response)) => Ok(Handshake::Accepted(Box::new(Client { ws, local }))),
-            Err(tungstenite::Error::Http(response)) => {
-                Ok(Handshake::Refused(response.status().as_u16()))
-            }
-            Err(error) => Err(error).with_context(|| format!("WebSocket handshake with {url}")),
-        }
+        let dial = Dial {
+            source,
+            api_key,
+            config: None,
+        };
+        let ws = match client::handshake(url, dial, REPLY_TIMEOUT).await {
+            Ok(ws) => ws,
+            Err(HandshakeError::Refused { status, .. }) => return Ok(Handshake::Refused(status)),
+            Err(error) => return Err(error.into()),
+        };
+        let local = ws.get_ref().local_addr().context("local address")?;
+        Ok(Handshake::Accepted(Box::new(Client { ws, local })))
     }
 
     /// The client's own address (its source IP as the edge sees it).
@@ -160,8 +116,12 @@ impl Client {
         for (i, chunk) in chunks.iter().enumerate() {
             let opcode = OpCode::Data(if i == 0 { Data::Text } else { Data::Continue });
             let last = i + 1 == chunks.len();
-            self.send_message(Message::Frame(Frame::message(chunk.to_vec(), opcode, last)))
-                .await?;
+            self.send_message(Message::Frame(RawFrame::message(
+                chunk.to_vec(),
+                opcode,
+                last,
+            )))
+            .await?;
         }
         Ok(())
     }
@@ -180,36 +140,12 @@ impl Client {
 
     /// The next frame, waiting at most `limit`. WebSocket pings and pongs are skipped.
     pub async fn recv_within(&mut self, limit: Duration) -> anyhow::Result<Incoming> {
-        let reading = async {
-            loop {
-                let message = match self.ws.next().await {
-                    None | Some(Err(tungstenite::Error::ConnectionClosed)) => {
-                        return Ok(Incoming::Ended);
-                    }
-                    Some(Err(tungstenite::Error::Protocol(
-                        tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
-                    ))) => return Ok(Incoming::Ended),
-                    Some(Err(tungstenite::Error::Io(e)))
-                        if e.kind() == std::io::ErrorKind::ConnectionReset =>
-                    {
-                        return Ok(Incoming::Ended);
-                    }
-                    Some(Err(error)) => return Err(anyhow!(error).context("reading a frame")),
-                    Some(Ok(message)) => message,
-                };
-                return Ok(match message {
-                    Message::Text(text) => classify_text(text.as_str()),
-                    Message::Binary(bytes) => Incoming::Binary(bytes.to_vec()),
-                    Message::Close(frame) => {
-                        Incoming::Close(frame.map(|f: CloseFrame| u16::from(f.code)))
-                    }
-                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
-                });
-            }
-        };
-        tokio::time::timeout(limit, reading)
-            .await
-            .map_err(|_| anyhow!("no frame within {limit:?}"))?
+        Ok(match client::next_frame(&mut self.ws, limit).await? {
+            Frame::Text(text) => classify_text(&text),
+            Frame::Binary(bytes) => Incoming::Binary(bytes),
+            Frame::Close(code) => Incoming::Close(code),
+            Frame::Ended => Incoming::Ended,
+        })
     }
 
     /// The next frame, which must be one of the function's.
@@ -243,18 +179,7 @@ impl Client {
 
     /// Closes with a close frame and waits for the server's reply.
     pub async fn close(mut self) -> anyhow::Result<()> {
-        let closing = async {
-            self.ws.close(None).await?;
-            while let Some(message) = self.ws.next().await {
-                message?;
-            }
-            Ok::<(), tungstenite::Error>(())
-        };
-        match tokio::time::timeout(REPLY_TIMEOUT, closing).await {
-            Ok(Ok(())) | Ok(Err(tungstenite::Error::ConnectionClosed)) => Ok(()),
-            Ok(Err(error)) => Err(anyhow!(error).context("closing")),
-            Err(_) => bail!("the server did not answer the close frame within {REPLY_TIMEOUT:?}"),
-        }
+        Ok(client::close(&mut self.ws, REPLY_TIMEOUT).await?)
     }
 }
 
@@ -271,6 +196,7 @@ fn classify_text(text: &str) -> Incoming {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::StreamExt;
     use protocol::ErrorCode;
 
     #[test]
@@ -320,17 +246,5 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(received, text);
-    }
-
-    #[tokio::test]
-    async fn only_loopback_addresses_are_dialled() {
-        let error = Client::handshake("ws://192.0.2.1:80/", None, None)
-            .await
-            .unwrap_err();
-        assert!(error.to_string().contains("loopback"), "{error}");
-        let error = Client::handshake("ws://example.com/", None, None)
-            .await
-            .unwrap_err();
-        assert!(error.to_string().contains("loopback"), "{error}");
     }
 }

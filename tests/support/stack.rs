@@ -29,6 +29,7 @@ const BUILD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// The stack's URLs and key, as `devstack up --ready-file` writes them.
 pub use devstack::stack::Endpoints;
+use devstack::tools::launch::{self, Launch};
 
 /// Stack config overrides (`<project>:<key>: value`), on top of the dev stack's.
 #[derive(Debug, Clone, Default)]
@@ -270,30 +271,13 @@ impl Running {
         ready_file: &Path,
         limit: Duration,
     ) -> anyhow::Result<Endpoints> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(child) = self.child.as_mut()
-                && let Some(status) = child.try_wait().context("watching devstack")?
-            {
-                bail!(
-                    "devstack up exited with {status} before it was ready; its log:\n{}",
-                    tail(&self.log(), 80)
-                );
-            }
-            // The file may be caught half-written: only a complete document counts.
-            if let Ok(text) = std::fs::read_to_string(ready_file)
-                && let Ok(endpoints) = serde_json::from_str::<Endpoints>(&text)
-            {
-                return Ok(endpoints);
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "devstack up wrote no ready file within {limit:?}; its log:\n{}",
-                    tail(&self.log(), 80)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let child = &mut self.child;
+        let waited = launch::wait_ready(ready_file, limit, || match child.as_mut() {
+            Some(child) => child.try_wait(),
+            None => Ok(None),
+        })
+        .await;
+        waited.map_err(|error| anyhow!("{error}; its log:\n{}", tail(&self.log(), 80)))
     }
 
     /// SIGINT (Ctrl-C), a bounded wait, then SIGKILL for the process and
@@ -388,29 +372,16 @@ impl Stack {
         };
         let ready_file = dir.path().join("ready.json");
         let log_path = dir.path().join("devstack.log");
-        let log = File::create(&log_path).context("creating the stack's log file")?;
-
-        let mut command = Command::new(bin.join("devstack"));
-        command
-            .arg("up")
-            .arg("--program-dir")
-            .arg(&program_dir)
-            .args([
-                "--stack",
-                &stack_name,
-                "--edge-addr",
-                "127.0.0.1:0",
-                "--api-addr",
-                "127.0.0.1:0",
-                "--console-addr",
-                "127.0.0.1:0",
-            ])
-            .arg("--ready-file")
-            .arg(&ready_file)
-            .current_dir(workspace_root())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().context("opening the stack's log file")?)
-            .stderr(log);
+        let launch = Launch {
+            program_dir: &program_dir,
+            stack: &stack_name,
+            ready_file: &ready_file,
+            log: &log_path,
+        };
+        let mut command = launch
+            .command(&bin.join("devstack"))
+            .context("preparing devstack up")?;
+        command.current_dir(workspace_root());
         match &config.function {
             Function::Built => {
                 command

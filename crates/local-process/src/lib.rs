@@ -97,12 +97,26 @@ pub fn exit_of(raw: u32) -> io::Result<impl Future<Output = ()> + Send + 'static
 /// The peak resident set size of a live process (`VmHWM` in
 /// `/proc/<pid>/status`), in bytes.
 pub fn peak_rss_bytes(raw: u32) -> io::Result<u64> {
+    memory(raw, "VmHWM", |status| status.vmhwm)
+}
+
+/// The resident set size of a live process now (`VmRSS` in
+/// `/proc/<pid>/status`), in bytes.
+pub fn rss_bytes(raw: u32) -> io::Result<u64> {
+    memory(raw, "VmRSS", |status| status.vmrss)
+}
+
+/// One memory figure of `/proc/<raw>/status` (in KiB there), in bytes.
+fn memory(
+    raw: u32,
+    name: &str,
+    field: impl FnOnce(&procfs::process::Status) -> Option<u64>,
+) -> io::Result<u64> {
     let status = procfs::process::Process::new(pid(raw)?.as_raw_nonzero().get())
         .and_then(|process| process.status())
         .map_err(io::Error::other)?;
-    let kib = status
-        .vmhwm
-        .ok_or_else(|| io::Error::other(format!("/proc/{raw}/status has no VmHWM")))?;
+    let kib = field(&status)
+        .ok_or_else(|| io::Error::other(format!("/proc/{raw}/status has no {name}")))?;
     Ok(kib.saturating_mul(1024))
 }
 
@@ -114,6 +128,13 @@ mod tests {
     fn this_process_has_a_peak_rss() {
         let bytes = peak_rss_bytes(std::process::id()).expect("VmHWM of this process");
         assert!(bytes > 1024 * 1024, "{bytes}");
+    }
+
+    #[test]
+    fn this_process_has_a_resident_size_and_no_process_has_none() {
+        let bytes = rss_bytes(std::process::id()).expect("VmRSS of this process");
+        assert!(bytes > 1024 * 1024, "{bytes}");
+        assert!(rss_bytes(u32::MAX).is_err());
     }
 
     #[test]

@@ -94,6 +94,22 @@ pub struct Endpoints {
     pub lambda: String,
 }
 
+#[cfg(test)]
+impl Endpoints {
+    /// Endpoints of a stack that is not running, for tests of their readers.
+    pub(crate) fn example() -> Endpoints {
+        Endpoints {
+            edge: "ws://127.0.0.1:1/".into(),
+            api: "ws://127.0.0.1:2/prod".into(),
+            management: "http://127.0.0.1:2/prod".into(),
+            api_key: "k".into(),
+            stage: "prod".into(),
+            console: "http://127.0.0.1:3/".into(),
+            lambda: "http://127.0.0.1:4".into(),
+        }
+    }
+}
+
 /// A running local stack.
 pub struct Stack {
     endpoints: Endpoints,
@@ -483,15 +499,7 @@ mod tests {
 
     #[test]
     fn endpoints_are_camel_case_json() {
-        let endpoints = Endpoints {
-            edge: "ws://127.0.0.1:1/".into(),
-            api: "ws://127.0.0.1:2/prod".into(),
-            management: "http://127.0.0.1:2/prod".into(),
-            api_key: "k".into(),
-            stage: "prod".into(),
-            console: "http://127.0.0.1:3/".into(),
-            lambda: "http://127.0.0.1:4".into(),
-        };
+        let endpoints = Endpoints::example();
         let json = serde_json::to_value(&endpoints).expect("json");
         assert_eq!(json["apiKey"], "k");
         assert_eq!(json["management"], "http://127.0.0.1:2/prod");

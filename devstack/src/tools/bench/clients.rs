@@ -2,45 +2,23 @@
 //! addresses, the echo floor, broadcast fan-out and sustained messages.
 
 use super::*;
+use crate::tools::client::{self, Dial, Ws, next_text, source_address};
 
-pub(super) type Ws = WebSocketStream<TcpStream>;
+/// How long a client waits for the server's close frame.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(4);
 
-/// Clients connect from 127.0.0.2..=127.0.0.201 in turn, so per-IP limits
-/// see many clients, as CloudFront sees many viewers.
-pub(super) fn source_address(i: usize) -> Ipv4Addr {
-    Ipv4Addr::new(127, 0, 0, 2 + (i % 200) as u8)
-}
-
-/// TCP connect from `source` plus the WebSocket handshake.
+/// A client's TCP connect from `source` plus the WebSocket handshake.
 pub(super) async fn connect(addr: SocketAddr, path: &str, source: Ipv4Addr) -> anyhow::Result<Ws> {
-    let step = async {
-        let socket = TcpSocket::new_v4().context("creating a socket")?;
-        socket
-            .bind(SocketAddr::from((source, 0)))
-            .with_context(|| format!("binding {source}"))?;
-        let stream = socket
-            .connect(addr)
-            .await
-            .with_context(|| format!("connecting to {addr}"))?;
-        stream.set_nodelay(true).context("setting TCP_NODELAY")?;
-        let url = format!("ws://{addr}{path}");
-        let (ws, _) = tokio_tungstenite::client_async(url.as_str(), stream)
-            .await
-            .with_context(|| format!("WebSocket handshake with {url}"))?;
-        anyhow::Ok(ws)
+    let dial = Dial {
+        source: Some(source.into()),
+        ..Dial::default()
     };
-    tokio::time::timeout(STEP_TIMEOUT, step)
-        .await
-        .context("the handshake did not finish in time")?
+    Ok(client::handshake(&format!("ws://{addr}{path}"), dial, STEP_TIMEOUT).await?)
 }
 
+/// A clean close, best effort: the figures do not depend on it.
 pub(super) async fn close(mut ws: Ws) {
-    let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
-    // Drain until the server's close frame, so the server sees a clean close.
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while ws.next().await.is_some() {}
-    })
-    .await;
+    let _ = client::close(&mut ws, CLOSE_TIMEOUT).await;
 }
 
 /// Handshake times of `n` sequential connections (each closed after).
@@ -59,30 +37,6 @@ pub(super) async fn handshakes(
     Ok(Percentiles::of(&samples))
 }
 
-/// Waits for the next text frame that `accept` picks, skipping others.
-pub(super) async fn next_text<T>(
-    ws: &mut Ws,
-    mut accept: impl FnMut(&str) -> Option<T>,
-) -> anyhow::Result<T> {
-    let step = async {
-        while let Some(message) = ws.next().await {
-            match message.context("reading a frame")? {
-                Message::Text(text) => {
-                    if let Some(found) = accept(text.as_str()) {
-                        return Ok(found);
-                    }
-                }
-                Message::Close(frame) => bail!("the server closed the connection: {frame:?}"),
-                _ => {}
-            }
-        }
-        bail!("the connection ended")
-    };
-    tokio::time::timeout(STEP_TIMEOUT, step)
-        .await
-        .context("no answer in time")?
-}
-
 pub(super) fn is_pong(text: &str) -> Option<()> {
     matches!(
         serde_json::from_str::<ServerFrame>(text),
@@ -97,7 +51,7 @@ pub(super) async fn ping(ws: &mut Ws) -> anyhow::Result<Duration> {
     ws.send(Message::text(ClientFrame::ping().to_text()))
         .await
         .context("sending a ping")?;
-    next_text(ws, is_pong).await?;
+    next_text(ws, STEP_TIMEOUT, is_pong).await?;
     Ok(started.elapsed())
 }
 
@@ -107,7 +61,7 @@ pub(super) async fn echo(ws: &mut Ws, frame: &str) -> anyhow::Result<Duration> {
     ws.send(Message::text(frame))
         .await
         .context("sending a frame")?;
-    next_text(ws, |t| (t == frame).then_some(())).await?;
+    next_text(ws, STEP_TIMEOUT, |t| (t == frame).then_some(())).await?;
     Ok(started.elapsed())
 }
 
@@ -223,9 +177,13 @@ pub(super) async fn broadcast(
         let mut ready = go.subscribe();
         tasks.push(tokio::spawn(async move {
             let _ = ready.recv().await;
-            let got = next_text(&mut ws, |t| match serde_json::from_str::<ServerFrame>(t) {
-                Ok(ServerFrame::Message { data, .. }) if data == expected => Some(Instant::now()),
-                _ => None,
+            let got = next_text(&mut ws, STEP_TIMEOUT, |t| {
+                match serde_json::from_str::<ServerFrame>(t) {
+                    Ok(ServerFrame::Message { data, .. }) if data == expected => {
+                        Some(Instant::now())
+                    }
+                    _ => None,
+                }
             })
             .await;
             close(ws).await;
@@ -238,7 +196,7 @@ pub(super) async fn broadcast(
         .send(Message::text(ClientFrame::send_message(expected).to_text()))
         .await
         .context("sending the broadcast")?;
-    let recipients = next_text(&mut sender, |t| {
+    let recipients = next_text(&mut sender, STEP_TIMEOUT, |t| {
         match serde_json::from_str::<ServerFrame>(t) {
             Ok(ServerFrame::Sent { recipients }) => Some(recipients),
             _ => None,

@@ -121,7 +121,8 @@ pub(super) async fn measure_function(
         }
         let mut rss = None;
         for pid in pool.process_ids() {
-            let peak = peak_rss(pid)?;
+            let peak = local_process::peak_rss_bytes(pid)
+                .with_context(|| format!("the peak RSS of process {pid}"))?;
             rss = Some(rss.map_or(peak, |r: u64| r.max(peak)));
         }
         anyhow::Ok((warm, rss))

@@ -5,7 +5,7 @@
 //! process's memory per open connection, the time until the sender's `sent`
 //! and until the last receiver has the message (with how many never got it
 //! or got it twice). Clients connect from addresses spread over
-//! 127.0.0.0/8, as CloudFront sees many viewers; the generator raises its
+//! 127.0.0.0/8 ([`source_address`]), as CloudFront sees many viewers; the generator raises its
 //! own open-file limit first and fails with the numbers if it cannot hold
 //! the connections. Every loop is bounded in count and every wait in time.
 
@@ -18,13 +18,11 @@ use anyhow::{Context as _, bail};
 use futures_util::{SinkExt, StreamExt};
 use protocol::{ClientFrame, ServerFrame};
 use serde_json::Value;
-use tokio::net::{TcpSocket, TcpStream};
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::stack::open_files;
+use crate::tools::client::{self, Dial, Ws, source_address};
 
 /// Options of the load mode.
 #[derive(Debug, Clone, clap::Args)]
@@ -82,21 +80,10 @@ pub struct LoadFigures {
     pub twice: usize,
 }
 
-type Ws = WebSocketStream<TcpStream>;
-
 /// Step timeout for one handshake or one frame.
 const STEP: Duration = Duration::from_secs(60);
 /// How long receivers keep listening for a second copy after the last first copy.
 const SETTLE: Duration = Duration::from_millis(500);
-
-/// Client `i`'s source address: 127.1.0.1, 127.1.0.2, … spread over
-/// 127.0.0.0/8, never a .0 or .255 octet.
-pub fn source_address(i: usize) -> Ipv4Addr {
-    let host = (i % 250) as u8 + 1;
-    let subnet = ((i / 250) % 250) as u8 + 1;
-    let net = ((i / 62_500) % 250) as u8 + 1;
-    Ipv4Addr::new(127, net, subnet, host)
-}
 
 /// A client's small buffers: the frames here are a few hundred bytes, and
 /// tungstenite's default 128 KiB read buffer per client would make the
@@ -108,51 +95,13 @@ fn client_config() -> WebSocketConfig {
 }
 
 async fn connect(target: &Target, source: Ipv4Addr) -> anyhow::Result<Ws> {
-    let Target {
-        addr,
-        path,
-        api_key,
-    } = target;
-    let addr = *addr;
-    let step = async {
-        let socket = TcpSocket::new_v4().context("creating a socket")?;
-        socket
-            .bind(SocketAddr::from((source, 0)))
-            .with_context(|| format!("binding {source}"))?;
-        let stream = socket
-            .connect(addr)
-            .await
-            .with_context(|| format!("connecting to {addr} from {source}"))?;
-        stream.set_nodelay(true).context("setting TCP_NODELAY")?;
-        let url = format!("ws://{addr}{path}");
-        let mut request = url
-            .as_str()
-            .into_client_request()
-            .with_context(|| format!("the URL {url}"))?;
-        if let Some(key) = api_key {
-            request.headers_mut().insert(
-                "x-api-key",
-                key.parse()
-                    .context("the API key is not a valid header value")?,
-            );
-        }
-        let (ws, _) =
-            tokio_tungstenite::client_async_with_config(request, stream, Some(client_config()))
-                .await
-                .with_context(|| format!("WebSocket handshake with {url} from {source}"))?;
-        anyhow::Ok(ws)
+    let dial = Dial {
+        source: Some(source.into()),
+        api_key: target.api_key.as_deref(),
+        config: Some(client_config()),
     };
-    tokio::time::timeout(STEP, step)
-        .await
-        .context("the handshake did not finish in time")?
-}
-
-/// Resident memory of a process (`VmRSS`), in bytes.
-pub fn rss_bytes(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    let url = format!("ws://{}{}", target.addr, target.path);
+    Ok(client::handshake(&url, dial, STEP).await?)
 }
 
 /// Opens `args.load` connections to `target`, measures, broadcasts once to
@@ -173,7 +122,7 @@ pub async fn measure(
             "the load generator may open {now} files, too few for {n} connections; raise the limit (`ulimit -n`)"
         );
     }
-    let rss_before = stack_pid.and_then(rss_bytes);
+    let rss_before = stack_pid.and_then(|pid| local_process::rss_bytes(pid).ok());
     let started = Instant::now();
     let mut clients: Vec<Ws> = futures_util::stream::iter(0..=n)
         .map(|i| connect(target, source_address(i)))
@@ -185,7 +134,7 @@ pub async fn measure(
     let opened = started.elapsed();
     // Let the stack settle (its $connect invocations have all answered).
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_after = stack_pid.and_then(rss_bytes);
+    let rss_after = stack_pid.and_then(|pid| local_process::rss_bytes(pid).ok());
     eprintln!("bench: {} connections open after {opened:?}", n + 1);
     let mut sender = clients.pop().context("no sender connection")?;
     let tag = Value::String(format!("load-{n}-{}", uuid::Uuid::new_v4()));
@@ -350,25 +299,6 @@ pub fn rows(figures: &LoadFigures) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
-
-    #[test]
-    fn sources_are_distinct_loopback_addresses_without_0_or_255() {
-        let mut seen = HashSet::new();
-        for i in 0..100_000 {
-            let ip = source_address(i);
-            assert!(ip.is_loopback(), "{ip}");
-            let [_, a, b, c] = ip.octets();
-            assert!([a, b, c].iter().all(|&o| o != 0 && o != 255), "{ip}");
-            assert!(seen.insert(ip), "{ip} twice");
-        }
-    }
-
-    #[test]
-    fn this_process_has_a_resident_size() {
-        assert!(rss_bytes(std::process::id()).is_some_and(|b| b > 0));
-        assert_eq!(rss_bytes(u32::MAX), None);
-    }
 
     #[test]
     fn rows_name_every_figure() {

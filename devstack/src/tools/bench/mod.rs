@@ -12,8 +12,7 @@
 //!
 //! Every load loop is bounded and every await that waits on the network has
 //! a timeout; everything listens and connects on loopback only. The pure
-//! parts (`/proc` parsing, the table, the targets) are unit
-//! tested below; the figures themselves are never asserted in tests.
+//! parts (the table, the targets) are unit tested below; the figures themselves are never asserted in tests.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -28,9 +27,8 @@ use anyhow::{Context as _, bail};
 use futures_util::{SinkExt, StreamExt};
 use protocol::{ClientFrame, ServerFrame};
 use serde_json::Value;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::TcpListener;
 use tokio::process::Command;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
 mod build;
@@ -52,6 +50,7 @@ pub use stack::*;
 
 use crate::lambda::invoke::Invoke;
 use crate::lambda::{FunctionConfig, LambdaPool};
+use crate::tools::client::source_address;
 use crate::tools::percentiles::Percentiles;
 
 /// How long any single network step of the benchmark may take before the

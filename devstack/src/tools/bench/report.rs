@@ -3,11 +3,6 @@
 
 use super::*;
 
-/// Peak RSS of a live process, in bytes.
-pub(super) fn peak_rss(pid: u32) -> anyhow::Result<u64> {
-    local_process::peak_rss_bytes(pid).with_context(|| format!("the peak RSS of process {pid}"))
-}
-
 pub fn format_duration(d: Duration) -> String {
     let us = d.as_secs_f64() * 1e6;
     if us < 1_000.0 {

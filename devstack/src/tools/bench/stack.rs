@@ -3,6 +3,7 @@
 
 use super::load::{Target, Via};
 use super::*;
+use crate::tools::launch::{self, Launch};
 
 pub(super) async fn bench_stack(args: &BenchArgs, env: &BenchEnv) -> anyhow::Result<StackReport> {
     let mut report = StackReport::default();
@@ -129,15 +130,6 @@ pub fn bench_stack_config(project: &str) -> String {
     serde_json::json!({ "config": config }).to_string()
 }
 
-/// The URLs `devstack up --ready-file` writes.
-#[derive(Debug, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct ReadyFile {
-    pub(super) edge: String,
-    pub(super) api: String,
-    pub(super) api_key: String,
-}
-
 /// `devstack up` as a child process (this same executable), configured
 /// from a copy of the repository's Pulumi.yaml and a Pulumi.bench.yaml.
 pub(super) struct BenchStack {
@@ -164,41 +156,28 @@ impl BenchStack {
             bench_stack_config(&project),
         )
         .context("writing the bench stack's config")?;
-        let ready = dir.join("ready.json");
-        let _ = std::fs::remove_file(&ready);
+        let ready_file = dir.join("ready.json");
         let log_path = dir.join("devstack.log");
-        let log = std::fs::File::create(&log_path)
-            .with_context(|| format!("creating {}", log_path.display()))?;
+        let launch = Launch {
+            program_dir: &dir,
+            stack: BENCH_STACK,
+            ready_file: &ready_file,
+            log: &log_path,
+        };
         let exe = std::env::current_exe().context("locating the devstack executable")?;
-        let mut command = Command::new(exe);
+        let mut command =
+            Command::from(launch.command(&exe).with_context(|| {
+                format!("preparing `devstack up` (log: {})", log_path.display())
+            })?);
         // An interrupted bench leaves no stack behind.
         local_process::die_with_parent(command.as_std_mut());
         let mut child = command
-            .arg("up")
-            .arg("--program-dir")
-            .arg(&dir)
             .arg("--function-bin")
             .arg(env.binary("websocket-handler")?)
-            .args([
-                "--stack",
-                BENCH_STACK,
-                "--edge-addr",
-                "127.0.0.1:0",
-                "--api-addr",
-                "127.0.0.1:0",
-                "--console-addr",
-                "127.0.0.1:0",
-                // The load row holds up to `--load` connections on one
-                // listener; the open-file limit, not this cap, bounds it.
-                "--max-connections",
-                "100000",
-            ])
-            .arg("--ready-file")
-            .arg(&ready)
+            // The load row holds up to `--load` connections on one
+            // listener; the open-file limit, not this cap, bounds it.
+            .args(["--max-connections", "100000"])
             .current_dir(&env.root)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().context("opening the stack's log")?)
-            .stderr(log)
             .kill_on_drop(true)
             .spawn()
             .context("starting `devstack up`")?;
@@ -206,29 +185,14 @@ impl BenchStack {
             "bench: starting the local stack (log: {})",
             log_path.display()
         );
-        let deadline = Instant::now() + STACK_START_TIMEOUT;
-        let ready = loop {
-            if let Some(status) = child.try_wait().context("watching devstack up")? {
-                bail!(
-                    "`devstack up` exited with {status} before it was ready; see {}",
-                    log_path.display()
-                );
-            }
-            if let Some(edge) = std::fs::read_to_string(&ready)
-                .ok()
-                .and_then(|text| serde_json::from_str::<ReadyFile>(&text).ok())
-            {
-                break edge;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill().await;
-                bail!(
-                    "`devstack up` was not ready within {STACK_START_TIMEOUT:?}; see {}",
-                    log_path.display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let ready =
+            match launch::wait_ready(&ready_file, STACK_START_TIMEOUT, || child.try_wait()).await {
+                Ok(endpoints) => endpoints,
+                Err(error) => {
+                    let _ = child.kill().await;
+                    bail!("{error}; see {}", log_path.display());
+                }
+            };
         let (edge, path) = parse_ws_url(&ready.edge)
             .with_context(|| format!("the stack's edge URL {:?}", ready.edge))?;
         let (api, api_path) = parse_ws_url(&ready.api)

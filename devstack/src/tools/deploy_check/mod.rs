@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use protocol::{ClientFrame, GatewayFrame, ServerFrame};
 use serde::Serialize;
 use serde_json::{Value, json};

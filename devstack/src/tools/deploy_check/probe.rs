@@ -3,6 +3,7 @@
 //! endpoint must give.
 
 use super::*;
+use crate::tools::client::{self, CloseError, NextTextError};
 
 /// Why a probe over an open connection failed; each names what it was
 /// waiting for, so the report says which step broke.
@@ -35,10 +36,8 @@ pub enum ProbeError {
     Binary { what: String },
     #[error("no {what} within {}s", .limit.as_secs())]
     Timeout { what: String, limit: Duration },
-    #[error("close did not complete cleanly: {0}")]
-    Close(tungstenite::Error),
-    #[error("no close frame from the server within {}s", .0.as_secs())]
-    CloseTimeout(Duration),
+    #[error(transparent)]
+    Close(#[from] CloseError),
 }
 
 /// One ping → pong; the time from sending the ping to reading the pong.
@@ -145,18 +144,7 @@ pub(super) async fn broadcast(sender: &mut Ws, receiver: &mut Ws, limit: Duratio
 
 /// Closes with a close frame and waits for the server's.
 pub(super) async fn close(mut ws: Ws, limit: Duration) -> Result<(), ProbeError> {
-    let closing = async {
-        ws.close(None).await?;
-        while let Some(message) = ws.next().await {
-            message?;
-        }
-        Ok::<(), tungstenite::Error>(())
-    };
-    match tokio::time::timeout(limit, closing).await {
-        Ok(Ok(())) | Ok(Err(tungstenite::Error::ConnectionClosed)) => Ok(()),
-        Ok(Err(error)) => Err(ProbeError::Close(error)),
-        Err(_) => Err(ProbeError::CloseTimeout(limit)),
-    }
+    Ok(client::close(&mut ws, limit).await?)
 }
 
 /// The direct endpoint must refuse the handshake with 403.
@@ -217,59 +205,40 @@ pub(super) async fn wait_for<T>(
     mut pick: impl FnMut(&ServerFrame) -> Option<T>,
 ) -> Result<T, ProbeError> {
     let what = what.to_string();
-    let reading = async {
-        loop {
-            let message = match ws.next().await {
-                Some(Ok(message)) => message,
-                Some(Err(source)) => {
-                    return Err(ProbeError::Connection {
-                        what: what.clone(),
-                        source,
-                    });
-                }
-                None => return Err(ProbeError::Ended { what: what.clone() }),
-            };
-            match message {
-                Message::Text(text) => {
-                    if let Some(frame) = ServerFrame::parse(&text) {
-                        if let Some(found) = pick(&frame) {
-                            return Ok(found);
-                        }
-                        if let ServerFrame::Error { code, message } = frame {
-                            return Err(ProbeError::ErrorFrame {
-                                what: what.clone(),
-                                code,
-                                message,
-                            });
-                        }
-                    } else if let Ok(gateway) = serde_json::from_str::<GatewayFrame>(&text) {
-                        return Err(ProbeError::Gateway {
-                            what: what.clone(),
-                            message: gateway.message,
-                        });
-                    } else {
-                        return Err(ProbeError::UnexpectedFrame {
-                            what: what.clone(),
-                            bytes: text.len(),
-                        });
-                    }
-                }
-                Message::Close(frame) => {
-                    return Err(ProbeError::Closed {
-                        what: what.clone(),
-                        code: frame.map(|f| u16::from(f.code)),
-                    });
-                }
-                Message::Binary(_) => {
-                    return Err(ProbeError::Binary { what: what.clone() });
-                }
-                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
-            }
+    let picked = client::next_text(ws, limit, |text| {
+        let Some(frame) = ServerFrame::parse(text) else {
+            return Some(Err(match serde_json::from_str::<GatewayFrame>(text) {
+                Ok(gateway) => ProbeError::Gateway {
+                    what: what.clone(),
+                    message: gateway.message,
+                },
+                Err(_) => ProbeError::UnexpectedFrame {
+                    what: what.clone(),
+                    bytes: text.len(),
+                },
+            }));
+        };
+        if let Some(found) = pick(&frame) {
+            return Some(Ok(found));
         }
-    };
-    tokio::time::timeout(limit, reading)
-        .await
-        .unwrap_or_else(|_| Err(ProbeError::Timeout { what, limit }))
+        match frame {
+            ServerFrame::Error { code, message } => Some(Err(ProbeError::ErrorFrame {
+                what: what.clone(),
+                code,
+                message,
+            })),
+            _ => None,
+        }
+    })
+    .await;
+    match picked {
+        Ok(result) => result,
+        Err(NextTextError::Connection(source)) => Err(ProbeError::Connection { what, source }),
+        Err(NextTextError::Ended) => Err(ProbeError::Ended { what }),
+        Err(NextTextError::Closed { code }) => Err(ProbeError::Closed { what, code }),
+        Err(NextTextError::Binary) => Err(ProbeError::Binary { what }),
+        Err(NextTextError::Timeout(limit)) => Err(ProbeError::Timeout { what, limit }),
+    }
 }
 
 /// With the stack's key the direct endpoint must accept the handshake.

@@ -2,6 +2,7 @@
 //! of failing to connect, the report's lines and JSON.
 
 use super::*;
+use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};

@@ -16,6 +16,7 @@ mod banner;
 pub mod open_files;
 mod program;
 pub mod reload;
+mod start;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -26,23 +27,24 @@ use anyhow::{Context as _, bail};
 use local_dynamodb::LocalDynamoDb;
 use pulumi_program::Topology;
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::apigateway::Gateway;
 use crate::cloudfront::Edge;
-use crate::console::{self, Console, EventBus, StackInfo};
+use crate::console::{Console, EventBus};
 use crate::lambda::LambdaPool;
 use crate::lambda::invoke::Invoke;
-use crate::lambda::invoke_api::{AsyncDelivery, LambdaApi};
+use crate::lambda::invoke_api::LambdaApi;
 use crate::listener::ListenerLimits;
-use crate::reload::build::CargoFunction;
 pub use program::{
     LOCAL_API_ID, edge_config, function_config, function_env, gateway_config, localize_url,
 };
-use reload::program::ProgramFiles;
-use reload::{Function, FunctionSource, LiveStack, Reloader, Watching};
+use reload::{LiveStack, Watching};
+use start::{
+    Listeners, NO_WATCH, check_limits, console_of, first_function, function_source, lambda_api_of,
+    load_program, start_dynamodb, start_watching,
+};
 
 /// How long shutdown waits for `$disconnect` of every connection.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -143,145 +145,24 @@ pub fn random_api_key() -> String {
         .map(|_| char::from(ALPHABET[rand::random_range(0..ALPHABET.len())]))
         .collect()
 }
-/// Says what other machines can reach when a listener is not on loopback.
-fn warn_if_exposed(edge_addr: SocketAddr, api_addr: SocketAddr) {
-    let edge = "the edge (--edge-addr): anyone who reaches it is let into the API with the stack's key, \
-                as CloudFront's clients are";
-    let api = "the API layer (--api-addr): $connect with the key, and the @connections management API, \
-               whose SigV4 credentials are the fixed local ones (local/local), so anyone can read any \
-               connection's sourceIp and userAgent, post to it or close it";
-    for warning in [
-        crate::listener::exposure_warning(edge_addr, edge),
-        crate::listener::exposure_warning(api_addr, api),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        warn!("{warning}");
-    }
-}
-
-async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
-    let listener = crate::listener::bind(addr).with_context(|| {
-        format!(
-            "cannot listen on {addr} for the {what} (is another devstack running? try another port)"
-        )
-    })?;
-    let local = listener
-        .local_addr()
-        .with_context(|| format!("the {what}'s local address"))?;
-    Ok((listener, local))
-}
-
-impl Endpoints {
-    fn new(
-        edge_addr: SocketAddr,
-        api_addr: SocketAddr,
-        console_addr: SocketAddr,
-        lambda_addr: SocketAddr,
-        stage: &str,
-        api_key: String,
-    ) -> Self {
-        Endpoints {
-            console: format!("http://{console_addr}/"),
-            lambda: format!("http://{lambda_addr}"),
-            edge: format!("ws://{edge_addr}/"),
-            api: format!("ws://{api_addr}/{stage}"),
-            management: format!("http://{api_addr}/{stage}"),
-            api_key,
-            stage: stage.to_string(),
-        }
-    }
-}
-
-/// The program's topology for the stack `options` names.
-fn load_program(options: &UpOptions) -> anyhow::Result<Topology> {
-    pulumi_program::load(&options.program_dir, &options.stack).with_context(|| {
-        format!(
-            "reading the Pulumi program in {} (stack {})",
-            options.program_dir.display(),
-            options.stack
-        )
-    })
-}
-
-/// Where the function comes from: the prebuilt binary given, or its crate
-/// in the workspace of the program directory when that is one (a copy of
-/// the repository builds its own function), else in devstack's workspace.
-fn function_source(options: &UpOptions) -> FunctionSource {
-    if let Some(path) = &options.function_bin {
-        return FunctionSource::File(path.clone());
-    }
-    let manifest = options.program_dir.join("Cargo.toml");
-    if manifest.is_file() {
-        return FunctionSource::Cargo(CargoFunction::new(manifest));
-    }
-    let devstack = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let workspace = devstack.parent().unwrap_or(devstack);
-    FunctionSource::Cargo(CargoFunction::new(workspace.join("Cargo.toml")))
-}
-
-/// The local DynamoDB server with the program's connections table.
-async fn start_dynamodb(topology: &Topology) -> anyhow::Result<LocalDynamoDb> {
-    let dynamodb = LocalDynamoDb::start_in_region(&topology.region)
-        .await
-        .context("starting the local DynamoDB server (moto)")?;
-    let table = &topology.table;
-    dynamodb
-        .create_table(&table.name, &table.hash_key, table.ttl_attribute.as_deref())
-        .await
-        .with_context(|| format!("creating the connections table {}", table.name))?;
-    info!(endpoint = dynamodb.endpoint(), table = %table.name, "local DynamoDB ready");
-    Ok(dynamodb)
-}
 
 impl Stack {
     /// Starts everything; on error, whatever was started is stopped (the
     /// DynamoDB server and function processes end when dropped).
     pub async fn start(options: &UpOptions) -> anyhow::Result<Stack> {
         let topology = load_program(options)?;
-        if options.max_concurrency == 0 {
-            bail!("--max-concurrency must be at least 1");
-        }
-        if options.max_connections == 0 {
-            bail!("--max-connections must be at least 1");
-        }
-        let limits = ListenerLimits {
-            max_connections: options.max_connections,
-            ..ListenerLimits::default()
-        };
-        let (api_listener, api_addr) = bind(options.api_addr, "API layer").await?;
-        let (edge_listener, edge_addr) = bind(options.edge_addr, "edge").await?;
-        warn_if_exposed(edge_addr, api_addr);
-        console::check_loopback(options.console_addr)?;
-        let (console_listener, console_addr) = bind(options.console_addr, "console").await?;
-        // The Lambda service's Invoke API, for the function's own client: a
-        // broadcast continues in asynchronous invocations of the function.
-        let (lambda_listener, lambda_addr) =
-            bind(SocketAddr::new(api_addr.ip(), 0), "Lambda Invoke API").await?;
-        let api_key = options.api_key.clone().unwrap_or_else(random_api_key);
-        let endpoints = Endpoints::new(
-            edge_addr,
-            api_addr,
-            console_addr,
-            lambda_addr,
-            &topology.stage.name,
-            api_key,
-        );
+        check_limits(options)?;
+        let listeners = Listeners::bind(options).await?;
+        let endpoints = listeners.endpoints(&topology, options);
         // What happens inside the stack, for the console's live view.
         let events = EventBus::new();
         let edge = Edge::new(edge_config(&topology, &endpoints), events.clone())
             .context("configuring the edge")?;
         let source = function_source(options);
-        // In watch mode the pool runs devstack's own copy of each version.
-        let (binary, function) = if options.watch {
-            let function = Function::first(source.clone()).await?;
-            (function.current().binary.clone(), Some(function))
-        } else {
-            (source.first_binary().await?, None)
-        };
+        let (binary, function) = first_function(options, &source).await?;
         let dynamodb = start_dynamodb(&topology).await?;
 
+        let api_addr = listeners.api.1;
         let env = function_env(&topology, &endpoints, api_addr, dynamodb.endpoint())?;
         let pool = LambdaPool::start(
             function_config(&topology, binary, env, options.max_concurrency),
@@ -289,7 +170,6 @@ impl Stack {
         )
         .await
         .context("starting the function")?;
-
         let gateway = Gateway::new(
             gateway_config(
                 &topology,
@@ -300,43 +180,23 @@ impl Stack {
             pool.clone() as Arc<dyn Invoke>,
             events.clone(),
         );
-        let console = Console::new(
-            StackInfo {
-                stack: topology.stack.clone(),
-                project: topology.project.clone(),
-                region: topology.region.clone(),
-                edge: endpoints.edge.clone(),
-                api: endpoints.api.clone(),
-            },
-            events,
-        );
-        let async_invoke = topology.function.async_invoke;
-        let lambda_api = LambdaApi::new(
-            &topology.function.name,
-            pool.clone() as Arc<dyn Invoke>,
-            AsyncDelivery {
-                max_retries: async_invoke.maximum_retry_attempts,
-                max_event_age: Duration::from_secs(u64::from(async_invoke.maximum_event_age_secs)),
-                deliveries: options.async_deliveries.max(1),
-            },
-        );
-        info!(endpoint = %endpoints.lambda, ?async_invoke, deliveries = options.async_deliveries, "local Lambda Invoke API ready");
+        let console = console_of(&topology, &endpoints, events);
+        let lambda_api = lambda_api_of(&topology, &pool, options);
+        info!(endpoint = %endpoints.lambda, async_invoke = ?topology.function.async_invoke, deliveries = options.async_deliveries, "local Lambda Invoke API ready");
+
+        let limits = ListenerLimits {
+            max_connections: options.max_connections,
+            ..ListenerLimits::default()
+        };
         let servers = vec![
-            tokio::spawn(gateway.clone().serve(api_listener, limits)),
-            tokio::spawn(edge.clone().serve(edge_listener, limits)),
-            tokio::spawn(console.clone().serve(console_listener)),
+            tokio::spawn(gateway.clone().serve(listeners.api.0, limits)),
+            tokio::spawn(edge.clone().serve(listeners.edge.0, limits)),
+            tokio::spawn(console.clone().serve(listeners.console.0)),
         ];
-        let lambda_server = tokio::spawn(lambda_api.clone().serve(lambda_listener));
+        let lambda_server = tokio::spawn(lambda_api.clone().serve(listeners.lambda.0));
         let (watching, watch_line) = match function {
             Some(function) => {
-                let program = ProgramFiles::new(&options.program_dir, &options.stack);
-                let set = source.watch_set(&program).await;
-                let line = format!(
-                    "on: {}; applies Pulumi.yaml, Pulumi.{}.yaml on save (--no-watch: off)",
-                    source.describe(),
-                    options.stack
-                );
-                let target = LiveStack {
+                let live = LiveStack {
                     pool: Arc::clone(&pool),
                     gateway: gateway.clone(),
                     edge: edge.clone(),
@@ -345,14 +205,11 @@ impl Stack {
                     dynamodb_endpoint: dynamodb.endpoint().to_string(),
                     max_concurrency: options.max_concurrency,
                 };
-                let reloader = Reloader::new(target, program, topology.clone(), function);
-                let watching = Watching::start(reloader, &set).context("starting watch mode")?;
+                let (watching, line) =
+                    start_watching(options, &source, live, topology.clone(), function).await?;
                 (Some(watching), line)
             }
-            None => (
-                None,
-                "off (--no-watch): restart devstack to apply changes".to_string(),
-            ),
+            None => (None, NO_WATCH.to_string()),
         };
         info!(edge = %endpoints.edge, api = %endpoints.api, watch = watching.is_some(), "local stack ready");
         Ok(Stack {

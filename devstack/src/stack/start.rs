@@ -1,0 +1,239 @@
+//! The steps of starting the stack, in the order `Stack::start` takes them:
+//! read the program, check the limits, bind every listener (so port 0 works
+//! and the real ports are known before anything is configured), get the
+//! function's first binary, start the local DynamoDB, then the pieces that
+//! are configured from what came before (the console, the Invoke API, watch
+//! mode).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use local_dynamodb::LocalDynamoDb;
+use pulumi_program::Topology;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use super::reload::program::ProgramFiles;
+use super::reload::{Function, FunctionSource, LiveStack, Reloader, Watching};
+use super::{Endpoints, UpOptions, random_api_key};
+use crate::console::{self, Console, EventBus, StackInfo};
+use crate::lambda::LambdaPool;
+use crate::lambda::invoke::Invoke;
+use crate::lambda::invoke_api::{AsyncDelivery, LambdaApi};
+use crate::reload::build::CargoFunction;
+
+/// The banner's watch line without watch mode.
+pub(super) const NO_WATCH: &str = "off (--no-watch): restart devstack to apply changes";
+
+/// The program's topology for the stack `options` names.
+pub(super) fn load_program(options: &UpOptions) -> anyhow::Result<Topology> {
+    pulumi_program::load(&options.program_dir, &options.stack).with_context(|| {
+        format!(
+            "reading the Pulumi program in {} (stack {})",
+            options.program_dir.display(),
+            options.stack
+        )
+    })
+}
+
+/// Limits that would make the stack refuse everything.
+pub(super) fn check_limits(options: &UpOptions) -> anyhow::Result<()> {
+    if options.max_concurrency == 0 {
+        bail!("--max-concurrency must be at least 1");
+    }
+    if options.max_connections == 0 {
+        bail!("--max-connections must be at least 1");
+    }
+    Ok(())
+}
+
+/// Every listener of the stack, bound, with the address it got.
+pub(super) struct Listeners {
+    pub(super) api: (TcpListener, SocketAddr),
+    pub(super) edge: (TcpListener, SocketAddr),
+    pub(super) console: (TcpListener, SocketAddr),
+    /// The Lambda service's Invoke API, for the function's own client: a
+    /// broadcast continues in asynchronous invocations of the function.
+    pub(super) lambda: (TcpListener, SocketAddr),
+}
+
+impl Listeners {
+    pub(super) async fn bind(options: &UpOptions) -> anyhow::Result<Listeners> {
+        let api = bind(options.api_addr, "API layer").await?;
+        let edge = bind(options.edge_addr, "edge").await?;
+        warn_if_exposed(edge.1, api.1);
+        console::check_loopback(options.console_addr)?;
+        let console = bind(options.console_addr, "console").await?;
+        let lambda = bind(SocketAddr::new(api.1.ip(), 0), "Lambda Invoke API").await?;
+        Ok(Listeners {
+            api,
+            edge,
+            console,
+            lambda,
+        })
+    }
+
+    /// Where each listener answers, with the stage and the stack's API key.
+    pub(super) fn endpoints(&self, topology: &Topology, options: &UpOptions) -> Endpoints {
+        let api_key = options.api_key.clone().unwrap_or_else(random_api_key);
+        Endpoints::new(
+            self.edge.1,
+            self.api.1,
+            self.console.1,
+            self.lambda.1,
+            &topology.stage.name,
+            api_key,
+        )
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
+    let listener = crate::listener::bind(addr).with_context(|| {
+        format!(
+            "cannot listen on {addr} for the {what} (is another devstack running? try another port)"
+        )
+    })?;
+    let local = listener
+        .local_addr()
+        .with_context(|| format!("the {what}'s local address"))?;
+    Ok((listener, local))
+}
+
+/// Says what other machines can reach when a listener is not on loopback.
+fn warn_if_exposed(edge_addr: SocketAddr, api_addr: SocketAddr) {
+    let edge = "the edge (--edge-addr): anyone who reaches it is let into the API with the stack's key, \
+                as CloudFront's clients are";
+    let api = "the API layer (--api-addr): $connect with the key, and the @connections management API, \
+               whose SigV4 credentials are the fixed local ones (local/local), so anyone can read any \
+               connection's sourceIp and userAgent, post to it or close it";
+    for warning in [
+        crate::listener::exposure_warning(edge_addr, edge),
+        crate::listener::exposure_warning(api_addr, api),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        warn!("{warning}");
+    }
+}
+
+impl Endpoints {
+    fn new(
+        edge_addr: SocketAddr,
+        api_addr: SocketAddr,
+        console_addr: SocketAddr,
+        lambda_addr: SocketAddr,
+        stage: &str,
+        api_key: String,
+    ) -> Self {
+        Endpoints {
+            console: format!("http://{console_addr}/"),
+            lambda: format!("http://{lambda_addr}"),
+            edge: format!("ws://{edge_addr}/"),
+            api: format!("ws://{api_addr}/{stage}"),
+            management: format!("http://{api_addr}/{stage}"),
+            api_key,
+            stage: stage.to_string(),
+        }
+    }
+}
+
+/// Where the function comes from: the prebuilt binary given, or its crate
+/// in the workspace of the program directory when that is one (a copy of
+/// the repository builds its own function), else in devstack's workspace.
+pub(super) fn function_source(options: &UpOptions) -> FunctionSource {
+    if let Some(path) = &options.function_bin {
+        return FunctionSource::File(path.clone());
+    }
+    let manifest = options.program_dir.join("Cargo.toml");
+    if manifest.is_file() {
+        return FunctionSource::Cargo(CargoFunction::new(manifest));
+    }
+    let devstack = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workspace = devstack.parent().unwrap_or(devstack);
+    FunctionSource::Cargo(CargoFunction::new(workspace.join("Cargo.toml")))
+}
+
+/// The function's first binary, and in watch mode the [`Function`] that
+/// keeps devstack's own copy of each version (the pool runs the copy).
+pub(super) async fn first_function(
+    options: &UpOptions,
+    source: &FunctionSource,
+) -> anyhow::Result<(std::path::PathBuf, Option<Function>)> {
+    if options.watch {
+        let function = Function::first(source.clone()).await?;
+        Ok((function.current().binary.clone(), Some(function)))
+    } else {
+        Ok((source.first_binary().await?, None))
+    }
+}
+
+/// The local DynamoDB server with the program's connections table.
+pub(super) async fn start_dynamodb(topology: &Topology) -> anyhow::Result<LocalDynamoDb> {
+    let dynamodb = LocalDynamoDb::start_in_region(&topology.region)
+        .await
+        .context("starting the local DynamoDB server (moto)")?;
+    let table = &topology.table;
+    dynamodb
+        .create_table(&table.name, &table.hash_key, table.ttl_attribute.as_deref())
+        .await
+        .with_context(|| format!("creating the connections table {}", table.name))?;
+    info!(endpoint = dynamodb.endpoint(), table = %table.name, "local DynamoDB ready");
+    Ok(dynamodb)
+}
+
+/// The browser console, told which stack it shows.
+pub(super) fn console_of(topology: &Topology, endpoints: &Endpoints, events: EventBus) -> Console {
+    Console::new(
+        StackInfo {
+            stack: topology.stack.clone(),
+            project: topology.project.clone(),
+            region: topology.region.clone(),
+            edge: endpoints.edge.clone(),
+            api: endpoints.api.clone(),
+        },
+        events,
+    )
+}
+
+/// The Invoke API, delivering asynchronous events with the program's
+/// retries and maximum event age.
+pub(super) fn lambda_api_of(
+    topology: &Topology,
+    pool: &Arc<LambdaPool>,
+    options: &UpOptions,
+) -> LambdaApi {
+    let async_invoke = topology.function.async_invoke;
+    LambdaApi::new(
+        &topology.function.name,
+        pool.clone() as Arc<dyn Invoke>,
+        AsyncDelivery {
+            max_retries: async_invoke.maximum_retry_attempts,
+            max_event_age: Duration::from_secs(u64::from(async_invoke.maximum_event_age_secs)),
+            deliveries: options.async_deliveries.max(1),
+        },
+    )
+}
+
+/// Watch mode over `live`: what it watches, and the banner's line for it.
+pub(super) async fn start_watching(
+    options: &UpOptions,
+    source: &FunctionSource,
+    live: LiveStack,
+    topology: Topology,
+    function: Function,
+) -> anyhow::Result<(Watching, String)> {
+    let program = ProgramFiles::new(&options.program_dir, &options.stack);
+    let set = source.watch_set(&program).await;
+    let line = format!(
+        "on: {}; applies Pulumi.yaml, Pulumi.{}.yaml on save (--no-watch: off)",
+        source.describe(),
+        options.stack
+    );
+    let reloader = Reloader::new(live, program, topology, function);
+    let watching = Watching::start(reloader, &set).context("starting watch mode")?;
+    Ok((watching, line))
+}

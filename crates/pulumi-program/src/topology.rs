@@ -18,6 +18,10 @@ use crate::{
     Topology, WafSpec,
 };
 
+mod reader;
+
+use reader::Reader;
+
 pub(crate) const API: &str = "aws:apigatewayv2/api:Api";
 pub(crate) const ROUTE: &str = "aws:apigatewayv2/route:Route";
 pub(crate) const STAGE: &str = "aws:apigatewayv2/stage:Stage";
@@ -55,12 +59,45 @@ pub(crate) fn build(program: &Program) -> Result<Topology, Error> {
     let resources = program.resources();
     let reader = Reader { eval: &eval };
 
+    // In this order, so the first error named is the same as it always was.
     let api = only(&resources, API)?;
-    let api_spec = ApiSpec {
-        route_selection_expression: reader.string(&api, "routeSelectionExpression")?,
-        api_key_selection_expression: reader.optional_string(&api, "apiKeySelectionExpression")?,
-    };
+    let api_spec = api_spec(&reader, &api)?;
+    let routes = routes(&reader, &resources, &api)?;
+    let stage = stage_spec(&reader, &resources, &api)?;
+    let waf = waf_spec(&reader, &only(&resources, WEB_ACL)?)?;
+    let function = function_spec(&reader, &resources)?;
+    let table = table_spec(&reader, &only(&resources, TABLE)?)?;
+    let distribution = only(&resources, DISTRIBUTION)?;
+    let origin_api_key_header = origin_key_header(program, &reader, &distribution)?;
+    Ok(Topology {
+        project: program.project.clone(),
+        stack: program.stack.clone(),
+        region,
+        api: api_spec,
+        stage,
+        routes,
+        waf,
+        function,
+        table,
+        origin_api_key_header,
+        resources: crate::coverage::resources(program),
+    })
+}
 
+/// How the API picks a message's route and reads the key.
+fn api_spec(reader: &Reader<'_>, api: &Resource<'_>) -> Result<ApiSpec, Error> {
+    Ok(ApiSpec {
+        route_selection_expression: reader.string(api, "routeSelectionExpression")?,
+        api_key_selection_expression: reader.optional_string(api, "apiKeySelectionExpression")?,
+    })
+}
+
+/// The API's routes; an API without any is an error.
+fn routes(
+    reader: &Reader<'_>,
+    resources: &[Resource<'_>],
+    api: &Resource<'_>,
+) -> Result<Vec<RouteSpec>, Error> {
     let mut routes = Vec::new();
     for route in resources.iter().filter(|r| r.token == ROUTE) {
         if !refers_to(
@@ -83,31 +120,39 @@ pub(crate) fn build(program: &Program) -> Result<Topology, Error> {
             "the API has no routes",
         ));
     }
+    Ok(routes)
+}
 
-    let stage = only_of_api(&resources, STAGE, api.name)?;
+/// The API's stage: its name and default route throttling.
+fn stage_spec(
+    reader: &Reader<'_>,
+    resources: &[Resource<'_>],
+    api: &Resource<'_>,
+) -> Result<StageSpec, Error> {
+    let stage = only_of_api(resources, STAGE, api.name)?;
     let settings = property_mapping(&stage, "defaultRouteSettings");
-    let stage_spec = StageSpec {
-        name: reader.string(&stage, "name")?,
-        throttling_burst_limit: match settings.and_then(|s| s.get("throttlingBurstLimit")) {
-            Some(v) => Some(reader.number::<u32>(
-                v,
-                &format!("{}.defaultRouteSettings.throttlingBurstLimit", at(&stage)),
-            )?),
-            None => None,
-        },
-        throttling_rate_limit: match settings.and_then(|s| s.get("throttlingRateLimit")) {
-            Some(v) => Some(reader.float(
-                v,
-                &format!("{}.defaultRouteSettings.throttlingRateLimit", at(&stage)),
-            )?),
-            None => None,
-        },
+    let setting = |name: &str| {
+        settings
+            .and_then(|s| s.get(name))
+            .map(|v| (v, format!("{}.defaultRouteSettings.{name}", at(&stage))))
     };
+    Ok(StageSpec {
+        name: reader.string(&stage, "name")?,
+        throttling_burst_limit: match setting("throttlingBurstLimit") {
+            Some((v, path)) => Some(reader.number::<u32>(v, &path)?),
+            None => None,
+        },
+        throttling_rate_limit: match setting("throttlingRateLimit") {
+            Some((v, path)) => Some(reader.float(v, &path)?),
+            None => None,
+        },
+    })
+}
 
-    let acl = only(&resources, WEB_ACL)?;
-    let waf = waf_spec(&reader, &acl)?;
-
-    let function = only(&resources, FUNCTION)?;
+/// The function: name, memory, timeout (AWS's defaults when left out), its
+/// environment as templates, and its asynchronous invocation settings.
+fn function_spec(reader: &Reader<'_>, resources: &[Resource<'_>]) -> Result<FunctionSpec, Error> {
+    let function = only(resources, FUNCTION)?;
     let mut environment = BTreeMap::new();
     if let Some(variables) = property_mapping(&function, "environment")
         .and_then(|e| e.get("variables"))
@@ -124,7 +169,7 @@ pub(crate) fn build(program: &Program) -> Result<Topology, Error> {
             );
         }
     }
-    let function_spec = FunctionSpec {
+    Ok(FunctionSpec {
         name: reader.string(&function, "name")?,
         memory_mb: reader
             .optional_number(&function, "memorySize")?
@@ -133,41 +178,26 @@ pub(crate) fn build(program: &Program) -> Result<Topology, Error> {
             .optional_number(&function, "timeout")?
             .unwrap_or(DEFAULT_TIMEOUT_SECS),
         environment,
-        async_invoke: async_invoke(&reader, &resources)?,
-    };
+        async_invoke: async_invoke(reader, resources)?,
+    })
+}
 
-    let table = only(&resources, TABLE)?;
-    let ttl = property_mapping(&table, "ttl");
+/// The connections table: name, hash key, and the TTL attribute when TTL is on.
+fn table_spec(reader: &Reader<'_>, table: &Resource<'_>) -> Result<TableSpec, Error> {
+    let ttl = property_mapping(table, "ttl");
     let ttl_enabled = match ttl.and_then(|t| t.get("enabled")) {
-        Some(v) => reader.bool(v, &format!("{}.ttl.enabled", at(&table)))?,
+        Some(v) => reader.bool(v, &format!("{}.ttl.enabled", at(table)))?,
         None => false,
     };
-    let table_spec = TableSpec {
-        name: reader.string(&table, "name")?,
-        hash_key: reader.string(&table, "hashKey")?,
+    Ok(TableSpec {
+        name: reader.string(table, "name")?,
+        hash_key: reader.string(table, "hashKey")?,
         ttl_attribute: match ttl.and_then(|t| t.get("attributeName")) {
             Some(v) if ttl_enabled => {
-                Some(reader.known_string(v, &format!("{}.ttl.attributeName", at(&table)))?)
+                Some(reader.known_string(v, &format!("{}.ttl.attributeName", at(table)))?)
             }
             _ => None,
         },
-    };
-
-    let distribution = only(&resources, DISTRIBUTION)?;
-    let origin_api_key_header = origin_key_header(program, &reader, &distribution)?;
-
-    Ok(Topology {
-        project: program.project.clone(),
-        stack: program.stack.clone(),
-        region,
-        api: api_spec,
-        stage: stage_spec,
-        routes,
-        waf,
-        function: function_spec,
-        table: table_spec,
-        origin_api_key_header,
-        resources: crate::coverage::resources(program),
     })
 }
 
@@ -261,121 +291,6 @@ fn origin_key_header(
         format!("{}.origins", at(distribution)),
         "no origin custom header carries an API key's value",
     ))
-}
-
-struct Reader<'a> {
-    eval: &'a Evaluator<'a>,
-}
-
-impl Reader<'_> {
-    fn known(&self, value: &Value, path: &str) -> Result<Value, Error> {
-        match self.eval.eval(value) {
-            Evaluated::Known(value) => Ok(value),
-            Evaluated::Template(parts) => Err(invalid(
-                path,
-                format!(
-                    "depends on resource outputs ({}), unknown before deployment",
-                    refs(&parts)
-                ),
-            )),
-            Evaluated::Unknown(why) => Err(invalid(path, why)),
-        }
-    }
-
-    fn known_string(&self, value: &Value, path: &str) -> Result<String, Error> {
-        match self.known(value, path)? {
-            Value::String(s) => Ok(s),
-            other => Err(invalid(path, format!("expected a string, found {other:?}"))),
-        }
-    }
-
-    fn bool(&self, value: &Value, path: &str) -> Result<bool, Error> {
-        match self.known(value, path)? {
-            Value::Bool(b) => Ok(b),
-            other => Err(invalid(
-                path,
-                format!("expected a boolean, found {other:?}"),
-            )),
-        }
-    }
-
-    fn number<T: TryFrom<u64>>(&self, value: &Value, path: &str) -> Result<T, Error> {
-        let value = self.known(value, path)?;
-        value
-            .as_u64()
-            .and_then(|n| T::try_from(n).ok())
-            .ok_or_else(|| {
-                invalid(
-                    path,
-                    format!("expected a non-negative integer in range, found {value:?}"),
-                )
-            })
-    }
-
-    fn float(&self, value: &Value, path: &str) -> Result<f64, Error> {
-        let value = self.known(value, path)?;
-        value
-            .as_f64()
-            .ok_or_else(|| invalid(path, format!("expected a number, found {value:?}")))
-    }
-
-    fn template(&self, value: &Value, path: &str) -> Result<Template, Error> {
-        match self.eval.eval(value) {
-            Evaluated::Known(value) => match crate::eval::scalar_text(&value) {
-                Some(text) => Ok(Template(vec![Part::Text(text)])),
-                None => Err(invalid(path, "is not a string")),
-            },
-            Evaluated::Template(parts) => Ok(Template(parts)),
-            Evaluated::Unknown(why) => Err(invalid(path, why)),
-        }
-    }
-
-    fn property<'r>(&self, resource: &'r Resource<'_>, name: &str) -> Result<&'r Value, Error> {
-        resource
-            .properties
-            .and_then(|p| p.get(name))
-            .ok_or_else(|| invalid(format!("{}.{name}", at(resource)), "is missing"))
-    }
-
-    fn string(&self, resource: &Resource<'_>, name: &str) -> Result<String, Error> {
-        self.known_string(
-            self.property(resource, name)?,
-            &format!("{}.{name}", at(resource)),
-        )
-    }
-
-    fn optional_string(
-        &self,
-        resource: &Resource<'_>,
-        name: &str,
-    ) -> Result<Option<String>, Error> {
-        match resource.properties.and_then(|p| p.get(name)) {
-            Some(v) => self
-                .known_string(v, &format!("{}.{name}", at(resource)))
-                .map(Some),
-            None => Ok(None),
-        }
-    }
-
-    fn optional_bool(&self, resource: &Resource<'_>, name: &str) -> Result<Option<bool>, Error> {
-        match resource.properties.and_then(|p| p.get(name)) {
-            Some(v) => self.bool(v, &format!("{}.{name}", at(resource))).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    fn optional_number<T: TryFrom<u64>>(
-        &self,
-        resource: &Resource<'_>,
-        name: &str,
-    ) -> Result<Option<T>, Error> {
-        match resource.properties.and_then(|p| p.get(name)) {
-            Some(v) => self
-                .number(v, &format!("{}.{name}", at(resource)))
-                .map(Some),
-            None => Ok(None),
-        }
-    }
 }
 
 /// The function's asynchronous delivery: its event invoke config, if the

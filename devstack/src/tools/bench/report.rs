@@ -40,7 +40,11 @@ pub fn format_ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
-/// A Markdown table with aligned columns.
+/// A Markdown table with aligned columns: text left, figures right, and an
+/// alignment row (`:---|---:`) that keeps them so where the table is pasted
+/// (docs/benchmarks.md). Written here rather than with comfy-table: its
+/// Markdown preset writes a plain `|---|` row, which renders every figure
+/// left-aligned.
 pub fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {
     let columns = header.len();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();

@@ -62,6 +62,44 @@ impl Checker<'_> {
                 );
             }
         }
+        let expected = self.expected_grants(&eval, &resources, function);
+
+        let policies: Vec<&Resource<'_>> = resources
+            .iter()
+            .filter(|p| {
+                p.token == ROLE_POLICY
+                    && ["id", "name"]
+                        .iter()
+                        .any(|f| topology::refers_to(prop(p, "role"), role.name, f))
+            })
+            .collect();
+        let granted = self.granted(&eval, &policies);
+        let at = policies
+            .first()
+            .map(|p| format!("resources.{}.properties.policy", p.name))
+            .unwrap_or_else(|| format!("resources.{}", role.name));
+        for (action, resource) in granted.difference(&expected) {
+            self.report(
+                &at,
+                format!("grants {action} on {resource}, which the function does not need"),
+            );
+        }
+        for (action, resource) in expected.difference(&granted) {
+            self.report(&at, format!("must grant {action} on {resource}"));
+        }
+    }
+
+    /// What the function's code calls, on which resource: its log group,
+    /// its table, itself (the fan-out's hand-over) and @connections of this
+    /// API's stage. A function without this program's log group is reported.
+    fn expected_grants(
+        &mut self,
+        eval: &Evaluator<'_>,
+        resources: &[Resource<'_>],
+        function: &Resource<'_>,
+    ) -> BTreeSet<(String, String)> {
+        let first = |token: &str| resources.iter().find(|r| r.token == token);
+        let fat = format!("resources.{}.properties", function.name);
         let mut expected: BTreeSet<(String, String)> = BTreeSet::new();
         let group = resources.iter().find(|g| {
             g.token == LOG_GROUP
@@ -99,7 +137,7 @@ impl Checker<'_> {
             format!("${{{}.arn}}", function.name),
         );
         if let (Some(api), Some(stage)) = (first(API), first(STAGE)) {
-            let name = known(&eval, prop(stage, "name"));
+            let name = known(eval, prop(stage, "name"));
             let name = name.as_ref().and_then(Value::as_str).unwrap_or("<stage>");
             expect(
                 &mut expected,
@@ -108,17 +146,18 @@ impl Checker<'_> {
             );
         }
 
-        let policies: Vec<&Resource<'_>> = resources
-            .iter()
-            .filter(|p| {
-                p.token == ROLE_POLICY
-                    && ["id", "name"]
-                        .iter()
-                        .any(|f| topology::refers_to(prop(p, "role"), role.name, f))
-            })
-            .collect();
+        expected
+    }
+
+    /// Every (action, resource) the role's policies allow; a policy that is
+    /// not a policy document is reported.
+    fn granted(
+        &mut self,
+        eval: &Evaluator<'_>,
+        policies: &[&Resource<'_>],
+    ) -> BTreeSet<(String, String)> {
         let mut granted: BTreeSet<(String, String)> = BTreeSet::new();
-        for policy in &policies {
+        for policy in policies {
             let at = format!("resources.{}.properties.policy", policy.name);
             let Some(statements) = statements(prop(policy, "policy")) else {
                 self.report(at, "must be fn::toJSON of a policy document with Statement");
@@ -131,7 +170,7 @@ impl Checker<'_> {
                 for action in strings(statement.get("Action")) {
                     for resource in statement
                         .get("Resource")
-                        .map(|r| texts(&eval, r))
+                        .map(|r| texts(eval, r))
                         .unwrap_or_default()
                     {
                         granted.insert((action.clone(), resource));
@@ -139,19 +178,7 @@ impl Checker<'_> {
                 }
             }
         }
-        let at = policies
-            .first()
-            .map(|p| format!("resources.{}.properties.policy", p.name))
-            .unwrap_or_else(|| format!("resources.{}", role.name));
-        for (action, resource) in granted.difference(&expected) {
-            self.report(
-                &at,
-                format!("grants {action} on {resource}, which the function does not need"),
-            );
-        }
-        for (action, resource) in expected.difference(&granted) {
-            self.report(&at, format!("must grant {action} on {resource}"));
-        }
+        granted
     }
 
     /// WAF's log delivery goes through a policy this program manages.

@@ -126,69 +126,38 @@ struct Backoff {
     delay: Duration,
 }
 
+/// `config` with an absolute binary path, or why it cannot run: no
+/// concurrency, or no binary there.
+fn checked(mut config: FunctionConfig) -> anyhow::Result<FunctionConfig> {
+    // Processes run in the binary's directory (LAMBDA_TASK_ROOT), so a
+    // relative path would no longer name it there.
+    config.binary = std::path::absolute(&config.binary).with_context(|| {
+        format!(
+            "resolving the function binary path {}",
+            config.binary.display()
+        )
+    })?;
+    if config.max_concurrency == 0 {
+        bail!(
+            "function {}: max_concurrency must be at least 1",
+            config.name
+        );
+    }
+    if !config.binary.is_file() {
+        bail!(
+            "function binary {} not found (build it with `cargo build -p {FUNCTION_PACKAGE}`)",
+            config.binary.display()
+        );
+    }
+    Ok(config)
+}
+
 impl LambdaPool {
     /// Starts one warm function process; the pool grows on demand up to
     /// `max_concurrency`. Fails, naming the cause, when that first process
     /// cannot start (missing binary, init error, exit or timeout during init).
-    pub async fn start(mut config: FunctionConfig, events: EventBus) -> anyhow::Result<Arc<Self>> {
-        // Processes run in the binary's directory (LAMBDA_TASK_ROOT), so a
-        // relative path would no longer name it there.
-        config.binary = std::path::absolute(&config.binary).with_context(|| {
-            format!(
-                "resolving the function binary path {}",
-                config.binary.display()
-            )
-        })?;
-        if config.max_concurrency == 0 {
-            bail!(
-                "function {}: max_concurrency must be at least 1",
-                config.name
-            );
-        }
-        if !config.binary.is_file() {
-            bail!(
-                "function binary {} not found (build it with `cargo build -p {FUNCTION_PACKAGE}`)",
-                config.binary.display()
-            );
-        }
-        let region = config
-            .env
-            .iter()
-            .find(|(key, _)| key == "AWS_REGION")
-            .map_or_else(|| "us-east-1".to_owned(), |(_, value)| value.clone());
-        let arn = format!(
-            "arn:aws:lambda:{region}:{LOCAL_ACCOUNT_ID}:function:{}",
-            config.name
-        );
-        let slots = Arc::new(Semaphore::new(config.max_concurrency));
-        let admitted = Arc::new(Semaphore::new(config.max_concurrency + QUEUED));
-        let version = Arc::new(FunctionVersion {
-            number: 1,
-            config: config.clone(),
-        });
-        let pool = Arc::new_cyclic(|me| LambdaPool {
-            config,
-            version: Mutex::new(version),
-            region,
-            arn,
-            me: me.clone(),
-            slots,
-            admitted,
-            idle: Mutex::new(VecDeque::new()),
-            idle_added: Notify::new(),
-            workers: Mutex::new(Workers {
-                closing: false,
-                live: HashMap::new(),
-            }),
-            closing: CancellationToken::new(),
-            tasks: TaskTracker::new(),
-            next_worker_id: AtomicU64::new(1),
-            backoff: Mutex::new(Backoff {
-                last_death: None,
-                delay: Duration::ZERO,
-            }),
-            events,
-        });
+    pub async fn start(config: FunctionConfig, events: EventBus) -> anyhow::Result<Arc<Self>> {
+        let pool = LambdaPool::new(checked(config)?, events);
         let slot = pool
             .slots
             .clone()
@@ -211,6 +180,49 @@ impl LambdaPool {
                 Err(err.context(format!("starting function {}", pool.config.name)))
             }
         }
+    }
+
+    /// The pool, with no process yet; its ARN is in the region the
+    /// function's environment names (`AWS_REGION`).
+    fn new(config: FunctionConfig, events: EventBus) -> Arc<Self> {
+        let region = config
+            .env
+            .iter()
+            .find(|(key, _)| key == "AWS_REGION")
+            .map_or_else(|| "us-east-1".to_owned(), |(_, value)| value.clone());
+        let arn = format!(
+            "arn:aws:lambda:{region}:{LOCAL_ACCOUNT_ID}:function:{}",
+            config.name
+        );
+        let slots = Arc::new(Semaphore::new(config.max_concurrency));
+        let admitted = Arc::new(Semaphore::new(config.max_concurrency + QUEUED));
+        let version = Arc::new(FunctionVersion {
+            number: 1,
+            config: config.clone(),
+        });
+        Arc::new_cyclic(|me| LambdaPool {
+            config,
+            version: Mutex::new(version),
+            region,
+            arn,
+            me: me.clone(),
+            slots,
+            admitted,
+            idle: Mutex::new(VecDeque::new()),
+            idle_added: Notify::new(),
+            workers: Mutex::new(Workers {
+                closing: false,
+                live: HashMap::new(),
+            }),
+            closing: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            next_worker_id: AtomicU64::new(1),
+            backoff: Mutex::new(Backoff {
+                last_death: None,
+                delay: Duration::ZERO,
+            }),
+            events,
+        })
     }
 
     /// Ends every function process (SIGTERM, then SIGKILL after a grace

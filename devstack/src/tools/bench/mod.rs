@@ -33,6 +33,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 mod build;
 mod clients;
+mod format;
 mod functions;
 pub mod load;
 pub mod posts;
@@ -44,6 +45,7 @@ mod tests;
 
 use build::*;
 use clients::*;
+pub use format::*;
 use functions::*;
 pub use report::*;
 pub use stack::*;

@@ -1,88 +1,7 @@
-//! The pure parts: formatting, the targets and the
-//! report table.
+//! The report: the figures a run measured, the targets they are held to,
+//! and the rows of its table (the formatting is in `format.rs`).
 
 use super::*;
-
-pub fn format_duration(d: Duration) -> String {
-    let us = d.as_secs_f64() * 1e6;
-    if us < 1_000.0 {
-        format!("{us:.0} µs")
-    } else if us < 1_000_000.0 {
-        format!("{:.2} ms", us / 1e3)
-    } else {
-        format!("{:.2} s", us / 1e6)
-    }
-}
-
-pub fn format_bytes(bytes: u64) -> String {
-    let b = bytes as f64;
-    if bytes < 10_000 {
-        format!("{bytes} B")
-    } else if b < 10_000_000.0 {
-        format!("{:.1} kB", b / 1e3)
-    } else {
-        format!("{:.1} MB", b / 1e6)
-    }
-}
-
-/// `a / b` as "0.12×", or "—" when either side is missing.
-pub fn format_ratio(a: Option<f64>, b: Option<f64>) -> String {
-    match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 => {
-            let r = a / b;
-            if r < 0.01 {
-                format!("{r:.4}×")
-            } else {
-                format!("{r:.2}×")
-            }
-        }
-        _ => "—".to_string(),
-    }
-}
-
-/// A Markdown table with aligned columns: text left, figures right, and an
-/// alignment row (`:---|---:`) that keeps them so where the table is pasted
-/// (docs/benchmarks.md). Written here rather than with comfy-table: its
-/// Markdown preset writes a plain `|---|` row, which renders every figure
-/// left-aligned.
-pub fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let columns = header.len();
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (i, cell) in row.iter().enumerate().take(columns) {
-            widths[i] = widths[i].max(cell.chars().count());
-        }
-    }
-    let line = |cells: &mut dyn Iterator<Item = &str>| {
-        let mut out = String::from("|");
-        for (i, width) in widths.iter().enumerate() {
-            let cell = cells.next().unwrap_or("");
-            let pad = width - cell.chars().count().min(*width);
-            // Text left, figures right.
-            if i == 0 {
-                let _ = write!(out, " {cell}{} |", " ".repeat(pad));
-            } else {
-                let _ = write!(out, " {}{cell} |", " ".repeat(pad));
-            }
-        }
-        out
-    };
-    let mut out = line(&mut header.iter().copied());
-    out.push('\n');
-    out.push('|');
-    for (i, width) in widths.iter().enumerate() {
-        if i == 0 {
-            let _ = write!(out, ":{}|", "-".repeat(width + 1));
-        } else {
-            let _ = write!(out, "{}:|", "-".repeat(width + 1));
-        }
-    }
-    for row in rows {
-        out.push('\n');
-        out.push_str(&line(&mut row.iter().map(String::as_str)));
-    }
-    out
-}
 
 /// One performance target: what was measured against its limit.
 #[derive(Debug, Clone, PartialEq)]
@@ -124,18 +43,6 @@ impl Target {
         };
         format!("- [{verdict}] {}: {}", self.name, self.detail)
     }
-}
-
-pub(super) fn secs(d: Duration) -> f64 {
-    d.as_secs_f64()
-}
-
-pub(super) fn show_secs(s: f64) -> String {
-    format_duration(Duration::from_secs_f64(s.max(0.0)))
-}
-
-pub(super) fn show_bytes(b: f64) -> String {
-    format_bytes(b.max(0.0) as u64)
 }
 
 // ---------------------------------------------------------------------------
@@ -230,100 +137,10 @@ impl Report {
     pub fn rows(&self) -> Vec<Vec<String>> {
         let mut rows = Vec::new();
         if let Some(f) = &self.functions {
-            let (h, fl, py) = (&f.handler, &f.hello, &f.python);
-            let p50 = |s: &Percentiles| s.p50;
-            let p99 = |s: &Percentiles| s.p99;
-            rows.push(vec![
-                "Function cold start (spawn → first response), p50".into(),
-                cell_stats(&h.cold_start, p50),
-                cell_stats(&fl.cold_start, p50),
-                cell_stats(&py.cold_start, p50),
-                format_ratio(
-                    stat_secs(&h.cold_start, p50),
-                    stat_secs(&py.cold_start, p50),
-                ),
-            ]);
-            for (label, pick) in [("p50", p50 as fn(&Percentiles) -> Duration), ("p99", p99)] {
-                rows.push(vec![
-                    format!("Function warm invocation, {label}"),
-                    cell_stats(&h.warm, pick),
-                    cell_stats(&fl.warm, pick),
-                    cell_stats(&py.warm, pick),
-                    format_ratio(stat_secs(&h.warm, pick), stat_secs(&py.warm, pick)),
-                ]);
-            }
-            let rss = |x: &FunctionFigures| x.peak_rss.map_or("—".to_string(), format_bytes);
-            rows.push(vec![
-                "Function peak RSS (VmHWM)".into(),
-                rss(h),
-                rss(fl),
-                rss(py),
-                format_ratio(h.peak_rss.map(|b| b as f64), py.peak_rss.map(|b| b as f64)),
-            ]);
-            rows.push(vec![
-                "Function deployment zip".into(),
-                zip_cell(&h.zip),
-                zip_cell(&fl.zip),
-                zip_cell(&py.zip),
-                format_ratio(
-                    h.zip.bytes().map(|b| b as f64),
-                    py.zip.bytes().map(|b| b as f64),
-                ),
-            ]);
+            rows.extend(function_rows(f));
         }
         if let Some(s) = &self.stack {
-            for (label, edge, echo, pick) in [
-                (
-                    "WebSocket handshake, p50",
-                    &s.edge_handshake,
-                    &s.echo_handshake,
-                    (|s: &Percentiles| s.p50) as fn(&Percentiles) -> Duration,
-                ),
-                (
-                    "WebSocket handshake, p99",
-                    &s.edge_handshake,
-                    &s.echo_handshake,
-                    |s: &Percentiles| s.p99,
-                ),
-                (
-                    "Message round trip, p50",
-                    &s.edge_round_trip,
-                    &s.echo_round_trip,
-                    |s: &Percentiles| s.p50,
-                ),
-                (
-                    "Message round trip, p99",
-                    &s.edge_round_trip,
-                    &s.echo_round_trip,
-                    |s: &Percentiles| s.p99,
-                ),
-            ] {
-                rows.push(vec![
-                    label.into(),
-                    cell_stats(edge, pick),
-                    cell_stats(echo, pick),
-                    "—".into(),
-                    "—".into(),
-                ]);
-            }
-            for (n, d) in &s.broadcast {
-                rows.push(vec![
-                    format!("Broadcast to {n} connections (until all have it)"),
-                    format_duration(*d),
-                    "—".into(),
-                    "—".into(),
-                    "—".into(),
-                ]);
-            }
-            if let Some((rate, clients, total)) = s.sustained {
-                rows.push(vec![
-                    format!("Sustained ping → pong ({clients} clients, {total} messages)"),
-                    format!("{rate:.0} msg/s"),
-                    "—".into(),
-                    "—".into(),
-                    "—".into(),
-                ]);
-            }
+            rows.extend(stack_rows(s));
         }
         rows
     }
@@ -460,4 +277,108 @@ pub(super) fn machine_line() -> String {
         std::env::consts::ARCH,
         load.join(" ")
     )
+}
+
+/// The function half's rows: the handler, the floor and Python side by side.
+fn function_rows(f: &FunctionReport) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    let (h, fl, py) = (&f.handler, &f.hello, &f.python);
+    let p50 = |s: &Percentiles| s.p50;
+    let p99 = |s: &Percentiles| s.p99;
+    rows.push(vec![
+        "Function cold start (spawn → first response), p50".into(),
+        cell_stats(&h.cold_start, p50),
+        cell_stats(&fl.cold_start, p50),
+        cell_stats(&py.cold_start, p50),
+        format_ratio(
+            stat_secs(&h.cold_start, p50),
+            stat_secs(&py.cold_start, p50),
+        ),
+    ]);
+    for (label, pick) in [("p50", p50 as fn(&Percentiles) -> Duration), ("p99", p99)] {
+        rows.push(vec![
+            format!("Function warm invocation, {label}"),
+            cell_stats(&h.warm, pick),
+            cell_stats(&fl.warm, pick),
+            cell_stats(&py.warm, pick),
+            format_ratio(stat_secs(&h.warm, pick), stat_secs(&py.warm, pick)),
+        ]);
+    }
+    let rss = |x: &FunctionFigures| x.peak_rss.map_or("—".to_string(), format_bytes);
+    rows.push(vec![
+        "Function peak RSS (VmHWM)".into(),
+        rss(h),
+        rss(fl),
+        rss(py),
+        format_ratio(h.peak_rss.map(|b| b as f64), py.peak_rss.map(|b| b as f64)),
+    ]);
+    rows.push(vec![
+        "Function deployment zip".into(),
+        zip_cell(&h.zip),
+        zip_cell(&fl.zip),
+        zip_cell(&py.zip),
+        format_ratio(
+            h.zip.bytes().map(|b| b as f64),
+            py.zip.bytes().map(|b| b as f64),
+        ),
+    ]);
+    rows
+}
+
+/// The local stack's rows: against the echo floor where it has one.
+fn stack_rows(s: &StackReport) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for (label, edge, echo, pick) in [
+        (
+            "WebSocket handshake, p50",
+            &s.edge_handshake,
+            &s.echo_handshake,
+            (|s: &Percentiles| s.p50) as fn(&Percentiles) -> Duration,
+        ),
+        (
+            "WebSocket handshake, p99",
+            &s.edge_handshake,
+            &s.echo_handshake,
+            |s: &Percentiles| s.p99,
+        ),
+        (
+            "Message round trip, p50",
+            &s.edge_round_trip,
+            &s.echo_round_trip,
+            |s: &Percentiles| s.p50,
+        ),
+        (
+            "Message round trip, p99",
+            &s.edge_round_trip,
+            &s.echo_round_trip,
+            |s: &Percentiles| s.p99,
+        ),
+    ] {
+        rows.push(vec![
+            label.into(),
+            cell_stats(edge, pick),
+            cell_stats(echo, pick),
+            "—".into(),
+            "—".into(),
+        ]);
+    }
+    for (n, d) in &s.broadcast {
+        rows.push(vec![
+            format!("Broadcast to {n} connections (until all have it)"),
+            format_duration(*d),
+            "—".into(),
+            "—".into(),
+            "—".into(),
+        ]);
+    }
+    if let Some((rate, clients, total)) = s.sustained {
+        rows.push(vec![
+            format!("Sustained ping → pong ({clients} clients, {total} messages)"),
+            format!("{rate:.0} msg/s"),
+            "—".into(),
+            "—".into(),
+            "—".into(),
+        ]);
+    }
+    rows
 }

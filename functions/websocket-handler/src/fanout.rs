@@ -31,96 +31,14 @@
 //! process dies mid-slice loses the rest of that slice, for the same reason.
 //! A connection that opens during a broadcast may or may not receive it.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use futures_util::stream::{self, StreamExt};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::broadcast::Delivery;
 use crate::messenger::{Messenger, PostError};
 use crate::registry::{ConnectionRegistry, RegistryError, forget_gone};
-
-/// The top-level key that marks an event as a continuation. API Gateway's
-/// events never have it (a client's frame is inside `body`), and only the
-/// function itself may invoke the function asynchronously.
-pub const EVENT_KEY: &str = "fanout";
-/// The longest chain of continuations; past it the rest is abandoned and
-/// logged. Bounds the cost of a bug, and keeps a chain inside Lambda's
-/// recursive-loop limit (16).
-pub const MAX_HOPS: u32 = 15;
-/// Registry ids that are continuation claims, not connections. API Gateway
-/// connection ids never contain `#`.
-pub const CLAIM_PREFIX: &str = "#fanout#";
-
-/// Where the next page of the registry starts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "at", content = "key")]
-pub enum Cursor {
-    /// The first page has not been read.
-    Start,
-    /// The next page starts after this connection id (Scan's `LastEvaluatedKey`).
-    After(String),
-    /// Every page has been read.
-    End,
-}
-
-/// What is left of a broadcast.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Remainder {
-    /// Ids read from the registry and not posted to yet.
-    pub pending: Vec<String>,
-    pub cursor: Cursor,
-}
-
-impl Remainder {
-    /// A whole broadcast: every page, from the first.
-    pub fn everyone() -> Self {
-        Remainder {
-            pending: Vec::new(),
-            cursor: Cursor::Start,
-        }
-    }
-
-    pub fn is_done(&self) -> bool {
-        self.pending.is_empty() && self.cursor == Cursor::End
-    }
-}
-
-/// The event one invocation hands the next: `{"fanout": {...}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Continuation {
-    /// The broadcast's id (the `message` frame's id): the claim key.
-    pub message_id: String,
-    /// The sender's connection, never a recipient.
-    pub sender: String,
-    /// The `message` frame, exactly as the first invocation built it.
-    pub frame: String,
-    /// 1 for the first continuation.
-    pub hop: u32,
-    pub remainder: Remainder,
-}
-
-impl Continuation {
-    /// The event JSON.
-    pub fn to_event(&self) -> Value {
-        serde_json::json!({ EVENT_KEY: self })
-    }
-
-    /// `None` for any event that is not a continuation; `Some(Err)` names
-    /// what is wrong with one that is.
-    pub fn from_event(raw: &Value) -> Option<Result<Continuation, String>> {
-        let inner = raw.get(EVENT_KEY)?;
-        Some(
-            Continuation::deserialize(inner)
-                .map_err(|e| format!("continuation event does not parse: {e}")),
-        )
-    }
-}
 
 /// One page of the registry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -148,81 +66,6 @@ pub trait Claims: Send + Sync {
 #[async_trait]
 pub trait Relay: Send + Sync {
     async fn hand_off(&self, continuation: &Continuation) -> Result<(), String>;
-}
-
-/// How hard one invocation fans out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Posts in flight at once.
-    pub in_flight: usize,
-    /// A post slower than this counts as failed. Also the time a slice
-    /// keeps after its stop time for the posts already in flight to finish
-    /// (see [`Limits::drain_reserve`]).
-    pub post_timeout: Duration,
-    /// Posts one invocation starts at most (`None`: as many as time allows).
-    pub per_invocation: Option<usize>,
-}
-
-/// Posts in flight at once unless `FANOUT_IN_FLIGHT` says otherwise
-/// (measured: docs/benchmarks.md, "Posts per second").
-pub const DEFAULT_IN_FLIGHT: usize = 200;
-/// Time kept free after a slice to hand the rest on (the `Invoke` call's
-/// own timeout, [`crate::relay::OPERATION_TIMEOUT`], fits in it).
-pub const HANDOFF_RESERVE: Duration = Duration::from_secs(2);
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            in_flight: DEFAULT_IN_FLIGHT,
-            post_timeout: crate::broadcast::POST_TIMEOUT,
-            per_invocation: None,
-        }
-    }
-}
-
-/// A fan-out setting that does not parse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{name} is {value:?}: it must be {expected}")]
-pub struct BadSetting {
-    pub name: &'static str,
-    pub value: String,
-    pub expected: &'static str,
-}
-
-impl Limits {
-    /// What a slice's stop time must keep free before the invocation's
-    /// deadline, besides the hand-over and the reply: the posts in flight at
-    /// the stop finish within it.
-    pub fn drain_reserve(&self) -> Duration {
-        self.post_timeout
-    }
-
-    /// Reads `FANOUT_IN_FLIGHT` (posts in flight, at least 1) and
-    /// `FANOUT_PER_INVOCATION` (0: no cap) through `lookup`; unset or empty
-    /// means the default.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, BadSetting> {
-        let read = |name: &'static str, expected: &'static str, min: usize| match lookup(name)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-        {
-            None => Ok(None),
-            Some(value) => match value.parse::<usize>() {
-                Ok(n) if n >= min => Ok(Some(n)),
-                _ => Err(BadSetting {
-                    name,
-                    value,
-                    expected,
-                }),
-            },
-        };
-        let mut limits = Limits::default();
-        if let Some(n) = read("FANOUT_IN_FLIGHT", "a whole number of at least 1", 1)? {
-            limits.in_flight = n;
-        }
-        limits.per_invocation =
-            read("FANOUT_PER_INVOCATION", "a whole number (0: no cap)", 0)?.filter(|&n| n > 0);
-        Ok(limits)
-    }
 }
 
 /// Whether `id` from the registry is a recipient of `sender`'s broadcast.
@@ -548,117 +391,13 @@ pub async fn serve(
     Served::Sliced { slice, handover }
 }
 
-/// In-process stand-ins for the table and Lambda's queue: for the route
-/// tests, and for running a whole chain of continuations in one process.
-pub mod memory {
-    use std::collections::{HashSet, VecDeque};
+mod continuation;
+mod limits;
+pub mod memory;
 
-    use parking_lot::Mutex;
+pub use continuation::{CLAIM_PREFIX, Continuation, Cursor, EVENT_KEY, MAX_HOPS, Remainder};
 
-    use super::*;
-    use crate::registry::MemoryRegistry;
-
-    /// Pages over a [`MemoryRegistry`]'s ids in key order, `size` per page.
-    pub struct MemoryPages<'a> {
-        pub registry: &'a MemoryRegistry,
-        pub size: usize,
-    }
-
-    #[async_trait]
-    impl RecipientPages for MemoryPages<'_> {
-        async fn page(&self, after: Option<&str>) -> Result<Page, RegistryError> {
-            let ids = self.registry.list().await?;
-            let rest: Vec<String> = ids
-                .into_iter()
-                .filter(|id| after.is_none_or(|key| id.as_str() > key))
-                .collect();
-            let page: Vec<String> = rest.iter().take(self.size.max(1)).cloned().collect();
-            let next = (rest.len() > page.len())
-                .then(|| page.last().cloned())
-                .flatten();
-            Ok(Page { ids: page, next })
-        }
-    }
-
-    /// A [`MemoryRegistry`] read in pages of [`MEMORY_PAGE`] ids.
-    pub const MEMORY_PAGE: usize = 100;
-
-    #[async_trait]
-    impl RecipientPages for MemoryRegistry {
-        async fn page(&self, after: Option<&str>) -> Result<Page, RegistryError> {
-            MemoryPages {
-                registry: self,
-                size: MEMORY_PAGE,
-            }
-            .page(after)
-            .await
-        }
-    }
-
-    /// Claims in a set.
-    #[derive(Debug, Default)]
-    pub struct MemoryClaims {
-        claimed: Mutex<HashSet<(String, u32)>>,
-        broken: bool,
-    }
-
-    impl MemoryClaims {
-        /// Claims that always fail, as a table that cannot be written.
-        pub fn broken() -> Self {
-            MemoryClaims {
-                broken: true,
-                ..Self::default()
-            }
-        }
-    }
-
-    #[async_trait]
-    impl Claims for MemoryClaims {
-        async fn claim(&self, message_id: &str, hop: u32) -> Result<bool, RegistryError> {
-            if self.broken {
-                return Err(RegistryError::new("PutItem", "table is unavailable"));
-            }
-            Ok(self.claimed.lock().insert((message_id.to_string(), hop)))
-        }
-    }
-
-    /// Lambda's asynchronous queue: hand-offs wait here as event JSON.
-    #[derive(Debug, Default)]
-    pub struct MemoryQueue {
-        events: Mutex<VecDeque<Value>>,
-        fail: bool,
-    }
-
-    impl MemoryQueue {
-        /// A queue that refuses every hand-off, as a throttled `Invoke`.
-        pub fn failing() -> Self {
-            MemoryQueue {
-                fail: true,
-                ..Self::default()
-            }
-        }
-
-        pub fn pop(&self) -> Option<Value> {
-            self.events.lock().pop_front()
-        }
-
-        pub fn is_empty(&self) -> bool {
-            self.events.lock().is_empty()
-        }
-    }
-
-    #[async_trait]
-    impl Relay for MemoryQueue {
-        async fn hand_off(&self, continuation: &Continuation) -> Result<(), String> {
-            if self.fail {
-                return Err("Invoke: throttled".into());
-            }
-            self.events.lock().push_back(continuation.to_event());
-            Ok(())
-        }
-    }
-}
+pub use limits::{BadSetting, DEFAULT_IN_FLIGHT, HANDOFF_RESERVE, Limits};
 
 #[cfg(test)]
-#[path = "fanout/tests.rs"]
 mod tests;

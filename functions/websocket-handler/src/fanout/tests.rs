@@ -4,6 +4,7 @@ use crate::messenger::MemoryMessenger;
 use crate::registry::{Connection, MemoryRegistry};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(30);
 

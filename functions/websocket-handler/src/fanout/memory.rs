@@ -1,0 +1,109 @@
+//! In-process stand-ins for the table and Lambda's queue: for the route
+//! tests, and for running a whole chain of continuations in one process.
+
+use std::collections::{HashSet, VecDeque};
+
+use parking_lot::Mutex;
+
+use super::*;
+use crate::registry::MemoryRegistry;
+
+/// Pages over a [`MemoryRegistry`]'s ids in key order, `size` per page.
+pub struct MemoryPages<'a> {
+    pub registry: &'a MemoryRegistry,
+    pub size: usize,
+}
+
+#[async_trait]
+impl RecipientPages for MemoryPages<'_> {
+    async fn page(&self, after: Option<&str>) -> Result<Page, RegistryError> {
+        let ids = self.registry.list().await?;
+        let rest: Vec<String> = ids
+            .into_iter()
+            .filter(|id| after.is_none_or(|key| id.as_str() > key))
+            .collect();
+        let page: Vec<String> = rest.iter().take(self.size.max(1)).cloned().collect();
+        let next = (rest.len() > page.len())
+            .then(|| page.last().cloned())
+            .flatten();
+        Ok(Page { ids: page, next })
+    }
+}
+
+/// A [`MemoryRegistry`] read in pages of [`MEMORY_PAGE`] ids.
+pub const MEMORY_PAGE: usize = 100;
+
+#[async_trait]
+impl RecipientPages for MemoryRegistry {
+    async fn page(&self, after: Option<&str>) -> Result<Page, RegistryError> {
+        MemoryPages {
+            registry: self,
+            size: MEMORY_PAGE,
+        }
+        .page(after)
+        .await
+    }
+}
+
+/// Claims in a set.
+#[derive(Debug, Default)]
+pub struct MemoryClaims {
+    claimed: Mutex<HashSet<(String, u32)>>,
+    broken: bool,
+}
+
+impl MemoryClaims {
+    /// Claims that always fail, as a table that cannot be written.
+    pub fn broken() -> Self {
+        MemoryClaims {
+            broken: true,
+            ..Self::default()
+        }
+    }
+}
+
+#[async_trait]
+impl Claims for MemoryClaims {
+    async fn claim(&self, message_id: &str, hop: u32) -> Result<bool, RegistryError> {
+        if self.broken {
+            return Err(RegistryError::new("PutItem", "table is unavailable"));
+        }
+        Ok(self.claimed.lock().insert((message_id.to_string(), hop)))
+    }
+}
+
+/// Lambda's asynchronous queue: hand-offs wait here as event JSON.
+#[derive(Debug, Default)]
+pub struct MemoryQueue {
+    events: Mutex<VecDeque<Value>>,
+    fail: bool,
+}
+
+impl MemoryQueue {
+    /// A queue that refuses every hand-off, as a throttled `Invoke`.
+    pub fn failing() -> Self {
+        MemoryQueue {
+            fail: true,
+            ..Self::default()
+        }
+    }
+
+    pub fn pop(&self) -> Option<Value> {
+        self.events.lock().pop_front()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.lock().is_empty()
+    }
+}
+
+#[async_trait]
+impl Relay for MemoryQueue {
+    async fn hand_off(&self, continuation: &Continuation) -> Result<(), String> {
+        if self.fail {
+            return Err("Invoke: throttled".into());
+        }
+        self.events.lock().push_back(continuation.to_event());
+        Ok(())
+    }
+}

@@ -71,6 +71,28 @@ fn client(url: &str) -> aws_sdk_lambda::Client {
 
 const LIMIT: Duration = Duration::from_secs(30);
 
+/// An asynchronous (`Event`) invocation of `function` with `payload`,
+/// bounded by [`LIMIT`].
+async fn invoke_event(
+    sdk: &aws_sdk_lambda::Client,
+    function: &str,
+    payload: impl Into<Vec<u8>>,
+) -> Result<
+    aws_sdk_lambda::operation::invoke::InvokeOutput,
+    aws_sdk_lambda::error::SdkError<aws_sdk_lambda::operation::invoke::InvokeError>,
+> {
+    tokio::time::timeout(
+        LIMIT,
+        sdk.invoke()
+            .function_name(function)
+            .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+            .payload(aws_sdk_lambda::primitives::Blob::new(payload.into()))
+            .send(),
+    )
+    .await
+    .expect("the invocation answered in time")
+}
+
 async fn until(what: &str, check: impl Fn() -> bool) {
     tokio::time::timeout(LIMIT, async {
         while !check() {
@@ -88,19 +110,12 @@ async fn an_event_invocation_is_queued_then_delivered_by_the_sdk_client() {
         ..AsyncDelivery::default()
     };
     let (api, recorder, url) = start(0, delivery).await;
-    let output = tokio::time::timeout(
-        LIMIT,
-        client(&url)
-            .invoke()
-            .function_name("arn:aws:lambda:us-east-1:000000000000:function:fn-handler")
-            .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
-            .payload(aws_sdk_lambda::primitives::Blob::new(
-                br#"{"fanout":{"hop":1}}"#.to_vec(),
-            ))
-            .send(),
+    let output = invoke_event(
+        &client(&url),
+        "arn:aws:lambda:us-east-1:000000000000:function:fn-handler",
+        br#"{"fanout":{"hop":1}}"#.to_vec(),
     )
     .await
-    .expect("timed out")
     .expect("invoke");
     assert_eq!(output.status_code(), 202);
     until("the delivery", || recorder.events.lock().len() == 1).await;
@@ -120,12 +135,7 @@ async fn function_errors_are_retried_as_configured_then_dropped() {
     )
     .await;
     let sdk = client(&url);
-    let status = sdk
-        .invoke()
-        .function_name("fn-handler")
-        .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
-        .payload(aws_sdk_lambda::primitives::Blob::new(b"{}".to_vec()))
-        .send()
+    let status = invoke_event(&sdk, "fn-handler", b"{}".to_vec())
         .await
         .expect("invoke")
         .status_code();
@@ -152,12 +162,7 @@ async fn a_throttled_event_waits_and_is_delivered_and_a_throttled_call_is_429() 
     };
     let (api, recorder, url) = start_throttled(3, 0, delivery).await;
     let sdk = client(&url);
-    let status = sdk
-        .invoke()
-        .function_name("fn-handler")
-        .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
-        .payload(aws_sdk_lambda::primitives::Blob::new(b"{\"n\":7}".to_vec()))
-        .send()
+    let status = invoke_event(&sdk, "fn-handler", b"{\"n\":7}".to_vec())
         .await
         .expect("invoke")
         .status_code();
@@ -202,11 +207,7 @@ async fn duplicates_are_played_when_asked_and_unknown_functions_are_404() {
     )
     .await;
     let sdk = client(&url);
-    sdk.invoke()
-        .function_name("fn-handler")
-        .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
-        .payload(aws_sdk_lambda::primitives::Blob::new(b"{\"n\":1}".to_vec()))
-        .send()
+    invoke_event(&sdk, "fn-handler", b"{\"n\":1}".to_vec())
         .await
         .expect("invoke");
     assert!(api.drain(LIMIT).await);
@@ -225,12 +226,7 @@ async fn duplicates_are_played_when_asked_and_unknown_functions_are_404() {
         "{error:?}"
     );
     let big = vec![b' '; MAX_ASYNC_PAYLOAD + 1];
-    let error = sdk
-        .invoke()
-        .function_name("fn-handler")
-        .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
-        .payload(aws_sdk_lambda::primitives::Blob::new(big))
-        .send()
+    let error = invoke_event(&sdk, "fn-handler", big)
         .await
         .expect_err("too large");
     assert!(

@@ -31,6 +31,8 @@
 //! process dies mid-slice loses the rest of that slice, for the same reason.
 //! A connection that opens during a broadcast may or may not receive it.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use futures_util::stream::{self, StreamExt};
 use serde_json::Value;
@@ -314,6 +316,7 @@ pub async fn hand_on(
     frame: &str,
     hop: u32,
     left: Option<Remainder>,
+    give_up: Instant,
 ) -> Handover {
     let Some(remainder) = left else {
         return Handover::Finished;
@@ -335,14 +338,27 @@ pub async fn hand_on(
         hop: next,
         remainder,
     };
-    match relay.hand_off(&continuation).await {
-        Ok(()) => Handover::HandedOff { hop: next },
-        Err(error) => {
-            tracing::error!(%message_id, hop = next, %error, "broadcast abandoned: the continuation could not be handed off");
-            abandoned
+    // A failed hand-off is tried again while the invocation has time: a
+    // continuation queued twice is claimed once, so a retry never posts twice.
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let error = match tokio::time::timeout_at(give_up, relay.hand_off(&continuation)).await {
+            Ok(Ok(())) => return Handover::HandedOff { hop: next },
+            Ok(Err(error)) => error,
+            Err(_) => "no answer before the invocation had to stop".to_string(),
+        };
+        if Instant::now() + HANDOFF_RETRY_PAUSE >= give_up {
+            tracing::error!(%message_id, hop = next, attempts, %error, "broadcast abandoned: the continuation could not be handed off");
+            return abandoned;
         }
+        tracing::warn!(%message_id, hop = next, attempts, %error, "hand-off failed; trying again");
+        tokio::time::sleep(HANDOFF_RETRY_PAUSE).await;
     }
 }
+
+/// The pause between two attempts to hand a continuation on.
+pub const HANDOFF_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// What a continuation's invocation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -365,6 +381,7 @@ pub async fn serve(
     relay: &dyn Relay,
     continuation: Continuation,
     stop_at: Instant,
+    give_up: Instant,
 ) -> Served {
     let Continuation {
         message_id,
@@ -387,7 +404,16 @@ pub async fn serve(
     let slice = fanout
         .run(&sender, frame.as_bytes(), remainder, stop_at)
         .await;
-    let handover = hand_on(relay, &message_id, &sender, &frame, hop, slice.left.clone()).await;
+    let handover = hand_on(
+        relay,
+        &message_id,
+        &sender,
+        &frame,
+        hop,
+        slice.left.clone(),
+        give_up,
+    )
+    .await;
     Served::Sliced { slice, handover }
 }
 

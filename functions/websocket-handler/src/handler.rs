@@ -139,6 +139,7 @@ async fn continue_broadcast(
         services.relay,
         continuation,
         stop_at,
+        deadline.before(RESPONSE_RESERVE),
     )
     .await
     {

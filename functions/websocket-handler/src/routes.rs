@@ -133,6 +133,7 @@ pub async fn send_message(
         &message,
         0,
         slice.left.clone(),
+        deadline.before(REPLY_RESERVE + RESPONSE_RESERVE),
     )
     .await;
     tracing::info!(

@@ -2,6 +2,7 @@
 //! tests, and for running a whole chain of continuations in one process.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
@@ -76,14 +77,21 @@ impl Claims for MemoryClaims {
 #[derive(Debug, Default)]
 pub struct MemoryQueue {
     events: Mutex<VecDeque<Value>>,
-    fail: bool,
+    /// Hand-offs still to refuse.
+    refusals: AtomicUsize,
 }
 
 impl MemoryQueue {
     /// A queue that refuses every hand-off, as a throttled `Invoke`.
     pub fn failing() -> Self {
+        Self::failing_first(usize::MAX)
+    }
+
+    /// A queue that refuses the first `n` hand-offs, as an `Invoke` that
+    /// times out under load, then queues.
+    pub fn failing_first(n: usize) -> Self {
         MemoryQueue {
-            fail: true,
+            refusals: AtomicUsize::new(n),
             ..Self::default()
         }
     }
@@ -100,7 +108,11 @@ impl MemoryQueue {
 #[async_trait]
 impl Relay for MemoryQueue {
     async fn hand_off(&self, continuation: &Continuation) -> Result<(), String> {
-        if self.fail {
+        let refused = self
+            .refusals
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if refused {
             return Err("Invoke: throttled".into());
         }
         self.events.lock().push_back(continuation.to_event());

@@ -58,7 +58,7 @@ async fn whole_broadcast(
             Instant::now() + slice,
         )
         .await;
-    let handover = hand_on(queue, "m1", sender, frame, 0, first.left).await;
+    let handover = hand_on(queue, "m1", sender, frame, 0, first.left, far()).await;
     let mut served = Vec::new();
     assert!(
         !matches!(handover, Handover::Abandoned { .. }),
@@ -72,7 +72,7 @@ async fn whole_broadcast(
             .expect("parses");
         for _ in 0..deliveries {
             let stop_at = Instant::now() + slice;
-            served.push(serve(fanout, claims, queue, continuation.clone(), stop_at).await);
+            served.push(serve(fanout, claims, queue, continuation.clone(), stop_at, far()).await);
         }
     }
     (hops, served)
@@ -293,7 +293,7 @@ async fn a_chain_longer_than_max_hops_is_abandoned_and_says_so() {
         pending: vec!["a".into(), "b".into()],
         cursor: Cursor::After("b".into()),
     });
-    let handover = hand_on(&queue, "m", "s", "f", MAX_HOPS, left.clone()).await;
+    let handover = hand_on(&queue, "m", "s", "f", MAX_HOPS, left.clone(), far()).await;
     assert_eq!(
         handover,
         Handover::Abandoned {
@@ -303,14 +303,34 @@ async fn a_chain_longer_than_max_hops_is_abandoned_and_says_so() {
     );
     assert!(queue.is_empty());
     let failing = Queue::failing();
+    let give_up = Instant::now() + Duration::from_millis(300);
     assert!(matches!(
-        hand_on(&failing, "m", "s", "f", 0, left).await,
+        hand_on(&failing, "m", "s", "f", 0, left, give_up).await,
         Handover::Abandoned { .. }
     ));
+    assert!(Instant::now() < give_up + LIMIT, "it gave up");
     assert_eq!(
-        hand_on(&queue, "m", "s", "f", 3, None).await,
+        hand_on(&queue, "m", "s", "f", 3, None, far()).await,
         Handover::Finished
     );
+}
+
+/// An `Invoke` that fails under load (the e2e load test saw it time out) is
+/// tried again while the invocation has time, so the rest of the broadcast is
+/// not abandoned; the continuation is queued once.
+#[tokio::test]
+async fn a_failed_hand_off_is_tried_again_until_it_is_queued() {
+    let queue = Queue::failing_first(3);
+    let left = Some(Remainder {
+        pending: vec!["a".into()],
+        cursor: Cursor::End,
+    });
+    let handover = tokio::time::timeout(LIMIT, hand_on(&queue, "m", "s", "f", 0, left, far()))
+        .await
+        .expect("the hand-off ends");
+    assert_eq!(handover, Handover::HandedOff { hop: 1 });
+    assert!(queue.pop().is_some(), "queued");
+    assert!(queue.is_empty(), "queued once");
 }
 
 #[tokio::test]
@@ -336,7 +356,15 @@ async fn an_unclaimed_continuation_posts_nothing() {
         hop: 1,
         remainder: Remainder::everyone(),
     };
-    let served = serve(&fanout, &claims, &Queue::default(), continuation, far()).await;
+    let served = serve(
+        &fanout,
+        &claims,
+        &Queue::default(),
+        continuation,
+        far(),
+        far(),
+    )
+    .await;
     assert_eq!(served, Served::Unclaimed);
     assert!(messenger.posts().is_empty());
 }

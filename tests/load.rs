@@ -1,5 +1,6 @@
 //! Load: 100 concurrent clients each broadcasting 10 messages; every client
-//! receives every other client's messages exactly once. The stack runs with
+//! receives every other client's messages exactly once (some through the
+//! broadcast's continuations). The stack runs with
 //! throttling that allows this rate (set in its Pulumi stack config).
 
 use std::collections::HashSet;
@@ -63,9 +64,12 @@ async fn run_client(
             other => bail!("client {index}: unexpected {other:?}"),
         }
     }
+    // `sent` counts what the sender's own invocation reached; under this load
+    // a broadcast may continue in further invocations (docs/scale.md), so
+    // every message arriving exactly once above is the proof of delivery.
     ensure!(
-        sent.iter().all(|&r| r == CLIENTS - 1),
-        "client {index}: every broadcast should reach the {} others, sent frames said {sent:?}",
+        sent.iter().all(|&r| r < CLIENTS),
+        "client {index}: a broadcast cannot reach more than the {} others, sent frames said {sent:?}",
         CLIENTS - 1
     );
     Ok(client)

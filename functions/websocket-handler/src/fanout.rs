@@ -308,7 +308,8 @@ pub enum Handover {
     Abandoned { pending: usize, more_pages: bool },
 }
 
-/// Hands `left` to hop `hop + 1`, unless that is past [`MAX_HOPS`].
+/// Hands `left` to hop `hop + 1`, unless that is past [`MAX_HOPS`], trying
+/// again after a failure until `give_up` (when the invocation must answer).
 pub async fn hand_on(
     relay: &dyn Relay,
     message_id: &str,

@@ -70,58 +70,13 @@ pub(super) async fn echo(ws: &mut Ws, frame: &str) -> anyhow::Result<Duration> {
 /// process) it is woken across threads; sharing the clients' runtime would
 /// let an echo skip that wake-up and make the floor lower than any real
 /// server can go.
-pub(super) struct EchoServer {
-    pub(super) addr: SocketAddr,
-    pub(super) stop: Option<tokio::sync::oneshot::Sender<()>>,
-    pub(super) thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl EchoServer {
-    pub(super) fn start() -> anyhow::Result<EchoServer> {
-        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .context("binding the echo server")?;
-        listener
-            .set_nonblocking(true)
-            .context("making the echo listener non-blocking")?;
-        let addr = listener
-            .local_addr()
-            .context("reading the echo server's address")?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("building the echo server's runtime")?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("echo-floor".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let Ok(listener) = TcpListener::from_std(listener) else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = stopped => {}
-                        _ = serve_echo(listener) => {}
-                    }
-                });
-            })
-            .context("starting the echo server's thread")?;
-        Ok(EchoServer {
-            addr,
-            stop: Some(stop),
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for EchoServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+pub(super) fn echo_server() -> anyhow::Result<ThreadServer> {
+    ThreadServer::start("echo floor", |listener, stopped| async move {
+        tokio::select! {
+            _ = stopped => {}
+            _ = serve_echo(listener) => {}
         }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+    })
 }
 
 pub(super) async fn serve_echo(listener: TcpListener) {

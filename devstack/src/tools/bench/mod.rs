@@ -42,6 +42,9 @@ mod stack;
 pub mod standin;
 #[cfg(test)]
 mod tests;
+mod thread_server;
+
+use thread_server::ThreadServer;
 
 use build::*;
 use clients::*;

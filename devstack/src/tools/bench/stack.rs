@@ -14,7 +14,7 @@ pub(super) async fn bench_stack(args: &BenchArgs, env: &BenchEnv) -> anyhow::Res
         measured?;
         return Ok(report);
     }
-    let echo_server = EchoServer::start()?;
+    let echo_server = echo_server()?;
     let echo_addr = echo_server.addr;
     eprintln!("bench: echo floor on {echo_addr}");
     let floor = async {

@@ -9,14 +9,14 @@
 //! would, so its work does not share the measuring code's scheduler.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
+use super::thread_server::ThreadServer;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
@@ -68,8 +68,8 @@ impl Shared {
 pub struct ConnectionsStandIn {
     endpoint: String,
     shared: Arc<Shared>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    /// Stops when the stand-in is dropped.
+    _server: ThreadServer,
 }
 
 async fn post_to_connection(
@@ -94,14 +94,6 @@ impl ConnectionsStandIn {
     /// Listens on 127.0.0.1 (a free port) and answers
     /// `POST /{stage}/@connections/{id}` with 200 after `latency`.
     pub fn start(latency: Duration, stage: &str) -> anyhow::Result<Self> {
-        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .context("binding the @connections stand-in")?;
-        listener
-            .set_nonblocking(true)
-            .context("making the stand-in's listener non-blocking")?;
-        let addr: SocketAddr = listener
-            .local_addr()
-            .context("reading the stand-in's address")?;
         let shared = Arc::new(Shared {
             latency,
             counts: Mutex::new(Counts::default()),
@@ -111,31 +103,18 @@ impl ConnectionsStandIn {
         let app = axum::Router::new()
             .route("/{stage}/@connections/{id}", post(post_to_connection))
             .with_state(shared.clone());
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("building the stand-in's runtime")?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("connections-standin".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                        return;
-                    };
-                    let _ = axum::serve(listener, app)
-                        .with_graceful_shutdown(async {
-                            let _ = stopped.await;
-                        })
-                        .await;
-                });
-            })
-            .context("starting the stand-in's thread")?;
+        let server =
+            ThreadServer::start("@connections stand-in", |listener, stopped| async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await;
+            })?;
         Ok(ConnectionsStandIn {
-            endpoint: format!("http://{addr}/{stage}"),
+            endpoint: format!("http://{}/{stage}", server.addr),
             shared,
-            stop: Some(stop),
-            thread: Some(thread),
+            _server: server,
         })
     }
 
@@ -159,17 +138,6 @@ impl ConnectionsStandIn {
     pub fn reset(&self) {
         *self.shared.counts() = Counts::default();
         self.shared.peak.store(0, Ordering::SeqCst);
-    }
-}
-
-impl Drop for ConnectionsStandIn {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

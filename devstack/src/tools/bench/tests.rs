@@ -249,7 +249,7 @@ fn edge_urls_are_parsed_and_must_be_loopback() {
 #[tokio::test]
 async fn the_echo_floor_echoes() {
     let test = async {
-        let server = EchoServer::start()?;
+        let server = echo_server()?;
         let mut ws = connect(server.addr, "/", source_address(0)).await?;
         let took = echo(&mut ws, "hello").await?;
         close(ws).await;

@@ -15,6 +15,8 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 
+use crate::lazy_client::Lazy;
+
 use crate::fanout::{CLAIM_PREFIX, Claims, Page, RecipientPages};
 use crate::registry::{CONNECTION_ID, EXPIRES_AT, RegistryError};
 
@@ -30,15 +32,18 @@ pub const PAGE_SIZE: i32 = 1000;
 
 #[derive(Debug, Clone)]
 pub struct FanoutTable {
-    client: aws_sdk_dynamodb::Client,
+    client: Lazy<aws_sdk_dynamodb::Client>,
     table: String,
     page_size: i32,
 }
 
 impl FanoutTable {
-    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+    pub fn new(
+        client: impl Into<Lazy<aws_sdk_dynamodb::Client>>,
+        table: impl Into<String>,
+    ) -> Self {
         FanoutTable {
-            client,
+            client: client.into(),
             table: table.into(),
             page_size: PAGE_SIZE,
         }
@@ -74,6 +79,7 @@ impl RecipientPages for FanoutTable {
         });
         let output = self
             .client
+            .get()
             .scan()
             .table_name(&self.table)
             .projection_expression("#id")
@@ -108,6 +114,7 @@ impl Claims for FanoutTable {
             + i64::try_from(CLAIM_LIFE.as_secs()).unwrap_or(i64::MAX);
         let result = self
             .client
+            .get()
             .put_item()
             .table_name(&self.table)
             .item(CONNECTION_ID, AttributeValue::S(claim_id(message_id, hop)))

@@ -13,6 +13,7 @@ pub mod fanout;
 pub mod fanout_table;
 pub mod handler;
 pub mod https_client;
+pub mod lazy_client;
 pub mod logging;
 pub mod messenger;
 pub mod registry;

@@ -1,6 +1,7 @@
-//! The Lambda bootstrap: reads the settings, builds the AWS clients once (from
+//! The Lambda bootstrap: reads the settings, sets up the AWS clients (from
 //! the environment alone, [`sdk_env`], over [`https_client`], which trusts
-//! AWS's root CAs only, with the timeouts of [`deadline::sdk_timeouts`]) and serves events with
+//! AWS's root CAs only, with the timeouts of [`deadline::sdk_timeouts`];
+//! each built at its first use, [`Lazy`]) and serves events with
 //! [`websocket_handler::handle`] until the runtime stops.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -9,6 +10,7 @@ use websocket_handler::deadline::{self, Deadline};
 use websocket_handler::fanout::{Limits, Services};
 use websocket_handler::fanout_table::FanoutTable;
 use websocket_handler::https_client::https_client;
+use websocket_handler::lazy_client::Lazy;
 use websocket_handler::logging;
 use websocket_handler::messenger::ManagementApi;
 use websocket_handler::registry::DynamoDbRegistry;
@@ -40,7 +42,10 @@ async fn main() -> Result<(), Error> {
         tracing::error!(%error, "cannot start");
         error
     })?;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let dynamodb = {
+        let sdk = sdk.clone();
+        Lazy::new(move || aws_sdk_dynamodb::Client::new(&sdk))
+    };
     let registry = DynamoDbRegistry::new(dynamodb.clone(), &settings.connections_table);
     let table = FanoutTable::new(dynamodb, &settings.connections_table);
     let relay = SelfInvoke::new(&sdk, function);

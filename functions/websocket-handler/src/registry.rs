@@ -15,6 +15,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::lazy_client::Lazy;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 /// Partition key of the connections table.
@@ -184,15 +186,18 @@ impl ConnectionRegistry for MemoryRegistry {
 /// [`EXPIRES_AT`].
 #[derive(Debug, Clone)]
 pub struct DynamoDbRegistry {
-    client: aws_sdk_dynamodb::Client,
+    client: Lazy<aws_sdk_dynamodb::Client>,
     table: String,
     page_size: Option<i32>,
 }
 
 impl DynamoDbRegistry {
-    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+    pub fn new(
+        client: impl Into<Lazy<aws_sdk_dynamodb::Client>>,
+        table: impl Into<String>,
+    ) -> Self {
         DynamoDbRegistry {
-            client,
+            client: client.into(),
             table: table.into(),
             page_size: None,
         }
@@ -223,6 +228,7 @@ impl ConnectionRegistry for DynamoDbRegistry {
     async fn register(&self, connection: &Connection) -> Result<(), RegistryError> {
         let mut put = self
             .client
+            .get()
             .put_item()
             .table_name(&self.table)
             .item(
@@ -249,6 +255,7 @@ impl ConnectionRegistry for DynamoDbRegistry {
 
     async fn remove(&self, connection_id: &str) -> Result<(), RegistryError> {
         self.client
+            .get()
             .delete_item()
             .table_name(&self.table)
             .key(CONNECTION_ID, AttributeValue::S(connection_id.to_string()))
@@ -265,6 +272,7 @@ impl ConnectionRegistry for DynamoDbRegistry {
     ) -> Result<GoneRemoval, RegistryError> {
         let deleted = self
             .client
+            .get()
             .delete_item()
             .table_name(&self.table)
             .key(CONNECTION_ID, AttributeValue::S(connection_id.to_string()))
@@ -291,6 +299,7 @@ impl ConnectionRegistry for DynamoDbRegistry {
         let mut ids = Vec::new();
         let mut pages = self
             .client
+            .get()
             .scan()
             .table_name(&self.table)
             .projection_expression("#id")

@@ -21,6 +21,7 @@ use aws_sdk_lambda::types::InvocationType;
 use aws_types::SdkConfig;
 
 use crate::fanout::{Continuation, Relay};
+use crate::lazy_client::Lazy;
 
 /// The variable Lambda sets to the function's name.
 pub const FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
@@ -31,25 +32,29 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(800);
 /// All attempts of one hand-off.
 pub const OPERATION_TIMEOUT: Duration = Duration::from_millis(1800);
 
-/// Invokes the function itself, asynchronously.
+/// Invokes the function itself, asynchronously. The Lambda client is built
+/// at the first hand-off ([`Lazy`]): most invocations hand nothing on.
 #[derive(Debug, Clone)]
 pub struct SelfInvoke {
-    client: aws_sdk_lambda::Client,
+    client: Lazy<aws_sdk_lambda::Client>,
     function: String,
 }
 
 impl SelfInvoke {
     pub fn new(sdk: &SdkConfig, function: impl Into<String>) -> Self {
-        let config = aws_sdk_lambda::config::Builder::from(sdk)
-            .timeout_config(
-                aws_sdk_lambda::config::timeout::TimeoutConfig::builder()
-                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                    .operation_timeout(OPERATION_TIMEOUT)
-                    .build(),
-            )
-            .build();
+        let sdk = sdk.clone();
         SelfInvoke {
-            client: aws_sdk_lambda::Client::from_conf(config),
+            client: Lazy::new(move || {
+                let config = aws_sdk_lambda::config::Builder::from(&sdk)
+                    .timeout_config(
+                        aws_sdk_lambda::config::timeout::TimeoutConfig::builder()
+                            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                            .operation_timeout(OPERATION_TIMEOUT)
+                            .build(),
+                    )
+                    .build();
+                aws_sdk_lambda::Client::from_conf(config)
+            }),
             function: function.into(),
         }
     }
@@ -66,6 +71,7 @@ impl Relay for SelfInvoke {
             .map_err(|e| format!("continuation does not serialise: {e}"))?;
         let output = self
             .client
+            .get()
             .invoke()
             .function_name(&self.function)
             .invocation_type(InvocationType::Event)

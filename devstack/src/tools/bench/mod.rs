@@ -37,6 +37,7 @@ mod format;
 mod functions;
 pub mod load;
 pub mod posts;
+pub mod registry_standin;
 mod report;
 mod stack;
 pub mod standin;

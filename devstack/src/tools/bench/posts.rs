@@ -7,7 +7,11 @@
 //!
 //! In-flight values are swept through the function's `FANOUT_IN_FLIGHT`
 //! (a function that does not read it runs at its own fixed value, which the
-//! stand-in's peak in flight shows).
+//! stand-in's peak in flight shows), each against two registries: the local
+//! DynamoDB (moto, whose Scan costs ~0.27 ms of CPU per item here, so it is
+//! what bounds that run) and a registry stand-in that serves each Scan page
+//! from memory after a fixed latency, as DynamoDB would
+//! ([`super::registry_standin`]).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -18,6 +22,7 @@ use futures_util::StreamExt;
 use local_dynamodb::LocalDynamoDb;
 use serde_json::Value;
 
+use super::registry_standin::RegistryStandIn;
 use super::standin::{ConnectionsStandIn, Tally};
 use crate::console::EventBus;
 use crate::lambda::invoke::Invoke;
@@ -35,11 +40,33 @@ pub struct PostsArgs {
     /// In-flight limits to run (`FANOUT_IN_FLIGHT`), comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [50, 200, 500])]
     pub posts_in_flight: Vec<usize>,
+    /// The registry stand-in's latency per Scan page, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    pub posts_scan_latency_ms: u64,
 }
 
-/// One run: the in-flight limit asked for, and what happened.
+/// Where a run's recipients are read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registry {
+    /// The local DynamoDB (moto).
+    LocalDynamoDb,
+    /// [`RegistryStandIn`], each Scan page after this latency.
+    StandIn(Duration),
+}
+
+impl std::fmt::Display for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Registry::LocalDynamoDb => write!(f, "local DynamoDB"),
+            Registry::StandIn(latency) => write!(f, "registry stand-in, {latency:?} a page"),
+        }
+    }
+}
+
+/// One run: the registry, the in-flight limit asked for, and what happened.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PostsRun {
+    pub registry: Registry,
     pub in_flight: usize,
     pub invocation: Duration,
     pub tally: Tally,
@@ -63,11 +90,16 @@ const STAGE: &str = "bench";
 const STEP: Duration = Duration::from_secs(120);
 
 /// An item as `$connect` writes it, with a browser-sized user agent.
+/// The `i`th registered connection's id.
+fn id(i: usize) -> String {
+    format!("Bench{i:010}Cc=")
+}
+
 fn item(i: usize) -> std::collections::HashMap<String, AttributeValue> {
     let now = chrono::Utc::now();
     let s = |v: String| AttributeValue::S(v);
     std::collections::HashMap::from([
-        ("connectionId".to_string(), s(format!("Bench{i:010}Cc="))),
+        ("connectionId".to_string(), s(id(i))),
         ("connectedAt".to_string(), s(now.to_rfc3339())),
         (
             "expiresAt".to_string(),
@@ -194,6 +226,50 @@ fn send_message_event(standin: &ConnectionsStandIn) -> anyhow::Result<Value> {
     serde_json::to_value(event).context("encoding the bench's sendmessage event as JSON")
 }
 
+/// One `sendmessage` invocation with its recipients in the registry at
+/// `dynamodb`: how long it took, and what the stand-in saw.
+async fn run(
+    function: &Path,
+    dynamodb: &str,
+    standin: &ConnectionsStandIn,
+    in_flight: usize,
+) -> anyhow::Result<(Duration, Tally)> {
+    let env = [
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_ACCESS_KEY_ID", "local".into()),
+        ("AWS_SECRET_ACCESS_KEY", "local".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("AWS_LAMBDA_LOG_LEVEL", "WARN".into()),
+        ("AWS_LAMBDA_LOG_FORMAT", "JSON".into()),
+        ("CONNECTIONS_TABLE", TABLE.into()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb.to_string()),
+        ("MANAGEMENT_ENDPOINT", standin.endpoint().to_string()),
+        ("FANOUT_IN_FLIGHT", in_flight.to_string()),
+    ];
+    let config = FunctionConfig {
+        binary: function.to_path_buf(),
+        name: "posts-bench".into(),
+        env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        memory_mb: 256,
+        timeout: Duration::from_secs(60),
+        max_concurrency: 1,
+    };
+    let pool = LambdaPool::start(config, EventBus::new())
+        .await
+        .context("starting the function")?;
+    let started = Instant::now();
+    let response = tokio::time::timeout(STEP, pool.invoke(send_message_event(standin)?)).await;
+    let invocation = started.elapsed();
+    pool.shutdown().await;
+    let response = response
+        .context("the sendmessage invocation did not finish in time")?
+        .context("the sendmessage invocation failed")?;
+    if response.get("statusCode").and_then(Value::as_u64) != Some(200) {
+        bail!("sendmessage answered {response}");
+    }
+    Ok((invocation, standin.tally()))
+}
+
 /// Runs the row: fills the registry, then one invocation per in-flight value.
 pub async fn measure(function: &Path, args: &PostsArgs) -> anyhow::Result<PostsFigures> {
     let n = args.posts;
@@ -215,48 +291,26 @@ pub async fn measure(function: &Path, args: &PostsArgs) -> anyhow::Result<PostsF
         bail!("the registry holds {count} items, not {n}");
     }
     let standin = ConnectionsStandIn::start(latency, STAGE)?;
+    let scan_latency = Duration::from_millis(args.posts_scan_latency_ms);
+    let registry_standin = RegistryStandIn::start((0..n).map(id).collect(), scan_latency)?;
     let mut runs = Vec::new();
-    for &in_flight in &args.posts_in_flight {
-        standin.reset();
-        let env = [
-            ("AWS_REGION", "us-east-1".to_string()),
-            ("AWS_ACCESS_KEY_ID", "local".into()),
-            ("AWS_SECRET_ACCESS_KEY", "local".into()),
-            ("AWS_EC2_METADATA_DISABLED", "true".into()),
-            ("AWS_LAMBDA_LOG_LEVEL", "WARN".into()),
-            ("AWS_LAMBDA_LOG_FORMAT", "JSON".into()),
-            ("CONNECTIONS_TABLE", TABLE.into()),
-            ("AWS_ENDPOINT_URL_DYNAMODB", db.endpoint().to_string()),
-            ("MANAGEMENT_ENDPOINT", standin.endpoint().to_string()),
-            ("FANOUT_IN_FLIGHT", in_flight.to_string()),
-        ];
-        let config = FunctionConfig {
-            binary: function.to_path_buf(),
-            name: "posts-bench".into(),
-            env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-            memory_mb: 256,
-            timeout: Duration::from_secs(60),
-            max_concurrency: 1,
-        };
-        let pool = LambdaPool::start(config, EventBus::new())
-            .await
-            .context("starting the function")?;
-        eprintln!("bench: posts, {n} recipients, {in_flight} in flight, {latency:?} each");
-        let started = Instant::now();
-        let response = tokio::time::timeout(STEP, pool.invoke(send_message_event(&standin)?)).await;
-        let invocation = started.elapsed();
-        pool.shutdown().await;
-        let response = response
-            .context("the sendmessage invocation did not finish in time")?
-            .context("the sendmessage invocation failed")?;
-        if response.get("statusCode").and_then(Value::as_u64) != Some(200) {
-            bail!("sendmessage answered {response}");
+    for (registry, endpoint) in [
+        (Registry::LocalDynamoDb, db.endpoint()),
+        (Registry::StandIn(scan_latency), registry_standin.endpoint()),
+    ] {
+        for &in_flight in &args.posts_in_flight {
+            standin.reset();
+            eprintln!(
+                "bench: posts, {n} recipients from the {registry}, {in_flight} in flight, {latency:?} each"
+            );
+            let (invocation, tally) = run(function, endpoint, &standin, in_flight).await?;
+            runs.push(PostsRun {
+                registry,
+                in_flight,
+                invocation,
+                tally,
+            });
         }
-        runs.push(PostsRun {
-            in_flight,
-            invocation,
-            tally: standin.tally(),
-        });
     }
     Ok(PostsFigures {
         connections: n,
@@ -290,8 +344,8 @@ pub fn rows(f: &PostsFigures) -> Vec<(String, String)> {
     for run in &f.runs {
         rows.push((
             format!(
-                "Posts/s, one invocation, {} in flight asked, {:?} stand-in",
-                run.in_flight, f.latency
+                "Posts/s, one invocation, {} in flight asked, {:?} stand-in, {}",
+                run.in_flight, f.latency, run.registry
             ),
             format!(
                 "{} ({} posts, {} distinct, peak {} in flight, invocation {})",

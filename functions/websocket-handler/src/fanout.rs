@@ -9,7 +9,7 @@
 //!
 //! Exactly once, and where it comes from:
 //! - within an invocation each id of a page is started at most once, and the
-//!   ids not started are exactly the ones handed on ([`post_until`]);
+//!   ids not started are exactly the ones handed on ([`posting`]);
 //! - across invocations a continuation owns a disjoint remainder: the ids it
 //!   carries and the pages after its cursor, which no earlier invocation
 //!   posts to (a Scan returns each item once; the chain is linear);
@@ -19,11 +19,14 @@
 //!   posts nothing, and the program sets the retries to 0 (a retry would be
 //!   refused by the claim anyway).
 //!
-//! A slice stops *starting* posts at its stop time; the posts already in
-//! flight then finish, each bounded by [`Limits::post_timeout`], which the
-//! stop time keeps free before the deadline (with the hand-over and the
-//! reply). So no post is cut off with its outcome unknown: every id is
-//! either posted to by this slice, with its outcome counted, or handed on.
+//! A slice stops *starting* posts at its stop time and hands the rest on at
+//! once, while the posts already in flight finish, each bounded by
+//! [`Limits::post_timeout`]; the stop time keeps the longer of that and the
+//! hand-over's [`HANDOFF_RESERVE`] free before the deadline (with the
+//! reply), since the two run together ([`Fanout::run_then`]). So no post is
+//! cut off with its outcome unknown: every id is either posted to by this
+//! slice, with its outcome counted, or handed on. Posts of one page run on
+//! while the next page is read ([`posting`]).
 //!
 //! What it cannot promise: a post that times out may or may not have reached
 //! its connection (it counts as failed, is logged, and is not retried: a
@@ -31,16 +34,18 @@
 //! process dies mid-slice loses the rest of that slice, for the same reason.
 //! A connection that opens during a broadcast may or may not receive it.
 
+use std::future::Future;
+use std::pin::pin;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::stream::{self, StreamExt};
 use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::broadcast::Delivery;
-use crate::messenger::{Messenger, PostError};
-use crate::registry::{ConnectionRegistry, RegistryError, forget_gone};
+use crate::messenger::Messenger;
+use crate::registry::{ConnectionRegistry, RegistryError};
+use posting::Posting;
 
 /// One page of the registry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -73,75 +78,6 @@ pub trait Relay: Send + Sync {
 /// Whether `id` from the registry is a recipient of `sender`'s broadcast.
 pub fn is_recipient(id: &str, sender: &str) -> bool {
     id != sender && !id.starts_with(CLAIM_PREFIX)
-}
-
-enum Outcome {
-    Delivered,
-    Gone,
-    Failed,
-}
-
-/// Posts `data` to `ids` in order, at most `limits.in_flight` at once,
-/// starting no post at or after `stop_at` and at most `budget` posts. Every
-/// post started runs to its outcome (each is bounded by
-/// `limits.post_timeout`, so this returns by `stop_at + post_timeout`).
-/// Returns what happened and how many ids were started: the rest,
-/// `ids[started..]`, were not posted to.
-pub async fn post_until(
-    registry: &dyn ConnectionRegistry,
-    messenger: &dyn Messenger,
-    ids: &[String],
-    data: &[u8],
-    limits: &Limits,
-    stop_at: Instant,
-    budget: usize,
-) -> (Delivery, usize) {
-    let mut started = 0usize;
-    let post_timeout = limits.post_timeout;
-    let posts = stream::iter(ids)
-        .take(budget)
-        .take_while(|_| std::future::ready(Instant::now() < stop_at))
-        .map(|connection_id| {
-            started += 1;
-            async move {
-                match tokio::time::timeout(post_timeout, messenger.post(connection_id, data)).await
-                {
-                    Ok(Ok(())) => Outcome::Delivered,
-                    Ok(Err(PostError::Gone)) => {
-                        forget_gone(registry, connection_id).await;
-                        Outcome::Gone
-                    }
-                    Ok(Err(PostError::Other(error))) => {
-                        tracing::warn!(%connection_id, %error, "post to connection failed");
-                        Outcome::Failed
-                    }
-                    Err(_) => {
-                        // It may still have reached the connection: counted as
-                        // failed, never as delivered, and not handed on.
-                        tracing::warn!(%connection_id, timeout = ?post_timeout, "post to connection timed out");
-                        Outcome::Failed
-                    }
-                }
-            }
-        });
-    let delivery = posts
-        .buffer_unordered(limits.in_flight.max(1))
-        .fold(Delivery::default(), |mut delivery, outcome| async move {
-            match outcome {
-                Outcome::Delivered => delivery.delivered += 1,
-                Outcome::Gone => delivery.gone += 1,
-                Outcome::Failed => delivery.failed += 1,
-            }
-            delivery
-        })
-        .await;
-    (delivery, started)
-}
-
-fn add(total: &mut Delivery, more: Delivery) {
-    total.delivered += more.delivered;
-    total.gone += more.gone;
-    total.failed += more.failed;
 }
 
 /// What a broadcast needs besides the registry and the messenger: the
@@ -214,10 +150,49 @@ impl<'a> Fanout<'a> {
         &self,
         sender: &str,
         frame: &[u8],
-        mut work: Remainder,
+        work: Remainder,
         stop_at: Instant,
     ) -> Slice {
-        let mut delivery = Delivery::default();
+        let (slice, ()) = self
+            .run_then(sender, frame, work, stop_at, |_| async {})
+            .await;
+        slice
+    }
+
+    /// [`Fanout::run`], calling `at_stop` with what is left the moment the
+    /// slice stops starting posts, and waiting for it together with the
+    /// posts still in flight: the next hop starts while this one drains, and
+    /// the drain and the hand-off share one reserve of time.
+    pub async fn run_then<T, Fut: Future<Output = T>>(
+        &self,
+        sender: &str,
+        frame: &[u8],
+        work: Remainder,
+        stop_at: Instant,
+        at_stop: impl FnOnce(Option<Remainder>) -> Fut,
+    ) -> (Slice, T) {
+        let mut posting = Posting::new(self.registry, self.messenger, frame, self.limits);
+        let (left, pages) = self.start_slice(&mut posting, sender, work, stop_at).await;
+        let (delivery, output) = tokio::join!(posting.finish(), at_stop(left.clone()));
+        (
+            Slice {
+                delivery,
+                pages,
+                left,
+            },
+            output,
+        )
+    }
+
+    /// Starts posts page by page until every recipient is started, the
+    /// budget is spent, or `stop_at`; what is left, and the pages read.
+    async fn start_slice(
+        &self,
+        posting: &mut Posting<'_>,
+        sender: &str,
+        mut work: Remainder,
+        stop_at: Instant,
+    ) -> (Option<Remainder>, usize) {
         let mut pages = 0;
         let mut budget = self.limits.per_invocation.unwrap_or(usize::MAX);
         let finish_by = stop_at + self.limits.post_timeout;
@@ -225,37 +200,38 @@ impl<'a> Fanout<'a> {
             work.pending.retain(|id| is_recipient(id, sender));
             if !work.pending.is_empty() {
                 // The next page is read while this one is posted, so a slow
-                // Scan does not stall the posts. If this page is not finished,
-                // the prefetched one is dropped: the cursor still points after
-                // this page, and the next hop reads it again.
+                // Scan does not stall the posts. If this page is not all
+                // started, the prefetched one is dropped: the cursor still
+                // points after this page, and the next hop reads it again.
                 let next = match &work.cursor {
                     Cursor::After(key) => Some(key.clone()),
                     Cursor::Start | Cursor::End => None,
                 };
-                let prefetch = async {
+                let mut prefetch = pin!(async {
                     match &next {
                         Some(key) => Some(self.page_by(Some(key), finish_by).await),
                         None => None,
                     }
-                };
-                let ((done, started), prefetched) = tokio::join!(
-                    post_until(
-                        self.registry,
-                        self.messenger,
+                });
+                let mut prefetched = None;
+                let started = posting
+                    .start(
                         &work.pending,
-                        frame,
-                        &self.limits,
                         stop_at,
                         budget,
-                    ),
-                    prefetch
-                );
-                add(&mut delivery, done);
+                        prefetch.as_mut(),
+                        &mut prefetched,
+                    )
+                    .await;
                 budget -= started;
                 work.pending.drain(..started);
                 if !work.pending.is_empty() {
                     break;
                 }
+                let prefetched = match prefetched {
+                    Some(page) => page,
+                    None => posting.meanwhile(prefetch.as_mut()).await,
+                };
                 match prefetched {
                     Some(Ok(page)) => {
                         pages += 1;
@@ -276,7 +252,7 @@ impl<'a> Fanout<'a> {
                 Cursor::Start => None,
                 Cursor::After(key) => Some(key.as_str()),
             };
-            match self.page_by(after, finish_by).await {
+            match posting.meanwhile(self.page_by(after, finish_by)).await {
                 Ok(page) => {
                     pages += 1;
                     work.pending = page.ids;
@@ -288,11 +264,7 @@ impl<'a> Fanout<'a> {
                 }
             }
         }
-        Slice {
-            delivery,
-            pages,
-            left: (!work.is_done()).then_some(work),
-        }
+        ((!work.is_done()).then_some(work), pages)
     }
 }
 
@@ -375,7 +347,8 @@ pub enum Served {
     },
 }
 
-/// Serves one continuation: claim its hop, post a slice, hand on the rest.
+/// Serves one continuation: claim its hop, post a slice, hand on the rest
+/// as the slice stops.
 pub async fn serve(
     fanout: &Fanout<'_>,
     claims: &dyn Claims,
@@ -402,25 +375,18 @@ pub async fn serve(
             return Served::Unclaimed;
         }
     }
-    let slice = fanout
-        .run(&sender, frame.as_bytes(), remainder, stop_at)
+    let (slice, handover) = fanout
+        .run_then(&sender, frame.as_bytes(), remainder, stop_at, |left| {
+            hand_on(relay, &message_id, &sender, &frame, hop, left, give_up)
+        })
         .await;
-    let handover = hand_on(
-        relay,
-        &message_id,
-        &sender,
-        &frame,
-        hop,
-        slice.left.clone(),
-        give_up,
-    )
-    .await;
     Served::Sliced { slice, handover }
 }
 
 mod continuation;
 mod limits;
 pub mod memory;
+mod posting;
 
 pub use continuation::{CLAIM_PREFIX, Continuation, Cursor, EVENT_KEY, MAX_HOPS, Remainder};
 

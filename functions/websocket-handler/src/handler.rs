@@ -131,8 +131,7 @@ async fn continue_broadcast(
     };
     let (message_id, hop) = (continuation.message_id.clone(), continuation.hop);
     let fanout = services.fanout(registry, messenger.as_ref());
-    let stop_at = deadline
-        .before(services.limits.drain_reserve() + fanout::HANDOFF_RESERVE + RESPONSE_RESERVE);
+    let stop_at = deadline.before(services.limits.drain_reserve() + RESPONSE_RESERVE);
     match fanout::serve(
         &fanout,
         services.claims,

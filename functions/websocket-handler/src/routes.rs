@@ -71,10 +71,11 @@ pub async fn disconnect(
 /// `sendmessage`: send `data` to every other connection, then tell the
 /// sender how many this invocation reached. The registry is read a page at
 /// a time and posted to until the invocation's slice is over ([`fanout`]);
-/// the rest of the broadcast is handed to an asynchronous invocation, in
-/// time for the reply: the slice stops starting posts the post timeout (for
-/// the posts in flight), [`fanout::HANDOFF_RESERVE`], [`REPLY_RESERVE`] and
-/// [`RESPONSE_RESERVE`] before the deadline.
+/// the rest of the broadcast is handed to an asynchronous invocation as the
+/// slice stops, in time for the reply: the slice stops starting posts the
+/// drain reserve (the post timeout for the posts in flight, and the
+/// hand-over, which run together), [`REPLY_RESERVE`] and [`RESPONSE_RESERVE`]
+/// before the deadline.
 pub async fn send_message(
     registry: &dyn ConnectionRegistry,
     messenger: &dyn Messenger,
@@ -95,29 +96,40 @@ pub async fn send_message(
     }
     .to_text();
     // Posts in flight at the stop finish within the drain reserve, so none is
-    // cut off with its outcome unknown.
-    let stop_at = deadline.before(
-        services.limits.drain_reserve()
-            + fanout::HANDOFF_RESERVE
-            + REPLY_RESERVE
-            + RESPONSE_RESERVE,
-    );
+    // cut off; the rest is handed on within it too, while they finish.
+    let stop_at =
+        deadline.before(services.limits.drain_reserve() + REPLY_RESERVE + RESPONSE_RESERVE);
+    let give_up = deadline.before(REPLY_RESERVE + RESPONSE_RESERVE);
     let fanout = services.fanout(registry, messenger);
-    let slice = fanout
-        .run(
+    let (slice, handover) = fanout
+        .run_then(
             &event.connection_id,
             message.as_bytes(),
             Remainder::everyone(),
             stop_at,
+            |left| async {
+                match left {
+                    // Not even the first page of the registry could be read:
+                    // nothing to hand on; the sender is told below.
+                    Some(left) if left.cursor == Cursor::Start => None,
+                    left => Some(
+                        fanout::hand_on(
+                            services.relay,
+                            &event.message_id,
+                            &event.connection_id,
+                            &message,
+                            0,
+                            left,
+                            give_up,
+                        )
+                        .await,
+                    ),
+                }
+            },
         )
         .await;
-    if slice
-        .left
-        .as_ref()
-        .is_some_and(|left| left.cursor == Cursor::Start)
-    {
-        // Not even the first page of the registry could be read: the sender
-        // hears it now rather than a chain of invocations failing later.
+    let Some(handover) = handover else {
+        // The sender hears it now rather than a chain of invocations failing later.
         tracing::error!(connection_id = %event.connection_id, "cannot list connections for sendmessage");
         let frame = ServerFrame::error(
             ErrorCode::Internal,
@@ -125,17 +137,7 @@ pub async fn send_message(
         );
         let _ = reply(registry, messenger, &event.connection_id, &frame, deadline).await;
         return response(500, "connection registry unavailable");
-    }
-    let handover = fanout::hand_on(
-        services.relay,
-        &event.message_id,
-        &event.connection_id,
-        &message,
-        0,
-        slice.left.clone(),
-        deadline.before(REPLY_RESERVE + RESPONSE_RESERVE),
-    )
-    .await;
+    };
     tracing::info!(
         connection_id = %event.connection_id,
         message_id = %event.message_id,

@@ -44,10 +44,11 @@ pub struct BadSetting {
 
 impl Limits {
     /// What a slice's stop time must keep free before the invocation's
-    /// deadline, besides the hand-over and the reply: the posts in flight at
-    /// the stop finish within it.
+    /// deadline, besides the reply: the posts in flight at the stop finish
+    /// within it, and the rest of the broadcast is handed on within it (the
+    /// two run together).
     pub fn drain_reserve(&self) -> Duration {
-        self.post_timeout
+        self.post_timeout.max(HANDOFF_RESERVE)
     }
 
     /// Reads `FANOUT_IN_FLIGHT` (posts in flight, at least 1) and

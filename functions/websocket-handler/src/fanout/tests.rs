@@ -1,6 +1,6 @@
 use super::memory::{MemoryClaims, MemoryPages, MemoryQueue as Queue};
 use super::*;
-use crate::messenger::MemoryMessenger;
+use crate::messenger::{MemoryMessenger, PostError};
 use crate::registry::{Connection, MemoryRegistry};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -50,15 +50,15 @@ async fn whole_broadcast(
     slice: Duration,
 ) -> (usize, Vec<Served>) {
     let frame = r#"{"type":"message","data":1}"#;
-    let first = fanout
-        .run(
+    let (_, handover) = fanout
+        .run_then(
             sender,
             frame.as_bytes(),
             Remainder::everyone(),
             Instant::now() + slice,
+            |left| hand_on(queue, "m1", sender, frame, 0, left, far()),
         )
         .await;
-    let handover = hand_on(queue, "m1", sender, frame, 0, first.left, far()).await;
     let mut served = Vec::new();
     assert!(
         !matches!(handover, Handover::Abandoned { .. }),
@@ -227,6 +227,65 @@ async fn posts_in_flight_at_the_stop_finish_and_every_recipient_gets_one_post() 
     assert_eq!(hops, 2, "{served:?}");
     let expected: BTreeMap<String, usize> = all.iter().map(|id| (id.clone(), 1)).collect();
     assert_eq!(posts_per_recipient(&slow2.0), expected);
+}
+
+/// The rest is handed on the moment the slice stops starting posts, not
+/// after the posts in flight finish: the next hop overlaps this one's drain.
+#[tokio::test]
+async fn the_rest_is_handed_on_at_the_stop_while_posts_are_in_flight() {
+    let all = ids(25);
+    let registry = registry_with(&all).await;
+    let pages = MemoryPages {
+        registry: &registry,
+        size: 1000,
+    };
+    let slow = Slowest(MemoryMessenger::new());
+    let limits = Limits {
+        in_flight: 10,
+        post_timeout: Duration::from_secs(2),
+        per_invocation: None,
+    };
+    let fanout = Fanout {
+        registry: &registry,
+        pages: &pages,
+        messenger: &slow,
+        limits,
+    };
+    let queue = Queue::default();
+    let started = Instant::now();
+    let stop_at = started + Duration::from_millis(50);
+    let (slice, (handover, handed_at, posted_by_then)) = tokio::time::timeout(
+        LIMIT,
+        fanout.run_then(
+            "nobody",
+            b"x",
+            Remainder::everyone(),
+            stop_at,
+            |left| async {
+                let handed_at = Instant::now();
+                let posted_by_then = slow.0.posts().len();
+                let handover = hand_on(&queue, "m", "nobody", "x", 0, left, far()).await;
+                (handover, handed_at, posted_by_then)
+            },
+        ),
+    )
+    .await
+    .expect("timed out");
+    assert_eq!(handover, Handover::HandedOff { hop: 1 });
+    assert_eq!(
+        posted_by_then, 0,
+        "handed on before the 700 ms posts finished"
+    );
+    assert!(handed_at < started + Duration::from_millis(700));
+    assert_eq!(slice.delivery.delivered, 10, "{slice:?}");
+    let event = queue.pop().expect("queued");
+    let continuation = Continuation::from_event(&event)
+        .expect("a continuation")
+        .expect("parses");
+    let handed: BTreeSet<String> = continuation.remainder.pending.into_iter().collect();
+    let posted: BTreeSet<String> = slow.0.posts().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(handed.len(), 15);
+    assert!(handed.is_disjoint(&posted));
 }
 
 /// Takes 700 ms per post.

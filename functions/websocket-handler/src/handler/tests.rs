@@ -477,9 +477,9 @@ async fn a_broadcast_with_slow_recipients_counts_them_failed_and_answers_in_time
         inner: MemoryMessenger::new(),
         delay: Duration::from_secs(60),
     };
-    // A slice of 1.75 s: the reserves are the post timeout (1 s, for the
-    // posts in flight at the stop), the hand-over, the reply and the
-    // response (3.25 s).
+    // A slice of 2.75 s: the reserves are the longer of the post timeout
+    // (1 s, for the posts in flight at the stop) and the hand-over (2 s),
+    // which run together, then the reply and the response (3.25 s).
     let deadline = Deadline::after(Duration::from_secs(6));
     let (claims, queue) = (MemoryClaims::default(), MemoryQueue::default());
     let services = quick_services(&registry, &claims, &queue);

@@ -159,9 +159,9 @@ impl Report {
                 show_secs,
             ));
             out.push(Target::at_most(
-                "cold start ≤ 2× the lambda_runtime floor",
+                "cold start ≤ 1.5× the lambda_runtime floor",
                 handler_cold,
-                hello_cold.map(|h| h * 2.0),
+                hello_cold.map(|h| h * 1.5),
                 show_secs,
             ));
             let rss = |x: &FunctionFigures| x.peak_rss.map(|b| b as f64);

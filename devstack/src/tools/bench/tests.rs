@@ -108,9 +108,9 @@ fn targets_compare_the_figures_with_their_limits() {
                 "cold start ≤ 1/5 of the Python handler".to_string(),
                 Some(true)
             ),
-            // 30 ms > 2 × 10 ms
+            // 30 ms > 1.5 × 10 ms
             (
-                "cold start ≤ 2× the lambda_runtime floor".to_string(),
+                "cold start ≤ 1.5× the lambda_runtime floor".to_string(),
                 Some(false)
             ),
             (
@@ -163,7 +163,7 @@ fn a_missing_figure_makes_its_target_not_applicable() {
         "{rendered}"
     );
     assert!(
-        rendered.contains("- [MISSED] cold start ≤ 2× the lambda_runtime floor"),
+        rendered.contains("- [MISSED] cold start ≤ 1.5× the lambda_runtime floor"),
         "{rendered}"
     );
 }

@@ -15,6 +15,7 @@ pub mod handler;
 pub mod https_client;
 pub mod logging;
 pub mod messenger;
+pub mod post_client;
 pub mod registry;
 pub mod relay;
 pub mod routes;

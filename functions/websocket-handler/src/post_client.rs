@@ -27,7 +27,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use tokio::time::Instant;
 
@@ -48,6 +48,11 @@ const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 const ATTEMPTS: u32 = 3;
 /// The first wait before another attempt; doubled each time, plus jitter.
 const BACKOFF: Duration = Duration::from_millis(50);
+/// How long an unused connection stays in the pool: well under the minute
+/// after which servers commonly close an idle keep-alive connection, so a
+/// post rarely goes out on one the server has already closed (such a post
+/// fails, as it may have been sent: the SDK retried it, risking a double).
+const POOL_IDLE: Duration = Duration::from_secs(20);
 /// The most of an error body read for its message.
 const ERROR_BODY_LIMIT: usize = 16 * 1024;
 /// The most of a body that is not JSON quoted in an error.
@@ -80,7 +85,10 @@ impl HttpClient {
             .enable_http1()
             .wrap_connector(tcp);
         Ok(HttpClient(
-            Client::builder(TokioExecutor::new()).build(connector),
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(POOL_IDLE)
+                .pool_timer(TokioTimer::new())
+                .build(connector),
         ))
     }
 }

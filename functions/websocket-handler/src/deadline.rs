@@ -21,8 +21,8 @@ pub const REPLY_RESERVE: Duration = Duration::from_secs(1);
 /// Not 1 s: Linux retransmits a lost SYN after 1 s, so at 1 s one dropped
 /// SYN (a listener's full accept queue, a lossy network) fails the call —
 /// the e2e load test lost broadcasts to exactly that. A refused connection
-/// still fails at once, and a connect failure is retried by the SDK (nothing
-/// was sent, so nothing is posted twice).
+/// still fails at once, and a connect failure is retried by the SDK and by
+/// [`crate::post_client`] (nothing was sent, so nothing is posted twice).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(3_100);
 /// One attempt of an AWS call. As long as the whole call, so a timed-out
 /// attempt is not retried: a post that timed out may have been delivered,
@@ -36,7 +36,8 @@ pub const ATTEMPT_TIMEOUT: Duration = OPERATION_TIMEOUT;
 /// Lambda's timeout.
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The timeouts of the function's DynamoDB and management API clients.
+/// The timeouts of the function's SDK clients (DynamoDB, Lambda);
+/// [`crate::post_client`] applies the same to every post.
 pub fn sdk_timeouts() -> TimeoutConfig {
     TimeoutConfig::builder()
         .connect_timeout(CONNECT_TIMEOUT)

@@ -43,6 +43,8 @@ pub enum HttpsClientError {
     },
     #[error("cannot configure TLS for the AWS SDK: {0}")]
     Tls(#[from] HttpClientError),
+    #[error("cannot configure TLS for the management API: {0}")]
+    Rustls(#[source] rustls::Error),
 }
 
 /// `main` returns this error, and Rust prints an error returned from `main`

@@ -16,6 +16,7 @@ pub mod https_client;
 pub mod lazy_client;
 pub mod logging;
 pub mod messenger;
+pub mod post_client;
 pub mod registry;
 pub mod relay;
 pub mod routes;

@@ -55,7 +55,8 @@ async fn main() -> Result<(), Error> {
         relay: &relay,
         limits,
     };
-    let messengers = ManagementApi::new(&sdk, settings.management_endpoint.as_deref());
+    let messengers = ManagementApi::new(&sdk, settings.management_endpoint.as_deref())
+        .inspect_err(|error| tracing::error!(%error, "cannot start"))?;
     tracing::info!(table = %settings.connections_table, management_endpoint = ?messengers.source(),
         function = relay.function(), in_flight = limits.in_flight, per_invocation = ?limits.per_invocation, "initialised");
     let (registry, messengers, services) = (&registry, &messengers, &services);

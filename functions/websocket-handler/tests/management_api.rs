@@ -1,48 +1,69 @@
-//! `ManagementApiMessenger` through the real SDK against a loopback
+//! `ManagementApiMessenger` (src/post_client.rs) against a loopback
 //! management API: the request goes to `/{stage}/@connections/{id}` of the
-//! configured endpoint, a 410 `GoneException` becomes `PostError::Gone`, and
-//! with the function's timeouts a server that never answers costs one
+//! configured endpoint with the id as one percent-encoded path segment and a
+//! valid SigV4 signature for `execute-api`; 410 is `PostError::Gone`, other
+//! errors name the status and the service's message; a refused connection
+//! and a 429 are tried again, a post without an answer is not, and costs one
 //! operation timeout, not the invocation.
 
 mod support;
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
 
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4::SigningParams;
+use aws_smithy_runtime_api::client::behavior_version::BehaviorVersion;
 use aws_types::SdkConfig;
 use aws_types::region::Region;
-use websocket_handler::deadline::{OPERATION_TIMEOUT, sdk_timeouts};
+use axum::http::StatusCode;
+use websocket_handler::deadline::OPERATION_TIMEOUT;
 use websocket_handler::event::ApiAddress;
-use websocket_handler::messenger::{EndpointSource, ManagementApi, Messengers, PostError};
+use websocket_handler::messenger::{
+    EndpointSource, ManagementApi, Messenger, Messengers, PostError,
+};
 
 const LIMIT: Duration = Duration::from_secs(60);
+const SECRET: &str = "local-secret";
 
 fn sdk() -> SdkConfig {
-    let credentials = aws_sdk_apigatewaymanagement::config::Credentials::new(
-        "local", "local", None, None, "test",
-    );
+    let credentials = Credentials::new("local", SECRET, Some("session".into()), None, "test");
     SdkConfig::builder()
-        .behavior_version(aws_sdk_apigatewaymanagement::config::BehaviorVersion::latest())
+        .behavior_version(BehaviorVersion::latest())
         .region(Region::new("eu-west-1"))
-        .credentials_provider(
-            aws_sdk_apigatewaymanagement::config::SharedCredentialsProvider::new(credentials),
-        )
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
         .build()
+}
+
+fn messenger(endpoint: &str) -> Arc<dyn Messenger> {
+    ManagementApi::new(&sdk(), Some(endpoint))
+        .expect("management api")
+        .for_api(&ApiAddress::default())
+        .expect("messenger")
+}
+
+async fn post(messenger: &Arc<dyn Messenger>, id: &str, data: &[u8]) -> Result<(), PostError> {
+    tokio::time::timeout(LIMIT, messenger.post(id, data))
+        .await
+        .expect("the post has no deadline")
 }
 
 #[tokio::test]
 async fn posts_reach_the_configured_endpoint_and_410_is_gone() {
     let (base, posts) = support::management_api().await;
     posts.mark_gone("left");
-    let api = ManagementApi::new(&sdk(), Some(&format!("{base}/prod")));
+    let api = ManagementApi::new(&sdk(), Some(&format!("{base}/prod"))).expect("api");
     assert_eq!(
         api.source(),
         &EndpointSource::Configured(format!("{base}/prod"))
     );
     let messenger = api.for_api(&ApiAddress::default()).expect("messenger");
 
-    tokio::time::timeout(LIMIT, messenger.post("conn-1", br#"{"type":"pong"}"#))
+    post(&messenger, "conn-1", br#"{"type":"pong"}"#)
         .await
-        .expect("timed out")
         .expect("post");
     assert_eq!(
         posts.delivered(),
@@ -52,49 +73,209 @@ async fn posts_reach_the_configured_endpoint_and_410_is_gone() {
             br#"{"type":"pong"}"#.to_vec()
         )]
     );
+    assert_eq!(post(&messenger, "left", b"x").await, Err(PostError::Gone));
+}
 
-    let gone = tokio::time::timeout(LIMIT, messenger.post("left", b"x"))
+#[tokio::test]
+async fn an_id_is_one_percent_encoded_path_segment() {
+    let (base, posts) = support::management_api().await;
+    let messenger = messenger(&format!("{base}/prod/"));
+    for id in ["Ab1=", "a+b", "a/b", "x-y_z.~"] {
+        post(&messenger, id, id.as_bytes()).await.expect("post");
+    }
+    let paths: Vec<String> = posts.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths,
+        [
+            "/prod/@connections/Ab1%3D",
+            "/prod/@connections/a%2Bb",
+            "/prod/@connections/a%2Fb",
+            "/prod/@connections/x-y_z.~",
+        ]
+    );
+    let ids: Vec<String> = posts.delivered().into_iter().map(|(_, id, _)| id).collect();
+    assert_eq!(ids, ["Ab1=", "a+b", "a/b", "x-y_z.~"]);
+}
+
+/// Recomputes the request's signature from what arrived, as API Gateway
+/// does: the headers it names, its body, its `x-amz-date`, the scope's region.
+fn expected_signature(request: &support::Received, secret: &str) -> String {
+    let authorization = request.headers["authorization"].to_str().expect("ascii");
+    let signed: Vec<&str> = authorization
+        .split("SignedHeaders=")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .expect("SignedHeaders")
+        .split(';')
+        .collect();
+    let headers: Vec<(&str, &str)> = signed
+        .iter()
+        .map(|name| (*name, request.headers[*name].to_str().expect("ascii")))
+        .collect();
+    let date = request.headers["x-amz-date"].to_str().expect("ascii");
+    let time: SystemTime = chrono::NaiveDateTime::parse_from_str(date, "%Y%m%dT%H%M%SZ")
+        .expect("x-amz-date")
+        .and_utc()
+        .into();
+    let host = request.headers["host"].to_str().expect("ascii");
+    let identity = Credentials::new("local", secret, Some("session".into()), None, "t").into();
+    let mut settings = SigningSettings::default();
+    settings.excluded_headers = None;
+    let params = SigningParams::builder()
+        .identity(&identity)
+        .region("eu-west-1")
+        .name("execute-api")
+        .time(time)
+        .settings(settings)
+        .build()
+        .expect("params")
+        .into();
+    let signable = SignableRequest::new(
+        "POST",
+        format!("http://{host}{}", request.path),
+        headers.into_iter(),
+        SignableBody::Bytes(&request.body),
+    )
+    .expect("signable");
+    sign(signable, &params)
+        .expect("sign")
+        .signature()
+        .to_string()
+}
+
+#[tokio::test]
+async fn the_request_is_signed_with_sigv4_for_execute_api() {
+    let (base, posts) = support::management_api().await;
+    let messenger = messenger(&format!("{base}/prod"));
+    post(&messenger, "a=b", b"{\"hello\":1}")
         .await
-        .expect("timed out");
-    assert_eq!(gone, Err(PostError::Gone));
+        .expect("post");
+    let requests = posts.requests();
+    let request = &requests[0];
+    let authorization = request.headers["authorization"].to_str().expect("ascii");
+    let today = chrono::Utc::now().format("%Y%m%d");
+    assert!(
+        authorization.starts_with(&format!(
+            "AWS4-HMAC-SHA256 Credential=local/{today}/eu-west-1/execute-api/aws4_request, "
+        )),
+        "{authorization}"
+    );
+    assert!(
+        authorization.contains("SignedHeaders=host;x-amz-date;x-amz-security-token,"),
+        "{authorization}"
+    );
+    assert_eq!(request.headers["x-amz-security-token"], "session");
+    let signature = authorization
+        .rsplit("Signature=")
+        .next()
+        .expect("signature");
+    assert_eq!(signature, expected_signature(request, SECRET));
+    assert_ne!(signature, expected_signature(request, "another secret"));
+}
+
+#[tokio::test]
+async fn other_errors_name_the_status_and_the_message() {
+    let (base, posts) = support::management_api().await;
+    posts.answer(
+        "a",
+        vec![(
+            StatusCode::FORBIDDEN,
+            r#"{"message":"Missing Authentication Token"}"#,
+        )],
+    );
+    posts.answer(
+        "b",
+        vec![(StatusCode::BAD_GATEWAY, "<html>upstream</html>")],
+    );
+    let messenger = messenger(&format!("{base}/prod"));
+    let Err(PostError::Other(forbidden)) = post(&messenger, "a", b"x").await else {
+        panic!("403 is not another error");
+    };
+    assert!(forbidden.contains("403"), "{forbidden}");
+    assert!(
+        forbidden.contains("Missing Authentication Token"),
+        "{forbidden}"
+    );
+    let Err(PostError::Other(bad_gateway)) = post(&messenger, "b", b"x").await else {
+        panic!("502 is not another error");
+    };
+    assert!(bad_gateway.contains("502"), "{bad_gateway}");
+    assert!(
+        bad_gateway.contains("<html>upstream</html>"),
+        "{bad_gateway}"
+    );
+    assert_eq!(posts.requests().len(), 2, "neither is tried again");
+}
+
+#[tokio::test]
+async fn a_throttled_post_is_tried_again() {
+    let (base, posts) = support::management_api().await;
+    let throttled = (
+        StatusCode::TOO_MANY_REQUESTS,
+        r#"{"message":"Too Many Requests"}"#,
+    );
+    posts.answer("slow", vec![throttled]);
+    posts.answer("never", vec![throttled; 10]);
+    let messenger = messenger(&format!("{base}/prod"));
+    post(&messenger, "slow", b"x")
+        .await
+        .expect("second attempt");
+    assert_eq!(posts.texts_to("slow"), ["x"]);
+    let Err(PostError::Other(error)) = post(&messenger, "never", b"x").await else {
+        panic!("always throttled is an error");
+    };
+    assert!(
+        error.contains("429") && error.contains("Too Many Requests"),
+        "{error}"
+    );
+    let attempts = posts.requests().len() - 2;
+    assert_eq!(attempts, 3, "three attempts, then the error: {error}");
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_tried_again() {
+    let port = free_port();
+    let messenger = messenger(&format!("http://127.0.0.1:{port}/prod"));
+    // Nobody listens at the first attempt; the stand-in starts during the backoff.
+    let posting = tokio::spawn(async move { post(&messenger, "conn-1", b"x").await });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind the freed port");
+    let (_, posts) = support::management_api_on(listener);
+    posting.await.expect("task").expect("posted after a retry");
+    assert_eq!(posts.texts_to("conn-1"), ["x"]);
 }
 
 #[tokio::test]
 async fn an_unreachable_endpoint_is_another_error() {
-    // Bind and drop to find a port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let api = ManagementApi::new(&sdk(), Some(&format!("http://127.0.0.1:{port}/prod")));
-    let messenger = api.for_api(&ApiAddress::default()).expect("messenger");
-    let result = tokio::time::timeout(LIMIT, messenger.post("conn-1", b"x"))
-        .await
-        .expect("timed out");
-    assert!(matches!(result, Err(PostError::Other(_))), "{result:?}");
+    let messenger = messenger(&format!("http://127.0.0.1:{}/prod", free_port()));
+    let result = post(&messenger, "conn-1", b"x").await;
+    let Err(PostError::Other(error)) = result else {
+        panic!("{result:?}");
+    };
+    assert!(error.contains("after 3 attempts"), "{error}");
 }
 
 #[tokio::test]
-async fn a_management_api_that_never_answers_fails_within_the_operation_timeout() {
+async fn a_post_without_an_answer_fails_within_the_operation_timeout_and_is_not_retried() {
     // Accepts connections, reads nothing, answers nothing.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counted = accepted.clone();
     let held = tokio::spawn(async move {
         let mut sockets = Vec::new();
         while let Ok((socket, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
             sockets.push(socket);
         }
     });
-    let mut config = sdk().into_builder();
-    config.set_timeout_config(Some(sdk_timeouts()));
-    let api = ManagementApi::new(&config.build(), Some(&format!("http://{addr}/prod")));
-    let messenger = api.for_api(&ApiAddress::default()).expect("messenger");
+    let messenger = messenger(&format!("http://{addr}/prod"));
     let started = tokio::time::Instant::now();
-    let result = tokio::time::timeout(LIMIT, messenger.post("conn-1", b"x"))
-        .await
-        .expect("the SDK call has no deadline");
+    let result = post(&messenger, "conn-1", b"x").await;
     let took = started.elapsed();
     held.abort();
     assert!(matches!(result, Err(PostError::Other(_))), "{result:?}");
@@ -103,4 +284,23 @@ async fn a_management_api_that_never_answers_fails_within_the_operation_timeout(
         took >= OPERATION_TIMEOUT / 2 && took < Duration::from_secs(8),
         "the call took {took:?}"
     );
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "a timed-out post is not sent again"
+    );
+}
+
+#[test]
+fn a_bad_management_endpoint_stops_the_start() {
+    let error = ManagementApi::new(&sdk(), Some("127.0.0.1:8081/prod")).expect_err("no scheme");
+    assert!(error.to_string().contains("MANAGEMENT_ENDPOINT"), "{error}");
+}
+
+/// A loopback port nobody listens on (bound, then dropped).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port()
 }

@@ -1,10 +1,11 @@
 //! A loopback stand-in for API Gateway's management API, enough for
-//! `PostToConnection`: it records what it is sent and answers 410
-//! `GoneException` (as API Gateway does) for connections marked gone.
+//! `PostToConnection`: it records what it is sent (with the raw path and the
+//! headers) and answers 410 `GoneException` (as API Gateway does) for
+//! connections marked gone, or a given error for connections told to.
 
 #![allow(dead_code)]
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -12,7 +13,7 @@ use parking_lot::Mutex;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
@@ -25,6 +26,17 @@ pub struct Posts {
 struct Inner {
     delivered: Vec<(String, String, Vec<u8>)>,
     gone: HashSet<String>,
+    /// Answers to give a connection's next posts, first first.
+    answers: HashMap<String, Vec<(StatusCode, &'static str)>>,
+    requests: Vec<Received>,
+}
+
+/// One request as it arrived, answered or not.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
 }
 
 impl Posts {
@@ -34,6 +46,16 @@ impl Posts {
 
     pub fn mark_gone(&self, id: &str) {
         self.lock().gone.insert(id.to_string());
+    }
+
+    /// The next posts to `id` get these answers (status, body), in order.
+    pub fn answer(&self, id: &str, answers: Vec<(StatusCode, &'static str)>) {
+        self.lock().answers.insert(id.to_string(), answers);
+    }
+
+    /// Every request received, in order.
+    pub fn requests(&self) -> Vec<Received> {
+        self.lock().requests.clone()
     }
 
     /// (stage, connection id, body) of every accepted post.
@@ -53,9 +75,20 @@ impl Posts {
 async fn post_to_connection(
     State(posts): State<Posts>,
     Path((stage, id)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let mut inner = posts.lock();
+    inner.requests.push(Received {
+        path: uri.path().to_string(),
+        headers,
+        body: body.to_vec(),
+    });
+    if let Some(answers) = inner.answers.get_mut(&id).filter(|a| !a.is_empty()) {
+        let (status, body) = answers.remove(0);
+        return (status, body).into_response();
+    }
     if inner.gone.contains(&id) {
         return (
             StatusCode::GONE,
@@ -71,13 +104,18 @@ async fn post_to_connection(
 /// Serves `POST /{stage}/@connections/{id}` on a free loopback port; returns
 /// the base URL (`http://127.0.0.1:PORT`) and the record of posts.
 pub async fn management_api() -> (String, Posts) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    management_api_on(listener)
+}
+
+/// [`management_api`] on a listener the caller bound.
+pub fn management_api_on(listener: tokio::net::TcpListener) -> (String, Posts) {
     let posts = Posts::default();
     let app = Router::new()
         .route("/{stage}/@connections/{id}", post(post_to_connection))
         .with_state(posts.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;

@@ -18,7 +18,6 @@ use aws_types::SdkConfig;
 use protocol::ServerFrame;
 
 use crate::event::ApiAddress;
-use crate::https_client::HttpsClientError;
 use crate::post_client::{BadEndpoint, HttpClient, PostClient};
 
 /// Why a post did not reach its connection.
@@ -155,8 +154,6 @@ impl Messenger for ManagementApiMessenger {
 /// Why the management API cannot be used at all: the function cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum ManagementApiError {
-    #[error(transparent)]
-    Tls(#[from] HttpsClientError),
     #[error("MANAGEMENT_ENDPOINT: {0}")]
     Endpoint(#[from] BadEndpoint),
     #[error(
@@ -199,7 +196,7 @@ impl ManagementApi {
     ) -> Result<Self, ManagementApiError> {
         let management_endpoint = management_endpoint.map(str::trim).filter(|e| !e.is_empty());
         let mut api = ManagementApi {
-            http: HttpClient::new()?,
+            http: HttpClient::new(),
             credentials: sdk
                 .credentials_provider()
                 .ok_or(ManagementApiError::Missing("credentials"))?,

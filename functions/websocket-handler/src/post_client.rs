@@ -33,6 +33,7 @@ use tokio::time::Instant;
 
 use crate::deadline::{CONNECT_TIMEOUT, OPERATION_TIMEOUT};
 use crate::https_client::{AWS_ROOTS_PEM, HttpsClientError, root_store};
+use crate::lazy_client::Lazy;
 use crate::messenger::PostError;
 
 /// The service the management API's requests are signed for.
@@ -61,14 +62,26 @@ const QUOTED_BODY: usize = 200;
 type Connector = HttpsConnector<HttpConnector>;
 
 /// The process's one HTTP client for the management API: connections are
-/// kept alive and reused across posts, endpoints and invocations.
+/// kept alive and reused across posts, endpoints and invocations. Built at
+/// the first post ([`Lazy`]): its TLS set-up parses the compiled-in roots,
+/// work a cold start that posts nothing need not do.
 #[derive(Clone, Debug)]
-pub struct HttpClient(Client<Connector, Full<Bytes>>);
+pub struct HttpClient(Lazy<Result<Client<Connector, Full<Bytes>>, String>>);
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl HttpClient {
     /// HTTP/1.1 over TCP (connect timeout [`CONNECT_TIMEOUT`]) or over
     /// rustls (aws-lc) trusting [`AWS_ROOTS_PEM`] only.
-    pub fn new() -> Result<Self, HttpsClientError> {
+    pub fn new() -> Self {
+        HttpClient(Lazy::new(|| Self::build().map_err(|e| e.to_string())))
+    }
+
+    fn build() -> Result<Client<Connector, Full<Bytes>>, HttpsClientError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -84,12 +97,16 @@ impl HttpClient {
             .https_or_http()
             .enable_http1()
             .wrap_connector(tcp);
-        Ok(HttpClient(
-            Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(POOL_IDLE)
-                .pool_timer(TokioTimer::new())
-                .build(connector),
-        ))
+        Ok(Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .pool_timer(TokioTimer::new())
+            .build(connector))
+    }
+
+    /// The client, or why it cannot be built (the compiled-in roots are
+    /// checked by `https_client`'s tests, so this does not happen).
+    fn get(&self) -> Result<&Client<Connector, Full<Bytes>>, String> {
+        self.0.get().as_ref().map_err(Clone::clone)
     }
 }
 
@@ -244,7 +261,11 @@ impl PostClient {
 
     /// Sends `request` and reads the answer (the body only of an error).
     async fn exchange(&self, request: Request<Full<Bytes>>) -> Exchange {
-        let response = match self.http.0.request(request).await {
+        let client = match self.http.get() {
+            Ok(client) => client,
+            Err(error) => return Exchange::NotConnected(format!("no HTTP client: {error}")),
+        };
+        let response = match client.request(request).await {
             Ok(response) => response,
             Err(error) if error.is_connect() => return Exchange::NotConnected(chain(&error)),
             Err(error) => return Exchange::Failed(chain(&error)),
@@ -336,7 +357,7 @@ mod tests {
 
     #[test]
     fn endpoints_are_checked_once() {
-        let http = HttpClient::new().expect("client");
+        let http = HttpClient::new();
         let credentials = SharedCredentialsProvider::new(aws_credential_types::Credentials::new(
             "a", "b", None, None, "test",
         ));

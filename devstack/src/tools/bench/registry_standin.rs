@@ -119,13 +119,7 @@ impl RegistryStandIn {
         let app = axum::Router::new()
             .route("/", post(scan))
             .with_state(table.clone());
-        let server = ThreadServer::start("registry stand-in", |listener, stopped| async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        })?;
+        let server = ThreadServer::axum("registry stand-in", app)?;
         Ok(RegistryStandIn {
             endpoint: format!("http://{}", server.addr),
             table,

@@ -103,14 +103,7 @@ impl ConnectionsStandIn {
         let app = axum::Router::new()
             .route("/{stage}/@connections/{id}", post(post_to_connection))
             .with_state(shared.clone());
-        let server =
-            ThreadServer::start("@connections stand-in", |listener, stopped| async move {
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stopped.await;
-                    })
-                    .await;
-            })?;
+        let server = ThreadServer::axum("@connections stand-in", app)?;
         Ok(ConnectionsStandIn {
             endpoint: format!("http://{}/{stage}", server.addr),
             shared,

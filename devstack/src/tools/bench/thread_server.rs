@@ -56,6 +56,19 @@ impl ThreadServer {
     }
 }
 
+impl ThreadServer {
+    /// [`ThreadServer::start`] serving `app` with axum until dropped.
+    pub(super) fn axum(name: &str, app: axum::Router) -> anyhow::Result<ThreadServer> {
+        ThreadServer::start(name, |listener, stopped| async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        })
+    }
+}
+
 impl Drop for ThreadServer {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {

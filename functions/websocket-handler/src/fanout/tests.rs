@@ -176,87 +176,44 @@ async fn a_slice_stops_at_its_stop_time_and_hands_on_exactly_the_rest() {
 /// exactly one post, with every continuation delivered twice.
 #[tokio::test]
 async fn posts_in_flight_at_the_stop_finish_and_every_recipient_gets_one_post() {
-    let all = ids(25);
-    let registry = registry_with(&all).await;
-    let pages = MemoryPages {
-        registry: &registry,
-        size: 1000,
-    };
-    let slow = Slowest(MemoryMessenger::new());
-    let limits = Limits {
-        in_flight: 10,
-        post_timeout: Duration::from_secs(2),
-        per_invocation: None,
-    };
-    let fanout = Fanout {
-        registry: &registry,
-        pages: &pages,
-        messenger: &slow,
-        limits,
-    };
+    let one = SlowBroadcast::of(25).await;
     let slice = Duration::from_millis(50);
     let first = Instant::now();
-    let one = fanout
+    let sliced = one
+        .fanout()
         .run("nobody", b"x", Remainder::everyone(), first + slice)
         .await;
     assert!(
-        Instant::now() <= first + slice + limits.post_timeout,
+        Instant::now() <= first + slice + SlowBroadcast::LIMITS.post_timeout,
         "the slice outlived its drain reserve"
     );
-    assert_eq!(one.delivery.delivered, 10, "{one:?}");
-    assert_eq!(one.left.as_ref().map(|l| l.pending.len()), Some(15));
+    assert_eq!(sliced.delivery.delivered, 10, "{sliced:?}");
+    assert_eq!(sliced.left.as_ref().map(|l| l.pending.len()), Some(15));
     let (queue, claims) = (Queue::default(), MemoryClaims::default());
-    let registry2 = registry_with(&all).await;
-    let pages2 = MemoryPages {
-        registry: &registry2,
-        size: 1000,
-    };
-    let slow2 = Slowest(MemoryMessenger::new());
-    let chain = Fanout {
-        registry: &registry2,
-        pages: &pages2,
-        messenger: &slow2,
-        limits,
-    };
+    let chain = SlowBroadcast::of(25).await;
     let (hops, served) = tokio::time::timeout(
         LIMIT,
-        whole_broadcast(&chain, &queue, &claims, "nobody", 2, slice),
+        whole_broadcast(&chain.fanout(), &queue, &claims, "nobody", 2, slice),
     )
     .await
     .expect("timed out");
     assert_eq!(hops, 2, "{served:?}");
-    let expected: BTreeMap<String, usize> = all.iter().map(|id| (id.clone(), 1)).collect();
-    assert_eq!(posts_per_recipient(&slow2.0), expected);
+    let expected: BTreeMap<String, usize> = chain.all.iter().map(|id| (id.clone(), 1)).collect();
+    assert_eq!(posts_per_recipient(&chain.slow.0), expected);
 }
 
 /// The rest is handed on the moment the slice stops starting posts, not
 /// after the posts in flight finish: the next hop overlaps this one's drain.
 #[tokio::test]
 async fn the_rest_is_handed_on_at_the_stop_while_posts_are_in_flight() {
-    let all = ids(25);
-    let registry = registry_with(&all).await;
-    let pages = MemoryPages {
-        registry: &registry,
-        size: 1000,
-    };
-    let slow = Slowest(MemoryMessenger::new());
-    let limits = Limits {
-        in_flight: 10,
-        post_timeout: Duration::from_secs(2),
-        per_invocation: None,
-    };
-    let fanout = Fanout {
-        registry: &registry,
-        pages: &pages,
-        messenger: &slow,
-        limits,
-    };
+    let broadcast = SlowBroadcast::of(25).await;
+    let slow = &broadcast.slow;
     let queue = Queue::default();
     let started = Instant::now();
     let stop_at = started + Duration::from_millis(50);
     let (slice, (handover, handed_at, posted_by_then)) = tokio::time::timeout(
         LIMIT,
-        fanout.run_then(
+        broadcast.fanout().run_then(
             "nobody",
             b"x",
             Remainder::everyone(),
@@ -286,6 +243,41 @@ async fn the_rest_is_handed_on_at_the_stop_while_posts_are_in_flight() {
     let posted: BTreeSet<String> = slow.0.posts().into_iter().map(|(id, _)| id).collect();
     assert_eq!(handed.len(), 15);
     assert!(handed.is_disjoint(&posted));
+}
+
+/// `n` recipients (one registry page) whose posts take 700 ms each, 10 in
+/// flight at most, each allowed 2 s.
+struct SlowBroadcast {
+    all: Vec<String>,
+    registry: MemoryRegistry,
+    slow: Slowest,
+}
+
+impl SlowBroadcast {
+    const LIMITS: Limits = Limits {
+        in_flight: 10,
+        post_timeout: Duration::from_secs(2),
+        per_invocation: None,
+    };
+
+    async fn of(n: usize) -> Self {
+        let all = ids(n);
+        assert!(n <= super::memory::MEMORY_PAGE, "one page");
+        SlowBroadcast {
+            registry: registry_with(&all).await,
+            all,
+            slow: Slowest(MemoryMessenger::new()),
+        }
+    }
+
+    fn fanout(&self) -> Fanout<'_> {
+        Fanout {
+            registry: &self.registry,
+            pages: &self.registry,
+            messenger: &self.slow,
+            limits: Self::LIMITS,
+        }
+    }
 }
 
 /// Takes 700 ms per post.

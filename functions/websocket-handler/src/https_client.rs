@@ -23,10 +23,9 @@ use rustls::pki_types::pem::{self, PemObject};
 /// as PEM: the only roots the SDK clients trust.
 pub const AWS_ROOTS_PEM: &[u8] = include_bytes!("../certs/aws-roots.pem");
 
-/// Why the HTTP client could not be built. With the bundle the unit tests
-/// check, none of these happens; they exist so that a broken build fails at
-/// start with a message instead of panicking inside the SDK at the first
-/// request.
+/// Why an HTTP client could not be built. With the bundle the unit tests
+/// check, none of these happens: a broken bundle fails those tests (and the
+/// post client's first post says why) rather than reaching Lambda.
 #[derive(thiserror::Error)]
 pub enum HttpsClientError {
     #[error("the compiled-in root certificates (certs/aws-roots.pem) are not valid PEM: {0}")]

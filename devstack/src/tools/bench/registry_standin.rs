@@ -82,7 +82,7 @@ async fn scan(State(table): State<Arc<Table>>, headers: HeaderMap, body: String)
     let limit = request
         .get("Limit")
         .and_then(Value::as_u64)
-        .map_or(usize::MAX, |l| l as usize);
+        .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
     let start = request
         .pointer("/ExclusiveStartKey/connectionId/S")
         .and_then(Value::as_str);

@@ -26,11 +26,12 @@ use crate::lazy_client::Lazy;
 /// The variable Lambda sets to the function's name.
 pub const FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
 
-/// An `Invoke` attempt slower than this is abandoned and retried by the
-/// SDK (a retried hand-off that was queued twice is claimed once).
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(800);
-/// All attempts of one hand-off.
-pub const OPERATION_TIMEOUT: Duration = Duration::from_millis(1800);
+/// One `Invoke` call; a slower one is abandoned. The SDK does not retry it:
+/// [`crate::fanout::hand_on`] tries again until the invocation must answer
+/// (at least [`crate::fanout::HANDOFF_RESERVE`], so two attempts at least),
+/// one layer of retries instead of two (a hand-off queued twice is claimed
+/// once, so a retry never posts twice).
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Invokes the function itself, asynchronously. The Lambda client is built
 /// at the first hand-off ([`Lazy`]): most invocations hand nothing on.
@@ -46,10 +47,11 @@ impl SelfInvoke {
         SelfInvoke {
             client: Lazy::new(move || {
                 let config = aws_sdk_lambda::config::Builder::from(&sdk)
+                    .retry_config(aws_sdk_lambda::config::retry::RetryConfig::disabled())
                     .timeout_config(
                         aws_sdk_lambda::config::timeout::TimeoutConfig::builder()
                             .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                            .operation_timeout(OPERATION_TIMEOUT)
+                            .operation_timeout(ATTEMPT_TIMEOUT)
                             .build(),
                     )
                     .build();

@@ -19,8 +19,8 @@ pub struct Limits {
 /// Posts in flight at once unless `FANOUT_IN_FLIGHT` says otherwise
 /// (measured: docs/benchmarks.md, "Posts per second").
 pub const DEFAULT_IN_FLIGHT: usize = 200;
-/// Time kept free after a slice to hand the rest on (the `Invoke` call's
-/// own timeout, [`crate::relay::OPERATION_TIMEOUT`], fits in it).
+/// Time kept free after a slice to hand the rest on: two `Invoke` calls of
+/// [`crate::relay::ATTEMPT_TIMEOUT`] fit in it.
 pub const HANDOFF_RESERVE: Duration = Duration::from_secs(2);
 
 impl Default for Limits {

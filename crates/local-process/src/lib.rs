@@ -4,8 +4,9 @@
 //! run the stack itself. All of them must end with their parent (even when
 //! it is SIGKILLed), be stopped as a group, and be observable through
 //! `/proc`. Before this crate each did that its own way (three copies, one
-//! without the parent-death race check). The Python servers among them (moto,
-//! the benchmarks' awslambdaric) are installed into a venv one way too
+//! without the parent-death race check). What they run is installed one way
+//! too, once under a lock: the local DynamoDB server from npm
+//! ([`NodePackages`]), the benchmarks' awslambdaric into a venv
 //! ([`PythonVenv`]).
 
 use std::io;
@@ -15,8 +16,11 @@ use std::process::Command;
 use rustix::process::Pid;
 pub use rustix::process::Signal;
 
+mod npm;
+mod once;
 mod tree;
 mod venv;
+pub use npm::{NodePackages, NpmError};
 pub use tree::{ProcessInfo, children, descendants, group_members, is_zombie, still_alive};
 pub use venv::{PythonVenv, VenvError};
 

@@ -1,13 +1,11 @@
-//! A Python virtual environment installed once, under a file lock: moto's
-//! DynamoDB server for the local stack and its tests, awslambdaric for the
-//! benchmarks. Many processes may ask for the same venv at once (parallel
-//! tests), so the install runs under a lock and a marker written last
-//! records what a complete install holds; anything else is wiped and redone.
+//! A Python virtual environment installed once, under a file lock
+//! ([`crate::once`]): awslambdaric for the benchmarks' Python sample.
 
-use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+use crate::once;
 
 /// Why a venv could not be installed.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +46,7 @@ pub struct PythonVenv {
 
 impl PythonVenv {
     /// A venv at `dir` with `pip install <pip_args>` (e.g.
-    /// `["moto[server]==5.2.1"]`, or `["-r", "requirements.txt"]`).
+    /// `["awslambdaric==3.1.1"]`, or `["-r", "requirements.txt"]`).
     /// `fingerprint` is added to what the marker records (a requirements
     /// file's content), so a changed file reinstalls.
     pub fn new(dir: impl Into<PathBuf>, pip_args: &[&str], fingerprint: &str) -> Self {
@@ -70,60 +68,26 @@ impl PythonVenv {
         self.dir.join("bin").join("python")
     }
 
-    fn marker(&self) -> PathBuf {
-        self.dir.join(".installed")
-    }
-
-    fn is_installed(&self) -> bool {
-        fs::read_to_string(self.marker()).is_ok_and(|held| held == self.wanted)
-    }
-
     /// Installs the venv unless a complete install of the same packages is
     /// there. Blocks (file lock, pip): call it from a blocking thread in async
     /// code. `progress` is called before an install starts, to say so.
     pub fn ensure(&self, progress: impl FnOnce(&Path)) -> Result<&Path, VenvError> {
-        if self.is_installed() {
-            return Ok(&self.dir);
-        }
-        let parent = self.dir.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(parent).map_err(io_err(format!("creating {}", parent.display())))?;
-        let lock_path = self.dir.with_extension("lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err(format!("opening {}", lock_path.display())))?;
-        lock.lock()
-            .map_err(io_err(format!("locking {}", lock_path.display())))?;
-        // Someone else may have finished the install while we waited.
-        if self.is_installed() {
-            return Ok(&self.dir);
-        }
-        if self.dir.exists() {
-            fs::remove_dir_all(&self.dir).map_err(io_err(format!(
-                "removing the incomplete {}",
-                self.dir.display()
-            )))?;
-        }
-        progress(&self.dir);
-        let mut create = Command::new("python3");
-        create.arg("-m").arg("venv").arg(&self.dir);
-        self.run_step(create, "python3 -m venv")?;
-        let mut pip = Command::new(self.python());
-        pip.args([
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "--quiet",
-        ])
-        .args(&self.pip_args);
-        self.run_step(pip, &format!("pip install {}", self.pip_args.join(" ")))?;
-        let marker = self.marker();
-        File::create(&marker)
-            .and_then(|mut file| io::Write::write_all(&mut file, self.wanted.as_bytes()))
-            .map_err(io_err(format!("writing {}", marker.display())))?;
+        let io_err = |context, source| VenvError::Io { context, source };
+        once::install_once(&self.dir, &self.wanted, io_err, progress, || {
+            let mut create = Command::new("python3");
+            create.arg("-m").arg("venv").arg(&self.dir);
+            self.run_step(create, "python3 -m venv")?;
+            let mut pip = Command::new(self.python());
+            pip.args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--quiet",
+            ])
+            .args(&self.pip_args);
+            self.run_step(pip, &format!("pip install {}", self.pip_args.join(" ")))
+        })?;
         Ok(&self.dir)
     }
 
@@ -149,30 +113,19 @@ impl PythonVenv {
             packages,
             status: output.status.to_string(),
             venv: self.dir.clone(),
-            output: tail(&text, 30),
+            output: once::tail(&text, 30),
         })
     }
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tail_keeps_the_last_lines() {
-        assert_eq!(tail("a\nb\nc", 2), "b\nc");
-        assert_eq!(tail("a", 5), "a");
-        assert_eq!(tail("", 5), "");
-    }
+    use std::fs;
 
     #[test]
     fn a_missing_python_is_named_as_the_prerequisite() {
-        let venv = PythonVenv::new("/nonexistent/venv", &["moto"], "");
+        let venv = PythonVenv::new("/nonexistent/venv", &["awslambdaric"], "");
         let error = venv
             .run_step(
                 Command::new("python3-that-does-not-exist"),
@@ -181,16 +134,16 @@ mod tests {
             .unwrap_err();
         assert!(matches!(error, VenvError::PythonMissing { .. }), "{error}");
         let text = error.to_string();
-        assert!(text.contains("python3") && text.contains("venv") && text.contains("moto"));
+        assert!(text.contains("python3") && text.contains("venv") && text.contains("awslambdaric"));
     }
 
     #[test]
     fn a_failed_install_step_reports_its_output() {
-        let venv = PythonVenv::new("/tmp/venv", &["moto"], "");
+        let venv = PythonVenv::new("/tmp/venv", &["awslambdaric"], "");
         let mut failing = Command::new("sh");
         failing.args([
             "-c",
-            "echo 'No matching distribution found for moto' >&2; exit 1",
+            "echo 'No matching distribution found for awslambdaric' >&2; exit 1",
         ]);
         let text = venv
             .run_step(failing, "pip install")
@@ -214,7 +167,7 @@ mod tests {
         assert!(!asked, "a complete install is not redone");
         let changed = PythonVenv::new(&dir, &["-r", "requirements.txt"], "awslambdaric==4");
         assert!(
-            !changed.is_installed(),
+            !once::is_installed(&changed.dir, &changed.wanted),
             "another requirements file reinstalls"
         );
     }

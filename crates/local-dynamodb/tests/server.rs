@@ -19,21 +19,22 @@ async fn serves_dynamodb_and_dies_with_its_handle() {
         "{}",
         db.endpoint()
     );
-    tokio::time::timeout(LIMIT, db.create_table("things", "id", Some("expiresAt")))
+    tokio::time::timeout(LIMIT, db.create_table("things", "id"))
         .await
         .expect("create timed out")
         .expect("create table");
 
     let client = db.client();
-    let ttl = tokio::time::timeout(
-        LIMIT,
-        client.describe_time_to_live().table_name("things").send(),
-    )
-    .await
-    .expect("timed out")
-    .expect("describe ttl");
-    let description = ttl.time_to_live_description().expect("ttl description");
-    assert_eq!(description.attribute_name(), Some("expiresAt"));
+    // Usable as soon as create_table returns: no CREATING state to wait out.
+    let described =
+        tokio::time::timeout(LIMIT, client.describe_table().table_name("things").send())
+            .await
+            .expect("timed out")
+            .expect("describe table");
+    assert_eq!(
+        described.table().and_then(|t| t.table_status()),
+        Some(&aws_sdk_dynamodb::types::TableStatus::Active)
+    );
 
     tokio::time::timeout(
         LIMIT,
@@ -62,7 +63,7 @@ async fn serves_dynamodb_and_dies_with_its_handle() {
     assert_eq!(item.get("n"), Some(&AttributeValue::N("7".into())));
 
     // A second table with the same name is refused: it is a real server.
-    let again = tokio::time::timeout(LIMIT, db.create_table("things", "id", None))
+    let again = tokio::time::timeout(LIMIT, db.create_table("things", "id"))
         .await
         .expect("timed out");
     assert!(again.is_err());
@@ -73,7 +74,7 @@ async fn serves_dynamodb_and_dies_with_its_handle() {
     drop(db);
     assert!(
         !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-        "moto server {pid} outlived its handle"
+        "DynamoDB server {pid} outlived its handle"
     );
     let port = endpoint.rsplit(':').next().expect("port");
     let refused = std::net::TcpStream::connect(format!("127.0.0.1:{port}"));
@@ -89,7 +90,7 @@ async fn servers_started_in_parallel_are_independent() {
     .expect("start timed out");
     let (a, b) = (a.expect("start a"), b.expect("start b"));
     assert_ne!(a.endpoint(), b.endpoint());
-    tokio::time::timeout(LIMIT, a.create_table("only-in-a", "id", None))
+    tokio::time::timeout(LIMIT, a.create_table("only-in-a", "id"))
         .await
         .expect("timed out")
         .expect("create");

@@ -319,7 +319,7 @@ pub async fn run(options: UpOptions) -> anyhow::Result<()> {
         () = dynamodb_exited => {
             error!(
                 pid = dynamodb_pid,
-                "the local DynamoDB server (moto) exited while the stack was running; stopping the stack"
+                "the local DynamoDB server (dynalite) exited while the stack was running; stopping the stack"
             );
             true
         }
@@ -336,7 +336,7 @@ pub async fn run(options: UpOptions) -> anyhow::Result<()> {
     }
     if dynamodb_died {
         bail!(
-            "the local DynamoDB server (moto, pid {dynamodb_pid}) exited while the stack was running; \
+            "the local DynamoDB server (dynalite, pid {dynamodb_pid}) exited while the stack was running; \
              the stack stopped (its log is above)"
         );
     }

@@ -175,10 +175,10 @@ pub(super) async fn first_function(
 pub(super) async fn start_dynamodb(topology: &Topology) -> anyhow::Result<LocalDynamoDb> {
     let dynamodb = LocalDynamoDb::start_in_region(&topology.region)
         .await
-        .context("starting the local DynamoDB server (moto)")?;
+        .context("starting the local DynamoDB server (dynalite)")?;
     let table = &topology.table;
     dynamodb
-        .create_table(&table.name, &table.hash_key, table.ttl_attribute.as_deref())
+        .create_table(&table.name, &table.hash_key)
         .await
         .with_context(|| format!("creating the connections table {}", table.name))?;
     info!(endpoint = dynamodb.endpoint(), table = %table.name, "local DynamoDB ready");

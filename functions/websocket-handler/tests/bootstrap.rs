@@ -1,5 +1,5 @@
 //! The built binary, run as Lambda runs it: a loopback Lambda Runtime API
-//! hands it events, DynamoDB is a real moto server and the management API a
+//! hands it events, DynamoDB is a real dynalite server and the management API a
 //! loopback stand-in, reached through `AWS_ENDPOINT_URL_DYNAMODB` and
 //! `MANAGEMENT_ENDPOINT` with dummy credentials — the variables the local
 //! stack sets, and the same code path as in AWS.
@@ -95,14 +95,11 @@ async fn the_binary_serves_events_with_no_aws_account() {
     let db = tokio::time::timeout(LIMIT, LocalDynamoDb::start())
         .await
         .expect("timed out")
-        .expect("moto");
-    tokio::time::timeout(
-        LIMIT,
-        db.create_table("connections", "connectionId", Some("expiresAt")),
-    )
-    .await
-    .expect("timed out")
-    .expect("table");
+        .expect("the local DynamoDB");
+    tokio::time::timeout(LIMIT, db.create_table("connections", "connectionId"))
+        .await
+        .expect("timed out")
+        .expect("table");
     let (management, posts) = support::management_api().await;
 
     let (results_tx, mut results) = mpsc::unbounded_channel();

@@ -1,4 +1,4 @@
-//! `FanoutTable` against a real DynamoDB-compatible server (moto): the
+//! `FanoutTable` against a real DynamoDB-compatible server (dynalite): the
 //! pages a continuation walks are disjoint and cover the table, and a hop
 //! can be claimed once only.
 
@@ -10,7 +10,7 @@ use local_dynamodb::LocalDynamoDb;
 use websocket_handler::fanout::{Claims, RecipientPages};
 use websocket_handler::fanout_table::{FanoutTable, claim_id};
 use websocket_handler::registry::{
-    CONNECTION_ID, Connection, ConnectionRegistry, DynamoDbRegistry, EXPIRES_AT,
+    CONNECTION_ID, Connection, ConnectionRegistry, DynamoDbRegistry,
 };
 
 const LIMIT: Duration = Duration::from_secs(300);
@@ -23,8 +23,10 @@ async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
 
 #[tokio::test]
 async fn pages_cover_the_table_once_and_claims_hold_once() {
-    let db = within(LocalDynamoDb::start()).await.expect("start moto");
-    within(db.create_table("connections", CONNECTION_ID, Some(EXPIRES_AT)))
+    let db = within(LocalDynamoDb::start())
+        .await
+        .expect("start the local DynamoDB");
+    within(db.create_table("connections", CONNECTION_ID))
         .await
         .expect("create table");
     let registry = DynamoDbRegistry::new(db.client(), "connections");

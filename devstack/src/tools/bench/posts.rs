@@ -8,10 +8,9 @@
 //! In-flight values are swept through the function's `FANOUT_IN_FLIGHT`
 //! (a function that does not read it runs at its own fixed value, which the
 //! stand-in's peak in flight shows), each against two registries: the local
-//! DynamoDB (moto, whose Scan costs ~0.27 ms of CPU per item here, so it is
-//! what bounds that run) and a registry stand-in that serves each Scan page
-//! from memory after a fixed latency, as DynamoDB would
-//! ([`super::registry_standin`]).
+//! DynamoDB (dynalite, on the same cores as the function) and a registry
+//! stand-in that serves each Scan page from memory after a fixed latency, as
+//! DynamoDB would across a network ([`super::registry_standin`]).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -48,7 +47,7 @@ pub struct PostsArgs {
 /// Where a run's recipients are read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Registry {
-    /// The local DynamoDB (moto).
+    /// The local DynamoDB (dynalite).
     LocalDynamoDb,
     /// [`RegistryStandIn`], each Scan page after this latency.
     StandIn(Duration),
@@ -277,7 +276,7 @@ pub async fn measure(function: &Path, args: &PostsArgs) -> anyhow::Result<PostsF
     let db = LocalDynamoDb::start_in_region("us-east-1")
         .await
         .context("starting the local DynamoDB")?;
-    db.create_table(TABLE, "connectionId", Some("expiresAt"))
+    db.create_table(TABLE, "connectionId")
         .await
         .context("creating the bench table")?;
     eprintln!("bench: posts, filling the registry with {n} connections");

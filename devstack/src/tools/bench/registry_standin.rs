@@ -1,11 +1,12 @@
 //! A stand-in for the connections table that answers the fan-out's one read,
 //! `Scan` (DynamoDB's JSON 1.0 protocol), from memory after a fixed latency.
 //!
-//! Why: the local DynamoDB (moto, a Python server on the same cores) spends
-//! about 0.27 ms of CPU per item of a Scan page, so against it the posts row
-//! measures moto. DynamoDB itself serves a page of 1,000 items in tens of
-//! milliseconds. With this stand-in (and the @connections one) the row says
-//! what the function's fan-out does when the network is the cost. It pages
+//! Why: the local DynamoDB answers a Scan page from the same machine, with no
+//! network between; DynamoDB itself serves a page of 1,000 items in tens of
+//! milliseconds across one. With this stand-in (and the @connections one) the
+//! row says what the function's fan-out does when the network is the cost
+//! (it was added when the local DynamoDB was moto, whose Scan cost ≈ 0.27 ms
+//! of CPU per item and bounded the row by itself). It pages
 //! as DynamoDB does: ids in key order, `Limit`, `ExclusiveStartKey`,
 //! `LastEvaluatedKey` on every page but the last.
 

@@ -7,9 +7,9 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use crate::once;
+use crate::once::{self, StepError};
 
 /// Why the packages could not be installed.
 #[derive(Debug, thiserror::Error)]
@@ -99,33 +99,19 @@ impl NodePackages {
     }
 
     fn run(&self, mut command: Command) -> Result<(), NpmError> {
-        let output = match command.stdin(Stdio::null()).output() {
-            Ok(output) => output,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(NpmError::NpmMissing {
-                    packages: self.packages.clone(),
-                });
-            }
-            Err(e) => {
-                return Err(NpmError::Io {
-                    context: "running npm ci".into(),
-                    source: e,
-                });
-            }
-        };
-        if output.status.success() {
-            return Ok(());
-        }
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Err(NpmError::Install {
-            packages: self.packages.clone(),
-            status: output.status.to_string(),
-            dir: self.dir.clone(),
-            output: once::tail(&text, 30),
+        let packages = self.packages.clone();
+        once::run_step(&mut command).map_err(|error| match error {
+            StepError::Missing => NpmError::NpmMissing { packages },
+            StepError::Io(source) => NpmError::Io {
+                context: "running npm ci".into(),
+                source,
+            },
+            StepError::Failed { status, output } => NpmError::Install {
+                packages,
+                status,
+                dir: self.dir.clone(),
+                output,
+            },
         })
     }
 }

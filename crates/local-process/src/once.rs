@@ -7,6 +7,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::Path;
+use std::process::{Command, Stdio};
 
 const MARKER: &str = ".installed";
 
@@ -55,8 +56,39 @@ pub(crate) fn install_once<E>(
         .map_err(|e| io_err(format!("writing {}", marker.display()), e))
 }
 
+/// How an install step (a tool run to completion) went wrong.
+pub(crate) enum StepError {
+    /// The tool is not on PATH: the caller names the prerequisite.
+    Missing,
+    /// It could not be started for another reason.
+    Io(io::Error),
+    /// It ran and failed: its exit status and the last 30 lines it printed.
+    Failed { status: String, output: String },
+}
+
+/// Runs an install step with no input and waits for it.
+pub(crate) fn run_step(command: &mut Command) -> Result<(), StepError> {
+    let output = match command.stdin(Stdio::null()).output() {
+        Ok(output) => output,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StepError::Missing),
+        Err(e) => return Err(StepError::Io(e)),
+    };
+    if output.status.success() {
+        return Ok(());
+    }
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Err(StepError::Failed {
+        status: output.status.to_string(),
+        output: tail(&text, 30),
+    })
+}
+
 /// The last `lines` lines of a tool's output, for an error message.
-pub(crate) fn tail(text: &str, lines: usize) -> String {
+fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }

@@ -3,9 +3,9 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use crate::once;
+use crate::once::{self, StepError};
 
 /// Why a venv could not be installed.
 #[derive(Debug, thiserror::Error)]
@@ -93,27 +93,16 @@ impl PythonVenv {
 
     fn run_step(&self, mut command: Command, step: &str) -> Result<(), VenvError> {
         let packages = self.pip_args.join(" ");
-        let output = match command.stdin(Stdio::null()).output() {
-            Ok(output) => output,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(VenvError::PythonMissing { packages });
-            }
-            Err(e) => return Err(io_err(format!("running {step}"))(e)),
-        };
-        if output.status.success() {
-            return Ok(());
-        }
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Err(VenvError::Install {
-            step: step.to_string(),
-            packages,
-            status: output.status.to_string(),
-            venv: self.dir.clone(),
-            output: once::tail(&text, 30),
+        once::run_step(&mut command).map_err(|error| match error {
+            StepError::Missing => VenvError::PythonMissing { packages },
+            StepError::Io(e) => io_err(format!("running {step}"))(e),
+            StepError::Failed { status, output } => VenvError::Install {
+                step: step.to_string(),
+                packages,
+                status,
+                venv: self.dir.clone(),
+                output,
+            },
         })
     }
 }

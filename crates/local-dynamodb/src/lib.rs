@@ -168,7 +168,8 @@ impl LocalDynamoDb {
         local_process::die_with_parent(&mut command);
         command.process_group(0);
         let child = command.spawn().map_err(io_err(format!(
-            "starting the DynamoDB server ({DYNALITE}) with node"
+            "starting the DynamoDB server ({DYNALITE}) with node (Node.js 20+ must be on PATH; \
+             Debian/Ubuntu: apt-get install nodejs)"
         )))?;
         let client = client(&endpoint, region);
         let mut db = LocalDynamoDb {

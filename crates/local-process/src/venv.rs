@@ -30,10 +30,6 @@ pub enum VenvError {
     Io { context: String, source: io::Error },
 }
 
-fn io_err(context: String) -> impl FnOnce(io::Error) -> VenvError {
-    move |source| VenvError::Io { context, source }
-}
-
 /// A venv at `dir` holding what `pip install <args>` installs.
 #[derive(Debug, Clone)]
 pub struct PythonVenv {
@@ -95,7 +91,10 @@ impl PythonVenv {
         let packages = self.pip_args.join(" ");
         once::run_step(&mut command).map_err(|error| match error {
             StepError::Missing => VenvError::PythonMissing { packages },
-            StepError::Io(e) => io_err(format!("running {step}"))(e),
+            StepError::Io(source) => VenvError::Io {
+                context: format!("running {step}"),
+                source,
+            },
             StepError::Failed { status, output } => VenvError::Install {
                 step: step.to_string(),
                 packages,

@@ -88,12 +88,12 @@ const TABLE: &str = "bench-connections";
 const STAGE: &str = "bench";
 const STEP: Duration = Duration::from_secs(120);
 
-/// An item as `$connect` writes it, with a browser-sized user agent.
 /// The `i`th registered connection's id.
 fn id(i: usize) -> String {
     format!("Bench{i:010}Cc=")
 }
 
+/// An item as `$connect` writes it, with a browser-sized user agent.
 fn item(i: usize) -> std::collections::HashMap<String, AttributeValue> {
     let now = chrono::Utc::now();
     let s = |v: String| AttributeValue::S(v);

@@ -3,7 +3,7 @@
 //! request — the SDK does not retry it (the fan-out's `hand_on` does), and a
 //! call that gets no answer ends at the attempt timeout.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -17,6 +17,8 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use websocket_handler::fanout::{Continuation, Relay, Remainder};
 use websocket_handler::relay::{ATTEMPT_TIMEOUT, SelfInvoke};
+
+mod support;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -35,14 +37,7 @@ async fn invoke_api(status: StatusCode, delay: Duration) -> (SocketAddr, Arc<Ato
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("address");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (addr, calls)
+    (support::serve(app).await, calls)
 }
 
 fn relay(addr: SocketAddr) -> SelfInvoke {

@@ -1,11 +1,12 @@
-//! A loopback stand-in for API Gateway's management API, enough for
-//! `PostToConnection`: it records what it is sent (with the raw path and the
+//! Loopback servers for the tests (`serve`), and on one a stand-in for API
+//! Gateway's management API, enough for `PostToConnection`: it records what it is sent (with the raw path and the
 //! headers) and answers 410 `GoneException` (as API Gateway does) for
 //! connections marked gone, or a given error for connections told to.
 
 #![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -116,9 +117,23 @@ pub fn management_api_on(listener: tokio::net::TcpListener) -> (String, Posts) {
     let app = Router::new()
         .route("/{stage}/@connections/{id}", post(post_to_connection))
         .with_state(posts.clone());
+    let addr = serve_on(listener, app);
+    (format!("http://{addr}"), posts)
+}
+
+/// Serves `app` on a free loopback port for the rest of the test; its address.
+pub async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    serve_on(listener, app)
+}
+
+/// Serves `app` on `listener` for the rest of the test; its address.
+pub fn serve_on(listener: tokio::net::TcpListener, app: Router) -> SocketAddr {
     let addr = listener.local_addr().expect("local addr");
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    (format!("http://{addr}"), posts)
+    addr
 }

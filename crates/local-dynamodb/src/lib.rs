@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TableStatus,
 };
 
 /// What `server/package-lock.json` pins: bump both (`npm install
@@ -62,6 +62,10 @@ pub const SECRET_ACCESS_KEY: &str = "local";
 /// How long a server may take to answer after it is spawned: well under a
 /// second when idle, seconds on a two-core machine busy with parallel tests.
 const START_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// How long a new table may stay CREATING (milliseconds here; bounded so a
+/// broken server fails the caller instead of hanging it).
+const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the server could not be installed, started or used.
 #[derive(Debug, thiserror::Error)]
@@ -145,8 +149,8 @@ impl LocalDynamoDb {
             .try_clone()
             .map_err(io_err("duplicating the log handle"))?;
         let mut command = Command::new("node");
-        // Tables are ACTIVE at once (DynamoDB takes seconds; nobody here
-        // should wait for that).
+        // Tables turn ACTIVE at once, not after dynalite's default 500 ms
+        // (DynamoDB takes seconds; nobody here should wait for that).
         command
             .arg(packages.file("dynalite", "cli.js"))
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
@@ -272,7 +276,37 @@ impl LocalDynamoDb {
             .send()
             .await
             .map_err(|e| sdk_error("CreateTable", e))?;
-        Ok(())
+        self.wait_until_active(name).await
+    }
+
+    /// Waits until `name` is ACTIVE. A new table is CREATING first, as on
+    /// DynamoDB, and refuses item requests (ResourceNotFoundException) until
+    /// then; dynalite flips it on its next event-loop turn, so this is one or
+    /// two DescribeTable calls. (The SDK's waiter sleeps 20 s between polls.)
+    async fn wait_until_active(&self, name: &str) -> Result<(), Error> {
+        let started = Instant::now();
+        loop {
+            let described = self
+                .client
+                .describe_table()
+                .table_name(name)
+                .send()
+                .await
+                .map_err(|e| sdk_error("DescribeTable", e))?;
+            let status = described.table().and_then(|t| t.table_status());
+            if status == Some(&TableStatus::Active) {
+                return Ok(());
+            }
+            if started.elapsed() > TABLE_ACTIVE_TIMEOUT {
+                return Err(Error::DynamoDb {
+                    operation: "DescribeTable",
+                    message: format!(
+                        "table {name} is still {status:?} {TABLE_ACTIVE_TIMEOUT:?} after it was created"
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 

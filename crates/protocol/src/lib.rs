@@ -6,6 +6,7 @@
 //! use these types, so the wire format has a single definition.
 
 mod bad_frames;
+pub mod metrics;
 
 use serde::{Deserialize, Serialize};
 

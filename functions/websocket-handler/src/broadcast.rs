@@ -11,7 +11,8 @@ use std::time::Duration;
 /// the invocation for the whole Lambda timeout.
 pub const POST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What happened to each recipient of a broadcast (or of one slice of it).
+/// What happened to each recipient of a broadcast (or of one slice of it)
+/// whose post finished; refused posts are not here but handed on by id.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Delivery {
     /// Posts the management API accepted.
@@ -19,7 +20,9 @@ pub struct Delivery {
     /// Connections that were gone (removed from the registry unless younger
     /// than the grace period).
     pub gone: usize,
-    /// Posts that failed or timed out (a timed-out post may or may not have
-    /// reached its connection; it is never counted as delivered).
+    /// Posts answered with an error other than 410 or 429.
     pub failed: usize,
+    /// Posts with no answer in time: they may or may not have reached their
+    /// connection, are never counted as delivered, and never tried again.
+    pub unconfirmed: usize,
 }

@@ -1,11 +1,12 @@
-//! A broadcast that never outlives its invocation.
+//! A broadcast that never outlives its invocation, and loses no recipient
+//! without counting it.
 //!
 //! One invocation posts to recipients page by page (a Scan page of the
 //! registry at a time) until it has posted to all of them or its time is up;
 //! what is left — the unposted ids of the current page and the Scan cursor
 //! after that page — is a [`Continuation`] handed to an asynchronous
 //! invocation of the same function, which does the same, up to [`MAX_HOPS`]
-//! times.
+//! times ([`share`]).
 //!
 //! Exactly once, and where it comes from:
 //! - within an invocation each id of a page is started at most once, and the
@@ -13,37 +14,38 @@
 //! - across invocations a continuation owns a disjoint remainder: the ids it
 //!   carries and the pages after its cursor, which no earlier invocation
 //!   posts to (a Scan returns each item once; the chain is linear);
-//! - Lambda's asynchronous queue may deliver one event more than once, and
-//!   retries function errors: each hop first claims `(message id, hop)` with a
-//!   conditional write ([`Claims`]), so a second delivery of the same hop
-//!   posts nothing, and the program sets the retries to 0 (a retry would be
-//!   refused by the claim anyway).
+//! - Lambda's asynchronous queue may deliver one event more than once: each
+//!   continuation first claims its id ([`crate::claims`]), so a second
+//!   delivery posts nothing; the program sets Lambda's retries to 0;
+//! - a post refused as throttled (429) or not connected was certainly not
+//!   delivered: it is tried again in a continuation of its own, after a
+//!   backoff; a post with no answer may have been delivered and is never
+//!   tried again.
 //!
 //! A slice stops *starting* posts at its stop time and hands the rest on at
 //! once, while the posts already in flight finish, each bounded by
-//! [`Limits::post_timeout`]; the stop time keeps the longer of that and the
-//! hand-over's [`HANDOFF_RESERVE`] free before the deadline (with the
-//! reply), since the two run together ([`Fanout::run_then`]). So no post is
-//! cut off with its outcome unknown: every id is either posted to by this
-//! slice, with its outcome counted, or handed on. Posts of one page run on
-//! while the next page is read ([`posting`]).
+//! [`Limits::post_timeout`] (removing a gone connection included); the stop
+//! time keeps the longer of that and the hand-over's reserve free before the
+//! invocation must answer ([`Limits::schedule`]), since the two run together
+//! ([`Fanout::run_then`]). Posts of one page run on while the next page is
+//! read ([`posting`]).
 //!
-//! What it cannot promise: a post that times out may or may not have reached
-//! its connection (it counts as failed, is logged, and is not retried: a
-//! post has no idempotency key, so a retry could deliver twice); a hop whose
-//! process dies mid-slice loses the rest of that slice, for the same reason.
-//! A connection that opens during a broadcast may or may not receive it.
+//! Nothing is lost without a trace: every recipient is posted to, handed on,
+//! or counted as not reached with its reason ([`crate::metrics`]): a post
+//! that failed or had no answer, a chain past [`MAX_HOPS`], a hand-off that
+//! Lambda did not accept in time, refused posts with no hop left. A
+//! connection that opens during a broadcast may or may not receive it.
 
 use std::future::Future;
 use std::pin::pin;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::broadcast::Delivery;
+use crate::claims::Claims;
 use crate::messenger::Messenger;
+use crate::metrics::LossReport;
 use crate::registry::{ConnectionRegistry, RegistryError};
 use posting::Posting;
 
@@ -62,13 +64,6 @@ pub trait RecipientPages: Send + Sync {
     async fn page(&self, after: Option<&str>) -> Result<Page, RegistryError>;
 }
 
-/// Records that a hop of a broadcast is being served.
-#[async_trait]
-pub trait Claims: Send + Sync {
-    /// True the first time for a `(message_id, hop)`, false ever after.
-    async fn claim(&self, message_id: &str, hop: u32) -> Result<bool, RegistryError>;
-}
-
 /// Hands a continuation to a new invocation.
 #[async_trait]
 pub trait Relay: Send + Sync {
@@ -76,32 +71,39 @@ pub trait Relay: Send + Sync {
 }
 
 /// Whether `id` from the registry is a recipient of `sender`'s broadcast.
+/// API Gateway's connection ids never contain `#`: an id that starts with
+/// one is a claim an earlier version kept in the connections table (TTL
+/// removes those).
 pub fn is_recipient(id: &str, sender: &str) -> bool {
-    id != sender && !id.starts_with(CLAIM_PREFIX)
+    id != sender && !id.starts_with('#')
 }
 
 /// What a broadcast needs besides the registry and the messenger: the
-/// registry a page at a time, the hop claims, the hand-over, the limits.
+/// registry a page at a time, the continuations' claims, the hand-over,
+/// where losses are reported, the limits.
 #[derive(Clone, Copy)]
 pub struct Services<'a> {
     pub pages: &'a dyn RecipientPages,
     pub claims: &'a dyn Claims,
     pub relay: &'a dyn Relay,
+    pub losses: &'a dyn LossReport,
     pub limits: Limits,
 }
 
 impl<'a> Services<'a> {
-    /// The fan-out of one invocation over these services.
+    /// The fan-out of one invocation over these services, with `limits`
+    /// (fitted to the invocation's time: [`Limits::schedule`]).
     pub fn fanout(
         &self,
         registry: &'a dyn ConnectionRegistry,
         messenger: &'a dyn Messenger,
+        limits: Limits,
     ) -> Fanout<'a> {
         Fanout {
             registry,
             pages: self.pages,
             messenger,
-            limits: self.limits,
+            limits,
         }
     }
 }
@@ -122,6 +124,9 @@ pub struct Slice {
     pub pages: usize,
     /// What is left; `None` when every recipient was started.
     pub left: Option<Remainder>,
+    /// Ids whose posts were refused (throttled, not connected): certainly
+    /// not delivered, to be tried again.
+    pub refused: Vec<String>,
 }
 
 impl<'a> Fanout<'a> {
@@ -173,12 +178,13 @@ impl<'a> Fanout<'a> {
     ) -> (Slice, T) {
         let mut posting = Posting::new(self.registry, self.messenger, frame, self.limits);
         let (left, pages) = self.start_slice(&mut posting, sender, work, stop_at).await;
-        let (delivery, output) = tokio::join!(posting.finish(), at_stop(left.clone()));
+        let ((delivery, refused), output) = tokio::join!(posting.finish(), at_stop(left.clone()));
         (
             Slice {
                 delivery,
                 pages,
                 left,
+                refused,
             },
             output,
         )
@@ -268,129 +274,21 @@ impl<'a> Fanout<'a> {
     }
 }
 
-/// What became of the rest of a broadcast after a slice.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Handover {
-    /// Nothing was left.
-    Finished,
-    /// The next hop has it.
-    HandedOff { hop: u32 },
-    /// It could not be handed on (the reason is logged); `pending` ids of
-    /// the current page were known, and more pages may have been unread.
-    Abandoned { pending: usize, more_pages: bool },
-}
-
-/// Hands `left` to hop `hop + 1`, unless that is past [`MAX_HOPS`], trying
-/// again after a failure until `give_up` (when the invocation must answer).
-pub async fn hand_on(
-    relay: &dyn Relay,
-    message_id: &str,
-    sender: &str,
-    frame: &str,
-    hop: u32,
-    left: Option<Remainder>,
-    give_up: Instant,
-) -> Handover {
-    let Some(remainder) = left else {
-        return Handover::Finished;
-    };
-    let abandoned = Handover::Abandoned {
-        pending: remainder.pending.len(),
-        more_pages: remainder.cursor != Cursor::End,
-    };
-    let next = hop + 1;
-    if next > MAX_HOPS {
-        tracing::error!(%message_id, hop, max_hops = MAX_HOPS, pending = remainder.pending.len(),
-            "broadcast abandoned: it needs more hops than allowed (raise the in-flight limit or the function's timeout)");
-        return abandoned;
-    }
-    let continuation = Continuation {
-        message_id: message_id.to_string(),
-        sender: sender.to_string(),
-        frame: frame.to_string(),
-        hop: next,
-        remainder,
-    };
-    // A failed hand-off is tried again while the invocation has time: a
-    // continuation queued twice is claimed once, so a retry never posts twice.
-    let mut attempts = 0u32;
-    loop {
-        attempts += 1;
-        let error = match tokio::time::timeout_at(give_up, relay.hand_off(&continuation)).await {
-            Ok(Ok(())) => return Handover::HandedOff { hop: next },
-            Ok(Err(error)) => error,
-            Err(_) => "no answer before the invocation had to stop".to_string(),
-        };
-        if Instant::now() + HANDOFF_RETRY_PAUSE >= give_up {
-            tracing::error!(%message_id, hop = next, attempts, %error, "broadcast abandoned: the continuation could not be handed off");
-            return abandoned;
-        }
-        tracing::warn!(%message_id, hop = next, attempts, %error, "hand-off failed; trying again");
-        tokio::time::sleep(HANDOFF_RETRY_PAUSE).await;
-    }
-}
-
-/// The pause between two attempts to hand a continuation on.
-pub const HANDOFF_RETRY_PAUSE: Duration = Duration::from_millis(100);
-
-/// What a continuation's invocation did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Served {
-    /// This hop was already served (a duplicate delivery): nothing posted.
-    Duplicate,
-    /// The claim could not be recorded, so nothing was posted (posting
-    /// without it could deliver twice); the rest of the broadcast is lost.
-    Unclaimed,
-    Sliced {
-        slice: Slice,
-        handover: Handover,
-    },
-}
-
-/// Serves one continuation: claim its hop, post a slice, hand on the rest
-/// as the slice stops.
-pub async fn serve(
-    fanout: &Fanout<'_>,
-    claims: &dyn Claims,
-    relay: &dyn Relay,
-    continuation: Continuation,
-    stop_at: Instant,
-    give_up: Instant,
-) -> Served {
-    let Continuation {
-        message_id,
-        sender,
-        frame,
-        hop,
-        remainder,
-    } = continuation;
-    match claims.claim(&message_id, hop).await {
-        Ok(true) => {}
-        Ok(false) => {
-            tracing::info!(%message_id, hop, "continuation already served; skipping the duplicate");
-            return Served::Duplicate;
-        }
-        Err(error) => {
-            tracing::error!(%message_id, hop, %error, "broadcast abandoned: the continuation could not be claimed");
-            return Served::Unclaimed;
-        }
-    }
-    let (slice, handover) = fanout
-        .run_then(&sender, frame.as_bytes(), remainder, stop_at, |left| {
-            hand_on(relay, &message_id, &sender, &frame, hop, left, give_up)
-        })
-        .await;
-    Served::Sliced { slice, handover }
-}
-
 mod continuation;
 mod limits;
 pub mod memory;
 mod posting;
+mod share;
 
-pub use continuation::{CLAIM_PREFIX, Continuation, Cursor, EVENT_KEY, MAX_HOPS, Remainder};
-
-pub use limits::{BadSetting, DEFAULT_IN_FLIGHT, HANDOFF_RESERVE, Limits};
+pub use continuation::{
+    Continuation, Cursor, EVENT_KEY, MAX_FRAME_BYTES, MAX_HOPS, MAX_ID_BYTES, MAX_PENDING,
+    Remainder,
+};
+pub use limits::{BadSetting, DEFAULT_IN_FLIGHT, HANDOFF_RESERVE, Limits, Schedule};
+pub use share::{
+    BACKOFF_CAP, BACKOFF_FIRST, Broadcast, HANDOFF_RETRY_PAUSE, Handover, Served, Share, hand_on,
+    pass_on, serve, share,
+};
 
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,10 @@
 //! Takes the raw event JSON, so even an event that is not an API Gateway
 //! WebSocket event gets a response and a warn-level log line, and dispatches
 //! on `requestContext.routeKey` to the functions in [`crate::routes`], which
-//! answer before the invocation's [`Deadline`].
+//! answer before the invocation's [`Deadline`]. The one event it refuses
+//! outright ([`Unserved`]) is a continuation it cannot trust: the invocation
+//! fails, so Lambda counts an error and its on-failure destination keeps the
+//! event.
 
 use aws_lambda_events::apigw::ApiGatewayProxyResponse;
 use protocol::{ErrorCode, ServerFrame, binary_frame, parse_client_frame, routes};
@@ -13,22 +16,46 @@ use crate::deadline::{Deadline, RESPONSE_RESERVE};
 use crate::event::{ApiAddress, ReplyTarget, WebsocketEvent};
 use crate::fanout::{self, Continuation, Served, Services};
 use crate::messenger::{Messengers, send_frame};
+use crate::metrics::Losses;
 use crate::registry::ConnectionRegistry;
 use crate::routes::{bad_input, bad_request, response};
 
+/// An event the function refuses to serve: a continuation that does not
+/// parse or breaks a bound. The invocation fails with this message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unserved(pub String);
+
 /// Serves one event, answering before `deadline`: an API Gateway event, or
 /// the continuation of a broadcast ([`crate::fanout`]). Never panics,
-/// whatever the JSON.
+/// whatever the JSON; only a bad continuation is [`Unserved`].
 pub async fn handle(
     raw: Value,
     registry: &dyn ConnectionRegistry,
     messengers: &dyn Messengers,
     services: &Services<'_>,
     deadline: Deadline,
-) -> ApiGatewayProxyResponse {
+) -> Result<ApiGatewayProxyResponse, Unserved> {
     if let Some(continuation) = Continuation::from_event(&raw) {
-        return continue_broadcast(continuation, registry, messengers, services, deadline).await;
+        let continuation = continuation.map_err(|error| {
+            tracing::error!(%error, "bad continuation event");
+            Unserved(error)
+        })?;
+        return Ok(
+            continue_broadcast(continuation, registry, messengers, services, deadline).await,
+        );
     }
+    Ok(serve_api_event(raw, registry, messengers, services, deadline).await)
+}
+
+/// An API Gateway event (or anything else that is not a continuation).
+async fn serve_api_event(
+    raw: Value,
+    registry: &dyn ConnectionRegistry,
+    messengers: &dyn Messengers,
+    services: &Services<'_>,
+    deadline: Deadline,
+) -> ApiGatewayProxyResponse {
     let reply_target = ReplyTarget::from_raw(&raw);
     let event = match WebsocketEvent::parse(raw) {
         Ok(event) => event,
@@ -106,51 +133,78 @@ async fn dispatch(
     }
 }
 
-/// A broadcast's continuation: claim the hop, post a slice, hand on the rest.
+/// A broadcast's continuation: claim it, post a slice, hand on the rest,
+/// report what was not reached.
 async fn continue_broadcast(
-    continuation: Result<Continuation, String>,
+    continuation: Continuation,
     registry: &dyn ConnectionRegistry,
     messengers: &dyn Messengers,
     services: &Services<'_>,
     deadline: Deadline,
 ) -> ApiGatewayProxyResponse {
-    let continuation = match continuation {
-        Ok(continuation) => continuation,
-        Err(error) => {
-            tracing::error!(%error, "bad continuation event");
-            return response(400, "bad continuation event");
-        }
-    };
+    let (message_id, hop) = (continuation.message_id.clone(), continuation.hop);
     let messenger = match messengers.for_api(&ApiAddress::default()) {
         Ok(messenger) => messenger,
         Err(error) => {
-            tracing::error!(message_id = %continuation.message_id, hop = continuation.hop, %error,
-                "broadcast abandoned: cannot reach the management API");
+            // Nothing was claimed: handed on again, as an unreadable claim is.
+            tracing::error!(%message_id, hop, %error, "cannot reach the management API");
+            let schedule = services.limits.schedule(deadline, RESPONSE_RESERVE);
+            let mut losses = Losses::default();
+            let rest = fanout::pass_on(
+                services.relay,
+                fanout::Broadcast {
+                    message_id: &continuation.message_id,
+                    sender: &continuation.sender,
+                    frame: &continuation.frame,
+                },
+                hop,
+                continuation.attempt.saturating_add(1),
+                continuation.remainder.clone(),
+                schedule.give_up,
+            )
+            .await;
+            if let fanout::Handover::Abandoned {
+                reason,
+                pending,
+                more_pages,
+            } = rest
+            {
+                losses.add(reason, pending);
+                if more_pages {
+                    losses.cut_short();
+                }
+            }
+            services.losses.report(&message_id, &losses);
             return response(500, "management API unavailable");
         }
     };
-    let (message_id, hop) = (continuation.message_id.clone(), continuation.hop);
-    let fanout = services.fanout(registry, messenger.as_ref());
-    let stop_at = deadline.before(services.limits.drain_reserve() + RESPONSE_RESERVE);
+    let schedule = services.limits.schedule(deadline, RESPONSE_RESERVE);
+    let fanout = services.fanout(registry, messenger.as_ref(), schedule.limits);
     match fanout::serve(
         &fanout,
         services.claims,
         services.relay,
         continuation,
-        stop_at,
-        deadline.before(RESPONSE_RESERVE),
+        schedule,
     )
     .await
     {
-        Served::Sliced { slice, handover } => {
-            tracing::info!(%message_id, hop, delivered = slice.delivery.delivered,
-                gone = slice.delivery.gone, failed = slice.delivery.failed,
-                pages = slice.pages, ?handover,
+        Served::Shared(share) => {
+            services.losses.report(&message_id, &share.losses);
+            let delivery = share.slice.delivery;
+            tracing::info!(%message_id, hop, delivered = delivery.delivered,
+                gone = delivery.gone, failed = delivery.failed, unconfirmed = delivery.unconfirmed,
+                refused = share.slice.refused.len(), pages = share.slice.pages,
+                rest = ?share.rest, retry = ?share.retry, not_reached = share.losses.total(),
                 "broadcast continued");
             response(200, "ok")
         }
         Served::Duplicate => response(200, "duplicate"),
-        Served::Unclaimed => response(500, "continuation could not be claimed"),
+        Served::Unclaimed { rest, losses } => {
+            services.losses.report(&message_id, &losses);
+            tracing::warn!(%message_id, hop, ?rest, "continuation not claimed; handed on again");
+            response(200, "handed on again")
+        }
     }
 }
 

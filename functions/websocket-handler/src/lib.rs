@@ -6,7 +6,9 @@
 //! connected) and [`messenger::Messenger`] (how replies reach clients), so
 //! the same code runs in AWS, in the local stack and in the tests.
 
+pub mod backoff;
 pub mod broadcast;
+pub mod claims;
 pub mod deadline;
 pub mod event;
 pub mod fanout;
@@ -16,6 +18,7 @@ pub mod https_client;
 pub mod lazy_client;
 pub mod logging;
 pub mod messenger;
+pub mod metrics;
 pub mod post_client;
 pub mod registry;
 pub mod relay;

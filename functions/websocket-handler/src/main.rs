@@ -6,6 +6,7 @@
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
+use websocket_handler::claims::ClaimsTable;
 use websocket_handler::deadline::{self, Deadline};
 use websocket_handler::fanout::{Limits, Services};
 use websocket_handler::fanout_table::FanoutTable;
@@ -13,6 +14,7 @@ use websocket_handler::https_client::https_client;
 use websocket_handler::lazy_client::Lazy;
 use websocket_handler::logging;
 use websocket_handler::messenger::ManagementApi;
+use websocket_handler::metrics::EmfReport;
 use websocket_handler::registry::DynamoDbRegistry;
 use websocket_handler::relay::{self, SelfInvoke};
 use websocket_handler::sdk_env;
@@ -47,25 +49,29 @@ async fn main() -> Result<(), Error> {
         Lazy::new(move || aws_sdk_dynamodb::Client::new(&sdk))
     };
     let registry = DynamoDbRegistry::new(dynamodb.clone(), &settings.connections_table);
-    let table = FanoutTable::new(dynamodb, &settings.connections_table);
+    let table = FanoutTable::new(dynamodb.clone(), &settings.connections_table);
+    let claims = ClaimsTable::new(dynamodb, &settings.claims_table);
+    let losses = EmfReport {
+        function: function.clone(),
+    };
     let relay = SelfInvoke::new(&sdk, function);
     let services = Services {
         pages: &table,
-        claims: &table,
+        claims: &claims,
         relay: &relay,
+        losses: &losses,
         limits,
     };
     let messengers = ManagementApi::new(&sdk, settings.management_endpoint.as_deref())
         .inspect_err(|error| tracing::error!(%error, "cannot start"))?;
-    tracing::info!(table = %settings.connections_table, management_endpoint = ?messengers.source(),
+    tracing::info!(table = %settings.connections_table, claims = %settings.claims_table, management_endpoint = ?messengers.source(),
         function = relay.function(), in_flight = limits.in_flight, per_invocation = ?limits.per_invocation, "initialised");
     let (registry, messengers, services) = (&registry, &messengers, &services);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let deadline = Deadline::from_system_time(event.context.deadline());
-        Ok::<_, Error>(
-            websocket_handler::handle(event.payload, registry, messengers, services, deadline)
-                .await,
-        )
+        websocket_handler::handle(event.payload, registry, messengers, services, deadline)
+            .await
+            .map_err(Error::from)
     }))
     .await
 }

@@ -26,7 +26,16 @@ pub enum PostError {
     /// The connection no longer exists (HTTP 410, `GoneException`).
     #[error("connection is gone")]
     Gone,
-    /// Anything else: throttling, a network failure, a misconfiguration.
+    /// Certainly not delivered, after every attempt: throttled (429, API
+    /// Gateway's account request quota) or a connection refused. Safe to
+    /// post again later.
+    #[error("{0}")]
+    Refused(String),
+    /// No answer in time: it may or may not have been delivered, so it is
+    /// never posted again (that could deliver it twice).
+    #[error("{0}")]
+    Unconfirmed(String),
+    /// Anything else: an error answer, a network failure, a misconfiguration.
     #[error("{0}")]
     Other(String),
 }
@@ -65,6 +74,8 @@ struct MemoryState {
     posts: Vec<(String, Vec<u8>)>,
     gone: HashSet<String>,
     failing: HashSet<String>,
+    /// Posts still to refuse (as throttled) per connection.
+    throttled: std::collections::HashMap<String, usize>,
     apis: Vec<ApiAddress>,
 }
 
@@ -85,6 +96,14 @@ impl MemoryMessenger {
     /// Posts to `connection_id` fail with [`PostError::Other`] from now on.
     pub fn mark_failing(&self, connection_id: &str) {
         self.lock().failing.insert(connection_id.to_string());
+    }
+
+    /// The next `times` posts to `connection_id` are refused as throttled
+    /// ([`PostError::Refused`]), as API Gateway's 429 after every retry.
+    pub fn throttle(&self, connection_id: &str, times: usize) {
+        self.lock()
+            .throttled
+            .insert(connection_id.to_string(), times);
     }
 
     /// Every delivered post, in order.
@@ -117,6 +136,14 @@ impl Messenger for MemoryMessenger {
         }
         if state.failing.contains(connection_id) {
             return Err(PostError::Other("injected failure".into()));
+        }
+        if let Some(left) = state.throttled.get_mut(connection_id)
+            && *left > 0
+        {
+            *left -= 1;
+            return Err(PostError::Refused(
+                "429 Too Many Requests (injected)".into(),
+            ));
         }
         state.posts.push((connection_id.to_string(), data.to_vec()));
         Ok(())

@@ -10,10 +10,13 @@
 //! signature and the HTTP exchange, with the SDK's semantics kept: 2xx is
 //! delivered, 410 is [`PostError::Gone`], anything else names the status and
 //! the service's message; a refused connection (nothing was sent) and a 429
-//! are tried again shortly; a post without an answer within
-//! [`OPERATION_TIMEOUT`] is not, as it may have been delivered.
+//! are tried again shortly, and after the last attempt are
+//! [`PostError::Refused`] (the fan-out tries them again in a later
+//! invocation); a post without an answer within [`OPERATION_TIMEOUT`] is
+//! [`PostError::Unconfirmed`] and never tried again, as it may have been
+//! delivered.
 
-use std::hash::{BuildHasher, Hasher};
+use crate::backoff::backoff;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -186,7 +189,7 @@ impl PostClient {
             let outcome = tokio::time::timeout_at(deadline, self.exchange(request)).await;
             let retry = match outcome {
                 Err(_) => {
-                    return Err(PostError::Other(format!(
+                    return Err(PostError::Unconfirmed(format!(
                         "PostToConnection had no answer within {OPERATION_TIMEOUT:?} \
                          (not retried: it may have been delivered)"
                     )));
@@ -210,9 +213,9 @@ impl PostClient {
                 }
             };
             let error = retry.map_err(PostError::Other)?;
-            let wait = backoff(attempt);
+            let wait = backoff(BACKOFF, attempt, OPERATION_TIMEOUT);
             if attempt >= ATTEMPTS || Instant::now() + wait >= deadline {
-                return Err(PostError::Other(format!(
+                return Err(PostError::Refused(format!(
                     "{error} (after {attempt} attempts)"
                 )));
             }
@@ -327,16 +330,6 @@ fn chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// `BACKOFF` × 2^(attempt − 1), plus up to as much again at random, so
-/// throttled posts do not all come back at once.
-fn backoff(attempt: u32) -> Duration {
-    let base = BACKOFF * 2u32.saturating_pow(attempt.saturating_sub(1));
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    base + base.mul_f64((random % 1024) as f64 / 1024.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,7 +382,7 @@ mod tests {
     #[test]
     fn the_backoff_grows_and_stays_short() {
         for attempt in 1..=ATTEMPTS {
-            let wait = backoff(attempt);
+            let wait = backoff(BACKOFF, attempt, OPERATION_TIMEOUT);
             let base = BACKOFF * 2u32.pow(attempt - 1);
             assert!(wait >= base && wait < base * 2, "{attempt}: {wait:?}");
         }

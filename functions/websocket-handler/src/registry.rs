@@ -310,9 +310,10 @@ impl ConnectionRegistry for DynamoDbRegistry {
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| sdk_error("Scan", e))?;
             for item in page.items() {
-                // A broadcast's hop claims share the table; they are not connections.
+                // Claims an earlier version kept in this table (ids that
+                // start with `#`, which no connection id has) are not connections.
                 if let Some(AttributeValue::S(id)) = item.get(CONNECTION_ID)
-                    && !id.starts_with(crate::fanout::CLAIM_PREFIX)
+                    && !id.starts_with('#')
                 {
                     ids.push(id.clone());
                 }

@@ -14,7 +14,7 @@ use protocol::{ClientFrame, ErrorCode, ProtocolError, ServerFrame, check_message
 use crate::broadcast::POST_TIMEOUT;
 use crate::deadline::{Deadline, REPLY_RESERVE, RESPONSE_RESERVE};
 use crate::event::WebsocketEvent;
-use crate::fanout::{self, Cursor, Remainder, Services};
+use crate::fanout::{self, Broadcast, Handover, Remainder, Services};
 use crate::messenger::{Messenger, PostError, send_frame};
 use crate::registry::{Connection, ConnectionRegistry, forget_gone};
 
@@ -72,10 +72,9 @@ pub async fn disconnect(
 /// sender how many this invocation reached. The registry is read a page at
 /// a time and posted to until the invocation's slice is over ([`fanout`]);
 /// the rest of the broadcast is handed to an asynchronous invocation as the
-/// slice stops, in time for the reply: the slice stops starting posts the
-/// drain reserve (the post timeout for the posts in flight, and the
-/// hand-over, which run together), [`REPLY_RESERVE`] and [`RESPONSE_RESERVE`]
-/// before the deadline.
+/// slice stops, in time for the reply ([`Limits::schedule`](crate::fanout::Limits::schedule):
+/// the drain reserve, [`REPLY_RESERVE`] and [`RESPONSE_RESERVE`] before the
+/// deadline). What could not be reached is reported ([`crate::metrics`]).
 pub async fn send_message(
     registry: &dyn ConnectionRegistry,
     messenger: &dyn Messenger,
@@ -95,40 +94,27 @@ pub async fn send_message(
         sent_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
     }
     .to_text();
-    // Posts in flight at the stop finish within the drain reserve, so none is
-    // cut off; the rest is handed on within it too, while they finish.
-    let stop_at =
-        deadline.before(services.limits.drain_reserve() + REPLY_RESERVE + RESPONSE_RESERVE);
-    let give_up = deadline.before(REPLY_RESERVE + RESPONSE_RESERVE);
-    let fanout = services.fanout(registry, messenger);
-    let (slice, handover) = fanout
-        .run_then(
-            &event.connection_id,
-            message.as_bytes(),
-            Remainder::everyone(),
-            stop_at,
-            |left| async {
-                match left {
-                    // Not even the first page of the registry could be read:
-                    // nothing to hand on; the sender is told below.
-                    Some(left) if left.cursor == Cursor::Start => None,
-                    left => Some(
-                        fanout::hand_on(
-                            services.relay,
-                            &event.message_id,
-                            &event.connection_id,
-                            &message,
-                            0,
-                            left,
-                            give_up,
-                        )
-                        .await,
-                    ),
-                }
-            },
-        )
-        .await;
-    let Some(handover) = handover else {
+    let schedule = services
+        .limits
+        .schedule(deadline, REPLY_RESERVE + RESPONSE_RESERVE);
+    let fanout = services.fanout(registry, messenger, schedule.limits);
+    let broadcast = Broadcast {
+        message_id: &event.message_id,
+        sender: &event.connection_id,
+        frame: &message,
+    };
+    let share = fanout::share(
+        &fanout,
+        services.relay,
+        broadcast,
+        0,
+        0,
+        Remainder::everyone(),
+        schedule,
+    )
+    .await;
+    services.losses.report(&event.message_id, &share.losses);
+    if share.rest == Handover::Unread {
         // The sender hears it now rather than a chain of invocations failing later.
         tracing::error!(connection_id = %event.connection_id, "cannot list connections for sendmessage");
         let frame = ServerFrame::error(
@@ -137,15 +123,20 @@ pub async fn send_message(
         );
         let _ = reply(registry, messenger, &event.connection_id, &frame, deadline).await;
         return response(500, "connection registry unavailable");
-    };
+    }
+    let delivery = share.slice.delivery;
     tracing::info!(
         connection_id = %event.connection_id,
         message_id = %event.message_id,
-        delivered = slice.delivery.delivered,
-        gone = slice.delivery.gone,
-        failed = slice.delivery.failed,
-        pages = slice.pages,
-        ?handover,
+        delivered = delivery.delivered,
+        gone = delivery.gone,
+        failed = delivery.failed,
+        unconfirmed = delivery.unconfirmed,
+        refused = share.slice.refused.len(),
+        pages = share.slice.pages,
+        rest = ?share.rest,
+        retry = ?share.retry,
+        not_reached = share.losses.total(),
         "sendmessage"
     );
     reply_status(
@@ -154,7 +145,7 @@ pub async fn send_message(
             messenger,
             &event.connection_id,
             &ServerFrame::Sent {
-                recipients: slice.delivery.delivered,
+                recipients: delivery.delivered,
             },
             deadline,
         )
@@ -246,7 +237,9 @@ pub async fn reply(
                 tracing::warn!(%connection_id, "no time left to remove a gone connection");
             }
         }
-        Err(PostError::Other(error)) => {
+        Err(
+            PostError::Refused(error) | PostError::Unconfirmed(error) | PostError::Other(error),
+        ) => {
             tracing::warn!(%connection_id, %error, "reply could not be posted")
         }
     }
@@ -258,6 +251,8 @@ pub async fn reply(
 fn reply_status(result: Result<(), PostError>) -> ApiGatewayProxyResponse {
     match result {
         Ok(()) | Err(PostError::Gone) => ok(),
-        Err(PostError::Other(_)) => response(500, "reply could not be posted"),
+        Err(PostError::Refused(_) | PostError::Unconfirmed(_) | PostError::Other(_)) => {
+            response(500, "reply could not be posted")
+        }
     }
 }

@@ -5,6 +5,9 @@
 
 /// Name of the variable holding the DynamoDB connections table.
 pub const CONNECTIONS_TABLE: &str = "CONNECTIONS_TABLE";
+/// Name of the variable holding the DynamoDB table of the continuations'
+/// claims ([`crate::claims`]).
+pub const CLAIMS_TABLE: &str = "CLAIMS_TABLE";
 /// Name of the variable holding the management endpoint
 /// (`https://{apiId}.execute-api.{region}.amazonaws.com/{stage}`).
 pub const MANAGEMENT_ENDPOINT: &str = "MANAGEMENT_ENDPOINT";
@@ -12,16 +15,21 @@ pub const MANAGEMENT_ENDPOINT: &str = "MANAGEMENT_ENDPOINT";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub connections_table: String,
+    pub claims_table: String,
     /// `None` when unset or empty: the endpoint then comes from an SDK
     /// override or from each event's domain and stage.
     pub management_endpoint: Option<String>,
 }
 
+/// A required variable is unset or empty.
 #[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{CONNECTIONS_TABLE} is not set: it must name the DynamoDB table of open connections (the Pulumi program and the local stack set it)"
+    "{name} is not set: it must name the DynamoDB table {what} (the Pulumi program and the local stack set it)"
 )]
-pub struct MissingTable;
+pub struct MissingTable {
+    pub name: &'static str,
+    pub what: &'static str,
+}
 
 /// `main` returns this error, and Rust prints an error returned from `main`
 /// with `Debug`: make that the readable message.
@@ -44,8 +52,10 @@ impl Settings {
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
+        let table = |name, what| present(name).ok_or(MissingTable { name, what });
         Ok(Settings {
-            connections_table: present(CONNECTIONS_TABLE).ok_or(MissingTable)?,
+            connections_table: table(CONNECTIONS_TABLE, "of open connections")?,
+            claims_table: table(CLAIMS_TABLE, "of the broadcasts' continuation claims")?,
             management_endpoint: present(MANAGEMENT_ENDPOINT),
         })
     }
@@ -64,19 +74,26 @@ mod tests {
     }
 
     #[test]
-    fn the_table_is_required() {
-        assert_eq!(Settings::from_lookup(lookup(&[])), Err(MissingTable));
+    fn both_tables_are_required() {
+        let missing = |vars| Settings::from_lookup(lookup(vars)).map_err(|e| e.name);
+        assert_eq!(missing(&[]), Err(CONNECTIONS_TABLE));
         assert_eq!(
-            Settings::from_lookup(lookup(&[(CONNECTIONS_TABLE, " ")])),
-            Err(MissingTable)
+            missing(&[(CONNECTIONS_TABLE, " "), (CLAIMS_TABLE, "c")]),
+            Err(CONNECTIONS_TABLE)
         );
-        assert!(MissingTable.to_string().contains("CONNECTIONS_TABLE"));
+        assert_eq!(missing(&[(CONNECTIONS_TABLE, "t")]), Err(CLAIMS_TABLE));
+        let error = Settings::from_lookup(lookup(&[(CONNECTIONS_TABLE, "t")])).unwrap_err();
+        assert!(
+            error.to_string().starts_with("CLAIMS_TABLE is not set"),
+            "{error}"
+        );
     }
 
     #[test]
     fn the_management_endpoint_is_optional() {
         let settings = Settings::from_lookup(lookup(&[
             (CONNECTIONS_TABLE, "t"),
+            (CLAIMS_TABLE, "c"),
             (MANAGEMENT_ENDPOINT, ""),
         ]))
         .unwrap();
@@ -84,11 +101,13 @@ mod tests {
             settings,
             Settings {
                 connections_table: "t".into(),
+                claims_table: "c".into(),
                 management_endpoint: None
             }
         );
         let settings = Settings::from_lookup(lookup(&[
             (CONNECTIONS_TABLE, "t"),
+            (CLAIMS_TABLE, "c"),
             (MANAGEMENT_ENDPOINT, "https://x/prod"),
         ]))
         .unwrap();

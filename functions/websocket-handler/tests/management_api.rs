@@ -221,8 +221,8 @@ async fn a_throttled_post_is_tried_again() {
         .await
         .expect("second attempt");
     assert_eq!(posts.texts_to("slow"), ["x"]);
-    let Err(PostError::Other(error)) = post(&messenger, "never", b"x").await else {
-        panic!("always throttled is an error");
+    let Err(PostError::Refused(error)) = post(&messenger, "never", b"x").await else {
+        panic!("always throttled is refused: certainly not delivered, safe to try later");
     };
     assert!(
         error.contains("429") && error.contains("Too Many Requests"),
@@ -248,10 +248,10 @@ async fn a_refused_connection_is_tried_again() {
 }
 
 #[tokio::test]
-async fn an_unreachable_endpoint_is_another_error() {
+async fn an_unreachable_endpoint_is_refused_after_three_attempts() {
     let messenger = messenger(&format!("http://127.0.0.1:{}/prod", free_port()));
     let result = post(&messenger, "conn-1", b"x").await;
-    let Err(PostError::Other(error)) = result else {
+    let Err(PostError::Refused(error)) = result else {
         panic!("{result:?}");
     };
     assert!(error.contains("after 3 attempts"), "{error}");
@@ -278,7 +278,10 @@ async fn a_post_without_an_answer_fails_within_the_operation_timeout_and_is_not_
     let result = post(&messenger, "conn-1", b"x").await;
     let took = started.elapsed();
     held.abort();
-    assert!(matches!(result, Err(PostError::Other(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(PostError::Unconfirmed(_))),
+        "{result:?}"
+    );
     // The function's default timeout is 10 s; the call must end well before.
     assert!(
         took >= OPERATION_TIMEOUT / 2 && took < Duration::from_secs(8),

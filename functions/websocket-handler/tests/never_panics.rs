@@ -12,6 +12,7 @@ use websocket_handler::fanout::memory::{MemoryClaims, MemoryQueue};
 use websocket_handler::fanout::{Limits, Services};
 use websocket_handler::handle;
 use websocket_handler::messenger::MemoryMessenger;
+use websocket_handler::metrics::MemoryReport;
 use websocket_handler::registry::MemoryRegistry;
 
 /// Every code a 400 may name.
@@ -26,7 +27,12 @@ const CODES: &[&str] = &[
     "bad_request",
 ];
 
-/// The status and body text the handler answers `raw` with.
+/// The status for an event the handler refuses to serve ([`handle`]'s
+/// `Unserved`: the invocation fails with that message).
+const UNSERVED: i64 = -1;
+
+/// The status and body text the handler answers `raw` with ([`UNSERVED`]
+/// and the error's message when it refuses it).
 fn run(raw: Value) -> (i64, String) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -37,10 +43,12 @@ fn run(raw: Value) -> (i64, String) {
         let messenger = MemoryMessenger::new();
         let limit = std::time::Duration::from_secs(10);
         let (claims, queue) = (MemoryClaims::default(), MemoryQueue::default());
+        let losses = MemoryReport::default();
         let services = Services {
             pages: &registry,
             claims: &claims,
             relay: &queue,
+            losses: &losses,
             limits: Limits::default(),
         };
         let handled = tokio::time::timeout(
@@ -53,7 +61,10 @@ fn run(raw: Value) -> (i64, String) {
                 Deadline::after(limit),
             ),
         );
-        let response = handled.await.expect("handler timed out");
+        let response = match handled.await.expect("handler timed out") {
+            Ok(response) => response,
+            Err(unserved) => return (UNSERVED, unserved.to_string()),
+        };
         let body = match response.body {
             Some(Body::Text(text)) => text,
             other => panic!("the response body is {other:?}"),
@@ -220,7 +231,23 @@ proptest! {
         // Random JSON is an event only by chance; whatever it is, a 400
         // names a code and anything else is 200 "ok".
         let (status, text) = run(raw);
-        named_code(status, &text);
+        if status == UNSERVED {
+            prop_assert!(text.starts_with("continuation event"), "{}", text);
+        } else {
+            named_code(status, &text);
+        }
+    }
+
+    /// Anything under the continuation key: refused with a message naming
+    /// what is wrong (the invocation fails, so Lambda's on-failure
+    /// destination keeps the event), or served; never a panic.
+    #[test]
+    fn arbitrary_continuation_events_are_refused_or_served(inner in json_value()) {
+        let (status, text) = run(json!({ "fanout": inner }));
+        prop_assert!(
+            (status == UNSERVED && text.starts_with("continuation event")) || status == 200,
+            "{} {}", status, text
+        );
     }
 
     /// A real event carrying a valid ping, with one request-context field

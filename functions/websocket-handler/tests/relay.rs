@@ -53,10 +53,13 @@ fn relay(addr: SocketAddr) -> SelfInvoke {
 
 fn continuation() -> Continuation {
     Continuation {
+        id: "c1".into(),
         message_id: "m".into(),
         sender: "s".into(),
         frame: "{}".into(),
         hop: 1,
+        attempt: 0,
+        claim_token: None,
         remainder: Remainder::everyone(),
     }
 }

@@ -1,13 +1,15 @@
 //! In-process stand-ins for the table and Lambda's queue: for the route
 //! tests, and for running a whole chain of continuations in one process.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
 use super::*;
+use crate::claims::Claims;
 use crate::registry::MemoryRegistry;
+use serde_json::Value;
 
 /// Pages over a [`MemoryRegistry`]'s ids in key order, `size` per page.
 pub struct MemoryPages<'a> {
@@ -46,11 +48,14 @@ impl RecipientPages for MemoryRegistry {
     }
 }
 
-/// Claims in a set.
+/// Claims in a map of claim key to token.
 #[derive(Debug, Default)]
 pub struct MemoryClaims {
-    claimed: Mutex<HashSet<(String, u32)>>,
+    claimed: Mutex<HashMap<String, String>>,
     broken: bool,
+    /// Claims still to apply and then answer with an error, as a PutItem
+    /// whose answer is lost.
+    lost_answers: AtomicUsize,
 }
 
 impl MemoryClaims {
@@ -61,15 +66,49 @@ impl MemoryClaims {
             ..Self::default()
         }
     }
+
+    /// Claims whose first `n` writes are applied but answered with an error.
+    pub fn losing_first_answers(n: usize) -> Self {
+        MemoryClaims {
+            lost_answers: AtomicUsize::new(n),
+            ..Self::default()
+        }
+    }
+
+    /// How many claims are recorded.
+    pub fn len(&self) -> usize {
+        self.claimed.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 #[async_trait]
 impl Claims for MemoryClaims {
-    async fn claim(&self, message_id: &str, hop: u32) -> Result<bool, RegistryError> {
+    async fn claim(&self, claim: &str, token: &str) -> Result<bool, RegistryError> {
         if self.broken {
             return Err(RegistryError::new("PutItem", "table is unavailable"));
         }
-        Ok(self.claimed.lock().insert((message_id.to_string(), hop)))
+        let claimed = {
+            let mut claimed = self.claimed.lock();
+            let holder = claimed
+                .entry(claim.to_string())
+                .or_insert_with(|| token.to_string());
+            holder == token
+        };
+        let lost = self
+            .lost_answers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if lost {
+            return Err(RegistryError::new(
+                "PutItem",
+                "HTTP 500 (the write was applied)",
+            ));
+        }
+        Ok(claimed)
     }
 }
 

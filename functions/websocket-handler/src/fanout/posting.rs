@@ -5,7 +5,9 @@
 //! Starting and finishing are apart so a slice can hand the rest of a
 //! broadcast on the moment it stops starting posts, while the posts already
 //! in flight finish ([`super::Fanout::run_then`]); and so the posts of one
-//! page keep running while the next page is read.
+//! page keep running while the next page is read. Posts that were refused
+//! (throttled, not connected: certainly not delivered) are kept by id, to be
+//! tried again by a later invocation.
 
 use std::future::Future;
 use std::pin::pin;
@@ -23,6 +25,8 @@ use crate::registry::{ConnectionRegistry, forget_gone};
 enum Outcome {
     Delivered,
     Gone,
+    Refused(String),
+    Unconfirmed,
     Failed,
 }
 
@@ -34,6 +38,7 @@ pub struct Posting<'a> {
     limits: Limits,
     in_flight: FuturesUnordered<BoxFuture<'a, Outcome>>,
     delivery: Delivery,
+    refused: Vec<String>,
 }
 
 impl<'a> Posting<'a> {
@@ -50,29 +55,46 @@ impl<'a> Posting<'a> {
             limits,
             in_flight: FuturesUnordered::new(),
             delivery: Delivery::default(),
+            refused: Vec::new(),
         }
     }
 
-    /// One post, bounded by `limits.post_timeout`.
+    /// One post, and for a gone connection the removal of its record, both
+    /// within `limits.post_timeout` of the start: the drain reserve holds.
     fn launch(&mut self, connection_id: String) {
         let (registry, messenger, data) = (self.registry, self.messenger, self.data);
         let post_timeout = self.limits.post_timeout;
         self.in_flight.push(Box::pin(async move {
-            match tokio::time::timeout(post_timeout, messenger.post(&connection_id, data)).await {
+            let give_up = Instant::now() + post_timeout;
+            match tokio::time::timeout_at(give_up, messenger.post(&connection_id, data)).await {
                 Ok(Ok(())) => Outcome::Delivered,
                 Ok(Err(PostError::Gone)) => {
-                    forget_gone(registry, &connection_id).await;
+                    // Not removed in time: counted as gone all the same; the
+                    // next 410, its $disconnect or TTL removes the record.
+                    let removed =
+                        tokio::time::timeout_at(give_up, forget_gone(registry, &connection_id));
+                    if removed.await.is_err() {
+                        tracing::warn!(%connection_id, "no time left in the post timeout to remove a gone connection");
+                    }
                     Outcome::Gone
+                }
+                Ok(Err(PostError::Refused(error))) => {
+                    tracing::info!(%connection_id, %error, "post refused; to be tried again");
+                    Outcome::Refused(connection_id)
+                }
+                Ok(Err(PostError::Unconfirmed(error))) => {
+                    tracing::warn!(%connection_id, %error, "post unconfirmed");
+                    Outcome::Unconfirmed
                 }
                 Ok(Err(PostError::Other(error))) => {
                     tracing::warn!(%connection_id, %error, "post to connection failed");
                     Outcome::Failed
                 }
                 Err(_) => {
-                    // It may still have reached the connection: counted as
-                    // failed, never as delivered, and not handed on.
+                    // It may still have reached the connection: never counted
+                    // as delivered, and not handed on.
                     tracing::warn!(%connection_id, timeout = ?post_timeout, "post to connection timed out");
-                    Outcome::Failed
+                    Outcome::Unconfirmed
                 }
             }
         }));
@@ -82,6 +104,8 @@ impl<'a> Posting<'a> {
         match outcome {
             Outcome::Delivered => self.delivery.delivered += 1,
             Outcome::Gone => self.delivery.gone += 1,
+            Outcome::Refused(id) => self.refused.push(id),
+            Outcome::Unconfirmed => self.delivery.unconfirmed += 1,
             Outcome::Failed => self.delivery.failed += 1,
         }
     }
@@ -129,11 +153,12 @@ impl<'a> Posting<'a> {
         }
     }
 
-    /// Waits for every post in flight; what happened to all of them.
-    pub async fn finish(mut self) -> Delivery {
+    /// Waits for every post in flight; what happened to all of them, and
+    /// the ids whose posts were refused (never delivered).
+    pub async fn finish(mut self) -> (Delivery, Vec<String>) {
         while let Some(outcome) = self.in_flight.next().await {
             self.count(outcome);
         }
-        self.delivery
+        (self.delivery, self.refused)
     }
 }

@@ -15,6 +15,23 @@ use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
+/// [`super::handle`] for events that are not continuations, which are
+/// always served: the response.
+async fn handle(
+    raw: Value,
+    registry: &dyn ConnectionRegistry,
+    messengers: &dyn Messengers,
+    services: &Services<'_>,
+    deadline: Deadline,
+) -> ApiGatewayProxyResponse {
+    super::handle(raw, registry, messengers, services, deadline)
+        .await
+        .expect("an API Gateway event is always served")
+}
+
+static LOSSES: std::sync::LazyLock<crate::metrics::MemoryReport> =
+    std::sync::LazyLock::new(crate::metrics::MemoryReport::default);
+
 /// A broadcast's services over `pages`, with in-memory claims and queue.
 fn services<'a>(
     pages: &'a dyn RecipientPages,
@@ -25,6 +42,7 @@ fn services<'a>(
         pages,
         claims,
         relay: queue,
+        losses: &*LOSSES,
         limits: Limits::default(),
     }
 }

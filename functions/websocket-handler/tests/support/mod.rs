@@ -137,3 +137,33 @@ pub fn serve_on(listener: tokio::net::TcpListener, app: Router) -> SocketAddr {
     });
     addr
 }
+
+/// An API Gateway `sendmessage` event from `connection_id`, with its own
+/// message id, carrying `data`.
+pub fn sendmessage_event(
+    connection_id: &str,
+    message_id: &str,
+    data: serde_json::Value,
+) -> serde_json::Value {
+    let body = serde_json::json!({ "action": "sendmessage", "data": data }).to_string();
+    serde_json::json!({
+        "requestContext": {
+            "routeKey": "sendmessage",
+            "eventType": "MESSAGE",
+            "messageId": message_id,
+            "extendedRequestId": "ext-1",
+            "requestTime": "25/Nov/2026:15:00:00 +0000",
+            "messageDirection": "IN",
+            "stage": "prod",
+            "connectedAt": 1_795_000_000_000i64,
+            "requestTimeEpoch": 1_795_000_000_500i64,
+            "identity": { "sourceIp": "192.0.2.10" },
+            "requestId": "req-1",
+            "domainName": "abc123.execute-api.eu-west-1.amazonaws.com",
+            "connectionId": connection_id,
+            "apiId": "abc123"
+        },
+        "body": body,
+        "isBase64Encoded": false
+    })
+}

@@ -249,7 +249,17 @@ fn the_alarms_watch_this_stacks_resources_from_their_metrics_region() -> anyhow:
     let distribution = text(&get("distribution")?["id"], "the distribution's id")?;
 
     // Each alarm: its region, its topic, and the dimensions it must carry.
-    let expected: [(&str, &str, &str, Dimensions); 7] = [
+    let queue = text(
+        &get("deadLetters")?["outputs"]["name"],
+        "the dead-letter queue's name",
+    )
+    .or_else(|_| {
+        text(
+            &get("deadLetters")?["inputs"]["name"],
+            "the dead-letter queue's name",
+        )
+    })?;
+    let expected: [(&str, &str, &str, Dimensions); 11] = [
         (
             "functionErrorsAlarm",
             "eu-west-1",
@@ -267,6 +277,30 @@ fn the_alarms_watch_this_stacks_resources_from_their_metrics_region() -> anyhow:
             "eu-west-1",
             "alarmTopic",
             vec![("FunctionName", function)],
+        ),
+        (
+            "broadcastLossAlarm",
+            "eu-west-1",
+            "alarmTopic",
+            vec![("FunctionName", function)],
+        ),
+        (
+            "broadcastCutShortAlarm",
+            "eu-west-1",
+            "alarmTopic",
+            vec![("FunctionName", function)],
+        ),
+        (
+            "asyncEventsDroppedAlarm",
+            "eu-west-1",
+            "alarmTopic",
+            vec![("FunctionName", function)],
+        ),
+        (
+            "deadLettersAlarm",
+            "eu-west-1",
+            "alarmTopic",
+            vec![("QueueName", queue)],
         ),
         (
             "apiIntegrationErrorsAlarm",
@@ -373,6 +407,11 @@ fn the_alarms_watch_this_stacks_resources_from_their_metrics_region() -> anyhow:
         "the role's policy",
     )?)?;
     let table = text(&get("connections")?["outputs"]["arn"], "the table's ARN")?;
+    let claims = text(&get("claims")?["outputs"]["arn"], "the claims table's ARN")?;
+    let dead_letters = text(
+        &get("deadLetters")?["outputs"]["arn"],
+        "the dead-letter queue's ARN",
+    )?;
     let execution = text(
         &get("api")?["outputs"]["executionArn"],
         "the API's executionArn",
@@ -405,6 +444,8 @@ fn the_alarms_watch_this_stacks_resources_from_their_metrics_region() -> anyhow:
         ("dynamodb:PutItem", table),
         ("dynamodb:DeleteItem", table),
         ("dynamodb:Scan", table),
+        ("dynamodb:PutItem", claims),
+        ("sqs:SendMessage", dead_letters),
         ("execute-api:ManageConnections", connections.as_str()),
     ]
     .into_iter()

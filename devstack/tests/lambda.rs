@@ -63,6 +63,7 @@ fn function_env() -> Vec<(&'static str, &'static str)> {
     vec![
         ("AWS_REGION", "eu-west-1"),
         ("CONNECTIONS_TABLE", "connections"),
+        ("CLAIMS_TABLE", "claims"),
         ("AWS_ACCESS_KEY_ID", "local"),
         ("AWS_SECRET_ACCESS_KEY", "local"),
         ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:9"),

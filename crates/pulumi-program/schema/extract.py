@@ -41,6 +41,7 @@ MODULES = [
     "iam",
     "lambda_",
     "sns",
+    "sqs",
     "wafv2",
 ]
 

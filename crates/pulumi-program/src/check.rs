@@ -30,6 +30,7 @@ use crate::schema::{self, Property, Schema, TypeSpec};
 use crate::topology;
 
 mod alarms;
+mod budgets;
 mod cycles;
 mod dashboard;
 mod expressions;
@@ -102,6 +103,7 @@ fn check_program(program: &Program) -> Vec<Diagnostic> {
     checker.cycles();
     checker.unused_config();
     checker.invariants();
+    checker.broadcast_budgets();
     checker.requirements();
     checker.role_grants();
     checker.waf_log_policy();

@@ -40,7 +40,10 @@ pub struct Topology {
     pub routes: Vec<RouteSpec>,
     pub waf: WafSpec,
     pub function: FunctionSpec,
+    /// The connections table (the function's `CONNECTIONS_TABLE`).
     pub table: TableSpec,
+    /// The continuations' claims table (the function's `CLAIMS_TABLE`).
+    pub claims_table: TableSpec,
     /// The origin custom header CloudFront adds to every request (`x-api-key`).
     pub origin_api_key_header: String,
     /// Every resource of the program, in program order, and who plays it locally.
@@ -135,6 +138,8 @@ impl Default for AsyncInvokeSpec {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableSpec {
+    /// The table's logical name in the program.
+    pub resource: String,
     pub name: String,
     pub hash_key: String,
     pub ttl_attribute: Option<String>,
@@ -157,10 +162,11 @@ pub enum Part {
 }
 
 impl Template {
-    /// Fills each reference with `lookup(resource_type, property)`.
+    /// Fills each reference with `lookup(resource, resource_type, property)`
+    /// (the resource's logical name, its type token, the output).
     pub fn resolve(
         &self,
-        mut lookup: impl FnMut(&str, &str) -> Option<String>,
+        mut lookup: impl FnMut(&str, &str, &str) -> Option<String>,
     ) -> Result<String, Error> {
         let mut out = String::new();
         for part in &self.0 {
@@ -171,11 +177,12 @@ impl Template {
                     resource_type,
                     property,
                 } => {
-                    let value =
-                        lookup(resource_type, property).ok_or_else(|| Error::Unresolved {
+                    let value = lookup(resource, resource_type, property).ok_or_else(|| {
+                        Error::Unresolved {
                             reference: format!("${{{resource}.{property}}}"),
                             resource_type: resource_type.clone(),
-                        })?;
+                        }
+                    })?;
                     out.push_str(&value);
                 }
             }

@@ -66,7 +66,8 @@ pub(crate) fn build(program: &Program) -> Result<Topology, Error> {
     let stage = stage_spec(&reader, &resources, &api)?;
     let waf = waf_spec(&reader, &only(&resources, WEB_ACL)?)?;
     let function = function_spec(&reader, &resources)?;
-    let table = table_spec(&reader, &only(&resources, TABLE)?)?;
+    let table = table_spec(&reader, &table_of(&resources, "CONNECTIONS_TABLE")?)?;
+    let claims_table = table_spec(&reader, &table_of(&resources, "CLAIMS_TABLE")?)?;
     let distribution = only(&resources, DISTRIBUTION)?;
     let origin_api_key_header = origin_key_header(program, &reader, &distribution)?;
     Ok(Topology {
@@ -79,6 +80,7 @@ pub(crate) fn build(program: &Program) -> Result<Topology, Error> {
         waf,
         function,
         table,
+        claims_table,
         origin_api_key_header,
         resources: crate::coverage::resources(program),
     })
@@ -190,6 +192,7 @@ fn table_spec(reader: &Reader<'_>, table: &Resource<'_>) -> Result<TableSpec, Er
         None => false,
     };
     Ok(TableSpec {
+        resource: table.name.to_string(),
         name: reader.string(table, "name")?,
         hash_key: reader.string(table, "hashKey")?,
         ttl_attribute: match ttl.and_then(|t| t.get("attributeName")) {
@@ -199,6 +202,26 @@ fn table_spec(reader: &Reader<'_>, table: &Resource<'_>) -> Result<TableSpec, Er
             _ => None,
         },
     })
+}
+
+/// The table the function's `variable` names (`${<table>.name}`).
+fn table_of<'a>(resources: &[Resource<'a>], variable: &str) -> Result<Resource<'a>, Error> {
+    let function = only(resources, FUNCTION)?;
+    let named = function
+        .properties
+        .and_then(|p| p.get("environment"))
+        .and_then(|e| e.get("variables"))
+        .and_then(|v| v.get(variable));
+    resources
+        .iter()
+        .find(|t| t.token == TABLE && refers_to(named, t.name, "name"))
+        .cloned()
+        .ok_or_else(|| {
+            invalid(
+                format!("{}.environment.variables.{variable}", at(&function)),
+                format!("must be ${{<table>.name}} of a {TABLE} of this program"),
+            )
+        })
 }
 
 /// The web ACL's rate-based rule: its name, limit and window.

@@ -17,6 +17,24 @@ fn mutated(from: &str, to: &str) -> String {
     PROGRAM.replacen(from, to, 1)
 }
 
+/// The program with the first `from` in the connections table's block
+/// replaced by `to` (the claims table's block has the same lines).
+fn mutated_table(from: &str, to: &str) -> String {
+    let start = PROGRAM
+        .find("\n  connections:\n")
+        .expect("the connections table");
+    let at = start
+        + PROGRAM[start..]
+            .find(from)
+            .unwrap_or_else(|| panic!("{from:?} is not in the connections table's block"));
+    let next = PROGRAM[start + 1..].find("\n  # ").map(|n| start + 1 + n);
+    assert!(
+        next.is_none_or(|n| at < n),
+        "{from:?} is past the connections table's block"
+    );
+    format!("{}{to}{}", &PROGRAM[..at], &PROGRAM[at + from.len()..])
+}
+
 fn findings(program: &str) -> Vec<Diagnostic> {
     check_sources(program, Some(DEV), "dev")
 }
@@ -53,7 +71,7 @@ fn a_misspelt_property_is_caught_with_a_suggestion() {
         "resources.distribution.properties.origins[0].customOriginConfig.originProtocolPolcy",
         "did you mean `originProtocolPolicy`?",
     );
-    let program = mutated(
+    let program = mutated_table(
         "      billingMode: PAY_PER_REQUEST",
         "      billingMod: PAY_PER_REQUEST",
     );
@@ -166,7 +184,7 @@ fn values_of_the_wrong_shape_are_caught() {
         "resources.handler.properties.code",
         "expected an archive",
     );
-    let program = mutated(
+    let program = mutated_table(
         "      ttl:\n        attributeName: expiresAt\n        enabled: true\n",
         "      ttl: [expiresAt]\n",
     );
@@ -187,7 +205,7 @@ fn values_of_the_wrong_shape_are_caught() {
 
 #[test]
 fn unknown_resource_types_are_caught() {
-    let program = mutated(
+    let program = mutated_table(
         "type: aws:dynamodb/table:Table",
         "type: aws:dynamodb/tabel:Tabel",
     );
@@ -196,7 +214,7 @@ fn unknown_resource_types_are_caught() {
         "resources.connections.type",
         "no resource type aws:dynamodb/tabel:Tabel",
     );
-    let program = mutated(
+    let program = mutated_table(
         "type: aws:dynamodb/table:Table",
         "type: aws:s3/bucket:Bucket",
     );
@@ -209,7 +227,7 @@ fn unknown_resource_types_are_caught() {
 
 #[test]
 fn the_provider_version_must_be_pinned() {
-    let program = mutated(
+    let program = mutated_table(
         "        enabled: true\n    options:\n      version: 7.51.1",
         "        enabled: true\n    options:\n      version: 6.0.0",
     );
@@ -398,7 +416,7 @@ fn stack_config_overrides_defaults_with_or_without_the_project_namespace() {
     assert_eq!(topology.stage.name, "live");
     assert_eq!(topology.table.name, "websocket-waf-prod-connections");
     let endpoint = topology.function.environment["MANAGEMENT_ENDPOINT"]
-        .resolve(|_, property| (property == "id").then(|| "abc".to_string()))
+        .resolve(|_, _, property| (property == "id").then(|| "abc".to_string()))
         .expect("resolves");
     assert_eq!(
         endpoint,
@@ -647,7 +665,7 @@ fn waf_logs_through_this_stacks_policy_in_us_east_1() {
 
 #[test]
 fn fixed_names_are_deleted_before_they_are_replaced() {
-    let program = mutated(
+    let program = mutated_table(
         "        enabled: true\n    options:\n      version: 7.51.1\n      deleteBeforeReplace: true\n",
         "        enabled: true\n    options:\n      version: 7.51.1\n",
     );
@@ -786,4 +804,86 @@ fn the_dashboard_shows_every_part() {
         "#dashboards",
     );
     expect(&program, "outputs.DashboardURL", "dashboardName");
+}
+
+/// Broadcasts lose nothing without a trace: the claims live in a table of
+/// their own, continuation events Lambda gives up on go to a queue of this
+/// program, and the losses the function counts are alarmed on.
+#[test]
+fn broadcast_losses_are_kept_and_alarmed_on() {
+    let program = mutated(
+        "          CLAIMS_TABLE: ${claims.name}\n",
+        "          CLAIMS_TABLE: ${connections.name}\n",
+    );
+    expect(
+        &program,
+        "resources.handler.properties.environment.variables.CLAIMS_TABLE",
+        "a table of its own",
+    );
+    let program = mutated(
+        "      destinationConfig:\n        onFailure:\n          destination: ${deadLetters.arn}\n",
+        "",
+    );
+    expect(
+        &program,
+        "resources.handlerAsyncConfig.properties.destinationConfig.onFailure.destination",
+        "aws:sqs/queue:Queue",
+    );
+    // Without the destination the role's SendMessage is a grant too many.
+    expect(
+        &program,
+        "resources.rolePolicy.properties.policy",
+        "grants sqs:SendMessage on ${deadLetters.arn}, which the function does not need",
+    );
+    let program = mutated(
+        "              Action: dynamodb:PutItem\n              Resource: ${claims.arn}\n",
+        "              Action: dynamodb:GetItem\n              Resource: ${claims.arn}\n",
+    );
+    expect(
+        &program,
+        "resources.rolePolicy.properties.policy",
+        "must grant dynamodb:PutItem on ${claims.arn}",
+    );
+    for (metric, namespace) in [
+        ("RecipientsNotReached", "websocket-waf/Broadcast"),
+        ("BroadcastsCutShort", "websocket-waf/Broadcast"),
+        ("AsyncEventsDropped", "AWS/Lambda"),
+        ("ApproximateNumberOfMessagesVisible", "AWS/SQS"),
+    ] {
+        let program = mutated(
+            &format!("      metricName: {metric}\n"),
+            "      metricName: Invocations\n",
+        );
+        expect(
+            &program,
+            "resources",
+            &format!("no aws:cloudwatch/metricAlarm:MetricAlarm on {namespace} {metric}"),
+        );
+    }
+}
+
+/// A timeout no broadcast can post in, and fan-out settings the function
+/// would refuse to start with, are refused with the setting named.
+#[test]
+fn budgets_a_broadcast_cannot_work_with_are_refused() {
+    let dev = format!("{DEV}  websocket-waf:functionTimeout: 2\n");
+    let found = check_sources(PROGRAM, Some(&dev), "dev");
+    assert!(
+        found
+            .iter()
+            .any(|d| d.path == "resources.handler.properties.timeout"
+                && d.message.contains("is 2 s (config functionTimeout)")
+                && d.message.contains("at least 3 s")),
+        "{found:?}"
+    );
+    let dev = format!("{DEV}  websocket-waf:functionTimeout: 3\n");
+    assert!(check_sources(PROGRAM, Some(&dev), "dev").is_empty());
+    let dev = format!("{DEV}  websocket-waf:fanoutInFlight: 0\n");
+    let found = check_sources(PROGRAM, Some(&dev), "dev");
+    assert!(
+        found.iter().any(|d| d.path
+            == "resources.handler.properties.environment.variables.FANOUT_IN_FLIGHT"
+            && d.message.contains("at least 1")),
+        "{found:?}"
+    );
 }

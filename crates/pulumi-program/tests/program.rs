@@ -60,6 +60,13 @@ fn the_dev_topology_is_what_the_program_declares() {
     assert_eq!(topology.table.name, "websocket-waf-dev-connections");
     assert_eq!(topology.table.hash_key, "connectionId");
     assert_eq!(topology.table.ttl_attribute.as_deref(), Some("expiresAt"));
+    assert_eq!(topology.claims_table.resource, "claims");
+    assert_eq!(topology.claims_table.name, "websocket-waf-dev-claims");
+    assert_eq!(topology.claims_table.hash_key, "claimId");
+    assert_eq!(
+        topology.claims_table.ttl_attribute.as_deref(),
+        Some("expiresAt")
+    );
     assert_eq!(topology.origin_api_key_header, "x-api-key");
 }
 
@@ -70,6 +77,7 @@ fn the_function_environment_resolves_with_local_values() {
     assert_eq!(
         env.keys().collect::<Vec<_>>(),
         vec![
+            "CLAIMS_TABLE",
             "CONNECTIONS_TABLE",
             "FANOUT_IN_FLIGHT",
             "FANOUT_PER_INVOCATION",
@@ -90,6 +98,10 @@ fn the_function_environment_resolves_with_local_values() {
         Template(vec![Part::Text("websocket-waf-dev-connections".into())])
     );
     assert_eq!(
+        env["CLAIMS_TABLE"],
+        Template(vec![Part::Text("websocket-waf-dev-claims".into())])
+    );
+    assert_eq!(
         env["MANAGEMENT_ENDPOINT"],
         Template(vec![
             Part::Text("https://".into()),
@@ -102,7 +114,7 @@ fn the_function_environment_resolves_with_local_values() {
         ])
     );
     let endpoint = env["MANAGEMENT_ENDPOINT"]
-        .resolve(|ty, property| {
+        .resolve(|_, ty, property| {
             (ty == "aws:apigatewayv2/api:Api" && property == "id").then(|| "local123".to_string())
         })
         .expect("resolves");
@@ -110,7 +122,7 @@ fn the_function_environment_resolves_with_local_values() {
         endpoint,
         "https://local123.execute-api.eu-west-1.amazonaws.com/prod"
     );
-    assert!(env["MANAGEMENT_ENDPOINT"].resolve(|_, _| None).is_err());
+    assert!(env["MANAGEMENT_ENDPOINT"].resolve(|_, _, _| None).is_err());
 }
 
 /// The role's DynamoDB actions are the calls the function's code makes, so a
@@ -174,6 +186,7 @@ fn the_topology_says_what_the_local_stack_plays_and_what_it_does_not() {
         .collect();
     for (name, part) in [
         ("connections", LocalPart::DynamoDb),
+        ("claims", LocalPart::DynamoDb),
         ("handler", LocalPart::Lambda),
         ("handlerAsyncConfig", LocalPart::Lambda),
         ("api", LocalPart::ApiLayer),
@@ -200,6 +213,7 @@ fn the_topology_says_what_the_local_stack_plays_and_what_it_does_not() {
         ("aws:cloudwatch/dashboard:Dashboard", "dashboard"),
         ("aws:sns/topic:Topic", "alarmTopic"),
         ("aws:sns/topic:Topic", "edgeAlarmTopic"),
+        ("aws:sqs/queue:Queue", "deadLetters"),
         (
             "aws:cloudwatch/logResourcePolicy:LogResourcePolicy",
             "wafLogsPolicy",
@@ -227,7 +241,7 @@ fn the_topology_says_what_the_local_stack_plays_and_what_it_does_not() {
         )),
         "{summary}"
     );
-    assert!(summary.contains("MetricAlarm ×7"), "{summary}");
+    assert!(summary.contains("MetricAlarm ×11"), "{summary}");
     assert!(summary.contains("Topic ×2"), "{summary}");
     assert!(summary.contains("Dashboard"), "{summary}");
 }

@@ -142,6 +142,11 @@ func Describe(typ, urn, region string, inputs resource.PropertyMap) Created {
 	case "aws:sns/topic:Topic":
 		set("arn", arn("sns", name))
 		id = arn("sns", name)
+	case "aws:sqs/queue:Queue":
+		// Terraform's id for a queue is its URL.
+		set("arn", arn("sqs", name))
+		id = fmt.Sprintf("https://sqs.%s.amazonaws.com/%s/%s", region, Account, name)
+		set("url", id)
 	case "aws:cloudwatch/metricAlarm:MetricAlarm":
 		set("arn", arn("cloudwatch", "alarm:"+name))
 	case "aws:cloudwatch/dashboard:Dashboard":

@@ -120,11 +120,14 @@ fn local_output(
     topology: &Topology,
     endpoints: &Endpoints,
     api_addr: SocketAddr,
-    resource_type: &str,
-    property: &str,
+    (resource, resource_type, property): (&str, &str, &str),
 ) -> Option<String> {
     let region = &topology.region;
-    let table = &topology.table.name;
+    let table = [&topology.table, &topology.claims_table]
+        .into_iter()
+        .find(|t| t.resource == resource)
+        .map(|t| t.name.as_str())
+        .unwrap_or_default();
     Some(match (resource_type, property) {
         ("aws:apigatewayv2/api:Api", "id") => LOCAL_API_ID.to_string(),
         ("aws:apigatewayv2/api:Api", "apiEndpoint") => format!("ws://{api_addr}"),
@@ -133,8 +136,8 @@ fn local_output(
         }
         ("aws:apigatewayv2/stage:Stage", "name" | "id") => endpoints.stage.clone(),
         ("aws:apigatewayv2/stage:Stage", "invokeUrl") => endpoints.api.clone(),
-        ("aws:dynamodb/table:Table", "name" | "id") => table.clone(),
-        ("aws:dynamodb/table:Table", "arn") => {
+        ("aws:dynamodb/table:Table", "name" | "id") if !table.is_empty() => table.to_string(),
+        ("aws:dynamodb/table:Table", "arn") if !table.is_empty() => {
             format!("arn:aws:dynamodb:{region}:{LOCAL_ACCOUNT_ID}:table/{table}")
         }
         ("aws:cloudfront/distribution:Distribution", "domainName") => {
@@ -159,8 +162,13 @@ pub fn function_env(
     let mut env = Vec::new();
     for (name, template) in &topology.function.environment {
         let value = template
-            .resolve(|resource_type, property| {
-                local_output(topology, endpoints, api_addr, resource_type, property)
+            .resolve(|resource, resource_type, property| {
+                local_output(
+                    topology,
+                    endpoints,
+                    api_addr,
+                    (resource, resource_type, property),
+                )
             })
             .with_context(|| format!("the function's environment variable {name}"))?;
         env.push((name.clone(), localize_url(&value, api_addr)));

@@ -171,17 +171,22 @@ pub(super) async fn first_function(
     }
 }
 
-/// The local DynamoDB server with the program's connections table.
+/// The local DynamoDB server with the program's connections and claims tables.
 pub(super) async fn start_dynamodb(topology: &Topology) -> anyhow::Result<LocalDynamoDb> {
     let dynamodb = LocalDynamoDb::start_in_region(&topology.region)
         .await
         .context("starting the local DynamoDB server (dynalite)")?;
-    let table = &topology.table;
-    dynamodb
-        .create_table(&table.name, &table.hash_key)
-        .await
-        .with_context(|| format!("creating the connections table {}", table.name))?;
-    info!(endpoint = dynamodb.endpoint(), table = %table.name, "local DynamoDB ready");
+    for (table, what) in [
+        (&topology.table, "connections"),
+        (&topology.claims_table, "claims"),
+    ] {
+        dynamodb
+            .create_table(&table.name, &table.hash_key)
+            .await
+            .with_context(|| format!("creating the {what} table {}", table.name))?;
+    }
+    info!(endpoint = dynamodb.endpoint(), table = %topology.table.name,
+        claims = %topology.claims_table.name, "local DynamoDB ready");
     Ok(dynamodb)
 }
 

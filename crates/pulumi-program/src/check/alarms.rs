@@ -4,6 +4,7 @@
 //! region the metric lives in, notifies a topic of that same region, and
 //! takes its threshold and period from config.
 
+use protocol::metrics;
 use serde_yaml_ng::{Mapping, Value};
 
 use super::Checker;
@@ -44,6 +45,7 @@ const WAF_ALL_RULES: &[(&str, Dim)] = &[
     ("WebACL", Dim::AclMetricName),
     ("Rule", Dim::Literal("ALL")),
 ];
+const DEAD_LETTER_QUEUE: &[(&str, Dim)] = &[("QueueName", Dim::Ref(super::grants::QUEUE, "name"))];
 const CLOUDFRONT: &[(&str, Dim)] = &[
     ("DistributionId", Dim::Ref(DISTRIBUTION, "id")),
     ("Region", Dim::Literal("Global")),
@@ -67,6 +69,33 @@ const REQUIRED: &[Required] = &[
         metric: "Duration",
         edge: false,
         dimensions: FUNCTION_NAME,
+    },
+    // The function's own count of broadcast recipients it could not reach,
+    // and of broadcasts cut short (crates/protocol/src/metrics.rs).
+    Required {
+        namespace: metrics::NAMESPACE,
+        metric: metrics::RECIPIENTS_NOT_REACHED,
+        edge: false,
+        dimensions: FUNCTION_NAME,
+    },
+    Required {
+        namespace: metrics::NAMESPACE,
+        metric: metrics::BROADCASTS_CUT_SHORT,
+        edge: false,
+        dimensions: FUNCTION_NAME,
+    },
+    // Continuation events Lambda dropped, or gave up on.
+    Required {
+        namespace: "AWS/Lambda",
+        metric: "AsyncEventsDropped",
+        edge: false,
+        dimensions: FUNCTION_NAME,
+    },
+    Required {
+        namespace: "AWS/SQS",
+        metric: "ApproximateNumberOfMessagesVisible",
+        edge: false,
+        dimensions: DEAD_LETTER_QUEUE,
     },
     Required {
         namespace: "AWS/ApiGateway",

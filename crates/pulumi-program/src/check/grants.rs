@@ -24,11 +24,18 @@ const LOG_ACTIONS: &[&str] = &["logs:CreateLogStream", "logs:PutLogEvents"];
 /// A broadcast's continuation invokes the function itself, asynchronously
 /// (`functions/websocket-handler/src/relay.rs`): on the function's own ARN only.
 pub const FUNCTION_SELF_ACTIONS: &[&str] = &["lambda:InvokeFunction"];
+/// Each continuation is claimed with a conditional PutItem on the claims
+/// table (`functions/websocket-handler/src/claims.rs`).
+pub const CLAIMS_ACTIONS: &[&str] = &["dynamodb:PutItem"];
+/// Lambda sends an asynchronous event it gives up on to the on-failure
+/// destination with the function's role.
+pub const DEAD_LETTER_ACTIONS: &[&str] = &["sqs:SendMessage"];
 const ROLE: &str = "aws:iam/role:Role";
 const ROLE_POLICY: &str = "aws:iam/rolePolicy:RolePolicy";
 const LOG_GROUP: &str = "aws:cloudwatch/logGroup:LogGroup";
 const LOG_POLICY: &str = "aws:cloudwatch/logResourcePolicy:LogResourcePolicy";
 const WAF_LOGGING: &str = "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration";
+pub(crate) const QUEUE: &str = "aws:sqs/queue:Queue";
 /// Types whose name AWS keeps unique: replaced under a fixed name, the new
 /// one could not be created while the old one exists.
 const UNIQUELY_NAMED: &[&str] = &[TABLE, FUNCTION, LOG_GROUP, ROLE, WEB_ACL];
@@ -117,19 +124,34 @@ impl Checker<'_> {
             ),
         }
         let variables = prop(function, "environment").and_then(|e| e.get("variables"));
-        if let Some(t) = resources.iter().find(|t| {
-            t.token == TABLE
-                && topology::refers_to(
-                    variables.and_then(|v| v.get("CONNECTIONS_TABLE")),
-                    t.name,
-                    "name",
-                )
+        for (variable, actions) in [
+            ("CONNECTIONS_TABLE", FUNCTION_DYNAMODB_ACTIONS),
+            ("CLAIMS_TABLE", CLAIMS_ACTIONS),
+        ] {
+            if let Some(t) = resources.iter().find(|t| {
+                t.token == TABLE
+                    && topology::refers_to(variables.and_then(|v| v.get(variable)), t.name, "name")
+            }) {
+                expect(&mut expected, actions, format!("${{{}.arn}}", t.name));
+            }
+        }
+        for config in resources.iter().filter(|c| {
+            c.token == topology::EVENT_INVOKE_CONFIG
+                && topology::refers_to(prop(c, "functionName"), function.name, "name")
         }) {
-            expect(
-                &mut expected,
-                FUNCTION_DYNAMODB_ACTIONS,
-                format!("${{{}.arn}}", t.name),
-            );
+            let destination = prop(config, "destinationConfig")
+                .and_then(|d| d.get("onFailure"))
+                .and_then(|f| f.get("destination"));
+            if let Some(queue) = resources
+                .iter()
+                .find(|q| q.token == QUEUE && topology::refers_to(destination, q.name, "arn"))
+            {
+                expect(
+                    &mut expected,
+                    DEAD_LETTER_ACTIONS,
+                    format!("${{{}.arn}}", queue.name),
+                );
+            }
         }
         expect(
             &mut expected,

@@ -162,6 +162,20 @@ impl Checker<'_> {
                     "must be the connections table's ${table.name}",
                 );
             }
+            let claims_ok = tables.iter().any(|t| {
+                let of = |variable: &str| {
+                    topology::refers_to(variables.and_then(|v| v.get(variable)), t.name, "name")
+                };
+                of("CLAIMS_TABLE") && !of("CONNECTIONS_TABLE")
+            });
+            if !claims_ok {
+                self.report(
+                    format!("{at}.CLAIMS_TABLE"),
+                    "must be ${<table>.name} of a table of its own, not the connections table: \
+                     every broadcast's Scan reads the connections table",
+                );
+            }
+            self.dead_letters(scope, function);
             let endpoint_ok = variables
                 .and_then(|v| v.get("MANAGEMENT_ENDPOINT"))
                 .and_then(Value::as_str)
@@ -175,6 +189,43 @@ impl Checker<'_> {
                     ),
                 );
             }
+        }
+    }
+
+    /// The function's asynchronous events (a broadcast's continuations) that
+    /// Lambda gives up on go to a queue of this program: never dropped
+    /// without a trace.
+    fn dead_letters(&mut self, scope: &Scope<'_>, function: &Resource<'_>) {
+        let configs: Vec<&Resource<'_>> = scope
+            .of(topology::EVENT_INVOKE_CONFIG)
+            .into_iter()
+            .filter(|c| topology::refers_to(prop(c, "functionName"), function.name, "name"))
+            .collect();
+        let Some(config) = configs.first() else {
+            self.report(
+                "resources",
+                format!(
+                    "no {} for the function: its continuation events need no retries and an on-failure destination",
+                    topology::EVENT_INVOKE_CONFIG
+                ),
+            );
+            return;
+        };
+        let destination = prop(config, "destinationConfig")
+            .and_then(|d| d.get("onFailure"))
+            .and_then(|f| f.get("destination"));
+        let queued = scope
+            .of(super::grants::QUEUE)
+            .iter()
+            .any(|q| topology::refers_to(destination, q.name, "arn"));
+        if !queued {
+            self.report(
+                format!(
+                    "resources.{}.properties.destinationConfig.onFailure.destination",
+                    config.name
+                ),
+                "must be ${<queue>.arn} of an aws:sqs/queue:Queue of this program: a continuation Lambda gives up on is kept there",
+            );
         }
     }
 

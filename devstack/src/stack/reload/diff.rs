@@ -225,7 +225,7 @@ fn restart_changes(old: &Topology, new: &Topology, push: &mut impl FnMut(Setting
             format!("region {} → {}", old.region, new.region),
         );
     }
-    if old.table != new.table {
+    if old.table != new.table || old.claims_table != new.claims_table {
         let describe = |t: &pulumi_program::TableSpec| {
             format!(
                 "{} (hash key {}, TTL {})",
@@ -236,7 +236,13 @@ fn restart_changes(old: &Topology, new: &Topology, push: &mut impl FnMut(Setting
         };
         push(
             Setting::Table,
-            format!("table {} → {}", describe(&old.table), describe(&new.table)),
+            format!(
+                "tables {}, {} → {}, {}",
+                describe(&old.table),
+                describe(&old.claims_table),
+                describe(&new.table),
+                describe(&new.claims_table)
+            ),
         );
     }
     if old.function.name != new.function.name {

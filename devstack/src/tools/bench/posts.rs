@@ -85,6 +85,9 @@ pub struct PostsFigures {
 }
 
 const TABLE: &str = "bench-connections";
+/// The claims table the function needs to start (one invocation posts the
+/// whole broadcast here, so nothing is claimed).
+const CLAIMS: &str = "bench-claims";
 const STAGE: &str = "bench";
 const STEP: Duration = Duration::from_secs(120);
 
@@ -241,6 +244,7 @@ async fn run(
         ("AWS_LAMBDA_LOG_LEVEL", "WARN".into()),
         ("AWS_LAMBDA_LOG_FORMAT", "JSON".into()),
         ("CONNECTIONS_TABLE", TABLE.into()),
+        ("CLAIMS_TABLE", CLAIMS.into()),
         ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb.to_string()),
         ("MANAGEMENT_ENDPOINT", standin.endpoint().to_string()),
         ("FANOUT_IN_FLIGHT", in_flight.to_string()),
@@ -279,6 +283,9 @@ pub async fn measure(function: &Path, args: &PostsArgs) -> anyhow::Result<PostsF
     db.create_table(TABLE, "connectionId")
         .await
         .context("creating the bench table")?;
+    db.create_table(CLAIMS, "claimId")
+        .await
+        .context("creating the bench's claims table")?;
     eprintln!("bench: posts, filling the registry with {n} connections");
     let table_bytes = tokio::time::timeout(STEP * 5, fill(&db, n))
         .await

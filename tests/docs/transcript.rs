@@ -2,9 +2,10 @@
 //! and compared with the page once masked what differs from run to run: the
 //! timings, the progress lines (`@ updating....`), whether each toolchain
 //! binary was built or reused (and with which Go), whether a function zip was
-//! built, and the order of the steps the engine runs in parallel (each `==>`
-//! section is compared as a set of lines). The double's ids and ARNs are
-//! derived from each resource's URN, so they are compared as they are.
+//! built, a wait for another rehearsal, and the order of the steps the engine
+//! runs in parallel (each `==>` section is compared as a set of lines). The
+//! double's ids and ARNs are derived from each resource's URN, so they are
+//! compared as they are.
 
 use std::fs::{self, File};
 use std::process::{Command, Stdio};
@@ -125,6 +126,7 @@ fn mask(line: &str) -> Option<String> {
         "rehearsal: building ",
         "rehearsal: built ",
         "rehearsal: reusing ",
+        "rehearsal: waiting for another rehearsal",
         "@ ",
     ];
     if line.is_empty()

@@ -6,6 +6,8 @@
 //! the banner's `program` line (docs/local-stack.md) and the rehearsal's
 //! transcript (docs/rehearsal.md) from a fresh run.
 
+#[path = "docs/benchmarks.rs"]
+mod benchmarks;
 #[path = "docs/deploy.rs"]
 mod deploy;
 #[path = "docs/markdown.rs"]

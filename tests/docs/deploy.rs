@@ -185,3 +185,70 @@ fn deploy_md_names_every_stack_output() {
     }
     drift.check("name every output of Pulumi.yaml's `outputs:` in the `Stack outputs:` paragraph of docs/deploy.md");
 }
+
+#[test]
+fn deploy_md_alarm_table_is_the_programs_alarms() {
+    let doc = Doc::read("docs/deploy.md");
+    let program = yaml("Pulumi.yaml");
+    let prefix = "${pulumi.project}-${pulumi.stack}-";
+    let alarms: Vec<(String, String)> = program["resources"]
+        .as_mapping()
+        .expect("Pulumi.yaml has resources")
+        .values()
+        .filter(|r| r["type"].as_str() == Some("aws:cloudwatch/metricAlarm:MetricAlarm"))
+        .map(|r| {
+            let name = r["properties"]["name"].as_str().unwrap_or_default();
+            let region = r["properties"].get("region").map(scalar);
+            (
+                name.trim_start_matches(prefix).to_string(),
+                region.unwrap_or_else(|| "stack".into()),
+            )
+        })
+        .collect();
+    let rows = doc
+        .table_after("## Alarms and dashboard")
+        .expect("docs/deploy.md has a table under `## Alarms and dashboard`");
+    let mut drift = Drift::default();
+    let mut seen = BTreeSet::new();
+    for row in rows {
+        let name = row
+            .cells
+            .first()
+            .and_then(|c| code_spans(c).first().copied());
+        let Some(name) = name else {
+            drift.at(
+                &doc,
+                row.line,
+                "a row needs the alarm's name in its first column",
+            );
+            continue;
+        };
+        seen.insert(name.to_string());
+        match alarms.iter().find(|(n, _)| n == name) {
+            None => drift.at(
+                &doc,
+                row.line,
+                format!("no alarm of Pulumi.yaml is named `<project>-<stack>-{name}`"),
+            ),
+            Some((_, region)) => {
+                let quoted = row.cells.get(1).map(|c| c.trim_matches('`'));
+                if quoted != Some(region.as_str()) {
+                    drift.at(
+                        &doc,
+                        row.line,
+                        format!("`{name}` is in region `{region}` (the second column)"),
+                    );
+                }
+            }
+        }
+    }
+    for (name, _) in &alarms {
+        if !seen.contains(name) {
+            drift.page(
+                &doc,
+                format!("the alarm `<project>-<stack>-{name}` has no row under `## Alarms and dashboard`"),
+            );
+        }
+    }
+    drift.check("give each MetricAlarm of Pulumi.yaml one row (name without the `<project>-<stack>-` prefix, region, metric, dimensions, threshold) under `## Alarms and dashboard` in docs/deploy.md");
+}

@@ -87,14 +87,14 @@ pub fn write_to_page(doc: &Doc, transcript: &str) -> anyhow::Result<()> {
     fs::write(&path, lines.join("\n") + "\n").with_context(|| format!("writing {}", path.display()))
 }
 
-/// One `==>` section of a transcript: its masked lines, sorted.
+/// One `==>` section of a transcript: its masked lines, sorted, each once.
 #[derive(Debug, PartialEq)]
 pub struct Section {
     pub title: String,
     pub lines: Vec<String>,
 }
 
-/// The transcript as compared: sections in order, each a sorted set of masked lines.
+/// The transcript as compared: sections in order, each a set of masked lines.
 pub fn masked(transcript: &str) -> Vec<Section> {
     let mut sections = vec![Section {
         title: String::new(),
@@ -113,7 +113,10 @@ pub fn masked(transcript: &str) -> Vec<Section> {
         }
     }
     for section in &mut sections {
+        // A set: how often the engine reprints a line (the stack's own row)
+        // depends on timing.
         section.lines.sort();
+        section.lines.dedup();
     }
     sections
 }

@@ -76,9 +76,10 @@ impl ClientFrame {
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ServerFrame {
     /// A message another connection sent with `sendmessage`. `id` is API
-    /// Gateway's id of that `sendmessage` (`requestContext.messageId`): a
-    /// post the function retried (after a timeout the management API had in
-    /// fact served) arrives twice with the same id, and the copy can be dropped.
+    /// Gateway's id of that `sendmessage` (`requestContext.messageId`), the
+    /// same for every recipient: a client may drop a `message` whose id it
+    /// has seen (a post is tried again only when nothing was delivered: a
+    /// refused connection or a 429, never after no answer).
     Message {
         id: String,
         from: String,

@@ -20,7 +20,8 @@ use crate::{Part, Template};
 /// PutItem on `$connect`, DeleteItem on `$disconnect` and for a gone peer, Scan to broadcast.
 pub const FUNCTION_DYNAMODB_ACTIONS: &[&str] =
     &["dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Scan"];
-const LOG_ACTIONS: &[&str] = &["logs:CreateLogStream", "logs:PutLogEvents"];
+/// The function's logs, on its own log group's streams (and WAF's, on its group).
+pub const LOG_ACTIONS: &[&str] = &["logs:CreateLogStream", "logs:PutLogEvents"];
 /// A broadcast's continuation invokes the function itself, asynchronously
 /// (`functions/websocket-handler/src/relay.rs`): on the function's own ARN only.
 pub const FUNCTION_SELF_ACTIONS: &[&str] = &["lambda:InvokeFunction"];
@@ -30,6 +31,18 @@ pub const CLAIMS_ACTIONS: &[&str] = &["dynamodb:PutItem"];
 /// Lambda sends an asynchronous event it gives up on to the on-failure
 /// destination with the function's role.
 pub const DEAD_LETTER_ACTIONS: &[&str] = &["sqs:SendMessage"];
+/// PostToConnection, on `POST @connections` of this API's stage only.
+pub const MANAGEMENT_ACTIONS: &[&str] = &["execute-api:ManageConnections"];
+/// Every action the function's role is granted, and nothing else: what
+/// docs/offline-check.md and docs/deploy.md list (tests/docs.rs compares).
+pub const ROLE_ACTIONS: &[&[&str]] = &[
+    LOG_ACTIONS,
+    FUNCTION_DYNAMODB_ACTIONS,
+    FUNCTION_SELF_ACTIONS,
+    CLAIMS_ACTIONS,
+    DEAD_LETTER_ACTIONS,
+    MANAGEMENT_ACTIONS,
+];
 const ROLE: &str = "aws:iam/role:Role";
 const ROLE_POLICY: &str = "aws:iam/rolePolicy:RolePolicy";
 const LOG_GROUP: &str = "aws:cloudwatch/logGroup:LogGroup";
@@ -163,7 +176,7 @@ impl Checker<'_> {
             let name = name.as_ref().and_then(Value::as_str).unwrap_or("<stage>");
             expect(
                 &mut expected,
-                &["execute-api:ManageConnections"],
+                MANAGEMENT_ACTIONS,
                 format!("${{{}.executionArn}}/{name}/POST/@connections/*", api.name),
             );
         }

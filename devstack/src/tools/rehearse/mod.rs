@@ -37,6 +37,9 @@ pub fn run(args: RehearseArgs) -> anyhow::Result<()> {
     let toolchain = Toolchain::ensure(&root)?;
 
     let work = root.join("target/pulumi/rehearsal");
+    // One rehearsal at a time: each starts by clearing `work`, which would
+    // pull the state from under another (a test and a user's run, say).
+    let _turn = take_turn(&root.join("target/pulumi/rehearsal.lock"))?;
     if work.exists() {
         fs::remove_dir_all(&work).with_context(|| format!("clearing {}", work.display()))?;
     }
@@ -87,6 +90,63 @@ pub fn run(args: RehearseArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Holds `lock` exclusively until dropped, saying so if another rehearsal
+/// has it first.
+fn take_turn(lock: &std::path::Path) -> anyhow::Result<fs::File> {
+    let file = fs::File::create(lock).with_context(|| format!("creating {}", lock.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            eprintln!(
+                "rehearsal: waiting for another rehearsal to finish ({})",
+                lock.display()
+            );
+            file.lock()
+                .with_context(|| format!("locking {}", lock.display()))?;
+        }
+        Err(fs::TryLockError::Error(err)) => {
+            return Err(err).with_context(|| format!("locking {}", lock.display()));
+        }
+    }
+    Ok(file)
+}
+
 fn step(what: &str) {
     eprintln!("\n==> {what}");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_second_rehearsal_waits_for_the_first() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let lock = dir.path().join("rehearsal.lock");
+        let first = take_turn(&lock).expect("the first turn");
+        let (took, taken) = mpsc::channel();
+        let second = std::thread::spawn({
+            let lock = lock.clone();
+            move || {
+                let turn = take_turn(&lock);
+                let _ = took.send(());
+                turn.map(drop)
+            }
+        });
+        assert!(
+            taken.recv_timeout(Duration::from_millis(300)).is_err(),
+            "the second rehearsal ran while the first held the lock"
+        );
+        drop(first);
+        taken
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the second rehearsal goes once the first is done");
+        second
+            .join()
+            .expect("the second thread")
+            .expect("the second turn");
+    }
 }

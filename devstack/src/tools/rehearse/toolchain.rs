@@ -19,8 +19,67 @@ pub const YAML_VERSION: &str = "1.25.0";
 /// The pulumi-aws version the double plays (the program's `options.version`).
 pub const AWS_VERSION: &str = "7.51.1";
 
-/// The oldest Go that builds the pinned CLI (pkg/v3's go.mod says go 1.26.6).
-const GO_MINIMUM: (u32, u32) = (1, 26);
+/// The Go modules the toolchain builds, as compiled in: each one's `go` line
+/// is the oldest Go that builds it, and with `GOTOOLCHAIN=local` an older Go
+/// refuses it inside `go build` ("go.mod requires go >= …").
+const GO_MODS: [(&str, &str); 2] = [
+    (
+        "devstack/rehearsal/go.mod",
+        include_str!("../../../rehearsal/go.mod"),
+    ),
+    (
+        "devstack/rehearsal/yaml-host/go.mod",
+        include_str!("../../../rehearsal/yaml-host/go.mod"),
+    ),
+];
+
+/// A Go release, `1.26.6` (`1.26` is `1.26.0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GoVersion(pub [u32; 3]);
+
+impl GoVersion {
+    /// `1.26.6`, `1.26`, or the `go1.26.8` of `go version` (a pre-release
+    /// such as `1.27rc1` counts as its release, `1.27.0`). None if it is not
+    /// a version.
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.strip_prefix("go").unwrap_or(text);
+        let mut parts = [0; 3];
+        for (i, part) in text.split('.').enumerate() {
+            let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
+            *parts.get_mut(i)? = digits.parse().ok()?;
+            if digits.len() != part.len() {
+                break; // "27rc1": the rest is a pre-release tag
+            }
+        }
+        Some(Self(parts))
+    }
+}
+
+impl std::fmt::Display for GoVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [major, minor, patch] = self.0;
+        write!(f, "{major}.{minor}.{patch}")
+    }
+}
+
+/// The `go` directive of a go.mod file.
+fn go_directive(go_mod: &str) -> Option<GoVersion> {
+    go_mod
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("go "))
+        .and_then(|v| GoVersion::parse(v.trim()))
+}
+
+/// The oldest Go that builds the whole toolchain: the highest `go` line of
+/// its go.mod files (the CLI's: pkg/v3 v3.274.1 needs go 1.26.6). The docs
+/// quote it; `tests/docs.rs` checks that they do.
+pub fn go_minimum() -> GoVersion {
+    GO_MODS
+        .iter()
+        .filter_map(|(_, text)| go_directive(text))
+        .max()
+        .unwrap_or(GoVersion([1, 0, 0]))
+}
 
 /// Where the built binaries are, and the files the double reads.
 #[derive(Debug, Clone)]
@@ -125,9 +184,8 @@ fn go_version() -> anyhow::Result<String> {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => bail!(
             "Go is not installed (no `go` on PATH): the rehearsal and the pulumi_cli tests build \
              the real Pulumi CLI {PULUMI_VERSION} and YAML host {YAML_VERSION} from source and need \
-             Go {}.{} or newer (https://go.dev/doc/install)",
-            GO_MINIMUM.0,
-            GO_MINIMUM.1
+             Go {} or newer (https://go.dev/doc/install)",
+            go_minimum()
         ),
         Err(err) => return Err(err).context("running `go version`"),
     };
@@ -138,19 +196,24 @@ fn go_version() -> anyhow::Result<String> {
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
+    check_go_version(&text)?;
+    Ok(text)
+}
+
+/// Refuses a `go version` line older than [`go_minimum`], naming both.
+fn check_go_version(go_version: &str) -> anyhow::Result<()> {
+    let minimum = go_minimum();
     // "go version go1.26.8 linux/amd64"
-    let numbers: Vec<u32> = text
+    match go_version
         .split_whitespace()
         .nth(2)
-        .and_then(|v| v.strip_prefix("go"))
-        .map(|v| v.split('.').filter_map(|n| n.parse().ok()).collect())
-        .unwrap_or_default();
-    match numbers.as_slice() {
-        [major, minor, ..] if (*major, *minor) >= GO_MINIMUM => Ok(text),
+        .and_then(GoVersion::parse)
+    {
+        Some(found) if found >= minimum => Ok(()),
         _ => bail!(
-            "Go {}.{} or newer is needed to build the Pulumi CLI {PULUMI_VERSION}; `go version` says: {text}",
-            GO_MINIMUM.0,
-            GO_MINIMUM.1
+            "Go {minimum} or newer is needed to build the Pulumi CLI {PULUMI_VERSION} (the `go` line of \
+             devstack/rehearsal/go.mod; builds run with GOTOOLCHAIN=local, so no newer Go is \
+             downloaded); `go version` says: {go_version}. Install a newer Go: https://go.dev/doc/install"
         ),
     }
 }
@@ -265,5 +328,57 @@ mod tests {
             let line = format!("{module} v{version}");
             assert!(text.contains(&line), "{file} lacks `{line}`");
         }
+    }
+
+    #[test]
+    fn the_minimum_go_is_the_highest_go_line_of_the_modules() {
+        let root = repo_root();
+        let on_disk: Vec<GoVersion> = GO_MODS
+            .iter()
+            .map(|(path, _)| {
+                let text = fs::read_to_string(root.join(path)).expect("go.mod is readable");
+                go_directive(&text).unwrap_or_else(|| panic!("{path} has no `go` line"))
+            })
+            .collect();
+        assert_eq!(Some(go_minimum()), on_disk.into_iter().max());
+        // pkg/v3 v3.274.1 needs 1.26.6: a minor-version check let 1.26.0–1.26.5 through.
+        assert!(go_minimum() >= GoVersion([1, 26, 6]), "{}", go_minimum());
+    }
+
+    #[test]
+    fn an_older_patch_release_is_refused_naming_the_minimum() {
+        let [major, minor, patch] = go_minimum().0;
+        let older = if patch > 0 {
+            format!("go{major}.{minor}.{}", patch - 1)
+        } else {
+            format!("go{major}.{}", minor - 1)
+        };
+        let err = check_go_version(&format!("go version {older} linux/amd64"))
+            .expect_err("an older Go is refused")
+            .to_string();
+        assert!(
+            err.contains(&format!("Go {} or newer", go_minimum())),
+            "{err}"
+        );
+        assert!(err.contains(&older), "{err}");
+        for newer in [
+            format!("go{major}.{minor}.{patch}"),
+            format!("go{major}.{minor}.{}", patch + 1),
+            format!("go{major}.{}rc1", minor + 1),
+        ] {
+            check_go_version(&format!("go version {newer} linux/amd64"))
+                .unwrap_or_else(|e| panic!("{newer} is refused: {e}"));
+        }
+        assert!(check_go_version("go version devel linux/amd64").is_err());
+    }
+
+    #[test]
+    fn go_versions_parse() {
+        assert_eq!(GoVersion::parse("1.26.6"), Some(GoVersion([1, 26, 6])));
+        assert_eq!(GoVersion::parse("go1.26"), Some(GoVersion([1, 26, 0])));
+        assert_eq!(GoVersion::parse("go1.27rc1"), Some(GoVersion([1, 27, 0])));
+        assert_eq!(GoVersion::parse("devel"), None);
+        assert_eq!(GoVersion::parse("1.2.3.4"), None);
+        assert_eq!(GoVersion([1, 26, 6]).to_string(), "1.26.6");
     }
 }

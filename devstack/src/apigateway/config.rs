@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::account::AccountLimits;
 use super::throttle::Throttle;
 
 /// Frames queued for one connection before it counts as not reading. A
@@ -11,6 +12,11 @@ use super::throttle::Throttle;
 /// busy cores, and at 256 a reading client was closed and its record
 /// removed. The send deadline is what catches a client that reads nothing.
 const OUTBOUND_QUEUE: usize = 4096;
+/// Sockets the API layer's listener holds beside its WebSocket connections
+/// (`--max-connections`): the management API's callers (16 function
+/// processes keep up to 50 pooled connections each) and handshakes not yet
+/// upgraded. Over it a socket gets 429 at once.
+pub const REQUEST_CONNECTIONS: usize = 4_096;
 /// How long one frame may take to reach the client's socket.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -27,6 +33,11 @@ pub struct Limits {
     /// How long writing one frame to the client may take; a client that reads
     /// nothing for that long is closed.
     pub send_timeout: Duration,
+    /// Open WebSocket connections at most (`--max-connections`); a handshake
+    /// over it gets 429. Management API requests do not count against it.
+    pub max_websockets: usize,
+    /// The account's request and new-connection rates.
+    pub account: AccountLimits,
 }
 
 impl Default for Limits {
@@ -39,6 +50,8 @@ impl Default for Limits {
             max_connection_life: MAX_CONNECTION_LIFE,
             outbound_queue: OUTBOUND_QUEUE,
             send_timeout: SEND_TIMEOUT,
+            max_websockets: crate::listener::MAX_CONNECTIONS,
+            account: AccountLimits::default(),
         }
     }
 }

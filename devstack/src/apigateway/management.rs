@@ -14,7 +14,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::websocket;
 use super::{ConnectionHandle, Outbound, Shared, new_id};
@@ -49,6 +49,25 @@ pub(super) fn gone() -> Response {
 pub(super) fn wrong_stage(shared: &Shared, stage: &str) -> Option<Response> {
     (stage != shared.config.stage)
         .then(|| management_error(StatusCode::FORBIDDEN, "ForbiddenException", "Forbidden"))
+}
+
+/// Middleware on the management routes: each request, once its signature
+/// is checked, counts against the account's request rate; over it, 429
+/// `LimitExceededException` as aws-sdk-apigatewaymanagement models it.
+pub(super) async fn account_quota(
+    State(shared): State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Err(over) = shared.account.request() {
+        info!(path = request.uri().path(), %over, "management API request refused with 429");
+        return management_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "LimitExceededException",
+            &format!("Too Many Requests: {over}"),
+        );
+    }
+    next.run(request).await
 }
 
 /// `POST /{stage}/@connections/{id}`: sends the raw body to the client.

@@ -262,8 +262,15 @@ pub(super) async fn route_message(
         let _ = outbound.send(gateway_frame("Forbidden")).await;
         return;
     };
-    if !shared.admit(&route) {
-        log(&route, "throttled");
+    let throttled = if !shared.admit(&route) {
+        Some("throttled")
+    } else if shared.account.request().is_err() {
+        Some("throttled: account request rate reached (--account-rate-limit)")
+    } else {
+        None
+    };
+    if let Some(outcome) = throttled {
+        log(&route, outcome);
         shared.events.publish(StackEvent::Throttled {
             connection_id: info.id.clone(),
             route: route.clone(),

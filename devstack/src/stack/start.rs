@@ -47,6 +47,12 @@ pub(super) fn check_limits(options: &UpOptions) -> anyhow::Result<()> {
     if options.max_connections == 0 {
         bail!("--max-connections must be at least 1");
     }
+    if options.account_rate_limit == 0 {
+        bail!("--account-rate-limit must be at least 1 (requests per second)");
+    }
+    if options.account_connect_limit == 0 {
+        bail!("--account-connect-limit must be at least 1 (new connections per second)");
+    }
     Ok(())
 }
 
@@ -67,7 +73,10 @@ impl Listeners {
         warn_if_exposed(edge.1, api.1);
         console::check_loopback(options.console_addr)?;
         let console = bind(options.console_addr, "console").await?;
-        let lambda = bind(SocketAddr::new(api.1.ip(), 0), "Lambda Invoke API").await?;
+        // Only the function processes call it: it stays on loopback even
+        // when the API layer does not.
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let lambda = bind(loopback, "Lambda Invoke API").await?;
         Ok(Listeners {
             api,
             edge,
@@ -209,6 +218,7 @@ pub(super) fn lambda_api_of(
     let async_invoke = topology.function.async_invoke;
     LambdaApi::new(
         &topology.function.name,
+        &topology.region,
         pool.clone() as Arc<dyn Invoke>,
         AsyncDelivery {
             max_retries: async_invoke.maximum_retry_attempts,

@@ -96,6 +96,7 @@ async fn events_have_api_gateways_shape() {
 async fn route_selection_follows_the_expression() {
     let gateway = Gateway::new(
         config(),
+        REGION,
         Arc::new(FakeFunction {
             events: mpsc::unbounded_channel().0,
             respond: Box::new(ok),
@@ -124,6 +125,7 @@ async fn route_selection_follows_the_expression() {
     nested.routes.retain(|r| r.key != "$default");
     let gateway = Gateway::new(
         nested,
+        REGION,
         Arc::new(FakeFunction {
             events: mpsc::unbounded_channel().0,
             respond: Box::new(ok),

@@ -38,6 +38,8 @@ pub struct StackConfig {
     max_concurrency: Option<usize>,
     env: BTreeMap<String, String>,
     async_deliveries: Option<usize>,
+    /// `--max-connections`, when set.
+    max_connections: Option<usize>,
     /// `--account-rate-limit` and `--account-connect-limit`, when set.
     account_rate_limit: Option<u32>,
     account_connect_limit: Option<u32>,
@@ -117,6 +119,13 @@ impl StackConfig {
     /// queue may (`devstack up --async-deliveries 2`).
     pub fn duplicate_async_events(mut self) -> Self {
         self.async_deliveries = Some(2);
+        self
+    }
+
+    /// Open WebSocket connections the edge and the API layer hold at most
+    /// (`--max-connections`).
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = Some(connections);
         self
     }
 
@@ -423,6 +432,9 @@ impl Stack {
             command
                 .arg("--async-deliveries")
                 .arg(deliveries.to_string());
+        }
+        if let Some(connections) = config.max_connections {
+            command.arg("--max-connections").arg(connections.to_string());
         }
         if let Some(rate) = config.account_rate_limit {
             command.arg("--account-rate-limit").arg(rate.to_string());

@@ -17,6 +17,10 @@ const OUTBOUND_QUEUE: usize = 4096;
 /// processes keep up to 50 pooled connections each) and handshakes not yet
 /// upgraded. Over it a socket gets 429 at once.
 pub const REQUEST_CONNECTIONS: usize = 4_096;
+/// Bytes of management API posts queued for one connection before it
+/// counts as not reading: 512 frames of 32 KB. With only the frame count,
+/// one slow reader of large frames could hold 4,096 × 128 KB = 512 MB.
+const OUTBOUND_QUEUE_BYTES: usize = 16 * 1024 * 1024;
 /// How long one frame may take to reach the client's socket.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -30,6 +34,9 @@ pub struct Limits {
     /// Frames queued for one connection (management API posts, error
     /// frames); a post that finds the queue full closes the connection.
     pub outbound_queue: usize,
+    /// Bytes of posts queued for one connection; a post over it closes the
+    /// connection as the full queue does.
+    pub outbound_queue_bytes: usize,
     /// How long writing one frame to the client may take; a client that reads
     /// nothing for that long is closed.
     pub send_timeout: Duration,
@@ -49,6 +56,7 @@ impl Default for Limits {
             idle_timeout: IDLE_TIMEOUT,
             max_connection_life: MAX_CONNECTION_LIFE,
             outbound_queue: OUTBOUND_QUEUE,
+            outbound_queue_bytes: OUTBOUND_QUEUE_BYTES,
             send_timeout: SEND_TIMEOUT,
             max_websockets: crate::listener::MAX_CONNECTIONS,
             account: AccountLimits::default(),

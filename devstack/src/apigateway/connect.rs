@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, AtomicUsize};
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
@@ -170,6 +170,7 @@ fn connection_info(headers: &HeaderMap, peer: SocketAddr) -> Arc<ConnectionInfo>
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
         last_active_ms: AtomicI64::new(Utc::now().timestamp_millis()),
+        queued_bytes: AtomicUsize::new(0),
     })
 }
 

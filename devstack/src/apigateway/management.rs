@@ -93,21 +93,33 @@ pub(super) async fn post_to_connection(
         Ok(text) => Message::text(text),
         Err(_) => Message::binary(body),
     };
-    // Never waits: a full queue means the client stopped reading, and a
-    // poster (the function, broadcasting) must not wait on one client.
-    match connection.outbound.try_send(Outbound::Frame(message)) {
-        Ok(()) => with_request_id(Response::new(Body::empty())),
-        Err(TrySendError::Full(_)) => {
-            warn!(
-                connection_id = %connection_id,
-                queued = shared.config.limits.outbound_queue,
-                "outbound queue full: closing a connection that does not read (1008)"
-            );
-            connection.not_reading.cancel();
-            gone()
+    // Never waits: a full queue (in frames or bytes) means the client
+    // stopped reading, and a poster (the function, broadcasting) must not
+    // wait on one client.
+    let limits = &shared.config.limits;
+    let size = body.len();
+    let queued = &connection.info.queued_bytes;
+    let bytes = queued.fetch_add(size, Ordering::Relaxed) + size;
+    let full = if bytes > limits.outbound_queue_bytes {
+        true
+    } else {
+        match connection.outbound.try_send(Outbound::Post(message)) {
+            Ok(()) => return with_request_id(Response::new(Body::empty())),
+            Err(TrySendError::Full(_)) => true,
+            Err(TrySendError::Closed(_)) => false,
         }
-        Err(TrySendError::Closed(_)) => gone(),
+    };
+    queued.fetch_sub(size, Ordering::Relaxed);
+    if full {
+        warn!(
+            connection_id = %connection_id,
+            queued_frames = limits.outbound_queue,
+            queued_bytes_limit = limits.outbound_queue_bytes,
+            "outbound queue full: closing a connection that does not read (1008)"
+        );
+        connection.not_reading.cancel();
     }
+    gone()
 }
 
 /// `GET /{stage}/@connections/{id}`: the connection's info.

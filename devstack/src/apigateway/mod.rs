@@ -38,7 +38,7 @@ pub mod websocket;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, AtomicUsize};
 
 use parking_lot::Mutex;
 use std::time::Duration;
@@ -125,10 +125,15 @@ struct ConnectionInfo {
     user_agent: Option<String>,
     /// Milliseconds since the epoch of the last frame from the client.
     last_active_ms: AtomicI64,
+    /// Bytes of management API posts queued and not yet written.
+    queued_bytes: AtomicUsize,
 }
 
 enum Outbound {
+    /// A frame of the API layer's own (an error frame).
     Frame(Message),
+    /// A management API post, counted in [`ConnectionInfo::queued_bytes`].
+    Post(Message),
     Close(CloseFrame),
 }
 

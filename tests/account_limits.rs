@@ -105,9 +105,15 @@ async fn at_the_websocket_cap_a_broadcast_still_reaches_everyone() -> anyhow::Re
                 .context("a handshake over the cap")?;
             ensure!(status == 429, "refused with {status}, expected 429");
             let data = json!({"text": "at the cap"});
-            clients[0].send(&ClientFrame::send_message(data.clone())).await?;
+            clients[0]
+                .send(&ClientFrame::send_message(data.clone()))
+                .await?;
             for (n, client) in clients.iter_mut().enumerate().skip(1) {
-                match client.recv_server().await.with_context(|| format!("client {n}"))? {
+                match client
+                    .recv_server()
+                    .await
+                    .with_context(|| format!("client {n}"))?
+                {
                     ServerFrame::Message { data: got, .. } => ensure!(got == data),
                     other => bail!("client {n}: expected the message, got {other:?}"),
                 }

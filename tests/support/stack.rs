@@ -434,7 +434,9 @@ impl Stack {
                 .arg(deliveries.to_string());
         }
         if let Some(connections) = config.max_connections {
-            command.arg("--max-connections").arg(connections.to_string());
+            command
+                .arg("--max-connections")
+                .arg(connections.to_string());
         }
         if let Some(rate) = config.account_rate_limit {
             command.arg("--account-rate-limit").arg(rate.to_string());

@@ -89,6 +89,7 @@ pub(super) async fn post_to_connection(
     let Some(connection) = shared.connection(&connection_id) else {
         return gone();
     };
+    let size = body.len();
     let message = match String::from_utf8(body.to_vec()) {
         Ok(text) => Message::text(text),
         Err(_) => Message::binary(body),
@@ -97,7 +98,6 @@ pub(super) async fn post_to_connection(
     // stopped reading, and a poster (the function, broadcasting) must not
     // wait on one client.
     let limits = &shared.config.limits;
-    let size = body.len();
     let queued = &connection.info.queued_bytes;
     let bytes = queued.fetch_add(size, Ordering::Relaxed) + size;
     let full = if bytes > limits.outbound_queue_bytes {

@@ -156,7 +156,12 @@ impl Shared {
             connection_id: context.connection_id.clone().unwrap_or_default(),
             route: context.route_key.clone().unwrap_or_default(),
             outcome: match &result {
-                Ok(_) => "ok".to_string(),
+                // A response with a non-2xx `statusCode` (a `$default` that
+                // answered 400) is the function saying no: not `ok`.
+                Ok(response) => match super::connect::connect_status(response) {
+                    status if status.is_success() => "ok".to_string(),
+                    status => format!("answered {}", status.as_u16()),
+                },
                 Err(error) => error_kind(error).to_string(),
             },
             latency_ms: started.elapsed().as_millis() as u64,

@@ -147,7 +147,9 @@ struct Shared {
     /// once [`LambdaApi::drain`] is done (queued events may still invoke).
     shutdown: watch::Sender<bool>,
     invoke: Arc<dyn Invoke>,
-    delivery: AsyncDelivery,
+    /// Swapped by watch mode when the event invoke config is edited; each
+    /// event keeps the rules it was queued under.
+    delivery: parking_lot::Mutex<AsyncDelivery>,
     counts: Arc<AsyncCounts>,
     tasks: TaskTracker,
 }
@@ -183,11 +185,19 @@ impl LambdaApi {
                 region: region.to_string(),
                 shutdown: watch::channel(false).0,
                 invoke,
-                delivery,
+                delivery: parking_lot::Mutex::new(delivery),
                 counts: Arc::new(AsyncCounts::default()),
                 tasks: TaskTracker::new(),
             }),
         }
+    }
+
+    /// Applies an edited event invoke config to events queued from now,
+    /// as a deployment does (watch mode).
+    pub fn swap_retries(&self, max_retries: u32, max_event_age: Duration) {
+        let mut delivery = self.shared.delivery.lock();
+        delivery.max_retries = max_retries;
+        delivery.max_event_age = max_event_age;
     }
 
     pub fn counts(&self) -> Arc<AsyncCounts> {
@@ -340,7 +350,8 @@ async fn invocations(
     };
     match kind {
         "Event" => {
-            let deliveries = shared.delivery.deliveries.max(1);
+            let delivery = *shared.delivery.lock();
+            let deliveries = delivery.deliveries.max(1);
             let mut places = Vec::with_capacity(deliveries);
             for _ in 0..deliveries {
                 match Queued::reserve(&shared.counts, body.len()) {
@@ -359,7 +370,7 @@ async fn invocations(
             for place in places {
                 shared
                     .tasks
-                    .spawn(deliver(shared.clone(), event.clone(), place));
+                    .spawn(deliver(shared.clone(), event.clone(), delivery, place));
             }
             StatusCode::ACCEPTED.into_response()
         }
@@ -393,9 +404,8 @@ async fn invocations(
 }
 
 /// Delivers one asynchronous event with Lambda's retry rules.
-async fn deliver(shared: Arc<Shared>, event: Value, _place: Queued) {
+async fn deliver(shared: Arc<Shared>, event: Value, delivery: AsyncDelivery, _place: Queued) {
     let queued = Instant::now();
-    let delivery = shared.delivery;
     let mut retries = 0u32;
     loop {
         if queued.elapsed() > delivery.max_event_age {

@@ -221,6 +221,7 @@ impl Stack {
                     pool: Arc::clone(&pool),
                     gateway: gateway.clone(),
                     edge: edge.clone(),
+                    lambda_api: lambda_api.clone(),
                     endpoints: endpoints.clone(),
                     api_addr,
                     dynamodb_endpoint: dynamodb.endpoint().to_string(),

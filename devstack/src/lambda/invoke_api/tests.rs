@@ -411,3 +411,33 @@ async fn a_slow_body_is_cut_at_the_read_timeout() {
     assert!(response.starts_with("HTTP/1.1 408"), "{response}");
     assert!(response.contains("10s"), "{response}");
 }
+
+/// An edited event invoke config (watch mode) applies to the next event:
+/// with no retries an event failing once is dropped; after the swap to two
+/// retries the next one failing once is delivered.
+#[tokio::test]
+async fn swapped_retries_apply_to_the_next_event() {
+    let delivery = AsyncDelivery {
+        max_retries: 0,
+        ..AsyncDelivery::default()
+    };
+    let (api, recorder, url) = start(1, delivery).await;
+    let sdk = client(&url);
+    invoke_event(&sdk, "fn-handler", b"{\"n\":1}".to_vec())
+        .await
+        .expect("queued");
+    until("the first event is dropped", || {
+        api.counts().dropped.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    api.swap_retries(2, Duration::from_secs(60));
+    recorder.failures.store(1, Ordering::SeqCst);
+    invoke_event(&sdk, "fn-handler", b"{\"n\":2}".to_vec())
+        .await
+        .expect("queued");
+    until("the second event is delivered", || {
+        api.counts().delivered.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(recorder.events.lock()[0]["n"], 2);
+}

@@ -35,3 +35,19 @@ async fn the_console_works_in_chromium() -> anyhow::Result<()> {
     println!("{output}");
     Ok(())
 }
+
+/// The console's frame descriptions under node alone (no browser, no stack):
+/// `tests/browser/frames.test.js`, e.g. a `message` frame without `data`
+/// is shown as text instead of throwing in the page.
+#[tokio::test]
+async fn the_consoles_frame_descriptions_hold() -> anyhow::Result<()> {
+    let tools = Tools::find()?;
+    let logs = tempfile::tempdir()?;
+    let test_file = browser::tests_dir().join("frames.test.js");
+    let output = tokio::task::spawn_blocking(move || {
+        browser::run_node_tests(&tools, logs.path(), &test_file, &[])
+    })
+    .await??;
+    println!("{output}");
+    Ok(())
+}

@@ -19,3 +19,17 @@ test('a message frame without data is shown as text, not a message the page cann
   const text = '{"type":"message","from":"b","sentAt":"t"}';
   assert.deepEqual(describeFrame(text), { kind: 'text', text });
 });
+
+test('the live view lists the newest connections and counts the rest', async () => {
+  const { connectionLines, SHOWN_CONNECTIONS } = await import('../../devstack/console/live.js');
+  const connections = new Map();
+  for (let n = 0; n < 10000; n += 1) {
+    connections.set(`c${n}`, { connectionId: `c${n}`, sourceIp: '127.0.0.1', openedAt: '2026-01-01T00:00:00.000Z' });
+  }
+  const lines = connectionLines(connections);
+  assert.equal(lines.length, SHOWN_CONNECTIONS + 1);
+  assert.match(lines[0], /^c9999 from 127\.0\.0\.1/);
+  assert.equal(lines.at(-1), `… and ${10000 - SHOWN_CONNECTIONS} more (oldest not shown)`);
+  const few = new Map([...connections].slice(0, 3));
+  assert.deepEqual(connectionLines(few).map((l) => l.split(' ')[0]), ['c2', 'c1', 'c0']);
+});

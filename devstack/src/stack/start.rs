@@ -116,8 +116,9 @@ fn warn_if_exposed(edge_addr: SocketAddr, api_addr: SocketAddr) {
     let edge = "the edge (--edge-addr): anyone who reaches it is let into the API with the stack's key, \
                 as CloudFront's clients are";
     let api = "the API layer (--api-addr): $connect with the key, and the @connections management API, \
-               whose SigV4 credentials are the fixed local ones (local/local), so anyone can read any \
-               connection's sourceIp and userAgent, post to it or close it";
+               whose SigV4 credentials are the fixed local ones (local/local), so anyone who sends a \
+               loopback Host can read any connection's sourceIp and userAgent, post to it or close it \
+               (the Lambda Invoke API stays on 127.0.0.1)";
     for warning in [
         crate::listener::exposure_warning(edge_addr, edge),
         crate::listener::exposure_warning(api_addr, api),

@@ -71,11 +71,11 @@ async fn a_management_post_over_the_account_rate_gets_429_limit_exceeded() -> an
                     .data(Blob::new(format!("{n}")))
                     .send()
                     .await;
-                if let Err(error) = sent {
-                    if error.raw_response().map(|r| r.status().as_u16()) == Some(429) {
-                        refused = Some(error);
-                        break;
-                    }
+                if let Err(error) = sent
+                    && error.raw_response().map(|r| r.status().as_u16()) == Some(429)
+                {
+                    refused = Some(error);
+                    break;
                 }
             }
             let error = refused.context("no post was refused with 429 in 40")?;

@@ -32,7 +32,7 @@
 //! listener holds at most [`MAX_CONNECTIONS`] sockets.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
@@ -49,6 +49,8 @@ use tracing::{debug, warn};
 use crate::lambda::invoke::{Invoke, InvokeError};
 use crate::listener::{BodyError, ListenerLimits, read_body};
 use crate::sigv4::{Refusal, SECRET_ACCESS_KEY, Scope, check_host, verify};
+use queue::Queued;
+pub use queue::{AsyncCounts, MAX_QUEUED_BYTES, MAX_QUEUED_EVENTS};
 
 /// Largest event an asynchronous invocation may carry (AWS: 256 KB).
 pub const MAX_ASYNC_PAYLOAD: usize = 256 * 1024;
@@ -56,10 +58,6 @@ pub const MAX_ASYNC_PAYLOAD: usize = 256 * 1024;
 pub const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
 /// How long a request's body may take to arrive.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Asynchronous events queued (not yet delivered or dropped) at most.
-pub const MAX_QUEUED_EVENTS: usize = 10_000;
-/// Bytes of asynchronous events queued at most (each delivery counts).
-pub const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
 /// Sockets the Invoke API's listener holds at most (16 function processes
 /// keep a few pooled connections each).
 pub const MAX_CONNECTIONS: usize = 1_024;
@@ -86,56 +84,6 @@ impl Default for AsyncDelivery {
             max_event_age: Duration::from_secs(6 * 60 * 60),
             deliveries: 1,
         }
-    }
-}
-
-/// Counts of asynchronous events, for logs and tests.
-#[derive(Debug, Default)]
-pub struct AsyncCounts {
-    pub queued: AtomicUsize,
-    pub delivered: AtomicUsize,
-    pub dropped: AtomicUsize,
-    /// Events queued now, and their bytes (bounded by [`MAX_QUEUED_EVENTS`]
-    /// and [`MAX_QUEUED_BYTES`]).
-    pub pending: AtomicUsize,
-    pub pending_bytes: AtomicUsize,
-}
-
-/// An event's place in the bounded queue, given back when its delivery ends.
-struct Queued {
-    counts: Arc<AsyncCounts>,
-    bytes: usize,
-}
-
-impl Queued {
-    /// Reserves a place for an event of `bytes`, or says which bound is reached.
-    fn reserve(counts: &Arc<AsyncCounts>, bytes: usize) -> Result<Queued, String> {
-        let events = counts.pending.fetch_add(1, Ordering::SeqCst) + 1;
-        let total = counts.pending_bytes.fetch_add(bytes, Ordering::SeqCst) + bytes;
-        let queued = Queued {
-            counts: counts.clone(),
-            bytes,
-        };
-        if events > MAX_QUEUED_EVENTS {
-            return Err(format!(
-                "{MAX_QUEUED_EVENTS} asynchronous events are already queued (the local queue's bound)"
-            ));
-        }
-        if total > MAX_QUEUED_BYTES {
-            return Err(format!(
-                "the queued asynchronous events would exceed {MAX_QUEUED_BYTES} bytes (the local queue's bound)"
-            ));
-        }
-        Ok(queued)
-    }
-}
-
-impl Drop for Queued {
-    fn drop(&mut self) {
-        self.counts.pending.fetch_sub(1, Ordering::SeqCst);
-        self.counts
-            .pending_bytes
-            .fetch_sub(self.bytes, Ordering::SeqCst);
     }
 }
 
@@ -438,6 +386,8 @@ async fn deliver(shared: Arc<Shared>, event: Value, delivery: AsyncDelivery, _pl
     shared.counts.dropped.fetch_add(1, Ordering::SeqCst);
 }
 
+#[path = "invoke_api/queue.rs"]
+mod queue;
 #[cfg(test)]
 #[path = "invoke_api/tests.rs"]
 mod tests;

@@ -1,3 +1,5 @@
+use std::sync::atomic::AtomicUsize;
+
 use super::*;
 use crate::lambda::invoke::InvokeFuture;
 use parking_lot::Mutex;

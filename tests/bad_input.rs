@@ -71,7 +71,7 @@ async fn too_large_data_and_binary_frames_get_their_error_codes() -> anyhow::Res
                 .context("binary frame")?;
             client.ping().await.context("ping after a binary frame")?;
 
-            // Data just under the limit is delivered (to nobody: the sender is alone).
+            // Data exactly at the limit is delivered (to nobody: the sender is alone).
             let fits = "y".repeat(MAX_DATA_BYTES - 2);
             let text = format!(r#"{{"action":"sendmessage","data":"{fits}"}}"#);
             client
@@ -80,7 +80,7 @@ async fn too_large_data_and_binary_frames_get_their_error_codes() -> anyhow::Res
             match client.recv_server().await? {
                 ServerFrame::Sent { recipients: 0 } => {}
                 other => {
-                    bail!("data of exactly 32 KB: expected sent to 0 recipients, got {other:?}")
+                    bail!("data at the limit: expected sent to 0 recipients, got {other:?}")
                 }
             }
             client.close().await

@@ -4,6 +4,8 @@
 //! JSON, the 1009 close, the live view's counts, a deployed URL). Node.js,
 //! npm and Chromium are prerequisites: without one this test fails, naming it.
 
+use std::time::Duration;
+
 use e2e::Stack;
 use e2e::browser::{self, Tools};
 
@@ -33,5 +35,28 @@ async fn the_console_works_in_chromium() -> anyhow::Result<()> {
     .await?;
     let output = stack.explain(result)?;
     println!("{output}");
+    Ok(())
+}
+
+/// The console's frame descriptions under node alone (no browser, no stack):
+/// `tests/browser/frames.test.js`, e.g. a `message` frame without `data`
+/// is shown as text instead of throwing in the page. Needs Node.js only.
+#[tokio::test]
+async fn the_consoles_frame_descriptions_hold() -> anyhow::Result<()> {
+    let node = browser::find_node()?;
+    let test_file = browser::tests_dir().join("frames.test.js");
+    let run = tokio::process::Command::new(node)
+        .args(["--test", "--test-reporter=spec"])
+        .arg(&test_file)
+        .kill_on_drop(true)
+        .output();
+    let output = e2e::within(Duration::from_secs(60), "node --test frames.test.js", run).await??;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    anyhow::ensure!(output.status.success(), "the frame tests failed:\n{text}");
+    println!("{text}");
     Ok(())
 }

@@ -74,6 +74,9 @@ async fn a_broadcast_to_2000_connections_reaches_each_exactly_once() -> anyhow::
     let stack = Stack::start_with(
         StackConfig::new()
             .generous_throttling()
+            // 2,000 clients open in a few seconds: over AWS's 500 new
+            // connections/s, as a deployment with a raised quota would.
+            .account_connect_limit(100_000)
             .set("fanoutPerInvocation", PER_INVOCATION as u64)
             .duplicate_async_events(),
     )

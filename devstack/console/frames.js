@@ -53,6 +53,8 @@ export function describeFrame(text) {
   }
   switch (frame.type) {
     case 'message':
+      // Without `data` it is not a frame of ours: shown as it came.
+      if (!('data' in frame)) break;
       return { kind: 'message', from: String(frame.from), sentAt: String(frame.sentAt), data: frame.data };
     case 'sent':
       return { kind: 'sent', recipients: Number(frame.recipients) };

@@ -4,6 +4,21 @@
 // shows what GET /snapshot says.
 
 const RECENT_EVENTS = 50;
+/** Open connections listed at most: the rest are counted, not rendered. */
+export const SHOWN_CONNECTIONS = 100;
+
+/**
+ * The lines of the open-connections list: the newest `limit` connections,
+ * plus one line counting the others, so a stack with 10,000 connections
+ * renders 101 items on each event, not 10,000.
+ */
+export function connectionLines(connections, limit = SHOWN_CONNECTIONS) {
+  const all = [...connections.values()];
+  const shown = all.slice(Math.max(0, all.length - limit)).reverse();
+  const lines = shown.map((c) => `${c.connectionId} from ${c.sourceIp} since ${c.openedAt.slice(11, 19)}`);
+  if (all.length > shown.length) lines.push(`… and ${all.length - shown.length} more (oldest not shown)`);
+  return lines;
+}
 
 /** A fresh state from a snapshot document. */
 function fromSnapshot(snapshot) {
@@ -177,9 +192,9 @@ export class LiveView {
     this.el('routes-body').replaceChildren(...rows);
     this.el('routes-empty').hidden = rows.length > 0;
 
-    const connections = [...s.connections.values()].map((c) => {
+    const connections = connectionLines(s.connections).map((line) => {
       const item = document.createElement('li');
-      item.textContent = `${c.connectionId} from ${c.sourceIp} since ${c.openedAt.slice(11, 19)}`;
+      item.textContent = line;
       return item;
     });
     this.el('connections').replaceChildren(...connections);

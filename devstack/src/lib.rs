@@ -13,6 +13,8 @@
 //! [`console`] is the browser page beside the stack, with a live view of the
 //! events its services publish. [`listener`] serves the edge's and the API
 //! layer's sockets within their limits (header-read timeout, open connections).
+//! [`sigv4`] checks the signature, scope and Host of requests to the local
+//! AWS APIs (`@connections`, the Lambda Invoke API).
 
 pub mod apigateway;
 pub mod cloudfront;
@@ -20,5 +22,6 @@ pub mod console;
 pub mod lambda;
 pub mod listener;
 pub mod reload;
+pub mod sigv4;
 pub mod stack;
 pub mod tools;

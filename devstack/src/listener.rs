@@ -43,6 +43,9 @@ pub struct ListenerLimits {
 
 /// The header-read timeout of both listeners.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection over the cap may take to send the request it is
+/// refused (it holds a descriptor the count does not see).
+pub const REFUSAL_READ_TIMEOUT: Duration = Duration::from_secs(1);
 /// `--max-connections`' default.
 pub const MAX_CONNECTIONS: usize = 10_000;
 /// Connections the kernel queues for `accept` (it caps this at
@@ -119,7 +122,13 @@ pub async fn serve(
                 );
                 let service =
                     hyper::service::service_fn(|_| async { Ok::<_, Infallible>(too_many()) });
-                tracker.spawn(serve_connection(stream, service, limits, shutdown));
+                // Uncounted, so held briefly: the request's headers get
+                // [`REFUSAL_READ_TIMEOUT`], not the full header timeout.
+                let refusal = ListenerLimits {
+                    header_read_timeout: limits.header_read_timeout.min(REFUSAL_READ_TIMEOUT),
+                    ..limits
+                };
+                tracker.spawn(serve_connection(stream, service, refusal, shutdown));
             }
         }
     }
@@ -222,6 +231,39 @@ impl AsyncWrite for Counted {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// Why a request body was not read.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("the request body is larger than the {0} bytes allowed")]
+    TooLarge(usize),
+    #[error("the request body did not arrive within {0:?}")]
+    TimedOut(Duration),
+    #[error("the request body could not be read")]
+    Broken,
+}
+
+/// Reads a request body of at most `limit` bytes within `timeout`: a client
+/// that sends slowly or without end does not hold its task.
+pub async fn read_body(
+    body: Body,
+    limit: usize,
+    timeout: Duration,
+) -> Result<axum::body::Bytes, BodyError> {
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Err(_) => Err(BodyError::TimedOut(timeout)),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(error)) => {
+            let too_large = std::error::Error::source(&error)
+                .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
+            Err(if too_large {
+                BodyError::TooLarge(limit)
+            } else {
+                BodyError::Broken
+            })
+        }
     }
 }
 

@@ -69,9 +69,15 @@ struct UpArgs {
     /// duplicates Lambda's queue may deliver; the tests use it).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
     async_deliveries: u8,
-    /// Open connections each of the edge and the API layer accepts at most; over it: 429.
+    /// Open WebSocket connections each of the edge and the API layer accepts at most; over it: 429.
     #[arg(long, default_value_t = devstack::listener::MAX_CONNECTIONS)]
     max_connections: usize,
+    /// The account's request rate per second, shared by @connections and the API's own requests (AWS: 10,000); over it: 429 LimitExceededException.
+    #[arg(long, default_value_t = devstack::apigateway::ACCOUNT_REQUEST_RATE)]
+    account_rate_limit: u32,
+    /// The account's new WebSocket connections per second (AWS: 500); over it a handshake gets 429.
+    #[arg(long, default_value_t = devstack::apigateway::ACCOUNT_CONNECT_RATE)]
+    account_connect_limit: u32,
     /// Do not rebuild the function or re-read the Pulumi program on save.
     #[arg(long)]
     no_watch: bool,
@@ -117,6 +123,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         max_concurrency: args.max_concurrency,
         async_deliveries: usize::from(args.async_deliveries),
         max_connections: args.max_connections,
+        account_rate_limit: args.account_rate_limit,
+        account_connect_limit: args.account_connect_limit,
         watch: !args.no_watch,
     })
     .await

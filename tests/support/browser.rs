@@ -83,6 +83,22 @@ impl Tools {
     }
 }
 
+/// Node.js (≥ 20) alone, for tests that need no browser; the error says
+/// what is missing.
+pub fn find_node() -> anyhow::Result<PathBuf> {
+    let node = find_in_path("node").ok_or_else(|| {
+        anyhow::anyhow!("node (Node.js 20 or newer: apt-get install nodejs) is missing")
+    })?;
+    let major = node_major(&node)?;
+    if major < MIN_NODE_MAJOR {
+        bail!(
+            "Node.js {MIN_NODE_MAJOR} or newer is needed ({} is version {major})",
+            node.display()
+        );
+    }
+    Ok(node)
+}
+
 fn find_in_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)

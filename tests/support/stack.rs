@@ -38,6 +38,11 @@ pub struct StackConfig {
     max_concurrency: Option<usize>,
     env: BTreeMap<String, String>,
     async_deliveries: Option<usize>,
+    /// `--max-connections`, when set.
+    max_connections: Option<usize>,
+    /// `--account-rate-limit` and `--account-connect-limit`, when set.
+    account_rate_limit: Option<u32>,
+    account_connect_limit: Option<u32>,
     /// Watch mode on (`devstack up`'s default); the harness turns it off
     /// unless a test asks for it, so nothing on disk changes a running test.
     watch: bool,
@@ -114,6 +119,27 @@ impl StackConfig {
     /// queue may (`devstack up --async-deliveries 2`).
     pub fn duplicate_async_events(mut self) -> Self {
         self.async_deliveries = Some(2);
+        self
+    }
+
+    /// Open WebSocket connections the edge and the API layer hold at most
+    /// (`--max-connections`).
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = Some(connections);
+        self
+    }
+
+    /// The account's request rate (`--account-rate-limit`, AWS: 10,000/s).
+    pub fn account_rate_limit(mut self, per_sec: u32) -> Self {
+        self.account_rate_limit = Some(per_sec);
+        self
+    }
+
+    /// The account's new connections per second (`--account-connect-limit`,
+    /// AWS: 500/s); a test opening thousands of clients in a few seconds
+    /// lifts it, as a deployment would ask AWS for a quota increase.
+    pub fn account_connect_limit(mut self, per_sec: u32) -> Self {
+        self.account_connect_limit = Some(per_sec);
         self
     }
 
@@ -407,6 +433,17 @@ impl Stack {
                 .arg("--async-deliveries")
                 .arg(deliveries.to_string());
         }
+        if let Some(connections) = config.max_connections {
+            command
+                .arg("--max-connections")
+                .arg(connections.to_string());
+        }
+        if let Some(rate) = config.account_rate_limit {
+            command.arg("--account-rate-limit").arg(rate.to_string());
+        }
+        if let Some(rate) = config.account_connect_limit {
+            command.arg("--account-connect-limit").arg(rate.to_string());
+        }
         if std::env::var_os("RUST_LOG").is_none() {
             command.env("RUST_LOG", "info");
         }
@@ -495,13 +532,21 @@ impl Stack {
         self.running.pid()
     }
 
+    /// The stack's Region (`aws:region` of its config): `@connections`
+    /// requests are signed for it.
+    pub fn region(&self) -> String {
+        self.topology()
+            .map(|topology| topology.region)
+            .expect("the stack's program is readable")
+    }
+
     /// A client of the @connections management API, built as the function
     /// builds its own (aws-sdk-apigatewaymanagement, endpoint override).
     pub fn management_client(&self) -> aws_sdk_apigatewaymanagement::Client {
         use aws_sdk_apigatewaymanagement::config::{BehaviorVersion, Credentials, Region};
         let config = aws_sdk_apigatewaymanagement::Config::builder()
             .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
+            .region(Region::new(self.region()))
             .credentials_provider(Credentials::new("local", "local", None, None, "e2e"))
             .endpoint_url(self.endpoints.management.clone())
             .build();

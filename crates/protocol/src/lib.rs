@@ -26,8 +26,18 @@ pub mod routes {
 /// The actions a client may send, in the order the error frame lists them.
 pub const ACTIONS: &[&str] = &[routes::SEND_MESSAGE, routes::PING];
 
-/// Largest `data` payload, in bytes of its JSON encoding, that `sendmessage` accepts.
-pub const MAX_DATA_BYTES: usize = 32 * 1024;
+/// Bytes kept, within API Gateway's 32 KB frame, for the `message` frame
+/// around a `sendmessage`'s `data`: `{"type":"message","id":…,"from":…,
+/// "data":…,"sentAt":…}` with ids of up to [`MAX_ID_CHARS`] characters
+/// (API Gateway's are 16) and an RFC 3339 time.
+pub const MESSAGE_ENVELOPE_BYTES: usize = 256;
+/// The longest message or connection id [`MESSAGE_ENVELOPE_BYTES`] has room for.
+pub const MAX_ID_CHARS: usize = 64;
+/// Largest `data` payload, in bytes of its JSON encoding, that `sendmessage`
+/// accepts: what fits in one frame to each recipient, so data at the limit
+/// is delivered and data over it is answered `data_too_large` (never a
+/// recipient closed with 1009 for a frame over 32 KB).
+pub const MAX_DATA_BYTES: usize = limits::MAX_FRAME_BYTES - MESSAGE_ENVELOPE_BYTES;
 
 /// API Gateway WebSocket limits, which the local stack enforces as AWS does.
 pub mod limits {
@@ -318,6 +328,32 @@ mod tests {
         );
         let ok = json!("x".repeat(MAX_DATA_BYTES - 2));
         assert!(check_message_data(Some(&ok)).is_ok());
+    }
+
+    /// A `message` frame carrying `data` at the limit, with the longest ids
+    /// and time, fits in one API Gateway frame; one byte more is refused.
+    #[test]
+    fn a_message_frame_with_data_at_the_limit_fits_one_frame() {
+        let data = json!("x".repeat(MAX_DATA_BYTES - 2));
+        assert_eq!(data.to_string().len(), MAX_DATA_BYTES);
+        assert!(check_message_data(Some(&data)).is_ok());
+        let frame = ServerFrame::Message {
+            id: "i".repeat(MAX_ID_CHARS),
+            from: "f".repeat(MAX_ID_CHARS),
+            data: data.clone(),
+            sent_at: "+262143-12-31T23:59:59.999999999+23:59".into(),
+        };
+        let size = frame.to_text().len();
+        assert!(
+            size <= limits::MAX_FRAME_BYTES,
+            "{size} bytes: over the {} byte frame limit",
+            limits::MAX_FRAME_BYTES
+        );
+        let over = json!("x".repeat(MAX_DATA_BYTES - 1));
+        assert_eq!(
+            check_message_data(Some(&over)).unwrap_err().code,
+            ErrorCode::DataTooLarge
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::account::AccountLimits;
 use super::throttle::Throttle;
 
 /// Frames queued for one connection before it counts as not reading. A
@@ -11,6 +12,15 @@ use super::throttle::Throttle;
 /// busy cores, and at 256 a reading client was closed and its record
 /// removed. The send deadline is what catches a client that reads nothing.
 const OUTBOUND_QUEUE: usize = 4096;
+/// Sockets the API layer's listener holds beside its WebSocket connections
+/// (`--max-connections`): the management API's callers (16 function
+/// processes keep up to 50 pooled connections each) and handshakes not yet
+/// upgraded. Over it a socket gets 429 at once.
+pub const REQUEST_CONNECTIONS: usize = 4_096;
+/// Bytes of management API posts queued for one connection before it
+/// counts as not reading: 512 frames of 32 KB. With only the frame count,
+/// one slow reader of large frames could hold 4,096 × 128 KB = 512 MB.
+const OUTBOUND_QUEUE_BYTES: usize = 16 * 1024 * 1024;
 /// How long one frame may take to reach the client's socket.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -24,9 +34,17 @@ pub struct Limits {
     /// Frames queued for one connection (management API posts, error
     /// frames); a post that finds the queue full closes the connection.
     pub outbound_queue: usize,
+    /// Bytes of posts queued for one connection; a post over it closes the
+    /// connection as the full queue does.
+    pub outbound_queue_bytes: usize,
     /// How long writing one frame to the client may take; a client that reads
     /// nothing for that long is closed.
     pub send_timeout: Duration,
+    /// Open WebSocket connections at most (`--max-connections`); a handshake
+    /// over it gets 429. Management API requests do not count against it.
+    pub max_websockets: usize,
+    /// The account's request and new-connection rates.
+    pub account: AccountLimits,
 }
 
 impl Default for Limits {
@@ -38,7 +56,10 @@ impl Default for Limits {
             idle_timeout: IDLE_TIMEOUT,
             max_connection_life: MAX_CONNECTION_LIFE,
             outbound_queue: OUTBOUND_QUEUE,
+            outbound_queue_bytes: OUTBOUND_QUEUE_BYTES,
             send_timeout: SEND_TIMEOUT,
+            max_websockets: crate::listener::MAX_CONNECTIONS,
+            account: AccountLimits::default(),
         }
     }
 }

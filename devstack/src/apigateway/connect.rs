@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, AtomicUsize};
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
@@ -13,11 +13,12 @@ use axum::response::Response;
 use chrono::Utc;
 use protocol::routes;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::account::OverLimit;
 use super::config::Route;
 use super::connection::{end_connection, run_connection};
 use super::routing::error_kind;
@@ -64,9 +65,10 @@ pub(super) async fn connect_handler(
         );
     }
     let connect_route = shared.route(routes::CONNECT);
-    if let Err(refusal) = admit(&shared, connect_route.as_ref(), request.headers()) {
-        return refuse(&shared, peer, refusal);
-    }
+    let slot = match admit(&shared, connect_route.as_ref(), request.headers()) {
+        Ok(slot) => slot,
+        Err(refusal) => return refuse(&shared, peer, refusal),
+    };
     let info = connection_info(request.headers(), peer);
     let mut protocol = None;
     if connect_route.is_some() {
@@ -76,7 +78,7 @@ pub(super) async fn connect_handler(
                 Err(refusal) => return refuse(&shared, peer, refusal),
             };
     }
-    accept(shared, info, handshake, protocol, started)
+    accept(shared, info, handshake, protocol, started, slot)
 }
 
 /// Why a handshake is refused: the status the client gets, and the reason
@@ -107,12 +109,14 @@ fn refuse(shared: &Shared, peer: SocketAddr, refusal: Refusal) -> Response {
 }
 
 /// The checks before the function is asked: the API key, if `$connect`
-/// requires one, then the throttle.
+/// requires one, a place among `--max-connections` WebSocket connections
+/// (held until the connection ends), the account's rates, then the stage
+/// throttle.
 fn admit(
     shared: &Shared,
     connect_route: Option<&Route>,
     headers: &HeaderMap,
-) -> Result<(), Refusal> {
+) -> Result<OwnedSemaphorePermit, Refusal> {
     if connect_route.is_some_and(|r| r.api_key_required) {
         let key = shared
             .routing
@@ -128,10 +132,31 @@ fn admit(
             ));
         }
     }
+    let Ok(slot) = shared.websocket_slots.clone().try_acquire_owned() else {
+        warn!(
+            max_connections = shared.config.limits.max_websockets,
+            "handshake refused with 429: --max-connections open WebSocket connections reached"
+        );
+        return Err(Refusal::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "--max-connections open WebSocket connections reached",
+        ));
+    };
+    if let Err(over) = shared.account.connect() {
+        return Err(Refusal::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            match over {
+                OverLimit::ConnectRate(_) => {
+                    "account rate of new connections reached (--account-connect-limit)"
+                }
+                OverLimit::RequestRate(_) => "account request rate reached (--account-rate-limit)",
+            },
+        ));
+    }
     if !shared.admit(routes::CONNECT) {
         return Err(Refusal::new(StatusCode::TOO_MANY_REQUESTS, "throttled"));
     }
-    Ok(())
+    Ok(slot)
 }
 
 /// The new connection's id and what its events say about the client.
@@ -145,6 +170,7 @@ fn connection_info(headers: &HeaderMap, peer: SocketAddr) -> Arc<ConnectionInfo>
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
         last_active_ms: AtomicI64::new(Utc::now().timestamp_millis()),
+        queued_bytes: AtomicUsize::new(0),
     })
 }
 
@@ -205,6 +231,7 @@ fn accept(
     handshake: websocket::Handshake,
     protocol: Option<HeaderValue>,
     started: Instant,
+    slot: OwnedSemaphorePermit,
 ) -> Response {
     let limits = shared.config.limits;
     let (outbound_tx, outbound_rx) = mpsc::channel(limits.outbound_queue.max(1));
@@ -234,6 +261,7 @@ fn accept(
     });
     tokio::spawn(async move {
         let _live = live;
+        let _slot = slot;
         let outcome = match socket.await {
             Ok(socket) => {
                 let outbound = (outbound_tx, outbound_rx);

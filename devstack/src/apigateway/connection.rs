@@ -68,17 +68,22 @@ pub(super) async fn run_connection(
                     Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
                 }
             }
-            Some(outbound) = outbound_rx.recv() => match outbound {
-                Outbound::Frame(message) => {
-                    let ended = ended(idle.as_mut(), life.as_mut(), &mut shutdown, &not_reading);
-                    if let Err(ending) = send(&mut socket, info, message, limits.send_timeout, ended).await {
-                        break ending;
+            Some(outbound) = outbound_rx.recv() => {
+                let message = match outbound {
+                    Outbound::Frame(message) => message,
+                    Outbound::Post(message) => {
+                        info.queued_bytes.fetch_sub(message.len(), Ordering::Relaxed);
+                        message
                     }
+                    Outbound::Close(frame) => {
+                        break Ending::Close(Disconnect { status_code: frame.code.into(), reason: frame.reason.to_string() });
+                    }
+                };
+                let ended = ended(idle.as_mut(), life.as_mut(), &mut shutdown, &not_reading);
+                if let Err(ending) = send(&mut socket, info, message, limits.send_timeout, ended).await {
+                    break ending;
                 }
-                Outbound::Close(frame) => {
-                    break Ending::Close(Disconnect { status_code: frame.code.into(), reason: frame.reason.to_string() });
-                }
-            },
+            }
             ended = ended(idle.as_mut(), life.as_mut(), &mut shutdown, &not_reading) => {
                 break Ending::Close(ended);
             }

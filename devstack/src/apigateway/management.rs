@@ -14,7 +14,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::websocket;
 use super::{ConnectionHandle, Outbound, Shared, new_id};
@@ -51,6 +51,25 @@ pub(super) fn wrong_stage(shared: &Shared, stage: &str) -> Option<Response> {
         .then(|| management_error(StatusCode::FORBIDDEN, "ForbiddenException", "Forbidden"))
 }
 
+/// Middleware on the management routes: each request, once its signature
+/// is checked, counts against the account's request rate; over it, 429
+/// `LimitExceededException` as aws-sdk-apigatewaymanagement models it.
+pub(super) async fn account_quota(
+    State(shared): State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Err(over) = shared.account.request() {
+        info!(path = request.uri().path(), %over, "management API request refused with 429");
+        return management_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "LimitExceededException",
+            &format!("Too Many Requests: {over}"),
+        );
+    }
+    next.run(request).await
+}
+
 /// `POST /{stage}/@connections/{id}`: sends the raw body to the client.
 pub(super) async fn post_to_connection(
     State(shared): State<Arc<Shared>>,
@@ -70,25 +89,37 @@ pub(super) async fn post_to_connection(
     let Some(connection) = shared.connection(&connection_id) else {
         return gone();
     };
+    let size = body.len();
     let message = match String::from_utf8(body.to_vec()) {
         Ok(text) => Message::text(text),
         Err(_) => Message::binary(body),
     };
-    // Never waits: a full queue means the client stopped reading, and a
-    // poster (the function, broadcasting) must not wait on one client.
-    match connection.outbound.try_send(Outbound::Frame(message)) {
-        Ok(()) => with_request_id(Response::new(Body::empty())),
-        Err(TrySendError::Full(_)) => {
-            warn!(
-                connection_id = %connection_id,
-                queued = shared.config.limits.outbound_queue,
-                "outbound queue full: closing a connection that does not read (1008)"
-            );
-            connection.not_reading.cancel();
-            gone()
+    // Never waits: a full queue (in frames or bytes) means the client
+    // stopped reading, and a poster (the function, broadcasting) must not
+    // wait on one client.
+    let limits = &shared.config.limits;
+    let queued = &connection.info.queued_bytes;
+    let bytes = queued.fetch_add(size, Ordering::Relaxed) + size;
+    let full = if bytes > limits.outbound_queue_bytes {
+        true
+    } else {
+        match connection.outbound.try_send(Outbound::Post(message)) {
+            Ok(()) => return with_request_id(Response::new(Body::empty())),
+            Err(TrySendError::Full(_)) => true,
+            Err(TrySendError::Closed(_)) => false,
         }
-        Err(TrySendError::Closed(_)) => gone(),
+    };
+    queued.fetch_sub(size, Ordering::Relaxed);
+    if full {
+        warn!(
+            connection_id = %connection_id,
+            queued_frames = limits.outbound_queue,
+            queued_bytes_limit = limits.outbound_queue_bytes,
+            "outbound queue full: closing a connection that does not read (1008)"
+        );
+        connection.not_reading.cancel();
     }
+    gone()
 }
 
 /// `GET /{stage}/@connections/{id}`: the connection's info.

@@ -26,6 +26,7 @@
 //!
 //! Log lines carry ids, routes, status codes and latencies — never bodies or
 //! header values (the `x-api-key` header carries the API key).
+mod account;
 mod config;
 mod connect;
 mod connection;
@@ -37,7 +38,7 @@ pub mod websocket;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, AtomicUsize};
 
 use parking_lot::Mutex;
 use std::time::Duration;
@@ -52,22 +53,23 @@ use base64::engine::general_purpose::URL_SAFE;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{GatewayConfig, Limits, Route};
-pub use sigv4::{ACCESS_KEY_ID, SECRET_ACCESS_KEY};
+pub use crate::sigv4::{ACCESS_KEY_ID, SECRET_ACCESS_KEY};
+pub use account::{ACCOUNT_CONNECT_RATE, ACCOUNT_REQUEST_RATE, AccountLimits, OverLimit};
+pub use config::{GatewayConfig, Limits, REQUEST_CONNECTIONS, Route};
 pub use throttle::{ACCOUNT_BURST_LIMIT, ACCOUNT_RATE_LIMIT, Throttle};
 
 use crate::console::EventBus;
 use crate::lambda::invoke::Invoke;
 use crate::listener::ListenerLimits;
+use account::{AccountQuota, TokenBucket};
 use connect::connect_handler;
 use management::{delete_connection, get_connection, post_to_connection};
 use routing::Routing;
-use throttle::TokenBucket;
 
 /// How long a closing connection waits for the peer's close frame and reads
 /// what the peer still sends.
@@ -89,10 +91,16 @@ struct Shared {
     /// The stage, keys and limits; its routing fields are the start-up
     /// values, the live ones are `routing`.
     config: GatewayConfig,
+    /// The stack's Region: `@connections` requests must be signed for it.
+    region: String,
     invoke: Arc<dyn Invoke>,
     routing: ArcSwap<Routing>,
     connections: Mutex<HashMap<String, ConnectionHandle>>,
     buckets: Mutex<HashMap<String, TokenBucket>>,
+    /// The account's request and new-connection rates.
+    account: AccountQuota,
+    /// One permit per open WebSocket connection (`--max-connections`).
+    websocket_slots: Arc<Semaphore>,
     shutdown: watch::Sender<bool>,
     live_connections: watch::Sender<usize>,
     /// Where connections, invocations and throttled messages are reported (the console).
@@ -117,10 +125,15 @@ struct ConnectionInfo {
     user_agent: Option<String>,
     /// Milliseconds since the epoch of the last frame from the client.
     last_active_ms: AtomicI64,
+    /// Bytes of management API posts queued and not yet written.
+    queued_bytes: AtomicUsize,
 }
 
 enum Outbound {
+    /// A frame of the API layer's own (an error frame).
     Frame(Message),
+    /// A management API post, counted in [`ConnectionInfo::queued_bytes`].
+    Post(Message),
     Close(CloseFrame),
 }
 
@@ -167,15 +180,25 @@ impl Drop for LiveGuard {
 }
 
 impl Gateway {
-    pub fn new(config: GatewayConfig, invoke: Arc<dyn Invoke>, events: EventBus) -> Self {
+    pub fn new(
+        config: GatewayConfig,
+        region: &str,
+        invoke: Arc<dyn Invoke>,
+        events: EventBus,
+    ) -> Self {
         let routing = ArcSwap::from_pointee(Routing::new(&config));
+        let account = AccountQuota::new(config.limits.account);
+        let websocket_slots = Arc::new(Semaphore::new(config.limits.max_websockets));
         Gateway {
             shared: Arc::new(Shared {
                 config,
+                region: region.to_string(),
                 invoke,
                 routing,
                 connections: Mutex::new(HashMap::new()),
                 buckets: Mutex::new(HashMap::new()),
+                account,
+                websocket_slots,
                 shutdown: watch::channel(false).0,
                 live_connections: watch::channel(0).0,
                 events,
@@ -201,6 +224,11 @@ impl Gateway {
                 post(post_to_connection)
                     .get(get_connection)
                     .delete(delete_connection)
+                    // Layers run last-added first: the signature, then the quota.
+                    .layer(axum::middleware::from_fn_with_state(
+                        self.shared.clone(),
+                        management::account_quota,
+                    ))
                     .layer(axum::middleware::from_fn_with_state(
                         self.shared.clone(),
                         sigv4::require_signature,

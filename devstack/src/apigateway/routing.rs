@@ -156,7 +156,12 @@ impl Shared {
             connection_id: context.connection_id.clone().unwrap_or_default(),
             route: context.route_key.clone().unwrap_or_default(),
             outcome: match &result {
-                Ok(_) => "ok".to_string(),
+                // A response with a non-2xx `statusCode` (a `$default` that
+                // answered 400) is the function saying no: not `ok`.
+                Ok(response) => match super::connect::connect_status(response) {
+                    status if status.is_success() => "ok".to_string(),
+                    status => format!("answered {}", status.as_u16()),
+                },
                 Err(error) => error_kind(error).to_string(),
             },
             latency_ms: started.elapsed().as_millis() as u64,
@@ -262,8 +267,15 @@ pub(super) async fn route_message(
         let _ = outbound.send(gateway_frame("Forbidden")).await;
         return;
     };
-    if !shared.admit(&route) {
-        log(&route, "throttled");
+    let throttled = if !shared.admit(&route) {
+        Some("throttled")
+    } else if shared.account.request().is_err() {
+        Some("throttled: account request rate reached (--account-rate-limit)")
+    } else {
+        None
+    };
+    if let Some(outcome) = throttled {
+        log(&route, outcome);
         shared.events.publish(StackEvent::Throttled {
             connection_id: info.id.clone(),
             route: route.clone(),

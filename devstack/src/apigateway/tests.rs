@@ -25,6 +25,8 @@ use crate::lambda::invoke::{Invoke, InvokeError, InvokeFuture};
 
 pub(crate) const KEY: &str = "test-api-key-0123456789";
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
+/// The Region the test gateway serves (its `@connections` signatures are scoped to it).
+pub(crate) const REGION: &str = "us-east-1";
 
 pub(crate) type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub(crate) type Respond = dyn Fn(&Value) -> Result<Value, InvokeError> + Send + Sync;
@@ -136,7 +138,7 @@ pub(crate) async fn start_with(config: GatewayConfig, respond: Box<Respond>) -> 
         respond,
     };
     let bus = EventBus::new();
-    let gateway = Gateway::new(config, Arc::new(function), bus.clone());
+    let gateway = Gateway::new(config, REGION, Arc::new(function), bus.clone());
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");
@@ -222,6 +224,7 @@ pub(crate) async fn ends_cleanly(client: &mut Client) {
     assert!(next.is_none(), "expected the stream to end, got {next:?}");
 }
 
+mod account;
 mod connect;
 mod limits;
 mod management;

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use super::Shared;
+use super::account::TokenBucket;
 
 /// API Gateway's account-level defaults, used for a stage that sets only one
 /// of rate and burst.
@@ -17,11 +18,6 @@ pub struct Throttle {
     pub burst: u32,
 }
 
-pub(super) struct TokenBucket {
-    pub(super) tokens: f64,
-    pub(super) last: Instant,
-}
-
 impl Shared {
     /// Takes a token from the route's bucket; false when throttled.
     pub(super) fn admit(&self, route_key: &str) -> bool {
@@ -31,18 +27,9 @@ impl Shared {
         let now = Instant::now();
         let mut buckets = self.buckets.lock();
         let capacity = f64::from(throttle.burst);
-        let bucket = buckets.entry(route_key.to_string()).or_insert(TokenBucket {
-            tokens: capacity,
-            last: now,
-        });
-        let refill = now.duration_since(bucket.last).as_secs_f64() * throttle.rate_per_sec;
-        bucket.tokens = (bucket.tokens + refill).min(capacity);
-        bucket.last = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        buckets
+            .entry(route_key.to_string())
+            .or_insert_with(|| TokenBucket::full(capacity, now))
+            .take(throttle.rate_per_sec, capacity, now)
     }
 }

@@ -18,28 +18,49 @@
 //!
 //! An unknown function is 404 `ResourceNotFoundException`, an oversized
 //! event 413 `RequestTooLargeException`, as in AWS.
+//!
+//! Who may call it, as on AWS: requests to a loopback name (`127.0.0.1`,
+//! `localhost`, `[::1]`), signed with SigV4 for `lambda` in the stack's
+//! Region with the credentials devstack gives the function, with the
+//! `Content-Type` the SDK sends (`application/octet-stream` or
+//! `application/json`): anything else gets Lambda's 403 (or 415
+//! `UnsupportedMediaTypeException`) before its body is looked at, so a web
+//! page's cross-site `text/plain` POST cannot forge a continuation. The body
+//! is read within [`BODY_READ_TIMEOUT`]; queued events are bounded in count
+//! ([`MAX_QUEUED_EVENTS`]) and bytes ([`MAX_QUEUED_BYTES`]), over either
+//! an `Event` invocation gets 429 `TooManyRequestsException` naming it; the
+//! listener holds at most [`MAX_CONNECTIONS`] sockets.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::Value;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use crate::lambda::invoke::{Invoke, InvokeError};
+use crate::listener::{BodyError, ListenerLimits, read_body};
+use crate::sigv4::{Refusal, SECRET_ACCESS_KEY, Scope, check_host, verify};
+use queue::Queued;
+pub use queue::{AsyncCounts, MAX_QUEUED_BYTES, MAX_QUEUED_EVENTS};
 
 /// Largest event an asynchronous invocation may carry (AWS: 256 KB).
 pub const MAX_ASYNC_PAYLOAD: usize = 256 * 1024;
 /// Largest event a synchronous invocation may carry (AWS: 6 MB).
 pub const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
+/// How long a request's body may take to arrive.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Sockets the Invoke API's listener holds at most (16 function processes
+/// keep a few pooled connections each).
+pub const MAX_CONNECTIONS: usize = 1_024;
 /// The wait before retrying a delivery (AWS waits a minute and more; the
 /// local stack is quicker, so tests stay short).
 const RETRY_DELAY: Duration = Duration::from_millis(200);
@@ -66,18 +87,17 @@ impl Default for AsyncDelivery {
     }
 }
 
-/// Counts of asynchronous events, for logs and tests.
-#[derive(Debug, Default)]
-pub struct AsyncCounts {
-    pub queued: AtomicUsize,
-    pub delivered: AtomicUsize,
-    pub dropped: AtomicUsize,
-}
-
 struct Shared {
     function: String,
+    /// The stack's Region: requests must be signed for it.
+    region: String,
+    /// The listener's stop signal; never sent: the stack aborts the server
+    /// once [`LambdaApi::drain`] is done (queued events may still invoke).
+    shutdown: watch::Sender<bool>,
     invoke: Arc<dyn Invoke>,
-    delivery: AsyncDelivery,
+    /// Swapped by watch mode when the event invoke config is edited; each
+    /// event keeps the rules it was queued under.
+    delivery: parking_lot::Mutex<AsyncDelivery>,
     counts: Arc<AsyncCounts>,
     tasks: TaskTracker,
 }
@@ -101,16 +121,31 @@ fn error(status: StatusCode, kind: &str, message: &str) -> Response {
 }
 
 impl LambdaApi {
-    pub fn new(function: &str, invoke: Arc<dyn Invoke>, delivery: AsyncDelivery) -> Self {
+    pub fn new(
+        function: &str,
+        region: &str,
+        invoke: Arc<dyn Invoke>,
+        delivery: AsyncDelivery,
+    ) -> Self {
         LambdaApi {
             shared: Arc::new(Shared {
                 function: function.to_string(),
+                region: region.to_string(),
+                shutdown: watch::channel(false).0,
                 invoke,
-                delivery,
+                delivery: parking_lot::Mutex::new(delivery),
                 counts: Arc::new(AsyncCounts::default()),
                 tasks: TaskTracker::new(),
             }),
         }
+    }
+
+    /// Applies an edited event invoke config to events queued from now,
+    /// as a deployment does (watch mode).
+    pub fn swap_retries(&self, max_retries: u32, max_event_age: Duration) {
+        let mut delivery = self.shared.delivery.lock();
+        delivery.max_retries = max_retries;
+        delivery.max_event_age = max_event_age;
     }
 
     pub fn counts(&self) -> Arc<AsyncCounts> {
@@ -126,10 +161,16 @@ impl LambdaApi {
             .with_state(self.shared.clone())
     }
 
-    /// Serves until the listener fails; events already queued keep being
-    /// delivered until [`LambdaApi::drain`].
+    /// Serves at most [`MAX_CONNECTIONS`] sockets, each with the
+    /// listener's header-read timeout, until the task is aborted; events
+    /// already queued keep being delivered until [`LambdaApi::drain`].
     pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
-        axum::serve(listener, self.router()).await
+        let limits = ListenerLimits {
+            max_connections: MAX_CONNECTIONS,
+            ..ListenerLimits::default()
+        };
+        let shutdown = self.shared.shutdown.subscribe();
+        crate::listener::serve(listener, self.router(), limits, shutdown).await
     }
 
     /// Waits (at most `grace`) for queued events to be delivered; true if all were.
@@ -148,12 +189,73 @@ pub fn names_function(name: &str, function: &str) -> bool {
     name == function
 }
 
+/// Lambda's answer to a request that is not let in.
+fn refused(refusal: &Refusal) -> Response {
+    let (kind, message) = refusal.error();
+    error(StatusCode::FORBIDDEN, kind, &message)
+}
+
+/// The content types the SDK sends an `Invoke` with.
+fn accepted_content_type(headers: &HeaderMap) -> bool {
+    let value = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/octet-stream")
+        || essence.eq_ignore_ascii_case("application/json")
+}
+
 async fn invocations(
     State(shared): State<Arc<Shared>>,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    if let Err(refusal) = check_host(headers) {
+        warn!(?refusal, "Invoke API request refused");
+        return refused(&refusal);
+    }
+    if !headers.contains_key(header::AUTHORIZATION) {
+        warn!("Invoke API request refused: unsigned");
+        return refused(&Refusal::Unsigned);
+    }
+    if !accepted_content_type(headers) {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaTypeException",
+            "The content type of the Invoke request body is not JSON: \
+             send application/octet-stream or application/json",
+        );
+    }
+    let body = match read_body(body, MAX_SYNC_PAYLOAD + 1, BODY_READ_TIMEOUT).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge(_)) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestTooLargeException",
+                &format!(
+                    "the request body is more than the {MAX_SYNC_PAYLOAD} bytes an invocation may carry"
+                ),
+            );
+        }
+        Err(problem) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                "InvalidRequestContentException",
+                &problem.to_string(),
+            );
+        }
+    };
+    let scope = Scope {
+        region: shared.region.clone(),
+        service: "lambda",
+    };
+    if let Err(refusal) = verify(&parts, &body, &scope, SECRET_ACCESS_KEY, SystemTime::now()) {
+        warn!(?refusal, "Invoke API request refused");
+        return refused(&refusal);
+    }
     if !names_function(&name, &shared.function) {
         return error(
             StatusCode::NOT_FOUND,
@@ -196,9 +298,27 @@ async fn invocations(
     };
     match kind {
         "Event" => {
+            let delivery = *shared.delivery.lock();
+            let deliveries = delivery.deliveries.max(1);
+            let mut places = Vec::with_capacity(deliveries);
+            for _ in 0..deliveries {
+                match Queued::reserve(&shared.counts, body.len()) {
+                    Ok(place) => places.push(place),
+                    Err(bound) => {
+                        warn!(function = %shared.function, %bound, "asynchronous invocation refused with 429");
+                        return error(
+                            StatusCode::TOO_MANY_REQUESTS,
+                            "TooManyRequestsException",
+                            &bound,
+                        );
+                    }
+                }
+            }
             shared.counts.queued.fetch_add(1, Ordering::SeqCst);
-            for _ in 0..shared.delivery.deliveries.max(1) {
-                shared.tasks.spawn(deliver(shared.clone(), event.clone()));
+            for place in places {
+                shared
+                    .tasks
+                    .spawn(deliver(shared.clone(), event.clone(), delivery, place));
             }
             StatusCode::ACCEPTED.into_response()
         }
@@ -232,9 +352,8 @@ async fn invocations(
 }
 
 /// Delivers one asynchronous event with Lambda's retry rules.
-async fn deliver(shared: Arc<Shared>, event: Value) {
+async fn deliver(shared: Arc<Shared>, event: Value, delivery: AsyncDelivery, _place: Queued) {
     let queued = Instant::now();
-    let delivery = shared.delivery;
     let mut retries = 0u32;
     loop {
         if queued.elapsed() > delivery.max_event_age {
@@ -267,6 +386,8 @@ async fn deliver(shared: Arc<Shared>, event: Value) {
     shared.counts.dropped.fetch_add(1, Ordering::SeqCst);
 }
 
+#[path = "invoke_api/queue.rs"]
+mod queue;
 #[cfg(test)]
 #[path = "invoke_api/tests.rs"]
 mod tests;

@@ -112,6 +112,29 @@ async fn over_max_connections_a_client_gets_429_until_one_closes() {
     );
 }
 
+/// A connection over the cap is not counted, so it is held only briefly:
+/// one that sends nothing is closed after [`REFUSAL_READ_TIMEOUT`] (1 s),
+/// not the full header-read timeout.
+#[tokio::test]
+async fn a_silent_connection_over_the_cap_is_closed_at_the_refusal_timeout() {
+    let limits = ListenerLimits {
+        max_connections: 1,
+        header_read_timeout: Duration::from_secs(60),
+    };
+    let (addr, _shutdown) = start(limits).await;
+    let mut first = TcpStream::connect(addr).await.expect("connect");
+    assert!(get_on(&mut first).await.starts_with("HTTP/1.1 200"));
+    let mut silent = TcpStream::connect(addr).await.expect("connect");
+    // The bound is far below the 60 s header timeout: ending within it
+    // shows the refusal's own timeout applied.
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(WAIT, silent.read_to_end(&mut rest)).await;
+    assert!(
+        ended.is_ok(),
+        "an uncounted connection was held for {WAIT:?}"
+    );
+}
+
 #[tokio::test]
 async fn shutdown_stops_accepting_and_returns() {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))

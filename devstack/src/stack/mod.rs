@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-use crate::apigateway::Gateway;
+use crate::apigateway::{AccountLimits, Gateway, REQUEST_CONNECTIONS};
 use crate::cloudfront::Edge;
 use crate::console::{Console, EventBus};
 use crate::lambda::LambdaPool;
@@ -71,8 +71,15 @@ pub struct UpOptions {
     pub max_concurrency: usize,
     /// Times each asynchronous event is delivered (1; 2 plays duplicates).
     pub async_deliveries: usize,
-    /// Open connections each of the edge and the API layer accepts at most.
+    /// Open WebSocket connections each of the edge and the API layer
+    /// accepts at most (the API layer's management requests have a budget
+    /// of their own).
     pub max_connections: usize,
+    /// The account's request rate (`@connections` and the API's own
+    /// requests), per second.
+    pub account_rate_limit: u32,
+    /// The account's rate of new WebSocket connections, per second.
+    pub account_connect_limit: u32,
     /// Watch mode: saves of the function or the program reload the stack.
     pub watch: bool,
 }
@@ -170,13 +177,20 @@ impl Stack {
         )
         .await
         .context("starting the function")?;
+        let mut api_config = gateway_config(
+            &topology,
+            LOCAL_API_ID,
+            &api_addr.to_string(),
+            &endpoints.api_key,
+        );
+        api_config.limits.max_websockets = options.max_connections;
+        api_config.limits.account = AccountLimits {
+            request_rate: options.account_rate_limit,
+            connect_rate: options.account_connect_limit,
+        };
         let gateway = Gateway::new(
-            gateway_config(
-                &topology,
-                LOCAL_API_ID,
-                &api_addr.to_string(),
-                &endpoints.api_key,
-            ),
+            api_config,
+            &topology.region,
             pool.clone() as Arc<dyn Invoke>,
             events.clone(),
         );
@@ -188,8 +202,15 @@ impl Stack {
             max_connections: options.max_connections,
             ..ListenerLimits::default()
         };
+        // The API layer's sockets: the WebSockets, plus a budget of their
+        // own for the management API (the function's posts) and handshakes
+        // in progress, so a broadcast at the WebSocket cap still goes out.
+        let api_limits = ListenerLimits {
+            max_connections: options.max_connections + REQUEST_CONNECTIONS,
+            ..limits
+        };
         let servers = vec![
-            tokio::spawn(gateway.clone().serve(listeners.api.0, limits)),
+            tokio::spawn(gateway.clone().serve(listeners.api.0, api_limits)),
             tokio::spawn(edge.clone().serve(listeners.edge.0, limits)),
             tokio::spawn(console.clone().serve(listeners.console.0)),
         ];
@@ -200,6 +221,7 @@ impl Stack {
                     pool: Arc::clone(&pool),
                     gateway: gateway.clone(),
                     edge: edge.clone(),
+                    lambda_api: lambda_api.clone(),
                     endpoints: endpoints.clone(),
                     api_addr,
                     dynamodb_endpoint: dynamodb.endpoint().to_string(),

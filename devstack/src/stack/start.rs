@@ -47,6 +47,12 @@ pub(super) fn check_limits(options: &UpOptions) -> anyhow::Result<()> {
     if options.max_connections == 0 {
         bail!("--max-connections must be at least 1");
     }
+    if options.account_rate_limit == 0 {
+        bail!("--account-rate-limit must be at least 1 (requests per second)");
+    }
+    if options.account_connect_limit == 0 {
+        bail!("--account-connect-limit must be at least 1 (new connections per second)");
+    }
     Ok(())
 }
 
@@ -67,7 +73,10 @@ impl Listeners {
         warn_if_exposed(edge.1, api.1);
         console::check_loopback(options.console_addr)?;
         let console = bind(options.console_addr, "console").await?;
-        let lambda = bind(SocketAddr::new(api.1.ip(), 0), "Lambda Invoke API").await?;
+        // Only the function processes call it: it stays on loopback even
+        // when the API layer does not.
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let lambda = bind(loopback, "Lambda Invoke API").await?;
         Ok(Listeners {
             api,
             edge,
@@ -107,8 +116,9 @@ fn warn_if_exposed(edge_addr: SocketAddr, api_addr: SocketAddr) {
     let edge = "the edge (--edge-addr): anyone who reaches it is let into the API with the stack's key, \
                 as CloudFront's clients are";
     let api = "the API layer (--api-addr): $connect with the key, and the @connections management API, \
-               whose SigV4 credentials are the fixed local ones (local/local), so anyone can read any \
-               connection's sourceIp and userAgent, post to it or close it";
+               whose SigV4 credentials are the fixed local ones (local/local), so anyone who sends a \
+               loopback Host can read any connection's sourceIp and userAgent, post to it or close it \
+               (the Lambda Invoke API stays on 127.0.0.1)";
     for warning in [
         crate::listener::exposure_warning(edge_addr, edge),
         crate::listener::exposure_warning(api_addr, api),
@@ -214,6 +224,7 @@ pub(super) fn lambda_api_of(
     let async_invoke = topology.function.async_invoke;
     LambdaApi::new(
         &topology.function.name,
+        &topology.region,
         pool.clone() as Arc<dyn Invoke>,
         AsyncDelivery {
             max_retries: async_invoke.maximum_retry_attempts,

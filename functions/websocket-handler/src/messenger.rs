@@ -192,6 +192,10 @@ pub enum ManagementApiError {
 /// Where the management endpoint came from, for the start-up log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndpointSource {
+    /// The SDK's standard endpoint override for the service
+    /// (`AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI`, then `AWS_ENDPOINT_URL`),
+    /// as every AWS SDK honours it: it wins over the rest.
+    SdkOverride(String),
     /// The `MANAGEMENT_ENDPOINT` variable, which the Pulumi program sets for
     /// the deployed function and devstack for the local one.
     Configured(String),
@@ -200,11 +204,11 @@ pub enum EndpointSource {
 }
 
 /// The management API messengers of this process, built once over one HTTP
-/// client: a fixed one when `MANAGEMENT_ENDPOINT` is set, otherwise one
-/// derived from the first event's domain and stage and cached. Region and
-/// credentials are the SDK configuration's ([`crate::sdk_env`]); the SDK's
-/// endpoint overrides (`AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI`,
-/// `AWS_ENDPOINT_URL`) play no part: local and deployed take the same path.
+/// client: a fixed one when the SDK's endpoint override
+/// (`AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI`, then `AWS_ENDPOINT_URL`) or
+/// `MANAGEMENT_ENDPOINT` is set, in that order, otherwise one derived from
+/// the first event's domain and stage and cached. Region, credentials and
+/// the override are the SDK configuration's ([`crate::sdk_env`]).
 #[derive(Debug)]
 pub struct ManagementApi {
     http: HttpClient,
@@ -235,7 +239,10 @@ impl ManagementApi {
             fixed: None,
             derived: Mutex::new(None),
         };
-        if let Some(endpoint) = management_endpoint {
+        if let Some(endpoint) = sdk_override(sdk) {
+            api.fixed = Some(Arc::new(api.messenger_at(&endpoint)?));
+            api.source = EndpointSource::SdkOverride(endpoint);
+        } else if let Some(endpoint) = management_endpoint {
             api.fixed = Some(Arc::new(api.messenger_at(endpoint)?));
             api.source = EndpointSource::Configured(endpoint.to_string());
         }
@@ -255,6 +262,23 @@ impl ManagementApi {
         )?;
         Ok(ManagementApiMessenger::new(client))
     }
+}
+
+/// The endpoint the SDK's configuration names for the management API, as
+/// aws-config reads it: `AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI`, then
+/// `AWS_ENDPOINT_URL`.
+fn sdk_override(sdk: &SdkConfig) -> Option<String> {
+    let key = aws_types::service_config::ServiceConfigKey::builder()
+        .service_id("ApiGatewayManagementApi")
+        .env("AWS_ENDPOINT_URL")
+        .profile("endpoint_url")
+        .build()
+        .ok()?;
+    sdk.service_config()
+        .and_then(|config| config.load_config(key))
+        .or_else(|| sdk.endpoint_url().map(str::to_string))
+        .map(|endpoint| endpoint.trim().to_string())
+        .filter(|endpoint| !endpoint.is_empty())
 }
 
 impl Messengers for ManagementApi {
@@ -305,23 +329,30 @@ mod tests {
     }
 
     #[test]
-    fn the_sdks_own_endpoint_overrides_are_not_consulted() {
+    fn the_sdks_endpoint_override_wins() {
         let config = sdk(
             vec![(
                 "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI",
                 "http://127.0.0.1:9/prod",
             )],
-            Some("http://127.0.0.1:9"),
+            Some("http://127.0.0.1:8"),
         );
+        let over = EndpointSource::SdkOverride("http://127.0.0.1:9/prod".into());
         assert_eq!(
             ManagementApi::new(&config, None).expect("api").source(),
-            &EndpointSource::FromEvents
+            &over
         );
+        let api =
+            ManagementApi::new(&config, Some("https://configured.example/prod")).expect("api");
+        assert_eq!(api.source(), &over);
+        assert!(api.for_api(&ApiAddress::default()).is_ok());
+        // The global override, when it is the only one.
+        let config = sdk(vec![], Some("http://127.0.0.1:8/prod"));
         assert_eq!(
             ManagementApi::new(&config, Some("https://configured.example/prod"))
                 .expect("api")
                 .source(),
-            &EndpointSource::Configured("https://configured.example/prod".into())
+            &EndpointSource::SdkOverride("http://127.0.0.1:8/prod".into())
         );
     }
 

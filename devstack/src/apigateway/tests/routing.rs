@@ -96,6 +96,7 @@ async fn events_have_api_gateways_shape() {
 async fn route_selection_follows_the_expression() {
     let gateway = Gateway::new(
         config(),
+        REGION,
         Arc::new(FakeFunction {
             events: mpsc::unbounded_channel().0,
             respond: Box::new(ok),
@@ -124,6 +125,7 @@ async fn route_selection_follows_the_expression() {
     nested.routes.retain(|r| r.key != "$default");
     let gateway = Gateway::new(
         nested,
+        REGION,
         Arc::new(FakeFunction {
             events: mpsc::unbounded_channel().0,
             respond: Box::new(ok),
@@ -249,4 +251,50 @@ async fn an_invoke_error_sends_the_error_frame_and_keeps_the_connection() {
         Message::text("marker"),
         "no frame for a successful route"
     );
+}
+
+/// The live view counts an invocation whose response has a non-2xx
+/// `statusCode` (a `$default` that answered 400) as failed, not `ok`.
+#[tokio::test]
+async fn an_invocation_answering_400_is_not_counted_ok() {
+    let respond = |event: &Value| {
+        if event["requestContext"]["routeKey"] == "$default" {
+            Ok(json!({"statusCode": 400, "body": "bad"}))
+        } else {
+            Ok(json!({"statusCode": 200}))
+        }
+    };
+    let mut running = start_with(config(), Box::new(respond)).await;
+    let (mut client, _id) = running.connected().await;
+    send_text(&mut client, r#"{"action":"nothing-routes-this"}"#).await;
+    assert_eq!(
+        running.next_event().await["requestContext"]["routeKey"],
+        "$default"
+    );
+    let counts = tokio::time::timeout(WAIT, async {
+        loop {
+            let seen = running.bus.snapshot();
+            if let Some(counts) = seen.invocations_by_route.get("$default") {
+                return counts.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the $default invocation is counted");
+    assert_eq!((counts.ok, counts.failed), (0, 1));
+    let outcome = running
+        .bus
+        .snapshot()
+        .recent
+        .iter()
+        .find_map(|e| match &e.event {
+            crate::console::StackEvent::Invocation { route, outcome, .. }
+                if route == "$default" =>
+            {
+                Some(outcome.clone())
+            }
+            _ => None,
+        });
+    assert_eq!(outcome.as_deref(), Some("answered 400"));
 }

@@ -147,6 +147,28 @@ async fn a_full_queue_fails_the_post_with_410_and_closes_the_connection() {
     expect_gone(&running, &stuck_id).await;
 }
 
+/// The queue is bounded in bytes too: with room for 100,000 frames, a slow
+/// reader of large frames is closed once its posts reach the byte bound
+/// (here 1 MB beside what the kernel's buffers take), not after 100,000.
+#[tokio::test]
+async fn a_slow_reader_of_large_frames_is_closed_at_the_byte_bound() {
+    let mut config = limits(Duration::from_secs(600), 100_000);
+    config.limits.outbound_queue_bytes = 1024 * 1024;
+    let mut running = start_with(config, Box::new(ok)).await;
+    let (mut reader, reader_id) = running.connected().await;
+    let (_stuck, stuck_id) = non_reader(&mut running).await;
+    let (accepted, gone) = flood(&running, &stuck_id).await;
+    // What the kernel buffers (at most ~4 MiB) was written out of the queue.
+    let most = (4 * 1024 * 1024 + 1024 * 1024) / POST_BYTES + 1;
+    assert!(
+        gone && accepted <= most,
+        "a post beyond the byte bound is 410 (after {accepted} accepted, at most {most})"
+    );
+    reader_still_served(&running, &mut reader, &reader_id, "unaffected").await;
+    let reason = disconnected(&mut running, &stuck_id, 1008).await;
+    assert_eq!(reason, "Client not reading: outbound queue full");
+}
+
 #[tokio::test]
 async fn the_life_limit_is_watched_while_a_send_is_stuck() {
     let mut config = limits(Duration::from_secs(600), 100_000);

@@ -27,6 +27,8 @@ pub enum Setting {
     FunctionEnvironment,
     FunctionMemory,
     FunctionTimeout,
+    /// The function's event invoke config (retries, maximum event age).
+    FunctionAsyncInvoke,
     // Needs a restart from here on.
     StageName,
     Region,
@@ -45,6 +47,8 @@ pub enum Part {
     Edge,
     /// The Lambda pool (the function's configuration).
     Function,
+    /// The Invoke API's delivery of asynchronous events.
+    AsyncInvoke,
 }
 
 impl Setting {
@@ -65,6 +69,7 @@ impl Setting {
             Setting::FunctionEnvironment | Setting::FunctionMemory | Setting::FunctionTimeout => {
                 Some(Part::Function)
             }
+            Setting::FunctionAsyncInvoke => Some(Part::AsyncInvoke),
             Setting::StageName
             | Setting::Region
             | Setting::Table
@@ -331,6 +336,19 @@ fn function_changes(
         push(
             Setting::FunctionMemory,
             format!("function memory {} → {} MB", old.memory_mb, new.memory_mb),
+        );
+    }
+    if old.async_invoke != new.async_invoke {
+        let (a, b) = (old.async_invoke, new.async_invoke);
+        push(
+            Setting::FunctionAsyncInvoke,
+            format!(
+                "asynchronous invocation: {} → {} retries, maximum event age {} → {} s",
+                a.maximum_retry_attempts,
+                b.maximum_retry_attempts,
+                a.maximum_event_age_secs,
+                b.maximum_event_age_secs
+            ),
         );
     }
     if old.timeout_secs != new.timeout_secs {

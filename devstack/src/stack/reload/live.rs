@@ -12,6 +12,7 @@ use super::Target;
 use crate::apigateway::Gateway;
 use crate::cloudfront::Edge;
 use crate::lambda::LambdaPool;
+use crate::lambda::invoke_api::LambdaApi;
 use crate::stack::{
     Endpoints, LOCAL_API_ID, edge_config, function_config, function_env, gateway_config,
 };
@@ -21,6 +22,7 @@ pub struct LiveStack {
     pub pool: Arc<LambdaPool>,
     pub gateway: Gateway,
     pub edge: Edge,
+    pub lambda_api: LambdaApi,
     pub endpoints: Endpoints,
     pub api_addr: SocketAddr,
     pub dynamodb_endpoint: String,
@@ -51,5 +53,13 @@ impl Target for LiveStack {
     fn swap_edge(&self, topology: &Topology) {
         self.edge
             .swap_rate_rule(&edge_config(topology, &self.endpoints).waf);
+    }
+
+    fn swap_async_invoke(&self, topology: &Topology) {
+        let spec = topology.function.async_invoke;
+        self.lambda_api.swap_retries(
+            spec.maximum_retry_attempts,
+            std::time::Duration::from_secs(u64::from(spec.maximum_event_age_secs)),
+        );
     }
 }

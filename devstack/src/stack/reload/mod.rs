@@ -50,6 +50,8 @@ pub trait Target: Send + Sync {
     fn swap_api(&self, topology: &Topology);
     /// Applies `topology`'s WAF rate rule.
     fn swap_edge(&self, topology: &Topology);
+    /// Applies the function's event invoke config to events queued from now.
+    fn swap_async_invoke(&self, topology: &Topology);
 }
 
 /// Where new versions of the function come from.
@@ -322,6 +324,9 @@ impl<T: Target> Reloader<T> {
         }
         if edit.diff.touches(Part::Edge) {
             self.target.swap_edge(&edit.topology);
+        }
+        if edit.diff.touches(Part::AsyncInvoke) {
+            self.target.swap_async_invoke(&edit.topology);
         }
         self.running = edit.topology;
         info!(changes = changes.join("; "), "Pulumi program applied live");

@@ -21,6 +21,9 @@ enum Call {
     Edge {
         rate_limit: u64,
     },
+    AsyncInvoke {
+        retries: u32,
+    },
 }
 
 #[derive(Default)]
@@ -68,6 +71,12 @@ impl Target for Arc<Recorder> {
     fn swap_edge(&self, topology: &Topology) {
         self.calls.lock().expect("calls").push(Call::Edge {
             rate_limit: topology.waf.rate_limit,
+        });
+    }
+
+    fn swap_async_invoke(&self, topology: &Topology) {
+        self.calls.lock().expect("calls").push(Call::AsyncInvoke {
+            retries: topology.function.async_invoke.maximum_retry_attempts,
         });
     }
 }

@@ -170,3 +170,22 @@ fn table_region_function_name_and_key_header_need_a_restart() {
         assert!(diff.restart_message().is_some(), "{setting:?}");
     }
 }
+
+#[test]
+fn an_edit_of_the_async_invoke_config_applies_live_to_the_invoke_api() {
+    let old = dev();
+    let mut new = old.clone();
+    new.function.async_invoke.maximum_retry_attempts =
+        old.function.async_invoke.maximum_retry_attempts % 2 + 1;
+    new.function.async_invoke.maximum_event_age_secs = 3_600;
+    let diff = diff(&old, &new);
+    assert_eq!(settings(&diff), [Setting::FunctionAsyncInvoke]);
+    assert!(diff.touches(Part::AsyncInvoke));
+    assert!(!diff.touches(Part::Function));
+    assert_eq!(diff.restart_message(), None);
+    let change = diff.changes[0].to_string();
+    assert!(
+        change.contains("retries") && change.contains("→ 3600 s"),
+        "{change}"
+    );
+}

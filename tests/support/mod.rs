@@ -10,6 +10,7 @@
 
 pub mod browser;
 pub mod client;
+pub mod crowd;
 pub mod process;
 pub mod stack;
 

@@ -20,7 +20,7 @@ impl Stack {
              \x20 API (execute-api, direct)    {api}   (needs the {key_header} header)\n\
              \x20 management (@connections)    {management}/@connections/{{connectionId}}\n\
              \x20 local API key                {key}\n\
-             \x20 DynamoDB                     {dynamodb}   table {table}\n\
+             \x20 DynamoDB                     {dynamodb}   tables {table}, {claims}\n\
              \x20 function                     up to {concurrency} processes, timeout {timeout}s\n\
              \x20 WAF rule {rule:<20} {limit} requests per {window}s per client IP\n\
              \x20 watch                        {watch}\n\
@@ -45,6 +45,7 @@ impl Stack {
             key = e.api_key,
             dynamodb = self.dynamodb.endpoint(),
             table = t.table.name,
+            claims = t.claims_table.name,
             concurrency = self.max_concurrency,
             timeout = t.function.timeout_secs,
             rule = t.waf.rate_rule_name,

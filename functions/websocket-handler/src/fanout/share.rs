@@ -394,8 +394,13 @@ pub async fn serve(
         .await;
         return Served::Unclaimed { rest, losses };
     }
-    let wait = backoff(BACKOFF_FIRST, continuation.attempt, BACKOFF_CAP);
-    tokio::time::sleep_until((Instant::now() + wait).min(schedule.stop_at)).await;
+    // The wait never takes more than half of what is left of the slice, so a
+    // long backoff cannot leave a continuation no time to post (and so hand
+    // on, without progress, one more attempt and a longer wait).
+    let now = Instant::now();
+    let wait = backoff(BACKOFF_FIRST, continuation.attempt, BACKOFF_CAP)
+        .min(schedule.stop_at.saturating_duration_since(now) / 2);
+    tokio::time::sleep(wait).await;
     Served::Shared(
         share(
             fanout,

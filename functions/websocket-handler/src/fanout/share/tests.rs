@@ -497,3 +497,44 @@ fn continuation_events_round_trip_and_other_events_are_not_continuations() {
     let other = next(broadcast("s", "x"), 1, 0, Remainder::only(vec![])).expect("hop 2");
     assert_ne!(other.id, continuation.id);
 }
+
+/// However long its backoff, a continuation keeps half of its slice for
+/// posting: a backoff longer than the slice still posts, so attempts do not
+/// grow without progress.
+#[tokio::test(start_paused = true)]
+async fn a_long_backoff_leaves_half_the_slice_for_posting() {
+    let all = ids(4);
+    let registry = registry_with(&all).await;
+    let messenger = MemoryMessenger::new();
+    let fanout = Fanout {
+        registry: &registry,
+        pages: &registry,
+        messenger: &messenger,
+        limits: limits(None),
+    };
+    let queue = Queue::default();
+    let mut late =
+        next(broadcast("nobody", "x"), 3, 0, Remainder::only(all.clone())).expect("hop 4");
+    late.attempt = MAX_HOPS;
+    let slice = Duration::from_secs(1);
+    let started = Instant::now();
+    let served = serve(
+        &fanout,
+        &MemoryClaims::default(),
+        &queue,
+        late,
+        schedule(slice, fanout.limits),
+    )
+    .await;
+    let Served::Shared(share) = served else {
+        panic!("{served:?}");
+    };
+    assert!(
+        started.elapsed() >= slice / 2,
+        "it waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(share.slice.delivery.delivered, 4, "{share:?}");
+    assert_eq!(share.rest, Handover::Finished);
+    assert!(queue.is_empty());
+}

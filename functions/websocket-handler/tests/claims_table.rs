@@ -29,9 +29,6 @@ use websocket_handler::fanout::{Limits, Services};
 use websocket_handler::fanout_table::FanoutTable;
 use websocket_handler::messenger::MemoryMessenger;
 use websocket_handler::metrics::MemoryReport;
-use websocket_handler::registry::{
-    CONNECTION_ID, Connection, ConnectionRegistry, DynamoDbRegistry,
-};
 
 const LIMIT: Duration = Duration::from_secs(300);
 
@@ -184,22 +181,8 @@ async fn a_claim_applied_whose_answer_was_lost_is_still_the_claimants() {
 #[tokio::test]
 async fn a_thousand_broadcasts_leave_the_connections_table_as_it_was() {
     let db = started().await;
-    within(db.create_table("connections", CONNECTION_ID))
-        .await
-        .expect("create the connections table");
-    let registry = DynamoDbRegistry::new(db.client(), "connections");
     let ids: Vec<String> = (0..5).map(|i| format!("conn-{i}")).collect();
-    for id in &ids {
-        let connection = Connection {
-            connection_id: id.clone(),
-            connected_at: Utc::now(),
-            source_ip: None,
-            user_agent: None,
-        };
-        within(registry.register(&connection))
-            .await
-            .expect("register");
-    }
+    let registry = support::connections_table(&db, &ids).await;
     let count = |table: &'static str| {
         let client = db.client();
         async move {

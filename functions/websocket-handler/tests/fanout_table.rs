@@ -2,16 +2,14 @@
 //! pages a continuation walks are disjoint and cover the table, and hold
 //! connections only.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use chrono::Utc;
 use local_dynamodb::LocalDynamoDb;
 use websocket_handler::fanout::{RecipientPages, is_recipient};
 use websocket_handler::fanout_table::FanoutTable;
-use websocket_handler::registry::{
-    CONNECTION_ID, Connection, ConnectionRegistry, DynamoDbRegistry,
-};
 
 const LIMIT: Duration = Duration::from_secs(300);
 
@@ -26,22 +24,8 @@ async fn pages_cover_the_table_once() {
     let db = within(LocalDynamoDb::start())
         .await
         .expect("start the local DynamoDB");
-    within(db.create_table("connections", CONNECTION_ID))
-        .await
-        .expect("create table");
-    let registry = DynamoDbRegistry::new(db.client(), "connections");
     let ids: BTreeSet<String> = (0..23).map(|i| format!("conn-{i:02}")).collect();
-    for id in &ids {
-        let connection = Connection {
-            connection_id: id.clone(),
-            connected_at: Utc::now(),
-            source_ip: None,
-            user_agent: None,
-        };
-        within(registry.register(&connection))
-            .await
-            .expect("register");
-    }
+    support::connections_table(&db, &ids).await;
     let table = FanoutTable::new(db.client(), "connections").with_page_size(5);
 
     // Walk the pages as a chain of continuations would: each from the key

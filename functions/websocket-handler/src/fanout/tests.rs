@@ -56,6 +56,35 @@ pub(super) fn broadcast<'a>(sender: &'a str, frame: &'a str) -> Broadcast<'a> {
     }
 }
 
+/// `n` registered connections (one registry page up to
+/// [`super::memory::MEMORY_PAGE`]) and a messenger that records each post.
+pub(super) struct Broadcasting {
+    pub all: Vec<String>,
+    pub registry: MemoryRegistry,
+    pub messenger: MemoryMessenger,
+}
+
+impl Broadcasting {
+    pub async fn of(n: usize) -> Self {
+        let all = ids(n);
+        Broadcasting {
+            registry: registry_with(&all).await,
+            all,
+            messenger: MemoryMessenger::new(),
+        }
+    }
+
+    /// The fan-out over this registry (read a page at a time) and messenger.
+    pub fn fanout(&self, limits: Limits) -> Fanout<'_> {
+        Fanout {
+            registry: &self.registry,
+            pages: &self.registry,
+            messenger: &self.messenger,
+            limits,
+        }
+    }
+}
+
 /// Runs a whole broadcast: the sender's slice, then every queued
 /// continuation (each delivered `deliveries` times), as Lambda would;
 /// the continuations run, what each served, and every loss counted.

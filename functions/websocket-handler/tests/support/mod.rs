@@ -167,3 +167,31 @@ pub fn sendmessage_event(
         "isBase64Encoded": false
     })
 }
+
+/// A connections table named `connections` in `db`, holding `ids`
+/// (connected now), and its registry.
+pub async fn connections_table<'a>(
+    db: &local_dynamodb::LocalDynamoDb,
+    ids: impl IntoIterator<Item = &'a String>,
+) -> websocket_handler::registry::DynamoDbRegistry {
+    use websocket_handler::registry::{CONNECTION_ID, Connection, ConnectionRegistry};
+    let limit = std::time::Duration::from_secs(300);
+    tokio::time::timeout(limit, db.create_table("connections", CONNECTION_ID))
+        .await
+        .expect("timed out")
+        .expect("create the connections table");
+    let registry = websocket_handler::registry::DynamoDbRegistry::new(db.client(), "connections");
+    for id in ids {
+        let connection = Connection {
+            connection_id: id.clone(),
+            connected_at: chrono::Utc::now(),
+            source_ip: None,
+            user_agent: None,
+        };
+        tokio::time::timeout(limit, registry.register(&connection))
+            .await
+            .expect("timed out")
+            .expect("register");
+    }
+    registry
+}

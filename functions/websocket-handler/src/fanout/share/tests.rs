@@ -9,7 +9,8 @@ use tokio::time::Instant;
 
 use super::super::memory::{MemoryClaims, MemoryPages, MemoryQueue as Queue};
 use super::super::tests::{
-    broadcast, far, ids, limits, posts_per_recipient, registry_with, schedule, whole_broadcast,
+    Broadcasting, broadcast, far, ids, limits, posts_per_recipient, registry_with, schedule,
+    whole_broadcast,
 };
 use super::*;
 use crate::fanout::{Fanout, Limits};
@@ -166,17 +167,11 @@ async fn a_tiny_budget_reaches_each_recipient_once_or_counts_it() {
 /// fifteen hops add up to half a minute.)
 #[tokio::test(start_paused = true)]
 async fn throttled_posts_are_retried_later_and_counted_when_hops_run_out() {
-    let all = ids(12);
-    let registry = registry_with(&all).await;
-    let messenger = MemoryMessenger::new();
+    let one = Broadcasting::of(12).await;
+    let (all, messenger) = (&one.all, &one.messenger);
     messenger.throttle("c00003", 2);
     messenger.throttle("c00007", usize::MAX);
-    let fanout = Fanout {
-        registry: &registry,
-        pages: &registry,
-        messenger: &messenger,
-        limits: limits(None),
-    };
+    let fanout = one.fanout(limits(None));
     let (queue, claims) = (Queue::default(), MemoryClaims::default());
     let (hops, served, losses) = tokio::time::timeout(
         LIMIT * 20,
@@ -184,7 +179,7 @@ async fn throttled_posts_are_retried_later_and_counted_when_hops_run_out() {
     )
     .await
     .expect("timed out");
-    let counts = posts_per_recipient(&messenger);
+    let counts = posts_per_recipient(messenger);
     let expected: BTreeMap<String, usize> = all
         .iter()
         .filter(|id| *id != "c00007")
@@ -203,16 +198,10 @@ async fn throttled_posts_are_retried_later_and_counted_when_hops_run_out() {
 /// progress counts one more attempt, and waits accordingly.
 #[tokio::test]
 async fn a_retry_continuation_waits_its_backoff() {
-    let all = ids(3);
-    let registry = registry_with(&all).await;
-    let messenger = MemoryMessenger::new();
+    let one = Broadcasting::of(3).await;
+    let messenger = &one.messenger;
     messenger.throttle("c00001", 1);
-    let fanout = Fanout {
-        registry: &registry,
-        pages: &registry,
-        messenger: &messenger,
-        limits: limits(None),
-    };
+    let fanout = one.fanout(limits(None));
     let queue = Queue::default();
     let first = share(
         &fanout,
@@ -246,7 +235,7 @@ async fn a_retry_continuation_waits_its_backoff() {
         "waited {:?}",
         started.elapsed()
     );
-    assert_eq!(posts_per_recipient(&messenger).get("c00001"), Some(&1));
+    assert_eq!(posts_per_recipient(messenger).get("c00001"), Some(&1));
 }
 
 /// A claim the table applied but whose answer was lost: the continuation is
@@ -255,15 +244,9 @@ async fn a_retry_continuation_waits_its_backoff() {
 /// Lambda also delivers the original event twice.
 #[tokio::test]
 async fn a_claim_whose_answer_was_lost_does_not_lose_the_broadcast() {
-    let all = ids(9);
-    let registry = registry_with(&all).await;
-    let messenger = MemoryMessenger::new();
-    let fanout = Fanout {
-        registry: &registry,
-        pages: &registry,
-        messenger: &messenger,
-        limits: limits(None),
-    };
+    let one = Broadcasting::of(9).await;
+    let (all, messenger) = (&one.all, &one.messenger);
+    let fanout = one.fanout(limits(None));
     let queue = Queue::default();
     let claims = MemoryClaims::losing_first_answers(1);
     let original =
@@ -306,7 +289,7 @@ async fn a_claim_whose_answer_was_lost_does_not_lose_the_broadcast() {
     )
     .await;
     assert!(matches!(second, Served::Shared(_)), "{second:?}");
-    let counts = posts_per_recipient(&messenger);
+    let counts = posts_per_recipient(messenger);
     assert_eq!(counts.len(), 9);
     assert!(counts.values().all(|n| *n == 1), "{counts:?}");
     assert_eq!(claims.len(), 1, "one claim for the continuation");
@@ -503,15 +486,9 @@ fn continuation_events_round_trip_and_other_events_are_not_continuations() {
 /// grow without progress.
 #[tokio::test(start_paused = true)]
 async fn a_long_backoff_leaves_half_the_slice_for_posting() {
-    let all = ids(4);
-    let registry = registry_with(&all).await;
-    let messenger = MemoryMessenger::new();
-    let fanout = Fanout {
-        registry: &registry,
-        pages: &registry,
-        messenger: &messenger,
-        limits: limits(None),
-    };
+    let one = Broadcasting::of(4).await;
+    let all = &one.all;
+    let fanout = one.fanout(limits(None));
     let queue = Queue::default();
     let mut late =
         next(broadcast("nobody", "x"), 3, 0, Remainder::only(all.clone())).expect("hop 4");

@@ -887,3 +887,20 @@ fn budgets_a_broadcast_cannot_work_with_are_refused() {
         "{found:?}"
     );
 }
+
+/// The dashboard shows what broadcasts lost, beside the rest.
+#[test]
+fn the_dashboard_shows_lost_recipients() {
+    let program = mutated(
+        "                  - [websocket-waf/Broadcast, RecipientsNotReached, FunctionName, '${handler.name}']\n",
+        "",
+    );
+    let found = findings(&program);
+    assert!(
+        found
+            .iter()
+            .any(|d| d.path.starts_with("resources.dashboard")
+                && d.message.contains("RecipientsNotReached")),
+        "{found:?}"
+    );
+}

@@ -26,6 +26,11 @@ const DASHBOARD_METRICS: &[(&str, &str)] = &[
     ("AWS/WAFV2", "BlockedRequests"),
     ("AWS/CloudFront", "Requests"),
     ("AWS/CloudFront", "5xxErrorRate"),
+    (
+        protocol::metrics::NAMESPACE,
+        protocol::metrics::RECIPIENTS_NOT_REACHED,
+    ),
+    ("AWS/Lambda", "AsyncEventsDropped"),
 ];
 
 /// One metric line of a widget: namespace, metric name, and the rest

@@ -61,7 +61,20 @@ pub async fn copies_of(
     limit: Duration,
     settle: Duration,
 ) -> anyhow::Result<Vec<usize>> {
-    let first_copies = Arc::new(AtomicUsize::new(0));
+    let copies = copies_of_each(clients, std::slice::from_ref(tag), limit, settle).await?;
+    Ok(copies.into_iter().map(|per_tag| per_tag[0]).collect())
+}
+
+/// [`copies_of`] for several broadcasts at once: for each client, the
+/// copies of each of `tags`, in order; waits until every client has one of
+/// each (or `limit`).
+pub async fn copies_of_each(
+    clients: Vec<Client>,
+    tags: &[Value],
+    limit: Duration,
+    settle: Duration,
+) -> anyhow::Result<Vec<Vec<usize>>> {
+    let complete = Arc::new(AtomicUsize::new(0));
     let (stop, _) = tokio::sync::watch::channel(false);
     let total = clients.len();
     let receivers: Vec<_> = clients
@@ -69,15 +82,15 @@ pub async fn copies_of(
         .map(|client| {
             tokio::spawn(receive(
                 client,
-                tag.clone(),
-                first_copies.clone(),
+                tags.to_vec(),
+                complete.clone(),
                 stop.subscribe(),
                 limit + settle * 2,
             ))
         })
         .collect();
     let _ = tokio::time::timeout(limit, async {
-        while first_copies.load(Ordering::SeqCst) < total {
+        while complete.load(Ordering::SeqCst) < total {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
@@ -91,15 +104,16 @@ pub async fn copies_of(
     Ok(copies)
 }
 
-/// Counts the copies of the frame whose data is `tag` until `stop` or `limit`.
+/// Counts the copies of each frame whose data is one of `tags` until `stop`
+/// or `limit`; counts the client in `complete` once it has one of each.
 async fn receive(
     mut client: Client,
-    tag: Value,
-    first_copies: Arc<AtomicUsize>,
+    tags: Vec<Value>,
+    complete: Arc<AtomicUsize>,
     mut stop: tokio::sync::watch::Receiver<bool>,
     limit: Duration,
-) -> anyhow::Result<usize> {
-    let mut copies = 0;
+) -> anyhow::Result<Vec<usize>> {
+    let mut copies = vec![0; tags.len()];
     let deadline = Instant::now() + limit;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -108,12 +122,16 @@ async fn receive(
             frame = client.recv_within(left) => frame,
         };
         match frame {
-            Ok(Incoming::Server(ServerFrame::Message { data, .. })) if data == tag => {
-                copies += 1;
-                if copies == 1 {
-                    first_copies.fetch_add(1, Ordering::SeqCst);
+            Ok(Incoming::Server(ServerFrame::Message { data, .. })) => {
+                let Some(i) = tags.iter().position(|tag| *tag == data) else {
+                    anyhow::bail!("a message that is none of the broadcasts: {data}");
+                };
+                copies[i] += 1;
+                if copies[i] == 1 && copies.iter().all(|n| *n > 0) {
+                    complete.fetch_add(1, Ordering::SeqCst);
                 }
             }
+            Ok(Incoming::Server(ServerFrame::Sent { .. })) => {}
             Ok(other) => anyhow::bail!("unexpected {other:?}"),
             Err(_) if Instant::now() >= deadline => break,
             Err(error) => return Err(error),

@@ -16,7 +16,6 @@ use crate::deadline::{Deadline, RESPONSE_RESERVE};
 use crate::event::{ApiAddress, ReplyTarget, WebsocketEvent};
 use crate::fanout::{self, Continuation, Served, Services};
 use crate::messenger::{Messengers, send_frame};
-use crate::metrics::Losses;
 use crate::registry::ConnectionRegistry;
 use crate::routes::{bad_input, bad_request, response};
 
@@ -41,9 +40,7 @@ pub async fn handle(
             tracing::error!(%error, "bad continuation event");
             Unserved(error)
         })?;
-        return Ok(
-            continue_broadcast(continuation, registry, messengers, services, deadline).await,
-        );
+        return continue_broadcast(continuation, registry, messengers, services, deadline).await;
     }
     Ok(serve_api_event(raw, registry, messengers, services, deadline).await)
 }
@@ -134,50 +131,26 @@ async fn dispatch(
 }
 
 /// A broadcast's continuation: claim it, post a slice, hand on the rest,
-/// report what was not reached.
+/// report what was not reached. [`Unserved`] when no post can be made.
 async fn continue_broadcast(
     continuation: Continuation,
     registry: &dyn ConnectionRegistry,
     messengers: &dyn Messengers,
     services: &Services<'_>,
     deadline: Deadline,
-) -> ApiGatewayProxyResponse {
+) -> Result<ApiGatewayProxyResponse, Unserved> {
     let (message_id, hop) = (continuation.message_id.clone(), continuation.hop);
-    let messenger = match messengers.for_api(&ApiAddress::default()) {
-        Ok(messenger) => messenger,
-        Err(error) => {
-            // Nothing was claimed: handed on again, as an unreadable claim is.
+    // Without a management endpoint nothing can be posted, now or by another
+    // hop (a configuration error): the invocation fails, so Lambda counts an
+    // error and the dead-letter queue keeps the event to send again once fixed.
+    let messenger = messengers
+        .for_api(&ApiAddress::default())
+        .map_err(|error| {
             tracing::error!(%message_id, hop, %error, "cannot reach the management API");
-            let schedule = services.limits.schedule(deadline, RESPONSE_RESERVE);
-            let mut losses = Losses::default();
-            let rest = fanout::pass_on(
-                services.relay,
-                fanout::Broadcast {
-                    message_id: &continuation.message_id,
-                    sender: &continuation.sender,
-                    frame: &continuation.frame,
-                },
-                hop,
-                continuation.attempt.saturating_add(1),
-                continuation.remainder.clone(),
-                schedule.give_up,
-            )
-            .await;
-            if let fanout::Handover::Abandoned {
-                reason,
-                pending,
-                more_pages,
-            } = rest
-            {
-                losses.add(reason, pending);
-                if more_pages {
-                    losses.cut_short();
-                }
-            }
-            services.losses.report(&message_id, &losses);
-            return response(500, "management API unavailable");
-        }
-    };
+            Unserved(format!(
+                "continuation not served: cannot reach the management API: {error}"
+            ))
+        })?;
     let schedule = services.limits.schedule(deadline, RESPONSE_RESERVE);
     let fanout = services.fanout(registry, messenger.as_ref(), schedule.limits);
     match fanout::serve(
@@ -197,13 +170,13 @@ async fn continue_broadcast(
                 refused = share.slice.refused.len(), pages = share.slice.pages,
                 rest = ?share.rest, retry = ?share.retry, not_reached = share.losses.total(),
                 "broadcast continued");
-            response(200, "ok")
+            Ok(response(200, "ok"))
         }
-        Served::Duplicate => response(200, "duplicate"),
+        Served::Duplicate => Ok(response(200, "duplicate")),
         Served::Unclaimed { rest, losses } => {
             services.losses.report(&message_id, &losses);
             tracing::warn!(%message_id, hop, ?rest, "continuation not claimed; handed on again");
-            response(200, "handed on again")
+            Ok(response(200, "handed on again"))
         }
     }
 }

@@ -570,3 +570,43 @@ async fn a_reply_that_hangs_gives_up_before_the_deadline() {
     assert!(tokio::time::Instant::now() < deadline.instant());
     assert_eq!(messenger.inner.frames_to("b").len(), 1, "b still got it");
 }
+
+/// No management endpoint to post through.
+struct NoEndpoint;
+
+impl Messengers for NoEndpoint {
+    fn for_api(
+        &self,
+        _: &crate::event::ApiAddress,
+    ) -> Result<std::sync::Arc<dyn Messenger>, PostError> {
+        Err(PostError::Other(
+            "no management endpoint is configured".into(),
+        ))
+    }
+}
+
+/// A continuation that cannot post (no management endpoint) is not handed
+/// on: its invocation fails, naming why, so Lambda counts an error and the
+/// dead-letter queue keeps the event to send again once the configuration
+/// is fixed.
+#[tokio::test]
+async fn a_continuation_without_a_management_endpoint_fails_its_invocation() {
+    let registry = registered(&["a", "b"]).await;
+    let (claims, queue) = (MemoryClaims::default(), MemoryQueue::default());
+    let continuation = json!({"fanout": {"id": "c1", "messageId": "m", "sender": "a",
+        "frame": "{}", "hop": 1, "remainder": {"pending": ["b"], "cursor": {"at": "end"}}}});
+    let result = super::handle(
+        continuation,
+        &registry,
+        &NoEndpoint,
+        &services(&registry, &claims, &queue),
+        Deadline::after(LIMIT),
+    )
+    .await;
+    let Err(Unserved(error)) = result else {
+        panic!("{result:?}");
+    };
+    assert!(error.contains("no management endpoint"), "{error}");
+    assert!(queue.is_empty(), "nothing handed on");
+    assert!(claims.is_empty(), "nothing claimed");
+}

@@ -90,6 +90,8 @@ fn report() -> Report {
             load: None,
         }),
         posts: None,
+        scan_history: None,
+        throttled: None,
     }
 }
 
@@ -258,4 +260,146 @@ async fn the_echo_floor_echoes() {
     };
     let result = tokio::time::timeout(Duration::from_secs(20), test).await;
     assert!(matches!(result, Ok(Ok(_))), "{result:?}");
+}
+
+fn load_figures(connections: usize, last_ms: Option<u64>, missed: usize) -> load::LoadFigures {
+    load::LoadFigures {
+        connections,
+        via: load::Via::Api,
+        handshakes_per_sec: 500.0,
+        refused_429: 0,
+        stack_bytes_per_connection: None,
+        sent_after: Duration::from_millis(500),
+        sent_recipients: connections - 1,
+        all_have_it: last_ms.map(Duration::from_millis),
+        missed,
+        twice: 0,
+    }
+}
+
+fn history(after_scanned: usize) -> scan_history::ScanHistoryFigures {
+    let scan = |scanned| scan_history::ScanCount {
+        scanned,
+        returned: 100,
+        pages: 1,
+    };
+    scan_history::ScanHistoryFigures {
+        connections: 100,
+        broadcasts: 1000,
+        per_invocation: 25,
+        before: scan(100),
+        after: scan(after_scanned),
+        claims: 3000,
+        posts: 100_000,
+        per_recipient: Some((1000, 1000)),
+        took: Duration::from_secs(60),
+    }
+}
+
+fn verdicts(report: &Report) -> Vec<(String, Option<bool>)> {
+    report
+        .scale_targets()
+        .into_iter()
+        .map(|t| (t.name, t.met))
+        .collect()
+}
+
+#[test]
+fn the_scan_after_history_is_held_to_1_01_reads_per_connection() {
+    let mut report = Report {
+        scan_history: Some(history(101)),
+        ..Report::default()
+    };
+    assert_eq!(
+        verdicts(&report),
+        [(
+            "items read by one broadcast's Scan after the earlier broadcasts ≤ 1.01 × connections"
+                .to_string(),
+            Some(true)
+        )]
+    );
+    // Claims in the connections table: 3,000 more items read.
+    report.scan_history = Some(history(3100));
+    assert_eq!(verdicts(&report)[0].1, Some(false));
+    let rows = format!("{:?}", scan_history::rows(&history(100)));
+    for expected in [
+        "100 (1.000)",
+        "3000",
+        "100000 / 100000 (1000–1000)",
+        "60.0 s",
+    ] {
+        assert!(rows.contains(expected), "{expected} not in {rows}");
+    }
+}
+
+#[test]
+fn the_10000_connection_broadcast_is_held_to_2_s_with_none_missed() {
+    let with_load = |load| Report {
+        stack: Some(StackReport {
+            load: Some(load),
+            ..StackReport::default()
+        }),
+        ..Report::default()
+    };
+    let met = |report: &Report| {
+        report
+            .scale_targets()
+            .into_iter()
+            .map(|t| t.met)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        met(&with_load(load_figures(10_000, Some(1_500), 0))),
+        [Some(true)]
+    );
+    assert_eq!(
+        met(&with_load(load_figures(10_000, Some(2_500), 0))),
+        [Some(false)]
+    );
+    assert_eq!(
+        met(&with_load(load_figures(10_000, Some(1_500), 3))),
+        [Some(false)]
+    );
+    // Another size is not the target's.
+    assert_eq!(met(&with_load(load_figures(2_000, Some(100), 0))), [None]);
+}
+
+#[test]
+fn the_throttled_broadcast_needs_5000_recipients_none_missed_none_twice() {
+    let throttled = |connections, rate, missed, twice| {
+        let mut load = load_figures(connections, Some(9_000), missed);
+        load.twice = twice;
+        Report {
+            throttled: Some(throttled::ThrottledFigures {
+                rate,
+                load,
+                log: throttled::LogCounts::default(),
+            }),
+            ..Report::default()
+        }
+    };
+    let met = |report: Report| report.scale_targets().first().and_then(|t| t.met);
+    assert_eq!(met(throttled(5_001, 1_000, 0, 0)), Some(true));
+    assert_eq!(met(throttled(5_001, 1_000, 1, 0)), Some(false));
+    assert_eq!(met(throttled(5_001, 1_000, 0, 2)), Some(false));
+    // Fewer recipients, or a higher rate, is not the target's run.
+    assert_eq!(met(throttled(5_000, 1_000, 0, 0)), None);
+    assert_eq!(met(throttled(5_001, 10_000, 0, 0)), None);
+}
+
+#[test]
+fn the_stack_log_is_counted_for_refused_posts_and_loss_lines() {
+    let log = concat!(
+        "INFO websocket-handler: post refused; to be tried again connection_id=a\n",
+        "INFO websocket-handler: post refused; to be tried again connection_id=b\n",
+        "INFO websocket-handler: sent recipients=3\n",
+        "ERROR websocket-handler: {\"RecipientsNotReached\":2,\"message\":\"broadcast recipients not reached\"}\n",
+    );
+    assert_eq!(
+        throttled::count_log(log),
+        throttled::LogCounts {
+            refused_posts: 2,
+            not_reached_lines: 1,
+        }
+    );
 }

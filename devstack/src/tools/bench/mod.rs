@@ -46,6 +46,7 @@ pub mod load;
 pub mod posts;
 pub mod registry_standin;
 mod report;
+mod scale_targets;
 pub mod scan_history;
 mod stack;
 pub mod standin;

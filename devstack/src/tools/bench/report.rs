@@ -212,63 +212,14 @@ impl Report {
         out
     }
 
-    /// The trustworthy broadcast's targets, for the scale rows a run has.
-    pub fn scale_targets(&self) -> Vec<Target> {
-        let mut out = Vec::new();
-        if let Some(load) = self.stack.as_ref().and_then(|s| s.load.as_ref()) {
-            let name = "broadcast across 10,000 connections under 2 s to the last recipient, none missed or twice";
-            let mut t = Target::at_most(
-                name,
-                load.all_have_it.map(secs),
-                Some(secs(LOAD_BROADCAST_LIMIT)),
-                show_secs,
-            );
-            if load.connections != LOAD_TARGET_SIZE {
-                t.met = None;
-                t.detail = format!("needs --load {LOAD_TARGET_SIZE} (ran {})", load.connections);
-            } else if load.missed > 0 || load.twice > 0 {
-                t.met = Some(false);
-                t.detail = format!("{}; {} missed, {} twice", t.detail, load.missed, load.twice);
-            }
-            out.push(t);
-        }
-        if let Some(h) = &self.scan_history {
-            let mut t = Target::at_most(
-                "items read by one broadcast's Scan after the earlier broadcasts ≤ 1.01 × connections",
-                h.read_per_connection(),
-                Some(SCAN_READ_LIMIT),
-                |r| format!("{r:.3}×"),
-            );
-            t.detail = format!("{} after {} broadcasts", t.detail, h.broadcasts);
-            out.push(t);
-        }
-        if let Some(th) = &self.throttled {
-            let recipients = th.load.connections.saturating_sub(1);
-            let reached = th.load.all_have_it.is_some() && th.load.missed == 0;
-            let detail = format!(
-                "{recipients} recipients at {}/s: {} missed, {} twice, the last after {}",
-                th.rate,
-                th.load.missed,
-                th.load.twice,
-                th.load.all_have_it.map_or("—".into(), format_duration)
-            );
-            let applies = recipients >= THROTTLED_RECIPIENTS && th.rate <= THROTTLED_RATE;
-            out.push(Target {
-                name: "under an account rate of 1,000/s: 5,000 recipients, 0 missed, 0 twice"
-                    .into(),
-                met: applies.then_some(reached && th.load.twice == 0),
-                detail: if applies {
-                    detail
-                } else {
-                    format!("{detail} (needs --throttled 5001 --throttled-rate 1000)")
-                },
-            });
-        }
-        out
-    }
-
     pub fn render(&self, machine: &str) -> String {
-        let mut out = render_table(&HEADER, &self.rows());
+        // A scale-only run has none of the first table's rows: no empty table.
+        let rows = self.rows();
+        let mut out = if rows.is_empty() {
+            String::new()
+        } else {
+            render_table(&HEADER, &rows)
+        };
         let mut notes: Vec<&str> = Vec::new();
         if let Some(f) = &self.functions {
             for zip in [&f.handler.zip, &f.hello.zip, &f.python.zip] {
@@ -420,6 +371,10 @@ fn stack_rows(s: &StackReport) -> Vec<Vec<String>> {
             |s: &Percentiles| s.p99,
         ),
     ] {
+        // The scale-only stack measured none of these.
+        if edge.is_none() && echo.is_none() {
+            continue;
+        }
         rows.push(vec![
             label.into(),
             cell_stats(edge, pick),

@@ -109,11 +109,7 @@ fn client_config() -> WebSocketConfig {
 
 /// One client's handshake; one refused with 429 (a rate, not a fault) is
 /// tried again every [`RETRY_PAUSE`] for at most [`RETRY_FOR`], counted in `refused`.
-pub async fn connect(
-    target: &Target,
-    source: Ipv4Addr,
-    refused: &AtomicUsize,
-) -> anyhow::Result<Ws> {
+async fn connect(target: &Target, source: Ipv4Addr, refused: &AtomicUsize) -> anyhow::Result<Ws> {
     let url = format!("ws://{}{}", target.addr, target.path);
     let give_up = Instant::now() + RETRY_FOR;
     loop {

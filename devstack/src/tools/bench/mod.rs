@@ -10,6 +10,13 @@
 //!   plain tokio-tungstenite echo server (the floor), broadcast fan-out to
 //!   100 and 1,000 connections, sustained messages per second.
 //!
+//! And the scale rows, each asked for by its option: thousands of
+//! connections and one broadcast (`--load`, `load.rs`), posts per second of
+//! one invocation (`--posts`, `posts.rs`), what a broadcast's Scan reads
+//! after many broadcasts (`--scan-history`, `scan_history.rs`) and a
+//! broadcast under a lowered account request rate (`--throttled`,
+//! `throttled.rs`).
+//!
 //! Every load loop is bounded and every await that waits on the network has
 //! a timeout; everything listens and connects on loopback only. The pure
 //! parts (the table, the targets) are unit tested below; the figures themselves are never asserted in tests.
@@ -39,11 +46,14 @@ pub mod load;
 pub mod posts;
 pub mod registry_standin;
 mod report;
+mod scale_targets;
+pub mod scan_history;
 mod stack;
 pub mod standin;
 #[cfg(test)]
 mod tests;
 mod thread_server;
+pub mod throttled;
 
 use thread_server::ThreadServer;
 
@@ -68,6 +78,15 @@ const ZIP_LIMIT_BYTES: u64 = 6_000_000;
 const BROADCAST_LIMIT: Duration = Duration::from_secs(1);
 /// The broadcast size the 1 s target applies to.
 const BROADCAST_TARGET_SIZE: usize = 1000;
+/// The load row's target: 10,000 connections, the last recipient within 2 s.
+const LOAD_TARGET_SIZE: usize = 10_000;
+const LOAD_BROADCAST_LIMIT: Duration = Duration::from_secs(2);
+/// Items a broadcast's Scan may read per registered connection, however
+/// many broadcasts came before.
+const SCAN_READ_LIMIT: f64 = 1.01;
+/// The throttled row's target: this many recipients at this account rate.
+const THROTTLED_RECIPIENTS: usize = 5_000;
+const THROTTLED_RATE: u32 = 1_000;
 
 /// Options of `devstack bench`.
 #[derive(Debug, Clone, clap::Args)]
@@ -108,7 +127,13 @@ pub struct BenchArgs {
     /// @connections stand-in with a fixed latency: `--posts 10000`.
     #[command(flatten)]
     pub posts: posts::PostsArgs,
-    /// Only the scale rows (`--load`, `--posts`), none of the others.
+    /// What one broadcast's Scan reads after many broadcasts: `--scan-history 1000`.
+    #[command(flatten)]
+    pub scan_history: scan_history::ScanHistoryArgs,
+    /// One broadcast under a lowered account request rate: `--throttled 5001`.
+    #[command(flatten)]
+    pub throttled: throttled::ThrottledArgs,
+    /// Only the scale rows (`--load`, `--posts`, `--scan-history`, `--throttled`), none of the others.
     #[arg(long)]
     pub scale_only: bool,
     /// The workspace root (Cargo.toml, Pulumi.yaml, bench/, target/).
@@ -143,6 +168,20 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             posts::measure(&env.binary("websocket-handler")?, &args.posts)
                 .await
                 .context("the posts-per-second row")?,
+        );
+    }
+    if args.scan_history.scan_history > 0 {
+        report.scan_history = Some(
+            scan_history::measure(&env.binary("websocket-handler")?, &args.scan_history)
+                .await
+                .context("the scan-history row")?,
+        );
+    }
+    if args.throttled.throttled > 0 {
+        report.throttled = Some(
+            throttled::measure(&env, &args.throttled)
+                .await
+                .context("the throttled-broadcast row")?,
         );
     }
     if args.scale_only {

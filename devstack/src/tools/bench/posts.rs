@@ -84,11 +84,12 @@ pub struct PostsFigures {
     pub scan_read_units: f64,
 }
 
-const TABLE: &str = "bench-connections";
+pub(super) const TABLE: &str = "bench-connections";
 /// The claims table the function needs to start (one invocation posts the
-/// whole broadcast here, so nothing is claimed).
-const CLAIMS: &str = "bench-claims";
-const STAGE: &str = "bench";
+/// whole broadcast here, so nothing is claimed; the scan-history row's
+/// continuations claim in it).
+pub(super) const CLAIMS: &str = "bench-claims";
+pub(super) const STAGE: &str = "bench";
 const STEP: Duration = Duration::from_secs(120);
 
 /// The `i`th registered connection's id.
@@ -140,7 +141,7 @@ pub fn scan_read_units(bytes: u64) -> f64 {
     pages as f64 * per(PAGE) + per(rest)
 }
 
-async fn fill(db: &LocalDynamoDb, n: usize) -> anyhow::Result<u64> {
+pub(super) async fn fill(db: &LocalDynamoDb, n: usize) -> anyhow::Result<u64> {
     let client = db.client();
     let bytes: u64 = (0..n).map(|i| item_bytes(&item(i))).sum();
     let batches: Vec<Vec<usize>> = (0..n)
@@ -196,7 +197,7 @@ async fn full_scan(db: &LocalDynamoDb) -> anyhow::Result<(usize, Duration)> {
 }
 
 /// A `sendmessage` from the registry's first connection, as API Gateway sends it.
-fn send_message_event(standin: &ConnectionsStandIn) -> anyhow::Result<Value> {
+pub(super) fn send_message_event(standin: &ConnectionsStandIn) -> anyhow::Result<Value> {
     use aws_lambda_events::apigw::{
         ApiGatewayWebsocketProxyRequest, ApiGatewayWebsocketProxyRequestContext,
     };

@@ -103,6 +103,10 @@ pub struct Report {
     pub stack: Option<StackReport>,
     /// The posts-per-second row (`--posts N`).
     pub posts: Option<super::posts::PostsFigures>,
+    /// What a broadcast's Scan reads after many broadcasts (`--scan-history N`).
+    pub scan_history: Option<super::scan_history::ScanHistoryFigures>,
+    /// One broadcast under a lowered account rate (`--throttled N`).
+    pub throttled: Option<super::throttled::ThrottledFigures>,
 }
 
 pub(super) const HEADER: [&str; 5] = [
@@ -204,11 +208,18 @@ impl Report {
                 show_secs,
             ));
         }
+        out.extend(self.scale_targets());
         out
     }
 
     pub fn render(&self, machine: &str) -> String {
-        let mut out = render_table(&HEADER, &self.rows());
+        // A scale-only run has none of the first table's rows: no empty table.
+        let rows = self.rows();
+        let mut out = if rows.is_empty() {
+            String::new()
+        } else {
+            render_table(&HEADER, &rows)
+        };
         let mut notes: Vec<&str> = Vec::new();
         if let Some(f) = &self.functions {
             for zip in [&f.handler.zip, &f.hello.zip, &f.python.zip] {
@@ -228,6 +239,12 @@ impl Report {
         }
         if let Some(posts) = &self.posts {
             scale.extend(super::posts::rows(posts));
+        }
+        if let Some(history) = &self.scan_history {
+            scale.extend(super::scan_history::rows(history));
+        }
+        if let Some(throttled) = &self.throttled {
+            scale.extend(super::throttled::rows(throttled));
         }
         if !scale.is_empty() {
             let rows: Vec<Vec<String>> = scale
@@ -354,6 +371,10 @@ fn stack_rows(s: &StackReport) -> Vec<Vec<String>> {
             |s: &Percentiles| s.p99,
         ),
     ] {
+        // The scale-only stack measured none of these.
+        if edge.is_none() && echo.is_none() {
+            continue;
+        }
         rows.push(vec![
             label.into(),
             cell_stats(edge, pick),

@@ -8,7 +8,7 @@ use crate::tools::launch::{self, Launch};
 pub(super) async fn bench_stack(args: &BenchArgs, env: &BenchEnv) -> anyhow::Result<StackReport> {
     let mut report = StackReport::default();
     if args.scale_only {
-        let stack = BenchStack::start(env).await?;
+        let stack = BenchStack::start(env, &[]).await?;
         let measured = measure_load(&mut report, args, &stack).await;
         stack.shutdown().await;
         measured?;
@@ -33,7 +33,7 @@ pub(super) async fn bench_stack(args: &BenchArgs, env: &BenchEnv) -> anyhow::Res
     drop(echo_server);
     floor.context("measuring the echo floor")?;
 
-    let stack = BenchStack::start(env).await?;
+    let stack = BenchStack::start(env, &[]).await?;
     let (addr, path) = (stack.edge, stack.path.as_str());
     eprintln!("bench: local stack edge on ws://{addr}{path}");
     let measured = async {
@@ -131,7 +131,9 @@ pub fn bench_stack_config(project: &str) -> String {
 }
 
 /// `devstack up` as a child process (this same executable), configured
-/// from a copy of the repository's Pulumi.yaml and a Pulumi.bench.yaml.
+/// from a copy of the repository's Pulumi.yaml and a Pulumi.bench.yaml,
+/// with the stack's default flags: its connection cap (10,000 WebSockets)
+/// and AWS's account limits (10,000 requests/s, 500 new connections/s).
 pub(super) struct BenchStack {
     pub(super) child: tokio::process::Child,
     pub(super) edge: SocketAddr,
@@ -140,10 +142,14 @@ pub(super) struct BenchStack {
     pub(super) api: SocketAddr,
     pub(super) api_path: String,
     pub(super) api_key: String,
+    /// The stack's log (its own lines and the function's).
+    pub(super) log: PathBuf,
 }
 
 impl BenchStack {
-    pub(super) async fn start(env: &BenchEnv) -> anyhow::Result<BenchStack> {
+    /// `flags` are added to `devstack up`'s (the throttled row lowers the
+    /// account's request rate with them).
+    pub(super) async fn start(env: &BenchEnv, flags: &[String]) -> anyhow::Result<BenchStack> {
         let dir = env.scratch.join("stack");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let source = env.root.join("Pulumi.yaml");
@@ -174,13 +180,7 @@ impl BenchStack {
         let mut child = command
             .arg("--function-bin")
             .arg(env.binary("websocket-handler")?)
-            // The load row holds up to `--load` connections on one
-            // listener; the open-file limit, not this cap, bounds it.
-            .args(["--max-connections", "100000"])
-            // The load row opens its connections as fast as it can; AWS's
-            // 500 new connections/s (played by default) would make that
-            // setup, not what the bench measures, take 20 s per 10,000.
-            .args(["--account-connect-limit", "100000"])
+            .args(flags)
             .current_dir(&env.root)
             .kill_on_drop(true)
             .spawn()
@@ -208,6 +208,7 @@ impl BenchStack {
             api,
             api_path,
             api_key: ready.api_key,
+            log: log_path,
         })
     }
 

@@ -127,6 +127,14 @@ impl ConnectionsStandIn {
         }
     }
 
+    /// The fewest and the most posts any one id got (none: no posts).
+    pub fn per_id_range(&self) -> Option<(u32, u32)> {
+        let counts = self.shared.counts();
+        let fewest = counts.per_id.values().min().copied()?;
+        let most = counts.per_id.values().max().copied()?;
+        Some((fewest, most))
+    }
+
     /// Forgets every count (between runs).
     pub fn reset(&self) {
         *self.shared.counts() = Counts::default();
@@ -163,8 +171,10 @@ mod tests {
             "{tally:?}"
         );
         assert!(tally.peak_in_flight >= 1 && tally.rate().is_some());
+        assert_eq!(standin.per_id_range(), Some((1, 2)));
         standin.reset();
         assert_eq!(standin.tally(), Tally::default());
+        assert_eq!(standin.per_id_range(), None);
     }
 
     /// One HTTP/1.1 POST with an empty body; the status code.

@@ -90,6 +90,8 @@ fn report() -> Report {
             load: None,
         }),
         posts: None,
+        scan_history: None,
+        throttled: None,
     }
 }
 
@@ -258,4 +260,16 @@ async fn the_echo_floor_echoes() {
     };
     let result = tokio::time::timeout(Duration::from_secs(20), test).await;
     assert!(matches!(result, Ok(Ok(_))), "{result:?}");
+}
+
+#[test]
+fn a_scale_only_report_has_no_empty_rows() {
+    let report = Report {
+        stack: Some(StackReport::default()),
+        ..Report::default()
+    };
+    assert!(report.rows().is_empty(), "{:?}", report.rows());
+    let rendered = report.render("test machine");
+    assert!(!rendered.contains("| Benchmark"), "{rendered}");
+    assert!(rendered.contains("Machine: test machine"), "{rendered}");
 }

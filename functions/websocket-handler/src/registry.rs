@@ -209,10 +209,6 @@ impl DynamoDbRegistry {
         self.page_size = Some(page_size);
         self
     }
-
-    pub fn table(&self) -> &str {
-        &self.table
-    }
 }
 
 fn sdk_error<E, R>(operation: &'static str, error: SdkError<E, R>) -> RegistryError

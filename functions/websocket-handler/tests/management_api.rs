@@ -276,6 +276,37 @@ async fn an_unreachable_endpoint_is_refused_after_three_attempts() {
         panic!("{result:?}");
     };
     assert!(error.contains("after 3 attempts"), "{error}");
+    assert!(
+        error.contains("Connection refused"),
+        "the cause is named: {error}"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_closed_without_an_answer_is_not_tried_again() {
+    // Reads the request, then closes: the post may have been delivered.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counted = accepted.clone();
+    let closing = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+        }
+    });
+    let messenger = messenger(&format!("http://{addr}/prod"));
+    let result = post(&messenger, "conn-1", b"x").await;
+    closing.abort();
+    let Err(PostError::Other(error)) = &result else {
+        panic!("a closed connection is another error: {result:?}");
+    };
+    assert!(error.contains("failed"), "{error}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "not sent again");
 }
 
 #[tokio::test]

@@ -329,6 +329,11 @@ async fn a_claim_whose_answer_was_lost_does_not_lose_the_broadcast() {
     let again = queued(&queue);
     assert_eq!(again.id, original.id);
     assert!(again.claim_token.is_some());
+    assert_eq!(
+        again.attempt,
+        original.attempt + 1,
+        "handed on again one attempt further: the next hop backs off a step more"
+    );
     // Lambda delivers the original once more, then the one handed on again.
     let duplicate = serve(
         &fanout,

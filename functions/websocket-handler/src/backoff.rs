@@ -42,4 +42,14 @@ mod tests {
             assert!(wait >= base && wait < base * 2, "{attempt}: {wait:?}");
         }
     }
+
+    #[test]
+    fn callers_throttled_together_do_not_come_back_together() {
+        // 32 waits of one attempt all equal: 1 chance in 1024^31 with jitter.
+        let first = Duration::from_millis(50);
+        let waits: std::collections::BTreeSet<Duration> = (0..32)
+            .map(|_| backoff(first, 1, Duration::from_secs(1)))
+            .collect();
+        assert!(waits.len() > 1, "every caller waits {waits:?}");
+    }
 }

@@ -73,10 +73,6 @@ impl ClaimsTable {
             table: table.into(),
         }
     }
-
-    pub fn table(&self) -> &str {
-        &self.table
-    }
 }
 
 #[async_trait]

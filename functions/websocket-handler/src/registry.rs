@@ -209,10 +209,6 @@ impl DynamoDbRegistry {
         self.page_size = Some(page_size);
         self
     }
-
-    pub fn table(&self) -> &str {
-        &self.table
-    }
 }
 
 fn sdk_error<E, R>(operation: &'static str, error: SdkError<E, R>) -> RegistryError
@@ -379,6 +375,21 @@ mod tests {
             Ok(GoneRemoval::Kept)
         );
         assert_eq!(registry.list().await.unwrap(), ["young"]);
+    }
+
+    #[tokio::test]
+    async fn a_410_keeps_a_record_opened_exactly_at_the_cutoff() {
+        // As DynamoDbRegistry's `#at < :cutoff`: only strictly older records go.
+        let registry = MemoryRegistry::new();
+        let at_cutoff = connection("at-cutoff");
+        registry.register(&at_cutoff).await.unwrap();
+        assert_eq!(
+            registry
+                .remove_gone("at-cutoff", at_cutoff.connected_at)
+                .await,
+            Ok(GoneRemoval::Kept)
+        );
+        assert_eq!(registry.list().await.unwrap(), ["at-cutoff"]);
     }
 
     #[test]

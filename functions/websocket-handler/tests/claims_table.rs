@@ -91,6 +91,23 @@ async fn a_continuation_is_claimed_once_and_a_retry_with_its_token_is_the_same_c
     assert_eq!(item["token"].as_s().map(String::as_str), Ok("t1"));
 }
 
+#[tokio::test]
+async fn a_claim_that_fails_for_another_reason_is_an_error_not_a_duplicate() {
+    // Only a failed condition means "claimed by another delivery"; any other
+    // failure (here: no such table) must not skip the rest of the broadcast.
+    let db = started().await;
+    let claims = ClaimsTable::new(db.client(), "no-such-table");
+    let error = within(claims.claim("m1#a", "t1"))
+        .await
+        .expect_err("no table is an error, not \"already claimed\"");
+    assert_eq!(error.operation, "PutItem");
+    assert!(
+        error.to_string().contains("no-such-table")
+            || error.to_string().contains("ResourceNotFound"),
+        "{error}"
+    );
+}
+
 /// Forwards every request to dynalite; the first PutItem is applied there
 /// and then answered with a 500, as a lost answer.
 #[derive(Clone)]

@@ -233,6 +233,27 @@ async fn a_throttled_post_is_tried_again() {
 }
 
 #[tokio::test]
+async fn answers_with_bodies_over_the_read_limit_keep_their_meaning() {
+    // The function reads at most 16 KB of an answer's body. Past that, a 2xx is
+    // still delivered and a 410 still gone; any other status is an error that
+    // is not tried again (not even a 429: what was sent is unknown).
+    let (base, posts) = support::management_api().await;
+    let long: &'static str = "y".repeat(20 * 1024).leak();
+    posts.answer("ok", vec![(StatusCode::OK, long)]);
+    posts.answer("gone", vec![(StatusCode::GONE, long)]);
+    posts.answer("busy", vec![(StatusCode::TOO_MANY_REQUESTS, long); 3]);
+    let messenger = messenger(&format!("{base}/prod"));
+    assert_eq!(post(&messenger, "ok", b"x").await, Ok(()));
+    assert_eq!(post(&messenger, "gone", b"x").await, Err(PostError::Gone));
+    let result = post(&messenger, "busy", b"x").await;
+    let Err(PostError::Other(error)) = &result else {
+        panic!("a 429 whose body failed is another error: {result:?}");
+    };
+    assert!(error.contains("429"), "{error}");
+    assert_eq!(posts.requests().len(), 3, "one request each");
+}
+
+#[tokio::test]
 async fn a_refused_connection_is_tried_again() {
     let port = free_port();
     let messenger = messenger(&format!("http://127.0.0.1:{port}/prod"));
@@ -255,6 +276,37 @@ async fn an_unreachable_endpoint_is_refused_after_three_attempts() {
         panic!("{result:?}");
     };
     assert!(error.contains("after 3 attempts"), "{error}");
+    assert!(
+        error.contains("Connection refused"),
+        "the cause is named: {error}"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_closed_without_an_answer_is_not_tried_again() {
+    // Reads the request, then closes: the post may have been delivered.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counted = accepted.clone();
+    let closing = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+        }
+    });
+    let messenger = messenger(&format!("http://{addr}/prod"));
+    let result = post(&messenger, "conn-1", b"x").await;
+    closing.abort();
+    let Err(PostError::Other(error)) = &result else {
+        panic!("a closed connection is another error: {result:?}");
+    };
+    assert!(error.contains("failed"), "{error}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "not sent again");
 }
 
 #[tokio::test]

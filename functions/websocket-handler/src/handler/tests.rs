@@ -610,3 +610,56 @@ async fn a_continuation_without_a_management_endpoint_fails_its_invocation() {
     assert!(queue.is_empty(), "nothing handed on");
     assert!(claims.is_empty(), "nothing claimed");
 }
+
+/// A Lambda Invoke that never answers.
+struct HangingRelay;
+
+#[async_trait]
+impl crate::fanout::Relay for HangingRelay {
+    async fn hand_off(&self, _: &Continuation) -> Result<(), String> {
+        std::future::pending().await
+    }
+}
+
+/// A broadcast that used its time to the end (a hand-off that never
+/// answers) still leaves the sender's `sent` reply its whole reserve
+/// (`REPLY_RESERVE`, 1 s, before the response's): a reply of 0.75 s arrives.
+#[tokio::test]
+async fn after_a_broadcast_that_ran_to_its_end_the_sender_still_gets_sent() {
+    let registry = registered(&["slow-sender", "b", "c"]).await;
+    let messenger = Scripted {
+        inner: MemoryMessenger::new(),
+        delay: Duration::from_millis(750),
+    };
+    let (claims, queue) = (MemoryClaims::default(), MemoryQueue::default());
+    let services = Services {
+        relay: &HangingRelay,
+        limits: Limits {
+            post_timeout: Duration::from_secs(1),
+            per_invocation: Some(1),
+            ..Limits::default()
+        },
+        ..services(&registry, &claims, &queue)
+    };
+    // The slice posts to one recipient and hands the other on until it must
+    // give up (3 s − 1 s − 0.25 s); the reply then takes 0.75 s of its 1 s.
+    let deadline = Deadline::after(Duration::from_secs(3));
+    let result = handle(
+        event(
+            "sendmessage",
+            "slow-sender",
+            Some(r#"{"action":"sendmessage","data":"x"}"#),
+        ),
+        &registry,
+        &messenger,
+        &services,
+        deadline,
+    )
+    .await;
+    assert!(tokio::time::Instant::now() < deadline.instant());
+    assert_eq!(result.status_code, 200);
+    assert_eq!(
+        messenger.inner.frames_to("slow-sender"),
+        [ServerFrame::Sent { recipients: 1 }]
+    );
+}

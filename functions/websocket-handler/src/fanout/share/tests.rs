@@ -115,6 +115,48 @@ async fn a_failed_hand_off_is_tried_again_until_it_is_queued() {
     assert!(queue.is_empty(), "queued once");
 }
 
+/// A failed hand-off is not tried again when the pause before the next
+/// try would pass the give-up: the invocation keeps that time for its reply,
+/// and nothing is handed on after it.
+#[tokio::test(start_paused = true)]
+async fn a_hand_off_is_not_tried_again_past_its_give_up() {
+    // Refused at 0, 100 and 200 ms; a fourth try (at 300 ms) would queue it.
+    let queue = Queue::failing_first(3);
+    let left = Remainder::only(vec!["a".into()]);
+    let give_up = Instant::now() + HANDOFF_RETRY_PAUSE * 5 / 2;
+    let handover = pass_on(&queue, broadcast("s", "f"), 0, 0, left, give_up).await;
+    assert!(
+        matches!(
+            handover,
+            Handover::Abandoned {
+                reason: LossReason::HandoffFailed,
+                ..
+            }
+        ),
+        "{handover:?}"
+    );
+    assert!(Instant::now() <= give_up, "gave up after the give-up");
+    assert!(queue.is_empty(), "nothing handed on past the give-up");
+}
+
+/// Refused posts past the hop limit, more than one continuation's worth:
+/// every one of them is counted, whichever continuation it would have gone in.
+#[tokio::test]
+async fn refused_posts_of_several_continuations_past_the_limit_are_all_counted() {
+    let refused = ids(MAX_PENDING + 1);
+    let queue = Queue::default();
+    let handover = retry_refused(&queue, broadcast("s", "f"), MAX_HOPS, 0, &refused, far()).await;
+    assert_eq!(
+        handover,
+        Handover::Abandoned {
+            reason: LossReason::HopLimit,
+            pending: MAX_PENDING + 1,
+            more_pages: false,
+        }
+    );
+    assert!(queue.is_empty());
+}
+
 /// One post per invocation, 20 connections in pages of 7, 100 broadcasts:
 /// the sender's slice and 15 hops reach 16 recipients; the other 3 are
 /// counted as not reached (hop limit), whether they were pending or on a
@@ -270,6 +312,11 @@ async fn a_claim_whose_answer_was_lost_does_not_lose_the_broadcast() {
     let again = queued(&queue);
     assert_eq!(again.id, original.id);
     assert!(again.claim_token.is_some());
+    assert_eq!(
+        again.attempt,
+        original.attempt + 1,
+        "handed on again one attempt further: the next hop backs off a step more"
+    );
     // Lambda delivers the original once more, then the one handed on again.
     let duplicate = serve(
         &fanout,

@@ -274,11 +274,9 @@ async fn run(
     Ok((invocation, standin.tally()))
 }
 
-/// Runs the row: fills the registry, then one invocation per in-flight value.
-pub async fn measure(function: &Path, args: &PostsArgs) -> anyhow::Result<PostsFigures> {
-    let n = args.posts;
-    let latency = Duration::from_millis(args.posts_latency_ms);
-    let db = LocalDynamoDb::start_in_region("us-east-1")
+/// A local DynamoDB in `region` with the bench's connections and claims tables.
+pub(super) async fn bench_tables(region: &str) -> anyhow::Result<LocalDynamoDb> {
+    let db = LocalDynamoDb::start_in_region(region)
         .await
         .context("starting the local DynamoDB")?;
     db.create_table(TABLE, "connectionId")
@@ -287,6 +285,14 @@ pub async fn measure(function: &Path, args: &PostsArgs) -> anyhow::Result<PostsF
     db.create_table(CLAIMS, "claimId")
         .await
         .context("creating the bench's claims table")?;
+    Ok(db)
+}
+
+/// Runs the row: fills the registry, then one invocation per in-flight value.
+pub async fn measure(function: &Path, args: &PostsArgs) -> anyhow::Result<PostsFigures> {
+    let n = args.posts;
+    let latency = Duration::from_millis(args.posts_latency_ms);
+    let db = bench_tables("us-east-1").await?;
     eprintln!("bench: posts, filling the registry with {n} connections");
     let table_bytes = tokio::time::timeout(STEP * 5, fill(&db, n))
         .await

@@ -21,7 +21,7 @@ use local_dynamodb::LocalDynamoDb;
 use serde_json::Value;
 use tokio::net::TcpListener;
 
-use super::posts::{CLAIMS, STAGE, TABLE, fill, send_message_event};
+use super::posts::{CLAIMS, STAGE, TABLE, bench_tables, fill, send_message_event};
 use super::standin::ConnectionsStandIn;
 use crate::console::EventBus;
 use crate::lambda::invoke::Invoke;
@@ -158,15 +158,7 @@ pub async fn measure(
             args.scan_per_invocation
         );
     }
-    let db = LocalDynamoDb::start_in_region(REGION)
-        .await
-        .context("starting the local DynamoDB")?;
-    db.create_table(TABLE, "connectionId")
-        .await
-        .context("creating the bench table")?;
-    db.create_table(CLAIMS, "claimId")
-        .await
-        .context("creating the bench's claims table")?;
+    let db = bench_tables(REGION).await?;
     tokio::time::timeout(STEP, fill(&db, c))
         .await
         .context("filling the registry took too long")??;

@@ -282,23 +282,51 @@ async fn an_unreachable_endpoint_is_refused_after_three_attempts() {
     );
 }
 
-#[tokio::test]
-async fn a_connection_closed_without_an_answer_is_not_tried_again() {
-    // Reads the request, then closes: the post may have been delivered.
+/// What a server that never answers does with each connection.
+#[derive(Clone, Copy)]
+enum Silence {
+    /// Reads the request, then closes the connection.
+    ReadThenClose,
+    /// Keeps the connection open and reads nothing.
+    Hold,
+}
+
+/// A loopback server that never answers: its address, how many
+/// connections it accepted, and its task (abort it when done).
+async fn never_answers(
+    silence: Silence,
+) -> (
+    std::net::SocketAddr,
+    Arc<AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
+    use tokio::io::AsyncReadExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let accepted = Arc::new(AtomicUsize::new(0));
     let counted = accepted.clone();
-    let closing = tokio::spawn(async move {
-        use tokio::io::AsyncReadExt;
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
         while let Ok((mut socket, _)) = listener.accept().await {
             counted.fetch_add(1, Ordering::SeqCst);
-            let mut request = [0u8; 4096];
-            let _ = socket.read(&mut request).await;
+            match silence {
+                Silence::ReadThenClose => {
+                    let mut request = [0u8; 4096];
+                    let _ = socket.read(&mut request).await;
+                }
+                Silence::Hold => held.push(socket),
+            }
         }
     });
+    (addr, accepted, task)
+}
+
+#[tokio::test]
+async fn a_connection_closed_without_an_answer_is_not_tried_again() {
+    // Reads the request, then closes: the post may have been delivered.
+    let (addr, accepted, closing) = never_answers(Silence::ReadThenClose).await;
     let messenger = messenger(&format!("http://{addr}/prod"));
     let result = post(&messenger, "conn-1", b"x").await;
     closing.abort();
@@ -312,19 +340,7 @@ async fn a_connection_closed_without_an_answer_is_not_tried_again() {
 #[tokio::test]
 async fn a_post_without_an_answer_fails_within_the_operation_timeout_and_is_not_retried() {
     // Accepts connections, reads nothing, answers nothing.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counted = accepted.clone();
-    let held = tokio::spawn(async move {
-        let mut sockets = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::SeqCst);
-            sockets.push(socket);
-        }
-    });
+    let (addr, accepted, held) = never_answers(Silence::Hold).await;
     let messenger = messenger(&format!("http://{addr}/prod"));
     let started = tokio::time::Instant::now();
     let result = post(&messenger, "conn-1", b"x").await;

@@ -78,6 +78,12 @@ struct UpArgs {
     /// The account's new WebSocket connections per second (AWS: 500); over it a handshake gets 429.
     #[arg(long, default_value_t = devstack::apigateway::ACCOUNT_CONNECT_RATE)]
     account_connect_limit: u32,
+    /// Seconds without traffic before a connection is closed with 1001 (AWS: 600); shorten it to test reconnect logic.
+    #[arg(long, default_value_t = protocol::limits::IDLE_TIMEOUT.as_secs())]
+    idle_timeout: u64,
+    /// Seconds a connection may live at most before it is closed with 1001 (AWS: 7200); shorten it to test reconnect logic.
+    #[arg(long, default_value_t = protocol::limits::MAX_CONNECTION_LIFE.as_secs())]
+    max_connection_life: u64,
     /// Do not rebuild the function or re-read the Pulumi program on save.
     #[arg(long)]
     no_watch: bool,
@@ -125,6 +131,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         max_connections: args.max_connections,
         account_rate_limit: args.account_rate_limit,
         account_connect_limit: args.account_connect_limit,
+        idle_timeout: std::time::Duration::from_secs(args.idle_timeout),
+        max_connection_life: std::time::Duration::from_secs(args.max_connection_life),
         watch: !args.no_watch,
     })
     .await

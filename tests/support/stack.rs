@@ -43,6 +43,8 @@ pub struct StackConfig {
     /// `--account-rate-limit` and `--account-connect-limit`, when set.
     account_rate_limit: Option<u32>,
     account_connect_limit: Option<u32>,
+    /// `--idle-timeout` in seconds, when set.
+    idle_timeout_secs: Option<u64>,
     /// Watch mode on (`devstack up`'s default); the harness turns it off
     /// unless a test asks for it, so nothing on disk changes a running test.
     watch: bool,
@@ -140,6 +142,13 @@ impl StackConfig {
     /// lifts it, as a deployment would ask AWS for a quota increase.
     pub fn account_connect_limit(mut self, per_sec: u32) -> Self {
         self.account_connect_limit = Some(per_sec);
+        self
+    }
+
+    /// API Gateway's idle timeout, shortened for a test of reconnect and
+    /// keepalive logic (`--idle-timeout`, whole seconds, AWS: 600).
+    pub fn idle_timeout_secs(mut self, secs: u64) -> Self {
+        self.idle_timeout_secs = Some(secs);
         self
     }
 
@@ -440,6 +449,9 @@ impl Stack {
         }
         if let Some(rate) = config.account_rate_limit {
             command.arg("--account-rate-limit").arg(rate.to_string());
+        }
+        if let Some(secs) = config.idle_timeout_secs {
+            command.arg("--idle-timeout").arg(secs.to_string());
         }
         if let Some(rate) = config.account_connect_limit {
             command.arg("--account-connect-limit").arg(rate.to_string());

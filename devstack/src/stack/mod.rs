@@ -80,6 +80,10 @@ pub struct UpOptions {
     pub account_rate_limit: u32,
     /// The account's rate of new WebSocket connections, per second.
     pub account_connect_limit: u32,
+    /// API Gateway's idle timeout (AWS: 10 minutes); shorter for a test run.
+    pub idle_timeout: Duration,
+    /// API Gateway's maximum connection life (AWS: 2 hours); shorter for a test run.
+    pub max_connection_life: Duration,
     /// Watch mode: saves of the function or the program reload the stack.
     pub watch: bool,
 }
@@ -188,6 +192,8 @@ impl Stack {
             request_rate: options.account_rate_limit,
             connect_rate: options.account_connect_limit,
         };
+        api_config.limits.idle_timeout = options.idle_timeout;
+        api_config.limits.max_connection_life = options.max_connection_life;
         let gateway = Gateway::new(
             api_config,
             &topology.region,

@@ -53,6 +53,27 @@ pub(super) fn check_limits(options: &UpOptions) -> anyhow::Result<()> {
     if options.account_connect_limit == 0 {
         bail!("--account-connect-limit must be at least 1 (new connections per second)");
     }
+    // Shorter limits serve tests of reconnect logic; longer ones than AWS's
+    // would let a client pass locally what AWS closes.
+    for (flag, value, aws) in [
+        (
+            "--idle-timeout",
+            options.idle_timeout,
+            protocol::limits::IDLE_TIMEOUT,
+        ),
+        (
+            "--max-connection-life",
+            options.max_connection_life,
+            protocol::limits::MAX_CONNECTION_LIFE,
+        ),
+    ] {
+        if value.is_zero() || value > aws {
+            bail!(
+                "{flag} must be between 1 second and AWS's {} seconds",
+                aws.as_secs()
+            );
+        }
+    }
     Ok(())
 }
 
@@ -252,4 +273,53 @@ pub(super) async fn start_watching(
     let reloader = Reloader::new(live, program, topology, function);
     let watching = Watching::start(reloader, &set).context("starting watch mode")?;
     Ok((watching, line))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn options() -> UpOptions {
+        let any: SocketAddr = ([127, 0, 0, 1], 0).into();
+        UpOptions {
+            program_dir: PathBuf::from("."),
+            stack: "dev".into(),
+            edge_addr: any,
+            api_addr: any,
+            console_addr: any,
+            function_bin: None,
+            api_key: None,
+            ready_file: None,
+            max_concurrency: 1,
+            async_deliveries: 1,
+            max_connections: 1,
+            account_rate_limit: 1,
+            account_connect_limit: 1,
+            idle_timeout: protocol::limits::IDLE_TIMEOUT,
+            max_connection_life: protocol::limits::MAX_CONNECTION_LIFE,
+            watch: false,
+        }
+    }
+
+    #[test]
+    fn aws_limits_may_be_shortened_but_not_lengthened_or_zeroed() {
+        let mut shorter = options();
+        shorter.idle_timeout = Duration::from_secs(2);
+        shorter.max_connection_life = Duration::from_secs(5);
+        assert!(check_limits(&shorter).is_ok());
+        for (idle, life) in [(601, 7200), (0, 7200), (600, 7201), (600, 0)] {
+            let mut bad = options();
+            bad.idle_timeout = Duration::from_secs(idle);
+            bad.max_connection_life = Duration::from_secs(life);
+            let error = check_limits(&bad).expect_err("refused").to_string();
+            let flag = if idle == 600 {
+                "--max-connection-life"
+            } else {
+                "--idle-timeout"
+            };
+            assert!(error.contains(flag) && error.contains("AWS's"), "{error}");
+        }
+    }
 }

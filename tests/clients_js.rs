@@ -1,0 +1,62 @@
+//! The JavaScript client library (`clients/js`): its unit tests under node's
+//! test runner (fake socket and clock), and its behaviour against the real
+//! local stack with a shortened idle limit (`clients/js/test/stack.test.js`:
+//! keepalive past the idle limit, reconnect after the 1001 with the queue
+//! flushed, give-up on a refused handshake). Needs Node.js >= 20.
+
+use std::path::Path;
+use std::time::Duration;
+
+use e2e::browser;
+use e2e::{Stack, StackConfig};
+
+/// The idle limit the stack plays in this test (AWS: 600 s).
+const IDLE_SECS: u64 = 2;
+
+async fn node_test(file: &Path, env: &[(&str, String)]) -> anyhow::Result<String> {
+    let node = browser::find_node()?;
+    // Node 20's global WebSocket is behind this flag (on by default from 22).
+    let run = tokio::process::Command::new(node)
+        .args(["--experimental-websocket", "--test", "--test-reporter=spec"])
+        .arg(file)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .kill_on_drop(true)
+        .output();
+    let output = e2e::within(Duration::from_secs(120), "node --test", run).await??;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    anyhow::ensure!(
+        output.status.success(),
+        "{} failed:\n{text}",
+        file.display()
+    );
+    Ok(text)
+}
+
+fn client_tests() -> std::path::PathBuf {
+    e2e::stack::workspace_root().join("clients/js/test")
+}
+
+#[tokio::test]
+async fn the_js_clients_unit_tests_pass() -> anyhow::Result<()> {
+    let output = node_test(&client_tests().join("client.test.js"), &[]).await?;
+    println!("{output}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_js_client_survives_the_stacks_idle_limit() -> anyhow::Result<()> {
+    let stack = Stack::start_with(StackConfig::new().idle_timeout_secs(IDLE_SECS)).await?;
+    let endpoints = stack.endpoints().clone();
+    let env = [
+        ("EDGE_URL", endpoints.edge.clone()),
+        ("API_URL", endpoints.api.clone()),
+        ("IDLE_SECS", IDLE_SECS.to_string()),
+    ];
+    let result = node_test(&client_tests().join("stack.test.js"), &env).await;
+    println!("{}", stack.explain(result)?);
+    Ok(())
+}

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use e2e::Stack;
 use e2e::browser::{self, Tools};
+use e2e::{Stack, StackConfig};
 
 #[tokio::test]
 async fn the_console_works_in_chromium() -> anyhow::Result<()> {
@@ -35,6 +35,36 @@ async fn the_console_works_in_chromium() -> anyhow::Result<()> {
     .await?;
     let output = stack.explain(result)?;
     println!("{output}");
+    Ok(())
+}
+
+/// The client library (`clients/js`) in Chromium against a stack with a
+/// 2-second idle limit: `tests/browser/client.test.js` (a message between
+/// two clients, the idle close survived with the queue flushed, the keepalive
+/// holding, a refused handshake given up).
+#[tokio::test]
+async fn the_js_client_works_in_chromium() -> anyhow::Result<()> {
+    const IDLE_SECS: u64 = 2;
+    let tools = Tools::find()?;
+    let deps = tokio::task::spawn_blocking({
+        let tools = tools.clone();
+        move || browser::install_playwright(&tools)
+    })
+    .await??;
+    let stack = Stack::start_with(StackConfig::new().idle_timeout_secs(IDLE_SECS)).await?;
+    let endpoints = stack.endpoints().clone();
+    let env = vec![
+        ("CONSOLE_URL", endpoints.console.clone()),
+        ("EDGE_URL", endpoints.edge.clone()),
+        ("API_URL", endpoints.api.clone()),
+        ("IDLE_SECS", IDLE_SECS.to_string()),
+    ];
+    let test_file = browser::tests_dir().join("client.test.js");
+    let result = tokio::task::spawn_blocking(move || {
+        browser::run_node_tests(&tools, &deps, &test_file, &env)
+    })
+    .await?;
+    println!("{}", stack.explain(result)?);
     Ok(())
 }
 

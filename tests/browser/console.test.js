@@ -13,23 +13,15 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 
-function required(name) {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set; run these tests with cargo test -p e2e --test browser`);
-  return value;
-}
+import { launchChromium, required } from './launch.js';
 
 const CONSOLE_URL = required('CONSOLE_URL');
 const EDGE_URL = required('EDGE_URL');
 const API_URL = required('API_URL');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR;
-const deps = process.env.BROWSER_DEPS || path.dirname(new URL(import.meta.url).pathname);
-const { chromium } = createRequire(path.join(deps, 'package.json'))('playwright-core');
 
 /** Every wait in these tests is bounded by this. */
 const WAIT_MS = 15_000;
@@ -37,21 +29,7 @@ const WAIT_MS = 15_000;
 let browser;
 
 before(async () => {
-  // launch() gives the browser a fresh temporary profile (user data dir) and removes it on close.
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 60_000,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-      '--disable-quic',
-    ],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

@@ -17,8 +17,14 @@ macro_rules! asset {
     };
 }
 
-/// Every file the page loads. `index.html` is also served at `/`.
+/// Every file the page loads. `index.html` is also served at `/`;
+/// `client.js` is the client library (`clients/js`), served from its one source.
 pub const ASSETS: &[Asset] = &[
+    Asset {
+        name: "client.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../../../clients/js/src/index.js"),
+    },
     asset!("index.html", "text/html; charset=utf-8"),
     asset!("style.css", "text/css; charset=utf-8"),
     asset!("app.js", "text/javascript; charset=utf-8"),

@@ -129,3 +129,41 @@ async fn exercise(stack: &Stack) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The stack stops (every client gets 1001) and starts again on the same
+/// edge address: the client retries with backoff while nothing listens and
+/// is back, usable, once the new stack is up.
+#[tokio::test]
+async fn the_rust_client_finds_a_restarted_stack_again() -> anyhow::Result<()> {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let config = StackConfig::new().edge_addr(addr);
+    let mut first = Stack::start_with(config.clone()).await?;
+    // Retries at least every second, for as long as the restart takes.
+    let mut patient = options(first.edge(), Duration::from_secs(60))?;
+    patient.cap = Duration::from_secs(1);
+    patient.max_attempts = None;
+    let mut survivor = Client::connect(patient);
+    first.explain(until(&mut survivor, "open", state_is(State::Open)).await)?;
+    let shutdown = first.interrupt();
+    drop(first);
+    let (code, _) = until(&mut survivor, "the stop", state_is(State::Reconnecting)).await?;
+    assert_eq!(code, Some(1001), "{shutdown:?}");
+
+    let second = Stack::start_with(config).await?;
+    let result = async {
+        until(&mut survivor, "the reconnect", state_is(State::Open)).await?;
+        let mut listener = Client::connect(options(second.edge(), Duration::from_secs(60))?);
+        until(&mut listener, "open", state_is(State::Open)).await?;
+        assert_eq!(
+            survivor.send(serde_json::json!("back")).await?,
+            Delivery::Sent
+        );
+        until(&mut listener, "the message", |event| match event {
+            Event::Message(ServerFrame::Message { data, .. }) if data == "back" => Some(()),
+            _ => None,
+        })
+        .await
+    }
+    .await;
+    second.explain(result)
+}

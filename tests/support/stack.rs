@@ -43,6 +43,8 @@ pub struct StackConfig {
     /// `--account-rate-limit` and `--account-connect-limit`, when set.
     account_rate_limit: Option<u32>,
     account_connect_limit: Option<u32>,
+    /// The edge's address, when a test needs the same one across a restart.
+    edge_addr: Option<std::net::SocketAddr>,
     /// `--idle-timeout` in seconds, when set.
     idle_timeout_secs: Option<u64>,
     /// Watch mode on (`devstack up`'s default); the harness turns it off
@@ -149,6 +151,13 @@ impl StackConfig {
     /// keepalive logic (`--idle-timeout`, whole seconds, AWS: 600).
     pub fn idle_timeout_secs(mut self, secs: u64) -> Self {
         self.idle_timeout_secs = Some(secs);
+        self
+    }
+
+    /// The edge on this address instead of a free port: a test that
+    /// restarts the stack and expects clients to find it again.
+    pub fn edge_addr(mut self, addr: std::net::SocketAddr) -> Self {
+        self.edge_addr = Some(addr);
         self
     }
 
@@ -412,6 +421,7 @@ impl Stack {
             stack: &stack_name,
             ready_file: &ready_file,
             log: &log_path,
+            edge_addr: config.edge_addr,
         };
         let mut command = launch
             .command(&bin.join("devstack"))

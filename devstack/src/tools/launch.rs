@@ -23,10 +23,14 @@ pub struct Launch<'a> {
     pub ready_file: &'a Path,
     /// Its stdout and stderr, created anew.
     pub log: &'a Path,
+    /// The edge's address: `127.0.0.1:0` (a free port) unless a test needs
+    /// the same one across a restart.
+    pub edge_addr: Option<std::net::SocketAddr>,
 }
 
 impl Launch<'_> {
-    /// `<exe> up` with every listener on `127.0.0.1:0` and the ready file,
+    /// `<exe> up` with every listener on `127.0.0.1:0` (the edge on
+    /// `edge_addr` when set) and the ready file,
     /// stdin closed and output to the log. The caller adds its own flags and
     /// spawns it. A ready file left from an earlier run is removed.
     pub fn command(&self, exe: &Path) -> io::Result<Command> {
@@ -41,7 +45,11 @@ impl Launch<'_> {
             .arg("--program-dir")
             .arg(self.program_dir)
             .args(["--stack", self.stack])
-            .args(["--edge-addr", "127.0.0.1:0"])
+            .arg("--edge-addr")
+            .arg(
+                self.edge_addr
+                    .map_or_else(|| "127.0.0.1:0".to_string(), |addr| addr.to_string()),
+            )
             .args(["--api-addr", "127.0.0.1:0"])
             .args(["--console-addr", "127.0.0.1:0"])
             .arg("--ready-file")
@@ -119,6 +127,7 @@ mod tests {
             stack: "dev",
             ready_file: &ready,
             log: &dir.path().join("log"),
+            edge_addr: None,
         };
         let mut child = launch
             .command(Path::new("false"))

@@ -169,6 +169,7 @@ impl BenchStack {
             stack: BENCH_STACK,
             ready_file: &ready_file,
             log: &log_path,
+            edge_addr: None,
         };
         let exe = std::env::current_exe().context("locating the devstack executable")?;
         let mut command =

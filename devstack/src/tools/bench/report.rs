@@ -113,7 +113,7 @@ pub(super) const HEADER: [&str; 5] = [
     "Benchmark",
     "websocket-handler / devstack",
     "Floor",
-    "Python (AWS sample)",
+    "Python (AWS sample, pong posted)",
     "Rust ÷ Python",
 ];
 

@@ -43,6 +43,7 @@ mod clients;
 mod format;
 mod functions;
 pub mod load;
+pub mod peers;
 pub mod posts;
 pub mod registry_standin;
 mod report;
@@ -133,6 +134,9 @@ pub struct BenchArgs {
     /// One broadcast under a lowered account request rate: `--throttled 5001`.
     #[command(flatten)]
     pub throttled: throttled::ThrottledArgs,
+    /// The client rows against serverless-offline too: `--peers`.
+    #[command(flatten)]
+    pub peers: peers::PeersArgs,
     /// Only the scale rows (`--load`, `--posts`, `--scan-history`, `--throttled`), none of the others.
     #[arg(long)]
     pub scale_only: bool,
@@ -182,6 +186,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             throttled::measure(&env, &args.throttled)
                 .await
                 .context("the throttled-broadcast row")?,
+        );
+    }
+    if args.peers.peers {
+        report.peers = Some(
+            peers::measure(&args, &env)
+                .await
+                .context("the peer comparison (--peers)")?,
         );
     }
     if args.scale_only {

@@ -15,6 +15,15 @@ pub struct Target {
 
 impl Target {
     /// `measured ≤ limit`, both in the same unit.
+    /// A ratio in the local stack's favour that must be at least 1×.
+    pub(super) fn ahead(name: &str, ratio: Option<f64>) -> Target {
+        Target {
+            name: name.to_string(),
+            detail: ratio.map_or("not measured".into(), |r| format!("{r:.2}×")),
+            met: ratio.map(|r| r >= 1.0),
+        }
+    }
+
     pub(super) fn at_most(
         name: &str,
         measured: Option<f64>,
@@ -107,6 +116,8 @@ pub struct Report {
     pub scan_history: Option<super::scan_history::ScanHistoryFigures>,
     /// One broadcast under a lowered account rate (`--throttled N`).
     pub throttled: Option<super::throttled::ThrottledFigures>,
+    /// The client rows against serverless-offline too (`--peers`).
+    pub peers: Option<super::peers::PeerFigures>,
 }
 
 pub(super) const HEADER: [&str; 5] = [
@@ -257,8 +268,16 @@ impl Report {
                 &rows,
             ));
         }
+        if let Some(peers) = &self.peers {
+            out.push_str("\n\n");
+            out.push_str(&peers.render());
+        }
         out.push_str("\n\nTargets:\n");
-        for t in self.targets() {
+        let mut targets = self.targets();
+        if let Some(peers) = &self.peers {
+            targets.extend(peers.targets());
+        }
+        for t in targets {
             out.push_str(&t.render());
             out.push('\n');
         }

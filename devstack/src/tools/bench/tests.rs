@@ -92,6 +92,7 @@ fn report() -> Report {
         posts: None,
         scan_history: None,
         throttled: None,
+        peers: None,
     }
 }
 
@@ -272,4 +273,37 @@ fn a_scale_only_report_has_no_empty_rows() {
     let rendered = report.render("test machine");
     assert!(!rendered.contains("| Benchmark"), "{rendered}");
     assert!(rendered.contains("Machine: test machine"), "{rendered}");
+}
+
+#[test]
+fn the_peer_table_puts_both_columns_side_by_side_with_who_is_ahead() {
+    let column =
+        |handshakes: f64, rtt_us: u64, broadcast_ms: u64, sustained: f64| peers::PeerColumn {
+            handshakes_per_sec: Some(handshakes),
+            round_trip: Percentiles::of(&[Duration::from_micros(rtt_us)]),
+            broadcast: Some(Duration::from_millis(broadcast_ms)),
+            sustained: Some(sustained),
+        };
+    let figures = peers::PeerFigures {
+        devstack: column(661.0, 649, 156, 8_400.0),
+        serverless_offline: column(1_337.0, 1_327, 925, 1_560.0),
+        handshakes: 1_000,
+        fanout: 1_000,
+        sustained: (20, 100),
+    };
+    let table = figures.render();
+    assert!(
+        table.contains("| Handshakes per second (1000 handshakes, 32 in flight) |"),
+        "{table}"
+    );
+    assert!(
+        table.contains("661 /s") && table.contains("1337 /s") && table.contains("0.49×"),
+        "{table}"
+    );
+    assert!(
+        table.contains("5.93×"),
+        "broadcast: the peer's time ÷ ours\n{table}"
+    );
+    let verdicts: Vec<Option<bool>> = figures.targets().iter().map(|t| t.met).collect();
+    assert_eq!(verdicts, [Some(false), Some(true), Some(true), Some(true)]);
 }

@@ -17,7 +17,7 @@ fn preview_refuses_a_protocol_type_the_provider_does_not_know() -> anyhow::Resul
         "      protocolType: WEBSOCKETS\n",
         &[
             "aws:apigatewayv2/api:Api",
-            r#"expected protocolType to be one of ["HTTP" "WEBSOCKET"], got WEBSOCKETS"#,
+            r#"expected protocolType to be one of ["WEBSOCKET" "HTTP"], got WEBSOCKETS"#,
         ],
     )
 }

@@ -119,7 +119,7 @@ mod tests {
             api["protocolType"]
                 .refuse("protocolType", "WEBSOCKETS")
                 .as_deref(),
-            Some(r#"expected protocolType to be one of ["HTTP" "WEBSOCKET"], got WEBSOCKETS"#)
+            Some(r#"expected protocolType to be one of ["WEBSOCKET" "HTTP"], got WEBSOCKETS"#)
         );
         assert_eq!(
             api["protocolType"].refuse("protocolType", "WEBSOCKET"),

@@ -915,7 +915,7 @@ fn values_the_provider_refuses_are_refused_as_the_rehearsal_refuses_them() {
             "      protocolType: WEBSOCKETS\n",
         ),
         "resources.api.properties.protocolType",
-        r#"expected protocolType to be one of ["HTTP" "WEBSOCKET"], got WEBSOCKETS"#,
+        r#"expected protocolType to be one of ["WEBSOCKET" "HTTP"], got WEBSOCKETS"#,
     );
     expect(
         &mutated(
@@ -933,6 +933,6 @@ fn values_the_provider_refuses_are_refused_as_the_rehearsal_refuses_them() {
     expect(
         &mutated_table("          type: S\n", "          type: STRING\n"),
         "resources.connections.properties.attributes[0].type",
-        r#"expected attributes[0].type to be one of ["B" "N" "S"], got STRING"#,
+        r#"expected attributes[0].type to be one of ["S" "N" "B"], got STRING"#,
     );
 }

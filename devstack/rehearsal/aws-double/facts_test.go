@@ -27,7 +27,7 @@ func TestFactsRefuseWhatTheValidatorsRefuse(t *testing.T) {
 		want   string
 	}{
 		{"aws:apigatewayv2/api:Api", map[string]any{"protocolType": "WEBSOCKETS"},
-			`protocolType: expected protocolType to be one of ["HTTP" "WEBSOCKET"], got WEBSOCKETS`},
+			`protocolType: expected protocolType to be one of ["WEBSOCKET" "HTTP"], got WEBSOCKETS`},
 		{"aws:wafv2/webAcl:WebAcl", map[string]any{"scope": "GLOBAL"},
 			`scope: expected scope to be one of ["CLOUDFRONT" "REGIONAL"], got GLOBAL`},
 		{"aws:wafv2/webAcl:WebAcl", map[string]any{"rules": []any{map[string]any{"name": ""}}},
@@ -36,6 +36,10 @@ func TestFactsRefuseWhatTheValidatorsRefuse(t *testing.T) {
 			`timeout: expected timeout to be in the range (1 - 900), got 901`},
 		{"aws:iam/role:Role", map[string]any{"namePrefix": "a b"},
 			`namePrefix: invalid value for namePrefix (must match ^[\w+=,.@-]*$), got a b`},
+		{"aws:cloudwatch/logGroup:LogGroup", map[string]any{"retentionInDays": 2},
+			`retentionInDays: expected retentionInDays to be one of ["0" "1" "3" "5" "7" "14" "30" "60" "90" "120" "150" "180" "365" "400" "545" "731" "1096" "1827" "2192" "2557" "2922" "3288" "3653"], got 2`},
+		{"aws:cloudwatch/metricAlarm:MetricAlarm", map[string]any{"metricQueries": []any{map[string]any{"id": "e1", "metric": map[string]any{"metricName": ""}}}},
+			`metricQueries[0].metric.metricName: expected length of metricQueries[0].metric.metricName to be in the range (1 - 255), got `},
 		// What the provider accepts passes; a type without facts is not checked.
 		{"aws:apigatewayv2/api:Api", map[string]any{"protocolType": "WEBSOCKET", "name": "api"}, ""},
 		{"aws:lambda/function:Function", map[string]any{"runtime": "provided.al2023", "architectures": []any{"arm64"}}, ""},
@@ -62,7 +66,8 @@ func diffOf(t *testing.T, typ string, olds, news map[string]any) *pulumirpc.Diff
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := diffRequest(&pulumirpc.DiffRequest{OldInputs: o, News: n}, loadFacts(t).Replaces(typ))
+	_, autonamed := map[string]bool{"aws:dynamodb/table:Table": true, "aws:iam/role:Role": true}[typ]
+	resp, err := diffRequest(&pulumirpc.DiffRequest{OldInputs: o, News: n}, loadFacts(t).Replaces(typ), autonamed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,5 +94,10 @@ func TestDiffReplacesWhereTheProviderForcesNew(t *testing.T) {
 		map[string]any{"name": "t-1", "__defaults": []any{"name"}, "hashKey": "b"})
 	if strings.Join(autonamed.Replaces, ",") != "hashKey" || autonamed.DeleteBeforeReplace {
 		t.Errorf("an auto-named table replaced: replaces %v, deleteBeforeReplace %v", autonamed.Replaces, autonamed.DeleteBeforeReplace)
+	}
+	// A required name is not pulumi-aws's to auto-name: the bridge creates first.
+	stage := diffOf(t, "aws:apigatewayv2/authorizer:Authorizer", map[string]any{"name": "a", "apiId": "x"}, map[string]any{"name": "a", "apiId": "y"})
+	if strings.Join(stage.Replaces, ",") != "apiId" || stage.DeleteBeforeReplace {
+		t.Errorf("a new apiId: replaces %v, deleteBeforeReplace %v", stage.Replaces, stage.DeleteBeforeReplace)
 	}
 }

@@ -91,7 +91,7 @@ func (p *Provider) CheckConfig(_ context.Context, req *pulumirpc.CheckRequest) (
 }
 
 func (p *Provider) DiffConfig(_ context.Context, req *pulumirpc.DiffRequest) (*pulumirpc.DiffResponse, error) {
-	return diffRequest(req, nil)
+	return diffRequest(req, nil, false)
 }
 
 // Configure takes the provider's region: `aws:region` in the stack's config.
@@ -173,7 +173,10 @@ func (p *Provider) Diff(_ context.Context, req *pulumirpc.DiffRequest) (*pulumir
 	if err := p.ready(); err != nil {
 		return nil, err
 	}
-	resp, err := diffRequest(req, p.facts.Replaces(req.GetType()))
+	// Only a name pulumi-aws would auto-name (an optional `name`) can make a
+	// replacement delete first; a required one is the program's by nature.
+	prop, nameable := p.subset.Resources[req.GetType()].Inputs["name"]
+	resp, err := diffRequest(req, p.facts.Replaces(req.GetType()), nameable && !prop.Required)
 	if err != nil {
 		return nil, err
 	}
@@ -183,9 +186,10 @@ func (p *Provider) Diff(_ context.Context, req *pulumirpc.DiffRequest) (*pulumir
 }
 
 // diffRequest diffs a request's old inputs against its new ones: a
-// resource's (replaces: the properties whose change replaces it), or the
-// provider's own configuration (nil).
-func diffRequest(req *pulumirpc.DiffRequest, replaces map[string]bool) (*pulumirpc.DiffResponse, error) {
+// resource's (replaces: the properties whose change replaces it; autonamed:
+// its `name` is one pulumi-aws auto-names), or the provider's own
+// configuration (nil, false).
+func diffRequest(req *pulumirpc.DiffRequest, replaces map[string]bool, autonamed bool) (*pulumirpc.DiffResponse, error) {
 	olds, err := unmarshal(req.GetOldInputs())
 	if err != nil {
 		return nil, err
@@ -205,7 +209,7 @@ func diffRequest(req *pulumirpc.DiffRequest, replaces map[string]bool) (*pulumir
 	// As the Terraform bridge decides it: a resource whose name the program
 	// set (not a default from auto-naming) cannot exist twice under that
 	// name, so its replacement deletes first. A namePrefix never collides.
-	if len(resp.Replaces) > 0 {
+	if len(resp.Replaces) > 0 && autonamed {
 		resp.DeleteBeforeReplace = namedExplicitly(news)
 	}
 	return resp, nil

@@ -935,4 +935,10 @@ fn values_the_provider_refuses_are_refused_as_the_rehearsal_refuses_them() {
         "resources.connections.properties.attributes[0].type",
         r#"expected attributes[0].type to be one of ["S" "N" "B"], got STRING"#,
     );
+    // A nested list inside a list: CloudFront speaks TLSv1.2 at most to an origin.
+    expect(
+        &mutated("              - TLSv1.2\n", "              - TLSv1.3\n"),
+        "resources.distribution.properties.origins[0].customOriginConfig.originSslProtocols[0]",
+        "got TLSv1.3",
+    );
 }

@@ -26,6 +26,10 @@ Usage:
     # exists in the subset, every enum is a non-empty list; with the SDK
     # modules in the Go module cache the enum values are recomputed too.
     python3 crates/pulumi-program/facts/extract_facts.py --check crates/pulumi-program/facts/pulumi-aws-7.51.1.facts.json
+    # With a checkout of terraform-provider-aws (at the commit pulumi-aws
+    # pins in its `upstream` submodule): every fact in sources.json is
+    # stated in that source, or is listed as not found there.
+    python3 crates/pulumi-program/facts/extract_facts.py --verify-source ~/src/terraform-provider-aws
 """
 
 import json
@@ -130,12 +134,81 @@ def build(sources, subset, cache, require_sdk):
     return facts, unresolved
 
 
+def attribute_blocks(text, leaf):
+    """The schema blocks of attribute `leaf` (`"leaf": {...}` or
+    `names.AttrLeaf: {...}`) anywhere in a Go file, brace-matched."""
+    squashed = leaf.replace("_", "").lower()
+    blocks = []
+    for m in re.finditer(r'(?:"(\w+)"|names\.Attr(\w+)):\s*\{', text):
+        name = m.group(1)
+        if not (name == leaf or (m.group(2) and m.group(2).lower() == squashed)):
+            continue
+        depth, i = 0, m.end() - 1
+        while i < len(text):
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            if depth == 0:
+                break
+            i += 1
+        blocks.append(text[m.end():i])
+    return blocks
+
+
+def stated(block, rule):
+    """What of `rule` the block does not state (empty: all of it)."""
+    missing = []
+    if rule.get("forceNew") and not re.search(r"ForceNew:\s*true", block):
+        missing.append("ForceNew")
+    if "sdkEnum" in rule:
+        name = rule["sdkEnum"].split(".")[1]
+        if not re.search(r"enum\.Validate\[\w+\.%s\]|\b%s_Values\(\)" % (name, name), block):
+            missing.append(f"enum {name}")
+    for v in rule.get("values", []):
+        if f'"{v}"' not in block and not re.search(r"[\[{, ]%s[,}]" % re.escape(v), block):
+            missing.append(f"value {v}")
+    if "len" in rule and not re.search(r"StringLenBetween\(%d,\s*%s" % (rule["len"][0], rule["len"][1] if rule["len"][1] else ""), block) \
+            and f"StringLenBetween({rule['len'][0]}," not in block:
+        missing.append(f"length {rule['len']}")
+    if "range" in rule and not re.search(r"IntBetween\(%s,\s*%s\)" % (
+            f"{rule['range'][0]:_}".replace("_", "_?"), f"{rule['range'][1]:_}".replace("_", "_?")), block):
+        missing.append(f"range {rule['range']}")
+    if "pattern" in rule and rule["pattern"] not in block:
+        missing.append(f"pattern {rule['pattern']}")
+    return missing
+
+
+def verify_source(root, sources):
+    """Every fact of sources.json against a provider checkout; returns problems."""
+    problems = []
+    for typ, res in sorted(sources["resources"].items()):
+        path = os.path.join(root, res["source"].split("@")[0])
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as err:
+            problems.append(f"{typ}: {err}")
+            continue
+        for tf_path, rule in sorted(res["attributes"].items()):
+            leaf = tf_path.split(".")[-1].removesuffix("[]")
+            blocks = attribute_blocks(text, leaf)
+            if not blocks:
+                problems.append(f"{typ}.{tf_path}: no attribute {leaf} in {path}")
+            elif all(stated(b, rule) for b in blocks):
+                problems.append(f"{typ}.{tf_path}: {path} does not state {stated(blocks[0], rule)}")
+    return problems
+
+
 def main():
     with open(SOURCES, encoding="utf-8") as f:
         sources = json.load(f)
     with open(SUBSET, encoding="utf-8") as f:
         subset = json.load(f)
     cache = gomodcache()
+    if len(sys.argv) == 3 and sys.argv[1] == "--verify-source":
+        problems = verify_source(sys.argv[2], sources)
+        if problems:
+            sys.exit("extract_facts --verify-source: facts the source does not state:\n  " + "\n  ".join(problems))
+        print(f"extract_facts --verify-source: every fact is stated in {sys.argv[2]}")
+        return
     if len(sys.argv) == 3 and sys.argv[1] == "--check":
         with open(sys.argv[2], encoding="utf-8") as f:
             committed = json.load(f)

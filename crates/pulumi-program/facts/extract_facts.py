@@ -160,7 +160,9 @@ def stated(block, rule):
         missing.append("ForceNew")
     if "sdkEnum" in rule:
         name = rule["sdkEnum"].split(".")[1]
-        if not re.search(r"enum\.Validate\[\w+\.%s\]|\b%s_Values\(\)" % (name, name), block):
+        # enum.Validate[awstypes.X](), X_Values(), or X's constants listed
+        # one by one (dynamodb.ScalarAttributeTypeS, …) in a StringInSlice.
+        if not re.search(r"enum\.Validate\[\w+\.%s\]|\b%s_Values\(\)|\.%s[A-Z]\w*," % (name, name, name), block):
             missing.append(f"enum {name}")
     for v in rule.get("values", []):
         if f'"{v}"' not in block and not re.search(r"[\[{, ]%s[,}]" % re.escape(v), block):

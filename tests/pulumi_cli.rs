@@ -16,6 +16,9 @@ use devstack::tools::rehearse::{Run, Session, Toolchain, program, toolchain::rep
 use serde_json::Value;
 use tempfile::TempDir;
 
+#[path = "pulumi_cli/provider_facts.rs"]
+mod provider_facts;
+
 /// The toolchain, built (or found up to date) once per test run.
 fn toolchain() -> anyhow::Result<Toolchain> {
     static TOOLCHAIN: OnceLock<Result<Toolchain, String>> = OnceLock::new();
@@ -512,6 +515,17 @@ fn a_second_up_changes_nothing_and_an_edit_updates_exactly_its_resource() -> any
         names(&updated) == BTreeSet::from(["webAcl".to_string()]),
         "rateLimit updated {:?}",
         names(&updated)
+    );
+    let diff = stack
+        .session
+        .journal()?
+        .into_iter()
+        .rev()
+        .find(|e| e["call"] == "Diff" && e["name"] == "webAcl")
+        .context("no Diff of the web ACL")?;
+    ensure!(
+        diff["replaces"].is_null(),
+        "the rate limit, updatable in place, replaces the web ACL: {diff}"
     );
     let limit = &updated[0]["inputs"]["rules"][0]["statement"]["rateBasedStatement"]["limit"];
     ensure!(

@@ -904,3 +904,41 @@ fn the_dashboard_shows_lost_recipients() {
         "{found:?}"
     );
 }
+
+#[test]
+fn values_the_provider_refuses_are_refused_as_the_rehearsal_refuses_them() {
+    // The same facts and wording as the rehearsal's provider double
+    // (tests/pulumi_cli/provider_facts.rs refuses these through the engine).
+    expect(
+        &mutated(
+            "      protocolType: WEBSOCKET\n",
+            "      protocolType: WEBSOCKETS\n",
+        ),
+        "resources.api.properties.protocolType",
+        r#"expected protocolType to be one of ["WEBSOCKET" "HTTP"], got WEBSOCKETS"#,
+    );
+    expect(
+        &mutated(
+            "      runtime: provided.al2023\n",
+            "      runtime: provided.al2099\n",
+        ),
+        "resources.handler.properties.runtime",
+        "got provided.al2099",
+    );
+    expect(
+        &mutated("      scope: CLOUDFRONT\n", "      scope: GLOBAL\n"),
+        "resources.webAcl.properties.scope",
+        r#"expected scope to be one of ["CLOUDFRONT" "REGIONAL"], got GLOBAL"#,
+    );
+    expect(
+        &mutated_table("          type: S\n", "          type: STRING\n"),
+        "resources.connections.properties.attributes[0].type",
+        r#"expected attributes[0].type to be one of ["S" "N" "B"], got STRING"#,
+    );
+    // A nested list inside a list: CloudFront speaks TLSv1.2 at most to an origin.
+    expect(
+        &mutated("              - TLSv1.2\n", "              - TLSv1.3\n"),
+        "resources.distribution.properties.origins[0].customOriginConfig.originSslProtocols[0]",
+        "got TLSv1.3",
+    );
+}

@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sort"
 	"sync"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
@@ -27,6 +26,7 @@ const Version = "7.51.1"
 type Provider struct {
 	pulumirpc.UnimplementedResourceProviderServer
 	subset  *Subset
+	facts   *Facts
 	loadErr error
 	journal *Journal
 
@@ -36,8 +36,13 @@ type Provider struct {
 
 // NewProvider reads the subset and opens the journal named by the environment.
 func NewProvider() *Provider {
+	journal := &Journal{path: os.Getenv("AWS_DOUBLE_JOURNAL")}
 	subset, err := LoadSubset()
-	return &Provider{subset: subset, loadErr: err, journal: &Journal{path: os.Getenv("AWS_DOUBLE_JOURNAL")}}
+	if err != nil {
+		return &Provider{loadErr: err, journal: journal}
+	}
+	facts, err := LoadFacts()
+	return &Provider{subset: subset, facts: facts, loadErr: err, journal: journal}
 }
 
 var opts = plugin.MarshalOptions{KeepUnknowns: true, KeepSecrets: true, KeepResources: true, KeepOutputValues: true}
@@ -85,7 +90,7 @@ func (p *Provider) CheckConfig(_ context.Context, req *pulumirpc.CheckRequest) (
 }
 
 func (p *Provider) DiffConfig(_ context.Context, req *pulumirpc.DiffRequest) (*pulumirpc.DiffResponse, error) {
-	return diffRequest(req)
+	return diffRequest(req, nil, false)
 }
 
 // Configure takes the provider's region: `aws:region` in the stack's config.
@@ -138,7 +143,7 @@ func (p *Provider) Check(_ context.Context, req *pulumirpc.CheckRequest) (*pulum
 		return nil, status.Errorf(codes.InvalidArgument,
 			"aws double: %s is not a resource type of the pulumi-aws %s subset this project uses", req.GetType(), Version)
 	}
-	failures := p.subset.CheckInputs(sig.Inputs, news)
+	failures := append(p.subset.CheckInputs(sig.Inputs, news), p.facts.CheckValues(req.GetType(), news)...)
 	// Auto-naming, as pulumi-aws does: a resource with an optional name that
 	// has none gets `<logical name>-<7 hex>`, the same for the same URN —
 	// unless it has a `namePrefix`, which AWS's side completes (Describe).
@@ -146,6 +151,9 @@ func (p *Provider) Check(_ context.Context, req *pulumirpc.CheckRequest) (*pulum
 		_, has := news["name"]
 		if str(news, "namePrefix") == "" && !has {
 			news["name"] = resource.NewStringProperty(req.GetName() + "-" + token(req.GetUrn(), "autoname", 7, hexd))
+			// As the bridge records it: the name came from a default, so a
+			// replacement need not delete the old resource first (Diff).
+			news["__defaults"] = resource.NewArrayProperty([]resource.PropertyValue{resource.NewStringProperty("name")})
 		}
 	}
 	resp := &pulumirpc.CheckResponse{}
@@ -161,65 +169,19 @@ func (p *Provider) Check(_ context.Context, req *pulumirpc.CheckRequest) (*pulum
 }
 
 func (p *Provider) Diff(_ context.Context, req *pulumirpc.DiffRequest) (*pulumirpc.DiffResponse, error) {
-	resp, err := diffRequest(req)
+	if err := p.ready(); err != nil {
+		return nil, err
+	}
+	// Only a name pulumi-aws would auto-name (an optional `name`) can make a
+	// replacement delete first; a required one is the program's by nature.
+	prop, nameable := p.subset.Resources[req.GetType()].Inputs["name"]
+	resp, err := diffRequest(req, p.facts.Replaces(req.GetType()), nameable && !prop.Required)
 	if err != nil {
 		return nil, err
 	}
-	p.journal.Record(Entry{Call: "Diff", Type: req.GetType(), Name: req.GetName(), URN: req.GetUrn(), ID: req.GetId(), Diffs: resp.Diffs})
+	p.journal.Record(Entry{Call: "Diff", Type: req.GetType(), Name: req.GetName(), URN: req.GetUrn(), ID: req.GetId(),
+		Diffs: resp.Diffs, Replaces: resp.Replaces, DeleteBeforeReplace: resp.DeleteBeforeReplace})
 	return resp, nil
-}
-
-// diffRequest diffs a request's old inputs against its new ones: a
-// resource's, or the provider's own configuration.
-func diffRequest(req *pulumirpc.DiffRequest) (*pulumirpc.DiffResponse, error) {
-	olds, err := unmarshal(req.GetOldInputs())
-	if err != nil {
-		return nil, err
-	}
-	news, err := unmarshal(req.GetNews())
-	if err != nil {
-		return nil, err
-	}
-	return diff(olds, news), nil
-}
-
-// diff compares old and new inputs, top-level property by property. The
-// subset does not say which properties force a replacement, so a change is
-// always an update in place.
-func diff(olds, news resource.PropertyMap) *pulumirpc.DiffResponse {
-	keys := map[resource.PropertyKey]bool{}
-	for k := range olds {
-		keys[k] = true
-	}
-	for k := range news {
-		keys[k] = true
-	}
-	resp := &pulumirpc.DiffResponse{Changes: pulumirpc.DiffResponse_DIFF_NONE, HasDetailedDiff: true, DetailedDiff: map[string]*pulumirpc.PropertyDiff{}}
-	for k := range keys {
-		if len(k) > 1 && k[0] == '_' && k[1] == '_' {
-			continue
-		}
-		old, hadOld := olds[k]
-		nu, hasNew := news[k]
-		var kind pulumirpc.PropertyDiff_Kind
-		switch {
-		case !hadOld && hasNew:
-			kind = pulumirpc.PropertyDiff_ADD
-		case hadOld && !hasNew:
-			kind = pulumirpc.PropertyDiff_DELETE
-		case nu.ContainsUnknowns() || !old.DeepEquals(nu):
-			kind = pulumirpc.PropertyDiff_UPDATE
-		default:
-			continue
-		}
-		resp.Diffs = append(resp.Diffs, string(k))
-		resp.DetailedDiff[string(k)] = &pulumirpc.PropertyDiff{Kind: kind, InputDiff: true}
-	}
-	sort.Strings(resp.Diffs)
-	if len(resp.Diffs) > 0 {
-		resp.Changes = pulumirpc.DiffResponse_DIFF_SOME
-	}
-	return resp
 }
 
 // outputs are the inputs plus what AWS computes; in a preview the computed

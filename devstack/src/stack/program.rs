@@ -56,6 +56,7 @@ pub fn gateway_config(
         api_keys: vec![api_key.to_string()],
         throttle,
         limits: Limits::default(),
+        authorizer: None,
     }
 }
 

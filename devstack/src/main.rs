@@ -32,6 +32,8 @@ enum Command {
     Check(devstack::tools::deploy_check::CheckArgs),
     /// Benchmark the function and the local stack against their peers (run with --release).
     Bench(devstack::tools::bench::BenchArgs),
+    /// Print a token minted by the running stack's local OpenID issuer (sign-in on).
+    Token(devstack::tools::token::TokenArgs),
     /// Run Pulumi.yaml with the real Pulumi CLI against a local aws provider double (no AWS).
     Rehearse(devstack::tools::rehearse::RehearseArgs),
 }
@@ -144,6 +146,7 @@ async fn main() -> ExitCode {
         Some(Command::Bench(args)) => report(devstack::tools::bench::run(args).await),
         Some(Command::Up(args)) => report(up(args).await),
         Some(Command::Rehearse(args)) => report(devstack::tools::rehearse::run(args)),
+        Some(Command::Token(args)) => report(devstack::tools::token::run(args).await),
         None => report(up(cli.up).await),
     }
 }

@@ -43,7 +43,8 @@ mod values;
 use values::Shape;
 
 pub use grants::{
-    FUNCTION_DYNAMODB_ACTIONS, FUNCTION_SELF_ACTIONS, LOG_ACTIONS, MANAGEMENT_ACTIONS, ROLE_ACTIONS,
+    AUTHORIZER_ROLE_ACTIONS, FUNCTION_DYNAMODB_ACTIONS, FUNCTION_SELF_ACTIONS, LOG_ACTIONS,
+    MANAGEMENT_ACTIONS, ROLE_ACTIONS,
 };
 
 /// One finding: where in the program (`resources.distribution.properties.origins[0]...`)

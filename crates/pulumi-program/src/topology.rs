@@ -32,6 +32,8 @@ pub(crate) const EVENT_INVOKE_CONFIG: &str =
 pub(crate) const TABLE: &str = "aws:dynamodb/table:Table";
 pub(crate) const DISTRIBUTION: &str = "aws:cloudfront/distribution:Distribution";
 pub(crate) const API_KEY: &str = "aws:apigateway/apiKey:ApiKey";
+pub(crate) const INTEGRATION: &str = "aws:apigatewayv2/integration:Integration";
+pub(crate) const AUTHORIZER: &str = "aws:apigatewayv2/authorizer:Authorizer";
 
 /// AWS's defaults for what the program may leave out.
 const DEFAULT_MEMORY_MB: u32 = 128;
@@ -154,7 +156,7 @@ fn stage_spec(
 /// The function: name, memory, timeout (AWS's defaults when left out), its
 /// environment as templates, and its asynchronous invocation settings.
 fn function_spec(reader: &Reader<'_>, resources: &[Resource<'_>]) -> Result<FunctionSpec, Error> {
-    let function = only(resources, FUNCTION)?;
+    let function = handler(resources)?;
     let mut environment = BTreeMap::new();
     if let Some(variables) = property_mapping(&function, "environment")
         .and_then(|e| e.get("variables"))
@@ -206,7 +208,7 @@ fn table_spec(reader: &Reader<'_>, table: &Resource<'_>) -> Result<TableSpec, Er
 
 /// The table the function's `variable` names (`${<table>.name}`).
 fn table_of<'a>(resources: &[Resource<'a>], variable: &str) -> Result<Resource<'a>, Error> {
-    let function = only(resources, FUNCTION)?;
+    let function = handler(resources)?;
     let named = function
         .properties
         .and_then(|p| p.get("environment"))
@@ -341,6 +343,73 @@ fn async_invoke(reader: &Reader<'_>, resources: &[Resource<'_>]) -> Result<Async
                 many.len()
             ),
         )),
+    }
+}
+
+/// The function the API's integration invokes (`integrationUri:
+/// ${<function>.invokeArn}`): the handler of every route. A program with one
+/// function and no such integration has that one.
+pub(crate) fn handler<'a>(resources: &[Resource<'a>]) -> Result<Resource<'a>, Error> {
+    invoked_by(resources, INTEGRATION, "integrationUri")
+        .map_err(|found| {
+            invalid(
+                "resources",
+                format!(
+                    "expected one {FUNCTION} that an {INTEGRATION} invokes (integrationUri: ${{<function>.invokeArn}}), found {found}"
+                ),
+            )
+        })
+}
+
+/// The function the `$connect` authorizer invokes (`authorizerUri:
+/// ${<function>.invokeArn}`), if the program has one.
+pub(crate) fn authorizer_function<'a>(resources: &[Resource<'a>]) -> Option<Resource<'a>> {
+    let functions: Vec<&Resource<'a>> = resources.iter().filter(|f| f.token == FUNCTION).collect();
+    let invoked: Vec<&Resource<'a>> = functions
+        .into_iter()
+        .filter(|f| {
+            resources.iter().any(|a| {
+                a.token == AUTHORIZER
+                    && refers_to(
+                        a.properties.and_then(|p| p.get("authorizerUri")),
+                        f.name,
+                        "invokeArn",
+                    )
+            })
+        })
+        .collect();
+    match invoked.as_slice() {
+        [one] => Some((*one).clone()),
+        _ => None,
+    }
+}
+
+/// The one function a resource of type `by` invokes through `property`, or
+/// the program's only function when none does; else how many were found.
+fn invoked_by<'a>(
+    resources: &[Resource<'a>],
+    by: &str,
+    property: &str,
+) -> Result<Resource<'a>, usize> {
+    let functions: Vec<&Resource<'a>> = resources.iter().filter(|f| f.token == FUNCTION).collect();
+    let invoked: Vec<&Resource<'a>> = functions
+        .iter()
+        .copied()
+        .filter(|f| {
+            resources.iter().any(|i| {
+                i.token == by
+                    && refers_to(
+                        i.properties.and_then(|p| p.get(property)),
+                        f.name,
+                        "invokeArn",
+                    )
+            })
+        })
+        .collect();
+    match (invoked.as_slice(), functions.as_slice()) {
+        ([one], _) | ([], [one]) => Ok((*one).clone()),
+        ([], all) => Err(all.len()),
+        (many, _) => Err(many.len()),
     }
 }
 

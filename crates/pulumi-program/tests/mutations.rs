@@ -20,17 +20,29 @@ fn mutated(from: &str, to: &str) -> String {
 /// The program with the first `from` in the connections table's block
 /// replaced by `to` (the claims table's block has the same lines).
 fn mutated_table(from: &str, to: &str) -> String {
+    mutated_in("connections", from, to)
+}
+
+/// The program with the first `from` in resource `name`'s block (up to the
+/// next comment line at resource level) replaced by `to`: for lines that
+/// several resources share (the handler's and the authorizer's, say).
+fn mutated_in(name: &str, from: &str, to: &str) -> String {
     let start = PROGRAM
-        .find("\n  connections:\n")
-        .expect("the connections table");
+        .find(&format!("\n  {name}:\n"))
+        .unwrap_or_else(|| panic!("no resource {name}"));
     let at = start
         + PROGRAM[start..]
             .find(from)
-            .unwrap_or_else(|| panic!("{from:?} is not in the connections table's block"));
-    let next = PROGRAM[start + 1..].find("\n  # ").map(|n| start + 1 + n);
+            .unwrap_or_else(|| panic!("{from:?} is not in {name}'s block"));
+    let next = PROGRAM[start + 1..]
+        .find("\n  # ")
+        .map(|n| start + 1 + n)
+        .into_iter()
+        .chain(PROGRAM[start + 1..].find("\n\n  ").map(|n| start + 1 + n))
+        .min();
     assert!(
         next.is_none_or(|n| at < n),
-        "{from:?} is past the connections table's block"
+        "{from:?} is past {name}'s block"
     );
     format!("{}{to}{}", &PROGRAM[..at], &PROGRAM[at + from.len()..])
 }
@@ -128,7 +140,8 @@ fn dangling_references_are_caught() {
 
 #[test]
 fn an_unknown_builtin_is_caught() {
-    let program = mutated(
+    let program = mutated_in(
+        "role",
         "      assumeRolePolicy:\n        fn::toJSON:",
         "      assumeRolePolicy:\n        fn::toYAML:",
     );
@@ -175,7 +188,8 @@ fn values_of_the_wrong_shape_are_caught() {
         "resources.distribution.properties.enabled",
         "expected a boolean, found a list",
     );
-    let program = mutated(
+    let program = mutated_in(
+        "handler",
         "        fn::fileArchive: ./target",
         "        fn::fileAsset: ./target",
     );
@@ -511,13 +525,13 @@ fn the_waf_keeps_its_rules_metrics_and_logs() {
 
 #[test]
 fn the_function_is_the_cargo_lambda_artifact() {
-    let program = mutated("        - arm64", "        - x86_64");
+    let program = mutated_in("handler", "        - arm64", "        - x86_64");
     expect(
         &program,
         "resources.handler.properties.architectures",
         "arm64",
     );
-    let program = mutated("runtime: provided.al2023", "runtime: nodejs20.x");
+    let program = mutated_in("handler", "runtime: provided.al2023", "runtime: nodejs20.x");
     expect(
         &program,
         "resources.handler.properties.runtime",
@@ -580,7 +594,7 @@ fn the_stage_redeploys_when_the_selection_expressions_change() {
 
 #[test]
 fn lambda_platform_logs_reach_cloudwatch() {
-    let program = mutated("systemLogLevel: INFO", "systemLogLevel: WARN");
+    let program = mutated_in("handler", "systemLogLevel: INFO", "systemLogLevel: WARN");
     expect(
         &program,
         "resources.handler.properties.loggingConfig.systemLogLevel",

@@ -19,6 +19,7 @@ use crate::{
 };
 
 mod reader;
+mod sign_in;
 
 use reader::Reader;
 
@@ -67,11 +68,13 @@ pub(crate) fn build(program: &Program) -> Result<Topology, Error> {
     let routes = routes(&reader, &resources, &api)?;
     let stage = stage_spec(&reader, &resources, &api)?;
     let waf = waf_spec(&reader, &only(&resources, WEB_ACL)?)?;
-    let function = function_spec(&reader, &resources)?;
+    let handler = handler(&resources)?;
+    let function = function_spec(&reader, &handler, async_invoke(&reader, &resources)?)?;
     let table = table_spec(&reader, &table_of(&resources, "CONNECTIONS_TABLE")?)?;
     let claims_table = table_spec(&reader, &table_of(&resources, "CLAIMS_TABLE")?)?;
     let distribution = only(&resources, DISTRIBUTION)?;
     let origin_api_key_header = origin_key_header(program, &reader, &distribution)?;
+    let sign_in = sign_in::spec(&reader, &resources, &api)?;
     Ok(Topology {
         project: program.project.clone(),
         stack: program.stack.clone(),
@@ -84,6 +87,7 @@ pub(crate) fn build(program: &Program) -> Result<Topology, Error> {
         table,
         claims_table,
         origin_api_key_header,
+        sign_in,
         resources: crate::coverage::resources(program),
     })
 }
@@ -153,17 +157,20 @@ fn stage_spec(
     })
 }
 
-/// The function: name, memory, timeout (AWS's defaults when left out), its
+/// A function: name, memory, timeout (AWS's defaults when left out), its
 /// environment as templates, and its asynchronous invocation settings.
-fn function_spec(reader: &Reader<'_>, resources: &[Resource<'_>]) -> Result<FunctionSpec, Error> {
-    let function = handler(resources)?;
+fn function_spec(
+    reader: &Reader<'_>,
+    function: &Resource<'_>,
+    async_invoke: AsyncInvokeSpec,
+) -> Result<FunctionSpec, Error> {
     let mut environment = BTreeMap::new();
-    if let Some(variables) = property_mapping(&function, "environment")
+    if let Some(variables) = property_mapping(function, "environment")
         .and_then(|e| e.get("variables"))
         .and_then(Value::as_mapping)
     {
         for (name, value) in variables {
-            let path = format!("{}.environment.variables", at(&function));
+            let path = format!("{}.environment.variables", at(function));
             let name = name
                 .as_str()
                 .ok_or_else(|| invalid(&path, "has a name that is not a string"))?;
@@ -174,15 +181,15 @@ fn function_spec(reader: &Reader<'_>, resources: &[Resource<'_>]) -> Result<Func
         }
     }
     Ok(FunctionSpec {
-        name: reader.string(&function, "name")?,
+        name: reader.string(function, "name")?,
         memory_mb: reader
-            .optional_number(&function, "memorySize")?
+            .optional_number(function, "memorySize")?
             .unwrap_or(DEFAULT_MEMORY_MB),
         timeout_secs: reader
-            .optional_number(&function, "timeout")?
+            .optional_number(function, "timeout")?
             .unwrap_or(DEFAULT_TIMEOUT_SECS),
         environment,
-        async_invoke: async_invoke(reader, resources)?,
+        async_invoke,
     })
 }
 

@@ -1,71 +1,12 @@
 //! Broken copies of the real program are caught: each test changes one thing
 //! in memory and expects the finding at its path.
 
-use pulumi_program::check::{Diagnostic, check_sources};
+use pulumi_program::check::check_sources;
 use pulumi_program::{Error, load_sources};
 
-const PROGRAM: &str = include_str!("../../../Pulumi.yaml");
-const DEV: &str = include_str!("../../../Pulumi.dev.yaml");
+mod support;
 
-/// The program with `from` (which must occur exactly once) replaced by `to`.
-fn mutated(from: &str, to: &str) -> String {
-    assert_eq!(
-        PROGRAM.matches(from).count(),
-        1,
-        "{from:?} must occur once in Pulumi.yaml"
-    );
-    PROGRAM.replacen(from, to, 1)
-}
-
-/// The program with the first `from` in the connections table's block
-/// replaced by `to` (the claims table's block has the same lines).
-fn mutated_table(from: &str, to: &str) -> String {
-    mutated_in("connections", from, to)
-}
-
-/// The program with the first `from` in resource `name`'s block (up to the
-/// next comment line at resource level) replaced by `to`: for lines that
-/// several resources share (the handler's and the authorizer's, say).
-fn mutated_in(name: &str, from: &str, to: &str) -> String {
-    let start = PROGRAM
-        .find(&format!("\n  {name}:\n"))
-        .unwrap_or_else(|| panic!("no resource {name}"));
-    let at = start
-        + PROGRAM[start..]
-            .find(from)
-            .unwrap_or_else(|| panic!("{from:?} is not in {name}'s block"));
-    let next = PROGRAM[start + 1..]
-        .find("\n  # ")
-        .map(|n| start + 1 + n)
-        .into_iter()
-        .chain(PROGRAM[start + 1..].find("\n\n  ").map(|n| start + 1 + n))
-        .min();
-    assert!(
-        next.is_none_or(|n| at < n),
-        "{from:?} is past {name}'s block"
-    );
-    format!("{}{to}{}", &PROGRAM[..at], &PROGRAM[at + from.len()..])
-}
-
-fn findings(program: &str) -> Vec<Diagnostic> {
-    check_sources(program, Some(DEV), "dev")
-}
-
-/// Asserts a finding at `path` whose message contains `needle`.
-fn expect(program: &str, path: &str, needle: &str) {
-    let found = findings(program);
-    assert!(
-        found
-            .iter()
-            .any(|d| d.path == path && d.message.contains(needle)),
-        "expected `{path}: ...{needle}...`, found:\n{}",
-        found
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-}
+use support::{DEV, PROGRAM, expect, findings, mutated, mutated_in, mutated_table};
 
 #[test]
 fn the_unmutated_program_has_no_findings() {

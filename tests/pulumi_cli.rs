@@ -40,7 +40,7 @@ impl Rehearsal {
         let yaml = copy.join("Pulumi.yaml");
         let edited = edit(&fs::read_to_string(&yaml)?)?;
         fs::write(&yaml, edited)?;
-        program::write_function_zip(&program::function_zip(&copy), b"first build")?;
+        program::write_function_zips(&copy, b"first build")?;
         let session = Session::new(&toolchain, dir.path(), &copy)?;
         session.expect_ok(&["stack", "init", "dev"])?;
         Ok(Self { session, _dir: dir })

@@ -14,8 +14,8 @@
 //! One `Checker` walks the program; its parts live beside it: `sections`
 //! (top level, config, names, resources and options), `values` (shapes against
 //! the types), `expressions` (`${...}` and `fn::`), `cycles`, then the scheme's
-//! `invariants` and `requirements`, the role's `grants`, the `alarms` and
-//! the `dashboard`.
+//! `invariants` and `requirements`, `sign_in` on `$connect`, the roles'
+//! `grants`, the `alarms` and the `dashboard`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -38,12 +38,16 @@ mod grants;
 mod invariants;
 mod requirements;
 mod sections;
+mod sign_in;
 mod values;
 
 use values::Shape;
 
+pub use sign_in::MODES as SIGN_IN_MODES;
+
 pub use grants::{
-    FUNCTION_DYNAMODB_ACTIONS, FUNCTION_SELF_ACTIONS, LOG_ACTIONS, MANAGEMENT_ACTIONS, ROLE_ACTIONS,
+    AUTHORIZER_ROLE_ACTIONS, FUNCTION_DYNAMODB_ACTIONS, FUNCTION_SELF_ACTIONS, LOG_ACTIONS,
+    MANAGEMENT_ACTIONS, ROLE_ACTIONS,
 };
 
 /// One finding: where in the program (`resources.distribution.properties.origins[0]...`)
@@ -105,6 +109,7 @@ fn check_program(program: &Program) -> Vec<Diagnostic> {
     checker.cycles();
     checker.unused_config();
     checker.invariants();
+    checker.sign_in();
     checker.broadcast_budgets();
     checker.requirements();
     checker.role_grants();

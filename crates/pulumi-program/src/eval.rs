@@ -219,6 +219,9 @@ impl<'a> Evaluator<'a> {
                     return Evaluated::Unknown("fn::select takes [index, list]".into());
                 };
                 match (self.eval(index), self.eval(values)) {
+                    (Evaluated::Unknown(why), _) | (_, Evaluated::Unknown(why)) => {
+                        Evaluated::Unknown(why)
+                    }
                     (
                         Evaluated::Known(Value::Number(n)),
                         Evaluated::Known(Value::Sequence(items)),
@@ -228,7 +231,10 @@ impl<'a> Evaluator<'a> {
                         .and_then(|i| items.get(i).cloned())
                         .map(Evaluated::Known)
                         .unwrap_or_else(|| {
-                            Evaluated::Unknown("fn::select index out of range".into())
+                            Evaluated::Unknown(format!(
+                                "{OUT_OF_RANGE}: index {n} of a list of {}",
+                                items.len()
+                            ))
                         }),
                     _ => Evaluated::Unknown("fn::select of values not known offline".into()),
                 }
@@ -238,13 +244,12 @@ impl<'a> Evaluator<'a> {
                     return Evaluated::Unknown("fn::split takes [delimiter, string]".into());
                 };
                 match (self.eval(delimiter), self.eval(source)) {
-                    (Evaluated::Known(Value::String(d)), Evaluated::Known(Value::String(s)))
-                        if !d.is_empty() =>
-                    {
+                    (Evaluated::Unknown(why), _) | (_, Evaluated::Unknown(why)) => {
+                        Evaluated::Unknown(why)
+                    }
+                    (Evaluated::Known(Value::String(d)), Evaluated::Known(Value::String(s))) => {
                         Evaluated::Known(Value::Sequence(
-                            s.split(d.as_str())
-                                .map(|p| Value::String(p.to_string()))
-                                .collect(),
+                            go_split(&s, &d).into_iter().map(Value::String).collect(),
                         ))
                     }
                     _ => Evaluated::Unknown("fn::split of values not known offline".into()),
@@ -367,5 +372,33 @@ fn into_evaluated(parts: Vec<Part>) -> Evaluated {
         Evaluated::Known(Value::String(text))
     } else {
         Evaluated::Template(parts)
+    }
+}
+
+/// How an [`Evaluated::Unknown`] starts when `fn::select` went past its list:
+/// the YAML host stops the preview there ("list index 1 out-of-bounds for
+/// list of length 1").
+pub(crate) const OUT_OF_RANGE: &str = "fn::select index out of range";
+
+/// `strings.Split` as Go (and so `fn::split` in the YAML host) does it: an
+/// empty delimiter splits into characters, and an empty string into nothing.
+fn go_split(s: &str, delimiter: &str) -> Vec<String> {
+    if delimiter.is_empty() {
+        return s.chars().map(String::from).collect();
+    }
+    s.split(delimiter).map(str::to_string).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::go_split;
+
+    #[test]
+    fn split_is_go_strings_split() {
+        assert_eq!(go_split("", ""), Vec::<String>::new());
+        assert_eq!(go_split("ab", ""), vec!["a", "b"]);
+        assert_eq!(go_split("", "|"), vec![""]);
+        assert_eq!(go_split("|off:NONE|", "|off:"), vec!["", "NONE|"]);
+        assert_eq!(go_split("|off:NONE|", "|on:"), vec!["|off:NONE|"]);
     }
 }

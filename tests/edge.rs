@@ -32,6 +32,7 @@ async fn next_message(client: &mut Client) -> anyhow::Result<(String, serde_json
             from,
             data,
             sent_at,
+            ..
         } => {
             ensure!(!id.is_empty(), "the message has no id");
             Ok((from, data, sent_at))

@@ -29,8 +29,15 @@ pub const ACTIONS: &[&str] = &[routes::SEND_MESSAGE, routes::PING];
 /// Bytes kept, within API Gateway's 32 KB frame, for the `message` frame
 /// around a `sendmessage`'s `data`: `{"type":"message","id":…,"from":…,
 /// "data":…,"sentAt":…}` with ids of up to [`MAX_ID_CHARS`] characters
-/// (API Gateway's are 16) and an RFC 3339 time.
-pub const MESSAGE_ENVELOPE_BYTES: usize = 256;
+/// (API Gateway's are 16) and an RFC 3339 time (256 bytes), and the signed-in
+/// sender's `,"userId":"…"` of up to [`MAX_USER_ID_BYTES`].
+pub const MESSAGE_ENVELOPE_BYTES: usize = 256 + USER_ID_FIELD_BYTES;
+/// The longest user id a `message` frame carries, in bytes of its JSON
+/// string without the quotes (escapes counted): room for OpenID Connect's
+/// `sub`, which is at most 255 ASCII characters.
+pub const MAX_USER_ID_BYTES: usize = 256;
+/// `,"userId":""` and the id itself.
+const USER_ID_FIELD_BYTES: usize = r#","userId":"""#.len() + MAX_USER_ID_BYTES;
 /// The longest message or connection id [`MESSAGE_ENVELOPE_BYTES`] has room for.
 pub const MAX_ID_CHARS: usize = 64;
 /// Largest `data` payload, in bytes of its JSON encoding, that `sendmessage`
@@ -96,6 +103,10 @@ pub enum ServerFrame {
         data: Value,
         #[serde(rename = "sentAt")]
         sent_at: String,
+        /// The sender's user id (`sub` of its sign-in token), when it
+        /// connected signed in; absent otherwise.
+        #[serde(rename = "userId", default, skip_serializing_if = "Option::is_none")]
+        user_id: Option<String>,
     },
     /// To the sender of `sendmessage`: how many connections it reached.
     Sent { recipients: usize },
@@ -277,6 +288,21 @@ pub fn check_message_data(data: Option<&Value>) -> Result<&Value, ProtocolError>
     Ok(data)
 }
 
+/// Checks a signed-in connection's user id against [`MAX_USER_ID_BYTES`]
+/// (its JSON string, escapes counted), so every `message` frame it sends
+/// fits the envelope. The error names the bound, never the id.
+pub fn check_user_id(user_id: &str) -> Result<(), String> {
+    let size = serde_json::to_string(user_id)
+        .map(|s| s.len().saturating_sub(2))
+        .unwrap_or(usize::MAX);
+    if size > MAX_USER_ID_BYTES {
+        return Err(format!(
+            "the user id is {size} bytes as JSON; the limit is {MAX_USER_ID_BYTES} bytes"
+        ));
+    }
+    Ok(())
+}
+
 /// The error for a binary frame.
 pub fn binary_frame() -> ProtocolError {
     ProtocolError::new(
@@ -342,7 +368,14 @@ mod tests {
             from: "f".repeat(MAX_ID_CHARS),
             data: data.clone(),
             sent_at: "+262143-12-31T23:59:59.999999999+23:59".into(),
+            user_id: Some("\\".repeat(MAX_USER_ID_BYTES / 2)),
         };
+        assert!(check_user_id(&"\\".repeat(MAX_USER_ID_BYTES / 2)).is_ok());
+        // One byte more, or escapes that grow past the bound, are refused.
+        let err = check_user_id(&"u".repeat(MAX_USER_ID_BYTES + 1)).unwrap_err();
+        assert!(err.contains("256 bytes"), "{err}");
+        assert!(check_user_id(&"\\".repeat(MAX_USER_ID_BYTES / 2 + 1)).is_err());
+        assert!(check_user_id(&"\u{1}".repeat(43)).is_err());
         let size = frame.to_text().len();
         assert!(
             size <= limits::MAX_FRAME_BYTES,
@@ -363,10 +396,22 @@ mod tests {
             from: "abc".into(),
             data: json!([1]),
             sent_at: "2026-01-01T00:00:00Z".into(),
+            user_id: None,
         };
         assert_eq!(
             serde_json::to_value(&sent).unwrap(),
             json!({"type":"message","id":"Zx1=","from":"abc","data":[1],"sentAt":"2026-01-01T00:00:00Z"})
+        );
+        let signed_in = ServerFrame::Message {
+            id: "Zx1=".into(),
+            from: "abc".into(),
+            data: json!([1]),
+            sent_at: "2026-01-01T00:00:00Z".into(),
+            user_id: Some("alice".into()),
+        };
+        assert_eq!(
+            serde_json::to_value(&signed_in).unwrap(),
+            json!({"type":"message","id":"Zx1=","from":"abc","data":[1],"sentAt":"2026-01-01T00:00:00Z","userId":"alice"})
         );
         assert_eq!(ServerFrame::Pong.to_text(), r#"{"type":"pong"}"#);
         assert_eq!(

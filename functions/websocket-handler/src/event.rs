@@ -17,6 +17,10 @@ pub enum EventError {
     /// A request-context field the function needs is absent or empty.
     #[error("event has no requestContext.{0}")]
     MissingField(&'static str),
+    /// `requestContext.authorizer.principalId` is not a user id a `message`
+    /// frame can carry (not a string, or over `protocol::MAX_USER_ID_BYTES`).
+    #[error("event's requestContext.authorizer.principalId is unusable: {0}")]
+    UserId(String),
 }
 
 /// Where the management API of the API that sent the event lives.
@@ -54,6 +58,10 @@ pub struct WebsocketEvent {
     pub connected_at_ms: i64,
     pub source_ip: Option<String>,
     pub user_agent: Option<String>,
+    /// Who signed in: `requestContext.authorizer.principalId`, which API
+    /// Gateway sends on every route of a connection its authorizer allowed
+    /// (the token's `sub`); `None` without sign-in.
+    pub user_id: Option<String>,
     /// The frame text for message routes.
     pub body: Option<String>,
     /// True for a binary frame (API Gateway base64-encodes it).
@@ -76,6 +84,15 @@ impl WebsocketEvent {
             non_empty(context.connection_id).ok_or(EventError::MissingField("connectionId"))?;
         let message_id = non_empty(context.message_id)
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        let user_id = match context.authorizer.fields.get("principalId") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(id)) if id.is_empty() => None,
+            Some(Value::String(id)) => {
+                protocol::check_user_id(id).map_err(EventError::UserId)?;
+                Some(id.clone())
+            }
+            Some(_) => return Err(EventError::UserId("not a string".into())),
+        };
         Ok(WebsocketEvent {
             route_key,
             connection_id,
@@ -87,6 +104,7 @@ impl WebsocketEvent {
             connected_at_ms: context.connected_at,
             source_ip: non_empty(context.identity.source_ip),
             user_agent: non_empty(context.identity.user_agent),
+            user_id,
             body: request.body,
             is_base64_encoded: request.is_base64_encoded,
         })
@@ -218,6 +236,43 @@ pub(crate) mod tests {
             parsed.api.management_endpoint().as_deref(),
             Some("https://abc123.execute-api.eu-west-1.amazonaws.com/prod")
         );
+    }
+
+    #[test]
+    fn the_signed_in_user_is_the_authorizers_principal_id() {
+        assert_eq!(
+            WebsocketEvent::parse(event("ping", "c1", None))
+                .unwrap()
+                .user_id,
+            None
+        );
+        let mut raw = event("sendmessage", "c1", Some("{}"));
+        raw["requestContext"]["authorizer"] =
+            json!({"principalId": "alice", "sub": "alice", "integrationLatency": 12});
+        assert_eq!(
+            WebsocketEvent::parse(raw.clone())
+                .unwrap()
+                .user_id
+                .as_deref(),
+            Some("alice")
+        );
+
+        raw["requestContext"]["authorizer"]["principalId"] =
+            json!("u".repeat(protocol::MAX_USER_ID_BYTES + 1));
+        let err = WebsocketEvent::parse(raw.clone()).unwrap_err().to_string();
+        assert!(
+            err.contains("principalId") && err.contains("256 bytes"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("uuuu"),
+            "the error never quotes the id: {err}"
+        );
+        raw["requestContext"]["authorizer"]["principalId"] = json!(7);
+        assert!(matches!(
+            WebsocketEvent::parse(raw).unwrap_err(),
+            EventError::UserId(_)
+        ));
     }
 
     #[test]

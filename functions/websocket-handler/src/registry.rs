@@ -25,6 +25,9 @@ pub const CONNECTION_ID: &str = "connectionId";
 pub const CONNECTED_AT: &str = "connectedAt";
 pub const SOURCE_IP: &str = "sourceIp";
 pub const USER_AGENT: &str = "userAgent";
+/// The signed-in user (the authorizer's `principalId`, the token's `sub`);
+/// absent for a connection made without sign-in.
+pub const USER_ID: &str = "userId";
 /// The table's TTL attribute: epoch seconds after which DynamoDB may delete
 /// the item. API Gateway closes every connection after 2 hours, so a
 /// connection whose `$disconnect` was lost still leaves the table.
@@ -51,6 +54,8 @@ pub struct Connection {
     pub connected_at: DateTime<Utc>,
     pub source_ip: Option<String>,
     pub user_agent: Option<String>,
+    /// Who signed in on `$connect` (`requestContext.authorizer.principalId`).
+    pub user_id: Option<String>,
 }
 
 impl Connection {
@@ -245,6 +250,9 @@ impl ConnectionRegistry for DynamoDbRegistry {
         if let Some(agent) = &connection.user_agent {
             put = put.item(USER_AGENT, AttributeValue::S(agent.clone()));
         }
+        if let Some(user) = &connection.user_id {
+            put = put.item(USER_ID, AttributeValue::S(user.clone()));
+        }
         put.send().await.map_err(|e| sdk_error("PutItem", e))?;
         Ok(())
     }
@@ -333,6 +341,7 @@ mod tests {
                 .unwrap_or_default(),
             source_ip: Some("192.0.2.1".into()),
             user_agent: Some("test".into()),
+            user_id: None,
         }
     }
 

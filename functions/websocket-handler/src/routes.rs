@@ -44,6 +44,7 @@ pub async fn connect(
         connected_at,
         source_ip: event.source_ip.clone(),
         user_agent: event.user_agent.clone(),
+        user_id: event.user_id.clone(),
     };
     match registry.register(&connection).await {
         Ok(()) => ok(),
@@ -92,6 +93,7 @@ pub async fn send_message(
         from: event.connection_id.clone(),
         data: data.clone(),
         sent_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        user_id: event.user_id.clone(),
     }
     .to_text();
     let schedule = services

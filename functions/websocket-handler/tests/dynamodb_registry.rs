@@ -10,7 +10,7 @@ use chrono::{TimeZone, Utc};
 use local_dynamodb::LocalDynamoDb;
 use websocket_handler::registry::{
     CONNECTED_AT, CONNECTION_ID, Connection, ConnectionRegistry, DynamoDbRegistry, EXPIRES_AT,
-    GoneRemoval, SOURCE_IP, USER_AGENT,
+    GoneRemoval, SOURCE_IP, USER_AGENT, USER_ID,
 };
 
 const LIMIT: Duration = Duration::from_secs(300);
@@ -30,6 +30,7 @@ fn connection(id: &str) -> Connection {
             .expect("valid time"),
         source_ip: Some("192.0.2.7".into()),
         user_agent: Some("wscat/6".into()),
+        user_id: Some(format!("user-of-{id}")),
     }
 }
 
@@ -73,6 +74,10 @@ async fn registers_lists_across_pages_and_removes() {
     assert_eq!(
         item.get(USER_AGENT),
         Some(&AttributeValue::S("wscat/6".into()))
+    );
+    assert_eq!(
+        item.get(USER_ID),
+        Some(&AttributeValue::S("user-of-conn-3".into()))
     );
     let connected_at = match item.get(CONNECTED_AT) {
         Some(AttributeValue::S(text)) => text.clone(),

@@ -21,6 +21,7 @@ pub(super) async fn registry_with(ids: &[String]) -> MemoryRegistry {
             connected_at: chrono::Utc::now() - chrono::TimeDelta::hours(1),
             source_ip: None,
             user_agent: None,
+            user_id: None,
         };
         registry.register(&connection).await.expect("register");
     }

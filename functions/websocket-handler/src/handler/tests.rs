@@ -228,6 +228,7 @@ async fn sendmessage_reaches_every_other_connection_and_counts_them() {
                 from,
                 data,
                 sent_at,
+                user_id,
             },
         ] = frames.as_slice()
         else {
@@ -235,6 +236,7 @@ async fn sendmessage_reaches_every_other_connection_and_counts_them() {
         };
         assert_eq!(id, "msg-1", "the id is API Gateway's messageId");
         assert_eq!(from, "a");
+        assert_eq!(user_id, &None, "a sender without sign-in has no userId");
         assert_eq!(data, &json!({"text": "hi"}));
         assert!(
             chrono::DateTime::parse_from_rfc3339(sent_at).is_ok(),
@@ -251,6 +253,37 @@ async fn sendmessage_reaches_every_other_connection_and_counts_them() {
         api.management_endpoint().as_deref(),
         Some("https://abc123.execute-api.eu-west-1.amazonaws.com/prod")
     );
+}
+
+/// A connection its authorizer allowed: `$connect` stores the user with the
+/// connection, and its messages carry `userId` beside `from`.
+#[tokio::test]
+async fn a_signed_in_sender_is_named_in_its_messages() {
+    let f = Fixture::with(&["b"]).await;
+    let signed_in = |route: &str, body: Option<&str>| {
+        let mut raw = event(route, "a", body);
+        raw["requestContext"]["authorizer"] =
+            json!({"principalId": "alice", "sub": "alice", "email": "a@example.com"});
+        raw
+    };
+    assert_eq!(f.run(signed_in("$connect", None)).await.status_code, 200);
+    let stored = f.registry.get("a").expect("registered");
+    assert_eq!(stored.user_id.as_deref(), Some("alice"));
+
+    let body = r#"{"action":"sendmessage","data":"hi"}"#;
+    assert_eq!(
+        f.run(signed_in("sendmessage", Some(body)))
+            .await
+            .status_code,
+        200
+    );
+    match f.messenger.frames_to("b").as_slice() {
+        [ServerFrame::Message { from, user_id, .. }] => {
+            assert_eq!(from, "a");
+            assert_eq!(user_id.as_deref(), Some("alice"));
+        }
+        other => panic!("b got {other:?}"),
+    }
 }
 
 #[tokio::test]

@@ -187,6 +187,7 @@ pub async fn connections_table<'a>(
             connected_at: chrono::Utc::now(),
             source_ip: None,
             user_agent: None,
+            user_id: None,
         };
         tokio::time::timeout(limit, registry.register(&connection))
             .await

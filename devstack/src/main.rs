@@ -83,6 +83,15 @@ struct UpArgs {
     /// Do not rebuild the function or re-read the Pulumi program on save.
     #[arg(long)]
     no_watch: bool,
+    /// Where the local OpenID issuer listens when the program turns sign-in on (loopback only); port 0 picks a free port.
+    #[arg(long, default_value = devstack::issuer::DEFAULT_ADDR)]
+    issuer_addr: SocketAddr,
+    /// A real OpenID issuer for the authorizer instead of the local one (exactly its tokens' `iss`; keys by OpenID discovery).
+    #[arg(long, value_name = "URL")]
+    issuer: Option<String>,
+    /// A prebuilt authorizer binary [default: built with cargo].
+    #[arg(long)]
+    authorizer_bin: Option<PathBuf>,
 }
 
 fn init_tracing(default_level: &str) {
@@ -128,6 +137,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         account_rate_limit: args.account_rate_limit,
         account_connect_limit: args.account_connect_limit,
         watch: !args.no_watch,
+        issuer_addr: args.issuer_addr,
+        issuer: args.issuer,
+        authorizer_bin: args.authorizer_bin,
     })
     .await
 }

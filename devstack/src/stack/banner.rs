@@ -23,6 +23,7 @@ impl Stack {
              \x20 DynamoDB                     {dynamodb}   tables {table}, {claims}\n\
              \x20 function                     up to {concurrency} processes, timeout {timeout}s\n\
              \x20 WAF rule {rule:<20} {limit} requests per {window}s per client IP\n\
+             \x20 sign-in                      {sign_in}\n\
              \x20 watch                        {watch}\n\
              \x20 program                      {coverage}\n\
              \n\
@@ -51,6 +52,7 @@ impl Stack {
             rule = t.waf.rate_rule_name,
             limit = t.waf.rate_limit,
             window = t.waf.evaluation_window_secs,
+            sign_in = self.sign_in_line,
             watch = self.watch_line,
             coverage = t.coverage_summary(),
         )

@@ -147,6 +147,7 @@ impl Endpoints {
             management: format!("http://{api_addr}/{stage}"),
             api_key,
             stage: stage.to_string(),
+            issuer: None,
         }
     }
 }
@@ -155,16 +156,22 @@ impl Endpoints {
 /// in the workspace of the program directory when that is one (a copy of
 /// the repository builds its own function), else in devstack's workspace.
 pub(super) fn function_source(options: &UpOptions) -> FunctionSource {
-    if let Some(path) = &options.function_bin {
-        return FunctionSource::File(path.clone());
+    match &options.function_bin {
+        Some(path) => FunctionSource::File(path.clone()),
+        None => FunctionSource::Cargo(CargoFunction::new(workspace_manifest(options))),
     }
+}
+
+/// The `Cargo.toml` of the workspace the functions are built in: the
+/// program directory's when it is one, else devstack's own.
+pub(super) fn workspace_manifest(options: &UpOptions) -> std::path::PathBuf {
     let manifest = options.program_dir.join("Cargo.toml");
     if manifest.is_file() {
-        return FunctionSource::Cargo(CargoFunction::new(manifest));
+        return manifest;
     }
     let devstack = Path::new(env!("CARGO_MANIFEST_DIR"));
     let workspace = devstack.parent().unwrap_or(devstack);
-    FunctionSource::Cargo(CargoFunction::new(workspace.join("Cargo.toml")))
+    workspace.join("Cargo.toml")
 }
 
 /// The function's first binary, and in watch mode the [`Function`] that

@@ -53,6 +53,8 @@ pub struct StackConfig {
     /// local issuer); off unless a test asks, so clients connect without a
     /// token.
     sign_in: bool,
+    /// `--issuer`: a real issuer instead of the local one.
+    issuer: Option<String>,
 }
 
 /// The config that turns sign-in off (`signIn: off` with no issuer, as
@@ -81,6 +83,14 @@ impl StackConfig {
     /// authorizer, whose tokens come from the stack's local issuer.
     pub fn sign_in(mut self) -> Self {
         self.sign_in = true;
+        self
+    }
+
+    /// Sign-in on, against `url` as a real issuer (`--issuer`) rather
+    /// than the stack's local one.
+    pub fn issuer(mut self, url: &str) -> Self {
+        self.sign_in = true;
+        self.issuer = Some(url.to_string());
         self
     }
 
@@ -473,6 +483,9 @@ impl Stack {
             // The issuer on a port of its own: tests run side by side.
             command.arg("--issuer-addr").arg("127.0.0.1:0");
         }
+        if let Some(issuer) = &config.issuer {
+            command.arg("--issuer").arg(issuer);
+        }
         if let Some(processes) = config.max_concurrency {
             command.arg("--max-concurrency").arg(processes.to_string());
         }
@@ -644,6 +657,16 @@ impl Stack {
     /// The last lines of the stack's log, for failure messages.
     pub fn log_tail(&self) -> String {
         tail(&self.log(), 60)
+    }
+
+    /// A token from the stack's local issuer (sign-in on).
+    pub async fn token(&self, request: &local_issuer::MintRequest) -> anyhow::Result<String> {
+        let issuer = self
+            .endpoints
+            .issuer
+            .as_deref()
+            .ok_or_else(|| anyhow!("the stack serves no local issuer (sign-in off?)"))?;
+        devstack::issuer::mint(issuer, request).await
     }
 
     /// The function processes the stack runs now: its child processes

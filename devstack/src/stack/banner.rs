@@ -29,7 +29,7 @@ impl Stack {
              \n\
              Try it in a browser: open {console}\n\
              or with wscat (`npm install -g wscat`, or `npx wscat`):\n\
-             \x20 npx wscat -c {edge}\n\
+             \x20 npx wscat -c {edge_try}\n\
              \x20 > {{\"action\":\"ping\"}}\n\
              \x20 < {{\"type\":\"pong\"}}\n\
              \x20 npx wscat -c {api}                                  # refused: 403, no key\n\
@@ -53,6 +53,10 @@ impl Stack {
             limit = t.waf.rate_limit,
             window = t.waf.evaluation_window_secs,
             sign_in = self.sign_in_line,
+            edge_try = match &self.sign_in {
+                Some(sign_in) => sign_in.wscat_url(&e.edge),
+                None => e.edge.clone(),
+            },
             watch = self.watch_line,
             coverage = t.coverage_summary(),
         )

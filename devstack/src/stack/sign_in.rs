@@ -120,6 +120,16 @@ impl SignIn {
         )
     }
 
+    /// The banner's wscat URL through the edge, with a token.
+    pub(super) fn wscat_url(&self, edge: &str) -> String {
+        let token = if self.local_issuer.is_some() {
+            "$(cargo run -q -p devstack -- token --sub alice)"
+        } else {
+            "<a token of the issuer>"
+        };
+        format!("\"{edge}?{}={token}\"", self.token_parameter)
+    }
+
     pub(super) async fn shutdown(self) {
         self.pool.shutdown().await;
         drop(self.local_issuer);

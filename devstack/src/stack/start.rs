@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use super::reload::program::ProgramFiles;
 use super::reload::{Function, FunctionSource, LiveStack, Reloader, Watching};
 use super::{Endpoints, UpOptions, random_api_key};
-use crate::console::{self, Console, EventBus, StackInfo};
+use crate::console::{self, Console, EventBus, SignInInfo, StackInfo};
 use crate::lambda::LambdaPool;
 use crate::lambda::invoke::Invoke;
 use crate::lambda::invoke_api::{AsyncDelivery, LambdaApi};
@@ -216,6 +216,15 @@ pub(super) fn console_of(topology: &Topology, endpoints: &Endpoints, events: Eve
             region: topology.region.clone(),
             edge: endpoints.edge.clone(),
             api: endpoints.api.clone(),
+            sign_in: topology
+                .sign_in
+                .as_ref()
+                .filter(|s| s.enabled)
+                .map(|s| SignInInfo {
+                    token_parameter: s.token_parameter.clone(),
+                    local_issuer: endpoints.issuer.clone(),
+                    mints: endpoints.issuer.is_some(),
+                }),
         },
         events,
     )

@@ -59,22 +59,22 @@ impl<F: Fetcher> Authorizer<F> {
             .as_deref()
             .filter(|a| !a.is_empty())
             .ok_or(AuthorizeError::NoMethodArn)?;
-        let connection = event.request_context.request_id.as_deref().unwrap_or("-");
+        let request_id = event.request_context.request_id.as_deref().unwrap_or("-");
         let Some(token) = event
             .query_string_parameters
             .first(&self.token_parameter)
             .filter(|t| !t.is_empty())
         else {
-            tracing::info!(request_id = connection, parameter = %self.token_parameter, "deny: no token in the query string");
+            tracing::info!(request_id, parameter = %self.token_parameter, "deny: no token in the query string");
             return Ok(deny(method_arn));
         };
         match self.check(token).await? {
             Ok(identity) => {
-                tracing::info!(request_id = connection, sub = %identity.sub, "allow");
+                tracing::info!(request_id, sub = %identity.sub, "allow");
                 Ok(allow(method_arn, &identity))
             }
             Err(refusal) => {
-                tracing::info!(request_id = connection, reason = %refusal, "deny");
+                tracing::info!(request_id, reason = %refusal, "deny");
                 Ok(deny(method_arn))
             }
         }

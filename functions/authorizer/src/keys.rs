@@ -5,7 +5,9 @@
 //! a token names a `kid` the cached set lacks (the issuer rotated its keys)
 //! — but at most once per [`REFETCH_INTERVAL`], so a stream of tokens with
 //! made-up `kid`s cannot make the function hammer the issuer. Every fetch
-//! (discovery and JWKS together) ends within [`FETCH_TIMEOUT`].
+//! (discovery and JWKS together) ends within [`FETCH_TIMEOUT`]. Until a
+//! first fetch succeeds, each handshake tries again (and, the issuer down,
+//! fails within that bound).
 //!
 //! The HTTP GET is behind [`Fetcher`], so the cache is plain Rust; the
 //! deployed fetcher is [`crate::https::HttpsFetcher`].

@@ -171,3 +171,47 @@ async fn check_signs_in_with_a_token_from_the_local_issuer() -> anyhow::Result<(
         .await,
     )
 }
+
+/// A token in the query string must not reach the logs (it is a bearer
+/// credential): the stack at DEBUG, both functions at TRACE, a signed-in
+/// client that connects, sends and closes; no line holds the token or its
+/// signature.
+#[tokio::test]
+async fn no_log_line_holds_the_token() -> anyhow::Result<()> {
+    let stack = Stack::start_with(
+        StackConfig::new()
+            .sign_in()
+            .env("AWS_LAMBDA_LOG_LEVEL", "TRACE")
+            .env("RUST_LOG", "debug"),
+    )
+    .await?;
+    let token = stack.token(&MintRequest::for_user("carol")).await?;
+    let signature = token.rsplit('.').next().unwrap_or_default().to_string();
+    stack.explain(
+        async {
+            let mut client = Client::connect(&with_token(&stack, &token)).await?;
+            client
+                .send(&ClientFrame::send_message(json!({"text": "x"})))
+                .await?;
+            client.ping().await?;
+            client.close().await?;
+            // The authorizer's and the handler's lines arrive a moment later.
+            stack
+                .wait_for_log("\"$disconnect\"", 1, Duration::from_secs(20))
+                .await?;
+            ensure!(
+                authorizer_invocations(&stack)? == 1,
+                "the authorizer ran once"
+            );
+            ensure!(signature.len() > 20, "a signature: {signature}");
+            for line in stack.log().lines() {
+                ensure!(
+                    !line.contains(&signature),
+                    "a log line holds the token: {line}"
+                );
+            }
+            Ok(())
+        }
+        .await,
+    )
+}

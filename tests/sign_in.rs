@@ -215,3 +215,60 @@ async fn no_log_line_holds_the_token() -> anyhow::Result<()> {
         .await,
     )
 }
+
+#[tokio::test]
+async fn devstack_token_prints_a_token_of_the_running_stack_or_names_the_missing_stack()
+-> anyhow::Result<()> {
+    let token = |issuer: String| async move {
+        let run = tokio::process::Command::new(e2e::stack::devstack_binary()?)
+            .args([
+                "token", "--sub", "dave", "--alg", "es256", "--issuer", &issuer,
+            ])
+            .kill_on_drop(true)
+            .output();
+        e2e::within(Duration::from_secs(60), "devstack token", run)
+            .await?
+            .context("running devstack token")
+    };
+    // No stack: a port nothing listens on.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let nobody = format!("http://{}", free.local_addr()?);
+    drop(free);
+    let output = token(nobody).await?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(
+        !output.status.success(),
+        "devstack token succeeded without a stack"
+    );
+    ensure!(
+        stderr.contains("devstack up"),
+        "the error does not name the stack: {stderr}"
+    );
+
+    let stack = Stack::start_with(StackConfig::new().sign_in()).await?;
+    let issuer = stack
+        .endpoints()
+        .issuer
+        .clone()
+        .context("the stack's issuer")?;
+    stack.explain(
+        async {
+            let output = token(issuer).await?;
+            ensure!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let printed = String::from_utf8(output.stdout)?;
+            let jwt = printed.trim();
+            ensure!(
+                printed.lines().count() == 1 && jwt.split('.').count() == 3,
+                "{printed}"
+            );
+            let mut client = Client::connect(&with_token(&stack, jwt)).await?;
+            client.ping().await?;
+            client.close().await
+        }
+        .await,
+    )
+}

@@ -29,6 +29,7 @@ use parking_lot::Mutex;
 use serde_json::{Map, Value};
 use tracing::{info, warn};
 
+use super::connect::Refusal;
 use super::routing::{error_kind, to_wire};
 use crate::lambda::invoke::Invoke;
 
@@ -72,19 +73,6 @@ impl IdentitySource {
 /// What the integration learns of an authorized client: the fields of
 /// `requestContext.authorizer` (`principalId`, the `context` keys).
 pub(super) type Identity = Map<String, Value>;
-
-/// Why the authorizer step refused a handshake.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct Refused {
-    pub(super) status: StatusCode,
-    pub(super) reason: &'static str,
-}
-
-impl Refused {
-    fn new(status: StatusCode, reason: &'static str) -> Self {
-        Refused { status, reason }
-    }
-}
 
 /// The policy an authorizer answered: the identity on Allow, or Deny.
 #[derive(Debug, Clone, PartialEq)]
@@ -148,9 +136,9 @@ impl Authorizer {
 
     /// Runs the step for one handshake: the identity to hand on, or the
     /// refusal.
-    pub(super) async fn authorize(&self, request: Request<'_>) -> Result<Identity, Refused> {
+    pub(super) async fn authorize(&self, request: Request<'_>) -> Result<Identity, Refusal> {
         let Some(key) = self.identity_key(request.headers, request.query) else {
-            return Err(Refused::new(
+            return Err(Refusal::new(
                 StatusCode::UNAUTHORIZED,
                 "identity source missing (no authorizer invoked)",
             ));
@@ -172,7 +160,7 @@ impl Authorizer {
         };
         match verdict {
             Verdict::Allow(identity) => Ok(identity),
-            Verdict::Deny => Err(Refused::new(
+            Verdict::Deny => Err(Refusal::new(
                 StatusCode::FORBIDDEN,
                 "the authorizer denied the $connect route",
             )),
@@ -204,8 +192,8 @@ impl Authorizer {
         Some(key)
     }
 
-    async fn invoke(&self, request: &Request<'_>) -> Result<Verdict, Refused> {
-        let failed = |reason| Refused::new(StatusCode::INTERNAL_SERVER_ERROR, reason);
+    async fn invoke(&self, request: &Request<'_>) -> Result<Verdict, Refusal> {
+        let failed = |reason| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, reason);
         let event = request_event(request).map_err(|error| {
             warn!(authorizer = %self.name, %error, "could not encode the authorizer event");
             failed("the authorizer event could not be encoded")

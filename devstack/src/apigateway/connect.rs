@@ -101,13 +101,13 @@ pub(super) async fn connect_handler(
 
 /// Why a handshake is refused: the status the client gets, and the reason
 /// logged and shown on the console.
-struct Refusal {
+pub(super) struct Refusal {
     status: StatusCode,
     reason: &'static str,
 }
 
 impl Refusal {
-    fn new(status: StatusCode, reason: &'static str) -> Self {
+    pub(super) fn new(status: StatusCode, reason: &'static str) -> Self {
         Self { status, reason }
     }
 }
@@ -212,7 +212,6 @@ async fn authorize(
             request_context,
         })
         .await
-        .map_err(|refused| Refusal::new(refused.status, refused.reason))
 }
 
 /// The new connection's id and what its events say about the client.

@@ -162,7 +162,7 @@ async fn check_signs_in_with_a_token_from_the_local_issuer() -> anyhow::Result<(
                     .any(|c| c["name"] == name && c["status"] == "pass")
             };
             ensure!(report["ok"] == true, "check failed: {report:#}");
-            for name in ["handshake", "broadcast", "sign-in-without-token"] {
+            for name in ["handshake", "broadcast", "sign-in-no-token"] {
                 ensure!(passed(name), "{name} did not pass: {report:#}");
             }
             ensure!(output.status.success(), "exit {}", output.status);

@@ -33,7 +33,7 @@ impl Stack {
              \x20 > {{\"action\":\"ping\"}}\n\
              \x20 < {{\"type\":\"pong\"}}\n\
              \x20 npx wscat -c {api}                                  # refused: 403, no key\n\
-             \x20 npx wscat -c {api} -H \"{key_header}: {key}\"\n\
+             \x20 npx wscat -c {api_try} -H \"{key_header}: {key}\"\n\
              \n\
              Ctrl-C stops the stack.\n",
             stack = t.stack,
@@ -56,6 +56,10 @@ impl Stack {
             edge_try = match &self.sign_in {
                 Some(sign_in) => sign_in.wscat_url(&e.edge),
                 None => e.edge.clone(),
+            },
+            api_try = match &self.sign_in {
+                Some(sign_in) => sign_in.wscat_url(&e.api),
+                None => e.api.clone(),
             },
             watch = self.watch_line,
             coverage = t.coverage_summary(),

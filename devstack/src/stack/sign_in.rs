@@ -120,14 +120,20 @@ impl SignIn {
         )
     }
 
-    /// The banner's wscat URL through the edge, with a token.
-    pub(super) fn wscat_url(&self, edge: &str) -> String {
-        let token = if self.local_issuer.is_some() {
-            "$(cargo run -q -p devstack -- token --sub alice)"
+    /// A wscat URL with a token: `base` plus `?token=…`, the token minted
+    /// by `devstack token` (naming the issuer when not at its default).
+    pub(super) fn wscat_url(&self, base: &str) -> String {
+        let token = if self.local_issuer.is_none() {
+            "<a token of the issuer>".to_string()
+        } else if self.issuer_url == issuer::DEFAULT_URL {
+            "$(cargo run -q -p devstack -- token --sub alice)".to_string()
         } else {
-            "<a token of the issuer>"
+            format!(
+                "$(cargo run -q -p devstack -- token --sub alice --issuer {})",
+                self.issuer_url
+            )
         };
-        format!("\"{edge}?{}={token}\"", self.token_parameter)
+        format!("\"{base}?{}={token}\"", self.token_parameter)
     }
 
     pub(super) async fn shutdown(self) {

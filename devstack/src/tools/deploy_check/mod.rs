@@ -80,7 +80,7 @@ pub struct CheckArgs {
     pub api_key: Option<String>,
     /// A sign-in token for a deployment with sign-in on, never printed: the
     /// checks through the distribution send it (`?token=`), and
-    /// `sign-in-without-token` expects a handshake without it refused with
+    /// `sign-in-no-token` expects a handshake without it refused with
     /// 401. Against a local edge that answers 401 without one, a token is
     /// minted by the local issuer (`--issuer`).
     #[arg(
@@ -181,7 +181,7 @@ pub mod names {
     /// Only with `--api-key`.
     pub const DIRECT_WITH_KEY: &str = "direct-with-key";
     /// Only with a token (`--token`, or minted by the local issuer).
-    pub const SIGN_IN_WITHOUT_TOKEN: &str = "sign-in-without-token";
+    pub const SIGN_IN_WITHOUT_TOKEN: &str = "sign-in-no-token";
 }
 
 /// The token the checks through the distribution send: `--token`, or —

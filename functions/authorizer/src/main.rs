@@ -18,8 +18,10 @@ use tracing_subscriber::util::SubscriberInitExt;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_logging();
+    // As a String, so the error `main` returns prints as its message.
     let settings = Settings::from_lookup(|name| std::env::var(name).ok())
-        .inspect_err(|error| tracing::error!(%error, "cannot start"))?;
+        .inspect_err(|error| tracing::error!(%error, "cannot start"))
+        .map_err(|error| error.to_string())?;
     tracing::info!(issuer = %settings.issuer, audiences = ?settings.audiences,
         token_parameter = %settings.token_parameter, jwks_url = ?settings.jwks_url, "initialised");
     let authorizer = Authorizer::new(&settings, KeyCache::new(HttpsFetcher::new(), &settings));

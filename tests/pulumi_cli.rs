@@ -12,10 +12,13 @@ use std::path::Path;
 use anyhow::{Context, ensure};
 use devstack::tools::rehearse::{program, toolchain::repo_root};
 use e2e::rehearsal::{
-    Rehearsal, created, names, no_warnings_or_errors, preview_fails, resource_names, text,
-    toolchain,
+    Rehearsal, created, names, no_warnings_or_errors, preview_fails, replace_once, resource_names,
+    text, toolchain,
 };
 use serde_json::Value;
+
+#[path = "pulumi_cli/provider_facts.rs"]
+mod provider_facts;
 
 #[test]
 fn up_creates_every_resource_and_outputs_the_distribution_url_and_a_secret_key()
@@ -413,6 +416,17 @@ fn a_second_up_changes_nothing_and_an_edit_updates_exactly_its_resource() -> any
         names(&updated) == BTreeSet::from(["webAcl".to_string()]),
         "rateLimit updated {:?}",
         names(&updated)
+    );
+    let diff = stack
+        .session
+        .journal()?
+        .into_iter()
+        .rev()
+        .find(|e| e["call"] == "Diff" && e["name"] == "webAcl")
+        .context("no Diff of the web ACL")?;
+    ensure!(
+        diff["replaces"].is_null(),
+        "the rate limit, updatable in place, replaces the web ACL: {diff}"
     );
     let limit = &updated[0]["inputs"]["rules"][0]["statement"]["rateBasedStatement"]["limit"];
     ensure!(

@@ -3,7 +3,9 @@
 //! The program is checked against pulumi-aws's own types (see `schema.rs`):
 //! resource types, property names at every depth, required properties, the
 //! shape of every value, every `${...}` reference (to a resource output that
-//! exists, a variable or a config key), every `fn::` builtin and data source.
+//! exists, a variable or a config key), every `fn::` builtin and data source,
+//! and every stated value the provider's validators refuse (`provider`, from
+//! the provider facts the rehearsal's double plays too).
 //! Then the invariants that make the scheme secure are checked: `$connect`
 //! needs the key, CloudFront sends the key, the distribution is behind this
 //! program's CLOUDFRONT web ACL in us-east-1, https on both sides, the invoke
@@ -36,6 +38,7 @@ mod dashboard;
 mod expressions;
 mod grants;
 mod invariants;
+mod provider;
 mod requirements;
 mod sections;
 mod sign_in;
@@ -105,6 +108,7 @@ fn check_program(program: &Program) -> Vec<Diagnostic> {
     checker.names();
     checker.variables();
     checker.resources();
+    checker.provider_values();
     checker.outputs();
     checker.cycles();
     checker.unused_config();

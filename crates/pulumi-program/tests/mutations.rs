@@ -859,3 +859,36 @@ fn the_dashboard_shows_lost_recipients() {
         "{found:?}"
     );
 }
+
+#[test]
+fn values_the_provider_refuses_are_refused_as_the_rehearsal_refuses_them() {
+    // The same facts and wording as the rehearsal's provider double
+    // (tests/pulumi_cli/provider_facts.rs refuses these through the engine).
+    expect(
+        &mutated(
+            "      protocolType: WEBSOCKET\n",
+            "      protocolType: WEBSOCKETS\n",
+        ),
+        "resources.api.properties.protocolType",
+        r#"expected protocolType to be one of ["HTTP" "WEBSOCKET"], got WEBSOCKETS"#,
+    );
+    expect(
+        &mutated_in(
+            "handler",
+            "      runtime: provided.al2023\n",
+            "      runtime: provided.al2099\n",
+        ),
+        "resources.handler.properties.runtime",
+        "got provided.al2099",
+    );
+    expect(
+        &mutated("      scope: CLOUDFRONT\n", "      scope: GLOBAL\n"),
+        "resources.webAcl.properties.scope",
+        r#"expected scope to be one of ["CLOUDFRONT" "REGIONAL"], got GLOBAL"#,
+    );
+    expect(
+        &mutated_table("          type: S\n", "          type: STRING\n"),
+        "resources.connections.properties.attributes[0].type",
+        r#"expected attributes[0].type to be one of ["B" "N" "S"], got STRING"#,
+    );
+}

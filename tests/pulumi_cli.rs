@@ -206,12 +206,7 @@ fn the_alarms_watch_this_stacks_resources_from_their_metrics_region() -> anyhow:
             "alarmTopic",
             vec![("QueueName", queue)],
         ),
-        (
-            "apiIntegrationErrorsAlarm",
-            "eu-west-1",
-            "alarmTopic",
-            vec![("ApiId", api), ("Stage", stage)],
-        ),
+        ("functionErrorLinesAlarm", "eu-west-1", "alarmTopic", vec![]),
         (
             "apiExecutionErrorsAlarm",
             "eu-west-1",
@@ -276,6 +271,22 @@ fn the_alarms_watch_this_stacks_resources_from_their_metrics_region() -> anyhow:
                 found[key] == *value,
                 "{name}'s dimension {key} is {}, not this stack's {value}",
                 found[key]
+            );
+        }
+        if *name == "functionErrorLinesAlarm" {
+            // The metric where the filter on the function's log group defines it.
+            let filter = &get("functionErrorLines")?["inputs"];
+            let group = text(
+                &get("functionLogs")?["inputs"]["name"],
+                "the function's log group",
+            )?;
+            let transformation = &filter["metricTransformation"];
+            ensure!(
+                filter["logGroupName"] == group
+                    && inputs["namespace"] == transformation["namespace"]
+                    && inputs["metricName"] == transformation["name"]
+                    && found.as_object().is_none_or(|d| d.is_empty()),
+                "{name} does not watch the filter's metric: {inputs} / {filter}"
             );
         }
         if *name == "wafBlockedAlarm" {

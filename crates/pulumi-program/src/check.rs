@@ -36,6 +36,7 @@ mod budgets;
 mod cycles;
 mod dashboard;
 mod expressions;
+mod failures;
 mod grants;
 mod invariants;
 mod provider;
@@ -120,6 +121,7 @@ fn check_program(program: &Program) -> Vec<Diagnostic> {
     checker.waf_log_policy();
     checker.replacements();
     checker.alarms();
+    checker.failures_page();
     checker.alarm_outputs();
     if checker.diags.is_empty()
         && let Err(err) = topology::build(program)

@@ -39,6 +39,7 @@ mod expressions;
 mod failures;
 mod grants;
 mod invariants;
+mod names;
 mod provider;
 mod requirements;
 mod sections;
@@ -107,6 +108,7 @@ fn check_program(program: &Program) -> Vec<Diagnostic> {
     checker.top_level();
     checker.config_declarations();
     checker.names();
+    checker.names_aws_accepts();
     checker.variables();
     checker.resources();
     checker.provider_values();

@@ -40,6 +40,7 @@ mod failures;
 mod grants;
 mod invariants;
 mod names;
+mod partition;
 mod provider;
 mod requirements;
 mod sections;
@@ -109,6 +110,7 @@ fn check_program(program: &Program) -> Vec<Diagnostic> {
     checker.config_declarations();
     checker.names();
     checker.names_aws_accepts();
+    checker.host_names_from_the_partition();
     checker.variables();
     checker.resources();
     checker.provider_values();

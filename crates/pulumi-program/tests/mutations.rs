@@ -383,7 +383,7 @@ fn stack_config_overrides_defaults_with_or_without_the_project_namespace() {
 fn a_dependency_cycle_is_caught() {
     // The stage depends on the function (through routes and integration), so
     // the function cannot read the stage's name: that is why it uses config.
-    let program = mutated("amazonaws.com/${stageName}", "amazonaws.com/${stage.name}");
+    let program = mutated("${dnsSuffix}/${stageName}", "${dnsSuffix}/${stage.name}");
     let found = findings(&program);
     assert!(
         found

@@ -135,7 +135,7 @@ pub(super) struct Watched<'v> {
     pub at: String,
     pub namespace: Option<String>,
     pub metric: Option<String>,
-    dimensions: Option<&'v Value>,
+    pub dimensions: Option<&'v Value>,
     period: Option<&'v Value>,
 }
 

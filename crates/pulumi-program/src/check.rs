@@ -45,6 +45,7 @@ mod provider;
 mod requirements;
 mod sections;
 mod sign_in;
+mod sources;
 mod values;
 
 use values::Shape;
@@ -126,6 +127,7 @@ fn check_program(program: &Program) -> Vec<Diagnostic> {
     checker.replacements();
     checker.alarms();
     checker.failures_page();
+    checker.one_source_per_name();
     checker.alarm_outputs();
     if checker.diags.is_empty()
         && let Err(err) = topology::build(program)

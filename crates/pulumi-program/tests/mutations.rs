@@ -427,8 +427,8 @@ fn the_waf_keeps_its_rules_metrics_and_logs() {
         "AWSManagedRulesKnownBadInputsRuleSet is missing",
     );
     let program = mutated(
-        "            cloudwatchMetricsEnabled: true\n            metricName: aws-ip-reputation",
-        "            cloudwatchMetricsEnabled: false\n            metricName: aws-ip-reputation",
+        "            cloudwatchMetricsEnabled: true\n            metricName: ${wafMetrics.ipReputation}",
+        "            cloudwatchMetricsEnabled: false\n            metricName: ${wafMetrics.ipReputation}",
     );
     expect(
         &program,
@@ -667,7 +667,7 @@ fn every_alarm_is_there_with_this_stacks_dimensions() {
         "must be ${distribution.id}",
     );
     let program = mutated(
-        "        WebACL: ${pulumi.project}-${pulumi.stack}\n",
+        "        WebACL: ${wafMetrics.acl}\n",
         "        WebACL: some-other-acl\n",
     );
     expect(
@@ -737,7 +737,7 @@ fn the_dashboard_shows_every_part() {
         "must show AWS/Lambda ConcurrentExecutions",
     );
     let program = mutated(
-        "                  - [AWS/WAFV2, BlockedRequests, WebACL, '${pulumi.project}-${pulumi.stack}', Rule, aws-ip-reputation]\n",
+        "                  - [AWS/WAFV2, BlockedRequests, WebACL, '${wafMetrics.acl}', Rule, '${wafMetrics.ipReputation}']\n",
         "",
     );
     expect(

@@ -606,3 +606,27 @@ fn the_double_passes_its_go_tests() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn the_stage_logs_each_request_as_json_to_its_own_group() -> anyhow::Result<()> {
+    let stack = Rehearsal::unchanged()?;
+    stack.pulumi(&["up", "--yes"])?;
+    let all = stack.calls("Create")?;
+    let group = created(&all, "stageAccessLogs")?;
+    let settings = &created(&all, "stage")?["inputs"]["accessLogSettings"];
+    ensure!(
+        settings["destinationArn"] == group["outputs"]["arn"]
+            && group["inputs"]["retentionInDays"] == 3.0,
+        "the stage's access log: {settings}, its group: {group}"
+    );
+    let format: Value = serde_json::from_str(text(&settings["format"], "the log format")?)?;
+    for field in pulumi_program::check::ACCESS_LOG_FIELDS {
+        ensure!(
+            format
+                .as_object()
+                .is_some_and(|f| f.values().any(|v| v == field)),
+            "the access log format does not log {field}: {format}"
+        );
+    }
+    Ok(())
+}

@@ -31,6 +31,7 @@ use crate::program::{self, Config, Program, full_token};
 use crate::schema::{self, Property, Schema, TypeSpec};
 use crate::topology;
 
+mod access_logs;
 mod alarms;
 mod budgets;
 mod cycles;
@@ -50,6 +51,7 @@ mod values;
 
 use values::Shape;
 
+pub use access_logs::ACCESS_LOG_FIELDS;
 pub use sign_in::MODES as SIGN_IN_MODES;
 
 pub use grants::{
@@ -128,6 +130,7 @@ fn check_program(program: &Program) -> Vec<Diagnostic> {
     checker.alarms();
     checker.failures_page();
     checker.one_source_per_name();
+    checker.stage_access_logs();
     checker.alarm_outputs();
     if checker.diags.is_empty()
         && let Err(err) = topology::build(program)

@@ -3,7 +3,9 @@
 //! The program is checked against pulumi-aws's own types (see `schema.rs`):
 //! resource types, property names at every depth, required properties, the
 //! shape of every value, every `${...}` reference (to a resource output that
-//! exists, a variable or a config key), every `fn::` builtin and data source.
+//! exists, a variable or a config key), every `fn::` builtin and data source,
+//! and every stated value the provider's validators refuse (`provider`, from
+//! the provider facts the rehearsal's double plays too).
 //! Then the invariants that make the scheme secure are checked: `$connect`
 //! needs the key, CloudFront sends the key, the distribution is behind this
 //! program's CLOUDFRONT web ACL in us-east-1, https on both sides, the invoke
@@ -29,20 +31,27 @@ use crate::program::{self, Config, Program, full_token};
 use crate::schema::{self, Property, Schema, TypeSpec};
 use crate::topology;
 
+mod access_logs;
 mod alarms;
 mod budgets;
 mod cycles;
 mod dashboard;
 mod expressions;
+mod failures;
 mod grants;
 mod invariants;
+mod names;
+mod partition;
+mod provider;
 mod requirements;
 mod sections;
 mod sign_in;
+mod sources;
 mod values;
 
 use values::Shape;
 
+pub use access_logs::ACCESS_LOG_FIELDS;
 pub use sign_in::MODES as SIGN_IN_MODES;
 
 pub use grants::{
@@ -103,8 +112,11 @@ fn check_program(program: &Program) -> Vec<Diagnostic> {
     checker.top_level();
     checker.config_declarations();
     checker.names();
+    checker.names_aws_accepts();
+    checker.host_names_from_the_partition();
     checker.variables();
     checker.resources();
+    checker.provider_values();
     checker.outputs();
     checker.cycles();
     checker.unused_config();
@@ -116,6 +128,9 @@ fn check_program(program: &Program) -> Vec<Diagnostic> {
     checker.waf_log_policy();
     checker.replacements();
     checker.alarms();
+    checker.failures_page();
+    checker.one_source_per_name();
+    checker.stage_access_logs();
     checker.alarm_outputs();
     if checker.diags.is_empty()
         && let Err(err) = topology::build(program)

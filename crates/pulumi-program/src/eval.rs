@@ -267,6 +267,9 @@ impl<'a> Evaluator<'a> {
         let Some(function) = args.get("function").and_then(Value::as_str) else {
             return Evaluated::Unknown("fn::invoke without a function".into());
         };
+        if full_token(function) == GET_PARTITION {
+            return self.eval_partition(args);
+        }
         if full_token(function) != GET_REGION {
             return Evaluated::Unknown(format!("{function} is a data source read at deployment"));
         }
@@ -293,6 +296,32 @@ impl<'a> Evaluator<'a> {
                 Some(value) => Evaluated::Known(value.clone()),
                 None => Evaluated::Unknown(format!(
                     "aws:getRegion's `{field}` is known only at deployment"
+                )),
+            },
+            None => Evaluated::Known(Value::Mapping(result)),
+        }
+    }
+
+    /// `aws:getPartition` for the stack's region, as the AWS SDKs' partition
+    /// table resolves it: the partition and its DNS suffix.
+    fn eval_partition(&self, args: &Mapping) -> Evaluated {
+        let Some(region) = self.region() else {
+            return Evaluated::Unknown("the stack sets no aws:region".into());
+        };
+        let (partition, dns_suffix) = partition_of(region);
+        let mut result = Mapping::new();
+        for (key, value) in [
+            ("id", partition),
+            ("partition", partition),
+            ("dnsSuffix", dns_suffix),
+        ] {
+            result.insert(Value::String(key.into()), Value::String(value.into()));
+        }
+        match args.get("return").and_then(Value::as_str) {
+            Some(field) => match result.get(field) {
+                Some(value) => Evaluated::Known(value.clone()),
+                None => Evaluated::Unknown(format!(
+                    "aws:getPartition's `{field}` is known only at deployment"
                 )),
             },
             None => Evaluated::Known(Value::Mapping(result)),
@@ -375,6 +404,28 @@ fn into_evaluated(parts: Vec<Part>) -> Evaluated {
     }
 }
 
+/// `aws:getPartition`'s token.
+const GET_PARTITION: &str = "aws:index/getPartition:getPartition";
+
+/// The partition of a region and its DNS suffix (the AWS SDKs' partitions:
+/// `cn-` China, `us-gov-` GovCloud, `us-iso-`/`us-isob-` the isolated
+/// regions, `eusc-` the European Sovereign Cloud; the rest `aws`).
+pub(crate) fn partition_of(region: &str) -> (&'static str, &'static str) {
+    if region.starts_with("cn-") {
+        ("aws-cn", "amazonaws.com.cn")
+    } else if region.starts_with("us-gov-") {
+        ("aws-us-gov", "amazonaws.com")
+    } else if region.starts_with("us-isob-") {
+        ("aws-iso-b", "sc2s.sgov.gov")
+    } else if region.starts_with("us-iso-") {
+        ("aws-iso", "c2s.ic.gov")
+    } else if region.starts_with("eusc-") {
+        ("aws-eusc", "amazonaws.eu")
+    } else {
+        ("aws", "amazonaws.com")
+    }
+}
+
 /// How an [`Evaluated::Unknown`] starts when `fn::select` went past its list:
 /// the YAML host stops the preview there ("list index 1 out-of-bounds for
 /// list of length 1").
@@ -391,7 +442,21 @@ fn go_split(s: &str, delimiter: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::go_split;
+    use super::{go_split, partition_of};
+
+    #[test]
+    fn partitions_follow_the_region() {
+        assert_eq!(partition_of("eu-west-1"), ("aws", "amazonaws.com"));
+        assert_eq!(partition_of("cn-north-1"), ("aws-cn", "amazonaws.com.cn"));
+        assert_eq!(
+            partition_of("us-gov-west-1"),
+            ("aws-us-gov", "amazonaws.com")
+        );
+        assert_eq!(
+            partition_of("us-isob-east-1"),
+            ("aws-iso-b", "sc2s.sgov.gov")
+        );
+    }
 
     #[test]
     fn split_is_go_strings_split() {

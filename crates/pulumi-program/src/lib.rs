@@ -20,6 +20,7 @@ use std::path::Path;
 pub mod check;
 mod coverage;
 mod eval;
+pub mod facts;
 mod interpolation;
 mod program;
 mod schema;

@@ -383,7 +383,7 @@ fn stack_config_overrides_defaults_with_or_without_the_project_namespace() {
 fn a_dependency_cycle_is_caught() {
     // The stage depends on the function (through routes and integration), so
     // the function cannot read the stage's name: that is why it uses config.
-    let program = mutated("amazonaws.com/${stageName}", "amazonaws.com/${stage.name}");
+    let program = mutated("${dnsSuffix}/${stageName}", "${dnsSuffix}/${stage.name}");
     let found = findings(&program);
     assert!(
         found
@@ -427,8 +427,8 @@ fn the_waf_keeps_its_rules_metrics_and_logs() {
         "AWSManagedRulesKnownBadInputsRuleSet is missing",
     );
     let program = mutated(
-        "            cloudwatchMetricsEnabled: true\n            metricName: aws-ip-reputation",
-        "            cloudwatchMetricsEnabled: false\n            metricName: aws-ip-reputation",
+        "            cloudwatchMetricsEnabled: true\n            metricName: ${wafMetrics.ipReputation}",
+        "            cloudwatchMetricsEnabled: false\n            metricName: ${wafMetrics.ipReputation}",
     );
     expect(
         &program,
@@ -667,7 +667,7 @@ fn every_alarm_is_there_with_this_stacks_dimensions() {
         "must be ${distribution.id}",
     );
     let program = mutated(
-        "        WebACL: ${pulumi.project}-${pulumi.stack}\n",
+        "        WebACL: ${wafMetrics.acl}\n",
         "        WebACL: some-other-acl\n",
     );
     expect(
@@ -737,7 +737,7 @@ fn the_dashboard_shows_every_part() {
         "must show AWS/Lambda ConcurrentExecutions",
     );
     let program = mutated(
-        "                  - [AWS/WAFV2, BlockedRequests, WebACL, '${pulumi.project}-${pulumi.stack}', Rule, aws-ip-reputation]\n",
+        "                  - [AWS/WAFV2, BlockedRequests, WebACL, '${wafMetrics.acl}', Rule, '${wafMetrics.ipReputation}']\n",
         "",
     );
     expect(
@@ -857,5 +857,38 @@ fn the_dashboard_shows_lost_recipients() {
             .any(|d| d.path.starts_with("resources.dashboard")
                 && d.message.contains("RecipientsNotReached")),
         "{found:?}"
+    );
+}
+
+#[test]
+fn values_the_provider_refuses_are_refused_as_the_rehearsal_refuses_them() {
+    // The same facts and wording as the rehearsal's provider double
+    // (tests/pulumi_cli/provider_facts.rs refuses these through the engine).
+    expect(
+        &mutated(
+            "      protocolType: WEBSOCKET\n",
+            "      protocolType: WEBSOCKETS\n",
+        ),
+        "resources.api.properties.protocolType",
+        r#"expected protocolType to be one of ["HTTP" "WEBSOCKET"], got WEBSOCKETS"#,
+    );
+    expect(
+        &mutated_in(
+            "handler",
+            "      runtime: provided.al2023\n",
+            "      runtime: provided.al2099\n",
+        ),
+        "resources.handler.properties.runtime",
+        "got provided.al2099",
+    );
+    expect(
+        &mutated("      scope: CLOUDFRONT\n", "      scope: GLOBAL\n"),
+        "resources.webAcl.properties.scope",
+        r#"expected scope to be one of ["CLOUDFRONT" "REGIONAL"], got GLOBAL"#,
+    );
+    expect(
+        &mutated_table("          type: S\n", "          type: STRING\n"),
+        "resources.connections.properties.attributes[0].type",
+        r#"expected attributes[0].type to be one of ["B" "N" "S"], got STRING"#,
     );
 }

@@ -29,7 +29,11 @@ type Entry struct {
 	Inputs  map[string]any `json:"inputs,omitempty"`
 	Outputs map[string]any `json:"outputs,omitempty"`
 	Diffs   []string       `json:"diffs,omitempty"`
-	Error   string         `json:"error,omitempty"`
+	// Diff only: the changed properties that replace the resource, and
+	// whether the old one goes first.
+	Replaces            []string `json:"replaces,omitempty"`
+	DeleteBeforeReplace bool     `json:"deleteBeforeReplace,omitempty"`
+	Error               string   `json:"error,omitempty"`
 }
 
 // Journal appends entries to a file; with no file it records nothing.

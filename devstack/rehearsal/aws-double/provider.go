@@ -27,6 +27,7 @@ const Version = "7.51.1"
 type Provider struct {
 	pulumirpc.UnimplementedResourceProviderServer
 	subset  *Subset
+	facts   *Facts
 	loadErr error
 	journal *Journal
 
@@ -36,8 +37,13 @@ type Provider struct {
 
 // NewProvider reads the subset and opens the journal named by the environment.
 func NewProvider() *Provider {
+	journal := &Journal{path: os.Getenv("AWS_DOUBLE_JOURNAL")}
 	subset, err := LoadSubset()
-	return &Provider{subset: subset, loadErr: err, journal: &Journal{path: os.Getenv("AWS_DOUBLE_JOURNAL")}}
+	if err != nil {
+		return &Provider{loadErr: err, journal: journal}
+	}
+	facts, err := LoadFacts()
+	return &Provider{subset: subset, facts: facts, loadErr: err, journal: journal}
 }
 
 var opts = plugin.MarshalOptions{KeepUnknowns: true, KeepSecrets: true, KeepResources: true, KeepOutputValues: true}
@@ -85,7 +91,7 @@ func (p *Provider) CheckConfig(_ context.Context, req *pulumirpc.CheckRequest) (
 }
 
 func (p *Provider) DiffConfig(_ context.Context, req *pulumirpc.DiffRequest) (*pulumirpc.DiffResponse, error) {
-	return diffRequest(req)
+	return diffRequest(req, nil)
 }
 
 // Configure takes the provider's region: `aws:region` in the stack's config.
@@ -138,7 +144,7 @@ func (p *Provider) Check(_ context.Context, req *pulumirpc.CheckRequest) (*pulum
 		return nil, status.Errorf(codes.InvalidArgument,
 			"aws double: %s is not a resource type of the pulumi-aws %s subset this project uses", req.GetType(), Version)
 	}
-	failures := p.subset.CheckInputs(sig.Inputs, news)
+	failures := append(p.subset.CheckInputs(sig.Inputs, news), p.facts.CheckValues(req.GetType(), news)...)
 	// Auto-naming, as pulumi-aws does: a resource with an optional name that
 	// has none gets `<logical name>-<7 hex>`, the same for the same URN —
 	// unless it has a `namePrefix`, which AWS's side completes (Describe).
@@ -146,6 +152,9 @@ func (p *Provider) Check(_ context.Context, req *pulumirpc.CheckRequest) (*pulum
 		_, has := news["name"]
 		if str(news, "namePrefix") == "" && !has {
 			news["name"] = resource.NewStringProperty(req.GetName() + "-" + token(req.GetUrn(), "autoname", 7, hexd))
+			// As the bridge records it: the name came from a default, so a
+			// replacement need not delete the old resource first (Diff).
+			news["__defaults"] = resource.NewArrayProperty([]resource.PropertyValue{resource.NewStringProperty("name")})
 		}
 	}
 	resp := &pulumirpc.CheckResponse{}
@@ -161,17 +170,22 @@ func (p *Provider) Check(_ context.Context, req *pulumirpc.CheckRequest) (*pulum
 }
 
 func (p *Provider) Diff(_ context.Context, req *pulumirpc.DiffRequest) (*pulumirpc.DiffResponse, error) {
-	resp, err := diffRequest(req)
+	if err := p.ready(); err != nil {
+		return nil, err
+	}
+	resp, err := diffRequest(req, p.facts.Replaces(req.GetType()))
 	if err != nil {
 		return nil, err
 	}
-	p.journal.Record(Entry{Call: "Diff", Type: req.GetType(), Name: req.GetName(), URN: req.GetUrn(), ID: req.GetId(), Diffs: resp.Diffs})
+	p.journal.Record(Entry{Call: "Diff", Type: req.GetType(), Name: req.GetName(), URN: req.GetUrn(), ID: req.GetId(),
+		Diffs: resp.Diffs, Replaces: resp.Replaces, DeleteBeforeReplace: resp.DeleteBeforeReplace})
 	return resp, nil
 }
 
 // diffRequest diffs a request's old inputs against its new ones: a
-// resource's, or the provider's own configuration.
-func diffRequest(req *pulumirpc.DiffRequest) (*pulumirpc.DiffResponse, error) {
+// resource's (replaces: the properties whose change replaces it), or the
+// provider's own configuration (nil).
+func diffRequest(req *pulumirpc.DiffRequest, replaces map[string]bool) (*pulumirpc.DiffResponse, error) {
 	olds, err := unmarshal(req.GetOldInputs())
 	if err != nil {
 		return nil, err
@@ -180,12 +194,40 @@ func diffRequest(req *pulumirpc.DiffRequest) (*pulumirpc.DiffResponse, error) {
 	if err != nil {
 		return nil, err
 	}
-	return diff(olds, news), nil
+	resp := diff(olds, news)
+	for _, k := range resp.Diffs {
+		if replaces[k] {
+			resp.Replaces = append(resp.Replaces, k)
+			d := resp.DetailedDiff[k]
+			d.Kind += pulumirpc.PropertyDiff_ADD_REPLACE - pulumirpc.PropertyDiff_ADD
+		}
+	}
+	// As the Terraform bridge decides it: a resource whose name the program
+	// set (not a default from auto-naming) cannot exist twice under that
+	// name, so its replacement deletes first. A namePrefix never collides.
+	if len(resp.Replaces) > 0 {
+		resp.DeleteBeforeReplace = namedExplicitly(news)
+	}
+	return resp, nil
 }
 
-// diff compares old and new inputs, top-level property by property. The
-// subset does not say which properties force a replacement, so a change is
-// always an update in place.
+// namedExplicitly: the inputs carry a `name` that no default filled in.
+func namedExplicitly(inputs resource.PropertyMap) bool {
+	if _, ok := inputs["name"]; !ok {
+		return false
+	}
+	if defaults, ok := inputs["__defaults"]; ok && defaults.IsArray() {
+		for _, d := range defaults.ArrayValue() {
+			if d.IsString() && d.StringValue() == "name" {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// diff compares old and new inputs, top-level property by property; a
+// change is an update in place unless the facts say otherwise (diffRequest).
 func diff(olds, news resource.PropertyMap) *pulumirpc.DiffResponse {
 	keys := map[resource.PropertyKey]bool{}
 	for k := range olds {

@@ -112,12 +112,6 @@ const REQUIRED: &[Required] = &[
     },
     Required {
         namespace: "AWS/ApiGateway",
-        metric: "IntegrationError",
-        edge: false,
-        dimensions: API_STAGE,
-    },
-    Required {
-        namespace: "AWS/ApiGateway",
         metric: "ExecutionError",
         edge: false,
         dimensions: API_STAGE,
@@ -137,11 +131,11 @@ const REQUIRED: &[Required] = &[
 ];
 
 /// One metric an alarm reads: where it is written, and its fields.
-struct Watched<'v> {
-    at: String,
-    namespace: Option<String>,
-    metric: Option<String>,
-    dimensions: Option<&'v Value>,
+pub(super) struct Watched<'v> {
+    pub at: String,
+    pub namespace: Option<String>,
+    pub metric: Option<String>,
+    pub dimensions: Option<&'v Value>,
     period: Option<&'v Value>,
 }
 
@@ -437,7 +431,7 @@ impl Checker<'_> {
 }
 
 /// The metrics an alarm reads: its own, or its metric queries'.
-fn watched<'v>(alarm: &'v Resource<'_>) -> Vec<Watched<'v>> {
+pub(super) fn watched<'v>(alarm: &'v Resource<'_>) -> Vec<Watched<'v>> {
     let text = |m: Option<&Mapping>, key: &str| {
         m.and_then(|m| m.get(key))
             .and_then(Value::as_str)

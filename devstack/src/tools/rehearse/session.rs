@@ -108,6 +108,7 @@ impl Session {
             .env_remove("PULUMI_BACKEND_URL")
             .env_remove("PULUMI_ACCESS_TOKEN")
             .env("AWS_DOUBLE_SCHEMA", &self.toolchain.schema)
+            .env("AWS_DOUBLE_FACTS", &self.toolchain.facts)
             .env("AWS_DOUBLE_JOURNAL", &self.journal)
             // Its own process group, so a command past its deadline is
             // killed together with the plugins it started.

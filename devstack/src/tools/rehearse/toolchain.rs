@@ -94,6 +94,9 @@ pub struct Toolchain {
     pub aws_double: PathBuf,
     /// The pulumi-aws schema subset the double serves (AWS_DOUBLE_SCHEMA).
     pub schema: PathBuf,
+    /// The provider facts it checks values and plans replacements with
+    /// (AWS_DOUBLE_FACTS, written by extract_facts.py).
+    pub facts: PathBuf,
 }
 
 struct Binary {
@@ -169,6 +172,7 @@ impl Toolchain {
             aws_double,
             bin_dir,
             schema: root.join("crates/pulumi-program/schema/pulumi-aws-7.51.1.json"),
+            facts: root.join("crates/pulumi-program/facts/pulumi-aws-7.51.1.facts.json"),
         })
     }
 }

@@ -1,7 +1,8 @@
 //! The console in a real browser: the real local stack, and the Playwright
 //! tests of `tests/browser/console.test.js` run by node's test runner against
 //! it in Debian's Chromium (two pages exchanging a message, ping, invalid
-//! JSON, the 1009 close, the live view's counts, a deployed URL). Node.js,
+//! JSON, the 1009 close, the live view's counts, a deployed URL; with
+//! sign-in on, the 401 without a user and two users signing in by name). Node.js,
 //! npm and Chromium are prerequisites: without one this test fails, naming it.
 
 use std::time::Duration;
@@ -18,9 +19,14 @@ async fn the_console_works_in_chromium() -> anyhow::Result<()> {
     })
     .await??;
     let stack = Stack::start().await?;
+    let signed_in = Stack::start_with(StackConfig::new().sign_in()).await?;
     let endpoints = stack.endpoints().clone();
     let env = vec![
         ("CONSOLE_URL", endpoints.console.clone()),
+        (
+            "SIGNED_IN_CONSOLE_URL",
+            signed_in.endpoints().console.clone(),
+        ),
         ("EDGE_URL", endpoints.edge.clone()),
         ("API_URL", endpoints.api.clone()),
         (

@@ -7,112 +7,18 @@
 //! Without Go these tests fail, naming it.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fs;
 use std::path::Path;
-use std::sync::OnceLock;
 
-use anyhow::{Context, bail, ensure};
-use devstack::tools::rehearse::{Run, Session, Toolchain, program, toolchain::repo_root};
+use anyhow::{Context, ensure};
+use devstack::tools::rehearse::{program, toolchain::repo_root};
+use e2e::rehearsal::{
+    Rehearsal, created, names, no_warnings_or_errors, preview_fails, replace_once, resource_names,
+    text, toolchain,
+};
 use serde_json::Value;
-use tempfile::TempDir;
 
 #[path = "pulumi_cli/provider_facts.rs"]
 mod provider_facts;
-
-/// The toolchain, built (or found up to date) once per test run.
-fn toolchain() -> anyhow::Result<Toolchain> {
-    static TOOLCHAIN: OnceLock<Result<Toolchain, String>> = OnceLock::new();
-    TOOLCHAIN
-        .get_or_init(|| Toolchain::ensure(&repo_root()).map_err(|err| format!("{err:#}")))
-        .clone()
-        .map_err(anyhow::Error::msg)
-}
-
-/// A stack `dev` on its own backend, with a copy of the program edited by `edit`.
-struct Rehearsal {
-    session: Session,
-    _dir: TempDir,
-}
-
-impl Rehearsal {
-    fn new(edit: impl FnOnce(&str) -> anyhow::Result<String>) -> anyhow::Result<Self> {
-        let toolchain = toolchain()?;
-        let dir = tempfile::tempdir().context("creating a temporary directory")?;
-        let copy = dir.path().join("program");
-        program::copy_program(&repo_root(), &copy, "dev")?;
-        let yaml = copy.join("Pulumi.yaml");
-        let edited = edit(&fs::read_to_string(&yaml)?)?;
-        fs::write(&yaml, edited)?;
-        program::write_function_zip(&program::function_zip(&copy), b"first build")?;
-        let session = Session::new(&toolchain, dir.path(), &copy)?;
-        session.expect_ok(&["stack", "init", "dev"])?;
-        Ok(Self { session, _dir: dir })
-    }
-
-    fn unchanged() -> anyhow::Result<Self> {
-        Self::new(|yaml| Ok(yaml.to_string()))
-    }
-
-    fn pulumi(&self, args: &[&str]) -> anyhow::Result<Run> {
-        self.session.expect_ok(args)
-    }
-
-    /// Journal entries of one call that really ran (not a preview's).
-    fn calls(&self, call: &str) -> anyhow::Result<Vec<Value>> {
-        Ok(self
-            .session
-            .journal()?
-            .into_iter()
-            .filter(|e| e["call"] == call && e["preview"] != true)
-            .collect())
-    }
-
-    fn journal_len(&self) -> anyhow::Result<usize> {
-        Ok(self.session.journal()?.len())
-    }
-}
-
-/// The program's resource names, from the repository's Pulumi.yaml.
-fn resource_names() -> anyhow::Result<BTreeSet<String>> {
-    let yaml: serde_yaml_ng::Value =
-        serde_yaml_ng::from_str(&fs::read_to_string(repo_root().join("Pulumi.yaml"))?)?;
-    let resources = yaml["resources"]
-        .as_mapping()
-        .context("Pulumi.yaml has resources")?;
-    Ok(resources
-        .keys()
-        .filter_map(|k| k.as_str().map(str::to_string))
-        .collect())
-}
-
-fn names(entries: &[Value]) -> BTreeSet<String> {
-    entries
-        .iter()
-        .filter_map(|e| e["name"].as_str().map(str::to_string))
-        .collect()
-}
-
-/// Output as the user reads it must carry no diagnostics: no `Diagnostics:`
-/// section, no `warning:` or `error:` anywhere (resource names such as
-/// `functionErrorsAlarm` may say "error", a diagnostic always has the colon).
-fn no_warnings_or_errors(what: &str, run: &Run) -> anyhow::Result<()> {
-    let text = run.text();
-    let lower = text.to_lowercase();
-    ensure!(
-        !text.contains("Diagnostics:") && !lower.contains("warning:") && !lower.contains("error:"),
-        "`{what}` reported a warning or an error:\n{text}"
-    );
-    Ok(())
-}
-
-/// `original` replaced by `replacement`, where it occurs exactly once.
-fn replace_once(yaml: &str, original: &str, replacement: &str) -> anyhow::Result<String> {
-    ensure!(
-        yaml.matches(original).count() == 1,
-        "Pulumi.yaml no longer holds exactly one `{original}`: update this test's mutation"
-    );
-    Ok(yaml.replacen(original, replacement, 1))
-}
 
 #[test]
 fn up_creates_every_resource_and_outputs_the_distribution_url_and_a_secret_key()
@@ -210,21 +116,6 @@ fn the_web_acl_and_waf_logs_go_to_us_east_1_and_the_rest_to_the_stack_region() -
     Ok(())
 }
 
-/// The one Create of `name` that really ran.
-fn created<'a>(created: &'a [Value], name: &str) -> anyhow::Result<&'a Value> {
-    created
-        .iter()
-        .find(|e| e["name"] == name)
-        .with_context(|| format!("{name} was not created"))
-}
-
-/// A journal value as a string (an error naming `what` if it is not one).
-fn text<'a>(value: &'a Value, what: &str) -> anyhow::Result<&'a str> {
-    value
-        .as_str()
-        .with_context(|| format!("{what} is not a string: {value}"))
-}
-
 /// An alarm's expected dimensions: (name, value).
 type Dimensions<'a> = Vec<(&'a str, &'a str)>;
 
@@ -235,6 +126,10 @@ fn the_alarms_watch_this_stacks_resources_from_their_metrics_region() -> anyhow:
     let all = stack.calls("Create")?;
     let get = |name: &str| created(&all, name);
     let function = text(&get("handler")?["outputs"]["name"], "the function's name")?;
+    let authorizer = text(
+        &get("authorizer")?["outputs"]["name"],
+        "the authorizer's name",
+    )?;
     let api = text(&get("api")?["id"], "the API's id")?;
     let stage = text(&get("stage")?["outputs"]["name"], "the stage's name")?;
     let acl = &get("webAcl")?["inputs"];
@@ -262,12 +157,18 @@ fn the_alarms_watch_this_stacks_resources_from_their_metrics_region() -> anyhow:
             "the dead-letter queue's name",
         )
     })?;
-    let expected: [(&str, &str, &str, Dimensions); 11] = [
+    let expected: [(&str, &str, &str, Dimensions); 12] = [
         (
             "functionErrorsAlarm",
             "eu-west-1",
             "alarmTopic",
             vec![("FunctionName", function)],
+        ),
+        (
+            "authorizerErrorsAlarm",
+            "eu-west-1",
+            "alarmTopic",
+            vec![("FunctionName", authorizer)],
         ),
         (
             "functionThrottlesAlarm",
@@ -305,12 +206,7 @@ fn the_alarms_watch_this_stacks_resources_from_their_metrics_region() -> anyhow:
             "alarmTopic",
             vec![("QueueName", queue)],
         ),
-        (
-            "apiIntegrationErrorsAlarm",
-            "eu-west-1",
-            "alarmTopic",
-            vec![("ApiId", api), ("Stage", stage)],
-        ),
+        ("functionErrorLinesAlarm", "eu-west-1", "alarmTopic", vec![]),
         (
             "apiExecutionErrorsAlarm",
             "eu-west-1",
@@ -375,6 +271,22 @@ fn the_alarms_watch_this_stacks_resources_from_their_metrics_region() -> anyhow:
                 found[key] == *value,
                 "{name}'s dimension {key} is {}, not this stack's {value}",
                 found[key]
+            );
+        }
+        if *name == "functionErrorLinesAlarm" {
+            // The metric where the filter on the function's log group defines it.
+            let filter = &get("functionErrorLines")?["inputs"];
+            let group = text(
+                &get("functionLogs")?["inputs"]["name"],
+                "the function's log group",
+            )?;
+            let transformation = &filter["metricTransformation"];
+            ensure!(
+                filter["logGroupName"] == group
+                    && inputs["namespace"] == transformation["namespace"]
+                    && inputs["metricName"] == transformation["name"]
+                    && found.as_object().is_none_or(|d| d.is_empty()),
+                "{name} does not watch the filter's metric: {inputs} / {filter}"
             );
         }
         if *name == "wafBlockedAlarm" {
@@ -617,27 +529,6 @@ fn destroy_deletes_dependents_first_and_leaves_an_empty_stack() -> anyhow::Resul
     Ok(())
 }
 
-/// `pulumi preview` of a mutated program fails and says each of `needles`.
-fn preview_fails(original: &str, replacement: &str, needles: &[&str]) -> anyhow::Result<()> {
-    let stack = Rehearsal::new(|yaml| replace_once(yaml, original, replacement))?;
-    let preview = stack.session.run(&["preview"])?;
-    if preview.status.success() {
-        bail!("preview of the mutated program passed:\n{}", preview.text());
-    }
-    for needle in needles {
-        ensure!(
-            preview.text().contains(needle),
-            "preview failed without saying `{needle}`:\n{}",
-            preview.text()
-        );
-    }
-    ensure!(
-        stack.calls("Create")?.is_empty(),
-        "a failed preview created resources"
-    );
-    Ok(())
-}
-
 #[test]
 fn preview_fails_on_a_misspelt_property() -> anyhow::Result<()> {
     preview_fails(
@@ -713,5 +604,29 @@ fn the_double_passes_its_go_tests() -> anyhow::Result<()> {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    Ok(())
+}
+
+#[test]
+fn the_stage_logs_each_request_as_json_to_its_own_group() -> anyhow::Result<()> {
+    let stack = Rehearsal::unchanged()?;
+    stack.pulumi(&["up", "--yes"])?;
+    let all = stack.calls("Create")?;
+    let group = created(&all, "stageAccessLogs")?;
+    let settings = &created(&all, "stage")?["inputs"]["accessLogSettings"];
+    ensure!(
+        settings["destinationArn"] == group["outputs"]["arn"]
+            && group["inputs"]["retentionInDays"] == 3.0,
+        "the stage's access log: {settings}, its group: {group}"
+    );
+    let format: Value = serde_json::from_str(text(&settings["format"], "the log format")?)?;
+    for field in pulumi_program::check::ACCESS_LOG_FIELDS {
+        ensure!(
+            format
+                .as_object()
+                .is_some_and(|f| f.values().any(|v| v == field)),
+            "the access log format does not log {field}: {format}"
+        );
+    }
     Ok(())
 }

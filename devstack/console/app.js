@@ -61,7 +61,8 @@ function logIncoming(text, frame) {
   switch (frame.kind) {
     case 'message':
       log('in', 'message', [
-        span('from', `from ${frame.from}`), span('muted', ` at ${frame.sentAt.slice(11, 23)}: `),
+        span('from', frame.userId === undefined ? `from ${frame.from}` : `from ${frame.userId} (${frame.from})`),
+        span('muted', ` at ${frame.sentAt.slice(11, 23)}: `),
         span('data', shorten(JSON.stringify(frame.data))),
       ]);
       break;
@@ -107,7 +108,20 @@ function setControls(state) {
   $('connect').disabled = state === 'connecting';
 }
 
+/** `url` with its sign-in token hidden, for the page. */
+function shown(url) {
+  try {
+    const target = new URL(url);
+    const name = stack?.signIn?.tokenParameter ?? 'token';
+    if (target.searchParams.has(name)) target.searchParams.set(name, '…');
+    return target.href;
+  } catch {
+    return url;
+  }
+}
+
 function showState(state, detail) {
+  if (detail?.url) detail = { ...detail, url: shown(detail.url) };
   const line = $('state');
   line.dataset.state = state;
   delete line.dataset.code;
@@ -141,10 +155,40 @@ function updateTarget() {
   live.setTarget(url, isLocal(url));
 }
 
-$('connect-form').addEventListener('submit', (event) => {
+/** `url` with the sign-in token in its query string: the pasted token, or
+ * one the console mints for the user name through the local issuer; `url`
+ * itself when neither is given. */
+async function signedIn(url) {
+  const pasted = $('token').value.trim();
+  const user = $('user').value.trim();
+  let token = pasted;
+  if (!token && user) {
+    if (!(stack?.signIn?.mints && isLocal(url))) {
+      throw new Error('a user name signs in to this local stack only (its local issuer); paste a token for a deployment');
+    }
+    const response = await fetch('token', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ sub: user }),
+    });
+    if (!response.ok) throw new Error(`POST /token answered ${response.status}: ${await response.text()}`);
+    token = (await response.json()).token;
+  }
+  if (!token) return url;
+  const target = new URL(url);
+  target.searchParams.set(stack?.signIn?.tokenParameter ?? 'token', token);
+  return target.href;
+}
+
+$('connect-form').addEventListener('submit', async (event) => {
   event.preventDefault();
   updateTarget();
-  connection.connect($('url').value.trim());
+  const url = $('url').value.trim();
+  try {
+    connection.connect(await signedIn(url));
+  } catch (error) {
+    showState('closed', { code: null, reason: error.message, meaning: 'Not signed in.', duringConnect: true });
+  }
 });
 $('url').addEventListener('input', updateTarget);
 $('disconnect').addEventListener('click', () => connection.disconnect());
@@ -176,6 +220,7 @@ async function init() {
     $('stack-name').textContent = `cannot reach the local stack: ${error.message}`;
   }
   $('url').value = requested ?? stack?.edge ?? '';
+  if (stack?.signIn?.mints) $('user').placeholder = 'a user name, e.g. alice (required: sign-in is on)';
   updateTarget();
   document.body.dataset.ready = 'true';
 }

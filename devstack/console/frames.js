@@ -37,7 +37,7 @@ const GATEWAY_MESSAGES = new Map([
 
 /**
  * Classifies a text frame the server sent. Returns one of
- * {kind:'message', from, sentAt, data} · {kind:'sent', recipients} · {kind:'pong'}
+ * {kind:'message', from, sentAt, data, userId?} · {kind:'sent', recipients} · {kind:'pong'}
  * · {kind:'error', code, message} · {kind:'gateway', message, meaning, connectionId, requestId}
  * · {kind:'text', text} (anything else).
  */
@@ -55,7 +55,10 @@ export function describeFrame(text) {
     case 'message':
       // Without `data` it is not a frame of ours: shown as it came.
       if (!('data' in frame)) break;
-      return { kind: 'message', from: String(frame.from), sentAt: String(frame.sentAt), data: frame.data };
+      return {
+        kind: 'message', from: String(frame.from), sentAt: String(frame.sentAt), data: frame.data,
+        ...(typeof frame.userId === 'string' ? { userId: frame.userId } : {}),
+      };
     case 'sent':
       return { kind: 'sent', recipients: Number(frame.recipients) };
     case 'pong':

@@ -19,6 +19,7 @@
 pub mod apigateway;
 pub mod cloudfront;
 pub mod console;
+pub mod issuer;
 pub mod lambda;
 pub mod listener;
 pub mod reload;

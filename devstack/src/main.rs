@@ -32,6 +32,8 @@ enum Command {
     Check(devstack::tools::deploy_check::CheckArgs),
     /// Benchmark the function and the local stack against their peers (run with --release).
     Bench(devstack::tools::bench::BenchArgs),
+    /// Print a token minted by the running stack's local OpenID issuer (sign-in on).
+    Token(devstack::tools::token::TokenArgs),
     /// Run Pulumi.yaml with the real Pulumi CLI against a local aws provider double (no AWS).
     Rehearse(devstack::tools::rehearse::RehearseArgs),
 }
@@ -87,6 +89,15 @@ struct UpArgs {
     /// Do not rebuild the function or re-read the Pulumi program on save.
     #[arg(long)]
     no_watch: bool,
+    /// Where the local OpenID issuer listens when the program turns sign-in on (loopback only); port 0 picks a free port.
+    #[arg(long, default_value = devstack::issuer::DEFAULT_ADDR)]
+    issuer_addr: SocketAddr,
+    /// A real OpenID issuer for the authorizer instead of the local one (exactly its tokens' `iss`; keys by OpenID discovery).
+    #[arg(long, value_name = "URL")]
+    issuer: Option<String>,
+    /// A prebuilt authorizer binary [default: built with cargo].
+    #[arg(long)]
+    authorizer_bin: Option<PathBuf>,
 }
 
 fn init_tracing(default_level: &str) {
@@ -134,6 +145,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         idle_timeout: std::time::Duration::from_secs(args.idle_timeout),
         max_connection_life: std::time::Duration::from_secs(args.max_connection_life),
         watch: !args.no_watch,
+        issuer_addr: args.issuer_addr,
+        issuer: args.issuer,
+        authorizer_bin: args.authorizer_bin,
     })
     .await
 }
@@ -152,6 +166,7 @@ async fn main() -> ExitCode {
         Some(Command::Bench(args)) => report(devstack::tools::bench::run(args).await),
         Some(Command::Up(args)) => report(up(args).await),
         Some(Command::Rehearse(args)) => report(devstack::tools::rehearse::run(args)),
+        Some(Command::Token(args)) => report(devstack::tools::token::run(args).await),
         None => report(up(cli.up).await),
     }
 }

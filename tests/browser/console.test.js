@@ -5,6 +5,7 @@
 //   CONSOLE_URL  the console, http://127.0.0.1:P/
 //   EDGE_URL     the edge, ws://127.0.0.1:Q/
 //   API_URL      the API layer, ws://127.0.0.1:R/<stage> (needs x-api-key)
+//   SIGNED_IN_CONSOLE_URL  the console of a second stack, with sign-in on
 //   CHROMIUM     the browser binary (default /usr/bin/chromium)
 //   BROWSER_DEPS the folder whose node_modules holds playwright-core
 //   SCREENSHOT_DIR where the screenshots go
@@ -21,6 +22,7 @@ import { launchChromium, required } from './launch.js';
 const CONSOLE_URL = required('CONSOLE_URL');
 const EDGE_URL = required('EDGE_URL');
 const API_URL = required('API_URL');
+const SIGNED_IN_CONSOLE_URL = required('SIGNED_IN_CONSOLE_URL');
 const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR;
 
 /** Every wait in these tests is bounded by this. */
@@ -37,7 +39,7 @@ after(async () => {
 });
 
 /** A page of the console, loaded and ready (the stack's info read). */
-async function openConsole(context, query = '') {
+async function openConsole(context, query = '', consoleUrl = CONSOLE_URL) {
   const page = await context.newPage();
   page.setDefaultTimeout(WAIT_MS);
   const problems = [];
@@ -52,7 +54,7 @@ async function openConsole(context, query = '') {
     }
   });
   page.problems = problems;
-  await page.goto(new URL(query, CONSOLE_URL).href);
+  await page.goto(new URL(query, consoleUrl).href);
   await page.locator('body[data-ready="true"]').waitFor();
   return page;
 }
@@ -266,6 +268,33 @@ test('?url= pointing elsewhere shows the live view as local-only', async () => {
     assert.equal(await page.getAttribute('#live', 'data-scope'), 'local');
     assert.ok(!(await notice.isVisible()));
     assertNoProblems(page);
+  } finally {
+    await context.close();
+  }
+});
+
+test('with sign-in on, a page without a user is refused with 401 and two signed-in users see who wrote', async () => {
+  const context = await browser.newContext({ viewport: { width: 640, height: 800 } });
+  try {
+    const anonymous = await openConsole(context, '', SIGNED_IN_CONSOLE_URL);
+    await anonymous.click('#connect');
+    const refused = anonymous.locator('#state[data-state="closed"]');
+    await refused.waitFor();
+    assert.match(await anonymous.innerText('#state'), /Could not connect/);
+    await anonymous.locator('#events li', { hasText: 'handshake refused 401' }).first().waitFor();
+
+    const alice = await openConsole(context, '', SIGNED_IN_CONSOLE_URL);
+    const bob = await openConsole(context, '', SIGNED_IN_CONSOLE_URL);
+    await alice.fill('#user', 'alice');
+    await bob.fill('#user', 'bob');
+    await connect(alice);
+    await connect(bob);
+    assert.doesNotMatch(await alice.innerText('#state'), /token=ey/, 'the token is not shown');
+    await alice.fill('#message', '{"text": "signed hello"}');
+    await alice.click('#send');
+    assert.match(await newest(bob, 'message'), /from alice \(\S+=\).*signed hello/);
+    await sideBySide(context, [alice, bob], 'console-sign-in.png');
+    assertNoProblems(alice, bob);
   } finally {
     await context.close();
   }

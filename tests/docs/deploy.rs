@@ -64,7 +64,11 @@ fn deploy_md_configuration_table_is_pulumi_yamls_config() {
             );
         }
         let declared_default = declared.get("default").map(scalar);
-        let quoted_default = code_spans(default).first().map(|d| d.to_string());
+        // An empty string is quoted as `""` (a code span cannot be empty).
+        let quoted_default = code_spans(default)
+            .first()
+            .map(|d| if *d == "\"\"" { "" } else { d })
+            .map(str::to_string);
         if quoted_default != declared_default {
             drift.at(
                 &doc,

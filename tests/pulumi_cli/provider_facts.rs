@@ -25,8 +25,9 @@ fn preview_refuses_a_protocol_type_the_provider_does_not_know() -> anyhow::Resul
 #[test]
 fn preview_refuses_a_lambda_runtime_the_provider_does_not_know() -> anyhow::Result<()> {
     preview_fails(
-        "      runtime: provided.al2023\n",
-        "      runtime: provided.al2099\n",
+        // The handler's (the authorizer has the same line).
+        "      role: ${role.arn}\n      runtime: provided.al2023\n",
+        "      role: ${role.arn}\n      runtime: provided.al2099\n",
         &[
             "aws:lambda/function:Function",
             "expected runtime to be one of [",

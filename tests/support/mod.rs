@@ -12,6 +12,7 @@ pub mod browser;
 pub mod client;
 pub mod crowd;
 pub mod process;
+pub mod rehearsal;
 pub mod stack;
 
 pub use client::{Client, Handshake, Incoming, REPLY_TIMEOUT};

@@ -53,7 +53,17 @@ pub struct StackConfig {
     /// Copy the program even without overrides (a test that edits it).
     copy_program: bool,
     function: Function,
+    /// Sign-in as the dev stack has it (the authorizer on `$connect`, the
+    /// local issuer); off unless a test asks, so clients connect without a
+    /// token.
+    sign_in: bool,
+    /// `--issuer`: a real issuer instead of the local one.
+    issuer: Option<String>,
 }
+
+/// The config that turns sign-in off (`signIn: off` with no issuer, as
+/// the program requires).
+const SIGN_IN_OFF: [(&str, &str); 3] = [("signIn", "off"), ("issuer", ""), ("audience", "")];
 
 /// Which function the stack runs.
 #[derive(Debug, Clone, Default)]
@@ -71,6 +81,33 @@ enum Function {
 impl StackConfig {
     pub fn new() -> Self {
         StackConfig::default()
+    }
+
+    /// Sign-in on, as the dev stack configures it: `$connect` runs the
+    /// authorizer, whose tokens come from the stack's local issuer.
+    pub fn sign_in(mut self) -> Self {
+        self.sign_in = true;
+        self
+    }
+
+    /// Sign-in on, against `url` as a real issuer (`--issuer`) rather
+    /// than the stack's local one.
+    pub fn issuer(mut self, url: &str) -> Self {
+        self.sign_in = true;
+        self.issuer = Some(url.to_string());
+        self
+    }
+
+    /// The overrides with sign-in turned off unless the test asked for it
+    /// (or set the sign-in keys itself).
+    fn effective_overrides(&self) -> BTreeMap<String, serde_yaml_ng::Value> {
+        let mut overrides = self.overrides.clone();
+        if !self.sign_in {
+            for (key, value) in SIGN_IN_OFF {
+                overrides.entry(key.to_string()).or_insert(value.into());
+            }
+        }
+        overrides
     }
 
     /// Sets a config key of `Pulumi.yaml`'s `config` block, e.g. `rateLimit`.
@@ -194,7 +231,7 @@ fn binary_dir() -> anyhow::Result<PathBuf> {
         })
 }
 
-/// Builds `devstack` and `websocket-handler` once per test process, with the
+/// Builds `devstack`, `websocket-handler` and `authorizer` once per test process, with the
 /// cargo that runs the tests, into the same target directory and profile.
 fn ensure_built() -> anyhow::Result<PathBuf> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
@@ -213,7 +250,15 @@ fn build() -> anyhow::Result<PathBuf> {
     let bin = binary_dir()?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(&cargo);
-    command.args(["build", "-p", "devstack", "-p", "websocket-handler"]);
+    command.args([
+        "build",
+        "-p",
+        "devstack",
+        "-p",
+        "websocket-handler",
+        "-p",
+        "authorizer",
+    ]);
     if bin.file_name().is_some_and(|n| n == "release") {
         command.arg("--release");
     }
@@ -408,8 +453,14 @@ impl Stack {
             .tempdir()
             .context("creating a temporary directory")?;
         let (program_dir, stack_name) = match &config.function {
-            Function::Workspace(root) => (root.clone(), "dev".to_string()),
-            _ if config.overrides.is_empty() && !config.copy_program => {
+            Function::Workspace(root) => {
+                // The copy's own dev stack, with the test's settings.
+                let dev = root.join("Pulumi.dev.yaml");
+                let values = stack_config(&dev, &config.effective_overrides())?;
+                write_stack_config(&dev, values)?;
+                (root.clone(), "dev".to_string())
+            }
+            _ if config.effective_overrides().is_empty() && !config.copy_program => {
                 (workspace_root(), "dev".to_string())
             }
             _ => (write_program(dir.path(), &config)?, "e2e".to_string()),
@@ -431,10 +482,13 @@ impl Stack {
             Function::Built => {
                 command
                     .arg("--function-bin")
-                    .arg(bin.join("websocket-handler"));
+                    .arg(bin.join("websocket-handler"))
+                    .arg("--authorizer-bin")
+                    .arg(bin.join("authorizer"));
             }
             Function::Binary(path) => {
                 command.arg("--function-bin").arg(path);
+                command.arg("--authorizer-bin").arg(bin.join("authorizer"));
             }
             Function::Workspace(_) => {
                 let target = bin.parent().context("the target directory")?;
@@ -443,6 +497,13 @@ impl Stack {
         }
         if !config.watch {
             command.arg("--no-watch");
+        }
+        if config.sign_in {
+            // The issuer on a port of its own: tests run side by side.
+            command.arg("--issuer-addr").arg("127.0.0.1:0");
+        }
+        if let Some(issuer) = &config.issuer {
+            command.arg("--issuer").arg(issuer);
         }
         if let Some(processes) = config.max_concurrency {
             command.arg("--max-concurrency").arg(processes.to_string());
@@ -620,6 +681,16 @@ impl Stack {
         tail(&self.log(), 60)
     }
 
+    /// A token from the stack's local issuer (sign-in on).
+    pub async fn token(&self, request: &local_issuer::MintRequest) -> anyhow::Result<String> {
+        let issuer = self
+            .endpoints
+            .issuer
+            .as_deref()
+            .ok_or_else(|| anyhow!("the stack serves no local issuer (sign-in off?)"))?;
+        devstack::issuer::mint(issuer, request).await
+    }
+
     /// The function processes the stack runs now: its child processes
     /// whose executable is `websocket-handler`.
     pub fn function_pids(&self) -> Vec<u32> {
@@ -669,33 +740,48 @@ fn write_program(dir: &Path, config: &StackConfig) -> anyhow::Result<PathBuf> {
     let program_path = root.join("Pulumi.yaml");
     let program = std::fs::read_to_string(&program_path)
         .with_context(|| format!("reading {}", program_path.display()))?;
+    std::fs::write(dir.join("Pulumi.yaml"), &program).context("copying Pulumi.yaml")?;
+    let values = stack_config(&root.join("Pulumi.dev.yaml"), &config.effective_overrides())?;
+    write_stack_config(&dir.join("Pulumi.e2e.yaml"), values)?;
+    Ok(dir.to_path_buf())
+}
+
+/// The config of the stack file at `path` (none when it is missing) with
+/// `overrides` under the project's namespace.
+fn stack_config(
+    path: &Path,
+    overrides: &BTreeMap<String, serde_yaml_ng::Value>,
+) -> anyhow::Result<serde_yaml_ng::Mapping> {
+    let program_path = workspace_root().join("Pulumi.yaml");
+    let program = std::fs::read_to_string(&program_path)
+        .with_context(|| format!("reading {}", program_path.display()))?;
     let project = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&program)
         .with_context(|| format!("parsing {}", program_path.display()))?
         .get("name")
         .and_then(serde_yaml_ng::Value::as_str)
         .map(str::to_string)
         .ok_or_else(|| anyhow!("{} has no project name", program_path.display()))?;
-    std::fs::write(dir.join("Pulumi.yaml"), &program).context("copying Pulumi.yaml")?;
-
-    let dev_path = root.join("Pulumi.dev.yaml");
-    let mut values = match std::fs::read_to_string(&dev_path) {
+    let mut values = match std::fs::read_to_string(path) {
         Ok(text) => serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text)
-            .with_context(|| format!("parsing {}", dev_path.display()))?
+            .with_context(|| format!("parsing {}", path.display()))?
             .get("config")
             .and_then(serde_yaml_ng::Value::as_mapping)
             .cloned()
             .unwrap_or_default(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_yaml_ng::Mapping::new(),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", dev_path.display())),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    for (key, value) in &config.overrides {
+    for (key, value) in overrides {
         values.insert(format!("{project}:{key}").into(), value.clone());
     }
+    Ok(values)
+}
+
+fn write_stack_config(path: &Path, values: serde_yaml_ng::Mapping) -> anyhow::Result<()> {
     let mut document = serde_yaml_ng::Mapping::new();
     document.insert("config".into(), serde_yaml_ng::Value::Mapping(values));
     let text = serde_yaml_ng::to_string(&document).context("writing the stack config")?;
-    std::fs::write(dir.join("Pulumi.e2e.yaml"), text).context("writing Pulumi.e2e.yaml")?;
-    Ok(dir.to_path_buf())
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]

@@ -16,8 +16,8 @@
 //! One `Checker` walks the program; its parts live beside it: `sections`
 //! (top level, config, names, resources and options), `values` (shapes against
 //! the types), `expressions` (`${...}` and `fn::`), `cycles`, then the scheme's
-//! `invariants` and `requirements`, the role's `grants`, the `alarms` and
-//! the `dashboard`.
+//! `invariants` and `requirements`, `sign_in` on `$connect`, the roles'
+//! `grants`, the `alarms` and the `dashboard`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -31,22 +31,32 @@ use crate::program::{self, Config, Program, full_token};
 use crate::schema::{self, Property, Schema, TypeSpec};
 use crate::topology;
 
+mod access_logs;
 mod alarms;
 mod budgets;
 mod cycles;
 mod dashboard;
 mod expressions;
+mod failures;
 mod grants;
 mod invariants;
+mod names;
+mod partition;
 mod provider;
 mod requirements;
 mod sections;
+mod sign_in;
+mod sources;
 mod values;
 
 use values::Shape;
 
+pub use access_logs::ACCESS_LOG_FIELDS;
+pub use sign_in::MODES as SIGN_IN_MODES;
+
 pub use grants::{
-    FUNCTION_DYNAMODB_ACTIONS, FUNCTION_SELF_ACTIONS, LOG_ACTIONS, MANAGEMENT_ACTIONS, ROLE_ACTIONS,
+    AUTHORIZER_ROLE_ACTIONS, FUNCTION_DYNAMODB_ACTIONS, FUNCTION_SELF_ACTIONS, LOG_ACTIONS,
+    MANAGEMENT_ACTIONS, ROLE_ACTIONS,
 };
 
 /// One finding: where in the program (`resources.distribution.properties.origins[0]...`)
@@ -102,6 +112,8 @@ fn check_program(program: &Program) -> Vec<Diagnostic> {
     checker.top_level();
     checker.config_declarations();
     checker.names();
+    checker.names_aws_accepts();
+    checker.host_names_from_the_partition();
     checker.variables();
     checker.resources();
     checker.provider_values();
@@ -109,12 +121,16 @@ fn check_program(program: &Program) -> Vec<Diagnostic> {
     checker.cycles();
     checker.unused_config();
     checker.invariants();
+    checker.sign_in();
     checker.broadcast_budgets();
     checker.requirements();
     checker.role_grants();
     checker.waf_log_policy();
     checker.replacements();
     checker.alarms();
+    checker.failures_page();
+    checker.one_source_per_name();
+    checker.stage_access_logs();
     checker.alarm_outputs();
     if checker.diags.is_empty()
         && let Err(err) = topology::build(program)

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 
 use crate::program::Program;
 use crate::topology::{
-    API, API_KEY, DISTRIBUTION, EVENT_INVOKE_CONFIG, FUNCTION, ROUTE, STAGE, TABLE, WEB_ACL,
+    API, API_KEY, DISTRIBUTION, EVENT_INVOKE_CONFIG, FUNCTION, INTEGRATION, ROUTE, STAGE, TABLE,
+    WEB_ACL,
 };
 use crate::{LocalPart, ProgramResource, Topology};
 
-const INTEGRATION: &str = "aws:apigatewayv2/integration:Integration";
 const DEPLOYMENT: &str = "aws:apigatewayv2/deployment:Deployment";
 
 /// The part of the local stack that plays a resource type, if any.
@@ -25,14 +25,21 @@ fn played_by(token: &str) -> Option<LocalPart> {
 }
 
 /// Every resource of the program, in program order, with who plays it.
+/// The sign-in authorizer's function is not played (yet): only the handler
+/// runs locally.
 pub(crate) fn resources(program: &Program) -> Vec<ProgramResource> {
-    program
-        .resources()
+    let resources = program.resources();
+    let authorizer = crate::topology::authorizer_function(&resources).map(|f| f.name);
+    resources
         .iter()
         .map(|r| ProgramResource {
             name: r.name.to_string(),
             resource_type: r.token.clone(),
-            played_by: played_by(&r.token),
+            played_by: if Some(r.name) == authorizer {
+                None
+            } else {
+                played_by(&r.token)
+            },
         })
         .collect()
 }

@@ -219,6 +219,9 @@ impl<'a> Evaluator<'a> {
                     return Evaluated::Unknown("fn::select takes [index, list]".into());
                 };
                 match (self.eval(index), self.eval(values)) {
+                    (Evaluated::Unknown(why), _) | (_, Evaluated::Unknown(why)) => {
+                        Evaluated::Unknown(why)
+                    }
                     (
                         Evaluated::Known(Value::Number(n)),
                         Evaluated::Known(Value::Sequence(items)),
@@ -228,7 +231,10 @@ impl<'a> Evaluator<'a> {
                         .and_then(|i| items.get(i).cloned())
                         .map(Evaluated::Known)
                         .unwrap_or_else(|| {
-                            Evaluated::Unknown("fn::select index out of range".into())
+                            Evaluated::Unknown(format!(
+                                "{OUT_OF_RANGE}: index {n} of a list of {}",
+                                items.len()
+                            ))
                         }),
                     _ => Evaluated::Unknown("fn::select of values not known offline".into()),
                 }
@@ -238,13 +244,12 @@ impl<'a> Evaluator<'a> {
                     return Evaluated::Unknown("fn::split takes [delimiter, string]".into());
                 };
                 match (self.eval(delimiter), self.eval(source)) {
-                    (Evaluated::Known(Value::String(d)), Evaluated::Known(Value::String(s)))
-                        if !d.is_empty() =>
-                    {
+                    (Evaluated::Unknown(why), _) | (_, Evaluated::Unknown(why)) => {
+                        Evaluated::Unknown(why)
+                    }
+                    (Evaluated::Known(Value::String(d)), Evaluated::Known(Value::String(s))) => {
                         Evaluated::Known(Value::Sequence(
-                            s.split(d.as_str())
-                                .map(|p| Value::String(p.to_string()))
-                                .collect(),
+                            go_split(&s, &d).into_iter().map(Value::String).collect(),
                         ))
                     }
                     _ => Evaluated::Unknown("fn::split of values not known offline".into()),
@@ -262,6 +267,9 @@ impl<'a> Evaluator<'a> {
         let Some(function) = args.get("function").and_then(Value::as_str) else {
             return Evaluated::Unknown("fn::invoke without a function".into());
         };
+        if full_token(function) == GET_PARTITION {
+            return self.eval_partition(args);
+        }
         if full_token(function) != GET_REGION {
             return Evaluated::Unknown(format!("{function} is a data source read at deployment"));
         }
@@ -288,6 +296,32 @@ impl<'a> Evaluator<'a> {
                 Some(value) => Evaluated::Known(value.clone()),
                 None => Evaluated::Unknown(format!(
                     "aws:getRegion's `{field}` is known only at deployment"
+                )),
+            },
+            None => Evaluated::Known(Value::Mapping(result)),
+        }
+    }
+
+    /// `aws:getPartition` for the stack's region, as the AWS SDKs' partition
+    /// table resolves it: the partition and its DNS suffix.
+    fn eval_partition(&self, args: &Mapping) -> Evaluated {
+        let Some(region) = self.region() else {
+            return Evaluated::Unknown("the stack sets no aws:region".into());
+        };
+        let (partition, dns_suffix) = partition_of(region);
+        let mut result = Mapping::new();
+        for (key, value) in [
+            ("id", partition),
+            ("partition", partition),
+            ("dnsSuffix", dns_suffix),
+        ] {
+            result.insert(Value::String(key.into()), Value::String(value.into()));
+        }
+        match args.get("return").and_then(Value::as_str) {
+            Some(field) => match result.get(field) {
+                Some(value) => Evaluated::Known(value.clone()),
+                None => Evaluated::Unknown(format!(
+                    "aws:getPartition's `{field}` is known only at deployment"
                 )),
             },
             None => Evaluated::Known(Value::Mapping(result)),
@@ -367,5 +401,69 @@ fn into_evaluated(parts: Vec<Part>) -> Evaluated {
         Evaluated::Known(Value::String(text))
     } else {
         Evaluated::Template(parts)
+    }
+}
+
+/// `aws:getPartition`'s token.
+const GET_PARTITION: &str = "aws:index/getPartition:getPartition";
+
+/// The partition of a region and its DNS suffix (the AWS SDKs' partitions:
+/// `cn-` China, `us-gov-` GovCloud, `us-iso-`/`us-isob-` the isolated
+/// regions, `eusc-` the European Sovereign Cloud; the rest `aws`).
+pub(crate) fn partition_of(region: &str) -> (&'static str, &'static str) {
+    if region.starts_with("cn-") {
+        ("aws-cn", "amazonaws.com.cn")
+    } else if region.starts_with("us-gov-") {
+        ("aws-us-gov", "amazonaws.com")
+    } else if region.starts_with("us-isob-") {
+        ("aws-iso-b", "sc2s.sgov.gov")
+    } else if region.starts_with("us-iso-") {
+        ("aws-iso", "c2s.ic.gov")
+    } else if region.starts_with("eusc-") {
+        ("aws-eusc", "amazonaws.eu")
+    } else {
+        ("aws", "amazonaws.com")
+    }
+}
+
+/// How an [`Evaluated::Unknown`] starts when `fn::select` went past its list:
+/// the YAML host stops the preview there ("list index 1 out-of-bounds for
+/// list of length 1").
+pub(crate) const OUT_OF_RANGE: &str = "fn::select index out of range";
+
+/// `strings.Split` as Go (and so `fn::split` in the YAML host) does it: an
+/// empty delimiter splits into characters, and an empty string into nothing.
+fn go_split(s: &str, delimiter: &str) -> Vec<String> {
+    if delimiter.is_empty() {
+        return s.chars().map(String::from).collect();
+    }
+    s.split(delimiter).map(str::to_string).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{go_split, partition_of};
+
+    #[test]
+    fn partitions_follow_the_region() {
+        assert_eq!(partition_of("eu-west-1"), ("aws", "amazonaws.com"));
+        assert_eq!(partition_of("cn-north-1"), ("aws-cn", "amazonaws.com.cn"));
+        assert_eq!(
+            partition_of("us-gov-west-1"),
+            ("aws-us-gov", "amazonaws.com")
+        );
+        assert_eq!(
+            partition_of("us-isob-east-1"),
+            ("aws-iso-b", "sc2s.sgov.gov")
+        );
+    }
+
+    #[test]
+    fn split_is_go_strings_split() {
+        assert_eq!(go_split("", ""), Vec::<String>::new());
+        assert_eq!(go_split("ab", ""), vec!["a", "b"]);
+        assert_eq!(go_split("", "|"), vec![""]);
+        assert_eq!(go_split("|off:NONE|", "|off:"), vec!["", "NONE|"]);
+        assert_eq!(go_split("|off:NONE|", "|on:"), vec!["|off:NONE|"]);
     }
 }

@@ -47,6 +47,9 @@ pub struct Topology {
     pub claims_table: TableSpec,
     /// The origin custom header CloudFront adds to every request (`x-api-key`).
     pub origin_api_key_header: String,
+    /// Sign-in on `$connect`: the program's authorizer and its function, if
+    /// it has one (whether `$connect` uses it is [`SignInSpec::enabled`]).
+    pub sign_in: Option<SignInSpec>,
     /// Every resource of the program, in program order, and who plays it locally.
     pub resources: Vec<ProgramResource>,
 }
@@ -94,6 +97,27 @@ pub struct StageSpec {
 pub struct RouteSpec {
     pub route_key: String,
     pub api_key_required: bool,
+}
+
+/// The `$connect` route's Lambda REQUEST authorizer
+/// (`aws:apigatewayv2/authorizer:Authorizer`) and the function it invokes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignInSpec {
+    /// The Authorizer's logical name in the program (`connectAuthorizer`).
+    pub resource: String,
+    /// `$connect` runs it: the route's `authorizationType` is `CUSTOM` (config
+    /// `signIn: oidc`); `NONE` (`signIn: off`) leaves it unattached.
+    pub enabled: bool,
+    /// The query-string parameter of its identity source
+    /// (`route.request.querystring.<name>`): absent, API Gateway answers 401
+    /// without invoking the function.
+    pub token_parameter: String,
+    /// `authorizerResultTtlInSeconds`: how long an answer is kept per token
+    /// (0: no cache; AWS's default when left out, 300).
+    pub result_ttl_secs: u32,
+    /// The authorizer's function (its environment holds `ISSUER`, `AUDIENCE`,
+    /// `TOKEN_PARAMETER`).
+    pub function: FunctionSpec,
 }
 
 #[derive(Debug, Clone, PartialEq)]

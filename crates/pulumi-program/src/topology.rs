@@ -19,6 +19,7 @@ use crate::{
 };
 
 mod reader;
+mod sign_in;
 
 use reader::Reader;
 
@@ -32,6 +33,8 @@ pub(crate) const EVENT_INVOKE_CONFIG: &str =
 pub(crate) const TABLE: &str = "aws:dynamodb/table:Table";
 pub(crate) const DISTRIBUTION: &str = "aws:cloudfront/distribution:Distribution";
 pub(crate) const API_KEY: &str = "aws:apigateway/apiKey:ApiKey";
+pub(crate) const INTEGRATION: &str = "aws:apigatewayv2/integration:Integration";
+pub(crate) const AUTHORIZER: &str = "aws:apigatewayv2/authorizer:Authorizer";
 
 /// AWS's defaults for what the program may leave out.
 const DEFAULT_MEMORY_MB: u32 = 128;
@@ -65,11 +68,13 @@ pub(crate) fn build(program: &Program) -> Result<Topology, Error> {
     let routes = routes(&reader, &resources, &api)?;
     let stage = stage_spec(&reader, &resources, &api)?;
     let waf = waf_spec(&reader, &only(&resources, WEB_ACL)?)?;
-    let function = function_spec(&reader, &resources)?;
+    let handler = handler(&resources)?;
+    let function = function_spec(&reader, &handler, async_invoke(&reader, &resources)?)?;
     let table = table_spec(&reader, &table_of(&resources, "CONNECTIONS_TABLE")?)?;
     let claims_table = table_spec(&reader, &table_of(&resources, "CLAIMS_TABLE")?)?;
     let distribution = only(&resources, DISTRIBUTION)?;
     let origin_api_key_header = origin_key_header(program, &reader, &distribution)?;
+    let sign_in = sign_in::spec(&reader, &resources, &api)?;
     Ok(Topology {
         project: program.project.clone(),
         stack: program.stack.clone(),
@@ -82,6 +87,7 @@ pub(crate) fn build(program: &Program) -> Result<Topology, Error> {
         table,
         claims_table,
         origin_api_key_header,
+        sign_in,
         resources: crate::coverage::resources(program),
     })
 }
@@ -151,17 +157,20 @@ fn stage_spec(
     })
 }
 
-/// The function: name, memory, timeout (AWS's defaults when left out), its
+/// A function: name, memory, timeout (AWS's defaults when left out), its
 /// environment as templates, and its asynchronous invocation settings.
-fn function_spec(reader: &Reader<'_>, resources: &[Resource<'_>]) -> Result<FunctionSpec, Error> {
-    let function = only(resources, FUNCTION)?;
+fn function_spec(
+    reader: &Reader<'_>,
+    function: &Resource<'_>,
+    async_invoke: AsyncInvokeSpec,
+) -> Result<FunctionSpec, Error> {
     let mut environment = BTreeMap::new();
-    if let Some(variables) = property_mapping(&function, "environment")
+    if let Some(variables) = property_mapping(function, "environment")
         .and_then(|e| e.get("variables"))
         .and_then(Value::as_mapping)
     {
         for (name, value) in variables {
-            let path = format!("{}.environment.variables", at(&function));
+            let path = format!("{}.environment.variables", at(function));
             let name = name
                 .as_str()
                 .ok_or_else(|| invalid(&path, "has a name that is not a string"))?;
@@ -172,15 +181,15 @@ fn function_spec(reader: &Reader<'_>, resources: &[Resource<'_>]) -> Result<Func
         }
     }
     Ok(FunctionSpec {
-        name: reader.string(&function, "name")?,
+        name: reader.string(function, "name")?,
         memory_mb: reader
-            .optional_number(&function, "memorySize")?
+            .optional_number(function, "memorySize")?
             .unwrap_or(DEFAULT_MEMORY_MB),
         timeout_secs: reader
-            .optional_number(&function, "timeout")?
+            .optional_number(function, "timeout")?
             .unwrap_or(DEFAULT_TIMEOUT_SECS),
         environment,
-        async_invoke: async_invoke(reader, resources)?,
+        async_invoke,
     })
 }
 
@@ -206,7 +215,7 @@ fn table_spec(reader: &Reader<'_>, table: &Resource<'_>) -> Result<TableSpec, Er
 
 /// The table the function's `variable` names (`${<table>.name}`).
 fn table_of<'a>(resources: &[Resource<'a>], variable: &str) -> Result<Resource<'a>, Error> {
-    let function = only(resources, FUNCTION)?;
+    let function = handler(resources)?;
     let named = function
         .properties
         .and_then(|p| p.get("environment"))
@@ -341,6 +350,73 @@ fn async_invoke(reader: &Reader<'_>, resources: &[Resource<'_>]) -> Result<Async
                 many.len()
             ),
         )),
+    }
+}
+
+/// The function the API's integration invokes (`integrationUri:
+/// ${<function>.invokeArn}`): the handler of every route. A program with one
+/// function and no such integration has that one.
+pub(crate) fn handler<'a>(resources: &[Resource<'a>]) -> Result<Resource<'a>, Error> {
+    invoked_by(resources, INTEGRATION, "integrationUri")
+        .map_err(|found| {
+            invalid(
+                "resources",
+                format!(
+                    "expected one {FUNCTION} that an {INTEGRATION} invokes (integrationUri: ${{<function>.invokeArn}}), found {found}"
+                ),
+            )
+        })
+}
+
+/// The function the `$connect` authorizer invokes (`authorizerUri:
+/// ${<function>.invokeArn}`), if the program has one.
+pub(crate) fn authorizer_function<'a>(resources: &[Resource<'a>]) -> Option<Resource<'a>> {
+    let functions: Vec<&Resource<'a>> = resources.iter().filter(|f| f.token == FUNCTION).collect();
+    let invoked: Vec<&Resource<'a>> = functions
+        .into_iter()
+        .filter(|f| {
+            resources.iter().any(|a| {
+                a.token == AUTHORIZER
+                    && refers_to(
+                        a.properties.and_then(|p| p.get("authorizerUri")),
+                        f.name,
+                        "invokeArn",
+                    )
+            })
+        })
+        .collect();
+    match invoked.as_slice() {
+        [one] => Some((*one).clone()),
+        _ => None,
+    }
+}
+
+/// The one function a resource of type `by` invokes through `property`, or
+/// the program's only function when none does; else how many were found.
+fn invoked_by<'a>(
+    resources: &[Resource<'a>],
+    by: &str,
+    property: &str,
+) -> Result<Resource<'a>, usize> {
+    let functions: Vec<&Resource<'a>> = resources.iter().filter(|f| f.token == FUNCTION).collect();
+    let invoked: Vec<&Resource<'a>> = functions
+        .iter()
+        .copied()
+        .filter(|f| {
+            resources.iter().any(|i| {
+                i.token == by
+                    && refers_to(
+                        i.properties.and_then(|p| p.get(property)),
+                        f.name,
+                        "invokeArn",
+                    )
+            })
+        })
+        .collect();
+    match (invoked.as_slice(), functions.as_slice()) {
+        ([one], _) | ([], [one]) => Ok((*one).clone()),
+        ([], all) => Err(all.len()),
+        (many, _) => Err(many.len()),
     }
 }
 

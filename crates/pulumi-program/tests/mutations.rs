@@ -1,59 +1,12 @@
 //! Broken copies of the real program are caught: each test changes one thing
 //! in memory and expects the finding at its path.
 
-use pulumi_program::check::{Diagnostic, check_sources};
+use pulumi_program::check::check_sources;
 use pulumi_program::{Error, load_sources};
 
-const PROGRAM: &str = include_str!("../../../Pulumi.yaml");
-const DEV: &str = include_str!("../../../Pulumi.dev.yaml");
+mod support;
 
-/// The program with `from` (which must occur exactly once) replaced by `to`.
-fn mutated(from: &str, to: &str) -> String {
-    assert_eq!(
-        PROGRAM.matches(from).count(),
-        1,
-        "{from:?} must occur once in Pulumi.yaml"
-    );
-    PROGRAM.replacen(from, to, 1)
-}
-
-/// The program with the first `from` in the connections table's block
-/// replaced by `to` (the claims table's block has the same lines).
-fn mutated_table(from: &str, to: &str) -> String {
-    let start = PROGRAM
-        .find("\n  connections:\n")
-        .expect("the connections table");
-    let at = start
-        + PROGRAM[start..]
-            .find(from)
-            .unwrap_or_else(|| panic!("{from:?} is not in the connections table's block"));
-    let next = PROGRAM[start + 1..].find("\n  # ").map(|n| start + 1 + n);
-    assert!(
-        next.is_none_or(|n| at < n),
-        "{from:?} is past the connections table's block"
-    );
-    format!("{}{to}{}", &PROGRAM[..at], &PROGRAM[at + from.len()..])
-}
-
-fn findings(program: &str) -> Vec<Diagnostic> {
-    check_sources(program, Some(DEV), "dev")
-}
-
-/// Asserts a finding at `path` whose message contains `needle`.
-fn expect(program: &str, path: &str, needle: &str) {
-    let found = findings(program);
-    assert!(
-        found
-            .iter()
-            .any(|d| d.path == path && d.message.contains(needle)),
-        "expected `{path}: ...{needle}...`, found:\n{}",
-        found
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-}
+use support::{DEV, PROGRAM, expect, findings, mutated, mutated_in, mutated_table};
 
 #[test]
 fn the_unmutated_program_has_no_findings() {
@@ -128,7 +81,8 @@ fn dangling_references_are_caught() {
 
 #[test]
 fn an_unknown_builtin_is_caught() {
-    let program = mutated(
+    let program = mutated_in(
+        "role",
         "      assumeRolePolicy:\n        fn::toJSON:",
         "      assumeRolePolicy:\n        fn::toYAML:",
     );
@@ -175,7 +129,8 @@ fn values_of_the_wrong_shape_are_caught() {
         "resources.distribution.properties.enabled",
         "expected a boolean, found a list",
     );
-    let program = mutated(
+    let program = mutated_in(
+        "handler",
         "        fn::fileArchive: ./target",
         "        fn::fileAsset: ./target",
     );
@@ -428,7 +383,7 @@ fn stack_config_overrides_defaults_with_or_without_the_project_namespace() {
 fn a_dependency_cycle_is_caught() {
     // The stage depends on the function (through routes and integration), so
     // the function cannot read the stage's name: that is why it uses config.
-    let program = mutated("amazonaws.com/${stageName}", "amazonaws.com/${stage.name}");
+    let program = mutated("${dnsSuffix}/${stageName}", "${dnsSuffix}/${stage.name}");
     let found = findings(&program);
     assert!(
         found
@@ -472,8 +427,8 @@ fn the_waf_keeps_its_rules_metrics_and_logs() {
         "AWSManagedRulesKnownBadInputsRuleSet is missing",
     );
     let program = mutated(
-        "            cloudwatchMetricsEnabled: true\n            metricName: aws-ip-reputation",
-        "            cloudwatchMetricsEnabled: false\n            metricName: aws-ip-reputation",
+        "            cloudwatchMetricsEnabled: true\n            metricName: ${wafMetrics.ipReputation}",
+        "            cloudwatchMetricsEnabled: false\n            metricName: ${wafMetrics.ipReputation}",
     );
     expect(
         &program,
@@ -511,13 +466,13 @@ fn the_waf_keeps_its_rules_metrics_and_logs() {
 
 #[test]
 fn the_function_is_the_cargo_lambda_artifact() {
-    let program = mutated("        - arm64", "        - x86_64");
+    let program = mutated_in("handler", "        - arm64", "        - x86_64");
     expect(
         &program,
         "resources.handler.properties.architectures",
         "arm64",
     );
-    let program = mutated("runtime: provided.al2023", "runtime: nodejs20.x");
+    let program = mutated_in("handler", "runtime: provided.al2023", "runtime: nodejs20.x");
     expect(
         &program,
         "resources.handler.properties.runtime",
@@ -580,7 +535,7 @@ fn the_stage_redeploys_when_the_selection_expressions_change() {
 
 #[test]
 fn lambda_platform_logs_reach_cloudwatch() {
-    let program = mutated("systemLogLevel: INFO", "systemLogLevel: WARN");
+    let program = mutated_in("handler", "systemLogLevel: INFO", "systemLogLevel: WARN");
     expect(
         &program,
         "resources.handler.properties.loggingConfig.systemLogLevel",
@@ -712,7 +667,7 @@ fn every_alarm_is_there_with_this_stacks_dimensions() {
         "must be ${distribution.id}",
     );
     let program = mutated(
-        "        WebACL: ${pulumi.project}-${pulumi.stack}\n",
+        "        WebACL: ${wafMetrics.acl}\n",
         "        WebACL: some-other-acl\n",
     );
     expect(
@@ -782,7 +737,7 @@ fn the_dashboard_shows_every_part() {
         "must show AWS/Lambda ConcurrentExecutions",
     );
     let program = mutated(
-        "                  - [AWS/WAFV2, BlockedRequests, WebACL, '${pulumi.project}-${pulumi.stack}', Rule, aws-ip-reputation]\n",
+        "                  - [AWS/WAFV2, BlockedRequests, WebACL, '${wafMetrics.acl}', Rule, '${wafMetrics.ipReputation}']\n",
         "",
     );
     expect(
@@ -918,7 +873,8 @@ fn values_the_provider_refuses_are_refused_as_the_rehearsal_refuses_them() {
         r#"expected protocolType to be one of ["WEBSOCKET" "HTTP"], got WEBSOCKETS"#,
     );
     expect(
-        &mutated(
+        &mutated_in(
+            "handler",
             "      runtime: provided.al2023\n",
             "      runtime: provided.al2099\n",
         ),

@@ -103,6 +103,10 @@ func Describe(typ, urn, region string, inputs resource.PropertyMap) Created {
 		set("executionArn", arn("execute-api", id))
 	case "aws:apigatewayv2/integration:Integration", "aws:apigatewayv2/route:Route":
 		id = token(urn, "id", 7, lower)
+	case "aws:apigatewayv2/authorizer:Authorizer":
+		// API Gateway's authorizer ids: six characters; no ARN of its own
+		// (permissions name it as <api executionArn>/authorizers/<id>).
+		id = token(urn, "id", 6, lower)
 	case "aws:apigatewayv2/deployment:Deployment", "aws:apigateway/usagePlan:UsagePlan":
 		id = token(urn, "id", 6, lower)
 		if typ == "aws:apigateway/usagePlan:UsagePlan" {

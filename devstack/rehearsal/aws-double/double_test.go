@@ -126,3 +126,15 @@ func TestDescribeAnswersInAWSFormats(t *testing.T) {
 		t.Error("the API key's value is not a secret")
 	}
 }
+
+func TestAnAuthorizerHasAnApiGatewayIdAndNoArn(t *testing.T) {
+	const urn = "urn:pulumi:dev::websocket-waf::aws:apigatewayv2/authorizer:Authorizer::connectAuthorizer"
+	inputs := resource.NewPropertyMapFromMap(map[string]any{"apiId": "abc", "authorizerType": "REQUEST", "name": "websocket-waf-dev-connect"})
+	got := Describe("aws:apigatewayv2/authorizer:Authorizer", urn, "eu-west-1", inputs)
+	if len(got.ID) != 6 || got.ID == "websocket-waf-dev-connect" {
+		t.Errorf("the authorizer's id is %q, not six characters as API Gateway's", got.ID)
+	}
+	if _, ok := got.Computed["arn"]; ok {
+		t.Errorf("the authorizer got an arn output it does not have: %v", got.Computed)
+	}
+}

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::account::AccountLimits;
+use super::authorizer::AuthorizerConfig;
 use super::throttle::Throttle;
 
 /// Frames queued for one connection before it counts as not reading. A
@@ -87,4 +88,7 @@ pub struct GatewayConfig {
     pub api_keys: Vec<String>,
     pub throttle: Option<Throttle>,
     pub limits: Limits,
+    /// The `$connect` route's Lambda authorizer (`authorizationType: CUSTOM`);
+    /// `None` when the route has none.
+    pub authorizer: Option<AuthorizerConfig>,
 }

@@ -19,12 +19,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::account::OverLimit;
+use super::authorizer::{Authorizer, Identity, Request as AuthorizerRequest, context_json};
 use super::config::Route;
 use super::connection::{end_connection, run_connection};
 use super::routing::error_kind;
 use super::websocket;
 use super::{ConnectionHandle, ConnectionInfo, Disconnect, LiveGuard, Shared, forbidden, new_id};
 use crate::console::StackEvent;
+use crate::lambda::LOCAL_ACCOUNT_ID;
 
 /// The `statusCode` of a `$connect` response; a response without one counts
 /// as 200, as API Gateway treats a Lambda proxy response without a status.
@@ -69,7 +71,23 @@ pub(super) async fn connect_handler(
         Ok(slot) => slot,
         Err(refusal) => return refuse(&shared, peer, refusal),
     };
-    let info = connection_info(request.headers(), peer);
+    let mut info = connection_info(request.headers(), peer);
+    if let Some(authorizer) = &shared.authorizer {
+        match authorize(
+            &shared,
+            authorizer,
+            &info,
+            request.headers(),
+            request.uri(),
+            peer,
+        )
+        .await
+        {
+            Ok(identity) => info.authorizer = Some(identity),
+            Err(refusal) => return refuse(&shared, peer, refusal),
+        }
+    }
+    let info = Arc::new(info);
     let mut protocol = None;
     if connect_route.is_some() {
         protocol =
@@ -83,13 +101,13 @@ pub(super) async fn connect_handler(
 
 /// Why a handshake is refused: the status the client gets, and the reason
 /// logged and shown on the console.
-struct Refusal {
+pub(super) struct Refusal {
     status: StatusCode,
     reason: &'static str,
 }
 
 impl Refusal {
-    fn new(status: StatusCode, reason: &'static str) -> Self {
+    pub(super) fn new(status: StatusCode, reason: &'static str) -> Self {
         Self { status, reason }
     }
 }
@@ -159,9 +177,46 @@ fn admit(
     Ok(slot)
 }
 
+/// The authorizer step of `$connect` (see [`super::authorizer`]): the
+/// identity the connection's events carry, or why the handshake is refused.
+async fn authorize(
+    shared: &Shared,
+    authorizer: &Result<Authorizer, String>,
+    info: &ConnectionInfo,
+    headers: &HeaderMap,
+    uri: &Uri,
+    peer: SocketAddr,
+) -> Result<Identity, Refusal> {
+    let Ok(authorizer) = authorizer else {
+        return Err(Refusal::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the $connect authorizer is misconfigured",
+        ));
+    };
+    let headers = event_headers(headers, peer);
+    let query = query_parameters(uri);
+    let event = shared.event(info, routes::CONNECT, "CONNECT");
+    let request_context = context_json(&event).unwrap_or_default();
+    let method_arn = format!(
+        "arn:aws:execute-api:{}:{LOCAL_ACCOUNT_ID}:{}/{}/{}",
+        shared.region,
+        shared.config.api_id,
+        shared.config.stage,
+        routes::CONNECT
+    );
+    authorizer
+        .authorize(AuthorizerRequest {
+            headers: &headers,
+            query: &query,
+            method_arn,
+            request_context,
+        })
+        .await
+}
+
 /// The new connection's id and what its events say about the client.
-fn connection_info(headers: &HeaderMap, peer: SocketAddr) -> Arc<ConnectionInfo> {
-    Arc::new(ConnectionInfo {
+fn connection_info(headers: &HeaderMap, peer: SocketAddr) -> ConnectionInfo {
+    ConnectionInfo {
         id: new_id(),
         connected_at: Utc::now(),
         source_ip: peer.ip().to_string(),
@@ -169,9 +224,10 @@ fn connection_info(headers: &HeaderMap, peer: SocketAddr) -> Arc<ConnectionInfo>
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
+        authorizer: None,
         last_active_ms: AtomicI64::new(Utc::now().timestamp_millis()),
         queued_bytes: AtomicUsize::new(0),
-    })
+    }
 }
 
 /// Invokes the function on `$connect`; a 2xx accepts the connection, with

@@ -27,6 +27,7 @@
 //! Log lines carry ids, routes, status codes and latencies — never bodies or
 //! header values (the `x-api-key` header carries the API key).
 mod account;
+mod authorizer;
 mod config;
 mod connect;
 mod connection;
@@ -60,6 +61,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::sigv4::{ACCESS_KEY_ID, SECRET_ACCESS_KEY};
 pub use account::{ACCOUNT_CONNECT_RATE, ACCOUNT_REQUEST_RATE, AccountLimits, OverLimit};
+pub use authorizer::{AuthorizerConfig, MAX_TTL, POLICY_CACHE_ENTRIES};
 pub use config::{GatewayConfig, Limits, REQUEST_CONNECTIONS, Route};
 pub use throttle::{ACCOUNT_BURST_LIMIT, ACCOUNT_RATE_LIMIT, Throttle};
 
@@ -94,6 +96,9 @@ struct Shared {
     /// The stack's Region: `@connections` requests must be signed for it.
     region: String,
     invoke: Arc<dyn Invoke>,
+    /// The `$connect` route's authorizer step, when it has one; `Err` names
+    /// why the configured authorizer cannot run (every handshake gets 500).
+    authorizer: Option<Result<authorizer::Authorizer, String>>,
     routing: ArcSwap<Routing>,
     connections: Mutex<HashMap<String, ConnectionHandle>>,
     buckets: Mutex<HashMap<String, TokenBucket>>,
@@ -123,6 +128,9 @@ struct ConnectionInfo {
     connected_at: DateTime<Utc>,
     source_ip: String,
     user_agent: Option<String>,
+    /// `requestContext.authorizer` of every event of the connection: what
+    /// the `$connect` authorizer answered (`principalId`, its context).
+    authorizer: Option<authorizer::Identity>,
     /// Milliseconds since the epoch of the last frame from the client.
     last_active_ms: AtomicI64,
     /// Bytes of management API posts queued and not yet written.
@@ -186,6 +194,30 @@ impl Gateway {
         invoke: Arc<dyn Invoke>,
         events: EventBus,
     ) -> Self {
+        Gateway::with_authorizer(config, region, invoke, None, events)
+    }
+
+    /// The gateway, with `authorizer_function` playing the authorizer the
+    /// config's `$connect` route names.
+    pub fn with_authorizer(
+        config: GatewayConfig,
+        region: &str,
+        invoke: Arc<dyn Invoke>,
+        authorizer_function: Option<Arc<dyn Invoke>>,
+        events: EventBus,
+    ) -> Self {
+        let authorizer = config.authorizer.as_ref().map(|authorizer| {
+            let function = authorizer_function.ok_or_else(|| {
+                format!(
+                    "authorizer {}: no authorizer function is running",
+                    authorizer.name
+                )
+            })?;
+            authorizer::Authorizer::new(authorizer, function)
+        });
+        if let Some(Err(problem)) = &authorizer {
+            tracing::error!("{problem}; every handshake is refused with 500");
+        }
         let routing = ArcSwap::from_pointee(Routing::new(&config));
         let account = AccountQuota::new(config.limits.account);
         let websocket_slots = Arc::new(Semaphore::new(config.limits.max_websockets));
@@ -194,6 +226,7 @@ impl Gateway {
                 config,
                 region: region.to_string(),
                 invoke,
+                authorizer,
                 routing,
                 connections: Mutex::new(HashMap::new()),
                 buckets: Mutex::new(HashMap::new()),

@@ -134,6 +134,9 @@ impl Shared {
         context.domain_name = Some(self.config.domain_name.clone());
         context.stage = Some(self.config.stage.clone());
         context.apiid = Some(self.config.api_id.clone());
+        if let Some(identity) = &info.authorizer {
+            context.authorizer.fields = identity.clone().into_iter().collect();
+        }
         let mut event = ApiGatewayWebsocketProxyRequest::default();
         event.request_context = context;
         event

@@ -73,6 +73,7 @@ pub(crate) fn config() -> GatewayConfig {
         api_keys: vec![KEY.into()],
         throttle: None,
         limits: Limits::default(),
+        authorizer: None,
     }
 }
 
@@ -132,13 +133,23 @@ impl Running {
 }
 
 pub(crate) async fn start_with(config: GatewayConfig, respond: Box<Respond>) -> Running {
+    start_authorized(config, respond, None).await
+}
+
+/// The gateway with `authorizer` playing the `$connect` authorizer.
+pub(crate) async fn start_authorized(
+    config: GatewayConfig,
+    respond: Box<Respond>,
+    authorizer: Option<Arc<dyn Invoke>>,
+) -> Running {
     let (events_tx, events) = mpsc::unbounded_channel();
     let function = FakeFunction {
         events: events_tx,
         respond,
     };
     let bus = EventBus::new();
-    let gateway = Gateway::new(config, REGION, Arc::new(function), bus.clone());
+    let gateway =
+        Gateway::with_authorizer(config, REGION, Arc::new(function), authorizer, bus.clone());
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");
@@ -225,6 +236,7 @@ pub(crate) async fn ends_cleanly(client: &mut Client) {
 }
 
 mod account;
+mod authorizer;
 mod connect;
 mod limits;
 mod management;

@@ -18,7 +18,7 @@ mod tests;
 use std::net::SocketAddr;
 
 pub use events::{Envelope, EventBus, Snapshot, StackEvent};
-pub use server::{Console, StackInfo};
+pub use server::{Console, SignInInfo, StackInfo};
 
 /// Where the console listens unless told otherwise.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8082";

@@ -44,6 +44,23 @@ pub struct StackInfo {
     pub edge: String,
     /// `ws://<api-addr>/<stage>`: direct, needs the key a browser cannot send.
     pub api: String,
+    /// Sign-in on `$connect`, when the program turns it on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sign_in: Option<SignInInfo>,
+}
+
+/// What the page needs to sign in: the query parameter that carries the
+/// token, and whether the console can mint one (`POST /token`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignInInfo {
+    pub token_parameter: String,
+    /// The stack's local issuer, which `POST /token` asks; never sent to
+    /// the page (it mints through the console).
+    #[serde(skip)]
+    pub local_issuer: Option<String>,
+    /// Whether the page may ask for a token by user name.
+    pub mints: bool,
 }
 
 /// `GET /snapshot`, and the first event of `GET /events`.
@@ -83,6 +100,7 @@ impl Console {
             .route("/", get(index))
             .route("/snapshot", get(snapshot))
             .route("/events", get(events))
+            .route("/token", axum::routing::post(token))
             .route("/{file}", get(asset))
             .fallback(not_found)
             .layer(middleware::from_fn(loopback_host))
@@ -100,6 +118,63 @@ impl Console {
     /// Ends the event streams and the server.
     pub fn stop(&self) {
         self.shared.stop.cancel();
+    }
+}
+
+/// The body of `POST /token`: the user to sign in as.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenRequest {
+    sub: String,
+}
+
+/// `POST /token`: a token for `sub` from the stack's local issuer, for the
+/// page's sign-in field. Only a JSON body is accepted: a page of another
+/// origin cannot send one without a CORS preflight, which this server does
+/// not answer, so it cannot obtain a token (nor can it read the answer).
+async fn token(
+    State(shared): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json {
+        return text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "POST /token takes a JSON body {\"sub\": \"<user>\"} (Content-Type: application/json).\n",
+        );
+    }
+    let Some(issuer) = shared
+        .info
+        .sign_in
+        .as_ref()
+        .and_then(|s| s.local_issuer.clone())
+    else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "This stack has no local issuer (sign-in off, or a real --issuer): paste a token instead.\n",
+        );
+    };
+    let request: TokenRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(_) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "POST /token takes a JSON body {\"sub\": \"<user>\"}.\n",
+            );
+        }
+    };
+    let mint = local_issuer::MintRequest::for_user(request.sub);
+    match crate::issuer::mint(&issuer, &mint).await {
+        Ok(token) => Json(serde_json::json!({ "token": token })).into_response(),
+        Err(error) => (
+            StatusCode::BAD_GATEWAY,
+            Json(serde_json::json!({ "error": format!("{error:#}") })),
+        )
+            .into_response(),
     }
 }
 

@@ -22,6 +22,7 @@ fn info() -> StackInfo {
         region: "eu-west-1".into(),
         edge: "ws://127.0.0.1:8080/".into(),
         api: "ws://127.0.0.1:8081/prod".into(),
+        sign_in: None,
     }
 }
 
@@ -375,4 +376,55 @@ fn the_console_listens_on_loopback_only() {
         .expect_err("0.0.0.0 is refused")
         .to_string();
     assert!(error.contains("loopback only"), "{error}");
+}
+
+fn post_token(content_type: &str, body: &str) -> Request<Body> {
+    Request::post("/token")
+        .header(header::HOST, "127.0.0.1:8082")
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from(body.to_string()))
+        .expect("a valid request")
+}
+
+#[tokio::test]
+async fn post_token_mints_through_the_local_issuer_for_json_bodies_only() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let issuer = crate::issuer::serve(listener, "aud").expect("issuer");
+    let mut signed_in = info();
+    signed_in.sign_in = Some(super::SignInInfo {
+        token_parameter: "token".into(),
+        local_issuer: Some(issuer.url().to_string()),
+        mints: true,
+    });
+    let console = Console::new(signed_in, EventBus::new());
+
+    let response = send(
+        &console,
+        post_token("application/json", r#"{"sub":"alice"}"#),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer: serde_json::Value = serde_json::from_str(&body_text(response).await).expect("json");
+    assert_eq!(
+        answer["token"].as_str().map(|t| t.split('.').count()),
+        Some(3)
+    );
+
+    // A form or text body (no CORS preflight from another origin) is refused.
+    let response = send(&console, post_token("text/plain", r#"{"sub":"alice"}"#)).await;
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let response = send(&console, post_token("application/json", r#"{"user":"x"}"#)).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+
+    // The snapshot tells the page it may mint, never where the issuer is.
+    let snapshot = body_text(send(&console, get("/snapshot")).await).await;
+    assert!(snapshot.contains(r#""mints":true"#), "{snapshot}");
+    assert!(!snapshot.contains(issuer.url()), "{snapshot}");
+
+    // Without a local issuer there is nothing to mint with.
+    let (plain, _) = super::tests::console();
+    let response = send(&plain, post_token("application/json", r#"{"sub":"alice"}"#)).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }

@@ -39,7 +39,7 @@ use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
 use crate::console::{EventBus, StackEvent};
-use crate::reload::build::FUNCTION_PACKAGE;
+use crate::reload::build::{AUTHORIZER_PACKAGE, FUNCTION_PACKAGE};
 
 use invoke::{Invoke, InvokeError, InvokeFuture};
 use process::peak_rss_mib;
@@ -145,7 +145,9 @@ fn checked(mut config: FunctionConfig) -> anyhow::Result<FunctionConfig> {
     }
     if !config.binary.is_file() {
         bail!(
-            "function binary {} not found (build it with `cargo build -p {FUNCTION_PACKAGE}`)",
+            "function {}: binary {} not found (build it with `cargo build -p {FUNCTION_PACKAGE}`, \
+             or `-p {AUTHORIZER_PACKAGE}` for the authorizer)",
+            config.name,
             config.binary.display()
         );
     }

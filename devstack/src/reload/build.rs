@@ -23,6 +23,8 @@ use tokio::process::Command;
 /// The function the stack runs: its package and binary name.
 pub const FUNCTION_PACKAGE: &str = "websocket-handler";
 pub const FUNCTION_BINARY: &str = "websocket-handler";
+/// The `$connect` authorizer's package and binary, run when sign-in is on.
+pub const AUTHORIZER_PACKAGE: &str = "authorizer";
 
 /// Hex digits of the SHA-256 shown as a binary's identity.
 const SHORT_HASH: usize = 12;
@@ -76,10 +78,16 @@ impl CargoFunction {
     /// The function package of the workspace whose manifest is `manifest_path`,
     /// in devstack's own profile.
     pub fn new(manifest_path: impl Into<PathBuf>) -> Self {
+        CargoFunction::for_package(manifest_path, FUNCTION_PACKAGE)
+    }
+
+    /// Another function package of the workspace (its binary named like
+    /// it), in devstack's own profile: the authorizer.
+    pub fn for_package(manifest_path: impl Into<PathBuf>, package: &str) -> Self {
         CargoFunction {
             manifest_path: manifest_path.into(),
-            package: FUNCTION_PACKAGE.to_string(),
-            bin: FUNCTION_BINARY.to_string(),
+            package: package.to_string(),
+            bin: package.to_string(),
             release: !cfg!(debug_assertions),
         }
     }

@@ -23,16 +23,17 @@ impl Stack {
              \x20 DynamoDB                     {dynamodb}   tables {table}, {claims}\n\
              \x20 function                     up to {concurrency} processes, timeout {timeout}s\n\
              \x20 WAF rule {rule:<20} {limit} requests per {window}s per client IP\n\
+             \x20 sign-in                      {sign_in}\n\
              \x20 watch                        {watch}\n\
              \x20 program                      {coverage}\n\
              \n\
              Try it in a browser: open {console}\n\
              or with wscat (`npm install -g wscat`, or `npx wscat`):\n\
-             \x20 npx wscat -c {edge}\n\
+             \x20 npx wscat -c {edge_try}\n\
              \x20 > {{\"action\":\"ping\"}}\n\
              \x20 < {{\"type\":\"pong\"}}\n\
              \x20 npx wscat -c {api}                                  # refused: 403, no key\n\
-             \x20 npx wscat -c {api} -H \"{key_header}: {key}\"\n\
+             \x20 npx wscat -c {api_try} -H \"{key_header}: {key}\"\n\
              \n\
              Ctrl-C stops the stack.\n",
             stack = t.stack,
@@ -51,6 +52,15 @@ impl Stack {
             rule = t.waf.rate_rule_name,
             limit = t.waf.rate_limit,
             window = t.waf.evaluation_window_secs,
+            sign_in = self.sign_in_line,
+            edge_try = match &self.sign_in {
+                Some(sign_in) => sign_in.wscat_url(&e.edge),
+                None => e.edge.clone(),
+            },
+            api_try = match &self.sign_in {
+                Some(sign_in) => sign_in.wscat_url(&e.api),
+                None => e.api.clone(),
+            },
             watch = self.watch_line,
             coverage = t.coverage_summary(),
         )

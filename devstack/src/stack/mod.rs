@@ -16,6 +16,7 @@ mod banner;
 pub mod open_files;
 mod program;
 pub mod reload;
+mod sign_in;
 mod start;
 
 use std::net::SocketAddr;
@@ -38,9 +39,11 @@ use crate::lambda::invoke::Invoke;
 use crate::lambda::invoke_api::LambdaApi;
 use crate::listener::ListenerLimits;
 pub use program::{
-    LOCAL_API_ID, edge_config, function_config, function_env, gateway_config, localize_url,
+    IssuerTarget, LOCAL_API_ID, authorizer_config, authorizer_env, edge_config, function_config,
+    function_env, gateway_config, localize_url,
 };
 use reload::{LiveStack, Watching};
+use sign_in::SignIn;
 use start::{
     Listeners, NO_WATCH, check_limits, console_of, first_function, function_source, lambda_api_of,
     load_program, start_dynamodb, start_watching,
@@ -86,6 +89,13 @@ pub struct UpOptions {
     pub max_connection_life: Duration,
     /// Watch mode: saves of the function or the program reload the stack.
     pub watch: bool,
+    /// Where the local OpenID issuer listens when sign-in is on (loopback).
+    pub issuer_addr: SocketAddr,
+    /// A real issuer for the authorizer (`ISSUER`, keys by OpenID
+    /// discovery) instead of the local one.
+    pub issuer: Option<String>,
+    /// A prebuilt authorizer binary; built with cargo when absent.
+    pub authorizer_bin: Option<PathBuf>,
 }
 
 /// Where the running stack answers; written to `--ready-file` as JSON.
@@ -105,6 +115,10 @@ pub struct Endpoints {
     /// `http://<lambda-addr>`: the Lambda Invoke API (the function's
     /// asynchronous self-invocations).
     pub lambda: String,
+    /// `http://<issuer-addr>`: the local OpenID issuer, when sign-in is on
+    /// and no real issuer was named (`devstack token` mints there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
 }
 
 #[cfg(test)]
@@ -119,6 +133,7 @@ impl Endpoints {
             stage: "prod".into(),
             console: "http://127.0.0.1:3/".into(),
             lambda: "http://127.0.0.1:4".into(),
+            issuer: None,
         }
     }
 }
@@ -139,6 +154,9 @@ pub struct Stack {
     /// Watch mode, when on, and what it watches (for the banner).
     watching: Option<Watching>,
     watch_line: String,
+    /// The authorizer's pool and the local issuer, when sign-in is on.
+    sign_in: Option<SignIn>,
+    sign_in_line: String,
 }
 
 /// The directory holding `Pulumi.yaml`, walking up from `start`.
@@ -164,7 +182,7 @@ impl Stack {
         let topology = load_program(options)?;
         check_limits(options)?;
         let listeners = Listeners::bind(options).await?;
-        let endpoints = listeners.endpoints(&topology, options);
+        let mut endpoints = listeners.endpoints(&topology, options);
         // What happens inside the stack, for the console's live view.
         let events = EventBus::new();
         let edge = Edge::new(edge_config(&topology, &endpoints), events.clone())
@@ -174,6 +192,12 @@ impl Stack {
         let dynamodb = start_dynamodb(&topology).await?;
 
         let api_addr = listeners.api.1;
+        let sign_in =
+            SignIn::start(&topology, options, &mut endpoints, api_addr, events.clone()).await?;
+        let sign_in_line = match &sign_in {
+            Some(sign_in) => sign_in.banner_line(),
+            None => sign_in::off_line(&topology),
+        };
         let env = function_env(&topology, &endpoints, api_addr, dynamodb.endpoint())?;
         let pool = LambdaPool::start(
             function_config(&topology, binary, env, options.max_concurrency),
@@ -194,10 +218,11 @@ impl Stack {
         };
         api_config.limits.idle_timeout = options.idle_timeout;
         api_config.limits.max_connection_life = options.max_connection_life;
-        let gateway = Gateway::new(
+        let gateway = Gateway::with_authorizer(
             api_config,
             &topology.region,
             pool.clone() as Arc<dyn Invoke>,
+            sign_in.as_ref().map(|s| s.pool.clone() as Arc<dyn Invoke>),
             events.clone(),
         );
         let console = console_of(&topology, &endpoints, events);
@@ -254,6 +279,8 @@ impl Stack {
             max_concurrency: options.max_concurrency,
             watching,
             watch_line,
+            sign_in,
+            sign_in_line,
         })
     }
 
@@ -261,9 +288,13 @@ impl Stack {
         &self.endpoints
     }
 
-    /// The pids of the function processes and the DynamoDB server.
+    /// The pids of the function processes (the authorizer's too) and the
+    /// DynamoDB server.
     pub fn process_ids(&self) -> Vec<u32> {
         let mut pids = self.pool.process_ids();
+        if let Some(sign_in) = &self.sign_in {
+            pids.extend(sign_in.pool.process_ids());
+        }
         pids.push(self.dynamodb.pid());
         pids
     }
@@ -294,6 +325,9 @@ impl Stack {
             let _ = tokio::time::timeout(SERVER_STOP, server).await;
         }
         self.pool.shutdown().await;
+        if let Some(sign_in) = self.sign_in {
+            sign_in.shutdown().await;
+        }
         drop(self.dynamodb);
         info!(connections_closed = open, "local stack stopped");
     }

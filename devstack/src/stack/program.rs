@@ -12,7 +12,8 @@ use pulumi_program::Topology;
 
 use super::Endpoints;
 use crate::apigateway::{
-    ACCOUNT_BURST_LIMIT, ACCOUNT_RATE_LIMIT, GatewayConfig, Limits, Route, Throttle,
+    ACCOUNT_BURST_LIMIT, ACCOUNT_RATE_LIMIT, AuthorizerConfig, GatewayConfig, Limits, Route,
+    Throttle,
 };
 use crate::cloudfront::{EdgeConfig, RateRuleConfig};
 use crate::lambda::{FunctionConfig, LOCAL_ACCOUNT_ID};
@@ -56,7 +57,76 @@ pub fn gateway_config(
         api_keys: vec![api_key.to_string()],
         throttle,
         limits: Limits::default(),
+        authorizer: authorizer_config(topology),
     }
+}
+
+/// The `$connect` route's authorizer, when the program attaches one
+/// (`authorizationType: CUSTOM`): its identity source and result TTL.
+pub fn authorizer_config(topology: &Topology) -> Option<AuthorizerConfig> {
+    let sign_in = topology.sign_in.as_ref().filter(|s| s.enabled)?;
+    Some(AuthorizerConfig {
+        name: sign_in.resource.clone(),
+        identity_sources: vec![format!(
+            "route.request.querystring.{}",
+            sign_in.token_parameter
+        )],
+        ttl: Duration::from_secs(u64::from(sign_in.result_ttl_secs)),
+    })
+}
+
+/// Where the authorizer function's tokens come from: the stack's local
+/// issuer, or a real one named with `--issuer`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IssuerTarget {
+    /// `ISSUER`: exactly the tokens' `iss`.
+    pub issuer: String,
+    /// `JWKS_URL`, when known (the local issuer's); otherwise the function
+    /// finds the keys by OpenID discovery.
+    pub jwks_url: Option<String>,
+}
+
+/// The authorizer function's environment: the program's variables with
+/// `ISSUER` (and `JWKS_URL`) pointed at `target`, the region, and the
+/// variables passed through from devstack's own environment.
+pub fn authorizer_env(
+    topology: &Topology,
+    endpoints: &Endpoints,
+    api_addr: SocketAddr,
+    target: &IssuerTarget,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let Some(sign_in) = &topology.sign_in else {
+        anyhow::bail!("the program has no $connect authorizer");
+    };
+    let mut env = resolve_env(&sign_in.function.environment, topology, endpoints, api_addr)
+        .context("the authorizer function's environment")?;
+    env.retain(|(name, _)| name != "ISSUER" && name != "JWKS_URL");
+    env.push(("ISSUER".to_string(), target.issuer.clone()));
+    if let Some(jwks) = &target.jwks_url {
+        env.push(("JWKS_URL".to_string(), jwks.clone()));
+    }
+    for (name, value) in [
+        ("AWS_REGION", topology.region.clone()),
+        ("AWS_DEFAULT_REGION", topology.region.clone()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+    ] {
+        env.push((name.to_string(), value));
+    }
+    env.extend(passthrough_env());
+    Ok(env)
+}
+
+/// The first audience the program accepts (`AUDIENCE`, comma-separated):
+/// the one the local issuer's tokens name.
+pub fn first_audience(topology: &Topology) -> Option<String> {
+    let sign_in = topology.sign_in.as_ref()?;
+    let template = sign_in.function.environment.get("AUDIENCE")?;
+    let value = template.resolve(|_, _, _| None).ok()?;
+    value
+        .split(',')
+        .map(str::trim)
+        .find(|a| !a.is_empty())
+        .map(str::to_string)
 }
 
 /// The edge's config: the origin (the API stage), the origin custom header
@@ -159,20 +229,12 @@ pub fn function_env(
     api_addr: SocketAddr,
     dynamodb_endpoint: &str,
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let mut env = Vec::new();
-    for (name, template) in &topology.function.environment {
-        let value = template
-            .resolve(|resource, resource_type, property| {
-                local_output(
-                    topology,
-                    endpoints,
-                    api_addr,
-                    (resource, resource_type, property),
-                )
-            })
-            .with_context(|| format!("the function's environment variable {name}"))?;
-        env.push((name.clone(), localize_url(&value, api_addr)));
-    }
+    let mut env = resolve_env(
+        &topology.function.environment,
+        topology,
+        endpoints,
+        api_addr,
+    )?;
     let fixed = [
         ("AWS_REGION", topology.region.clone()),
         ("AWS_DEFAULT_REGION", topology.region.clone()),
@@ -191,12 +253,41 @@ pub fn function_env(
         ("AWS_ENDPOINT_URL_LAMBDA", endpoints.lambda.clone()),
     ];
     env.extend(fixed.into_iter().map(|(k, v)| (k.to_string(), v)));
-    for name in PASSTHROUGH_ENV {
-        if let Ok(value) = std::env::var(name) {
-            env.push((name.to_string(), value));
-        }
+    env.extend(passthrough_env());
+    Ok(env)
+}
+
+/// A function's `environment.variables` with resource outputs resolved to
+/// their local values and execute-api URLs pointed at the local API layer.
+fn resolve_env(
+    environment: &std::collections::BTreeMap<String, pulumi_program::Template>,
+    topology: &Topology,
+    endpoints: &Endpoints,
+    api_addr: SocketAddr,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let mut env = Vec::new();
+    for (name, template) in environment {
+        let value = template
+            .resolve(|resource, resource_type, property| {
+                local_output(
+                    topology,
+                    endpoints,
+                    api_addr,
+                    (resource, resource_type, property),
+                )
+            })
+            .with_context(|| format!("the function's environment variable {name}"))?;
+        env.push((name.clone(), localize_url(&value, api_addr)));
     }
     Ok(env)
+}
+
+/// The variables of devstack's own environment every function gets.
+fn passthrough_env() -> Vec<(String, String)> {
+    PASSTHROUGH_ENV
+        .iter()
+        .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -243,7 +334,8 @@ mod tests {
             api_key: "k".into(),
             stage: topology.stage.name.clone(),
             console: "http://127.0.0.1:8082/".into(),
-            lambda: "http://127.0.0.1:8083".into(),
+            lambda: "http://127.0.0.1:8084".into(),
+            issuer: None,
         };
         let env =
             function_env(&topology, &endpoints, addr, "http://127.0.0.1:9").expect("resolves");
@@ -260,5 +352,46 @@ mod tests {
                 "{name} still points at AWS: {value}"
             );
         }
+    }
+
+    #[test]
+    fn the_dev_stacks_authorizer_is_pointed_at_the_given_issuer() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root");
+        let topology = pulumi_program::load(root, "dev").expect("the dev stack loads");
+        let authorizer = authorizer_config(&topology).expect("dev signs in");
+        let sign_in = topology.sign_in.as_ref().expect("sign-in");
+        assert_eq!(
+            authorizer.identity_sources,
+            vec![format!(
+                "route.request.querystring.{}",
+                sign_in.token_parameter
+            )]
+        );
+        assert_eq!(
+            authorizer.ttl,
+            Duration::from_secs(u64::from(sign_in.result_ttl_secs))
+        );
+        let addr: SocketAddr = "127.0.0.1:8081".parse().expect("addr");
+        let target = IssuerTarget {
+            issuer: "http://127.0.0.1:9999".into(),
+            jwks_url: Some("http://127.0.0.1:9999/.well-known/jwks.json".into()),
+        };
+        let env = authorizer_env(&topology, &Endpoints::example(), addr, &target).expect("env");
+        let get = |name: &str| {
+            let values: Vec<&str> = env
+                .iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .collect();
+            assert!(values.len() <= 1, "{name} set twice: {values:?}");
+            values.first().map(|v| v.to_string())
+        };
+        assert_eq!(get("ISSUER").as_deref(), Some("http://127.0.0.1:9999"));
+        assert_eq!(get("JWKS_URL"), target.jwks_url);
+        assert_eq!(get("AUDIENCE"), first_audience(&topology));
+        assert!(get("AUDIENCE").is_some_and(|a| !a.is_empty()));
+        assert_eq!(get("AWS_REGION").as_deref(), Some(topology.region.as_str()));
     }
 }

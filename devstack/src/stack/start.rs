@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use super::reload::program::ProgramFiles;
 use super::reload::{Function, FunctionSource, LiveStack, Reloader, Watching};
 use super::{Endpoints, UpOptions, random_api_key};
-use crate::console::{self, Console, EventBus, StackInfo};
+use crate::console::{self, Console, EventBus, SignInInfo, StackInfo};
 use crate::lambda::LambdaPool;
 use crate::lambda::invoke::Invoke;
 use crate::lambda::invoke_api::{AsyncDelivery, LambdaApi};
@@ -168,6 +168,7 @@ impl Endpoints {
             management: format!("http://{api_addr}/{stage}"),
             api_key,
             stage: stage.to_string(),
+            issuer: None,
         }
     }
 }
@@ -176,16 +177,22 @@ impl Endpoints {
 /// in the workspace of the program directory when that is one (a copy of
 /// the repository builds its own function), else in devstack's workspace.
 pub(super) fn function_source(options: &UpOptions) -> FunctionSource {
-    if let Some(path) = &options.function_bin {
-        return FunctionSource::File(path.clone());
+    match &options.function_bin {
+        Some(path) => FunctionSource::File(path.clone()),
+        None => FunctionSource::Cargo(CargoFunction::new(workspace_manifest(options))),
     }
+}
+
+/// The `Cargo.toml` of the workspace the functions are built in: the
+/// program directory's when it is one, else devstack's own.
+pub(super) fn workspace_manifest(options: &UpOptions) -> std::path::PathBuf {
     let manifest = options.program_dir.join("Cargo.toml");
     if manifest.is_file() {
-        return FunctionSource::Cargo(CargoFunction::new(manifest));
+        return manifest;
     }
     let devstack = Path::new(env!("CARGO_MANIFEST_DIR"));
     let workspace = devstack.parent().unwrap_or(devstack);
-    FunctionSource::Cargo(CargoFunction::new(workspace.join("Cargo.toml")))
+    workspace.join("Cargo.toml")
 }
 
 /// The function's first binary, and in watch mode the [`Function`] that
@@ -230,6 +237,15 @@ pub(super) fn console_of(topology: &Topology, endpoints: &Endpoints, events: Eve
             region: topology.region.clone(),
             edge: endpoints.edge.clone(),
             api: endpoints.api.clone(),
+            sign_in: topology
+                .sign_in
+                .as_ref()
+                .filter(|s| s.enabled)
+                .map(|s| SignInInfo {
+                    token_parameter: s.token_parameter.clone(),
+                    local_issuer: endpoints.issuer.clone(),
+                    mints: endpoints.issuer.is_some(),
+                }),
         },
         events,
     )
@@ -299,6 +315,9 @@ mod tests {
             account_connect_limit: 1,
             idle_timeout: protocol::limits::IDLE_TIMEOUT,
             max_connection_life: protocol::limits::MAX_CONNECTION_LIFE,
+            issuer_addr: any,
+            issuer: None,
+            authorizer_bin: None,
             watch: false,
         }
     }

@@ -9,3 +9,4 @@ pub mod deploy_check;
 pub mod launch;
 pub mod percentiles;
 pub mod rehearse;
+pub mod token;

@@ -12,7 +12,7 @@ use super::invariants::{Scope, known, known_str, prop};
 use crate::eval::Evaluator;
 use crate::interpolation;
 use crate::program::Resource;
-use crate::topology::{self, API, DISTRIBUTION, FUNCTION, STAGE, WEB_ACL};
+use crate::topology::{self, API, DISTRIBUTION, STAGE, WEB_ACL};
 
 pub(super) const ALARM: &str = "aws:cloudwatch/metricAlarm:MetricAlarm";
 pub(super) const TOPIC: &str = "aws:sns/topic:Topic";
@@ -27,6 +27,10 @@ enum Dim {
     Literal(&'static str),
     /// The web ACL's `visibilityConfig.metricName`.
     AclMetricName,
+    /// `${<function>.name}` of the handler (the function the API invokes).
+    Handler,
+    /// `${<function>.name}` of the `$connect` authorizer's function.
+    Authorizer,
 }
 
 struct Required {
@@ -36,7 +40,8 @@ struct Required {
     dimensions: &'static [(&'static str, Dim)],
 }
 
-const FUNCTION_NAME: &[(&str, Dim)] = &[("FunctionName", Dim::Ref(FUNCTION, "name"))];
+const FUNCTION_NAME: &[(&str, Dim)] = &[("FunctionName", Dim::Handler)];
+const AUTHORIZER_NAME: &[(&str, Dim)] = &[("FunctionName", Dim::Authorizer)];
 const API_STAGE: &[(&str, Dim)] = &[
     ("ApiId", Dim::Ref(API, "id")),
     ("Stage", Dim::Ref(STAGE, "name")),
@@ -57,6 +62,14 @@ const REQUIRED: &[Required] = &[
         metric: "Errors",
         edge: false,
         dimensions: FUNCTION_NAME,
+    },
+    // The sign-in authorizer failed: API Gateway answered those handshakes
+    // 500 (required when the program has one).
+    Required {
+        namespace: "AWS/Lambda",
+        metric: "Errors",
+        edge: false,
+        dimensions: AUTHORIZER_NAME,
     },
     Required {
         namespace: "AWS/Lambda",
@@ -99,12 +112,6 @@ const REQUIRED: &[Required] = &[
     },
     Required {
         namespace: "AWS/ApiGateway",
-        metric: "IntegrationError",
-        edge: false,
-        dimensions: API_STAGE,
-    },
-    Required {
-        namespace: "AWS/ApiGateway",
         metric: "ExecutionError",
         edge: false,
         dimensions: API_STAGE,
@@ -124,11 +131,11 @@ const REQUIRED: &[Required] = &[
 ];
 
 /// One metric an alarm reads: where it is written, and its fields.
-struct Watched<'v> {
-    at: String,
-    namespace: Option<String>,
-    metric: Option<String>,
-    dimensions: Option<&'v Value>,
+pub(super) struct Watched<'v> {
+    pub at: String,
+    pub namespace: Option<String>,
+    pub metric: Option<String>,
+    pub dimensions: Option<&'v Value>,
     period: Option<&'v Value>,
 }
 
@@ -172,26 +179,57 @@ impl Checker<'_> {
         required: &Required,
         acl_metric: Option<&str>,
     ) {
-        let found = alarms.iter().find_map(|alarm| {
-            watched(alarm)
-                .into_iter()
-                .find(|w| {
-                    w.namespace.as_deref() == Some(required.namespace)
-                        && w.metric.as_deref() == Some(required.metric)
-                })
-                .map(|w| (*alarm, w))
-        });
+        let function = match required.dimensions {
+            [(_, Dim::Authorizer)] => match scope.authorizer_function() {
+                Some(function) => Some(function),
+                None => return,
+            },
+            [(_, Dim::Handler)] => scope.handler(),
+            _ => None,
+        };
+        let candidates: Vec<(&Resource<'_>, Watched<'_>)> = alarms
+            .iter()
+            .flat_map(|alarm| watched(alarm).into_iter().map(move |w| (*alarm, w)))
+            .filter(|(_, w)| {
+                w.namespace.as_deref() == Some(required.namespace)
+                    && w.metric.as_deref() == Some(required.metric)
+            })
+            .collect();
+        // Two functions share Lambda's metrics: the alarm on this one is the
+        // one whose FunctionName names it.
+        let of_function = |w: &Watched<'_>| {
+            function.is_some_and(|f| {
+                topology::refers_to(
+                    w.dimensions
+                        .and_then(Value::as_mapping)
+                        .and_then(|d| d.get("FunctionName")),
+                    f.name,
+                    "name",
+                )
+            })
+        };
+        let found = match candidates.iter().position(|(_, w)| of_function(w)) {
+            Some(i) => candidates.into_iter().nth(i),
+            None if function.is_some() && candidates.len() > 1 => None,
+            None => candidates.into_iter().next(),
+        };
         let Some((alarm, metric)) = found else {
+            let of = function
+                .map(|f| format!(" of {}", f.name))
+                .unwrap_or_default();
             self.report(
                 "resources",
-                format!("no {ALARM} on {} {}", required.namespace, required.metric),
+                format!(
+                    "no {ALARM} on {} {}{of}",
+                    required.namespace, required.metric
+                ),
             );
             return;
         };
         self.alarm_dimensions(scope, required, &metric, acl_metric);
         self.alarm_region(&scope.eval, required, alarm);
         if required.metric == "Duration" {
-            self.duration_follows_timeout(alarm, scope.first(FUNCTION));
+            self.duration_follows_timeout(alarm, scope.handler());
         }
     }
 
@@ -232,6 +270,19 @@ impl Checker<'_> {
                 },
                 Dim::Literal(text) => {
                     (string(value).as_deref() == Some(*text), (*text).to_string())
+                }
+                Dim::Handler | Dim::Authorizer => {
+                    let function = match dim {
+                        Dim::Handler => scope.handler(),
+                        _ => scope.authorizer_function(),
+                    };
+                    match function {
+                        Some(f) => (
+                            topology::refers_to(value, f.name, "name"),
+                            format!("${{{}.name}}", f.name),
+                        ),
+                        None => (false, "a function's name".to_string()),
+                    }
                 }
                 Dim::AclMetricName => (
                     acl_metric.is_some() && string(value).as_deref() == acl_metric,
@@ -380,7 +431,7 @@ impl Checker<'_> {
 }
 
 /// The metrics an alarm reads: its own, or its metric queries'.
-fn watched<'v>(alarm: &'v Resource<'_>) -> Vec<Watched<'v>> {
+pub(super) fn watched<'v>(alarm: &'v Resource<'_>) -> Vec<Watched<'v>> {
     let text = |m: Option<&Mapping>, key: &str| {
         m.and_then(|m| m.get(key))
             .and_then(Value::as_str)

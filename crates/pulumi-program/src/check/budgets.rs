@@ -12,7 +12,6 @@ use serde_yaml_ng::Value;
 
 use super::Checker;
 use super::invariants::{Scope, known, prop};
-use crate::topology::FUNCTION;
 
 /// The shortest function timeout a broadcast works with: Lambda's default.
 pub const MIN_TIMEOUT_SECS: u64 = 3;
@@ -22,7 +21,7 @@ impl Checker<'_> {
     pub(super) fn broadcast_budgets(&mut self) {
         let config = self.config.clone();
         let scope = Scope::new(self.program, &config);
-        let Some(function) = scope.first(FUNCTION) else {
+        let Some(function) = scope.handler() else {
             return;
         };
         let at = format!("resources.{}.properties", function.name);

@@ -73,7 +73,7 @@ impl Checker<'_> {
                 self.report(&at, format!("must show {namespace} {metric}"));
             }
         }
-        self.dashboard_shows_waf_rules(resources, &at, &shown, acl_metric);
+        self.dashboard_shows_waf_rules(resources, eval, &at, &shown, acl_metric);
         self.dashboard_url(dashboard);
     }
 
@@ -129,6 +129,7 @@ impl Checker<'_> {
     fn dashboard_shows_waf_rules(
         &mut self,
         resources: &[Resource<'_>],
+        eval: &Evaluator<'_>,
         at: &str,
         shown: &[Shown],
         acl_metric: Option<&str>,
@@ -140,10 +141,11 @@ impl Checker<'_> {
             .into_iter()
             .flatten()
             .filter_map(|r| {
-                r.get("visibilityConfig")?
-                    .get("metricName")?
-                    .as_str()
-                    .map(String::from)
+                let name = r.get("visibilityConfig")?.get("metricName")?;
+                match known(eval, Some(name)) {
+                    Some(Value::String(s)) => Some(s),
+                    _ => name.as_str().map(String::from),
+                }
             })
             .collect();
         for rule in rule_metrics {

@@ -33,6 +33,9 @@ pub const CLAIMS_ACTIONS: &[&str] = &["dynamodb:PutItem"];
 pub const DEAD_LETTER_ACTIONS: &[&str] = &["sqs:SendMessage"];
 /// PostToConnection, on `POST @connections` of this API's stage only.
 pub const MANAGEMENT_ACTIONS: &[&str] = &["execute-api:ManageConnections"];
+/// Every action the sign-in authorizer's role is granted: its logs. It
+/// verifies a token with keys fetched over HTTPS and calls nothing of AWS's.
+pub const AUTHORIZER_ROLE_ACTIONS: &[&[&str]] = &[LOG_ACTIONS];
 /// Every action the function's role is granted, and nothing else: what
 /// docs/offline-check.md and docs/deploy.md list (tests/docs.rs compares).
 pub const ROLE_ACTIONS: &[&[&str]] = &[
@@ -54,16 +57,37 @@ pub(crate) const QUEUE: &str = "aws:sqs/queue:Queue";
 const UNIQUELY_NAMED: &[&str] = &[TABLE, FUNCTION, LOG_GROUP, ROLE, WEB_ACL];
 
 impl Checker<'_> {
-    /// The function's role: exactly the listed actions on exactly its resources.
+    /// Each function's role: exactly the listed actions on exactly its
+    /// resources. The handler's: [`ROLE_ACTIONS`]; the sign-in authorizer's:
+    /// [`AUTHORIZER_ROLE_ACTIONS`] (its logs, and no DynamoDB or anything else).
     pub(super) fn role_grants(&mut self) {
         let program = self.program;
         let config = self.config.clone();
         let eval = Evaluator::new(program, &config);
         let resources = program.resources();
-        let first = |token: &str| resources.iter().find(|r| r.token == token);
-        let Some(function) = first(FUNCTION) else {
-            return;
-        };
+        if let Ok(handler) = topology::handler(&resources) {
+            let expected = self.expected_grants(&eval, &resources, &handler);
+            self.grants_of(&eval, &resources, &handler, &expected, "the function");
+        }
+        if let Some(authorizer) = topology::authorizer_function(&resources) {
+            let mut expected = BTreeSet::new();
+            if let Some(group) = self.log_group_of(&resources, &authorizer) {
+                expect(&mut expected, LOG_ACTIONS, format!("${{{group}.arn}}:*"));
+            }
+            self.grants_of(&eval, &resources, &authorizer, &expected, "the authorizer");
+        }
+    }
+
+    /// `function`'s role grants exactly `expected` through its RolePolicies,
+    /// and has no other policy; `who` names it in findings.
+    fn grants_of(
+        &mut self,
+        eval: &Evaluator<'_>,
+        resources: &[Resource<'_>],
+        function: &Resource<'_>,
+        expected: &BTreeSet<(String, String)>,
+        who: &str,
+    ) {
         let fat = format!("resources.{}.properties", function.name);
         let Some(role) = resources.iter().find(|r| {
             r.token == ROLE && topology::refers_to(prop(function, "role"), r.name, "arn")
@@ -74,6 +98,20 @@ impl Checker<'_> {
             );
             return;
         };
+        let shared = resources.iter().find(|f| {
+            f.token == FUNCTION
+                && f.name != function.name
+                && topology::refers_to(prop(f, "role"), role.name, "arn")
+        });
+        if let Some(other) = shared {
+            self.report(
+                format!("{fat}.role"),
+                format!(
+                    "{} shares its role with {}: each function has a role of its own",
+                    function.name, other.name
+                ),
+            );
+        }
         for attached in ["managedPolicyArns", "inlinePolicies"] {
             if prop(role, attached).is_some() {
                 self.report(
@@ -82,8 +120,6 @@ impl Checker<'_> {
                 );
             }
         }
-        let expected = self.expected_grants(&eval, &resources, function);
-
         let policies: Vec<&Resource<'_>> = resources
             .iter()
             .filter(|p| {
@@ -93,20 +129,47 @@ impl Checker<'_> {
                         .any(|f| topology::refers_to(prop(p, "role"), role.name, f))
             })
             .collect();
-        let granted = self.granted(&eval, &policies);
+        let granted = self.granted(eval, &policies);
         let at = policies
             .first()
             .map(|p| format!("resources.{}.properties.policy", p.name))
             .unwrap_or_else(|| format!("resources.{}", role.name));
-        for (action, resource) in granted.difference(&expected) {
+        for (action, resource) in granted.difference(expected) {
             self.report(
                 &at,
-                format!("grants {action} on {resource}, which the function does not need"),
+                format!("grants {action} on {resource}, which {who} does not need"),
             );
         }
         for (action, resource) in expected.difference(&granted) {
             self.report(&at, format!("must grant {action} on {resource}"));
         }
+    }
+
+    /// The log group `function` logs to (`loggingConfig.logGroup:
+    /// ${<group>.name}`); none is reported.
+    fn log_group_of(
+        &mut self,
+        resources: &[Resource<'_>],
+        function: &Resource<'_>,
+    ) -> Option<String> {
+        let group = resources.iter().find(|g| {
+            g.token == LOG_GROUP
+                && topology::refers_to(
+                    prop(function, "loggingConfig").and_then(|l| l.get("logGroup")),
+                    g.name,
+                    "name",
+                )
+        });
+        if group.is_none() {
+            self.report(
+                format!(
+                    "resources.{}.properties.loggingConfig.logGroup",
+                    function.name
+                ),
+                "must be ${<log group>.name} of this program",
+            );
+        }
+        group.map(|g| g.name.to_string())
     }
 
     /// What the function's code calls, on which resource: its log group,
@@ -119,22 +182,9 @@ impl Checker<'_> {
         function: &Resource<'_>,
     ) -> BTreeSet<(String, String)> {
         let first = |token: &str| resources.iter().find(|r| r.token == token);
-        let fat = format!("resources.{}.properties", function.name);
         let mut expected: BTreeSet<(String, String)> = BTreeSet::new();
-        let group = resources.iter().find(|g| {
-            g.token == LOG_GROUP
-                && topology::refers_to(
-                    prop(function, "loggingConfig").and_then(|l| l.get("logGroup")),
-                    g.name,
-                    "name",
-                )
-        });
-        match group {
-            Some(g) => expect(&mut expected, LOG_ACTIONS, format!("${{{}.arn}}:*", g.name)),
-            None => self.report(
-                format!("{fat}.loggingConfig.logGroup"),
-                "must be ${<log group>.name} of this program",
-            ),
+        if let Some(group) = self.log_group_of(resources, function) {
+            expect(&mut expected, LOG_ACTIONS, format!("${{{group}.arn}}:*"));
         }
         let variables = prop(function, "environment").and_then(|e| e.get("variables"));
         for (variable, actions) in [

@@ -9,7 +9,7 @@ use super::Checker;
 use crate::eval::{Evaluated, Evaluator};
 use crate::interpolation::{self, Segment};
 use crate::program::{Config, Program, Resource};
-use crate::topology::{self, API, API_KEY, DISTRIBUTION, FUNCTION, ROUTE, TABLE, WEB_ACL};
+use crate::topology::{self, API, API_KEY, DISTRIBUTION, ROUTE, TABLE, WEB_ACL};
 
 /// What every check of the program's values reads: its resources, and an
 /// evaluator for their properties.
@@ -34,6 +34,18 @@ impl<'p> Scope<'p> {
     /// The first resource of type `token`.
     pub fn first(&self, token: &str) -> Option<&Resource<'p>> {
         self.resources.iter().find(|r| r.token == token)
+    }
+
+    /// The function the API's integration invokes (see [`topology::handler`]).
+    pub fn handler(&self) -> Option<&Resource<'p>> {
+        let found = topology::handler(&self.resources).ok()?;
+        self.resources.iter().find(|r| r.name == found.name)
+    }
+
+    /// The function the `$connect` authorizer invokes, if any.
+    pub fn authorizer_function(&self) -> Option<&Resource<'p>> {
+        let found = topology::authorizer_function(&self.resources)?;
+        self.resources.iter().find(|r| r.name == found.name)
     }
 }
 
@@ -142,7 +154,7 @@ impl Checker<'_> {
     /// The function's environment, the contract with its code: the table's
     /// name and the management API's endpoint on this API.
     fn function_environment(&mut self, scope: &Scope<'_>, api: &Resource<'_>) {
-        if let [function] = scope.of(FUNCTION).as_slice() {
+        if let Some(function) = scope.handler() {
             let at = format!(
                 "resources.{}.properties.environment.variables",
                 function.name

@@ -19,8 +19,11 @@ const MANAGED_RULE_GROUPS: &[&str] = &[
     "AWSManagedRulesAmazonIpReputationList",
 ];
 
-/// What `cargo lambda build --release --arm64 --output-format zip` writes.
+/// What `cargo lambda build --release --arm64 --output-format zip -p
+/// websocket-handler` writes.
 const FUNCTION_ZIP: &str = "./target/lambda/websocket-handler/bootstrap.zip";
+/// The same for `-p authorizer`, the sign-in authorizer.
+const AUTHORIZER_ZIP: &str = "./target/lambda/authorizer/bootstrap.zip";
 const LOG_GROUP: &str = "aws:cloudwatch/logGroup:LogGroup";
 
 impl Checker<'_> {
@@ -34,8 +37,14 @@ impl Checker<'_> {
             self.web_acl_rules(&scope, acl);
             self.web_acl_logging(&scope, acl);
         }
+        let authorizer = scope.authorizer_function().map(|f| f.name);
         for function in scope.of(FUNCTION) {
-            self.function_build(&scope, function);
+            let zip = if Some(function.name) == authorizer {
+                AUTHORIZER_ZIP
+            } else {
+                FUNCTION_ZIP
+            };
+            self.function_build(&scope, function, zip);
             self.function_logging(&scope, function);
         }
         self.names_carry_project_and_stack(&scope);
@@ -159,8 +168,9 @@ impl Checker<'_> {
     }
 
     /// The function as `cargo lambda build --release --arm64` makes it: a
-    /// Rust bootstrap for arm64, from [`FUNCTION_ZIP`].
-    fn function_build(&mut self, scope: &Scope<'_>, function: &Resource<'_>) {
+    /// Rust bootstrap for arm64, from its `zip` ([`FUNCTION_ZIP`] or
+    /// [`AUTHORIZER_ZIP`]).
+    fn function_build(&mut self, scope: &Scope<'_>, function: &Resource<'_>, zip: &str) {
         let eval = &scope.eval;
         let at = format!("resources.{}.properties", function.name);
         if known_str(eval, prop(function, "runtime")).as_deref() != Some("provided.al2023") {
@@ -185,10 +195,10 @@ impl Checker<'_> {
             .and_then(builtin)
             .and_then(|(name, path)| name.eq_ignore_ascii_case("fn::fileArchive").then_some(path))
             .and_then(Value::as_str);
-        if archive != Some(FUNCTION_ZIP) {
+        if archive != Some(zip) {
             self.report(
                 format!("{at}.code"),
-                format!("must be fn::fileArchive: {FUNCTION_ZIP}"),
+                format!("must be fn::fileArchive: {zip}"),
             );
         }
     }

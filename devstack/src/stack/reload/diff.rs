@@ -36,6 +36,9 @@ pub enum Setting {
     FunctionName,
     OriginHeader,
     Project,
+    /// The `$connect` authorizer: whether it runs, its identity source, TTL
+    /// or function (its pool and the local issuer start with the stack).
+    SignIn,
 }
 
 /// The part of the running stack a live setting belongs to.
@@ -75,7 +78,8 @@ impl Setting {
             | Setting::Table
             | Setting::FunctionName
             | Setting::OriginHeader
-            | Setting::Project => None,
+            | Setting::Project
+            | Setting::SignIn => None,
         }
     }
 }
@@ -265,6 +269,23 @@ fn restart_changes(old: &Topology, new: &Topology, push: &mut impl FnMut(Setting
             format!(
                 "CloudFront's key header {} → {}",
                 old.origin_api_key_header, new.origin_api_key_header
+            ),
+        );
+    }
+    if old.sign_in != new.sign_in {
+        let describe = |s: &Option<pulumi_program::SignInSpec>| match s {
+            Some(s) if s.enabled => format!(
+                "on (?{}=, cached {}s, function {})",
+                s.token_parameter, s.result_ttl_secs, s.function.name
+            ),
+            _ => "off".to_string(),
+        };
+        push(
+            Setting::SignIn,
+            format!(
+                "sign-in {} → {}",
+                describe(&old.sign_in),
+                describe(&new.sign_in)
             ),
         );
     }

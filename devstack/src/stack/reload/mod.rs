@@ -89,10 +89,13 @@ impl FunctionSource {
                 cargo.profile()
             );
         }
+        let package = match self {
+            FunctionSource::Cargo(cargo) => cargo.package.as_str(),
+            FunctionSource::File(_) => build::FUNCTION_PACKAGE,
+        };
         let (binary, _) = produce(self, Output::Show).await.map_err(|e| match e {
             Produce::Build(BuildError::Failed { .. }) => anyhow::anyhow!(
-                "{e}; cargo printed the errors above (`cargo build -p {}` shows them again)",
-                build::FUNCTION_PACKAGE
+                "{e}; cargo printed the errors above (`cargo build -p {package}` shows them again)"
             ),
             other => anyhow::anyhow!("{other}"),
         })?;

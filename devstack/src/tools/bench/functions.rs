@@ -256,6 +256,7 @@ pub(super) fn handler_env(
         stage,
         console: format!("http://{unused}/"),
         lambda: format!("http://{unused}"),
+        issuer: None,
     };
     let mut env =
         crate::stack::function_env(topology, &endpoints, unused, &format!("http://{unused}"))

@@ -68,6 +68,22 @@ impl Endpoint {
     }
 }
 
+impl Endpoint {
+    /// The same endpoint with `name=value` added to its query string (the
+    /// sign-in token); `url` is what is sent, never printed.
+    pub fn with_query(&self, name: &str, value: &str) -> Endpoint {
+        let mut url = match url::Url::parse(&self.url) {
+            Ok(url) => url,
+            Err(_) => return self.clone(),
+        };
+        url.query_pairs_mut().append_pair(name, value);
+        Endpoint {
+            url: url.to_string(),
+            ..self.clone()
+        }
+    }
+}
+
 /// The network step a connection attempt was in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {

@@ -78,6 +78,25 @@ pub struct CheckArgs {
         hide_env_values = true
     )]
     pub api_key: Option<String>,
+    /// A sign-in token for a deployment with sign-in on, never printed: the
+    /// checks through the distribution send it (`?token=`), and
+    /// `sign-in-no-token` expects a handshake without it refused with
+    /// 401. Against a local edge that answers 401 without one, a token is
+    /// minted by the local issuer (`--issuer`).
+    #[arg(
+        long,
+        value_name = "JWT",
+        env = "DEVSTACK_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// The query-string parameter that carries the token (config `tokenParameter`).
+    #[arg(long, value_name = "NAME", default_value = "token")]
+    pub token_parameter: String,
+    /// The local stack's issuer, asked for a token when the distribution
+    /// URL is on loopback and no --token is given.
+    #[arg(long, value_name = "URL", default_value = crate::issuer::DEFAULT_URL)]
+    pub issuer: String,
 }
 
 /// Runs every check, prints the report, and exits non-zero if any failed.
@@ -114,9 +133,18 @@ pub async fn check(args: &CheckArgs, mut on_outcome: impl FnMut(&Outcome)) -> Re
     let connector = Connector::new(limit);
 
     match Endpoint::parse(&args.url) {
-        Ok(edge) => {
-            through_distribution(&connector, &edge, args.messages, limit, &mut record).await
-        }
+        Ok(edge) => match sign_in_token(args, &connector, &edge).await {
+            Ok(Some(token)) => {
+                let signed_in = edge.with_query(&args.token_parameter, &token);
+                through_distribution(&connector, &signed_in, args.messages, limit, &mut record)
+                    .await;
+                record(expect_sign_in_refusal(&connector, &edge).await);
+            }
+            Ok(None) => {
+                through_distribution(&connector, &edge, args.messages, limit, &mut record).await
+            }
+            Err(error) => no_distribution(error, &mut record),
+        },
         Err(error) => no_distribution(error.to_string(), &mut record),
     }
 
@@ -152,6 +180,47 @@ pub mod names {
     pub const DIRECT_WRONG_KEY: &str = "direct-wrong-key";
     /// Only with `--api-key`.
     pub const DIRECT_WITH_KEY: &str = "direct-with-key";
+    /// Only with a token (`--token`, or minted by the local issuer).
+    pub const SIGN_IN_WITHOUT_TOKEN: &str = "sign-in-no-token";
+}
+
+/// The token the checks through the distribution send: `--token`, or —
+/// against a local edge that refuses a handshake without one with 401 —
+/// one minted by the local issuer (`--issuer`). `None`: no sign-in.
+async fn sign_in_token(
+    args: &CheckArgs,
+    connector: &Connector,
+    edge: &Endpoint,
+) -> Result<Option<String>, String> {
+    if let Some(token) = &args.token {
+        return Ok(Some(token.clone()));
+    }
+    let loopback = edge
+        .host
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+        || edge.host == "localhost";
+    if !loopback {
+        return Ok(None);
+    }
+    match connector.connect(edge, None).await {
+        Err(ConnectError::Refused { status: 401 }) => {}
+        Ok(connected) => {
+            let _ = close(connected.ws, Duration::from_secs(2)).await;
+            return Ok(None);
+        }
+        // The checks that follow say what is wrong with the distribution.
+        Err(_) => return Ok(None),
+    }
+    let request = local_issuer::MintRequest::for_user("devstack-check");
+    crate::issuer::mint(&args.issuer, &request)
+        .await
+        .map(Some)
+        .map_err(|error| {
+            format!(
+                "the local edge asks for a token (401) and the local issuer gave none: {error:#}"
+            )
+        })
 }
 
 /// The handshake through the distribution failed: it fails, and the checks

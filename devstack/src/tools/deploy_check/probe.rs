@@ -181,6 +181,29 @@ pub(super) async fn expect_refusal(
     }
 }
 
+/// With sign-in on, a handshake through the distribution without a token
+/// is refused by API Gateway with 401 (the authorizer is not invoked).
+pub(super) async fn expect_sign_in_refusal(connector: &Connector, edge: &Endpoint) -> Outcome {
+    let name = names::SIGN_IN_WITHOUT_TOKEN;
+    match connector.connect(edge, None).await {
+        Err(ConnectError::Refused { status: 401 }) => {
+            Outcome::pass(name, "refused without a token with HTTP 401")
+        }
+        Err(ConnectError::Refused { status }) => Outcome::fail(
+            name,
+            format!("refused without a token with HTTP {status}, but API Gateway refuses with 401"),
+        ),
+        Err(error) => Outcome::fail(name, format!("through the distribution: {error}")),
+        Ok(connected) => {
+            let _ = close(connected.ws, Duration::from_secs(2)).await;
+            Outcome::fail(
+                name,
+                "a client WITHOUT a token connected: sign-in is off on $connect (config signIn)",
+            )
+        }
+    }
+}
+
 pub(super) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 pub(super) async fn send(

@@ -368,6 +368,9 @@ async fn a_malformed_url_fails_every_check_that_needs_it_without_connecting() {
         json: true,
         timeout: 1,
         api_key: None,
+        token: None,
+        token_parameter: "token".into(),
+        issuer: crate::issuer::DEFAULT_URL.into(),
     };
     let mut seen = Vec::new();
     let report = tokio::time::timeout(LIMIT, check(&args, |o| seen.push(o.name)))
@@ -447,4 +450,16 @@ async fn every_resolved_address_is_tried_with_its_own_timeout() {
     assert_eq!(failures.len(), 2);
     assert!(failures[0].1.is_none(), "the black hole timed out");
     assert!(failures[1].1.is_some(), "the closed port was refused");
+}
+
+#[test]
+fn the_token_goes_in_the_query_string_of_the_url_sent_only() {
+    let edge = Endpoint::parse("wss://d1.cloudfront.net/?room=a").unwrap();
+    let signed_in = edge.with_query("token", "a.b.c");
+    assert_eq!(signed_in.url, "wss://d1.cloudfront.net/?room=a&token=a.b.c");
+    assert_eq!(
+        (signed_in.host.as_str(), signed_in.port),
+        ("d1.cloudfront.net", 443)
+    );
+    assert_eq!(edge.url, "wss://d1.cloudfront.net/?room=a");
 }

@@ -45,18 +45,20 @@ pub fn run(args: RehearseArgs) -> anyhow::Result<()> {
     }
     let program = work.join("program");
     program::copy_program(&source, &program, &args.stack)?;
-    let zip = program::function_zip(&program);
-    let built = source.join(program::FUNCTION_ZIP);
-    if built.is_file() {
-        fs::create_dir_all(zip.parent().context("zip path")?)?;
-        fs::copy(&built, &zip).with_context(|| format!("copying {}", built.display()))?;
-    } else {
-        eprintln!(
-            "rehearsal: {} is not built (cargo lambda build --release --arm64 --output-format zip \
-             -p websocket-handler); the double never runs the code, so a stand-in zip is deployed",
-            built.display()
-        );
-        program::write_function_zip(&zip, b"#!/bin/sh\necho stand-in for the rehearsal\n")?;
+    for (package, path) in program::ZIPS {
+        let zip = program.join(path);
+        let built = source.join(path);
+        if built.is_file() {
+            fs::create_dir_all(zip.parent().context("zip path")?)?;
+            fs::copy(&built, &zip).with_context(|| format!("copying {}", built.display()))?;
+        } else {
+            eprintln!(
+                "rehearsal: {} is not built (cargo lambda build --release --arm64 --output-format zip \
+                 -p {package}); the double never runs the code, so a stand-in zip is deployed",
+                built.display()
+            );
+            program::write_function_zip(&zip, b"#!/bin/sh\necho stand-in for the rehearsal\n")?;
+        }
     }
     let session = Session::new(&toolchain, &work, &program)?;
     eprintln!(

@@ -1,7 +1,8 @@
 //! A working copy of the Pulumi program to run the real CLI in: `Pulumi.yaml`,
 //! the stack's `Pulumi.<stack>.yaml` (which `pulumi stack init` then edits, so
-//! never the user's own) and the function's zip at the path the program
-//! names, `target/lambda/websocket-handler/bootstrap.zip`.
+//! never the user's own) and each function's zip at the path the program
+//! names (`target/lambda/<package>/bootstrap.zip`: the handler, and the
+//! sign-in authorizer).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,13 @@ use anyhow::{Context, bail};
 
 /// Where `Pulumi.yaml` reads the function's code (its `fn::fileArchive`).
 pub const FUNCTION_ZIP: &str = "target/lambda/websocket-handler/bootstrap.zip";
+/// Where it reads the sign-in authorizer's.
+pub const AUTHORIZER_ZIP: &str = "target/lambda/authorizer/bootstrap.zip";
+/// Every function's zip, with the cargo package that builds it.
+pub const ZIPS: &[(&str, &str)] = &[
+    ("websocket-handler", FUNCTION_ZIP),
+    ("authorizer", AUTHORIZER_ZIP),
+];
 
 /// Copies `Pulumi.yaml` and `Pulumi.<stack>.yaml` from `source` to `dest`.
 pub fn copy_program(source: &Path, dest: &Path, stack: &str) -> anyhow::Result<()> {
@@ -27,6 +35,15 @@ pub fn copy_program(source: &Path, dest: &Path, stack: &str) -> anyhow::Result<(
 /// The zip's path inside a program copy.
 pub fn function_zip(program: &Path) -> PathBuf {
     program.join(FUNCTION_ZIP)
+}
+
+/// Writes every function's zip ([`ZIPS`]) into a program copy, each holding
+/// `bootstrap` with these contents: the double never runs the code.
+pub fn write_function_zips(program: &Path, bootstrap: &[u8]) -> anyhow::Result<()> {
+    for (_, zip) in ZIPS {
+        write_function_zip(&program.join(zip), bootstrap)?;
+    }
+    Ok(())
 }
 
 /// Writes a zip holding one file, `bootstrap`, with these contents (with

@@ -189,3 +189,28 @@ fn an_edit_of_the_async_invoke_config_applies_live_to_the_invoke_api() {
         "{change}"
     );
 }
+
+#[test]
+fn turning_sign_in_off_or_changing_its_ttl_needs_a_restart() {
+    let old = dev();
+    assert!(
+        old.sign_in.as_ref().is_some_and(|s| s.enabled),
+        "dev signs in"
+    );
+    let mut off = old.clone();
+    if let Some(sign_in) = off.sign_in.as_mut() {
+        sign_in.enabled = false;
+    }
+    let changes = diff(&old, &off);
+    assert!(!changes.is_empty());
+    assert!(changes.live().next().is_none(), "{changes:?}");
+    let message = changes.restart_message().expect("a restart is asked for");
+    assert!(message.contains("sign-in on"), "{message}");
+    assert!(message.contains("→ off"), "{message}");
+
+    let mut ttl = old.clone();
+    if let Some(sign_in) = ttl.sign_in.as_mut() {
+        sign_in.result_ttl_secs = 0;
+    }
+    assert!(diff(&old, &ttl).restart_message().is_some());
+}

@@ -1,6 +1,10 @@
 // The console page: wires the client (connection.js), the frame log and the
-// live view (live.js) to the DOM.
+// live view (live.js) to the DOM. The connection stays raw on purpose (the
+// page sends malformed and oversized frames and shows every close); the
+// client library (client.js, clients/js) puts the token in the URL and says
+// what an app built on it would do after each close.
 
+import { closeAdvice, withToken } from './client.js';
 import { Connection } from './connection.js';
 import { formatBytes, sendMessageFrame } from './frames.js';
 import { LiveView } from './live.js';
@@ -137,9 +141,13 @@ function showState(state, detail) {
     const code = detail.code ?? '';
     line.dataset.code = String(code);
     const reason = detail.reason ? ` “${detail.reason}”` : '';
+    const advice = code === '' ? null : closeAdvice(code);
+    const library = advice
+      ? span('advice', ` An app on clients/js ${advice.reconnect ? 'reconnects by itself' : 'stays closed'}.`)
+      : span('advice', '');
     line.replaceChildren(
       span('', detail.duringConnect ? 'Could not connect: ' : 'Closed: '),
-      span('code', `${code}`), span('', `${reason} — ${detail.meaning}`),
+      span('code', `${code}`), span('', `${reason} — ${detail.meaning}`), library,
     );
     log('info', 'close', [span('code', `${code}`), span('message', `${reason} ${detail.meaning}`)]);
   }
@@ -174,10 +182,7 @@ async function signedIn(url) {
     if (!response.ok) throw new Error(`POST /token answered ${response.status}: ${await response.text()}`);
     token = (await response.json()).token;
   }
-  if (!token) return url;
-  const target = new URL(url);
-  target.searchParams.set(stack?.signIn?.tokenParameter ?? 'token', token);
-  return target.href;
+  return withToken(url, token, stack?.signIn?.tokenParameter ?? 'token');
 }
 
 $('connect-form').addEventListener('submit', async (event) => {

@@ -134,6 +134,10 @@ test('ping shows a pong with the measured round trip', async () => {
     await page.click('#ping');
     assert.match(await newest(page, 'pong'), /round trip \d+\.\d ms/);
     assert.match(await newest(page, 'ping'), /\{"action":"ping"\}/);
+    // Disconnect closes with 1000: the client library's advice is to stay closed.
+    await page.click('#disconnect');
+    await page.locator('#state[data-state="closed"][data-code="1000"]').waitFor();
+    assert.match(await page.innerText('#state'), /An app on clients\/js stays closed/);
     assertNoProblems(page);
   } finally {
     await context.close();
@@ -172,6 +176,7 @@ test('a message over 128 KB shows the 1009 close and what it means', async () =>
     assert.match(state, /Closed: 1009/);
     assert.match(state, /Message too big/);
     assert.match(state, /128 KB/);
+    assert.match(state, /An app on clients\/js reconnects by itself/, 'the client library\'s advice for the code');
     assert.match(await newest(page, 'close'), /1009/);
     assert.match(await newest(page, 'raw'), /130\.0 KB/, 'the log shows the size, not 130 KB of text');
     assert.ok(await page.isDisabled('#send'), 'nothing can be sent on a closed connection');

@@ -167,3 +167,44 @@ async fn the_rust_client_finds_a_restarted_stack_again() -> anyhow::Result<()> {
     .await;
     second.explain(result)
 }
+
+/// With sign-in on, the client's `token` goes in the query string the
+/// stack's authorizer reads: the peer sees the sender's user id; without a
+/// token the handshake is refused (401) and the client gives up.
+#[tokio::test]
+async fn the_rust_client_signs_in_with_its_token() -> anyhow::Result<()> {
+    let stack = Stack::start_with(StackConfig::new().sign_in()).await?;
+    let result = async {
+        let token = stack
+            .token(&local_issuer::MintRequest::for_user("alice"))
+            .await?;
+        let mut signed = options(stack.edge(), Duration::from_secs(60))?;
+        signed.token = Some(token);
+        let mut alice = Client::connect(signed);
+        until(&mut alice, "alice open", state_is(State::Open)).await?;
+        let bob_token = stack
+            .token(&local_issuer::MintRequest::for_user("bob"))
+            .await?;
+        let mut bob_options = options(stack.edge(), Duration::from_secs(60))?;
+        bob_options.token = Some(bob_token);
+        let mut bob = Client::connect(bob_options);
+        until(&mut bob, "bob open", state_is(State::Open)).await?;
+        alice.send(serde_json::json!("hi bob")).await?;
+        let user = until(&mut bob, "alice's message", |event| match event {
+            Event::Message(ServerFrame::Message { user_id, .. }) => Some(user_id.clone()),
+            _ => None,
+        })
+        .await?;
+        assert_eq!(user.as_deref(), Some("alice"));
+
+        let mut anonymous = options(stack.edge(), Duration::from_secs(60))?;
+        anonymous.base = Duration::from_millis(20);
+        anonymous.max_attempts = Some(2);
+        let mut stranger = Client::connect(anonymous);
+        let (_, detail) = until(&mut stranger, "the give-up", state_is(State::Closed)).await?;
+        assert!(detail.contains("401"), "{detail}");
+        anyhow::Ok(())
+    }
+    .await;
+    stack.explain(result)
+}

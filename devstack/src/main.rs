@@ -34,6 +34,8 @@ enum Command {
     Bench(devstack::tools::bench::BenchArgs),
     /// Run Pulumi.yaml with the real Pulumi CLI against a local aws provider double (no AWS).
     Rehearse(devstack::tools::rehearse::RehearseArgs),
+    /// Time and faults on demand for a running `devstack up`: expire connections, 410/429 posts, failed or killed invocations.
+    Control(devstack::control::client::ControlArgs),
 }
 
 #[derive(Args, Clone)]
@@ -87,6 +89,9 @@ struct UpArgs {
     /// Do not rebuild the function or re-read the Pulumi program on save.
     #[arg(long)]
     no_watch: bool,
+    /// Do not freeze function processes between invocations (Lambda freezes the execution environment).
+    #[arg(long)]
+    no_freeze: bool,
 }
 
 fn init_tracing(default_level: &str) {
@@ -134,6 +139,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         idle_timeout: std::time::Duration::from_secs(args.idle_timeout),
         max_connection_life: std::time::Duration::from_secs(args.max_connection_life),
         watch: !args.no_watch,
+        freeze: !args.no_freeze,
     })
     .await
 }
@@ -152,6 +158,7 @@ async fn main() -> ExitCode {
         Some(Command::Bench(args)) => report(devstack::tools::bench::run(args).await),
         Some(Command::Up(args)) => report(up(args).await),
         Some(Command::Rehearse(args)) => report(devstack::tools::rehearse::run(args)),
+        Some(Command::Control(args)) => report(devstack::control::client::run(args).await),
         None => report(up(cli.up).await),
     }
 }

@@ -50,6 +50,8 @@ pub struct StackConfig {
     watch: bool,
     /// Copy the program even without overrides (a test that edits it).
     copy_program: bool,
+    /// `--no-freeze`: function processes run between invocations.
+    no_freeze: bool,
     function: Function,
 }
 
@@ -149,6 +151,12 @@ impl StackConfig {
     /// keepalive logic (`--idle-timeout`, whole seconds, AWS: 600).
     pub fn idle_timeout_secs(mut self, secs: u64) -> Self {
         self.idle_timeout_secs = Some(secs);
+        self
+    }
+
+    /// Function processes are not frozen between invocations (`--no-freeze`).
+    pub fn no_freeze(mut self) -> Self {
+        self.no_freeze = true;
         self
     }
 
@@ -434,6 +442,9 @@ impl Stack {
         if !config.watch {
             command.arg("--no-watch");
         }
+        if config.no_freeze {
+            command.arg("--no-freeze");
+        }
         if let Some(processes) = config.max_concurrency {
             command.arg("--max-concurrency").arg(processes.to_string());
         }
@@ -504,6 +515,11 @@ impl Stack {
     pub fn stack_file(&self) -> PathBuf {
         self.program_dir
             .join(format!("Pulumi.{}.yaml", self.stack_name))
+    }
+
+    /// The stack's control room (time and faults on demand), as `devstack control` talks to it.
+    pub fn control(&self) -> anyhow::Result<devstack::control::client::ControlClient> {
+        devstack::control::client::ControlClient::new(&self.endpoints)
     }
 
     /// Waits until the log holds `needle` at least `count` times.

@@ -25,6 +25,7 @@ impl Stack {
              \x20 WAF rule {rule:<20} {limit} requests per {window}s per client IP\n\
              \x20 watch                        {watch}\n\
              \x20 program                      {coverage}\n\
+             \x20 control (time, faults)       {control}   (devstack control --ready-file …)\n\
              \n\
              Try it in a browser: open {console}\n\
              or with wscat (`npm install -g wscat`, or `npx wscat`):\n\
@@ -53,6 +54,7 @@ impl Stack {
             window = t.waf.evaluation_window_secs,
             watch = self.watch_line,
             coverage = t.coverage_summary(),
+            control = e.control,
         )
     }
 }

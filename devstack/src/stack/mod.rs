@@ -33,6 +33,7 @@ use tracing::{error, info, warn};
 use crate::apigateway::{AccountLimits, Gateway, REQUEST_CONNECTIONS};
 use crate::cloudfront::Edge;
 use crate::console::{Console, EventBus};
+use crate::control::ControlServer;
 use crate::lambda::LambdaPool;
 use crate::lambda::invoke::Invoke;
 use crate::lambda::invoke_api::LambdaApi;
@@ -86,6 +87,8 @@ pub struct UpOptions {
     pub max_connection_life: Duration,
     /// Watch mode: saves of the function or the program reload the stack.
     pub watch: bool,
+    /// Lambda's freeze: each function process is stopped between invocations.
+    pub freeze: bool,
 }
 
 /// Where the running stack answers; written to `--ready-file` as JSON.
@@ -105,6 +108,10 @@ pub struct Endpoints {
     /// `http://<lambda-addr>`: the Lambda Invoke API (the function's
     /// asynchronous self-invocations).
     pub lambda: String,
+    /// `http://127.0.0.1:<port>`: the control room (`devstack control`).
+    pub control: String,
+    /// The stack's Region: control requests are signed for it.
+    pub region: String,
 }
 
 #[cfg(test)]
@@ -119,6 +126,8 @@ impl Endpoints {
             stage: "prod".into(),
             console: "http://127.0.0.1:3/".into(),
             lambda: "http://127.0.0.1:4".into(),
+            control: "http://127.0.0.1:5".into(),
+            region: "eu-west-1".into(),
         }
     }
 }
@@ -131,6 +140,7 @@ pub struct Stack {
     pool: Arc<LambdaPool>,
     lambda_api: LambdaApi,
     lambda_server: JoinHandle<std::io::Result<()>>,
+    control_server: JoinHandle<std::io::Result<()>>,
     gateway: Gateway,
     edge: Edge,
     console: Console,
@@ -221,6 +231,11 @@ impl Stack {
             tokio::spawn(console.clone().serve(listeners.console.0)),
         ];
         let lambda_server = tokio::spawn(lambda_api.clone().serve(listeners.lambda.0));
+        let faults = gateway.fault_plan();
+        pool.set_fault_plan(Arc::clone(&faults));
+        pool.set_freeze(options.freeze);
+        let control = ControlServer::new(&topology.region, faults, Arc::new(gateway.clone()));
+        let control_server = tokio::spawn(control.serve(listeners.control.0));
         let (watching, watch_line) = match function {
             Some(function) => {
                 let live = LiveStack {
@@ -247,6 +262,7 @@ impl Stack {
             pool,
             lambda_api,
             lambda_server,
+            control_server,
             gateway,
             edge,
             console,
@@ -288,6 +304,7 @@ impl Stack {
             warn!("some asynchronous invocations had not finished");
         }
         self.lambda_server.abort();
+        self.control_server.abort();
         // Its event streams end, so its server can stop with the others.
         self.console.stop();
         for server in self.servers {

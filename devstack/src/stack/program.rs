@@ -244,6 +244,8 @@ mod tests {
             stage: topology.stage.name.clone(),
             console: "http://127.0.0.1:8082/".into(),
             lambda: "http://127.0.0.1:8083".into(),
+            control: "http://127.0.0.1:8084".into(),
+            region: topology.region.clone(),
         };
         let env =
             function_env(&topology, &endpoints, addr, "http://127.0.0.1:9").expect("resolves");

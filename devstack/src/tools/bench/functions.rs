@@ -249,6 +249,8 @@ pub(super) fn handler_env(
         stage,
         console: format!("http://{unused}/"),
         lambda: format!("http://{unused}"),
+        control: format!("http://{unused}"),
+        region: topology.region.clone(),
     };
     let mut env =
         crate::stack::function_env(topology, &endpoints, unused, &format!("http://{unused}"))

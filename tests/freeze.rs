@@ -2,11 +2,12 @@
 //! timer that posts to the connection) does not run between invocations,
 //! and runs once the next invocation thaws the process, as on AWS. With
 //! `--no-freeze` the same post arrives on its own (the positive control).
+//! The handler is a Python script given as a command (`--function-cmd`): the
+//! freeze is the same for any runtime.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{bail, ensure};
 use e2e::stack::workspace_root;
 use e2e::{Client, Incoming, Stack, StackConfig};
 use serde_json::Value;
@@ -15,17 +16,15 @@ use serde_json::Value;
 /// (the handler's timer fires 0.3 s after it returns).
 const QUIET: Duration = Duration::from_millis(1500);
 
-/// The fixture function (a Python script speaking the Runtime API), executable, in `dir`.
-fn fixture(dir: &tempfile::TempDir) -> anyhow::Result<PathBuf> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let path = dir.path().join("bootstrap");
-    std::fs::copy(
-        workspace_root().join("tests/fixtures/versioned-function.py"),
-        &path,
-    )
-    .context("copying the fixture function")?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
-    Ok(path)
+/// The fixture function (a Python script speaking the Runtime API), given
+/// as a command in its directory (`--function-cmd`), as any runtime is.
+fn fixture() -> StackConfig {
+    StackConfig::new()
+        .function_cmd(
+            "python3 versioned-function.py",
+            workspace_root().join("tests/fixtures"),
+        )
+        .max_concurrency(1)
 }
 
 /// The `type` of the next frame the function posted.
@@ -55,13 +54,7 @@ async fn leave_work_running(stack: &Stack) -> anyhow::Result<Client> {
 #[tokio::test]
 async fn work_left_running_after_a_handler_returns_waits_for_the_next_invocation()
 -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let stack = Stack::start_with(
-        StackConfig::new()
-            .function_bin(fixture(&dir)?)
-            .max_concurrency(1),
-    )
-    .await?;
+    let stack = Stack::start_with(fixture()).await?;
     stack.explain(
         async {
             let mut client = leave_work_running(&stack).await?;
@@ -84,12 +77,7 @@ async fn work_left_running_after_a_handler_returns_waits_for_the_next_invocation
 
 #[tokio::test]
 async fn without_the_freeze_the_work_runs_between_invocations() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let config = StackConfig::new()
-        .function_bin(fixture(&dir)?)
-        .max_concurrency(1)
-        .no_freeze();
-    let stack = Stack::start_with(config).await?;
+    let stack = Stack::start_with(fixture().no_freeze()).await?;
     stack.explain(
         async {
             let mut client = leave_work_running(&stack).await?;

@@ -58,6 +58,13 @@ struct UpArgs {
     /// A prebuilt function binary [default: built with cargo].
     #[arg(long)]
     function_bin: Option<PathBuf>,
+    /// A handler given as a command in any runtime, run as a custom runtime's bootstrap
+    /// (e.g. "python3 -m awslambdaric app.handler"), in --function-dir.
+    #[arg(long, conflicts_with = "function_bin")]
+    function_cmd: Option<String>,
+    /// The directory --function-cmd runs in [default: the current directory].
+    #[arg(long, requires = "function_cmd")]
+    function_dir: Option<PathBuf>,
     /// The stack's API key [default: a random one].
     #[arg(long, env = "DEVSTACK_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
@@ -122,13 +129,30 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             })?
         }
     };
+    // A handler given as a command runs as the bootstrap written here,
+    // which lives as long as the stack.
+    let bootstrap_dir = tempfile::tempdir()?;
+    let function_bin = match &args.function_cmd {
+        Some(command) => {
+            let workdir = match args.function_dir {
+                Some(dir) => dir,
+                None => std::env::current_dir()?,
+            };
+            Some(stack::command::write_bootstrap(
+                bootstrap_dir.path(),
+                command,
+                &workdir,
+            )?)
+        }
+        None => args.function_bin,
+    };
     stack::run(UpOptions {
         program_dir,
         stack: args.stack,
         edge_addr: args.edge_addr,
         api_addr: args.api_addr,
         console_addr: args.console_addr,
-        function_bin: args.function_bin,
+        function_bin,
         api_key: args.api_key,
         ready_file: args.ready_file,
         max_concurrency: args.max_concurrency,

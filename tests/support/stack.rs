@@ -63,6 +63,8 @@ enum Function {
     Built,
     /// Another executable, e.g. a script speaking the Runtime API.
     Binary(PathBuf),
+    /// A handler given as a command, run in a directory (`--function-cmd`, `--function-dir`).
+    Command(String, PathBuf),
     /// Built by devstack itself from the workspace at this directory (its
     /// `Pulumi.yaml` is the program), into the harness's target directory.
     Workspace(PathBuf),
@@ -94,6 +96,12 @@ impl StackConfig {
     /// Runs `path` (`--function-bin`) instead of the built `websocket-handler`.
     pub fn function_bin(mut self, path: impl Into<PathBuf>) -> Self {
         self.function = Function::Binary(path.into());
+        self
+    }
+
+    /// Runs `command` in `dir` as the function (`--function-cmd`): any runtime.
+    pub fn function_cmd(mut self, command: &str, dir: impl Into<PathBuf>) -> Self {
+        self.function = Function::Command(command.to_owned(), dir.into());
         self
     }
 
@@ -433,6 +441,12 @@ impl Stack {
             }
             Function::Binary(path) => {
                 command.arg("--function-bin").arg(path);
+            }
+            Function::Command(handler, dir) => {
+                command
+                    .args(["--function-cmd", handler])
+                    .arg("--function-dir")
+                    .arg(dir);
             }
             Function::Workspace(_) => {
                 let target = bin.parent().context("the target directory")?;

@@ -13,6 +13,7 @@
 //! running services between the two.
 
 mod banner;
+pub mod command;
 pub mod open_files;
 mod program;
 pub mod reload;

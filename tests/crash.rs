@@ -44,7 +44,9 @@ async fn a_killed_function_process_fails_that_message_and_the_next_one_works() -
 {
     // One function process: the message sent while it is stopped must wait
     // for it, whatever the pool was doing when the signal landed.
-    let stack = Stack::start_with(StackConfig::new().max_concurrency(1)).await?;
+    // Not frozen between invocations: the pool's thaw (SIGCONT) would undo
+    // the test's SIGSTOP. (`tests/control.rs` kills through the control.)
+    let stack = Stack::start_with(StackConfig::new().max_concurrency(1).no_freeze()).await?;
     stack.explain(async {
         let mut client = Client::connect(stack.edge()).await?;
         client.ping().await.context("warm-up ping")?;

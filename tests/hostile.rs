@@ -101,6 +101,12 @@ async fn a_cross_site_post_to_each_local_port_changes_nothing() -> anyhow::Resul
                     "/".to_string(),
                     forged_frame.clone(),
                 ),
+                // The control room: obeyed, this would close the victim now.
+                (
+                    authority(&endpoints.control).to_string(),
+                    "/expire".to_string(),
+                    json!({"limit": "idle"}).to_string(),
+                ),
             ];
             for (authority, path, body) in &targets {
                 let answer =

@@ -14,11 +14,14 @@
 //! events its services publish. [`listener`] serves the edge's and the API
 //! layer's sockets within their limits (header-read timeout, open connections).
 //! [`sigv4`] checks the signature, scope and Host of requests to the local
-//! AWS APIs (`@connections`, the Lambda Invoke API).
+//! AWS APIs (`@connections`, the Lambda Invoke API). [`control`] is time
+//! and faults on demand: a loopback, signed endpoint whose fault plan the
+//! services consult (`devstack control …`).
 
 pub mod apigateway;
 pub mod cloudfront;
 pub mod console;
+pub mod control;
 pub mod issuer;
 pub mod lambda;
 pub mod listener;

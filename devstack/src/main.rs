@@ -36,6 +36,8 @@ enum Command {
     Token(devstack::tools::token::TokenArgs),
     /// Run Pulumi.yaml with the real Pulumi CLI against a local aws provider double (no AWS).
     Rehearse(devstack::tools::rehearse::RehearseArgs),
+    /// Time and faults on demand for a running `devstack up`: expire connections, 410/429 posts, failed or killed invocations.
+    Control(devstack::control::client::ControlArgs),
 }
 
 #[derive(Args, Clone)]
@@ -58,6 +60,13 @@ struct UpArgs {
     /// A prebuilt function binary [default: built with cargo].
     #[arg(long)]
     function_bin: Option<PathBuf>,
+    /// A handler given as a command in any runtime, run as a custom runtime's bootstrap
+    /// (e.g. "python3 -m awslambdaric app.handler"), in --function-dir.
+    #[arg(long, conflicts_with = "function_bin")]
+    function_cmd: Option<String>,
+    /// The directory --function-cmd runs in [default: the current directory].
+    #[arg(long, requires = "function_cmd")]
+    function_dir: Option<PathBuf>,
     /// The stack's API key [default: a random one].
     #[arg(long, env = "DEVSTACK_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
@@ -98,6 +107,9 @@ struct UpArgs {
     /// A prebuilt authorizer binary [default: built with cargo].
     #[arg(long)]
     authorizer_bin: Option<PathBuf>,
+    /// Do not freeze function processes between invocations (Lambda freezes the execution environment).
+    #[arg(long)]
+    no_freeze: bool,
 }
 
 fn init_tracing(default_level: &str) {
@@ -128,13 +140,30 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             })?
         }
     };
+    // A handler given as a command runs as the bootstrap written here,
+    // which lives as long as the stack.
+    let bootstrap_dir = tempfile::tempdir()?;
+    let function_bin = match &args.function_cmd {
+        Some(command) => {
+            let workdir = match args.function_dir {
+                Some(dir) => dir,
+                None => std::env::current_dir()?,
+            };
+            Some(stack::command::write_bootstrap(
+                bootstrap_dir.path(),
+                command,
+                &workdir,
+            )?)
+        }
+        None => args.function_bin,
+    };
     stack::run(UpOptions {
         program_dir,
         stack: args.stack,
         edge_addr: args.edge_addr,
         api_addr: args.api_addr,
         console_addr: args.console_addr,
-        function_bin: args.function_bin,
+        function_bin,
         api_key: args.api_key,
         ready_file: args.ready_file,
         max_concurrency: args.max_concurrency,
@@ -148,6 +177,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         issuer_addr: args.issuer_addr,
         issuer: args.issuer,
         authorizer_bin: args.authorizer_bin,
+        freeze: !args.no_freeze,
     })
     .await
 }
@@ -167,6 +197,7 @@ async fn main() -> ExitCode {
         Some(Command::Up(args)) => report(up(args).await),
         Some(Command::Rehearse(args)) => report(devstack::tools::rehearse::run(args)),
         Some(Command::Token(args)) => report(devstack::tools::token::run(args).await),
+        Some(Command::Control(args)) => report(devstack::control::client::run(args).await),
         None => report(up(cli.up).await),
     }
 }

@@ -52,6 +52,8 @@ pub struct StackConfig {
     watch: bool,
     /// Copy the program even without overrides (a test that edits it).
     copy_program: bool,
+    /// `--no-freeze`: function processes run between invocations.
+    no_freeze: bool,
     function: Function,
     /// Sign-in as the dev stack has it (the authorizer on `$connect`, the
     /// local issuer); off unless a test asks, so clients connect without a
@@ -73,6 +75,8 @@ enum Function {
     Built,
     /// Another executable, e.g. a script speaking the Runtime API.
     Binary(PathBuf),
+    /// A handler given as a command, run in a directory (`--function-cmd`, `--function-dir`).
+    Command(String, PathBuf),
     /// Built by devstack itself from the workspace at this directory (its
     /// `Pulumi.yaml` is the program), into the harness's target directory.
     Workspace(PathBuf),
@@ -131,6 +135,12 @@ impl StackConfig {
     /// Runs `path` (`--function-bin`) instead of the built `websocket-handler`.
     pub fn function_bin(mut self, path: impl Into<PathBuf>) -> Self {
         self.function = Function::Binary(path.into());
+        self
+    }
+
+    /// Runs `command` in `dir` as the function (`--function-cmd`): any runtime.
+    pub fn function_cmd(mut self, command: &str, dir: impl Into<PathBuf>) -> Self {
+        self.function = Function::Command(command.to_owned(), dir.into());
         self
     }
 
@@ -195,6 +205,12 @@ impl StackConfig {
     /// restarts the stack and expects clients to find it again.
     pub fn edge_addr(mut self, addr: std::net::SocketAddr) -> Self {
         self.edge_addr = Some(addr);
+        self
+    }
+
+    /// Function processes are not frozen between invocations (`--no-freeze`).
+    pub fn no_freeze(mut self) -> Self {
+        self.no_freeze = true;
         self
     }
 
@@ -490,6 +506,12 @@ impl Stack {
                 command.arg("--function-bin").arg(path);
                 command.arg("--authorizer-bin").arg(bin.join("authorizer"));
             }
+            Function::Command(handler, dir) => {
+                command
+                    .args(["--function-cmd", handler])
+                    .arg("--function-dir")
+                    .arg(dir);
+            }
             Function::Workspace(_) => {
                 let target = bin.parent().context("the target directory")?;
                 command.env("CARGO_TARGET_DIR", target);
@@ -504,6 +526,9 @@ impl Stack {
         }
         if let Some(issuer) = &config.issuer {
             command.arg("--issuer").arg(issuer);
+        }
+        if config.no_freeze {
+            command.arg("--no-freeze");
         }
         if let Some(processes) = config.max_concurrency {
             command.arg("--max-concurrency").arg(processes.to_string());
@@ -575,6 +600,11 @@ impl Stack {
     pub fn stack_file(&self) -> PathBuf {
         self.program_dir
             .join(format!("Pulumi.{}.yaml", self.stack_name))
+    }
+
+    /// The stack's control room (time and faults on demand), as `devstack control` talks to it.
+    pub fn control(&self) -> anyhow::Result<devstack::control::client::ControlClient> {
+        devstack::control::client::ControlClient::new(&self.endpoints)
     }
 
     /// Waits until the log holds `needle` at least `count` times.

@@ -13,7 +13,7 @@ use axum::response::Response;
 use chrono::Utc;
 use protocol::routes;
 use serde_json::{Value, json};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -22,6 +22,7 @@ use super::account::OverLimit;
 use super::authorizer::{Authorizer, Identity, Request as AuthorizerRequest, context_json};
 use super::config::Route;
 use super::connection::{end_connection, run_connection};
+use super::control::Forced;
 use super::routing::error_kind;
 use super::websocket;
 use super::{ConnectionHandle, ConnectionInfo, Disconnect, LiveGuard, Shared, forbidden, new_id};
@@ -292,12 +293,14 @@ fn accept(
     let limits = shared.config.limits;
     let (outbound_tx, outbound_rx) = mpsc::channel(limits.outbound_queue.max(1));
     let not_reading = CancellationToken::new();
+    let (forced, forced_rx) = watch::channel(None);
     shared.connections.lock().insert(
         info.id.clone(),
         ConnectionHandle {
             info: info.clone(),
             outbound: outbound_tx.clone(),
             not_reading: not_reading.clone(),
+            forced: forced.clone(),
         },
     );
     let config = WebSocketConfig::default()
@@ -321,14 +324,17 @@ fn accept(
         let outcome = match socket.await {
             Ok(socket) => {
                 let outbound = (outbound_tx, outbound_rx);
-                run_connection(&shared, &info, socket, outbound, not_reading).await
+                run_connection(&shared, &info, socket, outbound, not_reading, forced_rx).await
             }
             Err(error) => {
                 debug!(connection_id = %info.id, %error, "upgrade failed");
                 Disconnect::new(1006, "Connection closed abnormally")
             }
         };
-        end_connection(&shared, &info, outcome).await;
+        // A connection the control dropped ends as a lost client does on
+        // AWS: without `$disconnect`.
+        let dropped = matches!(*forced.borrow(), Some(Forced::Drop));
+        end_connection(&shared, &info, outcome, !dropped).await;
     });
     response
 }

@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::control::Forced;
 use super::routing::{error_kind, spawn_message};
 use super::websocket::{self, ServerSocket};
 use super::{CLOSE_HANDSHAKE, ConnectionInfo, Disconnect, Outbound, Shared};
@@ -36,6 +37,7 @@ pub(super) async fn run_connection(
     mut socket: ServerSocket,
     (outbound_tx, mut outbound_rx): (mpsc::Sender<Outbound>, mpsc::Receiver<Outbound>),
     not_reading: CancellationToken,
+    mut forced: watch::Receiver<Option<Forced>>,
 ) -> Disconnect {
     let limits = shared.config.limits;
     let mut shutdown = shared.shutdown.subscribe();
@@ -79,18 +81,20 @@ pub(super) async fn run_connection(
                         break Ending::Close(Disconnect { status_code: frame.code.into(), reason: frame.reason.to_string() });
                     }
                 };
-                let ended = ended(idle.as_mut(), life.as_mut(), &mut shutdown, &not_reading);
+                let ended = ended(idle.as_mut(), life.as_mut(), &mut shutdown, &not_reading, &mut forced);
                 if let Err(ending) = send(&mut socket, info, message, limits.send_timeout, ended).await {
                     break ending;
                 }
             }
-            ended = ended(idle.as_mut(), life.as_mut(), &mut shutdown, &not_reading) => {
-                break Ending::Close(ended);
+            ended = ended(idle.as_mut(), life.as_mut(), &mut shutdown, &not_reading, &mut forced) => {
+                break ended;
             }
         }
     };
     match ending {
         Ending::Abnormal => Disconnect::new(1006, "Connection closed abnormally"),
+        // The socket is dropped unclosed: the client sees its connection lost.
+        Ending::Dropped => Disconnect::new(1006, "Dropped by the control"),
         Ending::Close(disconnect) => close(&mut socket, disconnect).await,
     }
 }
@@ -101,6 +105,8 @@ enum Ending {
     Abnormal,
     /// Closed by us with this status, through [`close`].
     Close(Disconnect),
+    /// Dropped by the control room: no close frame, no `$disconnect`.
+    Dropped,
 }
 
 /// The client's next message, or how the connection ends if the stream
@@ -136,7 +142,7 @@ async fn send(
     info: &ConnectionInfo,
     message: Message,
     send_timeout: Duration,
-    ended: impl Future<Output = Disconnect>,
+    ended: impl Future<Output = Ending>,
 ) -> Result<(), Ending> {
     let deadline = tokio::time::Instant::now() + send_timeout;
     tokio::select! {
@@ -149,23 +155,31 @@ async fn send(
                 Err(Ending::Close(Disconnect::not_reading("send timed out")))
             }
         },
-        ended = ended => Err(Ending::Close(ended)),
+        ended = ended => Err(ended),
     }
 }
 
 /// Waits for whatever ends a connection other than its own socket: the idle
-/// timer, the life limit, shutdown, or a post that found its queue full.
+/// timer, the life limit (or the control room reaching either now),
+/// shutdown, a post that found its queue full, or the control dropping it.
 async fn ended(
     idle: Pin<&mut Sleep>,
     life: Pin<&mut Sleep>,
     shutdown: &mut watch::Receiver<bool>,
     not_reading: &CancellationToken,
-) -> Disconnect {
+    forced: &mut watch::Receiver<Option<Forced>>,
+) -> Ending {
     tokio::select! {
-        () = idle => Disconnect::going_away(),
-        () = life => Disconnect::going_away(),
-        _ = shutdown.wait_for(|down| *down) => Disconnect::going_away(),
-        () = not_reading.cancelled() => Disconnect::not_reading("outbound queue full"),
+        () = idle => Ending::Close(Disconnect::going_away()),
+        () = life => Ending::Close(Disconnect::going_away()),
+        _ = shutdown.wait_for(|down| *down) => Ending::Close(Disconnect::going_away()),
+        () = not_reading.cancelled() => Ending::Close(Disconnect::not_reading("outbound queue full")),
+        forced = forced.wait_for(Option::is_some) => match forced.as_deref() {
+            Ok(Some(Forced::Drop)) => Ending::Dropped,
+            // API Gateway's close at either limit; a closed channel cannot
+            // happen while the handle lives, and ends the connection as expired.
+            _ => Ending::Close(Disconnect::going_away()),
+        },
     }
 }
 
@@ -203,6 +217,7 @@ pub(super) async fn end_connection(
     shared: &Arc<Shared>,
     info: &Arc<ConnectionInfo>,
     disconnect: Disconnect,
+    run_disconnect: bool,
 ) {
     shared.connections.lock().remove(&info.id);
     let lifetime = Utc::now() - info.connected_at;
@@ -218,7 +233,7 @@ pub(super) async fn end_connection(
         reason: disconnect.reason.clone(),
         duration_ms: u64::try_from(lifetime.num_milliseconds()).unwrap_or(0),
     });
-    if shared.route(routes::DISCONNECT).is_none() {
+    if !run_disconnect || shared.route(routes::DISCONNECT).is_none() {
         return;
     }
     let started = Instant::now();

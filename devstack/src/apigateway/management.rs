@@ -18,6 +18,7 @@ use tracing::{info, warn};
 
 use super::websocket;
 use super::{ConnectionHandle, Outbound, Shared, new_id};
+use crate::control::PostFault;
 
 /// The management API's error answer, as the SDK reads it: the type in
 /// `x-amzn-errortype`, the message in the JSON body.
@@ -85,6 +86,21 @@ pub(super) async fn post_to_connection(
             "PayloadTooLargeException",
             "Request Too Long",
         );
+    }
+    match shared.faults.take_post(&connection_id) {
+        Some(PostFault::Gone) => {
+            info!(connection_id = %connection_id, "post answered 410 (control fault)");
+            return gone();
+        }
+        Some(PostFault::Throttled) => {
+            info!(connection_id = %connection_id, "post answered 429 (control fault)");
+            return management_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "LimitExceededException",
+                "Too Many Requests",
+            );
+        }
+        None => {}
     }
     let Some(connection) = shared.connection(&connection_id) else {
         return gone();

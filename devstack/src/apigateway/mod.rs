@@ -31,6 +31,7 @@ mod authorizer;
 mod config;
 mod connect;
 mod connection;
+mod control;
 mod management;
 mod routing;
 mod sigv4;
@@ -66,6 +67,7 @@ pub use config::{GatewayConfig, Limits, REQUEST_CONNECTIONS, Route};
 pub use throttle::{ACCOUNT_BURST_LIMIT, ACCOUNT_RATE_LIMIT, Throttle};
 
 use crate::console::EventBus;
+use crate::control::FaultPlan;
 use crate::lambda::invoke::Invoke;
 use crate::listener::ListenerLimits;
 use account::{AccountQuota, TokenBucket};
@@ -110,6 +112,8 @@ struct Shared {
     live_connections: watch::Sender<usize>,
     /// Where connections, invocations and throttled messages are reported (the console).
     events: EventBus,
+    /// Faults armed by the control room (`@connections` answers, route invocations).
+    faults: Arc<FaultPlan>,
 }
 
 /// What the management API and the message tasks know of a connection.
@@ -120,6 +124,8 @@ struct ConnectionHandle {
     /// Cancelled when a post finds the outbound queue full: the connection
     /// task closes the connection (1008) rather than let the queue grow.
     not_reading: CancellationToken,
+    /// Set by the control room to end the connection now ([`control::Forced`]).
+    forced: watch::Sender<Option<control::Forced>>,
 }
 
 /// The facts of a connection that go into every event.
@@ -235,8 +241,14 @@ impl Gateway {
                 shutdown: watch::channel(false).0,
                 live_connections: watch::channel(0).0,
                 events,
+                faults: Arc::default(),
             }),
         }
+    }
+
+    /// The fault plan this API layer consults; the control room arms it.
+    pub fn fault_plan(&self) -> Arc<FaultPlan> {
+        Arc::clone(&self.shared.faults)
     }
 
     /// Applies `config`'s routes, selection expressions and throttling to

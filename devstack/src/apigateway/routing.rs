@@ -148,9 +148,13 @@ impl Shared {
     ) -> Result<Value, InvokeError> {
         let started = Instant::now();
         let context = &event.request_context;
-        let result = match to_wire(event) {
-            Ok(wire) => self.invoke.invoke(wire).await,
-            Err(error) => Err(InvokeError::Unavailable(format!(
+        let result = match (
+            self.route_fault(context.route_key.as_deref()).await,
+            to_wire(event),
+        ) {
+            (Some(injected), _) => Err(injected),
+            (None, Ok(wire)) => self.invoke.invoke(wire).await,
+            (None, Err(error)) => Err(InvokeError::Unavailable(format!(
                 "encoding the {} event as JSON: {error}",
                 context.route_key.as_deref().unwrap_or("?")
             ))),

@@ -14,6 +14,7 @@
 //! the timeout fails only its own invocation and is replaced; the pool, and
 //! the stack around it, stays up.
 
+mod freeze;
 pub mod invoke;
 pub mod invoke_api;
 mod process;
@@ -23,8 +24,8 @@ mod worker;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 
 use parking_lot::Mutex;
 use std::time::{Duration, Instant};
@@ -111,6 +112,10 @@ pub struct LambdaPool {
     backoff: Mutex<Backoff>,
     /// Where process starts and exits are reported (the console).
     events: EventBus,
+    /// Lambda's freeze between invocations ([`freeze`]).
+    freeze: AtomicBool,
+    /// The control room's fault plan (kills mid-invocation), once set.
+    faults: OnceLock<Arc<crate::control::FaultPlan>>,
 }
 
 /// Processes started and not yet exited.
@@ -224,6 +229,8 @@ impl LambdaPool {
                 delay: Duration::ZERO,
             }),
             events,
+            freeze: AtomicBool::new(false),
+            faults: OnceLock::new(),
         })
     }
 
@@ -265,8 +272,12 @@ impl LambdaPool {
     async fn run_invocation(&self, event: Bytes) -> Result<Value, InvokeError> {
         let worker = self.check_out().await?;
         let request_id = Uuid::new_v4().to_string();
+        if !self.kill_if_armed(&worker, &request_id) {
+            worker.thaw();
+        }
         let cold = !worker.has_invoked.swap(true, Ordering::Relaxed);
         let started = Instant::now();
+        let asked = *worker.api.next_calls.borrow();
         let outcome = worker.invoke(&request_id, event, worker.timeout).await;
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         let result = match &outcome {
@@ -288,7 +299,7 @@ impl LambdaPool {
             "invoke"
         );
         if matches!(outcome, Ok(_) | Err(InvokeError::Function { .. })) {
-            self.check_in(worker);
+            self.check_in_after(worker, asked);
         }
         let body = outcome?;
         serde_json::from_slice(&body).map_err(|err| InvokeError::Function {
@@ -343,6 +354,9 @@ impl LambdaPool {
         if worker.version != self.current_version().number {
             worker.retire();
             return;
+        }
+        if self.freezes() {
+            worker.freeze();
         }
         self.idle.lock().push_back(worker);
         self.idle_added.notify_one();

@@ -53,6 +53,8 @@ pub(super) async fn supervise(mut process: Supervised) {
                 Some(Stop::Kill) => signal_group(pid, Signal::KILL),
                 Some(Stop::Terminate) => {
                     signal_group(pid, Signal::TERM);
+                    // A frozen process (Lambda's freeze) must run to see it.
+                    signal_group(pid, Signal::CONT);
                     force_kill_at.get_or_insert(tokio::time::Instant::now() + STOP_GRACE);
                 }
                 None => {

@@ -51,6 +51,9 @@ pub(super) struct RuntimeApi {
     pub(super) in_flight: Mutex<Option<InFlight>>,
     pub(super) init: watch::Sender<InitState>,
     pub(super) closed: CancellationToken,
+    /// `/next` requests the process has made: the pool freezes a process
+    /// only once it asks for its next event, as Lambda does.
+    pub(super) next_calls: watch::Sender<u64>,
 }
 
 /// An event waiting for the process's next `/next`.
@@ -84,6 +87,7 @@ impl RuntimeApi {
             in_flight: Mutex::new(None),
             init: watch::Sender::new(InitState::Starting),
             closed: CancellationToken::new(),
+            next_calls: watch::Sender::new(0),
         }
     }
 
@@ -149,6 +153,7 @@ pub(super) fn serve_runtime_api(listener: tokio::net::TcpListener, api: Arc<Runt
 
 /// `GET /runtime/invocation/next`: blocks until there is an event.
 pub(super) async fn next_invocation(State(api): State<Arc<RuntimeApi>>) -> Response {
+    api.next_calls.send_modify(|calls| *calls += 1);
     api.init.send_if_modified(|state| {
         let starting = matches!(state, InitState::Starting);
         if starting {

@@ -41,6 +41,8 @@ pub(super) struct Worker {
     pub(super) timeout: Duration,
     /// Stopped because a newer version serves: not replaced when it exits.
     pub(super) retired: AtomicBool,
+    /// SIGSTOPped between invocations ([`super::freeze`]).
+    pub(super) frozen: AtomicBool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -285,6 +287,7 @@ impl LambdaPool {
             version: version.number,
             timeout: version.config.timeout,
             retired: AtomicBool::new(false),
+            frozen: AtomicBool::new(false),
         });
         self.tasks.spawn(supervise(Supervised {
             child,

@@ -26,6 +26,7 @@ impl Stack {
              \x20 sign-in                      {sign_in}\n\
              \x20 watch                        {watch}\n\
              \x20 program                      {coverage}\n\
+             \x20 control (time, faults)       {control}   (devstack control --ready-file …)\n\
              \n\
              Try it in a browser: open {console}\n\
              or with wscat (`npm install -g wscat`, or `npx wscat`):\n\
@@ -63,6 +64,7 @@ impl Stack {
             },
             watch = self.watch_line,
             coverage = t.coverage_summary(),
+            control = e.control,
         )
     }
 }

@@ -13,6 +13,7 @@
 //! running services between the two.
 
 mod banner;
+pub mod command;
 pub mod open_files;
 mod program;
 pub mod reload;
@@ -34,6 +35,7 @@ use tracing::{error, info, warn};
 use crate::apigateway::{AccountLimits, Gateway, REQUEST_CONNECTIONS};
 use crate::cloudfront::Edge;
 use crate::console::{Console, EventBus};
+use crate::control::ControlServer;
 use crate::lambda::LambdaPool;
 use crate::lambda::invoke::Invoke;
 use crate::lambda::invoke_api::LambdaApi;
@@ -96,6 +98,8 @@ pub struct UpOptions {
     pub issuer: Option<String>,
     /// A prebuilt authorizer binary; built with cargo when absent.
     pub authorizer_bin: Option<PathBuf>,
+    /// Lambda's freeze: each function process is stopped between invocations.
+    pub freeze: bool,
 }
 
 /// Where the running stack answers; written to `--ready-file` as JSON.
@@ -119,6 +123,10 @@ pub struct Endpoints {
     /// and no real issuer was named (`devstack token` mints there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
+    /// `http://127.0.0.1:<port>`: the control room (`devstack control`).
+    pub control: String,
+    /// The stack's Region: control requests are signed for it.
+    pub region: String,
 }
 
 #[cfg(test)]
@@ -134,6 +142,8 @@ impl Endpoints {
             console: "http://127.0.0.1:3/".into(),
             lambda: "http://127.0.0.1:4".into(),
             issuer: None,
+            control: "http://127.0.0.1:5".into(),
+            region: "eu-west-1".into(),
         }
     }
 }
@@ -146,6 +156,7 @@ pub struct Stack {
     pool: Arc<LambdaPool>,
     lambda_api: LambdaApi,
     lambda_server: JoinHandle<std::io::Result<()>>,
+    control_server: JoinHandle<std::io::Result<()>>,
     gateway: Gateway,
     edge: Edge,
     console: Console,
@@ -246,6 +257,11 @@ impl Stack {
             tokio::spawn(console.clone().serve(listeners.console.0)),
         ];
         let lambda_server = tokio::spawn(lambda_api.clone().serve(listeners.lambda.0));
+        let faults = gateway.fault_plan();
+        pool.set_fault_plan(Arc::clone(&faults));
+        pool.set_freeze(options.freeze);
+        let control = ControlServer::new(&topology.region, faults, Arc::new(gateway.clone()));
+        let control_server = tokio::spawn(control.serve(listeners.control.0));
         let (watching, watch_line) = match function {
             Some(function) => {
                 let live = LiveStack {
@@ -272,6 +288,7 @@ impl Stack {
             pool,
             lambda_api,
             lambda_server,
+            control_server,
             gateway,
             edge,
             console,
@@ -319,6 +336,7 @@ impl Stack {
             warn!("some asynchronous invocations had not finished");
         }
         self.lambda_server.abort();
+        self.control_server.abort();
         // Its event streams end, so its server can stop with the others.
         self.console.stop();
         for server in self.servers {

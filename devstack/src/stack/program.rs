@@ -336,6 +336,8 @@ mod tests {
             console: "http://127.0.0.1:8082/".into(),
             lambda: "http://127.0.0.1:8084".into(),
             issuer: None,
+            control: "http://127.0.0.1:8085".into(),
+            region: topology.region.clone(),
         };
         let env =
             function_env(&topology, &endpoints, addr, "http://127.0.0.1:9").expect("resolves");

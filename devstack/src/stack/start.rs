@@ -85,6 +85,8 @@ pub(super) struct Listeners {
     /// The Lambda service's Invoke API, for the function's own client: a
     /// broadcast continues in asynchronous invocations of the function.
     pub(super) lambda: (TcpListener, SocketAddr),
+    /// The control room (time and faults on demand): always on 127.0.0.1.
+    pub(super) control: (TcpListener, SocketAddr),
 }
 
 impl Listeners {
@@ -98,25 +100,30 @@ impl Listeners {
         // when the API layer does not.
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let lambda = bind(loopback, "Lambda Invoke API").await?;
+        let control = bind(loopback, "control").await?;
         Ok(Listeners {
             api,
             edge,
             console,
             lambda,
+            control,
         })
     }
 
     /// Where each listener answers, with the stage and the stack's API key.
     pub(super) fn endpoints(&self, topology: &Topology, options: &UpOptions) -> Endpoints {
         let api_key = options.api_key.clone().unwrap_or_else(random_api_key);
-        Endpoints::new(
+        let mut endpoints = Endpoints::new(
             self.edge.1,
             self.api.1,
             self.console.1,
             self.lambda.1,
             &topology.stage.name,
             api_key,
-        )
+        );
+        endpoints.control = format!("http://{}", self.control.1);
+        endpoints.region = topology.region.clone();
+        endpoints
     }
 }
 
@@ -169,6 +176,8 @@ impl Endpoints {
             api_key,
             stage: stage.to_string(),
             issuer: None,
+            control: String::new(),
+            region: String::new(),
         }
     }
 }
@@ -319,6 +328,7 @@ mod tests {
             issuer: None,
             authorizer_bin: None,
             watch: false,
+            freeze: true,
         }
     }
 

@@ -257,6 +257,8 @@ pub(super) fn handler_env(
         console: format!("http://{unused}/"),
         lambda: format!("http://{unused}"),
         issuer: None,
+        control: format!("http://{unused}"),
+        region: topology.region.clone(),
     };
     let mut env =
         crate::stack::function_env(topology, &endpoints, unused, &format!("http://{unused}"))

@@ -193,6 +193,13 @@ async fn no_log_line_holds_the_token() -> anyhow::Result<()> {
             client
                 .send(&ClientFrame::send_message(json!({"text": "x"})))
                 .await?;
+            // The `sent` reply first: the two invocations run side by side,
+            // so a ping sent at once may be answered before it.
+            let reply = client.recv_server().await?;
+            ensure!(
+                matches!(reply, ServerFrame::Sent { .. }),
+                "expected sent, got {reply:?}"
+            );
             client.ping().await?;
             client.close().await?;
             // The authorizer's and the handler's lines arrive a moment later.

@@ -79,20 +79,8 @@ async fn the_js_client_works_in_chromium() -> anyhow::Result<()> {
 /// is shown as text instead of throwing in the page. Needs Node.js only.
 #[tokio::test]
 async fn the_consoles_frame_descriptions_hold() -> anyhow::Result<()> {
-    let node = browser::find_node()?;
     let test_file = browser::tests_dir().join("frames.test.js");
-    let run = tokio::process::Command::new(node)
-        .args(["--test", "--test-reporter=spec"])
-        .arg(&test_file)
-        .kill_on_drop(true)
-        .output();
-    let output = e2e::within(Duration::from_secs(60), "node --test frames.test.js", run).await??;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    anyhow::ensure!(output.status.success(), "the frame tests failed:\n{text}");
+    let text = browser::run_node_only_tests(&test_file, &[], &[], Duration::from_secs(60)).await?;
     println!("{text}");
     Ok(())
 }

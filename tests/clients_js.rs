@@ -14,26 +14,14 @@ use e2e::{Stack, StackConfig};
 const IDLE_SECS: u64 = 2;
 
 async fn node_test(file: &Path, env: &[(&str, String)]) -> anyhow::Result<String> {
-    let node = browser::find_node()?;
     // Node 20's global WebSocket is behind this flag (on by default from 22).
-    let run = tokio::process::Command::new(node)
-        .args(["--experimental-websocket", "--test", "--test-reporter=spec"])
-        .arg(file)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .kill_on_drop(true)
-        .output();
-    let output = e2e::within(Duration::from_secs(120), "node --test", run).await??;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    anyhow::ensure!(
-        output.status.success(),
-        "{} failed:\n{text}",
-        file.display()
-    );
-    Ok(text)
+    browser::run_node_only_tests(
+        file,
+        &["--experimental-websocket"],
+        env,
+        Duration::from_secs(120),
+    )
+    .await
 }
 
 fn client_tests() -> std::path::PathBuf {

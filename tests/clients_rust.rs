@@ -168,6 +168,17 @@ async fn the_rust_client_finds_a_restarted_stack_again() -> anyhow::Result<()> {
     second.explain(result)
 }
 
+/// Options for `user`, signed in with a token from the stack's local issuer.
+async fn signed_in(stack: &Stack, user: &str) -> anyhow::Result<Options> {
+    let mut signed = options(stack.edge(), Duration::from_secs(60))?;
+    signed.token = Some(
+        stack
+            .token(&local_issuer::MintRequest::for_user(user))
+            .await?,
+    );
+    Ok(signed)
+}
+
 /// With sign-in on, the client's `token` goes in the query string the
 /// stack's authorizer reads: the peer sees the sender's user id; without a
 /// token the handshake is refused (401) and the client gives up.
@@ -175,19 +186,9 @@ async fn the_rust_client_finds_a_restarted_stack_again() -> anyhow::Result<()> {
 async fn the_rust_client_signs_in_with_its_token() -> anyhow::Result<()> {
     let stack = Stack::start_with(StackConfig::new().sign_in()).await?;
     let result = async {
-        let token = stack
-            .token(&local_issuer::MintRequest::for_user("alice"))
-            .await?;
-        let mut signed = options(stack.edge(), Duration::from_secs(60))?;
-        signed.token = Some(token);
-        let mut alice = Client::connect(signed);
+        let mut alice = Client::connect(signed_in(&stack, "alice").await?);
         until(&mut alice, "alice open", state_is(State::Open)).await?;
-        let bob_token = stack
-            .token(&local_issuer::MintRequest::for_user("bob"))
-            .await?;
-        let mut bob_options = options(stack.edge(), Duration::from_secs(60))?;
-        bob_options.token = Some(bob_token);
-        let mut bob = Client::connect(bob_options);
+        let mut bob = Client::connect(signed_in(&stack, "bob").await?);
         until(&mut bob, "bob open", state_is(State::Open)).await?;
         alice.send(serde_json::json!("hi bob")).await?;
         let user = until(&mut bob, "alice's message", |event| match event {

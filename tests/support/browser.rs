@@ -188,6 +188,37 @@ pub fn screenshot_dir() -> anyhow::Result<PathBuf> {
 
 /// Runs `node --test` on `test_file` with `env`; returns the runner's output,
 /// or an error holding it when a test failed.
+/// `node --test` on one file of tests that need Node.js only (no browser),
+/// with `flags` before it and `env` set, for at most `limit`: its report, or
+/// an error holding it.
+pub async fn run_node_only_tests(
+    file: &Path,
+    flags: &[&str],
+    env: &[(&str, String)],
+    limit: Duration,
+) -> anyhow::Result<String> {
+    let node = find_node()?;
+    let run = tokio::process::Command::new(node)
+        .args(flags)
+        .args(["--test", "--test-reporter=spec"])
+        .arg(file)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .kill_on_drop(true)
+        .output();
+    let output = crate::within(limit, &format!("node --test {}", file.display()), run).await??;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    anyhow::ensure!(
+        output.status.success(),
+        "{} failed:\n{text}",
+        file.display()
+    );
+    Ok(text)
+}
+
 pub fn run_node_tests(
     tools: &Tools,
     deps: &Path,

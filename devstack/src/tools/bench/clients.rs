@@ -55,6 +55,22 @@ pub(super) async fn ping(ws: &mut Ws) -> anyhow::Result<Duration> {
     Ok(started.elapsed())
 }
 
+/// Ping → pong times of `n` pings on one connection, after one ping to warm it.
+pub(super) async fn round_trips(
+    addr: SocketAddr,
+    path: &str,
+    n: usize,
+) -> anyhow::Result<Option<Percentiles>> {
+    let mut ws = connect(addr, path, source_address(0)).await?;
+    ping(&mut ws).await?;
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        samples.push(ping(&mut ws).await?);
+    }
+    close(ws).await;
+    Ok(Percentiles::of(&samples))
+}
+
 /// One frame echoed by the floor server.
 pub(super) async fn echo(ws: &mut Ws, frame: &str) -> anyhow::Result<Duration> {
     let started = Instant::now();

@@ -86,14 +86,7 @@ async fn column(
     futures_util::stream::iter(sockets)
         .for_each_concurrent(64, close)
         .await;
-    let mut ws = connect(addr, path, source_address(0)).await?;
-    ping(&mut ws).await?;
-    let mut samples = Vec::with_capacity(args.messages);
-    for _ in 0..args.messages {
-        samples.push(ping(&mut ws).await?);
-    }
-    close(ws).await;
-    column.round_trip = Percentiles::of(&samples);
+    column.round_trip = round_trips(addr, path, args.messages).await?;
     // Let the handshake row's $disconnects finish first.
     tokio::time::sleep(Duration::from_secs(2)).await;
     column.broadcast = Some(

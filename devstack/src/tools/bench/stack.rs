@@ -40,14 +40,7 @@ pub(super) async fn bench_stack(args: &BenchArgs, env: &BenchEnv) -> anyhow::Res
         report.edge_handshake = handshakes(addr, path, args.handshakes)
             .await
             .context("handshakes through the edge")?;
-        let mut ws = connect(addr, path, source_address(0)).await?;
-        ping(&mut ws).await?;
-        let mut samples = Vec::with_capacity(args.messages);
-        for _ in 0..args.messages {
-            samples.push(ping(&mut ws).await?);
-        }
-        close(ws).await;
-        report.edge_round_trip = Percentiles::of(&samples);
+        report.edge_round_trip = round_trips(addr, path, args.messages).await?;
         eprintln!(
             "bench: sustained, {} clients × {} pings",
             args.sustained_clients, args.sustained_messages

@@ -211,7 +211,7 @@ impl Stack {
         };
         let env = function_env(&topology, &endpoints, api_addr, dynamodb.endpoint())?;
         let pool = LambdaPool::start(
-            function_config(&topology, binary, env, options.max_concurrency),
+            function_config(&topology.function, binary, env, options.max_concurrency),
             events.clone(),
         )
         .await

@@ -145,15 +145,15 @@ pub fn edge_config(topology: &Topology, endpoints: &Endpoints) -> EdgeConfig {
     }
 }
 
-/// The function's config: the program's name, memory and timeout, with the
-/// given binary, environment and concurrency.
+/// A function's config: the program's name, memory and timeout for
+/// `function` (the handler's, or the authorizer's), with the given binary,
+/// environment and concurrency.
 pub fn function_config(
-    topology: &Topology,
+    function: &pulumi_program::FunctionSpec,
     binary: PathBuf,
     env: Vec<(String, String)>,
     max_concurrency: usize,
 ) -> FunctionConfig {
-    let function = &topology.function;
     FunctionConfig {
         binary,
         name: function.name.clone(),

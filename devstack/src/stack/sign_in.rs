@@ -5,7 +5,6 @@
 //! or from a real issuer named with `--issuer`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use local_issuer::LocalIssuer;
@@ -17,9 +16,9 @@ use super::start::workspace_manifest;
 use super::{Endpoints, UpOptions};
 use crate::console::EventBus;
 use crate::issuer::{self, DEFAULT_AUDIENCE};
-use crate::lambda::{FunctionConfig, LambdaPool};
+use crate::lambda::LambdaPool;
 use crate::reload::build::{AUTHORIZER_PACKAGE, CargoFunction};
-use crate::stack::program::{IssuerTarget, authorizer_env, first_audience};
+use crate::stack::program::{IssuerTarget, authorizer_env, first_audience, function_config};
 
 /// The authorizer's processes at most: API Gateway runs it once per
 /// handshake not answered from the cache.
@@ -84,16 +83,8 @@ impl SignIn {
             .await
             .context("getting the authorizer function")?;
         let env = authorizer_env(topology, endpoints, api_addr, &target)?;
-        let function = &spec.function;
         let pool = LambdaPool::start(
-            FunctionConfig {
-                binary,
-                name: function.name.clone(),
-                env,
-                memory_mb: function.memory_mb,
-                timeout: Duration::from_secs(u64::from(function.timeout_secs)),
-                max_concurrency: AUTHORIZER_CONCURRENCY,
-            },
+            function_config(&spec.function, binary, env, AUTHORIZER_CONCURRENCY),
             events,
         )
         .await

@@ -37,7 +37,12 @@ impl Target for LiveStack {
             self.api_addr,
             &self.dynamodb_endpoint,
         )?;
-        let config = function_config(topology, binary.to_path_buf(), env, self.max_concurrency);
+        let config = function_config(
+            &topology.function,
+            binary.to_path_buf(),
+            env,
+            self.max_concurrency,
+        );
         self.pool.swap(config).await
     }
 

@@ -143,9 +143,21 @@ pub fn target_dir() -> anyhow::Result<PathBuf> {
 /// Installs `tests/browser/package-lock.json` with `npm ci` into
 /// `target/browser-tests/`, unless the same lock is installed there already.
 /// Returns that folder (its `node_modules` holds playwright-core).
+///
+/// Tests run side by side, in one binary and across binaries, and two
+/// `npm ci` in one folder tear each other's `node_modules` down (ENOTEMPTY):
+/// an exclusive lock on `target/browser-tests.lock` lets one install while
+/// the others wait, then find it installed.
 pub fn install_playwright(tools: &Tools) -> anyhow::Result<PathBuf> {
     let source = tests_dir();
-    let deps = target_dir()?.join("browser-tests");
+    let target = target_dir()?;
+    let deps = target.join("browser-tests");
+    let lock_path = target.join("browser-tests.lock");
+    let guard =
+        File::create(&lock_path).with_context(|| format!("creating {}", lock_path.display()))?;
+    guard
+        .lock()
+        .with_context(|| format!("locking {}", lock_path.display()))?;
     let lock = std::fs::read(source.join("package-lock.json"))
         .with_context(|| format!("reading {}", source.join("package-lock.json").display()))?;
     let installed = deps
@@ -186,8 +198,6 @@ pub fn screenshot_dir() -> anyhow::Result<PathBuf> {
     }
 }
 
-/// Runs `node --test` on `test_file` with `env`; returns the runner's output,
-/// or an error holding it when a test failed.
 /// `node --test` on one file of tests that need Node.js only (no browser),
 /// with `flags` before it and `env` set, for at most `limit`: its report, or
 /// an error holding it.

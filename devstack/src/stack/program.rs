@@ -84,6 +84,9 @@ pub struct IssuerTarget {
     /// `JWKS_URL`, when known (the local issuer's); otherwise the function
     /// finds the keys by OpenID discovery.
     pub jwks_url: Option<String>,
+    /// The local issuer's audience: `AUDIENCE` when the program names none
+    /// (a stack without `audience` config still signs in locally).
+    pub local_audience: Option<String>,
 }
 
 /// The authorizer function's environment: the program's variables with
@@ -102,6 +105,12 @@ pub fn authorizer_env(
         .context("the authorizer function's environment")?;
     env.retain(|(name, _)| name != "ISSUER" && name != "JWKS_URL");
     env.push(("ISSUER".to_string(), target.issuer.clone()));
+    if let Some(audience) = &target.local_audience
+        && first_audience(topology).is_none()
+    {
+        env.retain(|(name, _)| name != "AUDIENCE");
+        env.push(("AUDIENCE".to_string(), audience.clone()));
+    }
     if let Some(jwks) = &target.jwks_url {
         env.push(("JWKS_URL".to_string(), jwks.clone()));
     }
@@ -379,6 +388,7 @@ mod tests {
         let target = IssuerTarget {
             issuer: "http://127.0.0.1:9999".into(),
             jwks_url: Some("http://127.0.0.1:9999/.well-known/jwks.json".into()),
+            local_audience: Some("devstack-local".into()),
         };
         let env = authorizer_env(&topology, &Endpoints::example(), addr, &target).expect("env");
         let get = |name: &str| {
@@ -395,5 +405,50 @@ mod tests {
         assert_eq!(get("AUDIENCE"), first_audience(&topology));
         assert!(get("AUDIENCE").is_some_and(|a| !a.is_empty()));
         assert_eq!(get("AWS_REGION").as_deref(), Some(topology.region.as_str()));
+    }
+
+    /// A stack that configures no audience (signIn at its default, oidc)
+    /// still signs in locally: the authorizer accepts the local issuer's
+    /// audience instead of failing at init with `AUDIENCE is not set`.
+    #[test]
+    fn a_stack_without_an_audience_takes_the_local_issuers() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root");
+        let program = std::fs::read_to_string(root.join("Pulumi.yaml")).expect("Pulumi.yaml");
+        let topology = pulumi_program::load_sources(
+            &program,
+            Some(r#"{"config": {"aws:region": "us-east-1"}}"#),
+            "bare",
+        )
+        .expect("a stack with no config loads");
+        assert_eq!(first_audience(&topology), None);
+        let addr: SocketAddr = "127.0.0.1:8081".parse().expect("addr");
+        let local = IssuerTarget {
+            issuer: "http://127.0.0.1:9999".into(),
+            jwks_url: Some("http://127.0.0.1:9999/.well-known/jwks.json".into()),
+            local_audience: Some("devstack-local".into()),
+        };
+        let env = authorizer_env(&topology, &Endpoints::example(), addr, &local).expect("env");
+        let audiences: Vec<&str> = env
+            .iter()
+            .filter(|(k, _)| k == "AUDIENCE")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(audiences, ["devstack-local"]);
+
+        // A real issuer (--issuer) gets no invented audience.
+        let real = IssuerTarget {
+            issuer: "https://issuer.example".into(),
+            jwks_url: None,
+            local_audience: None,
+        };
+        let env = authorizer_env(&topology, &Endpoints::example(), addr, &real).expect("env");
+        assert!(
+            env.iter()
+                .filter(|(k, _)| k == "AUDIENCE")
+                .all(|(_, v)| v.is_empty()),
+            "{env:?}"
+        );
     }
 }

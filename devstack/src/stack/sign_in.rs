@@ -54,6 +54,7 @@ impl SignIn {
                 IssuerTarget {
                     issuer: url.clone(),
                     jwks_url: None,
+                    local_audience: None,
                 },
             ),
             None => {
@@ -70,6 +71,7 @@ impl SignIn {
                 let target = IssuerTarget {
                     issuer: local.url().to_string(),
                     jwks_url: Some(local.issuer().jwks_uri()),
+                    local_audience: Some(audience.clone()),
                 };
                 info!(issuer = local.url(), audience, "local OpenID issuer ready");
                 (Some(local), target)

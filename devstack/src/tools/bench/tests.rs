@@ -229,6 +229,31 @@ fn the_bench_config_raises_every_limit_under_the_project_namespace() {
     assert_eq!(config["config"]["p:stageBurstLimit"], 100_000);
     assert_eq!(config["config"]["p:usagePlanRateLimit"], 100_000);
     assert_eq!(config["config"]["aws:region"], "us-east-1");
+    assert_eq!(config["config"]["p:signIn"], "off");
+}
+
+/// The bench's clients carry no token: with the program's default sign-in
+/// (oidc), the bench's stack refused every handshake, or its authorizer
+/// never started. The repository's program under the bench's config has
+/// `$connect` open to whoever comes through the edge.
+#[test]
+fn the_bench_stack_runs_the_program_without_sign_in() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let program = std::fs::read_to_string(root.join("Pulumi.yaml")).expect("Pulumi.yaml");
+    let region_only = r#"{"config": {"aws:region": "us-east-1"}}"#;
+    let project = pulumi_program::load_sources(&program, Some(region_only), BENCH_STACK)
+        .expect("the program loads")
+        .project;
+    let topology =
+        pulumi_program::load_sources(&program, Some(&bench_stack_config(&project)), BENCH_STACK)
+            .expect("the bench's stack loads");
+    assert!(
+        topology.sign_in.as_ref().is_some_and(|s| !s.enabled),
+        "{:?}",
+        topology.sign_in
+    );
 }
 
 #[test]

@@ -4,12 +4,14 @@
 //! accepted and send the distribution what each needs, and the program's
 //! guards stop the preview on a configuration CloudFront would refuse.
 
+use std::collections::BTreeSet;
+
 use anyhow::{Context, ensure};
 use serde_json::{Value, json};
 
 use devstack::tools::rehearse::toolchain::repo_root;
 
-use super::Rehearsal;
+use super::{Rehearsal, names};
 
 const ARN: &str =
     "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000";
@@ -75,6 +77,33 @@ fn a_custom_domain_gets_its_certificate_and_tls_1_2_and_none_keeps_cloudfronts()
     );
     let custom = output(&stack, "CustomURL")?;
     ensure!(custom == "wss://chat.example.com", "CustomURL {custom:?}");
+    let updated = names(&stack.calls("Update")?);
+    ensure!(
+        updated == BTreeSet::from(["distribution".to_string()]),
+        "the domain updated {updated:?}, not the distribution alone"
+    );
+
+    // Unchanged config, unchanged stack: nothing to update.
+    let before = stack.journal_len()?;
+    stack.pulumi(&["up", "--yes"])?;
+    let later = stack.session.journal()?.split_off(before);
+    let changes: Vec<&Value> = later
+        .iter()
+        .filter(|e| ["Create", "Update", "Delete"].contains(&e["call"].as_str().unwrap_or("")))
+        .collect();
+    ensure!(changes.is_empty(), "a second up changed {changes:?}");
+
+    // Back to CloudFront's own name: the default certificate alone again.
+    stack.pulumi(&["config", "set", "customDomain", "0"])?;
+    stack.pulumi(&["config", "rm", "domainNames"])?;
+    stack.pulumi(&["config", "rm", "certificateArn"])?;
+    stack.pulumi(&["up", "--yes"])?;
+    let back = distribution_inputs(&stack)?;
+    ensure!(
+        back["viewerCertificate"] == json!({"cloudfrontDefaultCertificate": true})
+            && back["aliases"] == json!([]),
+        "back to the default: {back}"
+    );
     Ok(())
 }
 

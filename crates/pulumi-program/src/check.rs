@@ -34,6 +34,7 @@ use crate::topology;
 mod access_logs;
 mod alarms;
 mod budgets;
+mod custom_domain;
 mod cycles;
 mod dashboard;
 mod expressions;
@@ -131,6 +132,7 @@ fn check_program(program: &Program) -> Vec<Diagnostic> {
     checker.failures_page();
     checker.one_source_per_name();
     checker.stage_access_logs();
+    checker.custom_domain();
     checker.alarm_outputs();
     if checker.diags.is_empty()
         && let Err(err) = topology::build(program)

@@ -218,6 +218,23 @@ impl<'a> Evaluator<'a> {
                 let Some([index, values]) = two(args) else {
                     return Evaluated::Unknown("fn::select takes [index, list]".into());
                 };
+                // From a written list only the element selected need be
+                // known offline (the other may be a resource output).
+                if let (Evaluated::Known(Value::Number(n)), Value::Sequence(items)) =
+                    (self.eval(index), values)
+                {
+                    return match n
+                        .as_u64()
+                        .and_then(|i| usize::try_from(i).ok())
+                        .and_then(|i| items.get(i))
+                    {
+                        Some(item) => self.eval(item),
+                        None => Evaluated::Unknown(format!(
+                            "{OUT_OF_RANGE}: index {n} of a list of {}",
+                            items.len()
+                        )),
+                    };
+                }
                 match (self.eval(index), self.eval(values)) {
                     (Evaluated::Unknown(why), _) | (_, Evaluated::Unknown(why)) => {
                         Evaluated::Unknown(why)

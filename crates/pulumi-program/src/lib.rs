@@ -47,6 +47,9 @@ pub struct Topology {
     pub claims_table: TableSpec,
     /// The origin custom header CloudFront adds to every request (`x-api-key`).
     pub origin_api_key_header: String,
+    /// The distribution's aliases (config `domainNames` with `customDomain`
+    /// 1): names with an ACM certificate, which the local stack does not play.
+    pub aliases: Vec<String>,
     /// Sign-in on `$connect`: the program's authorizer and its function, if
     /// it has one (whether `$connect` uses it is [`SignInSpec::enabled`]).
     pub sign_in: Option<SignInSpec>,

@@ -74,6 +74,7 @@ pub(crate) fn build(program: &Program) -> Result<Topology, Error> {
     let claims_table = table_spec(&reader, &table_of(&resources, "CLAIMS_TABLE")?)?;
     let distribution = only(&resources, DISTRIBUTION)?;
     let origin_api_key_header = origin_key_header(program, &reader, &distribution)?;
+    let aliases = aliases(&reader, &distribution)?;
     let sign_in = sign_in::spec(&reader, &resources, &api)?;
     Ok(Topology {
         project: program.project.clone(),
@@ -87,9 +88,28 @@ pub(crate) fn build(program: &Program) -> Result<Topology, Error> {
         table,
         claims_table,
         origin_api_key_header,
+        aliases,
         sign_in,
         resources: crate::coverage::resources(program),
     })
+}
+
+/// The distribution's aliases, each a string (none when left out).
+fn aliases(reader: &Reader<'_>, distribution: &Resource<'_>) -> Result<Vec<String>, Error> {
+    let path = format!("{}.aliases", at(distribution));
+    let Some(value) = distribution.properties.and_then(|p| p.get("aliases")) else {
+        return Ok(Vec::new());
+    };
+    match reader.known(value, &path)? {
+        Value::Sequence(items) => items
+            .iter()
+            .map(|item| match item {
+                Value::String(s) => Ok(s.clone()),
+                other => Err(invalid(&path, format!("expected strings, found {other:?}"))),
+            })
+            .collect(),
+        other => Err(invalid(&path, format!("expected a list, found {other:?}"))),
+    }
 }
 
 /// How the API picks a message's route and reads the key.

@@ -24,6 +24,7 @@ impl Stack {
              \x20 function                     up to {concurrency} processes, timeout {timeout}s\n\
              \x20 WAF rule {rule:<20} {limit} requests per {window}s per client IP\n\
              \x20 sign-in                      {sign_in}\n\
+             {custom_domain}\
              \x20 watch                        {watch}\n\
              \x20 program                      {coverage}\n\
              \x20 control (time, faults)       {control}   (devstack control --ready-file …)\n\
@@ -54,6 +55,7 @@ impl Stack {
             limit = t.waf.rate_limit,
             window = t.waf.evaluation_window_secs,
             sign_in = self.sign_in_line,
+            custom_domain = custom_domain_line(&t.aliases),
             edge_try = match &self.sign_in {
                 Some(sign_in) => sign_in.wscat_url(&e.edge),
                 None => e.edge.clone(),
@@ -66,5 +68,34 @@ impl Stack {
             coverage = t.coverage_summary(),
             control = e.control,
         )
+    }
+}
+
+/// The program's custom domain, if it has one: a line saying the local stack
+/// does not play it (no certificates, no DNS: the edge above stands in).
+fn custom_domain_line(aliases: &[String]) -> String {
+    if aliases.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\x20 custom domain                {} (not played locally: no certificate or DNS; use the edge above)\n",
+        aliases.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::custom_domain_line;
+
+    #[test]
+    fn a_custom_domain_is_named_as_not_played_and_none_adds_no_line() {
+        assert_eq!(custom_domain_line(&[]), "");
+        let line = custom_domain_line(&["chat.example.com".into(), "ws.example.com".into()]);
+        assert!(
+            line.contains("custom domain")
+                && line.contains("chat.example.com, ws.example.com")
+                && line.contains("not played locally"),
+            "{line}"
+        );
     }
 }

@@ -9,6 +9,7 @@
 use serde_yaml_ng::Value;
 
 use super::Checker;
+use super::custom_domain::without_domain;
 use super::invariants::{Scope, known_str, mentions, prop};
 use crate::eval::{Evaluated, Evaluator, OUT_OF_RANGE};
 use crate::interpolation::{self, Segment};
@@ -141,8 +142,9 @@ impl Checker<'_> {
                 );
             }
         }
-        // And the current stack, with a message naming its config.
-        if refused(self.program, &self.config, connect) {
+        // And the current stack, with a message naming its config (its
+        // custom domain, checked on its own, left out).
+        if refused(self.program, &without_domain(&self.config), connect) {
             let show = |key: &str| {
                 self.config
                     .lookup(key)
@@ -348,10 +350,15 @@ impl Checker<'_> {
 /// a variable, or the `$connect` route's `authorizationType`, selects past
 /// the end of its list.
 fn refused(program: &Program, config: &Config, connect: &Resource<'_>) -> bool {
+    stops_preview(program, config, prop(connect, "authorizationType"))
+}
+
+/// Whether the YAML host stops the preview of `program` under `config`: a
+/// variable, or `also`, selects past the end of its list.
+pub(super) fn stops_preview(program: &Program, config: &Config, also: Option<&Value>) -> bool {
     let eval = Evaluator::new(program, config);
     let out_of_range = |value: &Value| matches!(eval.eval(value), Evaluated::Unknown(why) if why.starts_with(OUT_OF_RANGE));
-    program.variables().any(|(_, value)| out_of_range(value))
-        || prop(connect, "authorizationType").is_some_and(out_of_range)
+    program.variables().any(|(_, value)| out_of_range(value)) || also.is_some_and(out_of_range)
 }
 
 fn describe(found: &Evaluated) -> String {

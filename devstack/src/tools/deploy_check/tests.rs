@@ -362,8 +362,8 @@ async fn a_closed_port_is_a_tcp_failure() {
 #[tokio::test]
 async fn a_malformed_url_fails_every_check_that_needs_it_without_connecting() {
     let args = CheckArgs {
-        url: "https://d1.cloudfront.net".into(),
-        direct: "not a url".into(),
+        url: Some("https://d1.cloudfront.net".into()),
+        direct: Some("not a url".into()),
         messages: 3,
         json: true,
         timeout: 1,
@@ -371,6 +371,10 @@ async fn a_malformed_url_fails_every_check_that_needs_it_without_connecting() {
         token: None,
         token_parameter: "token".into(),
         issuer: crate::issuer::DEFAULT_URL.into(),
+        conformance: false,
+        ready_file: None,
+        slow: false,
+        flood: 2000,
     };
     let mut seen = Vec::new();
     let report = tokio::time::timeout(LIMIT, check(&args, |o| seen.push(o.name)))

@@ -4,7 +4,9 @@
 //! selection and `$default`, stage throttling, `@connections` (410 for an
 //! unknown id; GET, POST, DELETE), the idle and 2-hour closes through the
 //! control, the authorizer's 401 and 403. A stack that breaks a behaviour
-//! fails its row and the command (here: a stage without throttling).
+//! fails its row and the command (here: a stage without throttling, and —
+//! run as against a deployment with `--slow` — idle connections closed
+//! long before the documented 10 minutes).
 
 use std::process::Output;
 use std::time::Duration;
@@ -135,6 +137,58 @@ async fn a_stage_that_never_throttles_fails_its_row_and_the_command() -> anyhow:
             // Sign-in is off on this stack: its rows are not run, not failed.
             ensure!(
                 status("sign-in-no-token").as_deref() == Some("skip"),
+                "{document:#}"
+            );
+            Ok(())
+        }
+        .await,
+    )
+}
+
+#[tokio::test]
+async fn with_slow_the_time_rows_wait_and_fail_a_stage_that_closes_idle_clients_early()
+-> anyhow::Result<()> {
+    // Run as against a deployment (no ready file): the idle and 2-hour rows
+    // wait for the close; this stack closes idle connections after 2 s.
+    let stack = Stack::start_with(StackConfig::new().idle_timeout_secs(2)).await?;
+    let mut command = tokio::process::Command::new(devstack_binary()?);
+    command
+        .args(["check", "--conformance", "--slow", "--json", stack.edge()])
+        .args(["--direct", stack.api()])
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(CHECK_TIMEOUT, command.output())
+        .await
+        .context("devstack check --conformance --slow did not finish in time")??;
+    stack.explain(
+        async {
+            ensure!(!output.status.success(), "{}", describe(&output));
+            let document: serde_json::Value =
+                serde_json::from_slice(&output.stdout).with_context(|| describe(&output))?;
+            ensure!(document["target"] == "deployed", "{document:#}");
+            let outcome = |id: &str| {
+                document["rows"]
+                    .as_array()
+                    .and_then(|rows| rows.iter().find(|row| row["outcome"]["name"] == id))
+                    .map(|row| row["outcome"].clone())
+                    .unwrap_or_default()
+            };
+            for id in ["idle-timeout", "max-connection-life"] {
+                let row = outcome(id);
+                ensure!(
+                    row["status"] == "fail"
+                        && row["detail"]
+                            .as_str()
+                            .is_some_and(|d| d.contains("before the documented")),
+                    "{id}: {row:#}"
+                );
+            }
+            // @connections is not run against a deployment.
+            ensure!(
+                outcome("unknown-connection")["status"] == "skip",
+                "{document:#}"
+            );
+            ensure!(
+                outcome("route-selection")["status"] == "pass",
                 "{document:#}"
             );
             Ok(())

@@ -39,8 +39,8 @@ pub mod reference {
         "https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-execution-service-websocket-limits-table.html",
     );
     pub const API_KEY: Reference = (
-        "API key source",
-        "https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-api-key-source.html",
+        "Route request settings for $connect",
+        "https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-api-develop-routes.html#apigateway-websocket-api-route-request-connect",
     );
     pub const CONNECTIONS: Reference = (
         "@connections commands",
@@ -51,8 +51,12 @@ pub mod reference {
         "https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-api-protect.html",
     );
     pub const ROUTES: Reference = (
-        "Selection expressions",
-        "https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-selection-expressions.html",
+        "Route selection expressions",
+        "https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-api-develop-routes.html#apigateway-websocket-api-route-selection-expressions",
+    );
+    pub const DEFAULT_ROUTE: Reference = (
+        "The $default route",
+        "https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-routes-integrations.html",
     );
     pub const AUTHORIZER: Reference = (
         "REQUEST authorizers",

@@ -149,7 +149,7 @@ pub(super) async fn default_route(target: &Target) -> Row {
     };
     Row::new(
         "No matching route, or no JSON: the $default route",
-        ROUTES,
+        DEFAULT_ROUTE,
         outcome("default-route", run.await),
     )
 }

@@ -3,11 +3,14 @@
 //! from its one source and compared, so a doc that drifts fails here, naming
 //! its file and line and how to fix it. What a command prints is regenerated
 //! rather than edited: `UPDATE_DOCS=1 cargo test -p e2e --test docs` rewrites
-//! the banner's `program` line (docs/local-stack.md) and the rehearsal's
-//! transcript (docs/rehearsal.md) from a fresh run.
+//! the banner's `program` line (docs/local-stack.md), the rehearsal's
+//! transcript (docs/rehearsal.md) and the local parity table
+//! (docs/verify.md) from a fresh run.
 
 #[path = "docs/benchmarks.rs"]
 mod benchmarks;
+#[path = "docs/conformance.rs"]
+mod conformance;
 #[path = "docs/deploy.rs"]
 mod deploy;
 #[path = "docs/markdown.rs"]
@@ -260,5 +263,32 @@ fn rehearsal_md_shows_what_the_rehearsal_prints() {
     }
     drift.check(&format!(
         "`{REGENERATE}` rewrites the transcript from a fresh rehearsal (then read the diff)"
+    ));
+}
+
+#[test]
+fn verify_md_shows_the_local_parity_table_as_measured() {
+    let doc = Doc::read(conformance::PAGE);
+    let (begin, _, page) = conformance::on_page(&doc).unwrap_or_else(|e| panic!("{e:#}"));
+    let output = conformance::measure().unwrap_or_else(|e| panic!("{e:#}"));
+    let fresh = conformance::as_page(&output).unwrap_or_else(|e| panic!("{e:#}"));
+    if updating() {
+        conformance::write_to_page(&doc, &fresh).unwrap_or_else(|e| panic!("{e:#}"));
+        return;
+    }
+    let (was, now) = (conformance::masked(&page), conformance::masked(&fresh));
+    let mut drift = Drift::default();
+    for line in now.iter().filter(|l| !was.contains(l)) {
+        drift.at(&doc, begin, format!("the command now prints `{line}`"));
+    }
+    for line in was.iter().filter(|l| !now.contains(l)) {
+        drift.at(
+            &doc,
+            begin,
+            format!("the command no longer prints `{line}`"),
+        );
+    }
+    drift.check(&format!(
+        "`{REGENERATE}` rewrites the table from a fresh run (then read the diff)"
     ));
 }

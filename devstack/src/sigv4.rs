@@ -28,6 +28,8 @@ pub const SECRET_ACCESS_KEY: &str = "local";
 pub const MAX_SKEW: Duration = Duration::from_secs(5 * 60);
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 
+pub mod client;
+
 /// Why a request was refused.
 #[derive(Debug, PartialEq)]
 pub enum Refusal {

@@ -580,6 +580,12 @@ impl Stack {
         &self.endpoints
     }
 
+    /// The ready file the stack wrote (`devstack up --ready-file`), as
+    /// `devstack control` and `devstack check --ready-file` read it.
+    pub fn ready_file(&self) -> PathBuf {
+        self._dir.path().join("ready.json")
+    }
+
     /// The topology the stack was configured from, read from the same Pulumi files.
     pub fn topology(&self) -> anyhow::Result<pulumi_program::Topology> {
         pulumi_program::load(&self.program_dir, &self.stack_name).with_context(|| {

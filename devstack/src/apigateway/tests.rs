@@ -238,6 +238,7 @@ pub(crate) async fn ends_cleanly(client: &mut Client) {
 mod account;
 mod authorizer;
 mod connect;
+mod control;
 mod limits;
 mod management;
 mod routing;

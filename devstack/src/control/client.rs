@@ -3,79 +3,40 @@
 //! client.
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, bail};
-use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4::SigningParams;
 use axum::body::Bytes;
 use clap::{Args, Subcommand, ValueEnum};
-use http_body_util::{BodyExt as _, Full};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
 use super::plan::{PostFault, RouteFault};
 use super::{Limit, SERVICE};
-use crate::sigv4::{ACCESS_KEY_ID, SECRET_ACCESS_KEY};
+use crate::sigv4::client::SignedClient;
 use crate::stack::Endpoints;
-
-/// How long one control request may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running stack's control endpoint.
 #[derive(Debug, Clone)]
 pub struct ControlClient {
-    /// `127.0.0.1:<port>`.
-    authority: String,
-    region: String,
+    http: SignedClient,
 }
 
 impl ControlClient {
     /// The control of the stack that wrote `endpoints`.
     pub fn new(endpoints: &Endpoints) -> anyhow::Result<Self> {
-        let authority = endpoints
-            .control
-            .strip_prefix("http://")
-            .map(|rest| rest.trim_end_matches('/').to_owned())
-            .with_context(|| {
-                format!(
-                    "control endpoint {:?} is not http://host:port",
-                    endpoints.control
-                )
-            })?;
-        Ok(ControlClient {
-            authority,
-            region: endpoints.region.clone(),
-        })
+        let http = SignedClient::new(&endpoints.control, &endpoints.region, SERVICE)
+            .context("the ready file's control endpoint")?;
+        Ok(ControlClient { http })
     }
 
     /// Sends one signed JSON request; the answer's JSON body on 2xx, its
     /// message as the error otherwise.
     pub async fn call(&self, method: &str, path: &str, body: &Value) -> anyhow::Result<Value> {
         let body = Bytes::from(serde_json::to_vec(body)?);
-        let request = self.signed(method, path, body)?;
-        let exchange = async {
-            let stream = tokio::net::TcpStream::connect(&self.authority)
-                .await
-                .with_context(|| {
-                    format!(
-                        "connecting to the control at {} (is the stack running?)",
-                        self.authority
-                    )
-                })?;
-            let (mut sender, connection) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-            tokio::spawn(connection);
-            let response = sender.send_request(request).await?;
-            let status = response.status();
-            let bytes = response.into_body().collect().await?.to_bytes();
-            anyhow::Ok((status, bytes))
-        };
-        let (status, bytes) = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        let (status, bytes) = self
+            .http
+            .send(method, path, body, Some("application/json"))
             .await
-            .with_context(|| format!("the control did not answer within {REQUEST_TIMEOUT:?}"))??;
+            .with_context(|| format!("the control at {}", self.http.authority()))?;
         let answer: Value = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| json!({ "message": String::from_utf8_lossy(&bytes) }));
         if !status.is_success() {
@@ -85,39 +46,16 @@ impl ControlClient {
         Ok(answer)
     }
 
+    /// The request `call` sends, for the control's own tests.
+    #[cfg(test)]
     pub(crate) fn signed(
         &self,
         method: &str,
         path: &str,
         body: Bytes,
-    ) -> anyhow::Result<Request<Full<Bytes>>> {
-        let url = format!("http://{}{path}", self.authority);
-        let identity =
-            Credentials::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY, None, None, "devstack").into();
-        let params = SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name(SERVICE)
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()?
-            .into();
-        let headers = [
-            ("host", self.authority.as_str()),
-            ("content-type", "application/json"),
-        ];
-        let signable = SignableRequest::new(
-            method,
-            &url,
-            headers.into_iter(),
-            SignableBody::Bytes(&body),
-        )?;
-        let (instructions, _) = sign(signable, &params)?.into_parts();
-        let mut request = Request::builder().method(method).uri(path);
-        for (name, value) in headers.into_iter().chain(instructions.headers()) {
-            request = request.header(name, value);
-        }
-        Ok(request.body(Full::new(body))?)
+    ) -> anyhow::Result<hyper::Request<http_body_util::Full<Bytes>>> {
+        self.http
+            .signed(method, path, body, Some("application/json"))
     }
 
     /// Expires `connection` (or every open connection) at `limit` now.

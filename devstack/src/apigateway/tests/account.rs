@@ -19,7 +19,7 @@ fn with_account(request_rate: u32, connect_rate: u32) -> GatewayConfig {
 }
 
 /// A management client that tries each call once (the SDK retries a 429).
-fn once(running: &Running) -> aws_sdk_apigatewaymanagement::Client {
+pub(super) fn once(running: &Running) -> aws_sdk_apigatewaymanagement::Client {
     let sdk = running.management();
     aws_sdk_apigatewaymanagement::Client::from_conf(
         sdk.config()

@@ -26,6 +26,7 @@ use tokio_tungstenite::tungstenite::http::header::USER_AGENT as USER_AGENT_HEADE
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod conformance;
 mod connect;
 mod probe;
 mod report;
@@ -35,6 +36,7 @@ mod report;
 mod tests;
 
 use super::percentiles::Percentiles;
+use crate::stack::Endpoints;
 pub use connect::*;
 use probe::*;
 pub use report::*;
@@ -51,12 +53,17 @@ const USER_AGENT: &str = concat!("devstack-check/", env!("CARGO_PKG_VERSION"));
 pub struct CheckArgs {
     /// The distribution URL (`pulumi stack output DistributionURL`), or the
     /// local edge (`ws://127.0.0.1:8080`).
-    #[arg(value_name = "DISTRIBUTION_URL")]
-    pub url: String,
+    /// With `--ready-file`, the local stack's edge when absent.
+    #[arg(
+        value_name = "DISTRIBUTION_URL",
+        required_unless_present = "ready_file"
+    )]
+    pub url: Option<String>,
     /// The API's own endpoint, which must refuse clients that skip CloudFront
     /// (`pulumi stack output ApiEndpoint`, or the local `ws://127.0.0.1:8081/prod`).
-    #[arg(long, value_name = "URL")]
-    pub direct: String,
+    /// With `--ready-file`, the local API layer when absent.
+    #[arg(long, value_name = "URL", required_unless_present = "ready_file")]
+    pub direct: Option<String>,
     /// How many ping → pong round trips to measure.
     #[arg(long, value_name = "N", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -97,16 +104,80 @@ pub struct CheckArgs {
     /// URL is on loopback and no --token is given.
     #[arg(long, value_name = "URL", default_value = crate::issuer::DEFAULT_URL)]
     pub issuer: String,
+    /// Run the conformance suite instead: AWS's documented WebSocket
+    /// behaviours, printed as a parity table (local / deployed).
+    #[arg(long)]
+    pub conformance: bool,
+    /// A running local stack's ready file (`devstack up --ready-file`): its
+    /// edge, API layer, key, issuer, `@connections` and control. The
+    /// conformance table's local column needs it.
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<std::path::PathBuf>,
+    /// Against a deployment, also wait for the idle (10 minutes) and 2-hour
+    /// closes (they run side by side: about 2 hours).
+    #[arg(long)]
+    pub slow: bool,
+    /// Messages the conformance suite sends at once to go past the stage's
+    /// throttling (more than its burst, `stageBurstLimit`, plus what its rate refills).
+    #[arg(long, value_name = "N", default_value_t = 2000,
+          value_parser = clap::value_parser!(u32).range(1..=20_000))]
+    pub flood: u32,
+}
+
+impl CheckArgs {
+    /// The distribution URL (given, or the ready file's edge).
+    pub fn url(&self) -> &str {
+        self.url.as_deref().unwrap_or_default()
+    }
+
+    /// The direct endpoint (given, or the ready file's API layer).
+    pub fn direct(&self) -> &str {
+        self.direct.as_deref().unwrap_or_default()
+    }
+
+    /// Fills what is absent from the ready file; the endpoints it read.
+    fn resolve(&mut self) -> Result<Option<Endpoints>, String> {
+        let Some(path) = &self.ready_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "reading the ready file {} (is the stack running with --ready-file?): {e}",
+                path.display()
+            )
+        })?;
+        let endpoints: Endpoints = serde_json::from_str(&text)
+            .map_err(|e| format!("reading {} as devstack's ready file: {e}", path.display()))?;
+        self.url.get_or_insert_with(|| endpoints.edge.clone());
+        self.direct.get_or_insert_with(|| endpoints.api.clone());
+        if self.api_key.is_none() {
+            self.api_key = Some(endpoints.api_key.clone());
+        }
+        if let Some(issuer) = &endpoints.issuer {
+            self.issuer = issuer.clone();
+        }
+        Ok(Some(endpoints))
+    }
 }
 
 /// Runs every check, prints the report, and exits non-zero if any failed.
-pub async fn run(args: CheckArgs) -> ExitCode {
+pub async fn run(mut args: CheckArgs) -> ExitCode {
+    let endpoints = match args.resolve() {
+        Ok(endpoints) => endpoints,
+        Err(why) => {
+            eprintln!("devstack check: {why}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.conformance {
+        return run_conformance(&args, endpoints).await;
+    }
     let report = if args.json {
         let report = check(&args, |_| {}).await;
         println!("{}", report.to_json());
         report
     } else {
-        println!("{}", header_line(&args.url, &args.direct));
+        println!("{}", header_line(args.url(), args.direct()));
         let report = check(&args, |outcome| println!("{}", outcome.line())).await;
         println!("{}", report.summary());
         report
@@ -122,8 +193,8 @@ pub async fn run(args: CheckArgs) -> ExitCode {
 pub async fn check(args: &CheckArgs, mut on_outcome: impl FnMut(&Outcome)) -> Report {
     let limit = Duration::from_secs(args.timeout);
     let mut report = Report {
-        distribution: args.url.clone(),
-        direct: args.direct.clone(),
+        distribution: args.url().to_string(),
+        direct: args.direct().to_string(),
         checks: Vec::new(),
     };
     let mut record = |outcome: Outcome| {
@@ -132,7 +203,7 @@ pub async fn check(args: &CheckArgs, mut on_outcome: impl FnMut(&Outcome)) -> Re
     };
     let connector = Connector::new(limit);
 
-    match Endpoint::parse(&args.url) {
+    match Endpoint::parse(args.url()) {
         Ok(edge) => match sign_in_token(args, &connector, &edge).await {
             Ok(Some(token)) => {
                 let signed_in = edge.with_query(&args.token_parameter, &token);
@@ -148,7 +219,7 @@ pub async fn check(args: &CheckArgs, mut on_outcome: impl FnMut(&Outcome)) -> Re
         Err(error) => no_distribution(error.to_string(), &mut record),
     }
 
-    let direct = Endpoint::parse(&args.direct);
+    let direct = Endpoint::parse(args.direct());
     let wrong_key = uuid::Uuid::new_v4().simple().to_string();
     for (name, key) in [
         (names::DIRECT_WITHOUT_KEY, None),
@@ -167,6 +238,75 @@ pub async fn check(args: &CheckArgs, mut on_outcome: impl FnMut(&Outcome)) -> Re
         });
     }
     report
+}
+
+/// `devstack check --conformance`: the parity table, exit non-zero when a row failed.
+async fn run_conformance(args: &CheckArgs, endpoints: Option<Endpoints>) -> ExitCode {
+    let limit = Duration::from_secs(args.timeout);
+    let connector = Connector::new(limit);
+    let local = match endpoints.as_ref().map(conformance::Local::new).transpose() {
+        Ok(local) => local,
+        Err(error) => {
+            eprintln!("devstack check: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bare_edge = match Endpoint::parse(args.url()) {
+        Ok(edge) => edge,
+        Err(error) => {
+            eprintln!("devstack check: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let token = match sign_in_token(args, &connector, &bare_edge).await {
+        Ok(token) => token,
+        Err(why) => {
+            eprintln!("devstack check: {why}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let edge = match &token {
+        Some(token) => bare_edge.with_query(&args.token_parameter, token),
+        None => bare_edge.clone(),
+    };
+    let target = conformance::Target {
+        connector,
+        edge,
+        bare_edge,
+        signed_in: token.is_some(),
+        token_parameter: args.token_parameter.clone(),
+        direct: Endpoint::parse(args.direct()).map_err(|e| e.to_string()),
+        local,
+        limit,
+        slow: args.slow,
+        flood: args.flood,
+    };
+    let table = if args.json {
+        let table = conformance::run_suite(&target, |_| {}).await;
+        println!("{}", table.to_json());
+        table
+    } else {
+        let side = if target.local.is_some() {
+            "the local stack"
+        } else {
+            "a deployment"
+        };
+        println!(
+            "devstack check --conformance: {side}, distribution {}, direct endpoint {}\n",
+            args.url(),
+            args.direct()
+        );
+        println!("{}", conformance::Table::HEADER);
+        let local = target.local.is_some();
+        let table = conformance::run_suite(&target, |row| println!("{}", row.line(local))).await;
+        println!("\n{}", table.summary());
+        table
+    };
+    if table.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// The check names, as printed and in the JSON document.

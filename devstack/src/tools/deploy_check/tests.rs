@@ -359,11 +359,10 @@ async fn a_closed_port_is_a_tcp_failure() {
     );
 }
 
-#[tokio::test]
-async fn a_malformed_url_fails_every_check_that_needs_it_without_connecting() {
-    let args = CheckArgs {
-        url: "https://d1.cloudfront.net".into(),
-        direct: "not a url".into(),
+fn args(url: Option<&str>, direct: Option<&str>) -> CheckArgs {
+    CheckArgs {
+        url: url.map(String::from),
+        direct: direct.map(String::from),
         messages: 3,
         json: true,
         timeout: 1,
@@ -371,7 +370,58 @@ async fn a_malformed_url_fails_every_check_that_needs_it_without_connecting() {
         token: None,
         token_parameter: "token".into(),
         issuer: crate::issuer::DEFAULT_URL.into(),
-    };
+        conformance: false,
+        ready_file: None,
+        slow: false,
+        flood: 2000,
+    }
+}
+
+#[test]
+fn a_ready_file_fills_what_the_command_line_leaves_out() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("ready.json");
+    let mut endpoints = Endpoints::example();
+    endpoints.issuer = Some("http://127.0.0.1:6".into());
+    std::fs::write(&path, serde_json::to_string(&endpoints).expect("JSON")).expect("written");
+
+    let mut filled = args(None, None);
+    filled.ready_file = Some(path.clone());
+    let read = filled.resolve().expect("a readable ready file");
+    assert_eq!(read.as_ref().map(|e| e.stage.as_str()), Some("prod"));
+    assert_eq!(
+        (filled.url(), filled.direct()),
+        ("ws://127.0.0.1:1/", "ws://127.0.0.1:2/prod")
+    );
+    assert_eq!(filled.api_key.as_deref(), Some("k"));
+    assert_eq!(filled.issuer, "http://127.0.0.1:6");
+
+    // What the command line gives wins.
+    let mut given = args(Some("ws://127.0.0.1:9/"), None);
+    given.api_key = Some("mine".into());
+    given.ready_file = Some(path);
+    given.resolve().expect("a readable ready file");
+    assert_eq!(
+        (given.url(), given.direct()),
+        ("ws://127.0.0.1:9/", "ws://127.0.0.1:2/prod")
+    );
+    assert_eq!(given.api_key.as_deref(), Some("mine"));
+
+    // Without one nothing changes; a missing one is named.
+    let mut plain = args(Some("wss://d1.cloudfront.net"), Some("wss://x/prod"));
+    assert!(plain.resolve().expect("no ready file").is_none());
+    let mut missing = args(None, None);
+    missing.ready_file = Some(dir.path().join("absent.json"));
+    let error = missing.resolve().expect_err("no such file");
+    assert!(
+        error.contains("absent.json") && error.contains("--ready-file"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_url_fails_every_check_that_needs_it_without_connecting() {
+    let args = args(Some("https://d1.cloudfront.net"), Some("not a url"));
     let mut seen = Vec::new();
     let report = tokio::time::timeout(LIMIT, check(&args, |o| seen.push(o.name)))
         .await

@@ -87,7 +87,8 @@ fn the_certificate_program_validates_by_dns_in_us_east_1_and_the_main_program_ta
     );
     let journal = stack.session.journal()?;
     ensure!(
-        position(&journal, "Create", "validation")? > position(&journal, "Create", "validationRecord")?,
+        position(&journal, "Create", "validation")?
+            > position(&journal, "Create", "validationRecord")?,
         "the validation was created before its record"
     );
 

@@ -17,6 +17,8 @@ use e2e::rehearsal::{
 };
 use serde_json::Value;
 
+#[path = "pulumi_cli/certificate.rs"]
+mod certificate;
 #[path = "pulumi_cli/custom_domain.rs"]
 mod custom_domain;
 #[path = "pulumi_cli/provider_facts.rs"]

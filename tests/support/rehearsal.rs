@@ -41,6 +41,24 @@ impl Rehearsal {
         Ok(Self { session, _dir: dir })
     }
 
+    /// A stack `dev` of another program of the repository (`dir` holds its
+    /// Pulumi.yaml; the stack's config is set with `pulumi config set`).
+    pub fn of(dir: &str) -> anyhow::Result<Self> {
+        let toolchain = toolchain()?;
+        let work = tempfile::tempdir().context("creating a temporary directory")?;
+        let copy = work.path().join("program");
+        fs::create_dir_all(&copy)?;
+        let source = repo_root().join(dir).join("Pulumi.yaml");
+        fs::copy(&source, copy.join("Pulumi.yaml"))
+            .with_context(|| format!("copying {}", source.display()))?;
+        let session = Session::new(&toolchain, work.path(), &copy)?;
+        session.expect_ok(&["stack", "init", "dev"])?;
+        Ok(Self {
+            session,
+            _dir: work,
+        })
+    }
+
     pub fn unchanged() -> anyhow::Result<Self> {
         Self::new(|yaml| Ok(yaml.to_string()))
     }

@@ -33,6 +33,7 @@ from importlib import metadata
 # resources, functions and input types are extracted in full.
 MODULES = [
     "index",
+    "acm",
     "apigateway",
     "apigatewayv2",
     "cloudfront",
@@ -40,6 +41,7 @@ MODULES = [
     "dynamodb",
     "iam",
     "lambda_",
+    "route53",
     "sns",
     "sqs",
     "wafv2",

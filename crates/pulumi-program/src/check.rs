@@ -34,6 +34,7 @@ use crate::topology;
 mod access_logs;
 mod alarms;
 mod budgets;
+mod certificate;
 mod custom_domain;
 mod cycles;
 mod dashboard;
@@ -53,6 +54,7 @@ mod values;
 use values::Shape;
 
 pub use access_logs::ACCESS_LOG_FIELDS;
+pub use certificate::check_certificate_sources;
 pub use sign_in::MODES as SIGN_IN_MODES;
 
 pub use grants::{
@@ -91,25 +93,10 @@ pub fn check_sources(project_yaml: &str, stack_yaml: Option<&str>, stack: &str) 
 }
 
 fn check_program(program: &Program) -> Vec<Diagnostic> {
-    let schema = match schema::schema() {
-        Ok(schema) => schema,
-        Err(message) => {
-            return vec![Diagnostic {
-                path: "schema".into(),
-                message,
-            }];
-        }
+    let mut checker = match Checker::new(program) {
+        Ok(checker) => checker,
+        Err(diag) => return vec![diag],
     };
-    let (config, problems) = program.config();
-    let mut checker = Checker {
-        program,
-        config,
-        schema,
-        diags: Vec::new(),
-    };
-    for problem in problems {
-        checker.report(problem.path, problem.message);
-    }
     checker.top_level();
     checker.config_declarations();
     checker.names();
@@ -149,7 +136,26 @@ struct Checker<'a> {
     diags: Vec<Diagnostic>,
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
+    /// A checker of `program`, holding the config's problems already.
+    fn new(program: &'a Program) -> Result<Self, Diagnostic> {
+        let schema = schema::schema().map_err(|message| Diagnostic {
+            path: "schema".into(),
+            message,
+        })?;
+        let (config, problems) = program.config();
+        let mut checker = Checker {
+            program,
+            config,
+            schema,
+            diags: Vec::new(),
+        };
+        for problem in problems {
+            checker.report(problem.path, problem.message);
+        }
+        Ok(checker)
+    }
+
     fn report(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.diags.push(Diagnostic {
             path: path.into(),

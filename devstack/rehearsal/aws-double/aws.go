@@ -153,6 +153,37 @@ func Describe(typ, urn, region string, inputs resource.PropertyMap) Created {
 		set("url", id)
 	case "aws:cloudwatch/metricAlarm:MetricAlarm":
 		set("arn", arn("cloudwatch", "alarm:"+name))
+	case "aws:acm/certificate:Certificate":
+		// An Amazon-issued certificate asked for DNS validation: one CNAME
+		// challenge per name (domainName, then each SAN), as ACM states them.
+		id = arn("acm", "certificate/"+uuid(urn))
+		set("arn", id)
+		set("status", "PENDING_VALIDATION")
+		set("type", "AMAZON_ISSUED")
+		set("keyAlgorithm", "RSA_2048")
+		set("renewalEligibility", "INELIGIBLE")
+		names := []string{str(inputs, "domainName")}
+		if sans, ok := inputs["subjectAlternativeNames"]; ok && sans.IsArray() {
+			for _, san := range sans.ArrayValue() {
+				if san.IsString() && san.StringValue() != names[0] {
+					names = append(names, san.StringValue())
+				}
+			}
+		}
+		options := []resource.PropertyValue{}
+		for _, name := range names {
+			options = append(options, resource.NewObjectProperty(acmChallenge(id, name)))
+		}
+		out["domainValidationOptions"] = resource.NewArrayProperty(options)
+	case "aws:acm/certificateValidation:CertificateValidation":
+		// Terraform's id is the time of issue; the ARN is what it passes on.
+		id = str(inputs, "certificateArn")
+	case "aws:route53/record:Record":
+		// Terraform's id: <zone>_<name>_<type>, the name lower-case without
+		// its final dot (the provider's StateFunc), as is the fqdn.
+		fqdn := strings.ToLower(strings.TrimSuffix(name, "."))
+		id = strings.Join([]string{str(inputs, "zoneId"), fqdn, str(inputs, "type")}, "_")
+		set("fqdn", fqdn)
 	case "aws:cloudwatch/dashboard:Dashboard":
 		name = str(inputs, "dashboardName")
 		id = name
@@ -176,6 +207,20 @@ func Describe(typ, urn, region string, inputs resource.PropertyMap) Created {
 		out["tagsAll"] = resource.NewObjectProperty(resource.PropertyMap{})
 	}
 	return Created{ID: id, Computed: out}
+}
+
+// acmChallenge is ACM's DNS challenge for one name of a certificate:
+// `_<32 hex>.<name>.` CNAME `_<32 hex>.<10 letters>.acm-validations.aws.`,
+// the wildcard's `*.` dropped (`*.example.com` is proven at example.com).
+func acmChallenge(certificate, name string) resource.PropertyMap {
+	base := strings.TrimPrefix(name, "*.")
+	s := resource.NewStringProperty
+	return resource.PropertyMap{
+		"domainName":          s(name),
+		"resourceRecordName":  s("_" + token(certificate+base, "challenge", 32, hexd) + "." + base + "."),
+		"resourceRecordType":  s("CNAME"),
+		"resourceRecordValue": s("_" + token(certificate+base, "answer", 32, hexd) + "." + token(base, "validator", 10, "abcdefghijklmnopqrstuvwxyz") + ".acm-validations.aws."),
+	}
 }
 
 // typeParts splits `aws:cloudwatch/logResourcePolicy:LogResourcePolicy`

@@ -138,3 +138,65 @@ func TestAnAuthorizerHasAnApiGatewayIdAndNoArn(t *testing.T) {
 		t.Errorf("the authorizer got an arn output it does not have: %v", got.Computed)
 	}
 }
+
+func TestACMChallengesOnePerNameAndRecordsStayInTheirZone(t *testing.T) {
+	urn := "urn:pulumi:dev::websocket-waf-certificate::aws:acm/certificate:Certificate::certificate"
+	created := Describe("aws:acm/certificate:Certificate", urn, "us-east-1", resource.NewPropertyMapFromMap(map[string]any{
+		"domainName": "*.example.com", "subjectAlternativeNames": []any{"*.example.com", "chat.example.org"},
+	}))
+	if !strings.HasPrefix(created.ID, "arn:aws:acm:us-east-1:"+Account+":certificate/") {
+		t.Fatalf("certificate ARN %s", created.ID)
+	}
+	options := created.Computed["domainValidationOptions"].ArrayValue()
+	if len(options) != 2 {
+		t.Fatalf("%d challenges for two distinct names", len(options))
+	}
+	first := options[0].ObjectValue()
+	name := first["resourceRecordName"].StringValue()
+	if first["domainName"].StringValue() != "*.example.com" || !strings.HasPrefix(name, "_") ||
+		!strings.HasSuffix(name, ".example.com.") || strings.Contains(name, "*") ||
+		first["resourceRecordType"].StringValue() != "CNAME" ||
+		!strings.HasSuffix(first["resourceRecordValue"].StringValue(), ".acm-validations.aws.") {
+		t.Fatalf("the wildcard's challenge: %v", first)
+	}
+
+	p := &Provider{zones: map[string]string{}}
+	zone, err := p.answer("aws:route53/getZone:getZone", resource.NewPropertyMapFromMap(map[string]any{"name": "example.com."}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := zone["zoneId"].StringValue()
+	record := func(name string) resource.PropertyMap {
+		return resource.NewPropertyMapFromMap(map[string]any{"zoneId": id, "name": name, "type": "CNAME"})
+	}
+	if err := p.inZone("aws:route53/record:Record", record(name)); err != nil {
+		t.Fatalf("a record in its zone was refused: %v", err)
+	}
+	err = p.inZone("aws:route53/record:Record", record("_abc.chat.example.org."))
+	if err == nil || !strings.Contains(err.Error(), "is not permitted in zone example.com.") {
+		t.Fatalf("a record outside its zone: %v", err)
+	}
+	if _, err := p.answer("aws:route53/getZone:getZone", resource.PropertyMap{}); err == nil {
+		t.Fatal("getZone without a name answered")
+	}
+}
+
+func TestAnOutputObjectIsServedWithItsFields(t *testing.T) {
+	schema, err := PackageSchema(loadSubset(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Resources map[string]struct {
+			Properties map[string]map[string]any `json:"properties"`
+		} `json:"resources"`
+	}
+	if err := json.Unmarshal(schema, &doc); err != nil {
+		t.Fatal(err)
+	}
+	options := doc.Resources["aws:acm/certificate:Certificate"].Properties["domainValidationOptions"]
+	items, _ := options["items"].(map[string]any)
+	if items["$ref"] != "#/types/aws:acm/CertificateDomainValidationOption:CertificateDomainValidationOption" {
+		t.Fatalf("domainValidationOptions is served as %v", options)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
@@ -32,6 +33,9 @@ type Provider struct {
 
 	mu     sync.Mutex
 	region string
+	// zones are the hosted zones getZone answered (id → name): a record
+	// outside its zone is refused as Route 53 refuses it.
+	zones map[string]string
 }
 
 // NewProvider reads the subset and opens the journal named by the environment.
@@ -39,10 +43,10 @@ func NewProvider() *Provider {
 	journal := &Journal{path: os.Getenv("AWS_DOUBLE_JOURNAL")}
 	subset, err := LoadSubset()
 	if err != nil {
-		return &Provider{loadErr: err, journal: journal}
+		return &Provider{loadErr: err, journal: journal, zones: map[string]string{}}
 	}
 	facts, err := LoadFacts()
-	return &Provider{subset: subset, facts: facts, loadErr: err, journal: journal}
+	return &Provider{subset: subset, facts: facts, loadErr: err, journal: journal, zones: map[string]string{}}
 }
 
 var opts = plugin.MarshalOptions{KeepUnknowns: true, KeepSecrets: true, KeepResources: true, KeepOutputValues: true}
@@ -233,6 +237,11 @@ func (p *Provider) Create(_ context.Context, req *pulumirpc.CreateRequest) (*pul
 	if err != nil {
 		return nil, err
 	}
+	if err := p.inZone(req.GetType(), inputs); err != nil {
+		p.journal.Record(Entry{Call: "Create", Type: req.GetType(), Name: req.GetName(), URN: req.GetUrn(),
+			Preview: req.GetPreview(), Inputs: Plain(inputs), Error: err.Error()})
+		return nil, status.Error(codes.Unknown, err.Error())
+	}
 	id, region, out := p.outputs(req.GetType(), req.GetUrn(), inputs, req.GetPreview())
 	p.journal.Record(Entry{Call: "Create", Type: req.GetType(), Name: req.GetName(), URN: req.GetUrn(), ID: id,
 		Region: region, Preview: req.GetPreview(), Inputs: Plain(inputs), Outputs: Plain(out)})
@@ -244,6 +253,23 @@ func (p *Provider) Create(_ context.Context, req *pulumirpc.CreateRequest) (*pul
 		id = ""
 	}
 	return &pulumirpc.CreateResponse{Id: id, Properties: props}, nil
+}
+
+// inZone refuses a Route 53 record whose name is not in the hosted zone it
+// is created in, in Route 53's words (the zone known from getZone; a name not
+// yet known, in a preview, is not checked).
+func (p *Provider) inZone(typ string, inputs resource.PropertyMap) error {
+	if typ != "aws:route53/record:Record" {
+		return nil
+	}
+	p.mu.Lock()
+	zone, known := p.zones[str(inputs, "zoneId")]
+	p.mu.Unlock()
+	name := strings.ToLower(strings.TrimSuffix(str(inputs, "name"), "."))
+	if !known || name == "" || name == zone || strings.HasSuffix(name, "."+zone) {
+		return nil
+	}
+	return fmt.Errorf("creating Route53 Record: InvalidChangeBatch: [RRSet with DNS name %s. is not permitted in zone %s.]", name, zone)
 }
 
 func (p *Provider) Update(_ context.Context, req *pulumirpc.UpdateRequest) (*pulumirpc.UpdateResponse, error) {

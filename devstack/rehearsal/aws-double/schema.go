@@ -20,7 +20,7 @@ func PackageSchema(subset *Subset) ([]byte, error) {
 			if name == "id" || name == "urn" {
 				continue
 			}
-			outputs[name] = typeRef(spec)
+			outputs[name] = typeRef(outputObject(subset, token, name, spec))
 		}
 		resources[token] = map[string]any{
 			"inputProperties": inputs,
@@ -64,6 +64,34 @@ func PackageSchema(subset *Subset) ([]byte, error) {
 		"functions": functions,
 		"types":     types,
 	})
+}
+
+// outputObject gives an output the subset records only as `object` (or a
+// list of them) the fields of its type, where the subset holds that type as
+// an input type too: pulumi-aws names it `<Resource><Property, singular>`
+// (Certificate.domainValidationOptions → CertificateDomainValidationOption).
+// Served as Any, the YAML host would refuse a program's access to a field
+// (`${certificate.domainValidationOptions[0].resourceRecordName}`) that the
+// real schema allows.
+func outputObject(subset *Subset, token, name string, spec TypeSpec) TypeSpec {
+	element, list := spec, false
+	if spec.Array != nil {
+		element, list = *spec.Array, true
+	}
+	if element.Named != "object" {
+		return spec
+	}
+	parts := strings.Split(token, ":")
+	module, _, _ := strings.Cut(parts[1], "/")
+	singular := strings.TrimSuffix(name, "s")
+	ref := module + "." + parts[2] + strings.ToUpper(singular[:1]) + singular[1:] + "Args"
+	if _, ok := subset.Types[ref]; !ok {
+		return spec
+	}
+	if list {
+		return TypeSpec{Array: &TypeSpec{Ref: ref}}
+	}
+	return TypeSpec{Ref: ref}
 }
 
 func inputProperties(props map[string]Property) (map[string]any, []string) {

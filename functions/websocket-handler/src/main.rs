@@ -20,7 +20,11 @@ use websocket_handler::relay::{self, SelfInvoke};
 use websocket_handler::sdk_env;
 use websocket_handler::settings::Settings;
 
-#[tokio::main]
+// One thread: at the program's 256 MB Lambda gives a fraction of one vCPU,
+// and a handler waits on the network; a profile of `$connect` put thread
+// hand-offs (context switches, wakeups) at the top of its CPU, and the
+// multi-threaded runtime's workers cost their start at every cold start.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     logging::init();
     let settings =

@@ -11,6 +11,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(4);
 pub(super) async fn connect(addr: SocketAddr, path: &str, source: Ipv4Addr) -> anyhow::Result<Ws> {
     let dial = Dial {
         source: Some(source.into()),
+        config: Some(super::load::client_config()),
         ..Dial::default()
     };
     Ok(client::handshake(&format!("ws://{addr}{path}"), dial, STEP_TIMEOUT).await?)

@@ -100,8 +100,9 @@ const RETRY_FOR: Duration = Duration::from_secs(120);
 
 /// A client's small buffers: the frames here are a few hundred bytes, and
 /// tungstenite's default 128 KiB read buffer per client would make the
-/// generator, not the stack, the memory cost.
-fn client_config() -> WebSocketConfig {
+/// generator, not the stack, the memory cost. Every client row of the bench
+/// uses them (both columns of `--peers`).
+pub(super) fn client_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0)

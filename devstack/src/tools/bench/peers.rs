@@ -43,6 +43,8 @@ pub struct PeerFigures {
 }
 
 const WS_READY_TIMEOUT: Duration = Duration::from_secs(90);
+/// Handshakes (closed again) before the measured rows, in each column.
+const WARM_UP_HANDSHAKES: usize = 500;
 
 pub(super) async fn measure(args: &BenchArgs, env: &BenchEnv) -> anyhow::Result<PeerFigures> {
     let mut figures = PeerFigures {
@@ -78,6 +80,15 @@ async fn column(
     path: &str,
 ) -> anyhow::Result<PeerColumn> {
     let mut column = PeerColumn::default();
+    // Both stacks run Node (dynalite here, serverless-offline there): their
+    // first second of load is spent compiling JavaScript. Warm each the same.
+    let warm: Vec<Ws> = connect_many(addr, path, WARM_UP_HANDSHAKES, 0)
+        .await
+        .context("the warm-up handshakes")?;
+    futures_util::stream::iter(warm)
+        .for_each_concurrent(64, close)
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let started = Instant::now();
     let sockets: Vec<Ws> = connect_many(addr, path, figures.handshakes, 0)
         .await

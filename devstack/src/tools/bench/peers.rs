@@ -55,8 +55,8 @@ pub(super) async fn measure(args: &BenchArgs, env: &BenchEnv) -> anyhow::Result<
     };
     // AWS's 500 new connections per second would cap the handshake row:
     // lifted, as the comparison is of the stacks, not of the quota.
-    let flags = ["--account-connect-limit".to_string(), "1000000".to_string()];
-    let stack = BenchStack::start(env, &flags).await?;
+    let stack =
+        BenchStack::start(env, &super::stack::LIFTED_CONNECT_QUOTA.map(String::from)).await?;
     eprintln!("bench: peers, the local stack");
     let ours = column(args, &figures, stack.edge, &stack.path).await;
     stack.shutdown().await;

@@ -12,15 +12,16 @@ use std::process::Output;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use e2e::stack::devstack_binary;
+use e2e::check::{self, describe};
 use e2e::{Stack, StackConfig};
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Every row's id, as `--json` names them.
-const ROWS: [&str; 12] = [
+const ROWS: [&str; 13] = [
     "frame-limit",
     "message-limit",
+    "binary-frame",
     "no-api-key",
     "route-selection",
     "default-route",
@@ -34,27 +35,10 @@ const ROWS: [&str; 12] = [
 ];
 
 async fn conformance(stack: &Stack, extra: &[&str]) -> anyhow::Result<Output> {
-    let mut command = tokio::process::Command::new(devstack_binary()?);
-    command
-        .args(["check", "--conformance", "--ready-file"])
-        .arg(stack.ready_file())
-        .args(extra)
-        .env_remove("DEVSTACK_API_KEY")
-        .env_remove("DEVSTACK_TOKEN")
-        .kill_on_drop(true);
-    tokio::time::timeout(CHECK_TIMEOUT, command.output())
-        .await
-        .context("devstack check --conformance did not finish in time")?
-        .context("running devstack check --conformance")
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "status {}\n--- stdout\n{}--- stderr\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    let ready = stack.ready_file().to_string_lossy().into_owned();
+    let mut args = vec!["--conformance", "--ready-file", ready.as_str()];
+    args.extend_from_slice(extra);
+    check::run(&args, &[], CHECK_TIMEOUT).await
 }
 
 #[tokio::test]
@@ -96,10 +80,11 @@ async fn every_row_of_the_parity_table_passes_against_the_local_stack() -> anyho
                     == ROWS.len(),
                 "{text}"
             );
-            ensure!(
-                text.contains("12 behaviours: 12 passed, 0 failed, 0 not run"),
-                "{text}"
+            let summary = format!(
+                "{n} behaviours: {n} passed, 0 failed, 0 not run",
+                n = ROWS.len()
             );
+            ensure!(text.contains(&summary), "{text}");
             Ok(())
         }
         .await,
@@ -151,14 +136,15 @@ async fn with_slow_the_time_rows_wait_and_fail_a_stage_that_closes_idle_clients_
     // Run as against a deployment (no ready file): the idle and 2-hour rows
     // wait for the close; this stack closes idle connections after 2 s.
     let stack = Stack::start_with(StackConfig::new().idle_timeout_secs(2)).await?;
-    let mut command = tokio::process::Command::new(devstack_binary()?);
-    command
-        .args(["check", "--conformance", "--slow", "--json", stack.edge()])
-        .args(["--direct", stack.api()])
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(CHECK_TIMEOUT, command.output())
-        .await
-        .context("devstack check --conformance --slow did not finish in time")??;
+    let args = [
+        "--conformance",
+        "--slow",
+        "--json",
+        stack.edge(),
+        "--direct",
+        stack.api(),
+    ];
+    let output = check::run(&args, &[], CHECK_TIMEOUT).await?;
     stack.explain(
         async {
             ensure!(!output.status.success(), "{}", describe(&output));

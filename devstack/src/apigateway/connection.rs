@@ -6,8 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use chrono::Utc;
 use futures_util::{SinkExt, StreamExt};
 use protocol::routes;
@@ -58,8 +56,11 @@ pub(super) async fn run_connection(
                 idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
                 info.last_active_ms.store(Utc::now().timestamp_millis(), Ordering::Relaxed);
                 match message {
-                    Message::Text(text) => spawn_message(shared, info, text.to_string(), false, &outbound_tx),
-                    Message::Binary(bytes) => spawn_message(shared, info, STANDARD.encode(&bytes), true, &outbound_tx),
+                    Message::Text(text) => spawn_message(shared, info, text.to_string(), &outbound_tx),
+                    // API Gateway takes no binary frame from a client: it
+                    // closes the connection with 1003 (docs: "Binary media
+                    // types for WebSocket APIs"); no route is invoked.
+                    Message::Binary(_) => break Ending::Close(Disconnect::new(1003, "Unsupported data")),
                     Message::Close(frame) => {
                         drain(&mut socket, tokio::time::Instant::now() + CLOSE_HANDSHAKE).await;
                         return match frame {

@@ -9,7 +9,7 @@
 //!   `statusCode` (or an invoke error, as 500) refuses the handshake.
 //! - messages: selects the route with the `routeSelectionExpression`
 //!   (`$request.body.action`), `$default` when it cannot be evaluated or names
-//!   no route; binary frames go to `$default` base64-encoded. No route
+//!   no route; a binary frame closes the connection with 1003. No route
 //!   responses are configured (as in the deployed API), so the function's
 //!   response is not sent back; an invoke error sends API Gateway's
 //!   `{"message": "Internal server error", ...}` frame and the connection

@@ -227,11 +227,10 @@ pub(super) fn spawn_message(
     shared: &Arc<Shared>,
     info: &Arc<ConnectionInfo>,
     body: String,
-    is_base64: bool,
     outbound: &mpsc::Sender<Outbound>,
 ) {
     let (shared, info, outbound) = (shared.clone(), info.clone(), outbound.clone());
-    tokio::spawn(async move { route_message(&shared, &info, body, is_base64, &outbound).await });
+    tokio::spawn(async move { route_message(&shared, &info, body, &outbound).await });
 }
 
 /// Routes one message: selects the route, throttles, invokes.
@@ -239,15 +238,10 @@ pub(super) async fn route_message(
     shared: &Arc<Shared>,
     info: &Arc<ConnectionInfo>,
     body: String,
-    is_base64: bool,
     outbound: &mpsc::Sender<Outbound>,
 ) {
     let started = Instant::now();
-    let route = if is_base64 {
-        shared.route(routes::DEFAULT).map(|r| r.key.clone())
-    } else {
-        shared.select_route(&body)
-    };
+    let route = shared.select_route(&body);
     let mut event = shared.event(info, route.as_deref().unwrap_or(routes::DEFAULT), "MESSAGE");
     let request_id = event.request_context.request_id.clone().unwrap_or_default();
     let gateway_frame = |message: &str| {
@@ -294,7 +288,6 @@ pub(super) async fn route_message(
     }
     event.request_context.message_id = Some(new_id());
     event.body = Some(body);
-    event.is_base64_encoded = is_base64;
     match shared.invoke(&event).await {
         Ok(_) => log(&route, "ok"),
         Err(error) => {

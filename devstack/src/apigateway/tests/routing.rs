@@ -63,19 +63,6 @@ async fn events_have_api_gateways_shape() {
     assert!(message.headers.is_empty());
 
     client
-        .send(Message::binary(vec![0u8, 159, 255]))
-        .await
-        .expect("send");
-    let binary: ApiGatewayWebsocketProxyRequest =
-        serde_json::from_value(running.next_event().await).expect("a websocket event");
-    assert_eq!(
-        binary.request_context.route_key.as_deref(),
-        Some("$default")
-    );
-    assert!(binary.is_base64_encoded);
-    assert_eq!(binary.body.as_deref(), Some("AJ//"));
-
-    client
         .close(Some(CloseFrame {
             code: CloseCode::Normal,
             reason: "bye".into(),
@@ -90,6 +77,27 @@ async fn events_have_api_gateways_shape() {
     assert_eq!(ctx.connection_id.as_deref(), Some(id.as_str()));
     assert_eq!(ctx.disconnect_status_code, Some(1000));
     assert_eq!(ctx.disconnect_reason.as_deref(), Some("bye"));
+}
+
+/// API Gateway takes no binary frame from a client: the connection closes
+/// with 1003 and no route is invoked; `$disconnect` runs with that status.
+#[tokio::test]
+async fn a_binary_frame_closes_with_1003_and_invokes_no_route() {
+    let mut running = start().await;
+    let mut client = connect(&running.url(), Some(KEY)).await.expect("accepted");
+    let connect: ApiGatewayWebsocketProxyRequest =
+        serde_json::from_value(running.next_event().await).expect("a websocket event");
+    client
+        .send(Message::binary(br#"{"action":"ping"}"#.to_vec()))
+        .await
+        .expect("send");
+    assert_eq!(close_code(&mut client).await, Some(CloseCode::Unsupported));
+    let next: ApiGatewayWebsocketProxyRequest =
+        serde_json::from_value(running.next_event().await).expect("a websocket event");
+    let ctx = &next.request_context;
+    assert_eq!(ctx.route_key.as_deref(), Some("$disconnect"));
+    assert_eq!(ctx.connection_id, connect.request_context.connection_id);
+    assert_eq!(ctx.disconnect_status_code, Some(1003));
 }
 
 #[tokio::test]

@@ -58,6 +58,10 @@ pub mod reference {
         "The $default route",
         "https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-routes-integrations.html",
     );
+    pub const BINARY: Reference = (
+        "Binary media types for WebSocket APIs",
+        "https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-api-develop-binary-media-types.html",
+    );
     pub const AUTHORIZER: Reference = (
         "REQUEST authorizers",
         "https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-lambda-auth.html",
@@ -116,6 +120,7 @@ pub async fn run_suite(target: &Target, mut on_row: impl FnMut(&Row)) -> Table {
     };
     record(rows::frame_limit(target).await);
     record(rows::message_limit(target).await);
+    record(rows::binary_frame(target).await);
     record(rows::no_api_key(target).await);
     record(rows::route_selection(target).await);
     record(rows::default_route(target).await);

@@ -8,6 +8,8 @@ use super::*;
 pub(super) const GOING_AWAY: u16 = 1001;
 /// The close for a frame or message over its limit (Message too big).
 const TOO_BIG: u16 = 1009;
+/// The close for a binary frame (Unsupported data).
+const UNSUPPORTED: u16 = 1003;
 
 /// A client through the distribution, or why there is none.
 pub(super) async fn open(target: &Target) -> Result<Ws, String> {
@@ -70,6 +72,21 @@ pub(super) async fn message_limit(target: &Target) -> Row {
         "A message over 128 KB (in frames of 32 KB) closes with 1009",
         QUOTAS,
         outcome("message-limit", run.await),
+    )
+}
+
+pub(super) async fn binary_frame(target: &Target) -> Row {
+    let run = async {
+        let mut ws = open(target).await?;
+        ws.send(Message::binary(br#"{"action":"ping"}"#.to_vec()))
+            .await
+            .map_err(|e| format!("sending a binary frame: {e}"))?;
+        expect_close(&mut ws, UNSUPPORTED, target.limit).await
+    };
+    Row::new(
+        "A binary frame closes the connection with 1003",
+        BINARY,
+        outcome("binary-frame", run.await),
     )
 }
 

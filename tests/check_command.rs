@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use devstack::tools::deploy_check::names;
 use e2e::Stack;
-use e2e::stack::devstack_binary;
+use e2e::check::{self, describe};
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -28,26 +28,7 @@ async fn run_check(args: &[&str]) -> anyhow::Result<Output> {
 }
 
 async fn run_check_with_env(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Output> {
-    let mut command = tokio::process::Command::new(devstack_binary()?);
-    command
-        .arg("check")
-        .args(args)
-        .env_remove("DEVSTACK_API_KEY")
-        .envs(env.iter().copied())
-        .kill_on_drop(true);
-    tokio::time::timeout(CHECK_TIMEOUT, command.output())
-        .await
-        .context("devstack check did not finish in time")?
-        .context("running devstack check")
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "status {}\n--- stdout\n{}--- stderr\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    check::run(args, env, CHECK_TIMEOUT).await
 }
 
 /// Neither stdout nor stderr holds the key (stdout must have run: a PASS

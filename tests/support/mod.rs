@@ -9,6 +9,7 @@
 //! of the `protocol` crate.
 
 pub mod browser;
+pub mod check;
 pub mod client;
 pub mod crowd;
 pub mod process;

@@ -3,6 +3,8 @@
 
 use pulumi_program::check::check_certificate_sources;
 
+mod support;
+
 const PROGRAM: &str = include_str!("../../../certificate/Pulumi.yaml");
 /// A stack of it, as `pulumi config set` writes one.
 const STACK: &str = "config:
@@ -26,18 +28,7 @@ fn mutated(from: &str, to: &str) -> String {
 
 /// Asserts a finding at `path` whose message contains `needle`.
 fn expect(program: &str, path: &str, needle: &str) {
-    let found = findings(program);
-    assert!(
-        found
-            .iter()
-            .any(|d| d.path == path && d.message.contains(needle)),
-        "expected `{path}: ...{needle}...`, found:\n{}",
-        found
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    support::expect_among(&findings(program), path, needle);
 }
 
 #[test]

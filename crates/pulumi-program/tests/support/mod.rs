@@ -64,7 +64,12 @@ pub fn expect(program: &str, path: &str, needle: &str) {
 
 /// [`expect`] with `stack_yaml` as the dev stack's file.
 pub fn expect_with(program: &str, stack_yaml: &str, path: &str, needle: &str) {
-    let found = findings_with(program, stack_yaml);
+    expect_among(&findings_with(program, stack_yaml), path, needle);
+}
+
+/// Asserts that `found` holds a finding at `path` whose message contains
+/// `needle`, listing them all when not.
+pub fn expect_among(found: &[pulumi_program::Diagnostic], path: &str, needle: &str) {
     assert!(
         found
             .iter()

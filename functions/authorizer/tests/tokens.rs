@@ -363,6 +363,12 @@ async fn a_missing_or_oversized_token_is_denied_without_a_fetch() {
         verifier.verify(&oversized, &JwkSet::default()),
         Err(Refusal::TooLong(MAX_TOKEN_BYTES + 1))
     );
+    // Exactly at the bound it is parsed (and this one is no JWT).
+    let at_the_bound = "a".repeat(MAX_TOKEN_BYTES);
+    assert!(matches!(
+        verifier.verify(&at_the_bound, &JwkSet::default()),
+        Err(Refusal::Malformed(_))
+    ));
     // A real token padded past the bound is refused too, not parsed.
     let token = s.mint(user("alice"));
     let padded = format!("{token}{}", "A".repeat(MAX_TOKEN_BYTES));
@@ -519,4 +525,52 @@ async fn each_refusal_names_its_reason() {
     )
     .expect("sign");
     assert_eq!(reason(&hmac), Refusal::Algorithm("HS256".into()));
+}
+
+/// A key the JWKS marks for encryption (`use: enc`), or for another
+/// algorithm than the token's header names, never verifies a token — even
+/// one its own private half signed.
+#[tokio::test]
+async fn a_key_for_encryption_or_for_another_algorithm_is_refused() {
+    use jsonwebtoken::Algorithm;
+    use jsonwebtoken::jwk::{Jwk, KeyAlgorithm, PublicKeyUse};
+
+    let s = setup().await;
+    let token = s.mint(user("alice"));
+    let kid = jsonwebtoken::decode_header(&token)
+        .expect("header")
+        .kid
+        .expect("kid");
+    let verifier = Verifier::new(s.local.url(), vec![AUDIENCE.into()]);
+    let jwks: JwkSet = s.local.issuer().jwks();
+    assert!(
+        verifier.verify(&token, &jwks).is_ok(),
+        "the served keys verify it"
+    );
+
+    let edited = |edit: &dyn Fn(&mut Jwk)| {
+        let mut keys = jwks.clone();
+        for key in &mut keys.keys {
+            if key.common.key_id.as_deref() == Some(kid.as_str()) {
+                edit(key);
+            }
+        }
+        keys
+    };
+    let for_encryption = edited(&|k| k.common.public_key_use = Some(PublicKeyUse::Encryption));
+    assert_eq!(
+        verifier.verify(&token, &for_encryption),
+        Err(Refusal::KeyMismatch(Algorithm::RS256))
+    );
+    let for_rs512 = edited(&|k| k.common.key_algorithm = Some(KeyAlgorithm::RS512));
+    assert_eq!(
+        verifier.verify(&token, &for_rs512),
+        Err(Refusal::KeyMismatch(Algorithm::RS256))
+    );
+    // A key that names neither is taken by its type, which fits.
+    let unnamed = edited(&|k| {
+        k.common.public_key_use = None;
+        k.common.key_algorithm = None;
+    });
+    assert!(verifier.verify(&token, &unnamed).is_ok());
 }

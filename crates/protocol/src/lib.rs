@@ -382,11 +382,53 @@ mod tests {
             "{size} bytes: over the {} byte frame limit",
             limits::MAX_FRAME_BYTES
         );
+        // The room kept is what the longest frame needs, not much more: data
+        // is never refused for envelope bytes no frame can use.
+        assert!(
+            limits::MAX_FRAME_BYTES - size < 64,
+            "{size} bytes: the envelope keeps {} bytes nobody uses",
+            limits::MAX_FRAME_BYTES - size
+        );
         let over = json!("x".repeat(MAX_DATA_BYTES - 1));
         assert_eq!(
             check_message_data(Some(&over)).unwrap_err().code,
             ErrorCode::DataTooLarge
         );
+    }
+
+    /// API Gateway's numbers, from its quota page ("Amazon API Gateway quotas
+    /// for configuring and running a WebSocket API"): the function refuses
+    /// data and the local stack closes frames and connections by these.
+    #[test]
+    fn the_limits_are_api_gateways() {
+        assert_eq!(limits::MAX_FRAME_BYTES, 32_768);
+        assert_eq!(limits::MAX_MESSAGE_BYTES, 131_072);
+        assert_eq!(limits::IDLE_TIMEOUT.as_secs(), 10 * 60);
+        assert_eq!(limits::MAX_CONNECTION_LIFE.as_secs(), 2 * 60 * 60);
+    }
+
+    /// docs/protocol.md tells clients the data limit in bytes; it is this one.
+    #[test]
+    fn the_documented_data_limit_is_the_one_enforced() {
+        let doc = include_str!("../../../docs/protocol.md");
+        let digits = MAX_DATA_BYTES.to_string();
+        let (thousands, rest) = digits.split_at(digits.len() - 3);
+        let shown = format!("more than {thousands},{rest} bytes as JSON");
+        assert!(
+            doc.contains(&shown),
+            "docs/protocol.md does not say {shown:?}"
+        );
+    }
+
+    #[test]
+    fn client_frames_are_written_as_the_protocol_reads_them() {
+        assert_eq!(ClientFrame::ping().to_text(), r#"{"action":"ping"}"#);
+        let send = ClientFrame::send_message(json!({"text": "hi"}));
+        assert_eq!(
+            send.to_text(),
+            r#"{"action":"sendmessage","data":{"text":"hi"}}"#
+        );
+        assert_eq!(parse_client_frame(&send.to_text()), Ok(send));
     }
 
     #[test]

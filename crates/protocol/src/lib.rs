@@ -420,6 +420,21 @@ mod tests {
         );
     }
 
+    /// API Gateway's own error frame, as its clients receive it.
+    #[test]
+    fn the_gateway_frame_has_api_gateways_shape() {
+        let frame = GatewayFrame {
+            message: GatewayFrame::INTERNAL_SERVER_ERROR.into(),
+            connection_id: "c1=".into(),
+            request_id: "r1".into(),
+        };
+        assert_eq!(
+            frame.to_text(),
+            r#"{"message":"Internal server error","connectionId":"c1=","requestId":"r1"}"#
+        );
+        assert_eq!(ServerFrame::parse(&frame.to_text()), None);
+    }
+
     #[test]
     fn client_frames_are_written_as_the_protocol_reads_them() {
         assert_eq!(ClientFrame::ping().to_text(), r#"{"action":"ping"}"#);

@@ -161,9 +161,9 @@ fn describe_shape_error(error: &serde_path_to_error::Error<serde_json::Error>) -
         .filter(|name| is_plain_name(name));
     let problem = match missing {
         Some(name) => format!("missing field `{name}`"),
+        // An event has no enum and no fixed-length sequence: every other
+        // error is a value of the right type that is wrong (a method, a header).
         None if kind.starts_with("invalid type: ") => "wrong type".to_string(),
-        None if kind.starts_with("invalid length ") => "wrong length".to_string(),
-        None if kind.starts_with("unknown variant ") => "unknown variant".to_string(),
         None => "invalid value".to_string(),
     };
     let path: Vec<String> = error
@@ -172,9 +172,6 @@ fn describe_shape_error(error: &serde_path_to_error::Error<serde_json::Error>) -
         .map(|segment| match segment {
             serde_path_to_error::Segment::Seq { index } => index.to_string(),
             serde_path_to_error::Segment::Map { key } if is_plain_name(key) => key.clone(),
-            serde_path_to_error::Segment::Enum { variant } if is_plain_name(variant) => {
-                variant.clone()
-            }
             _ => "?".to_string(),
         })
         .collect();
@@ -347,6 +344,42 @@ pub(crate) mod tests {
         }
     }
 
+    /// A value of the right type that is still wrong is named for what it
+    /// is, and a key that is not a plain name is never echoed.
+    #[test]
+    fn each_shape_error_names_its_kind_and_place_but_no_odd_key() {
+        let shape = |pointer: &str, value: Value| {
+            let mut raw = event("ping", "c1", None);
+            *raw.pointer_mut(pointer).expect("the fixture has the field") = value;
+            WebsocketEvent::parse(raw).unwrap_err()
+        };
+        assert_eq!(
+            shape("/headers", json!({"x-ok": "v", "Host": 5})),
+            EventError::Shape("invalid value at `headers.Host`".into())
+        );
+        let mut raw = event("ping", "c1", None);
+        raw["httpMethod"] = json!("NOT A METHOD");
+        assert_eq!(
+            WebsocketEvent::parse(raw).unwrap_err(),
+            EventError::Shape("invalid value at `httpMethod`".into())
+        );
+        assert_eq!(
+            shape("/requestContext/identity", json!({"sourceIp": 5})),
+            EventError::Shape("wrong type at `requestContext.identity.sourceIp`".into())
+        );
+        let mut raw = event("ping", "c1", None);
+        raw["stageVariables"] = json!({"S3CR3T key!": 5});
+        let err = WebsocketEvent::parse(raw).unwrap_err().to_string();
+        assert!(err.ends_with("wrong type at `stageVariables.?`"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_principal_is_no_user() {
+        let mut raw = event("ping", "c1", None);
+        raw["requestContext"]["authorizer"] = json!({"principalId": ""});
+        assert_eq!(WebsocketEvent::parse(raw).unwrap().user_id, None);
+    }
+
     #[test]
     fn a_reply_target_survives_a_broken_event() {
         let mut raw = event("ping", "c9", None);
@@ -366,5 +399,12 @@ pub(crate) mod tests {
             stage: None,
         };
         assert_eq!(api.management_endpoint(), None);
+        for (domain, stage) in [("", "prod"), ("d", "")] {
+            let api = ApiAddress {
+                domain_name: Some(domain.into()),
+                stage: Some(stage.into()),
+            };
+            assert_eq!(api.management_endpoint(), None, "{domain:?} {stage:?}");
+        }
     }
 }

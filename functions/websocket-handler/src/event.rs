@@ -367,10 +367,19 @@ pub(crate) mod tests {
             shape("/requestContext/identity", json!({"sourceIp": 5})),
             EventError::Shape("wrong type at `requestContext.identity.sourceIp`".into())
         );
-        let mut raw = event("ping", "c1", None);
-        raw["stageVariables"] = json!({"S3CR3T key!": 5});
-        let err = WebsocketEvent::parse(raw).unwrap_err().to_string();
-        assert!(err.ends_with("wrong type at `stageVariables.?`"), "{err}");
+        // A plain name (letters, digits, `-`, `_`, up to 40) is shown.
+        let stage_variable = |key: &str| {
+            let mut raw = event("ping", "c1", None);
+            raw["stageVariables"] = json!({ key: 5 });
+            let err = WebsocketEvent::parse(raw).unwrap_err().to_string();
+            let shown = err.rsplit("stageVariables.").next().unwrap_or_default();
+            shown.trim_end_matches('`').to_string()
+        };
+        assert_eq!(stage_variable("my_stage-var1"), "my_stage-var1");
+        assert_eq!(stage_variable(&"k".repeat(40)), "k".repeat(40));
+        for odd in ["S3CR3T key!", "", &"k".repeat(41), "a.b", "ü"] {
+            assert_eq!(stage_variable(odd), "?", "{odd:?}");
+        }
     }
 
     #[test]

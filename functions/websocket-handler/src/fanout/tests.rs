@@ -483,3 +483,21 @@ fn limits_come_from_the_environment_or_say_what_is_wrong() {
     assert!(error.to_string().contains("at least 1"), "{error}");
     assert!(Limits::from_lookup(vars(&[("FANOUT_PER_INVOCATION", "many")])).is_err());
 }
+
+/// A slice with no time or no budget left reads no page of the registry (a
+/// Scan it could not use) and hands on the broadcast from where it stood.
+#[tokio::test]
+async fn a_slice_without_time_or_budget_reads_nothing_and_hands_on_everything() {
+    let five = Broadcasting::of(5).await;
+    for (per_invocation, stop_at) in [(None, Instant::now()), (Some(0), far())] {
+        let fanout = five.fanout(limits(per_invocation));
+        let slice = fanout
+            .run("nobody", b"x", Remainder::everyone(), stop_at)
+            .await;
+        assert_eq!(slice.pages, 0, "budget {per_invocation:?}");
+        let left = slice.left.expect("everything is left");
+        assert_eq!(left.cursor, Cursor::Start);
+        assert!(left.pending.is_empty(), "{:?}", left.pending);
+    }
+    assert!(five.messenger.posts().is_empty());
+}

@@ -153,4 +153,16 @@ mod tests {
         let truncated = &AWS_ROOTS_PEM[..AWS_ROOTS_PEM.len() / 2];
         assert!(root_store(truncated).is_err());
     }
+
+    /// `main` returns this error and Rust prints it with `Debug`: the
+    /// operator reads the sentence, not a struct dump.
+    #[test]
+    fn an_error_from_main_reads_as_its_message() {
+        let error = HttpsClientError::Rustls(rustls::Error::General("no ciphers".into()));
+        assert_eq!(format!("{error:?}"), error.to_string());
+        assert!(
+            format!("{error:?}").starts_with("cannot configure TLS for the management API"),
+            "{error:?}"
+        );
+    }
 }

@@ -88,6 +88,17 @@ mod tests {
         );
     }
 
+    /// A client's `Debug` (in the function's error and log lines) says
+    /// whether it was built, and printing it never builds it.
+    #[test]
+    fn debug_tells_whether_it_was_built_without_building_it() {
+        let lazy = Lazy::new(|| 7);
+        assert_eq!(format!("{lazy:?}"), "Lazy { built: false }");
+        assert!(!lazy.is_built());
+        lazy.get();
+        assert_eq!(format!("{lazy:?}"), "Lazy { built: true }");
+    }
+
     #[test]
     fn a_built_client_is_used_as_given() {
         let lazy = Lazy::from(String::from("given"));

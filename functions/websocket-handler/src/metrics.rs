@@ -213,4 +213,23 @@ mod tests {
         assert_eq!(a.cut_short_count(), 1);
         assert!(!a.is_empty());
     }
+
+    /// A broadcast cut short with nobody counted is still a loss: reported,
+    /// not dropped as empty.
+    #[test]
+    fn a_broadcast_cut_short_alone_is_reported() {
+        let mut cut = Losses::default();
+        cut.cut_short();
+        assert!(!cut.is_empty());
+        let mut counted = Losses::default();
+        counted.add(LossReason::Throttled, 1);
+        assert!(!counted.is_empty());
+        let report = MemoryReport::default();
+        report.report("m0", &Losses::default());
+        report.report("m1", &cut);
+        report.report("m2", &counted);
+        let ids: Vec<String> = report.reports().into_iter().map(|(id, _)| id).collect();
+        assert_eq!(ids, ["m1", "m2"]);
+        assert_eq!(report.total().cut_short_count(), 1);
+    }
 }

@@ -169,8 +169,10 @@ fn describe_shape_error(error: &serde_path_to_error::Error<serde_json::Error>) -
     let path: Vec<String> = error
         .path()
         .iter()
+        // Only map keys name a place: no field of the event is a sequence of
+        // typed elements (multi-value headers and query strings fail as a
+        // whole, at their key).
         .map(|segment| match segment {
-            serde_path_to_error::Segment::Seq { index } => index.to_string(),
             serde_path_to_error::Segment::Map { key } if is_plain_name(key) => key.clone(),
             _ => "?".to_string(),
         })
@@ -356,6 +358,12 @@ pub(crate) mod tests {
         assert_eq!(
             shape("/headers", json!({"x-ok": "v", "Host": 5})),
             EventError::Shape("invalid value at `headers.Host`".into())
+        );
+        let mut raw = event("ping", "c1", None);
+        raw["multiValueHeaders"] = json!({"x-a": ["v", 5]});
+        assert_eq!(
+            WebsocketEvent::parse(raw).unwrap_err(),
+            EventError::Shape("invalid value at `multiValueHeaders.x-a`".into())
         );
         let mut raw = event("ping", "c1", None);
         raw["httpMethod"] = json!("NOT A METHOD");

@@ -245,6 +245,26 @@ async fn the_binary_serves_events_with_no_aws_account() {
     left.sort();
     assert_eq!(left, ["a", "c"], "b should have been removed, c kept");
 
+    // A recipient whose post is refused (403) is a loss: an EMF line on
+    // stdout, which CloudWatch turns into the alarmed metric.
+    assert_eq!(
+        invoke("6d", event("$connect", "d", None)).await["statusCode"],
+        200
+    );
+    posts.answer(
+        "d",
+        vec![(StatusCode::FORBIDDEN, r#"{"message":"Forbidden"}"#)],
+    );
+    invoke(
+        "6e",
+        event(
+            "sendmessage",
+            "a",
+            Some(r#"{"action":"sendmessage","data":3}"#),
+        ),
+    )
+    .await;
+
     assert_eq!(
         invoke("7", json!({"not": "an event"})).await["statusCode"],
         400
@@ -293,6 +313,12 @@ async fn the_binary_serves_events_with_no_aws_account() {
     assert!(
         lines.iter().filter(|l| l["level"] == "WARN").count() >= 2,
         "{stdout}"
+    );
+    assert!(
+        lines.iter().any(|l| l.get("_aws").is_some()
+            && l["RecipientsNotReached"] == 1
+            && l["Reason"] == "post_failed"),
+        "no EMF line for the refused post:\n{stdout}"
     );
     assert!(!stdout.contains(API_KEY), "the API key was logged");
     assert!(!stdout.contains("{nope"), "a message body was logged");

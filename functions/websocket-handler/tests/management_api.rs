@@ -251,6 +251,22 @@ async fn answers_with_bodies_over_the_read_limit_keep_their_meaning() {
     };
     assert!(error.contains("429"), "{error}");
     assert_eq!(posts.requests().len(), 3, "one request each");
+
+    // Within the 16 KB, a long body is read whole: a 403's message after
+    // 10 KB of other fields is named, and a 429 is still tried again.
+    let padded: &'static str = format!(
+        r#"{{"detail":"{}","message":"Forbidden for this stage"}}"#,
+        "p".repeat(10 * 1024)
+    )
+    .leak();
+    posts.answer("denied", vec![(StatusCode::FORBIDDEN, padded)]);
+    posts.answer("throttled", vec![(StatusCode::TOO_MANY_REQUESTS, padded)]);
+    let Err(PostError::Other(denied)) = post(&messenger, "denied", b"x").await else {
+        panic!("a 403 is another error");
+    };
+    assert!(denied.contains("Forbidden for this stage"), "{denied}");
+    assert_eq!(post(&messenger, "throttled", b"x").await, Ok(()));
+    assert_eq!(posts.texts_to("throttled"), ["x"]);
 }
 
 #[tokio::test]

@@ -320,6 +320,12 @@ async fn the_binary_serves_events_with_no_aws_account() {
             && l["Reason"] == "post_failed"),
         "no EMF line for the refused post:\n{stdout}"
     );
+    // The start-up line names the function hand-offs invoke (itself).
+    assert!(
+        lines.iter().any(|l| l["fields"]["message"] == "initialised"
+            && l["fields"]["function"] == "websocket-handler"),
+        "no start-up line naming the function:\n{stdout}"
+    );
     assert!(!stdout.contains(API_KEY), "the API key was logged");
     assert!(!stdout.contains("{nope"), "a message body was logged");
 }

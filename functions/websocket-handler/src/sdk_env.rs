@@ -27,8 +27,8 @@ use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 pub struct Missing(pub &'static str);
 
 /// Where settings are looked up: the process environment, or fixed
-/// variables (tests).
-#[derive(Debug, Clone, Default)]
+/// variables (tests). No `Default`: which of the two is meant is said.
+#[derive(Debug, Clone)]
 pub struct Env {
     fixed: Option<BTreeMap<String, String>>,
 }

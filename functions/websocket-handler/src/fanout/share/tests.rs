@@ -62,7 +62,11 @@ async fn a_chain_longer_than_max_hops_is_counted_not_reached() {
     )
     .await;
     assert_eq!(last, Handover::HandedOff { hop: MAX_HOPS });
+    // The queue double tells queued from empty (the checks above and below
+    // that nothing was handed on rely on it).
+    assert!(!queue.is_empty());
     assert_eq!(queued(&queue).hop, MAX_HOPS);
+    assert!(queue.is_empty());
     // A hop that would overflow is refused, not wrapped.
     let overflow = pass_on(
         &queue,

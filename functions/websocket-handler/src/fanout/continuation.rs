@@ -254,8 +254,10 @@ mod tests {
         let mut at = valid();
         at.hop = MAX_HOPS;
         at.attempt = MAX_HOPS;
+        at.id = "i".repeat(MAX_ID_BYTES);
         at.message_id = "m".repeat(MAX_ID_BYTES);
         at.frame = "x".repeat(MAX_FRAME_BYTES);
+        at.remainder.cursor = Cursor::After("k".repeat(MAX_ID_BYTES));
         at.remainder.pending = vec!["a".repeat(MAX_ID_BYTES); MAX_PENDING];
         assert!(at.checked().is_ok());
     }

@@ -423,6 +423,19 @@ async fn a_binary_frame_is_refused() {
     assert_eq!(f.error_codes_to("a"), [ErrorCode::BinaryFrame]);
 }
 
+/// A `$connect` whose `connectedAt` is 0 is stored as opened now, not in
+/// 1970 (whose 2-hour expiry passed long ago).
+#[tokio::test]
+async fn a_connect_at_the_epoch_is_stored_as_opened_now() {
+    let f = Fixture::with(&["a"]).await;
+    let mut raw = event("$connect", "z", None);
+    raw["requestContext"]["connectedAt"] = json!(0);
+    assert_eq!(f.run(raw).await.status_code, 200);
+    let stored = f.registry.get("z").expect("registered");
+    let age = chrono::Utc::now() - stored.connected_at;
+    assert!(age.num_seconds().abs() < 60, "stored as opened {age} ago");
+}
+
 #[tokio::test]
 async fn an_event_missing_context_fields_still_gets_an_answer() {
     let f = Fixture::with(&["a"]).await;

@@ -344,6 +344,10 @@ async fn a_claim_whose_answer_was_lost_does_not_lose_the_broadcast() {
     assert_eq!(counts.len(), 9);
     assert!(counts.values().all(|n| *n == 1), "{counts:?}");
     assert_eq!(claims.len(), 1, "one claim for the continuation");
+    assert!(
+        !claims.is_empty(),
+        "the claims double tells claimed from empty"
+    );
 }
 
 /// A table that cannot be written: nothing is posted, and the continuation

@@ -131,6 +131,11 @@ fn mask(line: &str) -> Option<String> {
         "rehearsal: reusing ",
         "rehearsal: waiting for another rehearsal",
         "@ ",
+        // Go reports modules it fetches into a cold module cache; a warm
+        // cache prints nothing.
+        "go: downloading ",
+        "go: extracting ",
+        "go: finding ",
     ];
     if line.is_empty()
         || volatile.iter().any(|v| line.starts_with(v))

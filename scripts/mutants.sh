@@ -28,7 +28,7 @@
 # take a mutant's build for fresh and run it).
 #
 # Scope: every test target of the mutated crate runs (`cargo test -p <crate>`,
-# about 35 s for the function: unit tests, dynalite-backed tables, the loopback
+# about 35 s for the function: unit tests, tables in the local DynamoDB, the loopback
 # management API and Invoke API, the built binary). Offline-only: no file is
 # excluded, since every test here runs on loopback. The e2e suite (`tests/`,
 # the whole local stack) is not run per mutant: minutes each.

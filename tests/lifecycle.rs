@@ -49,13 +49,8 @@ async fn ctrl_c_closes_every_client_and_ends_every_process() -> anyhow::Result<(
     stack.explain(client.ping().await)?;
     let before = stack.processes();
     ensure!(
-        before.len() >= 2,
-        "expected the DynamoDB server and a function process among the stack's children, found {before:?}"
-    );
-
-    ensure!(
         !stack.function_pids().is_empty(),
-        "no function process among {before:?}"
+        "no function process among the stack's children {before:?}"
     );
 
     let closed = tokio::spawn(async move { client.expect_close().await });
@@ -81,59 +76,5 @@ async fn ctrl_c_closes_every_client_and_ends_every_process() -> anyhow::Result<(
         shutdown.leftovers
     );
     ensure!(code.is_some(), "the close frame carried no code");
-    Ok(())
-}
-
-/// The DynamoDB server (dynalite's `cli.js` under node) among the stack's
-/// processes: its pid and process group.
-fn dynamodb_server(stack: &Stack) -> Option<(u32, u32)> {
-    stack.processes().into_iter().find_map(|process| {
-        let cmdline = std::fs::read(format!("/proc/{}/cmdline", process.pid)).ok()?;
-        let is_dynalite = cmdline
-            .split(|&b| b == 0)
-            .any(|arg| arg.ends_with(b"node_modules/dynalite/cli.js"));
-        is_dynalite.then_some((process.pid, process.group))
-    })
-}
-
-#[tokio::test]
-async fn a_dead_dynamodb_server_stops_the_stack_with_an_error_naming_it() -> anyhow::Result<()> {
-    let mut stack = Stack::start().await?;
-    let (server, group) = dynamodb_server(&stack)
-        .with_context(|| format!("no dynalite among {:?}", stack.processes()))?;
-    // Its own process group: a terminal's Ctrl-C (sent to the foreground
-    // group) does not reach it before the $disconnects it must serve.
-    ensure!(
-        group == server,
-        "dynalite (pid {server}) runs in process group {group}"
-    );
-    // Positive control: the stack serves while the server runs.
-    let mut client = stack.explain(Client::connect(stack.edge()).await)?;
-    stack.explain(client.ping().await)?;
-
-    e2e::process::signal(server, e2e::process::Signal::KILL)
-        .with_context(|| format!("killing dynalite (pid {server})"))?;
-    let status = stack.wait_exit(Duration::from_secs(30))?.with_context(|| {
-        format!(
-            "devstack still runs 30 s after dynalite died; log:\n{}",
-            stack.log_tail()
-        )
-    })?;
-    ensure!(
-        !status.success(),
-        "devstack exited with {status} after dynalite died"
-    );
-    let log = stack.log();
-    ensure!(
-        log.contains("DynamoDB server") && log.contains("exited while the stack was running"),
-        "devstack's log does not say the DynamoDB server died:\n{}",
-        stack.log_tail()
-    );
-    let shutdown = stack.interrupt();
-    ensure!(
-        shutdown.leftovers.is_empty(),
-        "processes outlived the stack: {:?}",
-        shutdown.leftovers
-    );
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! `local-process`'s job; its helpers are re-exported here for the tests.
 //!
 //! The stack is started in its own process group, so everything it starts
-//! (function processes, the DynamoDB server) can be found, and killed if it
+//! (function processes, the authorizer's) can be found, and killed if it
 //! outlives the stack. The spawn happens on one long-lived thread with a
 //! parent-death signal, so a test run killed outright (SIGKILL, abort) does
 //! not leave the stack running.

@@ -748,7 +748,7 @@ impl Stack {
     }
 
     /// Every living process the stack started (function processes, the
-    /// DynamoDB server, …), not the stack itself.
+    /// authorizer's, …), not the stack itself.
     pub fn processes(&self) -> Vec<ProcessInfo> {
         self.pid().map(process::descendants).unwrap_or_default()
     }

@@ -1,5 +1,6 @@
 //! The server is real: a table created through this crate takes and returns
-//! items through the AWS SDK, and dropping the handle ends the process.
+//! items through the AWS SDK, a conditional write it refuses is refused with
+//! DynamoDB's error, and dropping the handle stops the server.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use local_dynamodb::LocalDynamoDb;
 const LIMIT: Duration = Duration::from_secs(300);
 
 #[tokio::test]
-async fn serves_dynamodb_and_dies_with_its_handle() {
+async fn serves_dynamodb_and_stops_with_its_handle() {
     let db = tokio::time::timeout(LIMIT, LocalDynamoDb::start())
         .await
         .expect("start timed out")
@@ -68,14 +69,29 @@ async fn serves_dynamodb_and_dies_with_its_handle() {
         .expect("timed out");
     assert!(again.is_err());
 
-    let pid = db.pid();
-    let endpoint = db.endpoint().to_string();
-    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
-    drop(db);
+    // DynamoDB's own error for a condition that does not hold, as the
+    // function's claims and stale-connection removal rely on it.
+    let refused = tokio::time::timeout(
+        LIMIT,
+        client
+            .put_item()
+            .table_name("things")
+            .item("id", AttributeValue::S("a".into()))
+            .condition_expression("attribute_not_exists(id)")
+            .send(),
+    )
+    .await
+    .expect("timed out")
+    .expect_err("the item exists");
     assert!(
-        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-        "DynamoDB server {pid} outlived its handle"
+        refused
+            .as_service_error()
+            .is_some_and(|e| e.is_conditional_check_failed_exception()),
+        "{refused:?}"
     );
+
+    let endpoint = db.endpoint().to_string();
+    drop(db);
     let port = endpoint.rsplit(':').next().expect("port");
     let refused = std::net::TcpStream::connect(format!("127.0.0.1:{port}"));
     assert!(refused.is_err(), "port {port} still answers");

@@ -1,6 +1,6 @@
 //! Node packages installed once, under a file lock ([`crate::once`]), from a
-//! `package.json` and `package-lock.json` the caller carries: the local
-//! DynamoDB server (dynalite). `npm ci` installs exactly what the lock names,
+//! `package.json` and `package-lock.json` the caller carries: the
+//! benchmark's peer (serverless-offline). `npm ci` installs exactly what the lock names,
 //! with `--ignore-scripts` (the packages ship what they run; nothing is built
 //! or fetched at install time beyond the tarballs).
 
@@ -39,7 +39,7 @@ pub struct NodePackages {
     dir: PathBuf,
     package_json: String,
     package_lock: String,
-    /// What the error messages call the install, e.g. `dynalite@4.0.0`.
+    /// What the error messages call the install, e.g. `serverless-offline@13.10.1`.
     packages: String,
 }
 
@@ -64,7 +64,7 @@ impl NodePackages {
         &self.dir
     }
 
-    /// A file of an installed package, e.g. `("dynalite", "cli.js")`.
+    /// A file of an installed package, e.g. `("serverless", "bin/serverless.js")`.
     pub fn file(&self, package: &str, path: &str) -> PathBuf {
         self.dir.join("node_modules").join(package).join(path)
     }

@@ -25,12 +25,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use local_dynamodb::LocalDynamoDb;
 use pulumi_program::Topology;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::apigateway::{AccountLimits, Gateway, REQUEST_CONNECTIONS};
 use crate::cloudfront::Edge;
@@ -305,14 +305,13 @@ impl Stack {
         &self.endpoints
     }
 
-    /// The pids of the function processes (the authorizer's too) and the
-    /// DynamoDB server.
+    /// The pids of the function processes (the authorizer's too). The
+    /// local DynamoDB is a thread of this process.
     pub fn process_ids(&self) -> Vec<u32> {
         let mut pids = self.pool.process_ids();
         if let Some(sign_in) = &self.sign_in {
             pids.extend(sign_in.pool.process_ids());
         }
-        pids.push(self.dynamodb.pid());
         pids
     }
     /// Clean shutdown: the edge stops accepting, every client gets a close
@@ -381,29 +380,12 @@ async fn shutdown_signal() -> anyhow::Result<&'static str> {
 /// during shutdown stops at once (child processes still end with the stack).
 pub async fn run(options: UpOptions) -> anyhow::Result<()> {
     let stack = Stack::start(&options).await?;
-    let dynamodb_pid = stack.dynamodb.pid();
-    let dynamodb_exited = stack
-        .dynamodb
-        .exited()
-        .context("watching the local DynamoDB server")?;
     println!("{}", stack.banner());
     if let Some(path) = &options.ready_file {
         write_ready_file(path, stack.endpoints())?;
     }
-    // Without its table the stack could only answer 500: it stops instead.
-    let dynamodb_died = tokio::select! {
-        signal = shutdown_signal() => {
-            info!(signal = signal?, "shutting down");
-            false
-        }
-        () = dynamodb_exited => {
-            error!(
-                pid = dynamodb_pid,
-                "the local DynamoDB server (dynalite) exited while the stack was running; stopping the stack"
-            );
-            true
-        }
-    };
+    let signal = shutdown_signal().await?;
+    info!(signal, "shutting down");
     tokio::select! {
         () = stack.shutdown() => {}
         second = shutdown_signal() => {
@@ -413,12 +395,6 @@ pub async fn run(options: UpOptions) -> anyhow::Result<()> {
     }
     if let Some(path) = &options.ready_file {
         let _ = std::fs::remove_file(path);
-    }
-    if dynamodb_died {
-        bail!(
-            "the local DynamoDB server (dynalite, pid {dynamodb_pid}) exited while the stack was running; \
-             the stack stopped (its log is above)"
-        );
     }
     Ok(())
 }

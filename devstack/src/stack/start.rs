@@ -222,7 +222,7 @@ pub(super) async fn first_function(
 pub(super) async fn start_dynamodb(topology: &Topology) -> anyhow::Result<LocalDynamoDb> {
     let dynamodb = LocalDynamoDb::start_in_region(&topology.region)
         .await
-        .context("starting the local DynamoDB server (dynalite)")?;
+        .context("starting the local DynamoDB server")?;
     for (table, what) in [
         (&topology.table, "connections"),
         (&topology.claims_table, "claims"),

@@ -1,5 +1,5 @@
 //! The built binary, run as Lambda runs it: a loopback Lambda Runtime API
-//! hands it events, DynamoDB is a real dynalite server and the management API a
+//! hands it events, DynamoDB is a real local server (Dynoxide) and the management API a
 //! loopback stand-in, reached through `AWS_ENDPOINT_URL_DYNAMODB` and
 //! `MANAGEMENT_ENDPOINT` with dummy credentials — the variables the local
 //! stack sets, and the same code path as in AWS.

@@ -1,7 +1,7 @@
-//! `ClaimsTable` against a real DynamoDB-compatible server (dynalite): a
+//! `ClaimsTable` against a real DynamoDB-compatible server (Dynoxide, `local-dynamodb`): a
 //! continuation is claimed once; a retry with the claim's own token is the
 //! same claim, even when the first write was applied and its answer lost
-//! (a stand-in in front of dynalite answers 500 after applying it); and
+//! (a stand-in in front of that server answers 500 after applying it); and
 //! claims never grow the connections table, however many broadcasts ran.
 
 mod support;
@@ -108,7 +108,7 @@ async fn a_claim_that_fails_for_another_reason_is_an_error_not_a_duplicate() {
     );
 }
 
-/// Forwards every request to dynalite; the first PutItem is applied there
+/// Forwards every request to the local DynamoDB; the first PutItem is applied there
 /// and then answered with a 500, as a lost answer.
 #[derive(Clone)]
 struct LosesFirstPut {

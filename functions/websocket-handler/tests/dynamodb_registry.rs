@@ -1,4 +1,4 @@
-//! `DynamoDbRegistry` against a real DynamoDB-compatible server (dynalite, started
+//! `DynamoDbRegistry` against a real DynamoDB-compatible server (Dynoxide, started
 //! by `local-dynamodb`): the item layout the Pulumi table expects (its TTL
 //! attribute among them), a Scan that really spans several pages, and the conditional delete a 410
 //! makes.

@@ -1,4 +1,4 @@
-//! `FanoutTable` against a real DynamoDB-compatible server (dynalite): the
+//! `FanoutTable` against a real DynamoDB-compatible server (Dynoxide, `local-dynamodb`): the
 //! pages a continuation walks are disjoint and cover the table, and hold
 //! connections only.
 

@@ -80,8 +80,9 @@ async fn column(
     path: &str,
 ) -> anyhow::Result<PeerColumn> {
     let mut column = PeerColumn::default();
-    // Both stacks run Node (dynalite here, serverless-offline there): their
-    // first second of load is spent compiling JavaScript. Warm each the same.
+    // serverless-offline runs on Node, whose first second of load is spent
+    // compiling JavaScript (as the local DynamoDB's was, when it was
+    // dynalite): each column is warmed the same.
     let warm: Vec<Ws> = connect_many(addr, path, WARM_UP_HANDSHAKES, 0)
         .await
         .context("the warm-up handshakes")?;

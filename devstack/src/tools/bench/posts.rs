@@ -8,7 +8,7 @@
 //! In-flight values are swept through the function's `FANOUT_IN_FLIGHT`
 //! (a function that does not read it runs at its own fixed value, which the
 //! stand-in's peak in flight shows), each against two registries: the local
-//! DynamoDB (dynalite, on the same cores as the function) and a registry
+//! DynamoDB (Dynoxide, in the bench's process, on the same cores as the function) and a registry
 //! stand-in that serves each Scan page from memory after a fixed latency, as
 //! DynamoDB would across a network ([`super::registry_standin`]).
 
@@ -47,7 +47,7 @@ pub struct PostsArgs {
 /// Where a run's recipients are read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Registry {
-    /// The local DynamoDB (dynalite).
+    /// The local DynamoDB (Dynoxide).
     LocalDynamoDb,
     /// [`RegistryStandIn`], each Scan page after this latency.
     StandIn(Duration),

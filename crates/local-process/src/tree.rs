@@ -128,10 +128,20 @@ mod tests {
             .expect("sleep starts");
         let id = child.id();
         assert!(children(std::process::id()).contains(&id));
-        let info = ProcessInfo::read(id).expect("the child in /proc");
+        // Read once it runs `sleep`: until its exec the child still bears
+        // this thread's name, which `still_alive` would see change.
+        let started = std::time::Instant::now();
+        let info = loop {
+            let info = ProcessInfo::read(id).expect("the child in /proc");
+            if info.name == "sleep" || started.elapsed() > std::time::Duration::from_secs(10) {
+                break info;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
         assert_eq!(info.parent, std::process::id());
         let family = std::slice::from_ref(&info);
-        assert_eq!(still_alive(family), family);
+        let alive: Vec<u32> = still_alive(family).iter().map(|p| p.pid).collect();
+        assert_eq!(alive, [id]);
         child.kill().expect("SIGKILL the child");
         child.wait().expect("reap the child");
         assert!(still_alive(family).is_empty());

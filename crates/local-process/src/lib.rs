@@ -18,9 +18,11 @@ pub use rustix::process::Signal;
 
 mod npm;
 mod once;
+mod status;
 mod tree;
 mod venv;
 pub use npm::{NodePackages, NpmError};
+pub use status::ProcStatus;
 pub use tree::{ProcessInfo, children, descendants, group_members, is_zombie, still_alive};
 pub use venv::{PythonVenv, VenvError};
 
@@ -99,29 +101,16 @@ pub fn exit_of(raw: u32) -> io::Result<impl Future<Output = ()> + Send + 'static
 }
 
 /// The peak resident set size of a live process (`VmHWM` in
-/// `/proc/<pid>/status`), in bytes.
+/// `/proc/<pid>/status`), in bytes. To read it again and again, keep a
+/// [`ProcStatus`].
 pub fn peak_rss_bytes(raw: u32) -> io::Result<u64> {
-    memory(raw, "VmHWM", |status| status.vmhwm)
+    ProcStatus::open(raw)?.peak_rss_bytes()
 }
 
 /// The resident set size of a live process now (`VmRSS` in
 /// `/proc/<pid>/status`), in bytes.
 pub fn rss_bytes(raw: u32) -> io::Result<u64> {
-    memory(raw, "VmRSS", |status| status.vmrss)
-}
-
-/// One memory figure of `/proc/<raw>/status` (in KiB there), in bytes.
-fn memory(
-    raw: u32,
-    name: &str,
-    field: impl FnOnce(&procfs::process::Status) -> Option<u64>,
-) -> io::Result<u64> {
-    let status = procfs::process::Process::new(pid(raw)?.as_raw_nonzero().get())
-        .and_then(|process| process.status())
-        .map_err(io::Error::other)?;
-    let kib = field(&status)
-        .ok_or_else(|| io::Error::other(format!("/proc/{raw}/status has no {name}")))?;
-    Ok(kib.saturating_mul(1024))
+    ProcStatus::open(raw)?.rss_bytes()
 }
 
 #[cfg(test)]

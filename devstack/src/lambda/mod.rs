@@ -43,7 +43,6 @@ use crate::console::{EventBus, StackEvent};
 use crate::reload::build::{AUTHORIZER_PACKAGE, FUNCTION_PACKAGE};
 
 use invoke::{Invoke, InvokeError, InvokeFuture};
-use process::peak_rss_mib;
 use swap::FunctionVersion;
 use worker::{Stop, Worker};
 
@@ -295,7 +294,7 @@ impl LambdaPool {
             result,
             duration_ms,
             init_duration_ms = cold.then(|| worker.init_ms()),
-            max_memory_mb = peak_rss_mib(worker.pid),
+            max_memory_mb = worker.peak_rss_mib(),
             "invoke"
         );
         if matches!(outcome, Ok(_) | Err(InvokeError::Function { .. })) {

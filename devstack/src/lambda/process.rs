@@ -155,10 +155,3 @@ async fn forward_output(
         }
     }
 }
-
-/// The peak resident memory of a process (`VmHWM`), as Lambda's "Max Memory Used".
-pub(super) fn peak_rss_mib(pid: u32) -> Option<u64> {
-    local_process::peak_rss_bytes(pid)
-        .ok()
-        .map(|bytes| bytes.div_ceil(1024 * 1024))
-}

@@ -43,6 +43,8 @@ pub(super) struct Worker {
     pub(super) retired: AtomicBool,
     /// SIGSTOPped between invocations ([`super::freeze`]).
     pub(super) frozen: AtomicBool,
+    /// Its `/proc/<pid>/status`, read after every invocation.
+    status: Option<local_process::ProcStatus>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +69,12 @@ impl Worker {
     pub(super) fn stop(&self, how: Stop) {
         // The supervisor is gone only once the process has been reaped.
         let _ = self.stop.send(how);
+    }
+
+    /// Its peak resident memory (`VmHWM`) in MiB, as Lambda's "Max Memory Used".
+    pub(super) fn peak_rss_mib(&self) -> Option<u64> {
+        let bytes = self.status.as_ref()?.peak_rss_bytes().ok()?;
+        Some(bytes.div_ceil(1024 * 1024))
     }
 
     pub(super) fn init_ms(&self) -> Option<f64> {
@@ -288,6 +296,9 @@ impl LambdaPool {
             timeout: version.config.timeout,
             retired: AtomicBool::new(false),
             frozen: AtomicBool::new(false),
+            status: local_process::ProcStatus::open(pid)
+                .inspect_err(|error| debug!(pid, %error, "no memory figures for this process"))
+                .ok(),
         });
         self.tasks.spawn(supervise(Supervised {
             child,

@@ -46,9 +46,10 @@ where
     W: AsyncWrite + Unpin,
 {
     // Not zeroed: `read_buf` fills spare capacity, so a connection that
-    // carries nothing but its handshake never touches these pages (a zeroed
-    // 16 KiB each way was an eighth of the stack's CPU per handshake, most
-    // of it the kernel clearing fresh pages).
+    // carries nothing but its handshake never writes these 16 KiB. Zeroed,
+    // each connection wrote 32 KiB for nothing; with an allocator that hands
+    // out fresh pages (mimalloc, tried) that was an eighth of the stack's CPU
+    // per handshake, the kernel clearing the pages.
     let mut buffer = Vec::with_capacity(RELAY_BUFFER_BYTES);
     let mut copied = 0;
     loop {

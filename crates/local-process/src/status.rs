@@ -91,12 +91,20 @@ mod tests {
             .spawn()
             .expect("sleep starts");
         let status = ProcStatus::open(child.id()).expect("open");
+        // The child may still be starting (its memory growing) while it is
+        // read: only what holds at any moment is checked — the peak never
+        // falls, and the size now is never above a peak read after it.
         let first = status.peak_rss_bytes().expect("VmHWM of a live process");
         assert!(first > 0);
-        assert!(status.rss_bytes().expect("VmRSS") <= first);
-        assert!(status.peak_rss_bytes().expect("read again") >= first);
+        let now = status.rss_bytes().expect("VmRSS");
+        let second = status.peak_rss_bytes().expect("read again");
+        assert!(now <= second && first <= second, "{first} {now} {second}");
         let by_path = peak_rss_bytes_by_path(child.id());
-        assert_eq!(by_path, status.peak_rss_bytes().expect("a third read"));
+        let third = status.peak_rss_bytes().expect("a third read");
+        assert!(
+            second <= by_path && by_path <= third,
+            "{second} {by_path} {third}"
+        );
         child.kill().expect("kill");
         child.wait().expect("reap");
     }

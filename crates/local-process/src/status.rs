@@ -49,15 +49,19 @@ impl ProcStatus {
             .ok_or_else(|| io::Error::other(format!("/proc/{}/status has no {name}", self.pid)))
     }
 
+    /// The whole file, in one `pread` when it fits in [`CHUNK`]: the kernel
+    /// writes a proc file afresh for every read, so a second read only to
+    /// learn that the first was all would double the cost. A read that
+    /// fills the chunk may have more behind it, and the next one follows.
     fn read(&self) -> io::Result<String> {
-        let mut bytes = Vec::with_capacity(CHUNK);
+        let mut bytes = Vec::new();
         let mut chunk = [0u8; CHUNK];
         loop {
             let n = self.file.read_at(&mut chunk, bytes.len() as u64)?;
-            if n == 0 {
+            bytes.extend_from_slice(&chunk[..n]);
+            if n < CHUNK {
                 break;
             }
-            bytes.extend_from_slice(&chunk[..n]);
         }
         String::from_utf8(bytes).map_err(io::Error::other)
     }

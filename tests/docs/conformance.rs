@@ -82,7 +82,8 @@ pub fn masked(lines: &[String]) -> Vec<String> {
 pub fn measure() -> anyhow::Result<String> {
     let runtime = tokio::runtime::Runtime::new().context("a tokio runtime")?;
     runtime.block_on(async {
-        let stack = Stack::start_with(StackConfig::new().sign_in()).await?;
+        let stack =
+            Stack::start_with(StackConfig::new().sign_in().tight_stage_throttling()).await?;
         let output = tokio::process::Command::new(devstack_binary()?)
             .args(["check", "--conformance", "--ready-file"])
             .arg(stack.ready_file())

@@ -191,7 +191,18 @@ pub(super) async fn stage_throttling(target: &Target) -> Row {
                     Some(_) => {}
                     None => match serde_json::from_str::<GatewayFrame>(&text) {
                         Ok(g) if g.message == GatewayFrame::TOO_MANY_REQUESTS => throttled += 1,
-                        Ok(g) => return Err(format!("API Gateway answered {:?}", g.message)),
+                        // Lambda's throttling (or any integration failure)
+                        // reaches the client as "Internal server error": the
+                        // stage let more through than the function could take.
+                        Ok(g) => {
+                            return Err(format!(
+                                "after {pongs} pongs and {throttled} 429s API Gateway answered {:?} \
+                                 (the function failed or was throttled: see its log; where the stage \
+                                 admits more than the function takes, lower stageBurstLimit and \
+                                 stageRateLimit for the check)",
+                                g.message
+                            ));
+                        }
                         Err(_) => return Err(format!("an unexpected frame: {text}")),
                     },
                 },

@@ -54,17 +54,22 @@ impl ProcStatus {
     /// learn that the first was all would double the cost. A read that
     /// fills the chunk may have more behind it, and the next one follows.
     fn read(&self) -> io::Result<String> {
-        let mut bytes = Vec::new();
-        let mut chunk = [0u8; CHUNK];
-        loop {
-            let n = self.file.read_at(&mut chunk, bytes.len() as u64)?;
-            bytes.extend_from_slice(&chunk[..n]);
-            if n < CHUNK {
-                break;
-            }
-        }
-        String::from_utf8(bytes).map_err(io::Error::other)
+        read_in_chunks::<CHUNK>(&self.file)
     }
+}
+
+/// A proc file from its start, in reads of `N` bytes until one comes short.
+fn read_in_chunks<const N: usize>(file: &File) -> io::Result<String> {
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; N];
+    loop {
+        let n = file.read_at(&mut chunk, bytes.len() as u64)?;
+        bytes.extend_from_slice(&chunk[..n]);
+        if n < N {
+            break;
+        }
+    }
+    String::from_utf8(bytes).map_err(io::Error::other)
 }
 
 /// `123` from the line `name:\t   123 kB`.
@@ -116,6 +121,27 @@ mod tests {
     fn peak_rss_bytes_by_path(pid: u32) -> u64 {
         let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
         field_kib(&text, "VmHWM").expect("VmHWM") * 1024
+    }
+
+    /// A status file longer than one read is read to its end, piece by
+    /// piece, whatever the size of the pieces.
+    #[test]
+    fn a_file_longer_than_a_chunk_is_read_whole() {
+        let status = ProcStatus::open(std::process::id()).expect("our own status");
+        let whole = read_in_chunks::<CHUNK>(&status.file).expect("in one read");
+        assert!(whole.len() < CHUNK, "{} bytes", whole.len());
+        for text in [
+            read_in_chunks::<64>(&status.file).expect("in 64-byte reads"),
+            read_in_chunks::<7>(&status.file).expect("in 7-byte reads"),
+        ] {
+            let names = |text: &str| -> Vec<String> {
+                text.lines()
+                    .filter_map(|line| line.split_once(':').map(|(name, _)| name.to_owned()))
+                    .collect()
+            };
+            assert_eq!(names(&text), names(&whole));
+            assert!(field_kib(&text, "VmHWM").is_some_and(|kib| kib > 0), "{text}");
+        }
     }
 
     #[test]

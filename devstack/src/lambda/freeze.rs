@@ -28,6 +28,7 @@ impl Worker {
     /// Stops the process until [`Worker::thaw`]; idempotent.
     pub(super) fn freeze(&self) {
         if !self.frozen.swap(true, Ordering::AcqRel) {
+            self.freezes.fetch_add(1, Ordering::Relaxed);
             let _ = local_process::signal_group(self.pid, Signal::STOP);
         }
     }
@@ -182,6 +183,63 @@ mod tests {
         assert!(
             !state_becomes_within(pid, 'T', Duration::from_millis(300)).await,
             "stopped with the freeze off"
+        );
+        pool.shutdown().await;
+    }
+
+    /// Invocations queued behind a busy process get it straight from the
+    /// one before, as Lambda answers `/next` at once when an event waits:
+    /// it is frozen once, when nothing is left to run, not between them.
+    #[tokio::test]
+    async fn a_process_with_invocations_waiting_is_handed_on_without_a_freeze() {
+        let pool = tokio::time::timeout(WAIT, LambdaPool::start(config(), EventBus::new()))
+            .await
+            .expect("started in time")
+            .expect("started");
+        pool.set_freeze(true);
+        let slow = {
+            let pool = Arc::clone(&pool);
+            tokio::spawn(async move {
+                pool.invoke(json!({ "action": "sleep", "seconds": 0.5 }))
+                    .await
+            })
+        };
+        // The queued ones are in line before the slow one ends.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let queued: Vec<_> = (0..3)
+            .map(|value| {
+                let pool = Arc::clone(&pool);
+                tokio::spawn(async move {
+                    pool.invoke(json!({ "action": "echo", "value": value }))
+                        .await
+                })
+            })
+            .collect();
+        slow.await.expect("joined").expect("the slow invocation");
+        for invocation in queued {
+            invocation
+                .await
+                .expect("joined")
+                .expect("a queued invocation");
+        }
+        let pid = pool.process_ids()[0];
+        assert!(
+            state_becomes(pid, 'T').await,
+            "idle at the end, not stopped"
+        );
+        let worker = pool
+            .workers
+            .lock()
+            .live
+            .values()
+            .next()
+            .cloned()
+            .expect("a process");
+        assert_eq!(pool.process_ids(), [pid], "one process served all four");
+        assert_eq!(
+            worker.freezes.load(Ordering::Relaxed),
+            1,
+            "frozen between queued invocations"
         );
         pool.shutdown().await;
     }

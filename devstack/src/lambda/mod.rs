@@ -15,6 +15,7 @@
 //! the stack around it, stays up.
 
 mod freeze;
+mod idle;
 pub mod invoke;
 pub mod invoke_api;
 mod process;
@@ -22,7 +23,7 @@ mod runtime_api;
 mod swap;
 mod worker;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -42,6 +43,7 @@ use uuid::Uuid;
 use crate::console::{EventBus, StackEvent};
 use crate::reload::build::{AUTHORIZER_PACKAGE, FUNCTION_PACKAGE};
 
+use idle::Idle;
 use invoke::{Invoke, InvokeError, InvokeFuture};
 use swap::FunctionVersion;
 use worker::{Stop, Worker};
@@ -100,8 +102,9 @@ pub struct LambdaPool {
     /// Invocations running or waiting for a process; bounded by
     /// `max_concurrency + QUEUED`.
     admitted: Arc<Semaphore>,
-    /// Processes waiting for an invocation, most recently used last.
-    idle: Mutex<VecDeque<Arc<Worker>>>,
+    /// Processes waiting for an invocation, and invocations waiting for a process.
+    idle: Mutex<Idle>,
+    /// A process was parked (a swap waits for one to stop).
     idle_added: Notify,
     workers: Mutex<Workers>,
     closing: CancellationToken,
@@ -214,7 +217,7 @@ impl LambdaPool {
             me: me.clone(),
             slots,
             admitted,
-            idle: Mutex::new(VecDeque::new()),
+            idle: Mutex::new(Idle::default()),
             idle_added: Notify::new(),
             workers: Mutex::new(Workers {
                 closing: false,
@@ -308,22 +311,31 @@ impl LambdaPool {
     }
 
     /// Takes an idle process, or starts one if the concurrency allows, or
-    /// waits for one of the two.
+    /// waits for one of the two (a process that finishes is handed over).
     async fn check_out(&self) -> Result<Arc<Worker>, InvokeError> {
         loop {
-            let idle_added = self.idle_added.notified();
-            tokio::pin!(idle_added);
-            idle_added.as_mut().enable();
-            if let Some(worker) = self.pop_idle() {
-                return Ok(worker);
-            }
+            let mut handed = match self.idle.lock().take_or_wait() {
+                Ok(worker) => return Ok(worker),
+                Err(waiting) => waiting,
+            };
             tokio::select! {
                 biased;
                 () = self.closing.cancelled() => return Err(shutting_down()),
-                () = &mut idle_added => continue,
+                worker = &mut handed => match worker {
+                    Ok(worker) if worker.is_alive() => return Ok(worker),
+                    // Died since, or the pool let go of its waiters: again.
+                    _ => continue,
+                },
                 slot = self.slots.clone().acquire_owned() => {
                     let slot = slot.map_err(|_| shutting_down())?;
-                    if let Some(worker) = self.pop_idle() {
+                    // Out of the queue; a process handed over meanwhile is taken.
+                    handed.close();
+                    if let Ok(worker) = handed.try_recv()
+                        && worker.is_alive()
+                    {
+                        return Ok(worker);
+                    }
+                    if let Some(worker) = self.idle.lock().take() {
                         return Ok(worker);
                     }
                     return self
@@ -335,16 +347,6 @@ impl LambdaPool {
         }
     }
 
-    fn pop_idle(&self) -> Option<Arc<Worker>> {
-        let mut idle = self.idle.lock();
-        while let Some(worker) = idle.pop_back() {
-            if worker.is_alive() {
-                return Some(worker);
-            }
-        }
-        None
-    }
-
     /// Makes a process that finished its invocation available again.
     fn check_in(&self, worker: Arc<Worker>) {
         if !worker.is_alive() || self.closing.is_cancelled() {
@@ -354,10 +356,15 @@ impl LambdaPool {
             worker.retire();
             return;
         }
+        let mut idle = self.idle.lock();
+        let Err(worker) = idle.hand_off(worker) else {
+            return;
+        };
         if self.freezes() {
             worker.freeze();
         }
-        self.idle.lock().push_back(worker);
+        idle.park(worker);
+        drop(idle);
         self.idle_added.notify_one();
     }
 
@@ -381,7 +388,7 @@ impl LambdaPool {
             let retired = worker.is_some_and(|w| w.retired.load(Ordering::Relaxed));
             (before, workers.closing, retired)
         };
-        self.idle.lock().retain(|worker| worker.id != worker_id);
+        self.idle.lock().remove(worker_id);
         self.events.publish(StackEvent::ProcessExited {
             pid,
             reason: if closing || retired {

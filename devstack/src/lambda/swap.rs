@@ -46,7 +46,7 @@ impl LambdaPool {
         let worker = self.start_worker_of(Arc::clone(&version), slot).await?;
         let number = version.number;
         *self.version.lock() = version;
-        let old: Vec<_> = self.idle.lock().drain(..).collect();
+        let old: Vec<_> = self.idle.lock().drain();
         for worker in &old {
             worker.retire();
         }
@@ -73,7 +73,7 @@ impl LambdaPool {
             let idle_added = self.idle_added.notified();
             tokio::pin!(idle_added);
             idle_added.as_mut().enable();
-            let oldest = self.idle.lock().pop_front();
+            let oldest = self.idle.lock().oldest();
             if let Some(worker) = oldest {
                 worker.retire();
             }

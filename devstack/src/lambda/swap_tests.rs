@@ -60,7 +60,10 @@ async fn a_swap_serves_new_invocations_and_lets_in_flight_ones_finish() {
         })
     };
     // The slow invocation holds one process; wait until it has been handed out.
-    eventually("the slow invocation runs", || pool.idle.lock().is_empty()).await;
+    eventually("the slow invocation runs", || {
+        pool.idle.lock().parked() == 0
+    })
+    .await;
 
     tokio::time::timeout(WAIT, pool.swap(config("2", 4)))
         .await

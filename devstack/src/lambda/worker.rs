@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
@@ -43,6 +43,8 @@ pub(super) struct Worker {
     pub(super) retired: AtomicBool,
     /// SIGSTOPped between invocations ([`super::freeze`]).
     pub(super) frozen: AtomicBool,
+    /// How many times it was frozen.
+    pub(super) freezes: AtomicU64,
     /// Its `/proc/<pid>/status`, read after every invocation.
     status: Option<local_process::ProcStatus>,
 }
@@ -296,6 +298,7 @@ impl LambdaPool {
             timeout: version.config.timeout,
             retired: AtomicBool::new(false),
             frozen: AtomicBool::new(false),
+            freezes: AtomicU64::new(0),
             status: local_process::ProcStatus::open(pid)
                 .inspect_err(|error| debug!(pid, %error, "no memory figures for this process"))
                 .ok(),

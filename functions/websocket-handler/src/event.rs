@@ -76,6 +76,19 @@ impl WebsocketEvent {
         Self::from_request(request)
     }
 
+    /// An API Gateway event read straight from its JSON text, when it is
+    /// one and has every field the routes need; `None` otherwise (and for
+    /// any text naming the continuation key, [`crate::fanout::EVENT_KEY`],
+    /// which [`crate::handler::handle`] recognises first): the caller then
+    /// takes [`WebsocketEvent::parse`]'s path, which says what is wrong.
+    pub fn from_json(raw: &str) -> Option<Self> {
+        if raw.contains(crate::fanout::EVENT_KEY) {
+            return None;
+        }
+        let request: ApiGatewayWebsocketProxyRequest = serde_json::from_str(raw).ok()?;
+        Self::from_request(request).ok()
+    }
+
     /// Checks the request-context fields of an already typed event.
     pub fn from_request(request: ApiGatewayWebsocketProxyRequest) -> Result<Self, EventError> {
         let context = request.request_context;
@@ -235,6 +248,37 @@ pub(crate) mod tests {
             parsed.api.management_endpoint().as_deref(),
             Some("https://abc123.execute-api.eu-west-1.amazonaws.com/prod")
         );
+    }
+
+    /// The text path reads what the value path reads, and leaves to it
+    /// every event it would refuse or that names the continuation key.
+    #[test]
+    fn an_event_read_from_its_text_is_the_one_parse_reads() {
+        let mut signed_in = event("ping", "c2", Some(r#"{"action":"ping"}"#));
+        signed_in["requestContext"]["authorizer"] = json!({ "principalId": "user-1" });
+        for raw in [event("$connect", "c1", None), signed_in] {
+            let fast = WebsocketEvent::from_json(&raw.to_string()).expect("read from the text");
+            let slow = WebsocketEvent::parse(raw).expect("parsed");
+            assert_eq!(format!("{fast:?}"), format!("{slow:?}"));
+        }
+        let mut no_id = event("$connect", "c1", None);
+        no_id["requestContext"]["connectionId"] = json!("");
+        let mut wrong_type = event("$connect", "c1", None);
+        wrong_type["requestContext"]["connectedAt"] = json!("soon");
+        let continuation = event("ping", "c1", Some(r#"{"fanout":1}"#));
+        for raw in [
+            no_id,
+            wrong_type,
+            continuation,
+            json!([1]),
+            json!({ "fanout": {} }),
+        ] {
+            assert!(
+                WebsocketEvent::from_json(&raw.to_string()).is_none(),
+                "{raw}"
+            );
+        }
+        assert!(WebsocketEvent::from_json("{").is_none());
     }
 
     #[test]

@@ -26,4 +26,4 @@ pub mod routes;
 pub mod sdk_env;
 pub mod settings;
 
-pub use handler::handle;
+pub use handler::{handle, handle_json};

@@ -5,7 +5,7 @@
 //! [`websocket_handler::handle`] until the runtime stops.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use websocket_handler::claims::ClaimsTable;
 use websocket_handler::deadline::{self, Deadline};
 use websocket_handler::fanout::{Limits, Services};
@@ -71,11 +71,15 @@ async fn main() -> Result<(), Error> {
     tracing::info!(table = %settings.connections_table, claims = %settings.claims_table, management_endpoint = ?messengers.source(),
         function = relay.function(), in_flight = limits.in_flight, per_invocation = ?limits.per_invocation, "initialised");
     let (registry, messengers, services) = (&registry, &messengers, &services);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let deadline = Deadline::from_system_time(event.context.deadline());
-        websocket_handler::handle(event.payload, registry, messengers, services, deadline)
-            .await
-            .map_err(Error::from)
-    }))
+    // The event as JSON text: the handler reads it once, into its type.
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<Box<RawValue>>| async move {
+            let deadline = Deadline::from_system_time(event.context.deadline());
+            let raw = event.payload.get();
+            websocket_handler::handle_json(raw, registry, messengers, services, deadline)
+                .await
+                .map_err(Error::from)
+        },
+    ))
     .await
 }

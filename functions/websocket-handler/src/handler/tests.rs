@@ -15,8 +15,9 @@ use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// [`super::handle`] for events that are not continuations, which are
-/// always served: the response.
+/// [`super::handle_json`] (the function's entry, given the event's text)
+/// for events that are not continuations, which are always served: the
+/// response.
 async fn handle(
     raw: Value,
     registry: &dyn ConnectionRegistry,
@@ -24,7 +25,7 @@ async fn handle(
     services: &Services<'_>,
     deadline: Deadline,
 ) -> ApiGatewayProxyResponse {
-    super::handle(raw, registry, messengers, services, deadline)
+    super::handle_json(&raw.to_string(), registry, messengers, services, deadline)
         .await
         .expect("an API Gateway event is always served")
 }

@@ -140,7 +140,10 @@ mod tests {
                     .collect()
             };
             assert_eq!(names(&text), names(&whole));
-            assert!(field_kib(&text, "VmHWM").is_some_and(|kib| kib > 0), "{text}");
+            assert!(
+                field_kib(&text, "VmHWM").is_some_and(|kib| kib > 0),
+                "{text}"
+            );
         }
     }
 

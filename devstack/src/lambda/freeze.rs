@@ -123,7 +123,7 @@ mod tests {
     use serde_json::json;
 
     use super::super::invoke::Invoke;
-    use super::super::{FunctionConfig, LambdaPool};
+    use super::super::{FunctionConfig, LambdaPool, QUEUED};
     use super::*;
     use crate::console::EventBus;
 
@@ -159,13 +159,19 @@ mod tests {
         false
     }
 
-    #[tokio::test]
-    async fn an_idle_process_is_stopped_and_thawed_for_its_next_event() {
+    /// A pool of one process with the freeze on.
+    async fn frozen_pool() -> Arc<LambdaPool> {
         let pool = tokio::time::timeout(WAIT, LambdaPool::start(config(), EventBus::new()))
             .await
             .expect("started in time")
             .expect("started");
         pool.set_freeze(true);
+        pool
+    }
+
+    #[tokio::test]
+    async fn an_idle_process_is_stopped_and_thawed_for_its_next_event() {
+        let pool = frozen_pool().await;
         let echo = json!({ "action": "echo", "value": 1 });
         pool.invoke(echo.clone()).await.expect("first invocation");
         let pid = pool.process_ids()[0];
@@ -192,20 +198,19 @@ mod tests {
     /// it is frozen once, when nothing is left to run, not between them.
     #[tokio::test]
     async fn a_process_with_invocations_waiting_is_handed_on_without_a_freeze() {
-        let pool = tokio::time::timeout(WAIT, LambdaPool::start(config(), EventBus::new()))
-            .await
-            .expect("started in time")
-            .expect("started");
-        pool.set_freeze(true);
+        let pool = frozen_pool().await;
         let slow = {
             let pool = Arc::clone(&pool);
             tokio::spawn(async move {
-                pool.invoke(json!({ "action": "sleep", "seconds": 0.5 }))
+                pool.invoke(json!({ "action": "sleep", "seconds": 2 }))
                     .await
             })
         };
-        // The queued ones are in line before the slow one ends.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The slow one has the process (none parked) before the rest line up.
+        let admitted = |n: usize| {
+            pool.admitted.available_permits() == pool.config.max_concurrency + QUEUED - n
+        };
+        until(|| admitted(1) && pool.idle.lock().parked() == 0).await;
         let queued: Vec<_> = (0..3)
             .map(|value| {
                 let pool = Arc::clone(&pool);
@@ -215,6 +220,7 @@ mod tests {
                 })
             })
             .collect();
+        until(|| admitted(4)).await;
         slow.await.expect("joined").expect("the slow invocation");
         for invocation in queued {
             invocation
@@ -242,6 +248,18 @@ mod tests {
             "frozen between queued invocations"
         );
         pool.shutdown().await;
+    }
+
+    /// Waits, within [`WAIT`], until `done` holds.
+    async fn until(done: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !done() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not within {WAIT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     async fn state_becomes_within(pid: u32, wanted: char, limit: Duration) -> bool {

@@ -32,7 +32,15 @@ impl Idle {
             return Ok(worker);
         }
         let (sender, receiver) = oneshot::channel();
-        self.waiting.retain(|waiter| !waiter.is_closed());
+        // A waiter that gave up leaves the queue when it reaches the front:
+        // here, or when `hand_off` passes it over.
+        while self
+            .waiting
+            .front()
+            .is_some_and(|waiter| waiter.is_closed())
+        {
+            self.waiting.pop_front();
+        }
         self.waiting.push_back(sender);
         Err(receiver)
     }

@@ -37,20 +37,14 @@ async fn serves_dynamodb_and_stops_with_its_handle() {
         Some(&aws_sdk_dynamodb::types::TableStatus::Active)
     );
 
-    tokio::time::timeout(
-        LIMIT,
-        client
-            .put_item()
-            .table_name("things")
-            .item("id", AttributeValue::S("a".into()))
-            .item("n", AttributeValue::N("7".into()))
-            .send(),
-    )
-    .await
-    .expect("timed out")
-    .expect("put");
-    let got = tokio::time::timeout(
-        LIMIT,
+    let put = client
+        .put_item()
+        .table_name("things")
+        .item("id", AttributeValue::S("a".into()));
+    within(put.clone().item("n", AttributeValue::N("7".into())).send())
+        .await
+        .expect("put");
+    let got = within(
         client
             .get_item()
             .table_name("things")
@@ -58,7 +52,6 @@ async fn serves_dynamodb_and_stops_with_its_handle() {
             .send(),
     )
     .await
-    .expect("timed out")
     .expect("get");
     let item = got.item().expect("item");
     assert_eq!(item.get("n"), Some(&AttributeValue::N("7".into())));
@@ -71,18 +64,9 @@ async fn serves_dynamodb_and_stops_with_its_handle() {
 
     // DynamoDB's own error for a condition that does not hold, as the
     // function's claims and stale-connection removal rely on it.
-    let refused = tokio::time::timeout(
-        LIMIT,
-        client
-            .put_item()
-            .table_name("things")
-            .item("id", AttributeValue::S("a".into()))
-            .condition_expression("attribute_not_exists(id)")
-            .send(),
-    )
-    .await
-    .expect("timed out")
-    .expect_err("the item exists");
+    let refused = within(put.condition_expression("attribute_not_exists(id)").send())
+        .await
+        .expect_err("the item exists");
     assert!(
         refused
             .as_service_error()
@@ -119,4 +103,9 @@ async fn servers_started_in_parallel_are_independent() {
         "{:?}",
         tables.table_names()
     );
+}
+
+/// `call`'s result, within [`LIMIT`].
+async fn within<T>(call: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(LIMIT, call).await.expect("timed out")
 }

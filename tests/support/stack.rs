@@ -225,10 +225,11 @@ impl StackConfig {
     /// A stage bucket far smaller than what the machine serves (100 at once,
     /// 100 a second): a flood of 2,000 messages gets 429s however slowly a
     /// busy machine reads it, and what the stage admits (at most 100 plus
-    /// 100 a second) never fills the function's queue. With the defaults
-    /// (500, 1,000 a second) a machine that takes over half a second to
-    /// read the flood admits more than 16 processes and 1,000 queued
-    /// invocations hold, and the rest get the function's throttling instead.
+    /// 100 a second) is little work for the function. With the defaults
+    /// (500, 1,000 a second) a machine that takes over half a second to read
+    /// the flood admits over 1,000 invocations, which once filled the pool's
+    /// old queue (it counted invocations waiting for a local process as
+    /// running; it now counts as AWS would, `lambda/concurrency.rs`).
     pub fn tight_stage_throttling(self) -> Self {
         self.set("stageBurstLimit", 100).set("stageRateLimit", 100)
     }

@@ -21,7 +21,7 @@ use super::{ConnectionHandle, ConnectionInfo, GatewayConfig, Outbound, Route, Sh
 /// The header API Gateway reads the key from when the API sets no expression.
 const DEFAULT_API_KEY_HEADER: &str = "x-api-key";
 use crate::console::StackEvent;
-use crate::lambda::invoke::InvokeError;
+use crate::lambda::invoke::{InvokeError, Limit};
 
 /// The key path of a `$request.body.<path>` route selection expression.
 pub(super) fn body_selection_path(expression: &str) -> Option<Vec<String>> {
@@ -219,7 +219,12 @@ pub(super) fn error_kind(error: &InvokeError) -> &'static str {
         InvokeError::Crashed(_) => "function process crashed",
         InvokeError::Timeout(_) => "timeout",
         InvokeError::Unavailable(_) => "function unavailable",
-        InvokeError::Throttled { .. } => "function throttled (TooManyRequestsException)",
+        InvokeError::Throttled(Limit::Concurrency { .. }) => {
+            "function throttled (TooManyRequestsException)"
+        }
+        InvokeError::Throttled(Limit::LocalWaiting { .. }) => {
+            "function throttled by the local stack (too many invocations waiting; not an AWS limit)"
+        }
     }
 }
 

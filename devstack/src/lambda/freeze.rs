@@ -123,7 +123,7 @@ mod tests {
     use serde_json::json;
 
     use super::super::invoke::Invoke;
-    use super::super::{FunctionConfig, LambdaPool, QUEUED};
+    use super::super::{FunctionConfig, LambdaPool};
     use super::*;
     use crate::console::EventBus;
 
@@ -208,7 +208,8 @@ mod tests {
         };
         // The slow one has the process (none parked) before the rest line up.
         let admitted = |n: usize| {
-            pool.admitted.available_permits() == pool.config.max_concurrency + QUEUED - n
+            pool.admitted.available_permits()
+                == pool.config.max_concurrency + pool.waiting_limit - n
         };
         until(|| admitted(1) && pool.idle.lock().parked() == 0).await;
         let queued: Vec<_> = (0..3)

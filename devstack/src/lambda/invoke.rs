@@ -24,11 +24,25 @@ pub enum InvokeError {
     /// No function process could be started.
     #[error("function unavailable: {0}")]
     Unavailable(String),
-    /// Lambda's throttling error (HTTP 429, `TooManyRequestsException`,
-    /// reason `ConcurrentInvocationLimitExceeded`): every process is busy and
-    /// the pool's queue of waiting invocations is full.
-    #[error("TooManyRequestsException: Rate Exceeded. ({queued} invocations already waiting)")]
-    Throttled { queued: usize },
+    /// Lambda's throttling error (HTTP 429, `TooManyRequestsException`).
+    #[error("TooManyRequestsException: Rate Exceeded. ({0})")]
+    Throttled(Limit),
+}
+
+/// Why an invocation was throttled: as AWS would, or only here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Limit {
+    /// As on AWS (reason `ConcurrentInvocationLimitExceeded`): the executions
+    /// AWS would be running at once reached the account's concurrency.
+    #[error("{at_once} executions at once: the account's concurrency")]
+    Concurrency { at_once: usize },
+    /// Only here: so many invocations already wait for the machine's few
+    /// function processes that the local stack takes no more. AWS would not
+    /// throttle this one.
+    #[error(
+        "the local stack's bound, not AWS's: {waiting} invocations already wait for a function process"
+    )]
+    LocalWaiting { waiting: usize },
 }
 
 pub type InvokeFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, InvokeError>> + Send + 'a>>;

@@ -6,14 +6,17 @@
 //! environment: it polls `/runtime/invocation/next` and answers on
 //! `/response` or `/error`. A process handles one invocation at a time;
 //! concurrent invocations grow the pool up to the function's concurrency and
-//! then queue, up to [`QUEUED`] invocations; beyond that an invocation
-//! fails at once with Lambda's throttling error, as Lambda does past the
-//! account's concurrency (Lambda queues nothing for synchronous calls; the
-//! local queue plays the 1,000 executions Lambda would run at once where the
-//! pool runs 16 processes). A process that crashes or runs past
+//! then wait for a process. An invocation fails at once with Lambda's
+//! throttling error where Lambda would throttle it: when the executions AWS
+//! would be running at once reach the account's concurrency
+//! ([`concurrency`]: estimated from arrivals and execution times, not from
+//! how many wait here, since AWS would have run each in an environment of
+//! its own). The machine's own bound, [`LOCAL_WAITING`] invocations waiting,
+//! throttles too and says that it is local. A process that crashes or runs past
 //! the timeout fails only its own invocation and is replaced; the pool, and
 //! the stack around it, stays up.
 
+mod concurrency;
 mod freeze;
 mod idle;
 pub mod invoke;
@@ -34,7 +37,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use axum::body::Bytes;
 use serde_json::Value;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
@@ -43,8 +46,9 @@ use uuid::Uuid;
 use crate::console::{EventBus, StackEvent};
 use crate::reload::build::{AUTHORIZER_PACKAGE, FUNCTION_PACKAGE};
 
+use concurrency::{ACCOUNT_CONCURRENCY, Arrival, Concurrency};
 use idle::Idle;
-use invoke::{Invoke, InvokeError, InvokeFuture};
+use invoke::{Invoke, InvokeError, InvokeFuture, Limit};
 use swap::FunctionVersion;
 use worker::{Stop, Worker};
 
@@ -60,11 +64,11 @@ const OUTPUT_TAIL_LINES: usize = 20;
 const CRASH_LOOP_WINDOW: Duration = Duration::from_secs(5);
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
-/// Invocations that may wait for a busy process: Lambda's default account
-/// concurrency (1,000), which the pool's few processes play by queueing;
-/// beyond them an invocation is throttled at once. (At 32 per process, the
-/// e2e load test's 1,000 simultaneous broadcasts were throttled.)
-pub const QUEUED: usize = 1000;
+/// Invocations that may wait for a local process: the machine's bound, not
+/// AWS's (whose throttling is [`concurrency`]'s). At a few milliseconds each
+/// on 16 processes, a full queue drains in seconds; each waiting invocation
+/// holds its event and a task.
+pub const LOCAL_WAITING: usize = 10_000;
 /// The account id in local ARNs (Lambda, API Gateway, DynamoDB).
 pub const LOCAL_ACCOUNT_ID: &str = "000000000000";
 const RUNTIME_API_PREFIX: &str = "/2018-06-01/runtime";
@@ -100,8 +104,12 @@ pub struct LambdaPool {
     /// One permit per process that may exist: the function's concurrency.
     slots: Arc<Semaphore>,
     /// Invocations running or waiting for a process; bounded by
-    /// `max_concurrency + QUEUED`.
+    /// `max_concurrency + waiting_limit`.
     admitted: Arc<Semaphore>,
+    /// [`LOCAL_WAITING`], but for tests.
+    waiting_limit: usize,
+    /// The executions AWS would be running at once, which Lambda throttles on.
+    concurrency: Mutex<Concurrency>,
     /// Processes waiting for an invocation, and invocations waiting for a process.
     idle: Mutex<Idle>,
     /// A process was parked (a swap waits for one to stop).
@@ -166,7 +174,11 @@ impl LambdaPool {
     /// `max_concurrency`. Fails, naming the cause, when that first process
     /// cannot start (missing binary, init error, exit or timeout during init).
     pub async fn start(config: FunctionConfig, events: EventBus) -> anyhow::Result<Arc<Self>> {
-        let pool = LambdaPool::new(checked(config)?, events);
+        Self::launch(LambdaPool::new(checked(config)?, events)).await
+    }
+
+    /// Starts `pool`'s first process.
+    async fn launch(pool: Arc<Self>) -> anyhow::Result<Arc<Self>> {
         let slot = pool
             .slots
             .clone()
@@ -194,6 +206,17 @@ impl LambdaPool {
     /// The pool, with no process yet; its ARN is in the region the
     /// function's environment names (`AWS_REGION`).
     fn new(config: FunctionConfig, events: EventBus) -> Arc<Self> {
+        Self::with_limits(config, events, ACCOUNT_CONCURRENCY, LOCAL_WAITING)
+    }
+
+    /// A pool throttling at `account_concurrency` executions at once (as AWS
+    /// would count them) and at `waiting_limit` invocations waiting here.
+    fn with_limits(
+        config: FunctionConfig,
+        events: EventBus,
+        account_concurrency: usize,
+        waiting_limit: usize,
+    ) -> Arc<Self> {
         let region = config
             .env
             .iter()
@@ -204,7 +227,7 @@ impl LambdaPool {
             config.name
         );
         let slots = Arc::new(Semaphore::new(config.max_concurrency));
-        let admitted = Arc::new(Semaphore::new(config.max_concurrency + QUEUED));
+        let admitted = Arc::new(Semaphore::new(config.max_concurrency + waiting_limit));
         let version = Arc::new(FunctionVersion {
             number: 1,
             config: config.clone(),
@@ -217,6 +240,8 @@ impl LambdaPool {
             me: me.clone(),
             slots,
             admitted,
+            waiting_limit,
+            concurrency: Mutex::new(Concurrency::new(account_concurrency)),
             idle: Mutex::new(Idle::default()),
             idle_added: Notify::new(),
             workers: Mutex::new(Workers {
@@ -271,7 +296,7 @@ impl LambdaPool {
     }
 
     /// Runs one invocation on an idle or new process and logs its report.
-    async fn run_invocation(&self, event: Bytes) -> Result<Value, InvokeError> {
+    async fn run_invocation(&self, event: Bytes, arrival: Arrival) -> Result<Value, InvokeError> {
         let worker = self.check_out().await?;
         let request_id = Uuid::new_v4().to_string();
         if !self.kill_if_armed(&worker, &request_id) {
@@ -279,9 +304,12 @@ impl LambdaPool {
         }
         let cold = !worker.has_invoked.swap(true, Ordering::Relaxed);
         let started = Instant::now();
+        let execution = self.concurrency.lock().started(arrival, started);
         let asked = *worker.api.next_calls.borrow();
         let outcome = worker.invoke(&request_id, event, worker.timeout).await;
-        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let took = started.elapsed();
+        self.concurrency.lock().finished(execution, took);
+        let duration_ms = took.as_secs_f64() * 1000.0;
         let result = match &outcome {
             Ok(_) => "ok",
             Err(InvokeError::Function { .. }) => "function error",
@@ -449,6 +477,30 @@ impl LambdaPool {
     }
 }
 
+impl LambdaPool {
+    /// A place for an invocation, or Lambda's throttling error at once (it
+    /// queues nothing for synchronous calls): first where AWS would throttle,
+    /// then where only this machine must.
+    fn admit(&self) -> Result<(OwnedSemaphorePermit, Arrival), InvokeError> {
+        let holds = self.config.max_concurrency + self.waiting_limit;
+        let in_flight = holds - self.admitted.available_permits();
+        let now = Instant::now();
+        let mut concurrency = self.concurrency.lock();
+        if let Err(at_once) = concurrency.check(now, in_flight) {
+            drop(concurrency);
+            warn!(function = %self.config.name, at_once, "invocation throttled: the account's concurrency is reached");
+            return Err(InvokeError::Throttled(Limit::Concurrency { at_once }));
+        }
+        let Ok(admission) = self.admitted.clone().try_acquire_owned() else {
+            drop(concurrency);
+            let waiting = self.waiting_limit;
+            warn!(function = %self.config.name, waiting, "invocation throttled by the local stack: every process is busy and its bound of waiting invocations is reached (AWS would not throttle this)");
+            return Err(InvokeError::Throttled(Limit::LocalWaiting { waiting }));
+        };
+        Ok((admission, concurrency.arrived(now)))
+    }
+}
+
 impl Invoke for LambdaPool {
     fn invoke(&self, event: Value) -> InvokeFuture<'_> {
         Box::pin(async move {
@@ -458,13 +510,7 @@ impl Invoke for LambdaPool {
             let Some(pool) = self.me.upgrade() else {
                 return Err(shutting_down());
             };
-            // As Lambda: over the concurrency (here, plus a bounded queue)
-            // an invocation is refused at once rather than left to wait.
-            let Ok(admission) = self.admitted.clone().try_acquire_owned() else {
-                let queued = QUEUED;
-                warn!(function = %self.config.name, queued, "invocation throttled: every process is busy and the queue is full");
-                return Err(InvokeError::Throttled { queued });
-            };
+            let (admission, arrival) = self.admit()?;
             let event = serde_json::to_vec(&event).map(Bytes::from).map_err(|err| {
                 InvokeError::Unavailable(format!("event not serializable: {err}"))
             })?;
@@ -473,7 +519,7 @@ impl Invoke for LambdaPool {
             self.tasks
                 .spawn(async move {
                     let _admission = admission;
-                    pool.run_invocation(event).await
+                    pool.run_invocation(event, arrival).await
                 })
                 .await
                 .unwrap_or_else(|err| {

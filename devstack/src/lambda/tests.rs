@@ -324,22 +324,107 @@ async fn concurrent_invocations_use_up_to_max_concurrency_processes_then_queue()
     }
 }
 
+/// A pool throttling at `account` executions at once and `waiting`
+/// invocations waiting for a process.
+async fn start_with_limits(
+    config: FunctionConfig,
+    account: usize,
+    waiting: usize,
+) -> Arc<LambdaPool> {
+    let pool = LambdaPool::with_limits(
+        checked(config).expect("a runnable function"),
+        EventBus::new(),
+        account,
+        waiting,
+    );
+    tokio::time::timeout(WAIT, LambdaPool::launch(pool))
+        .await
+        .expect("the pool started in time")
+        .expect("the pool started")
+}
+
+/// Invocations the pool holds now, running or waiting.
+fn in_flight(pool: &LambdaPool) -> usize {
+    pool.config.max_concurrency + pool.waiting_limit - pool.admitted.available_permits()
+}
+
 #[tokio::test]
-async fn over_the_concurrency_and_its_queue_an_invocation_is_throttled_at_once() {
-    let pool = start(config(1, Duration::from_secs(60))).await;
-    // Positive control: with room, the function answers.
+async fn over_the_account_concurrency_an_invocation_is_throttled_at_once() {
+    let pool = start_with_limits(config(1, Duration::from_secs(60)), 20, 1000).await;
+    // Positive control, and a quick execution measured: alone it would let
+    // the slow ones below age out of the estimate.
     invoke(&pool, json!({ "action": "echo" }))
         .await
         .expect("an invocation with room");
-    let busy = sleep_in_background(&pool, 1 + QUEUED);
+    let busy = sleep_in_background(&pool, 20);
+    // One sleeps on the process, 19 wait; on AWS all 20 would be running,
+    // which the estimate sees once the running one is older than the burst.
+    eventually("twenty executions at once", || {
+        pool.concurrency
+            .lock()
+            .at_once(Instant::now(), in_flight(&pool))
+            == 20
+    })
+    .await;
+    match invoke(&pool, json!({ "action": "echo" })).await {
+        Err(InvokeError::Throttled(Limit::Concurrency { at_once })) => assert_eq!(at_once, 20),
+        other => panic!("expected TooManyRequestsException, got {other:?}"),
+    }
+    shutdown(&pool).await;
+    for invocation in busy {
+        let _ = invocation.await;
+    }
+}
+
+#[tokio::test]
+async fn quick_invocations_waiting_here_past_the_account_concurrency_all_run() {
+    // 300 invocations of 10 ms, ten every 20 ms, on one process: AWS would run
+    // about ten at once, while most of the 300 wait here. Counting those
+    // (as the pool once did) would throttle at 50.
+    let pool = start_with_limits(config(1, Duration::from_secs(60)), 50, 1000).await;
+    invoke(&pool, json!({ "action": "echo" }))
+        .await
+        .expect("an invocation with room");
+    let mut invocations = Vec::new();
+    let mut most_held = 0;
+    for _ in 0..30 {
+        for _ in 0..10 {
+            let pool = Arc::clone(&pool);
+            invocations.push(tokio::spawn(async move {
+                pool.invoke(json!({ "action": "sleep", "seconds": 0.01 }))
+                    .await
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        most_held = most_held.max(in_flight(&pool));
+    }
+    for invocation in invocations {
+        tokio::time::timeout(WAIT, invocation)
+            .await
+            .expect("the invocation ended in time")
+            .expect("the invocation task ran")
+            .expect("not throttled: AWS would have run it");
+    }
+    // Positive control: the scenario did hold more than the account's 50.
+    assert!(most_held > 50, "at most {most_held} held at once");
+    shutdown(&pool).await;
+}
+
+#[tokio::test]
+async fn past_the_local_bound_of_waiting_invocations_the_throttle_says_it_is_local() {
+    let pool = start_with_limits(config(1, Duration::from_secs(60)), 1000, 5).await;
+    let busy = sleep_in_background(&pool, 1 + 5);
     eventually("every invocation is admitted", || {
         pool.admitted.available_permits() == 0
     })
     .await;
-    match invoke(&pool, json!({ "action": "echo" })).await {
-        Err(InvokeError::Throttled { queued }) => assert_eq!(queued, QUEUED),
-        other => panic!("expected TooManyRequestsException, got {other:?}"),
+    let throttled = invoke(&pool, json!({ "action": "echo" })).await;
+    match &throttled {
+        Err(InvokeError::Throttled(Limit::LocalWaiting { waiting })) => assert_eq!(*waiting, 5),
+        other => panic!("expected the local bound's throttle, got {other:?}"),
     }
+    let message = throttled.expect_err("throttled").to_string();
+    assert!(message.contains("not AWS's"), "{message}");
     shutdown(&pool).await;
     for invocation in busy {
         let _ = invocation.await;

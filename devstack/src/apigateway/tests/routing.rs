@@ -205,7 +205,9 @@ async fn a_message_with_no_route_gets_forbidden() {
 async fn an_invoke_error_sends_the_error_frame_and_keeps_the_connection() {
     let respond = |event: &Value| match event["body"].as_str() {
         Some(body) if body.contains("crash") => Err(InvokeError::Crashed("signal 9".into())),
-        Some(body) if body.contains("throttle") => Err(InvokeError::Throttled { queued: 32 }),
+        Some(body) if body.contains("throttle") => Err(InvokeError::Throttled(
+            crate::lambda::invoke::Limit::Concurrency { at_once: 1000 },
+        )),
         _ => Ok(json!({"statusCode": 200, "body": "not sent to the client"})),
     };
     let mut running = start_with(config(), Box::new(respond)).await;

@@ -1,7 +1,7 @@
 use std::sync::atomic::AtomicUsize;
 
 use super::*;
-use crate::lambda::invoke::InvokeFuture;
+use crate::lambda::invoke::{InvokeFuture, Limit};
 use parking_lot::Mutex;
 
 /// Records events; throttles the first `throttles` invocations, then fails
@@ -22,7 +22,7 @@ impl Invoke for Recorder {
     fn invoke(&self, event: Value) -> InvokeFuture<'_> {
         Box::pin(async move {
             if take_one(&self.throttles) {
-                return Err(InvokeError::Throttled { queued: 1000 });
+                return Err(InvokeError::Throttled(Limit::Concurrency { at_once: 1000 }));
             }
             if take_one(&self.failures) {
                 return Err(InvokeError::Function {

@@ -343,6 +343,16 @@ async fn start_with_limits(
         .expect("the pool started")
 }
 
+/// One process, throttling at `account` executions at once, that has run
+/// one quick invocation (a positive control, and a duration measured).
+async fn measured_pool(account: usize) -> Arc<LambdaPool> {
+    let pool = start_with_limits(config(1, Duration::from_secs(60)), account, 1000).await;
+    invoke(&pool, json!({ "action": "echo" }))
+        .await
+        .expect("an invocation with room");
+    pool
+}
+
 /// Invocations the pool holds now, running or waiting.
 fn in_flight(pool: &LambdaPool) -> usize {
     pool.config.max_concurrency + pool.waiting_limit - pool.admitted.available_permits()
@@ -350,12 +360,9 @@ fn in_flight(pool: &LambdaPool) -> usize {
 
 #[tokio::test]
 async fn over_the_account_concurrency_an_invocation_is_throttled_at_once() {
-    let pool = start_with_limits(config(1, Duration::from_secs(60)), 20, 1000).await;
-    // Positive control, and a quick execution measured: alone it would let
-    // the slow ones below age out of the estimate.
-    invoke(&pool, json!({ "action": "echo" }))
-        .await
-        .expect("an invocation with room");
+    // A quick execution measured: alone it would let the slow ones below
+    // age out of the estimate.
+    let pool = measured_pool(20).await;
     let busy = sleep_in_background(&pool, 20);
     // One sleeps on the process, 19 wait; on AWS all 20 would be running,
     // which the estimate sees once the running one is older than the burst.
@@ -381,10 +388,7 @@ async fn quick_invocations_waiting_here_past_the_account_concurrency_all_run() {
     // 300 invocations of 10 ms, ten every 20 ms, on one process: AWS would run
     // about ten at once, while most of the 300 wait here. Counting those
     // (as the pool once did) would throttle at 50.
-    let pool = start_with_limits(config(1, Duration::from_secs(60)), 50, 1000).await;
-    invoke(&pool, json!({ "action": "echo" }))
-        .await
-        .expect("an invocation with room");
+    let pool = measured_pool(50).await;
     let mut invocations = Vec::new();
     let mut most_held = 0;
     for _ in 0..30 {

@@ -256,6 +256,32 @@ mod tests {
     }
 
     #[test]
+    fn invocations_waiting_behind_a_slow_execution_count_while_it_runs() {
+        // Executions took 5 ms so far. Three arrive within 2 ms; the first
+        // starts at 5 ms on the one process, the two others wait. At 20 ms it
+        // has run 15 ms, so executions are taken to last 30 ms: the two
+        // waiting would be running on AWS too.
+        let measured_at = Instant::now();
+        let mut estimate = measured(10, measured_at, 5 * MS);
+        let start = measured_at + 50 * MS;
+        let first = estimate.admit(start, 1000).expect("room");
+        assert_eq!(fits(&mut estimate, start + MS, 1000), Ok(()));
+        assert_eq!(fits(&mut estimate, start + 2 * MS, 1000), Ok(()));
+        let _first = estimate.started(first, start + 5 * MS);
+        assert_eq!(estimate.at_once(start + 20 * MS, 1000), 3);
+    }
+
+    #[test]
+    fn without_a_duration_the_arrivals_kept_are_bounded_too() {
+        let mut estimate = Concurrency::new(2);
+        let now = Instant::now();
+        for _ in 0..5 {
+            assert_eq!(fits(&mut estimate, now, 0), Ok(()));
+        }
+        assert_eq!(estimate.arrivals.len(), 2);
+    }
+
+    #[test]
     fn the_typical_execution_moves_towards_the_newest() {
         let start = Instant::now();
         let mut estimate = measured(10, start, 8 * MS);

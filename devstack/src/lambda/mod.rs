@@ -483,7 +483,7 @@ impl LambdaPool {
     /// then where only this machine must.
     fn admit(&self) -> Result<(OwnedSemaphorePermit, Arrival), InvokeError> {
         let holds = self.config.max_concurrency + self.waiting_limit;
-        let in_flight = holds - self.admitted.available_permits();
+        let in_flight = holds.saturating_sub(self.admitted.available_permits());
         let now = Instant::now();
         let mut concurrency = self.concurrency.lock();
         if let Err(at_once) = concurrency.check(now, in_flight) {

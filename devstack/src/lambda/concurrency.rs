@@ -68,19 +68,7 @@ impl Concurrency {
     /// or waiting), the count used until a duration is known. An invocation
     /// that fits is counted once [`Concurrency::arrived`] says it came in.
     pub fn check(&mut self, now: Instant, in_flight: usize) -> Result<(), usize> {
-        let at_once = match self.window(now) {
-            Some(window) => {
-                while self
-                    .arrivals
-                    .front()
-                    .is_some_and(|(_, at)| now.saturating_duration_since(*at) >= window)
-                {
-                    self.arrivals.pop_front();
-                }
-                self.counted()
-            }
-            None => in_flight,
-        };
+        let at_once = self.at_once(now, in_flight);
         if at_once >= self.limit {
             return Err(at_once);
         }
@@ -144,13 +132,19 @@ impl Concurrency {
         self.arrivals.len() - kept_and_running + self.running.len()
     }
 
-    /// The executions AWS would be running at `now`.
-    #[cfg(test)]
+    /// The executions AWS would be running at `now` (`in_flight` until a
+    /// duration is known); arrivals older than the window are dropped.
     pub fn at_once(&mut self, now: Instant, in_flight: usize) -> usize {
-        if self.window(now).is_none() {
+        let Some(window) = self.window(now) else {
             return in_flight;
+        };
+        while self
+            .arrivals
+            .front()
+            .is_some_and(|(_, at)| now.saturating_duration_since(*at) >= window)
+        {
+            self.arrivals.pop_front();
         }
-        let _pruned = self.check(now, in_flight);
         self.counted()
     }
 

@@ -207,10 +207,7 @@ mod tests {
             })
         };
         // The slow one has the process (none parked) before the rest line up.
-        let admitted = |n: usize| {
-            pool.admitted.available_permits()
-                == pool.config.max_concurrency + pool.waiting_limit - n
-        };
+        let admitted = |n: usize| pool.in_flight() == n;
         until(|| admitted(1) && pool.idle.lock().parked() == 0).await;
         let queued: Vec<_> = (0..3)
             .map(|value| {

@@ -478,12 +478,17 @@ impl LambdaPool {
 }
 
 impl LambdaPool {
+    /// Invocations the pool holds now, running or waiting for a process.
+    fn in_flight(&self) -> usize {
+        let holds = self.config.max_concurrency + self.waiting_limit;
+        holds.saturating_sub(self.admitted.available_permits())
+    }
+
     /// A place for an invocation, or Lambda's throttling error at once (it
     /// queues nothing for synchronous calls): first where AWS would throttle,
     /// then where only this machine must.
     fn admit(&self) -> Result<(OwnedSemaphorePermit, Arrival), InvokeError> {
-        let holds = self.config.max_concurrency + self.waiting_limit;
-        let in_flight = holds.saturating_sub(self.admitted.available_permits());
+        let in_flight = self.in_flight();
         let now = Instant::now();
         let mut concurrency = self.concurrency.lock();
         if let Err(at_once) = concurrency.check(now, in_flight) {

@@ -353,11 +353,6 @@ async fn measured_pool(account: usize) -> Arc<LambdaPool> {
     pool
 }
 
-/// Invocations the pool holds now, running or waiting.
-fn in_flight(pool: &LambdaPool) -> usize {
-    pool.config.max_concurrency + pool.waiting_limit - pool.admitted.available_permits()
-}
-
 #[tokio::test]
 async fn over_the_account_concurrency_an_invocation_is_throttled_at_once() {
     // A quick execution measured: alone it would let the slow ones below
@@ -369,7 +364,7 @@ async fn over_the_account_concurrency_an_invocation_is_throttled_at_once() {
     eventually("twenty executions at once", || {
         pool.concurrency
             .lock()
-            .at_once(Instant::now(), in_flight(&pool))
+            .at_once(Instant::now(), pool.in_flight())
             == 20
     })
     .await;
@@ -400,7 +395,7 @@ async fn quick_invocations_waiting_here_past_the_account_concurrency_all_run() {
             }));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-        most_held = most_held.max(in_flight(&pool));
+        most_held = most_held.max(pool.in_flight());
     }
     for invocation in invocations {
         tokio::time::timeout(WAIT, invocation)

@@ -23,7 +23,9 @@ mod tree;
 mod venv;
 pub use npm::{NodePackages, NpmError};
 pub use status::ProcStatus;
-pub use tree::{ProcessInfo, children, descendants, group_members, is_zombie, still_alive};
+pub use tree::{
+    ProcessInfo, children, cpu_time, descendants, group_members, is_zombie, still_alive,
+};
 pub use venv::{PythonVenv, VenvError};
 
 /// Makes the kernel SIGKILL the child when its parent dies, even by SIGKILL,

@@ -3,6 +3,7 @@
 //! what the stack started and to check that nothing outlives it.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use procfs::process::Process;
 
@@ -82,6 +83,16 @@ pub fn descendants(pid: u32) -> Vec<ProcessInfo> {
     found
 }
 
+/// The CPU time (user + system, all its threads) process `pid` has used
+/// so far; `None` when it is gone. Clock-tick resolution (10 ms at the
+/// usual 100 Hz).
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = Process::new(i32::try_from(pid).ok()?).ok()?.stat().ok()?;
+    let ticks = stat.utime.saturating_add(stat.stime);
+    let per_second = procfs::ticks_per_second().max(1);
+    Some(Duration::from_secs_f64(ticks as f64 / per_second as f64))
+}
+
 /// Those of `processes` still alive (same pid and name, not a zombie).
 pub fn still_alive(processes: &[ProcessInfo]) -> Vec<ProcessInfo> {
     processes
@@ -118,6 +129,23 @@ mod tests {
         assert!(!me.is_zombie());
         assert!(me.exe().is_some());
         assert!(group_members(me.group).iter().any(|p| p.pid == me.pid));
+    }
+
+    #[test]
+    fn cpu_time_grows_with_work_and_a_gone_process_has_none() {
+        let me = std::process::id();
+        let before = cpu_time(me).expect("this process's CPU time");
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        while started.elapsed() < Duration::from_millis(200) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let after = cpu_time(me).expect("this process's CPU time");
+        assert!(
+            after >= before + Duration::from_millis(100),
+            "{before:?} → {after:?}"
+        );
+        assert_eq!(cpu_time(u32::MAX), None);
     }
 
     #[test]

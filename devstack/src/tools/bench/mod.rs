@@ -40,6 +40,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 mod build;
 mod clients;
+mod cpu;
 mod format;
 mod functions;
 pub mod load;

@@ -5,6 +5,7 @@
 //! The peer is installed from its lock file into `target/bench/` with npm;
 //! its output goes to a log file there, not into the report.
 
+use super::cpu::{CpuSnapshot, CpuSpent};
 use super::*;
 use crate::tools::client::Ws;
 
@@ -26,6 +27,8 @@ pub struct PeersArgs {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PeerColumn {
     pub handshakes_per_sec: Option<f64>,
+    /// The CPU the target's processes spent on the handshake row.
+    pub handshake_cpu: Option<CpuSpent>,
     pub round_trip: Option<Percentiles>,
     pub broadcast: Option<Duration>,
     /// Pongs per second, clients × pings.
@@ -58,7 +61,7 @@ pub(super) async fn measure(args: &BenchArgs, env: &BenchEnv) -> anyhow::Result<
     let stack =
         BenchStack::start(env, &super::stack::LIFTED_CONNECT_QUOTA.map(String::from)).await?;
     eprintln!("bench: peers, the local stack");
-    let ours = column(args, &figures, stack.edge, &stack.path).await;
+    let ours = column(args, &figures, stack.edge, &stack.path, stack.child.id()).await;
     stack.shutdown().await;
     figures.devstack = ours.context("the local stack's column")?;
 
@@ -67,7 +70,7 @@ pub(super) async fn measure(args: &BenchArgs, env: &BenchEnv) -> anyhow::Result<
         "bench: peers, serverless-offline (log: {})",
         peer.log.display()
     );
-    let theirs = column(args, &figures, peer.addr, "/").await;
+    let theirs = column(args, &figures, peer.addr, "/", peer.child.id()).await;
     drop(peer);
     figures.serverless_offline = theirs.context("serverless-offline's column")?;
     Ok(figures)
@@ -78,6 +81,7 @@ async fn column(
     figures: &PeerFigures,
     addr: SocketAddr,
     path: &str,
+    root: Option<u32>,
 ) -> anyhow::Result<PeerColumn> {
     let mut column = PeerColumn::default();
     // serverless-offline runs on Node, whose first second of load is spent
@@ -90,11 +94,15 @@ async fn column(
         .for_each_concurrent(64, close)
         .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let cpu_before = root.map(CpuSnapshot::take);
     let started = Instant::now();
     let sockets: Vec<Ws> = connect_many(addr, path, figures.handshakes, 0)
         .await
         .context("the handshakes")?;
     column.handshakes_per_sec = Some(figures.handshakes as f64 / started.elapsed().as_secs_f64());
+    column.handshake_cpu = root
+        .zip(cpu_before)
+        .map(|(root, before)| CpuSnapshot::take(root).since(&before));
     futures_util::stream::iter(sockets)
         .for_each_concurrent(64, close)
         .await;
@@ -117,7 +125,7 @@ async fn column(
 
 /// serverless-offline, running, killed when dropped.
 struct Peer {
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
     addr: SocketAddr,
     log: PathBuf,
 }
@@ -195,11 +203,7 @@ impl Peer {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Ok(Peer {
-            _child: child,
-            addr,
-            log,
-        })
+        Ok(Peer { child, addr, log })
     }
 }
 
@@ -251,6 +255,12 @@ impl PeerFigures {
         };
         let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
         let p50 = |p: &Option<Percentiles>| p.as_ref().map(|p| p.p50);
+        let cpu_per = |column: &PeerColumn| {
+            column
+                .handshake_cpu
+                .as_ref()
+                .map(|cpu| cpu.per(self.handshakes))
+        };
         let rows = vec![
             vec![
                 format!(
@@ -260,6 +270,15 @@ impl PeerFigures {
                 rate(ours.handshakes_per_sec, "/s"),
                 rate(theirs.handshakes_per_sec, "/s"),
                 ahead_rate(ours.handshakes_per_sec, theirs.handshakes_per_sec),
+            ],
+            vec![
+                "CPU per handshake (all of the target's processes)".into(),
+                cpu_per(ours).map_or("—".into(), format_duration),
+                cpu_per(theirs).map_or("—".into(), format_duration),
+                ahead_rate(
+                    cpu_per(theirs).map(|d| d.as_secs_f64()),
+                    cpu_per(ours).map(|d| d.as_secs_f64()),
+                ),
             ],
             vec![
                 "Round trip ping → pong, p50".into(),
@@ -283,7 +302,7 @@ impl PeerFigures {
                 ahead_rate(ours.sustained, theirs.sustained),
             ],
         ];
-        render_table(
+        let mut out = render_table(
             &[
                 "Client row",
                 "devstack",
@@ -291,6 +310,19 @@ impl PeerFigures {
                 "devstack ahead by",
             ],
             &rows,
-        )
+        );
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        for (name, column) in [("devstack", ours), ("serverless-offline", theirs)] {
+            if let Some(cpu) = &column.handshake_cpu {
+                let _ = writeln!(
+                    out,
+                    "CPU per handshake, {name}, by process: {}",
+                    cpu.split_per(self.handshakes)
+                );
+            }
+        }
+        out
     }
 }

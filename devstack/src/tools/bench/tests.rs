@@ -308,10 +308,27 @@ fn the_peer_table_puts_both_columns_side_by_side_with_who_is_ahead() {
             round_trip: Percentiles::of(&[Duration::from_micros(rtt_us)]),
             broadcast: Some(Duration::from_millis(broadcast_ms)),
             sustained: Some(sustained),
+            ..Default::default()
         };
+    let cpu = |processes: &[(&str, usize, u64)]| cpu::CpuSpent {
+        by_process: processes
+            .iter()
+            .map(|&(name, count, ms)| cpu::ProcessCpu {
+                name: name.into(),
+                count,
+                cpu: Duration::from_millis(ms),
+            })
+            .collect(),
+    };
     let figures = peers::PeerFigures {
-        devstack: column(661.0, 649, 156, 8_400.0),
-        serverless_offline: column(1_337.0, 1_327, 925, 1_560.0),
+        devstack: peers::PeerColumn {
+            handshake_cpu: Some(cpu(&[("devstack", 1, 600), ("websocket-handl", 16, 500)])),
+            ..column(661.0, 649, 156, 8_400.0)
+        },
+        serverless_offline: peers::PeerColumn {
+            handshake_cpu: Some(cpu(&[("node", 1, 440)])),
+            ..column(1_337.0, 1_327, 925, 1_560.0)
+        },
         handshakes: 1_000,
         fanout: 1_000,
         sustained: (20, 100),
@@ -328,6 +345,27 @@ fn the_peer_table_puts_both_columns_side_by_side_with_who_is_ahead() {
     assert!(
         table.contains("5.93×"),
         "broadcast: the peer's time ÷ ours\n{table}"
+    );
+    assert!(
+        table.lines().any(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            cells[..]
+                == [
+                    "",
+                    "CPU per handshake (all of the target's processes)",
+                    "1.10 ms",
+                    "440 µs",
+                    "0.40×",
+                    "",
+                ]
+        }),
+        "CPU: the peer's ÷ ours\n{table}"
+    );
+    assert!(
+        table.contains(
+            "CPU per handshake, devstack, by process: devstack 600 µs, websocket-handl ×16 500 µs"
+        ) && table.contains("CPU per handshake, serverless-offline, by process: node 440 µs"),
+        "{table}"
     );
     let verdicts: Vec<Option<bool>> = figures.targets().iter().map(|t| t.met).collect();
     assert_eq!(verdicts, [Some(false), Some(true), Some(true), Some(true)]);

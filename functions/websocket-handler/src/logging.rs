@@ -40,11 +40,26 @@ pub fn init() {
     let requested = std::env::var("AWS_LAMBDA_LOG_LEVEL")
         .or_else(|_| std::env::var("RUST_LOG"))
         .ok();
-    let json = tracing_subscriber::fmt::layer().json().with_target(false);
     tracing_subscriber::registry()
-        .with(json)
+        .with(json_lines(std::io::stdout))
         .with(filter(level(requested.as_deref())))
         .init();
+}
+
+/// One JSON object per line, written to `writer`. The invocation's span
+/// (its `requestId` and `xrayTraceId`) appears once, as `span`: the list of
+/// enclosing spans would repeat that same one span on every line, doubling
+/// each line (and what the log pipeline carries) for nothing.
+fn json_lines<S, W>(writer: W) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .json()
+        .with_target(false)
+        .with_span_list(false)
+        .with_writer(writer)
 }
 
 #[cfg(test)]
@@ -60,6 +75,44 @@ mod tests {
         assert_eq!(level(Some("FATAL")), LevelFilter::ERROR);
         assert_eq!(level(Some("lambda_runtime=trace")), LevelFilter::INFO);
         assert_eq!(level(None), LevelFilter::INFO);
+    }
+
+    #[test]
+    fn a_line_carries_the_invocation_span_once() {
+        let written = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let sink = written.clone();
+        let make_writer = move || Sink(sink.clone());
+        let subscriber = tracing_subscriber::registry().with(json_lines(make_writer));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("Lambda runtime invoke", requestId = "req-1");
+            let _entered = span.enter();
+            tracing::info!(route = "$connect", "handled");
+        });
+        let text = String::from_utf8(written.lock().map(|w| w.clone()).unwrap_or_default())
+            .expect("UTF-8 log output");
+        let line: serde_json::Value =
+            serde_json::from_str(text.trim()).expect("one JSON object per line");
+        assert_eq!(line["fields"]["message"], "handled");
+        assert_eq!(line["fields"]["route"], "$connect");
+        assert_eq!(line["span"]["requestId"], "req-1");
+        assert!(line.get("spans").is_none(), "{line}");
+        assert!(line.get("target").is_none(), "{line}");
+    }
+
+    /// A writer the test reads back.
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut written) = self.0.lock() {
+                written.extend_from_slice(buf);
+            }
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 
     #[test]

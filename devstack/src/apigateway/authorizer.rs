@@ -30,7 +30,8 @@ use serde_json::{Map, Value};
 use tracing::{info, warn};
 
 use super::connect::Refusal;
-use super::routing::{error_kind, to_wire};
+use super::routing::error_kind;
+use super::wire::to_wire_value;
 use crate::lambda::invoke::Invoke;
 
 /// Policies the cache holds at most; past it the entry closest to expiry
@@ -354,7 +355,7 @@ impl PolicyCache {
 pub(super) fn context_json(
     event: &aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest,
 ) -> serde_json::Result<Value> {
-    Ok(to_wire(event)?
+    Ok(to_wire_value(event)?
         .get("requestContext")
         .cloned()
         .unwrap_or(Value::Null))

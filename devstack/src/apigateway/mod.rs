@@ -37,6 +37,7 @@ mod routing;
 mod sigv4;
 mod throttle;
 pub mod websocket;
+mod wire;
 
 use std::collections::HashMap;
 use std::sync::Arc;

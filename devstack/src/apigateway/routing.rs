@@ -7,6 +7,7 @@ use std::time::Instant;
 use aws_lambda_events::apigw::{
     ApiGatewayWebsocketProxyRequest, ApiGatewayWebsocketProxyRequestContext,
 };
+use axum::body::Bytes;
 use axum::http::HeaderName;
 use chrono::Utc;
 use protocol::{GatewayFrame, routes};
@@ -16,6 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tracing::{info, warn};
 
 use super::throttle::Throttle;
+use super::wire;
 use super::{ConnectionHandle, ConnectionInfo, GatewayConfig, Outbound, Route, Shared, new_id};
 
 /// The header API Gateway reads the key from when the API sets no expression.
@@ -150,10 +152,10 @@ impl Shared {
         let context = &event.request_context;
         let result = match (
             self.route_fault(context.route_key.as_deref()).await,
-            to_wire(event),
+            wire::to_wire(event),
         ) {
             (Some(injected), _) => Err(injected),
-            (None, Ok(wire)) => self.invoke.invoke(wire).await,
+            (None, Ok(wire)) => self.invoke.invoke_json(Bytes::from(wire)).await,
             (None, Err(error)) => Err(InvokeError::Unavailable(format!(
                 "encoding the {} event as JSON: {error}",
                 context.route_key.as_deref().unwrap_or("?")
@@ -178,38 +180,6 @@ impl Shared {
 
     pub(super) fn connection(&self, connection_id: &str) -> Option<ConnectionHandle> {
         self.connections.lock().get(connection_id).cloned()
-    }
-}
-
-/// The event as API Gateway puts it on the wire: absent fields left out
-/// rather than `null`, `queryStringParameters` single-valued.
-pub(super) fn to_wire(event: &ApiGatewayWebsocketProxyRequest) -> serde_json::Result<Value> {
-    let mut value = serde_json::to_value(event)?;
-    if let Some(object) = value.as_object_mut() {
-        // QueryMap serialises every parameter as a list; API Gateway sends
-        // the last value in `queryStringParameters` and all of them in
-        // `multiValueQueryStringParameters`.
-        if let Some(Value::Object(params)) = object.get_mut("queryStringParameters") {
-            for value in params.values_mut() {
-                if let Value::Array(values) = value {
-                    *value = values.pop().unwrap_or(Value::Null);
-                }
-            }
-        }
-        object.retain(|_, v| !(v.is_null() || v.as_object().is_some_and(|o| o.is_empty())));
-    }
-    prune_nulls(&mut value);
-    Ok(value)
-}
-
-pub(super) fn prune_nulls(value: &mut Value) {
-    match value {
-        Value::Object(object) => {
-            object.retain(|_, v| !v.is_null());
-            object.values_mut().for_each(prune_nulls);
-        }
-        Value::Array(values) => values.iter_mut().for_each(prune_nulls),
-        _ => {}
     }
 }
 

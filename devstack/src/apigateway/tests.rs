@@ -38,7 +38,8 @@ pub(crate) struct FakeFunction {
 }
 
 impl Invoke for FakeFunction {
-    fn invoke(&self, event: Value) -> InvokeFuture<'_> {
+    fn invoke_json(&self, event: axum::body::Bytes) -> InvokeFuture<'_> {
+        let event: Value = serde_json::from_slice(&event).expect("the event is JSON");
         let result = (self.respond)(&event);
         let _ = self.events.send(event);
         Box::pin(async move { result })

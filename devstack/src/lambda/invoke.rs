@@ -7,6 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use axum::body::Bytes;
 use serde_json::Value;
 
 /// Why an invocation produced no response, as Lambda reports it.
@@ -49,5 +50,20 @@ pub type InvokeFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, InvokeErro
 
 /// Invokes the function synchronously (RequestResponse) with an event.
 pub trait Invoke: Send + Sync + 'static {
-    fn invoke(&self, event: Value) -> InvokeFuture<'_>;
+    /// With the event as JSON text, written once by whoever built it (the
+    /// API layer from its typed event, the Invoke API from the request
+    /// body) and handed to the function as it is.
+    fn invoke_json(&self, event: Bytes) -> InvokeFuture<'_>;
+
+    /// With the event as a value.
+    fn invoke(&self, event: Value) -> InvokeFuture<'_> {
+        match serde_json::to_vec(&event) {
+            Ok(json) => self.invoke_json(Bytes::from(json)),
+            Err(error) => Box::pin(async move {
+                Err(InvokeError::Unavailable(format!(
+                    "event not serializable: {error}"
+                )))
+            }),
+        }
+    }
 }

@@ -36,11 +36,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
@@ -282,11 +282,12 @@ async fn invocations(
             ),
         );
     }
-    let event: Value = if body.is_empty() {
-        Value::Object(Default::default())
+    // Checked to be JSON, then handed on as sent.
+    let event = if body.is_empty() {
+        Bytes::from_static(b"{}")
     } else {
-        match serde_json::from_slice(&body) {
-            Ok(event) => event,
+        match serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+            Ok(_) => body.clone(),
             Err(e) => {
                 return error(
                     StatusCode::BAD_REQUEST,
@@ -323,7 +324,7 @@ async fn invocations(
             StatusCode::ACCEPTED.into_response()
         }
         "DryRun" => StatusCode::NO_CONTENT.into_response(),
-        "RequestResponse" => match shared.invoke.invoke(event).await {
+        "RequestResponse" => match shared.invoke.invoke_json(event).await {
             Ok(response) => (StatusCode::OK, axum::Json(response)).into_response(),
             Err(throttled @ InvokeError::Throttled { .. }) => error(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -352,7 +353,7 @@ async fn invocations(
 }
 
 /// Delivers one asynchronous event with Lambda's retry rules.
-async fn deliver(shared: Arc<Shared>, event: Value, delivery: AsyncDelivery, _place: Queued) {
+async fn deliver(shared: Arc<Shared>, event: Bytes, delivery: AsyncDelivery, _place: Queued) {
     let queued = Instant::now();
     let mut retries = 0u32;
     loop {
@@ -360,7 +361,7 @@ async fn deliver(shared: Arc<Shared>, event: Value, delivery: AsyncDelivery, _pl
             warn!(function = %shared.function, age = ?queued.elapsed(), "asynchronous event dropped: older than its maximum age");
             break;
         }
-        match shared.invoke.invoke(event.clone()).await {
+        match shared.invoke.invoke_json(event.clone()).await {
             Ok(_) => {
                 shared.counts.delivered.fetch_add(1, Ordering::SeqCst);
                 debug!(function = %shared.function, "asynchronous event delivered");

@@ -507,7 +507,7 @@ impl LambdaPool {
 }
 
 impl Invoke for LambdaPool {
-    fn invoke(&self, event: Value) -> InvokeFuture<'_> {
+    fn invoke_json(&self, event: Bytes) -> InvokeFuture<'_> {
         Box::pin(async move {
             if self.closing.is_cancelled() {
                 return Err(shutting_down());
@@ -516,9 +516,6 @@ impl Invoke for LambdaPool {
                 return Err(shutting_down());
             };
             let (admission, arrival) = self.admit()?;
-            let event = serde_json::to_vec(&event).map(Bytes::from).map_err(|err| {
-                InvokeError::Unavailable(format!("event not serializable: {err}"))
-            })?;
             // Its own task: an invocation runs to its end, and its process
             // returns to the pool, even if the caller stops waiting.
             self.tasks

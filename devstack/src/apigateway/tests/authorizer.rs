@@ -22,7 +22,8 @@ struct FakeAuthorizer {
 }
 
 impl Invoke for FakeAuthorizer {
-    fn invoke(&self, event: Value) -> InvokeFuture<'_> {
+    fn invoke_json(&self, event: axum::body::Bytes) -> InvokeFuture<'_> {
+        let event: Value = serde_json::from_slice(&event).expect("the event is JSON");
         self.calls.fetch_add(1, Ordering::SeqCst);
         let result = (self.respond)(&event);
         let _ = self.events.send(event);

@@ -3,6 +3,7 @@ use std::sync::atomic::AtomicUsize;
 use super::*;
 use crate::lambda::invoke::{InvokeFuture, Limit};
 use parking_lot::Mutex;
+use serde_json::Value;
 
 /// Records events; throttles the first `throttles` invocations, then fails
 /// the next `failures` with a function error.
@@ -19,7 +20,8 @@ fn take_one(counter: &AtomicUsize) -> bool {
 }
 
 impl Invoke for Recorder {
-    fn invoke(&self, event: Value) -> InvokeFuture<'_> {
+    fn invoke_json(&self, event: axum::body::Bytes) -> InvokeFuture<'_> {
+        let event: Value = serde_json::from_slice(&event).expect("the event is JSON");
         Box::pin(async move {
             if take_one(&self.throttles) {
                 return Err(InvokeError::Throttled(Limit::Concurrency { at_once: 1000 }));

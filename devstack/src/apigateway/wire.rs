@@ -62,6 +62,34 @@ struct Compound<C> {
     top: bool,
 }
 
+/// Calls `$each!` with the serializer methods that take one primitive.
+macro_rules! primitives {
+    ($each:ident) => {
+        $each!(
+            serialize_bool(bool),
+            serialize_i8(i8),
+            serialize_i16(i16),
+            serialize_i32(i32),
+            serialize_i64(i64),
+            serialize_i128(i128),
+            serialize_u8(u8),
+            serialize_u16(u16),
+            serialize_u32(u32),
+            serialize_u64(u64),
+            serialize_u128(u128),
+            serialize_f32(f32),
+            serialize_f64(f64),
+            serialize_char(char),
+            serialize_str(&str),
+            serialize_bytes(&[u8]),
+        );
+    };
+}
+
+// After `primitives!`, which the probe's serializer uses too.
+mod probe;
+use probe::is_absent;
+
 macro_rules! forward {
     ($($method:ident($ty:ty)),* $(,)?) => {
         $(fn $method(self, v: $ty) -> Result<S::Ok, S::Error> {
@@ -81,25 +109,7 @@ impl<S: Serializer> Serializer for Pruning<S> {
     type SerializeStruct = Compound<S::SerializeStruct>;
     type SerializeStructVariant = Compound<S::SerializeStructVariant>;
 
-    forward!(
-        serialize_bool(bool),
-        serialize_i8(i8),
-        serialize_i16(i16),
-        serialize_i32(i32),
-        serialize_i64(i64),
-        serialize_i128(i128),
-        serialize_u8(u8),
-        serialize_u16(u16),
-        serialize_u32(u32),
-        serialize_u64(u64),
-        serialize_u128(u128),
-        serialize_f32(f32),
-        serialize_f64(f64),
-        serialize_char(char),
-        serialize_str(&str),
-        serialize_bytes(&[u8]),
-        serialize_unit_struct(&'static str),
-    );
+    primitives!(forward);
 
     fn serialize_none(self) -> Result<S::Ok, S::Error> {
         self.inner.serialize_none()
@@ -111,6 +121,10 @@ impl<S: Serializer> Serializer for Pruning<S> {
 
     fn serialize_unit(self) -> Result<S::Ok, S::Error> {
         self.inner.serialize_unit()
+    }
+
+    fn serialize_unit_struct(self, name: &'static str) -> Result<S::Ok, S::Error> {
+        self.inner.serialize_unit_struct(name)
     }
 
     fn serialize_unit_variant(
@@ -266,52 +280,39 @@ impl<C: ser::SerializeMap> ser::SerializeMap for Compound<C> {
     }
 }
 
-impl<C: ser::SerializeStruct> ser::SerializeStruct for Compound<C> {
-    type Ok = C::Ok;
-    type Error = C::Error;
+// Struct variants are never at the top (`top` is false for them).
+macro_rules! fields {
+    ($($trait:ident),* $(,)?) => {
+        $(impl<C: ser::$trait> ser::$trait for Compound<C> {
+            type Ok = C::Ok;
+            type Error = C::Error;
 
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), C::Error> {
-        if self.top && key == SINGLE_VALUED_QUERY {
-            let last = last_of_each(value).map_err(ser::Error::custom)?;
-            if is_absent(&last, true) {
-                return Ok(());
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Result<(), C::Error> {
+                if self.top && key == SINGLE_VALUED_QUERY {
+                    let last = last_of_each(value).map_err(ser::Error::custom)?;
+                    if is_absent(&last, true) {
+                        return Ok(());
+                    }
+                    return self.inner.serialize_field(key, &Pruned(&last));
+                }
+                if is_absent(value, self.top) {
+                    return Ok(());
+                }
+                self.inner.serialize_field(key, &Pruned(value))
             }
-            return self.inner.serialize_field(key, &Pruned(&last));
-        }
-        if is_absent(value, self.top) {
-            return Ok(());
-        }
-        self.inner.serialize_field(key, &Pruned(value))
-    }
 
-    fn end(self) -> Result<C::Ok, C::Error> {
-        self.inner.end()
-    }
+            fn end(self) -> Result<C::Ok, C::Error> {
+                self.inner.end()
+            }
+        })*
+    };
 }
 
-impl<C: ser::SerializeStructVariant> ser::SerializeStructVariant for Compound<C> {
-    type Ok = C::Ok;
-    type Error = C::Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), C::Error> {
-        if is_absent(value, false) {
-            return Ok(());
-        }
-        self.inner.serialize_field(key, &Pruned(value))
-    }
-
-    fn end(self) -> Result<C::Ok, C::Error> {
-        self.inner.end()
-    }
-}
+fields!(SerializeStruct, SerializeStructVariant);
 
 /// Query parameters (name → list) with each list replaced by its last
 /// value (`null` for an empty list, left out when written).
@@ -327,198 +328,5 @@ fn last_of_each<T: Serialize + ?Sized>(params: &T) -> serde_json::Result<Value> 
     Ok(value)
 }
 
-/// Whether `value` would be written as `null` (or, with `empty_object`, as
-/// `{}`): serialized into [`Probe`], which stops at the first sign of
-/// anything else, so a present value costs one call.
-fn is_absent<T: Serialize + ?Sized>(value: &T, empty_object: bool) -> bool {
-    value.serialize(Probe { empty_object }).is_ok()
-}
-
-/// A serializer that answers `Ok` for what is absent and fails with
-/// [`Present`] at once for anything else.
-struct Probe {
-    empty_object: bool,
-}
-
-#[derive(Debug)]
-struct Present;
-
-impl std::fmt::Display for Present {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("present")
-    }
-}
-
-impl std::error::Error for Present {}
-
-impl ser::Error for Present {
-    fn custom<M: std::fmt::Display>(_: M) -> Self {
-        Present
-    }
-}
-
-/// The compound a probe enters only for an empty object: any member makes
-/// it present.
-struct EmptyObject;
-
-macro_rules! present {
-    ($($method:ident($($ty:ty),*)),* $(,)?) => {
-        $(fn $method(self, $(_: $ty),*) -> Result<(), Present> {
-            Err(Present)
-        })*
-    };
-}
-
-impl Serializer for Probe {
-    type Ok = ();
-    type Error = Present;
-    type SerializeSeq = ser::Impossible<(), Present>;
-    type SerializeTuple = ser::Impossible<(), Present>;
-    type SerializeTupleStruct = ser::Impossible<(), Present>;
-    type SerializeTupleVariant = ser::Impossible<(), Present>;
-    type SerializeMap = EmptyObject;
-    type SerializeStruct = EmptyObject;
-    type SerializeStructVariant = ser::Impossible<(), Present>;
-
-    present!(
-        serialize_bool(bool),
-        serialize_i8(i8),
-        serialize_i16(i16),
-        serialize_i32(i32),
-        serialize_i64(i64),
-        serialize_i128(i128),
-        serialize_u8(u8),
-        serialize_u16(u16),
-        serialize_u32(u32),
-        serialize_u64(u64),
-        serialize_u128(u128),
-        serialize_f32(f32),
-        serialize_f64(f64),
-        serialize_char(char),
-        serialize_str(&str),
-        serialize_bytes(&[u8]),
-        serialize_unit_variant(&'static str, u32, &'static str),
-    );
-
-    fn serialize_none(self) -> Result<(), Present> {
-        Ok(())
-    }
-
-    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Present> {
-        value.serialize(self)
-    }
-
-    fn serialize_unit(self) -> Result<(), Present> {
-        Ok(())
-    }
-
-    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Present> {
-        Ok(())
-    }
-
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        value: &T,
-    ) -> Result<(), Present> {
-        value.serialize(self)
-    }
-
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<(), Present> {
-        Err(Present)
-    }
-
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Present> {
-        Err(Present)
-    }
-
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Present> {
-        Err(Present)
-    }
-
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleStruct, Present> {
-        Err(Present)
-    }
-
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant, Present> {
-        Err(Present)
-    }
-
-    fn serialize_map(self, len: Option<usize>) -> Result<EmptyObject, Present> {
-        match (self.empty_object, len) {
-            (true, Some(0)) => Ok(EmptyObject),
-            _ => Err(Present),
-        }
-    }
-
-    fn serialize_struct(self, _: &'static str, len: usize) -> Result<EmptyObject, Present> {
-        match (self.empty_object, len) {
-            (true, 0) => Ok(EmptyObject),
-            _ => Err(Present),
-        }
-    }
-
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant, Present> {
-        Err(Present)
-    }
-}
-
-impl ser::SerializeMap for EmptyObject {
-    type Ok = ();
-    type Error = Present;
-
-    fn serialize_key<T: Serialize + ?Sized>(&mut self, _: &T) -> Result<(), Present> {
-        Err(Present)
-    }
-
-    fn serialize_value<T: Serialize + ?Sized>(&mut self, _: &T) -> Result<(), Present> {
-        Err(Present)
-    }
-
-    fn end(self) -> Result<(), Present> {
-        Ok(())
-    }
-}
-
-impl ser::SerializeStruct for EmptyObject {
-    type Ok = ();
-    type Error = Present;
-
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        _: &'static str,
-        _: &T,
-    ) -> Result<(), Present> {
-        Err(Present)
-    }
-
-    fn end(self) -> Result<(), Present> {
-        Ok(())
-    }
-}
-
 #[cfg(test)]
-#[path = "wire_tests.rs"]
 mod tests;

@@ -84,6 +84,19 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ListenerLimits,
+    shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    serve_with_door(listener, None, router, limits, shutdown).await
+}
+
+/// [`serve`], also taking connections handed in through `door` (see
+/// [`local`]); those hold no socket and are not counted against
+/// `max_connections`.
+pub async fn serve_with_door(
+    listener: TcpListener,
+    mut door: Option<LocalDoor>,
+    router: Router,
+    limits: ListenerLimits,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -91,6 +104,18 @@ pub async fn serve(
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
+            handed = next_handed(&mut door) => {
+                match handed {
+                    Some((pipe, peer)) => {
+                        let service = axum::Extension(ConnectInfo(peer)).layer(router.clone());
+                        let service = TowerToHyperService::new(service);
+                        tracker.spawn(serve_connection(pipe, service, limits, shutdown.clone()));
+                    }
+                    // Every dialer is gone: the door is closed for good.
+                    None => door = None,
+                }
+                continue;
+            }
             () = stopped(&mut shutdown) => break,
         };
         let (stream, peer) = match accepted {
@@ -132,9 +157,20 @@ pub async fn serve(
             }
         }
     }
+    // No more pipes either: dialling now fails at once instead of waiting
+    // on a door nobody answers (and those queued are closed).
+    drop(door);
     tracker.close();
     tracker.wait().await;
     Ok(())
+}
+
+/// The next connection handed in through `door`; never, without one.
+async fn next_handed(door: &mut Option<LocalDoor>) -> Option<local::Handed> {
+    match door {
+        Some(door) => door.handed.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// API Gateway's answer when a limit on connections is reached.
@@ -279,6 +315,9 @@ pub fn exposure_warning(addr: SocketAddr, what: &str) -> Option<String> {
          defaults or printed in the banner); use 127.0.0.1 unless you mean to expose it"
     ))
 }
+
+pub mod local;
+pub use local::{LocalDialer, LocalDoor, local_door};
 
 #[cfg(test)]
 mod tests;

@@ -70,7 +70,7 @@ pub use throttle::{ACCOUNT_BURST_LIMIT, ACCOUNT_RATE_LIMIT, Throttle};
 use crate::console::EventBus;
 use crate::control::FaultPlan;
 use crate::lambda::invoke::Invoke;
-use crate::listener::ListenerLimits;
+use crate::listener::{ListenerLimits, LocalDoor};
 use account::{AccountQuota, TokenBucket};
 use connect::connect_handler;
 use management::{delete_connection, get_connection, post_to_connection};
@@ -286,8 +286,19 @@ impl Gateway {
 
     /// Serves until [`Gateway::shutdown`] begins, within `limits`.
     pub async fn serve(self, listener: TcpListener, limits: ListenerLimits) -> std::io::Result<()> {
+        self.serve_with_door(listener, None, limits).await
+    }
+
+    /// [`Gateway::serve`], also serving the connections handed in through
+    /// `door` (the edge's, in the stack: [`crate::listener::local`]).
+    pub async fn serve_with_door(
+        self,
+        listener: TcpListener,
+        door: Option<LocalDoor>,
+        limits: ListenerLimits,
+    ) -> std::io::Result<()> {
         let shutdown = self.shared.shutdown.subscribe();
-        crate::listener::serve(listener, self.router(), limits, shutdown).await
+        crate::listener::serve_with_door(listener, door, self.router(), limits, shutdown).await
     }
 
     /// Open connections.

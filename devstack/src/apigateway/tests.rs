@@ -84,6 +84,8 @@ pub(crate) struct Running {
     pub(crate) events: mpsc::UnboundedReceiver<Value>,
     /// What the API layer reported to the console.
     pub(crate) bus: EventBus,
+    /// The listener's door in this process, as the stack's edge reaches it.
+    pub(crate) door: crate::listener::LocalDialer,
 }
 
 impl Running {
@@ -155,12 +157,18 @@ pub(crate) async fn start_authorized(
         .await
         .expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(gateway.clone().serve(listener, ListenerLimits::default()));
+    let (door, handed) = crate::listener::local_door();
+    tokio::spawn(gateway.clone().serve_with_door(
+        listener,
+        Some(handed),
+        ListenerLimits::default(),
+    ));
     Running {
         addr,
         gateway,
         events,
         bus,
+        door,
     }
 }
 

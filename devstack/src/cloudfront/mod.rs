@@ -23,8 +23,10 @@ mod origin;
 mod relay;
 mod waf;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::ops::Range;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 use std::time::Instant;
@@ -43,7 +45,7 @@ use tracing::{debug, warn};
 
 use crate::apigateway::websocket;
 use crate::console::{EventBus, StackEvent};
-use crate::listener::ListenerLimits;
+use crate::listener::{ListenerLimits, LocalDialer};
 use relay::relay;
 pub use waf::{RateRule, RateRuleConfig};
 
@@ -77,6 +79,12 @@ struct Shared {
     shutdown: watch::Sender<bool>,
     /// Where WAF blocks are reported (the console).
     events: EventBus,
+    /// The origin's door inside this process, when the stack has one
+    /// ([`Edge::reach_origin_through`]); else a TCP connection per handshake.
+    origin_door: OnceLock<LocalDialer>,
+    /// The port the origin sees a piped connection come from, cycling
+    /// through the kernel's ephemeral range as a socket's would.
+    next_port: AtomicU16,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +125,8 @@ impl Edge {
                 via: format!("1.1 {id}.cloudfront.net (CloudFront)"),
                 shutdown: watch::channel(false).0,
                 events,
+                origin_door: OnceLock::new(),
+                next_port: AtomicU16::new(EPHEMERAL_PORTS.start),
             }),
         })
     }
@@ -142,8 +152,29 @@ impl Edge {
         self.shared.waf.store(Arc::new(waf.clone()));
     }
 
+    /// Sends each handshake to the origin through `door`, a listener's door
+    /// in this process, instead of over a new TCP connection (see
+    /// [`crate::listener::local`]); the origin sees the connection come from
+    /// 127.0.0.1, as from a socket. Set once; later calls change nothing.
+    pub fn reach_origin_through(&self, door: LocalDialer) {
+        let _ = self.shared.origin_door.set(door);
+    }
+
     pub fn stop_accepting(&self) {
         self.shared.shutdown.send_replace(true);
+    }
+}
+
+/// Linux's default ephemeral ports (`net.ipv4.ip_local_port_range`).
+const EPHEMERAL_PORTS: Range<u16> = 32_768..61_000;
+
+impl Shared {
+    /// The address the origin sees a piped connection come from.
+    fn next_local_peer(&self) -> SocketAddr {
+        let span = EPHEMERAL_PORTS.end - EPHEMERAL_PORTS.start;
+        let n = self.next_port.fetch_add(1, Ordering::Relaxed);
+        let port = EPHEMERAL_PORTS.start + n.wrapping_sub(EPHEMERAL_PORTS.start) % span;
+        SocketAddr::from((Ipv4Addr::LOCALHOST, port))
     }
 }
 

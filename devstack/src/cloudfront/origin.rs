@@ -86,16 +86,28 @@ pub(super) async fn refusal(
     response
 }
 
-/// Sends the handshake to the origin over a new connection (HTTP/1.1 with
-/// upgrades) and returns its response.
-async fn open_origin(
-    shared: &Shared,
-    request: axum::http::Request<Body>,
-) -> Result<axum::http::Response<hyper::body::Incoming>, Box<dyn std::error::Error + Send + Sync>> {
+type OriginResult =
+    Result<axum::http::Response<hyper::body::Incoming>, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Sends the handshake to the origin over a new connection — through the
+/// origin's door in this process when the stack gave one, else over TCP —
+/// and returns its response.
+async fn open_origin(shared: &Shared, request: axum::http::Request<Body>) -> OriginResult {
+    if let Some(door) = shared.origin_door.get() {
+        let pipe = door.dial(shared.next_local_peer()).await?;
+        return send_over(pipe, request).await;
+    }
     let stream = TcpStream::connect(shared.origin_authority.as_str()).await?;
     stream.set_nodelay(true)?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    send_over(stream, request).await
+}
+
+/// The handshake over `io` (HTTP/1.1 with upgrades), and the origin's answer.
+async fn send_over<I>(io: I, request: axum::http::Request<Body>) -> OriginResult
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
     tokio::spawn(async move {
         if let Err(error) = connection.with_upgrades().await {
             debug!(%error, "origin connection failed");

@@ -26,16 +26,17 @@ fn waf(limit: u64) -> RateRuleConfig {
     }
 }
 
-/// An edge in front of `gateway`, with the stack key [`KEY`].
+/// An edge in front of `gateway`, with the stack key [`KEY`], reaching it
+/// through its door in this process as the stack's edge does.
 async fn edge_for(gateway: &Running, limit: u64) -> String {
     edge_reporting_to(gateway, limit, EventBus::new()).await
 }
 
 /// [`edge_for`], reporting to `events`.
 async fn edge_reporting_to(gateway: &Running, limit: u64, events: EventBus) -> String {
-    serve_edge(format!("ws://{}/prod", gateway.addr), limit, events)
-        .await
-        .1
+    let (edge, url) = serve_edge(format!("ws://{}/prod", gateway.addr), limit, events).await;
+    edge.reach_origin_through(gateway.door.clone());
+    url
 }
 
 /// An edge with the stack key [`KEY`] in front of `origin`, served on a
@@ -310,6 +311,54 @@ async fn an_origin_reset_after_its_close_frame_reaches_the_client_as_close_and_f
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(close_code(&mut client).await, Some(CloseCode::Size));
     ends_cleanly(&mut client).await;
+}
+
+/// Through the door the edge never opens a socket to the origin: with the
+/// origin's address pointing at a port nothing listens on, a handshake
+/// still reaches the API layer (over TCP it is 502), which sees it come
+/// from 127.0.0.1 and an ephemeral port, as from a socket.
+#[tokio::test]
+async fn through_the_door_the_origin_is_reached_without_a_socket() {
+    let mut gateway = start().await;
+    let nothing = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let dead = nothing.local_addr().expect("its address");
+    drop(nothing);
+    let (edge, url) = serve_edge(format!("ws://{dead}/prod"), 100, EventBus::new()).await;
+    assert_eq!(
+        refused_status(connect(&url, None).await),
+        502,
+        "over TCP the origin is unreachable"
+    );
+    edge.reach_origin_through(gateway.door.clone());
+    let mut client = connect(&url, None)
+        .await
+        .expect("accepted through the door");
+    let event = gateway.next_event_of("CONNECT").await;
+    assert_eq!(event["headers"]["x-forwarded-for"], "127.0.0.1, 127.0.0.1");
+    let port: u16 = event["headers"]["x-forwarded-port"]
+        .as_str()
+        .and_then(|p| p.parse().ok())
+        .expect("a port");
+    assert!(EPHEMERAL_PORTS.contains(&port), "{port}");
+    send_text(&mut client, r#"{"action":"ping"}"#).await;
+    assert_eq!(
+        gateway.next_event_of("MESSAGE").await["body"],
+        r#"{"action":"ping"}"#
+    );
+}
+
+#[tokio::test]
+async fn a_door_whose_listener_stopped_refuses_and_the_edge_answers_502() {
+    let (dialer, door) = crate::listener::local_door();
+    drop(door);
+    let refused = dialer
+        .dial(SocketAddr::from((Ipv4Addr::LOCALHOST, 40_000)))
+        .await
+        .expect_err("no listener behind the door");
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    let (edge, url) = serve_edge("ws://127.0.0.1:9/prod".into(), 100, EventBus::new()).await;
+    edge.reach_origin_through(dialer);
+    assert_eq!(refused_status(connect(&url, None).await), 502);
 }
 
 #[tokio::test]

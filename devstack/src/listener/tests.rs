@@ -12,6 +12,12 @@ use super::*;
 const WAIT: Duration = Duration::from_secs(10);
 
 async fn start(limits: ListenerLimits) -> (SocketAddr, watch::Sender<bool>) {
+    let (addr, shutdown, _) = start_with_door(limits).await;
+    (addr, shutdown)
+}
+
+/// [`start`], with a door in this process too.
+async fn start_with_door(limits: ListenerLimits) -> (SocketAddr, watch::Sender<bool>, LocalDialer) {
     let router = Router::new().route(
         "/",
         get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.ip().to_string() }),
@@ -21,13 +27,20 @@ async fn start(limits: ListenerLimits) -> (SocketAddr, watch::Sender<bool>) {
         .expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
     let (shutdown, watching) = watch::channel(false);
-    tokio::spawn(serve(listener, router, limits, watching));
-    (addr, shutdown)
+    let (dialer, door) = local_door();
+    tokio::spawn(serve_with_door(
+        listener,
+        Some(door),
+        router,
+        limits,
+        watching,
+    ));
+    (addr, shutdown, dialer)
 }
 
 /// Sends one keep-alive GET on `stream` and returns the response's head and
 /// body as text (reads until the body, which is short, has arrived).
-async fn get_on(stream: &mut TcpStream) -> String {
+async fn get_on(stream: &mut (impl AsyncRead + AsyncWrite + Unpin)) -> String {
     stream
         .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
         .await
@@ -133,6 +146,53 @@ async fn a_silent_connection_over_the_cap_is_closed_at_the_refusal_timeout() {
         ended.is_ok(),
         "an uncounted connection was held for {WAIT:?}"
     );
+}
+
+/// A connection through the door is served as a socket is — with the
+/// address its dialer gave, under the header-read timeout — but holds no
+/// place among `max_connections`; once the listener stops, dialling fails.
+#[tokio::test]
+async fn the_door_serves_pipes_beside_the_sockets_it_counts() {
+    let limits = ListenerLimits {
+        max_connections: 1,
+        header_read_timeout: Duration::from_millis(300),
+    };
+    let (addr, shutdown, dialer) = start_with_door(limits).await;
+    let mut socket = TcpStream::connect(addr).await.expect("connect");
+    assert!(get_on(&mut socket).await.starts_with("HTTP/1.1 200"));
+    let mut over = TcpStream::connect(addr).await.expect("connect");
+    assert!(
+        get_on(&mut over).await.starts_with("HTTP/1.1 429"),
+        "the cap is reached"
+    );
+
+    let peer = SocketAddr::from((Ipv4Addr::new(127, 0, 0, 9), 40_000));
+    let mut pipe = dialer.dial(peer).await.expect("dial the door");
+    let answer = get_on(&mut pipe).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.ends_with("127.0.0.9"),
+        "the dialer's address: {answer}"
+    );
+
+    let mut slow = dialer.dial(peer).await.expect("dial the door");
+    slow.write_all(b"GET / HT").await.expect("write");
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(WAIT, slow.read_to_end(&mut rest)).await;
+    assert!(ended.is_ok(), "a half-sent request on a pipe was held");
+
+    shutdown.send_replace(true);
+    let refused = tokio::time::timeout(WAIT, async {
+        loop {
+            match dialer.dial(peer).await {
+                Err(error) => return error,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await
+    .expect("dialling fails once the listener stopped");
+    assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
 }
 
 #[tokio::test]

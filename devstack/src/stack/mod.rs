@@ -251,8 +251,16 @@ impl Stack {
             max_connections: options.max_connections + REQUEST_CONNECTIONS,
             ..limits
         };
+        // CloudFront's hop to the origin, in process: no socket pair per
+        // connection through the edge (crate::listener::local).
+        let (origin_dialer, origin_door) = crate::listener::local_door();
+        edge.reach_origin_through(origin_dialer);
         let servers = vec![
-            tokio::spawn(gateway.clone().serve(listeners.api.0, api_limits)),
+            tokio::spawn(gateway.clone().serve_with_door(
+                listeners.api.0,
+                Some(origin_door),
+                api_limits,
+            )),
             tokio::spawn(edge.clone().serve(listeners.edge.0, limits)),
             tokio::spawn(console.clone().serve(listeners.console.0)),
         ];

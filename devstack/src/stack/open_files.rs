@@ -1,16 +1,24 @@
 //! The open-file limit, raised for thousands of connections.
 //!
-//! Every WebSocket through the local stack holds three descriptors in it
-//! (the client's socket at the edge, the edge's socket to the API layer and
-//! that socket's other end), so 10,000 connections need ~30,000 — more than
-//! the usual soft limit of 1,024 (and some hard limits). The stack and the
-//! benchmark's load generator raise their own limit at start and say when
-//! they cannot reach what they asked for.
+//! Every WebSocket through the local stack holds one descriptor in it, the
+//! client's socket at the edge (the edge reaches the API layer through a
+//! pipe in the process, `crate::listener::local`; a connection straight to
+//! the API layer holds its own socket), so 10,000 connections need 10,000
+//! and more — above the usual soft limit of 1,024 (and some hard limits).
+//! The stack and the benchmark's load generator raise their own limit at
+//! start and say when they cannot reach what they asked for.
 
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
-/// Descriptors the stack asks for: 100,000 connections' worth at the edge.
+/// Descriptors the stack asks for: 300,000 connections' worth, and room.
 pub const WANTED: u64 = 320_000;
+
+/// Descriptors kept for everything but the clients' sockets: the API
+/// layer's budget of request sockets (the function processes' posts to
+/// @connections while a broadcast runs: up to 200 in flight each), and 256
+/// for the stack's own files, listeners, its processes' pipes and their
+/// Runtime API and DynamoDB connections.
+const RESERVE: u64 = crate::apigateway::REQUEST_CONNECTIONS as u64 + 256;
 
 /// What the limit was and became.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,11 +29,10 @@ pub struct OpenFiles {
 }
 
 impl OpenFiles {
-    /// Connections through the edge the limit allows (three descriptors
-    /// each, less a reserve for the stack's own files and sockets);
-    /// `None` when unlimited.
+    /// Connections through the edge the limit allows (one descriptor each,
+    /// less [`RESERVE`]); `None` when unlimited.
     pub fn edge_connections(&self) -> Option<u64> {
-        self.now.map(|n| n.saturating_sub(256) / 3)
+        self.now.map(|n| n.saturating_sub(RESERVE))
     }
 
     /// A one-line account for the log: the limit, and what it allows.
@@ -104,7 +111,7 @@ mod tests {
             now: Some(20_000),
             wanted: WANTED,
         };
-        assert_eq!(short.edge_connections(), Some(6_581));
+        assert_eq!(short.edge_connections(), Some(15_648));
         let text = short.describe();
         assert!(
             text.contains("20000") && text.contains("wanted 320000"),

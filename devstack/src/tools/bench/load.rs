@@ -43,10 +43,9 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 120)]
     pub load_timeout: u64,
     /// Where the load clients connect: through the edge (as viewers do), or
-    /// straight to the API layer with the key. Through the edge each
-    /// connection costs the stack three file descriptors (viewer, origin,
-    /// API side) and one through the API layer, so on a machine whose hard
-    /// open-file limit is 20,000 only `api` holds 10,000 connections.
+    /// straight to the API layer with the key. Either way a connection
+    /// costs the stack one file descriptor (the edge reaches the API layer
+    /// through a pipe in the process).
     #[arg(long, value_enum, default_value_t = Via::Edge)]
     pub load_via: Via,
 }

@@ -31,7 +31,7 @@ use tracing::{info, warn};
 
 use super::connect::Refusal;
 use super::routing::error_kind;
-use super::wire::to_wire_value;
+use super::wire::{keep_last_values, to_wire_value};
 use crate::lambda::invoke::Invoke;
 
 /// Policies the cache holds at most; past it the entry closest to expiry
@@ -231,12 +231,8 @@ fn request_event(request: &Request<'_>) -> serde_json::Result<Value> {
         object.insert("requestContext".into(), request.request_context.clone());
         object.insert("stageVariables".into(), Value::Object(Map::new()));
         // Single values the way API Gateway sends them (the last one).
-        if let Some(Value::Object(params)) = object.get_mut("queryStringParameters") {
-            for value in params.values_mut() {
-                if let Value::Array(values) = value {
-                    *value = values.pop().unwrap_or(Value::Null);
-                }
-            }
+        if let Some(params) = object.get_mut("queryStringParameters") {
+            keep_last_values(params);
         }
         object.remove("pathParameters");
     }

@@ -318,14 +318,21 @@ fields!(SerializeStruct, SerializeStructVariant);
 /// value (`null` for an empty list, left out when written).
 fn last_of_each<T: Serialize + ?Sized>(params: &T) -> serde_json::Result<Value> {
     let mut value = serde_json::to_value(params)?;
-    if let Value::Object(params) = &mut value {
+    keep_last_values(&mut value);
+    Ok(value)
+}
+
+/// Replaces each list in the object `params` (name → list) by its last
+/// value (`null` for an empty list), as API Gateway sends
+/// `queryStringParameters` — in the route events and the authorizer's.
+pub(super) fn keep_last_values(params: &mut Value) {
+    if let Value::Object(params) = params {
         for value in params.values_mut() {
             if let Value::Array(values) = value {
                 *value = values.pop().unwrap_or(Value::Null);
             }
         }
     }
-    Ok(value)
 }
 
 #[cfg(test)]

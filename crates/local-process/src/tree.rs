@@ -141,9 +141,17 @@ mod tests {
             x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
         }
         let after = cpu_time(me).expect("this process's CPU time");
+        let elapsed = started.elapsed();
         assert!(
             after >= before + Duration::from_millis(100),
             "{before:?} → {after:?}"
+        );
+        // In seconds, not ticks: no more than every core for the time the
+        // loop ran, plus a tick either side.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        assert!(
+            after - before <= elapsed * cores + Duration::from_millis(20),
+            "{before:?} → {after:?} in {elapsed:?} on {cores} cores"
         );
         assert_eq!(cpu_time(u32::MAX), None);
     }

@@ -286,8 +286,10 @@ impl Snapshots {
         Ok(Snapshots { dir })
     }
 
-    /// Copies `binary` (keeping its permissions) and names the copy by its
-    /// hash. Blocking: call from `spawn_blocking`.
+    /// Copies `binary` (keeping its permissions) into a directory named by
+    /// its hash, under its own name: the processes started from it show as the
+    /// function in `ps`, `top` and the bench's CPU lines, not as a hash.
+    /// Blocking: call from `spawn_blocking`.
     pub fn take(&self, binary: &Path) -> anyhow::Result<(PathBuf, Identity)> {
         let modified = std::fs::metadata(binary)
             .with_context(|| format!("the function binary {}", binary.display()))?
@@ -305,7 +307,10 @@ impl Snapshots {
             .with_context(|| format!("copying the function binary {}", binary.display()))?;
         let sha256 = short_sha256(&partial)
             .with_context(|| format!("hashing the copy of {}", binary.display()))?;
-        let path = self.dir.path().join(format!("{name}-{sha256}"));
+        let version = self.dir.path().join(&sha256);
+        std::fs::create_dir_all(&version)
+            .with_context(|| format!("creating {}", version.display()))?;
+        let path = version.join(&name);
         partial
             .persist(&path)
             .with_context(|| format!("naming the copy {}", path.display()))?;
@@ -317,6 +322,9 @@ impl Snapshots {
     pub fn retire(&self, path: &Path) {
         if path.starts_with(self.dir.path()) {
             let _ = std::fs::remove_file(path);
+            if let Some(version) = path.parent().filter(|dir| *dir != self.dir.path()) {
+                let _ = std::fs::remove_dir(version);
+            }
         }
     }
 }
@@ -361,7 +369,7 @@ mod tests {
     }
 
     #[test]
-    fn a_snapshot_is_an_executable_copy_named_by_its_hash() {
+    fn a_snapshot_is_an_executable_copy_under_its_own_name_in_a_directory_named_by_its_hash() {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().expect("temp dir");
         let original = dir.path().join("bootstrap");
@@ -371,7 +379,11 @@ mod tests {
 
         let (first, identity) = snapshots.take(&original).expect("snapshot");
         assert_eq!(identity.sha256.len(), SHORT_HASH);
-        assert!(first.ends_with(format!("bootstrap-{}", identity.sha256)));
+        assert!(
+            first.ends_with(format!("{}/bootstrap", identity.sha256)),
+            "{}",
+            first.display()
+        );
         assert!(identity.to_string().starts_with("sha256:"), "{identity}");
         let mode = std::fs::metadata(&first)
             .expect("copy")
@@ -389,6 +401,10 @@ mod tests {
         );
         snapshots.retire(&first);
         assert!(!first.exists() && second.exists());
+        assert!(
+            first.parent().is_some_and(|dir| !dir.exists()),
+            "the retired version's directory goes with it"
+        );
     }
 
     /// A real cargo build of a one-file crate: the binary on success, the

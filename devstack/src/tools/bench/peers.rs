@@ -40,6 +40,12 @@ pub struct PeerColumn {
 pub struct PeerFigures {
     pub devstack: PeerColumn,
     pub serverless_offline: PeerColumn,
+    /// The handshake row only, on the same stack with `lambda_runtime`'s
+    /// smallest function (`bench/hello-lambda`) answering `$connect`: what the
+    /// process model costs before the function does any work (no registry
+    /// write, no SDK, no SigV4). Where it sits against the peer says how much of
+    /// the gap the function's own work can close.
+    pub floor: PeerColumn,
     pub handshakes: usize,
     pub fanout: usize,
     pub sustained: (usize, usize),
@@ -48,6 +54,8 @@ pub struct PeerFigures {
 const WS_READY_TIMEOUT: Duration = Duration::from_secs(90);
 /// Handshakes (closed again) before the measured rows, in each column.
 const WARM_UP_HANDSHAKES: usize = 500;
+/// The function of the floor's handshake row: `lambda_runtime` and nothing else.
+const FLOOR_FUNCTION: &str = "hello-lambda";
 
 pub(super) async fn measure(args: &BenchArgs, env: &BenchEnv) -> anyhow::Result<PeerFigures> {
     let mut figures = PeerFigures {
@@ -65,6 +73,25 @@ pub(super) async fn measure(args: &BenchArgs, env: &BenchEnv) -> anyhow::Result<
     stack.shutdown().await;
     figures.devstack = ours.context("the local stack's column")?;
 
+    let floor = BenchStack::start_with_function(
+        env,
+        &super::stack::LIFTED_CONNECT_QUOTA.map(String::from),
+        FLOOR_FUNCTION,
+    )
+    .await?;
+    eprintln!(
+        "bench: peers, the local stack with {FLOOR_FUNCTION} as the function (handshakes only)"
+    );
+    let row = handshake_row(
+        floor.edge,
+        &floor.path,
+        figures.handshakes,
+        floor.child.id(),
+    )
+    .await;
+    floor.shutdown().await;
+    figures.floor = row.context("the floor's handshake row")?;
+
     let peer = Peer::start(env).await?;
     eprintln!(
         "bench: peers, serverless-offline (log: {})",
@@ -76,14 +103,14 @@ pub(super) async fn measure(args: &BenchArgs, env: &BenchEnv) -> anyhow::Result<
     Ok(figures)
 }
 
-async fn column(
-    args: &BenchArgs,
-    figures: &PeerFigures,
+/// The handshake row, warmed first, with the CPU `root`'s process tree spent
+/// on it; the connections are closed again before it returns.
+async fn handshake_row(
     addr: SocketAddr,
     path: &str,
+    handshakes: usize,
     root: Option<u32>,
 ) -> anyhow::Result<PeerColumn> {
-    let mut column = PeerColumn::default();
     // serverless-offline runs on Node, whose first second of load is spent
     // compiling JavaScript (as the local DynamoDB's was, when it was
     // dynalite): each column is warmed the same.
@@ -96,16 +123,30 @@ async fn column(
     tokio::time::sleep(Duration::from_secs(1)).await;
     let cpu_before = root.map(CpuSnapshot::take);
     let started = Instant::now();
-    let sockets: Vec<Ws> = connect_many(addr, path, figures.handshakes, 0)
+    let sockets: Vec<Ws> = connect_many(addr, path, handshakes, 0)
         .await
         .context("the handshakes")?;
-    column.handshakes_per_sec = Some(figures.handshakes as f64 / started.elapsed().as_secs_f64());
-    column.handshake_cpu = root
-        .zip(cpu_before)
-        .map(|(root, before)| CpuSnapshot::take(root).since(&before));
+    let column = PeerColumn {
+        handshakes_per_sec: Some(handshakes as f64 / started.elapsed().as_secs_f64()),
+        handshake_cpu: root
+            .zip(cpu_before)
+            .map(|(root, before)| CpuSnapshot::take(root).since(&before)),
+        ..PeerColumn::default()
+    };
     futures_util::stream::iter(sockets)
         .for_each_concurrent(64, close)
         .await;
+    Ok(column)
+}
+
+async fn column(
+    args: &BenchArgs,
+    figures: &PeerFigures,
+    addr: SocketAddr,
+    path: &str,
+    root: Option<u32>,
+) -> anyhow::Result<PeerColumn> {
+    let mut column = handshake_row(addr, path, figures.handshakes, root).await?;
     column.round_trip = round_trips(addr, path, args.messages).await?;
     // Let the handshake row's $disconnects finish first.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -322,6 +363,25 @@ impl PeerFigures {
                     cpu.split_per(self.handshakes)
                 );
             }
+        }
+        if let Some(rate_floor) = self.floor.handshakes_per_sec {
+            let cpu = self
+                .floor
+                .handshake_cpu
+                .as_ref()
+                .map_or(String::new(), |cpu| {
+                    format!(
+                        "; CPU per handshake {} ({})",
+                        format_duration(cpu.per(self.handshakes)),
+                        cpu.split_per(self.handshakes)
+                    )
+                });
+            let _ = writeln!(
+                out,
+                "Floor: the same stack with {FLOOR_FUNCTION} (lambda_runtime alone, no registry write) \
+                 answering $connect: {rate_floor:.0} handshakes/s = {} serverless-offline's{cpu}",
+                ahead_rate(Some(rate_floor), theirs.handshakes_per_sec)
+            );
         }
         out
     }

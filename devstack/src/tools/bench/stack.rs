@@ -159,6 +159,16 @@ impl BenchStack {
     /// `flags` are added to `devstack up`'s (the throttled row lowers the
     /// account's request rate with them).
     pub(super) async fn start(env: &BenchEnv, flags: &[String]) -> anyhow::Result<BenchStack> {
+        Self::start_with_function(env, flags, "websocket-handler").await
+    }
+
+    /// Like [`BenchStack::start`], with `function` (a binary in the bench's
+    /// `--bin-dir`) as the Lambda function.
+    pub(super) async fn start_with_function(
+        env: &BenchEnv,
+        flags: &[String],
+        function: &str,
+    ) -> anyhow::Result<BenchStack> {
         let dir = env.scratch.join("stack");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let source = env.root.join("Pulumi.yaml");
@@ -192,7 +202,7 @@ impl BenchStack {
         local_process::die_with_parent(command.as_std_mut());
         let mut child = command
             .arg("--function-bin")
-            .arg(env.binary("websocket-handler")?)
+            .arg(env.binary(function)?)
             .args(flags)
             .current_dir(&env.root)
             .kill_on_drop(true)

@@ -329,11 +329,24 @@ fn the_peer_table_puts_both_columns_side_by_side_with_who_is_ahead() {
             handshake_cpu: Some(cpu(&[("node", 1, 440)])),
             ..column(1_337.0, 1_327, 925, 1_560.0)
         },
+        floor: peers::PeerColumn {
+            handshakes_per_sec: Some(1_203.0),
+            handshake_cpu: Some(cpu(&[("devstack", 1, 400), ("hello-lambda", 16, 300)])),
+            ..Default::default()
+        },
         handshakes: 1_000,
         fanout: 1_000,
         sustained: (20, 100),
     };
     let table = figures.render();
+    assert!(
+        table.contains(
+            "Floor: the same stack with hello-lambda (lambda_runtime alone, no registry write) \
+             answering $connect: 1203 handshakes/s = 0.90× serverless-offline's; \
+             CPU per handshake 700 µs (devstack 400 µs, hello-lambda ×16 300 µs)"
+        ),
+        "{table}"
+    );
     assert!(
         table.contains("| Handshakes per second (1000 handshakes, 32 in flight) |"),
         "{table}"

@@ -107,8 +107,7 @@ pub async fn serve_with_door(
             handed = next_handed(&mut door) => {
                 match handed {
                     Some((pipe, peer)) => {
-                        let service = axum::Extension(ConnectInfo(peer)).layer(router.clone());
-                        let service = TowerToHyperService::new(service);
+                        let service = app_for(&router, peer);
                         tracker.spawn(serve_connection(pipe, service, limits, shutdown.clone()));
                     }
                     // Every dialer is gone: the door is closed for good.
@@ -131,12 +130,11 @@ pub async fn serve_with_door(
         let shutdown = shutdown.clone();
         match permits.clone().try_acquire_owned() {
             Ok(permit) => {
-                let service = axum::Extension(ConnectInfo(peer)).layer(router.clone());
                 let io = Counted {
                     stream,
                     _permit: permit,
                 };
-                let service = TowerToHyperService::new(service);
+                let service = app_for(&router, peer);
                 tracker.spawn(serve_connection(io, service, limits, shutdown));
             }
             Err(_) => {
@@ -163,6 +161,15 @@ pub async fn serve_with_door(
     tracker.close();
     tracker.wait().await;
     Ok(())
+}
+
+/// The router as one connection's service, with `peer` as its client's
+/// address (`ConnectInfo`), whether it came in as a socket or a pipe.
+fn app_for(
+    router: &Router,
+    peer: SocketAddr,
+) -> TowerToHyperService<<axum::Extension<ConnectInfo<SocketAddr>> as Layer<Router>>::Service> {
+    TowerToHyperService::new(axum::Extension(ConnectInfo(peer)).layer(router.clone()))
 }
 
 /// The next connection handed in through `door`; never, without one.

@@ -66,19 +66,14 @@ pub(super) async fn measure(args: &BenchArgs, env: &BenchEnv) -> anyhow::Result<
     };
     // AWS's 500 new connections per second would cap the handshake row:
     // lifted, as the comparison is of the stacks, not of the quota.
-    let stack =
-        BenchStack::start(env, &super::stack::LIFTED_CONNECT_QUOTA.map(String::from)).await?;
+    let lifted = super::stack::LIFTED_CONNECT_QUOTA.map(String::from);
+    let stack = BenchStack::start(env, &lifted).await?;
     eprintln!("bench: peers, the local stack");
     let ours = column(args, &figures, stack.edge, &stack.path, stack.child.id()).await;
     stack.shutdown().await;
     figures.devstack = ours.context("the local stack's column")?;
 
-    let floor = BenchStack::start_with_function(
-        env,
-        &super::stack::LIFTED_CONNECT_QUOTA.map(String::from),
-        FLOOR_FUNCTION,
-    )
-    .await?;
+    let floor = BenchStack::start_with_function(env, &lifted, FLOOR_FUNCTION).await?;
     eprintln!(
         "bench: peers, the local stack with {FLOOR_FUNCTION} as the function (handshakes only)"
     );
